@@ -1,0 +1,46 @@
+"""Suite name -> implementing module.  The table is the only dispatch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, cast
+
+from zapstack.conformance.envelope import Case
+from zapstack.errors import ConfigError
+
+__all__ = ["SUITES", "SuiteModule", "load_suite"]
+
+SUITES: dict[str, str] = {
+    "frames": "zapstack.zap.vectors",
+    "mvcc_unwind": "zapstack.zapdb.vectors",
+    "cert_tiers": "zapstack.consensus.vectors",
+    "stream_reset": "zapstack.transport.vectors",
+    "dht_refetch": "zapstack.dht.vectors",
+}
+"""Every suite zapstack knows.  A suite whose module is not present yet is skipped
+by ``generate`` and reported as unknown by ``run``."""
+
+
+class SuiteModule(Protocol):
+    """What a suite module exposes."""
+
+    NAME: str
+    SEED: int
+
+    def generate(self, seed: int) -> list[Case]: ...
+
+    def run_case(self, case: Case) -> dict[str, Any]: ...
+
+
+def load_suite(name: str) -> SuiteModule:
+    """Import the module implementing suite ``name``."""
+    path = SUITES.get(name)
+    if path is None:
+        raise ConfigError(f"unknown vector suite {name!r}; known: {sorted(SUITES)}")
+    try:
+        module = importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        if exc.name == path:
+            raise ConfigError(f"suite {name!r} is not implemented yet ({path})") from exc
+        raise
+    return cast(SuiteModule, module)
