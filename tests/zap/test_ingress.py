@@ -68,6 +68,15 @@ def test_valid_frame_accepted_whole_and_byte_at_a_time() -> None:
     )
 
 
+def test_empty_block_byte_at_a_time() -> None:
+    empty = build_block(
+        ED, height=0, parent=bytes(32), timestamp_ms=0, state_root=bytes(32), txs=[]
+    )
+    assert (
+        feed(empty, 1, BLOCK_SCHEMAS) == feed(empty, None, BLOCK_SCHEMAS) == [("accepted", empty)]
+    )
+
+
 def test_accept_happens_at_last_byte_without_fin() -> None:
     m = IngressMachine()
     m.receive_data(TX[:-1])

@@ -41,6 +41,7 @@ view; the machine never writes to it again).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import struct
 from collections.abc import Callable, Mapping
@@ -71,6 +72,19 @@ HEADER_SIZE: Final = 21
 
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
+_HEADER = struct.Struct("<4sBBBBIIHHB")
+
+
+@functools.cache
+def _table(count: int) -> struct.Struct:
+    """Precompiled reader of an offsets table of ``count`` u32 entries."""
+    return struct.Struct(f"<{count}I")
+
+
+@functools.cache
+def _bounds(schema: Schema, scheme: SigScheme) -> tuple[tuple[int, int], ...]:
+    """Per-field (min, max) sizes of ``schema`` signed with ``scheme``."""
+    return tuple(f.size_bounds(scheme) for f in schema.fields)
 
 
 class Sentinel:
@@ -157,9 +171,6 @@ class IngressMachine:
         self._total = 0
         self._ends: list[int] = []
         self._spans: tuple[tuple[int, int, Schema, tuple[int, ...]], ...] = ()
-        for i in range(4):
-            self._push(i, Stage.MAGIC, self._check_magic)
-        self._push(4, Stage.SCHEMA, self._check_kind)
 
     # -- public API -------------------------------------------------------------
     @property
@@ -189,6 +200,8 @@ class IngressMachine:
             isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)
         ):
             self._data = data
+            if self._fast_whole():
+                return
         else:
             if not self._owned:
                 self._data = bytearray(self._data)
@@ -196,11 +209,13 @@ class IngressMachine:
             assert isinstance(self._data, bytearray)
             self._data += data
         self._n += len(data)
+        self._start()
         self._advance()
 
     def end_of_stream(self) -> None:
         """The peer finished the stream (FIN)."""
         if self._state == "active":
+            self._start()
             self._fail(self.stage, WireCode.TRUNCATED, self._n, "stream ended mid-frame")
 
     def next_event(self) -> Event:
@@ -209,7 +224,67 @@ class IngressMachine:
             return self._events.pop(0)
         return NEED_DATA if self._state == "active" else END
 
+    # -- fast path --------------------------------------------------------------
+    def _fast_whole(self) -> bool:
+        """Accept a frame that arrived whole in one immutable chunk, in straight-line code.
+
+        It only ever *accepts*: on any anomaly it returns False and the readable
+        check-by-byte machinery below re-derives the exact verdict, so both paths
+        give identical events (tested).  Payload and signature checks are shared.
+        """
+        data = self._data
+        n = len(data)
+        if n < HEADER_SIZE:
+            return False
+        magic, kind, ver, flags, scheme, total, chain, count, sig_len, res = _HEADER.unpack_from(
+            data, 0
+        )
+        schema = self._schemas.get(kind)
+        if (
+            schema is None
+            or magic != MAGIC
+            or ver != VERSION
+            or flags != FLAG_SIGNED
+            or scheme not in schema.schemes
+            or total != n
+            or res != 0
+            or count != len(schema.fields)
+            or (self._chain_id is not None and chain != self._chain_id)
+        ):
+            return False
+        sch = SigScheme(scheme)
+        if sig_len != SIG_SIZE[sch] or not schema.min_size(sch) <= total <= schema.max_size:
+            return False
+        ends = _table(count).unpack_from(data, HEADER_SIZE)
+        start = schema.table_end
+        for end, (low, high) in zip(ends, _bounds(schema, sch), strict=True):
+            if end < start + low or end > start + high:
+                return False
+            start = end
+        if start != total - sig_len:
+            return False
+        self._schema, self._scheme, self._total = schema, sch, total
+        self._ends = list(ends)
+        self._n = n
+        self._heap.clear()
+        with memoryview(data) as mv:
+            try:
+                if schema.kind is FrameKind.BLOCK:
+                    self._check_payload(mv, ends[-1] - 1)
+                self._complete(mv, total - 1)
+            except _Reject as rej:
+                self._events.append(rej.verdict)
+                self._state = "failed"
+        return True
+
     # -- machinery --------------------------------------------------------------
+    def _start(self) -> None:
+        """Schedule the first checks (deferred so the fast path pays nothing)."""
+        if self._seq == 0:
+            for i in range(4):
+                self._push(i, Stage.MAGIC, self._check_magic)
+            self._push(4, Stage.SCHEMA, self._check_kind)
+
     def _push(self, pos: int, stage: Stage, check: _Check) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (pos, self._seq, stage, check))
@@ -329,10 +404,9 @@ class IngressMachine:
             raise _Reject(Stage.BODY, WireCode.OFFSET_OVERRUN, pos, reason)
         self._ends.append(end)
         if spec.type is FieldType.PAYLOAD:
-            if end > start:
-                self._push(end - 1, Stage.BODY, self._check_payload)
-            else:
-                self._check_payload(mv, pos)
+            # at the payload's last byte; for an empty payload, at the last byte of
+            # the field before it (always after this offsets-table entry)
+            self._push(end - 1, Stage.BODY, self._check_payload)
 
     def _check_payload(self, mv: memoryview, pos: int) -> None:
         """Blocks: the payload is exactly ``tx_count`` valid tx frames; roots match."""
