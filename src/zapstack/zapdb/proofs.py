@@ -1,0 +1,208 @@
+"""Membership / non-membership proofs and verifiable state chunks.
+
+Both are read from a :class:`~zapstack.zapdb.smt.NodeStore` at one committed
+(or speculative) version and checked against nothing but a 32-byte state root
+(``docs/formats/state-root.md`` §Proofs and §Chunks).
+
+* :class:`Proof` -- the sibling hashes on the path of ``sha256(key)`` from the
+  root down to where the walk stopped, plus the terminal: the leaf found there
+  (``kh || vh``) or nothing (an empty subtree).  It proves membership when the
+  terminal is the key's own leaf, non-membership when the terminal is empty or
+  another key's leaf.
+* :class:`StateChunk` -- every entry whose key hash starts with a ``depth``-bit
+  prefix (chunk ``index`` of ``2**depth``), plus the siblings that connect that
+  subtree to the root.  A bootstrapping node verifies each chunk on its own; the
+  ``2**depth`` chunks of one root together hold the whole state exactly once.
+
+Verification functions never raise on bad input: they return False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from zapstack.errors import LocalProtocolError
+from zapstack.zapdb.smt import (
+    EMPTY,
+    LEAF_TAG,
+    NodeStore,
+    bit,
+    child_hash,
+    key_hash,
+    leaf_hash,
+    node_hash,
+    path_key,
+    subtree_hash,
+)
+
+__all__ = [
+    "MAX_CHUNK_DEPTH",
+    "Proof",
+    "StateChunk",
+    "make_chunk",
+    "prove",
+    "verify_chunk",
+    "verify_proof",
+]
+
+MAX_CHUNK_DEPTH = 24
+"""Chunks split the key-hash space into at most 2**24 prefixes."""
+
+Lookup = Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """Authentication path for one key against a state root."""
+
+    siblings: tuple[bytes, ...]
+    """Sibling hashes, top-down: ``siblings[i]`` is the sibling at depth ``i + 1``."""
+    terminal: bytes | None
+    """``kh || vh`` (64 bytes) of the leaf where the walk stopped, or None if empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChunk:
+    """All entries under one key-hash prefix, verifiable against the root alone."""
+
+    depth: int
+    """Prefix length in bits (0..MAX_CHUNK_DEPTH)."""
+    index: int
+    """The prefix as an integer, 0 <= index < 2**depth."""
+    entries: tuple[tuple[bytes, bytes], ...]
+    """(key, value) pairs, sorted by sha256(key)."""
+    siblings: tuple[bytes, ...]
+    """Sibling hashes top-down from depth 1 to ``len(siblings)`` (<= depth)."""
+    terminal: bytes | None
+    """When ``len(siblings) < depth``: the lone leaf (``kh || vh``) or None that the
+    walk toward the prefix stopped at.  Unused (None) when ``len(siblings) == depth``."""
+
+
+def _fold(kh: bytes, node: bytes, siblings: tuple[bytes, ...]) -> bytes:
+    for depth in range(len(siblings), 0, -1):
+        sib = siblings[depth - 1]
+        node = node_hash(sib, node) if bit(kh, depth - 1) else node_hash(node, sib)
+    return node
+
+
+def _shares_prefix(a: bytes, b: bytes, nbits: int) -> bool:
+    shift = 256 - nbits
+    return int.from_bytes(a, "big") >> shift == int.from_bytes(b, "big") >> shift
+
+
+def prove(store: NodeStore, key: bytes) -> Proof:
+    """The (non-)membership proof for ``key`` in the tree held by ``store``."""
+    kh = key_hash(key)
+    kint = int.from_bytes(kh, "big")
+    siblings: list[bytes] = []
+    depth = 0
+    while True:
+        rec = store.get_node(path_key(kint, depth))
+        if rec is None:
+            return Proof(tuple(siblings), None)
+        if rec[0] == LEAF_TAG:
+            return Proof(tuple(siblings), bytes(rec[1:65]))
+        depth += 1
+        siblings.append(child_hash(store.get_node(path_key(kint ^ (1 << (256 - depth)), depth))))
+
+
+def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
+    """True iff ``proof`` shows ``key -> value`` (or, if ``value`` is None, key absent)."""
+    kh = key_hash(key)
+    if len(proof.siblings) > 255 or any(len(s) != 32 for s in proof.siblings):
+        return False
+    term = proof.terminal
+    if term is None:
+        if value is not None:
+            return False
+        node = EMPTY
+    else:
+        if len(term) != 64 or not _shares_prefix(term[:32], kh, len(proof.siblings)):
+            return False
+        if value is None:
+            if term[:32] == kh:
+                return False
+        elif term[:32] != kh or term[32:] != hashlib.sha256(value).digest():
+            return False
+        node = leaf_hash(term[:32], term[32:])
+    return _fold(kh, node, proof.siblings) == root
+
+
+def _collect(store: NodeStore, path: bytes, out: list[bytes]) -> None:
+    rec = store.get_node(path)
+    if rec is None:
+        return
+    if rec[0] == LEAF_TAG:
+        out.append(rec)
+        return
+    depth = path[0]
+    prefix = int.from_bytes(path[1:], "big")
+    _collect(store, bytes((depth + 1,)) + path[1:], out)
+    right = (prefix | (1 << (255 - depth))).to_bytes(32, "big")
+    _collect(store, bytes((depth + 1,)) + right, out)
+
+
+def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> StateChunk:
+    """Chunk ``index`` of ``2**depth``; ``lookup`` reads a value at the same version."""
+    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
+        raise LocalProtocolError(f"chunk {index} of depth {depth} out of range")
+    pint = index << (256 - depth)
+    siblings: list[bytes] = []
+    for d in range(depth):
+        rec = store.get_node(path_key(pint, d))
+        if rec is None or rec[0] == LEAF_TAG:
+            term = None if rec is None else bytes(rec[1:65])
+            entries: tuple[tuple[bytes, bytes], ...] = ()
+            if rec is not None and _shares_prefix(rec[1:33], pint.to_bytes(32, "big"), depth):
+                entries = (_entry(rec, lookup),)
+            return StateChunk(depth, index, entries, tuple(siblings), term)
+        sib = path_key(pint ^ (1 << (255 - d)), d + 1)
+        siblings.append(child_hash(store.get_node(sib)))
+    leaves: list[bytes] = []
+    _collect(store, path_key(pint, depth), leaves)
+    leaves.sort(key=lambda r: r[1:33])
+    return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), tuple(siblings), None)
+
+
+def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
+    key = bytes(rec[65:])
+    value = lookup(key)
+    if value is None:
+        raise LocalProtocolError("chunk lookup does not match the node store's version")
+    return key, bytes(value)
+
+
+def verify_chunk(root: bytes, chunk: StateChunk) -> bool:
+    """True iff ``chunk`` is exactly the set of entries under its prefix at ``root``."""
+    depth, index = chunk.depth, chunk.index
+    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
+        return False
+    if len(chunk.siblings) > depth or any(len(s) != 32 for s in chunk.siblings):
+        return False
+    prefix = (index << (256 - depth)).to_bytes(32, "big")
+    leaves = [(key_hash(k), hashlib.sha256(v).digest()) for k, v in chunk.entries]
+    if any(not _shares_prefix(kh, prefix, depth) for kh, _ in leaves):
+        return False
+    if [kh for kh, _ in leaves] != sorted({kh for kh, _ in leaves}):
+        return False  # unsorted or duplicated
+    stop = len(chunk.siblings)
+    if stop == depth:
+        if chunk.terminal is not None:
+            return False
+        node = subtree_hash(leaves, depth)
+    else:
+        term = chunk.terminal
+        if term is None:
+            if leaves:
+                return False
+            node = EMPTY
+        else:
+            if len(term) != 64 or not _shares_prefix(term[:32], prefix, stop):
+                return False
+            inside = _shares_prefix(term[:32], prefix, depth)
+            if leaves != ([(term[:32], term[32:])] if inside else []):
+                return False
+            node = leaf_hash(term[:32], term[32:])
+    return _fold(prefix, node, chunk.siblings) == root

@@ -1,0 +1,317 @@
+"""ZapDB: the durable store (LMDB) and its commit path.
+
+Layout (``docs/formats/zapdb.md``): one LMDB environment with three named
+databases -- ``data`` (key -> value), ``nodes`` (state-tree node records, see
+:mod:`.smt`) and ``meta`` (``version``: u64 big-endian commit count, ``root``:
+the 32-byte state root, ``u/<name>``: caller metadata).  All three change in
+the same LMDB write txn, so the stored root always matches the stored data.
+
+Durability: LMDB commits are copy-on-write with a synced meta page
+(``sync=True``), so a committed txn survives ``kill -9`` at any instant and a
+torn commit is invisible on reopen.
+
+Concurrency: one writer at a time (``_write_lock``), any number of readers on
+O(1) snapshots; the head snapshot is shared by every txn, branch and view
+opened while the head stays put (``_head_lock`` guards its reference count).
+
+Fault injection: ``fault_injector(op, index)`` is called before every write
+the commit path makes (``op`` in ``"put"``, ``"delete"``, ``"node_put"``,
+``"node_delete"``, ``"meta"``, ``"commit"``; ``index`` counts writes in this
+commit).  Raising :class:`OSError` there (ENOSPC, EIO) behaves exactly like
+LMDB failing the write: the LMDB txn is aborted, the store halts.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+
+from zapstack.errors import ConflictError, FatalStoreError, StoreError
+from zapstack.zapdb import smt
+from zapstack.zapdb.txn import Branch, Txn, Value
+from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
+
+__all__ = ["DEFAULT_MAP_SIZE", "FailAt", "FaultInjector", "ZapDB"]
+
+DEFAULT_MAP_SIZE = 1 << 32
+"""Largest size the LMDB file may grow to (4 GiB, sparse; raise for big states)."""
+
+FaultInjector = Callable[[str, int], None]
+"""``(op, index) -> None``; raise OSError to simulate a failing disk."""
+
+_VERSION = b"version"
+_ROOT = b"root"
+
+
+class FailAt:
+    """A fault injector that raises ``OSError(err)`` at the ``at``-th write of a commit.
+
+    ``armed`` can be cleared to let commits through; ``fired`` counts failures.
+    """
+
+    def __init__(self, at: int = 0, err: int = errno.ENOSPC, ops: frozenset[str] | None = None):
+        self.at = at
+        self.err = err
+        self.ops = ops
+        self.armed = True
+        self.fired = 0
+
+    def __call__(self, op: str, index: int) -> None:
+        if self.armed and index >= self.at and (self.ops is None or op in self.ops):
+            self.fired += 1
+            raise OSError(self.err, f"injected {os.strerror(self.err)} at {op} #{index}")
+
+
+class ZapDB:
+    """The persistent MVCC store.  Open with :meth:`open`; see the package docs."""
+
+    def __init__(
+        self,
+        env: Any,
+        dbs: tuple[Any, Any, Any],
+        version: int,
+        root: bytes,
+        fault_injector: FaultInjector | None,
+        write_order_seed: int | None,
+    ) -> None:
+        self._env = env
+        self._dbs = dbs
+        self._version = version
+        self._root = root
+        self._fault = fault_injector
+        self._seed = write_order_seed
+        self._serials = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._head_lock = threading.Lock()
+        self._head: Snapshot | None = None
+        self._live: set[Snapshot] = set()
+        self._halted: BaseException | None = None
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        fault_injector: FaultInjector | None = None,
+        write_order_seed: int | None = None,
+        sync: bool = True,
+    ) -> ZapDB:
+        """Open (creating if needed) the store in directory ``path``.
+
+        ``write_order_seed`` shuffles the order in which commits physically
+        apply writes and tree updates (the root must not depend on it).
+        ``sync=False`` trades crash durability for speed (benchmarks only).
+        Raises FatalStoreError if LMDB cannot open the files or the stored
+        tree does not match the stored root.
+        """
+        try:
+            env = lmdb.open(
+                os.fspath(path),
+                map_size=map_size,
+                max_dbs=3,
+                max_readers=1024,
+                sync=sync,
+                metasync=sync,
+                readahead=False,
+            )
+            dbs = (env.open_db(b"data"), env.open_db(b"nodes"), env.open_db(b"meta"))
+            with env.begin() as txn:
+                raw_version = txn.get(_VERSION, db=dbs[2])
+                root = txn.get(_ROOT, db=dbs[2]) or smt.EMPTY
+                tree = smt.child_hash(txn.get(bytes(33), db=dbs[1]))
+        except lmdb.Error as exc:
+            raise FatalStoreError(f"cannot open ZapDB at {path}: {exc}") from exc
+        if tree != root:
+            env.close()
+            raise FatalStoreError(f"ZapDB at {path}: stored tree does not match stored root")
+        version = int.from_bytes(raw_version, "big") if raw_version else 0
+        return cls(env, dbs, version, root, fault_injector, write_order_seed)
+
+    # -------------------------------------------------------------- head info
+    @property
+    def version(self) -> int:
+        """Number of commits since the store was created (the head's version)."""
+        return self._version
+
+    @property
+    def halted(self) -> bool:
+        """True after a FatalStoreError: writes are refused until reopen."""
+        return self._halted is not None
+
+    def root(self) -> bytes:
+        """The committed state root (32 bytes)."""
+        return self._root
+
+    def meta_get(self, name: bytes) -> bytes | None:
+        """Committed metadata written by ``Txn.meta_set``."""
+        with self.read() as view:
+            return view.meta_get(name)
+
+    def snapshot_refs(self) -> int:
+        """Outstanding users (txns, branches, views) of read snapshots: a leak check.
+
+        The database's own reference to its cached head snapshot is not counted,
+        so this is 0 whenever every txn, branch and view has been released.
+        """
+        with self._head_lock:
+            own = 1 if self._head is not None else 0
+            return sum(snap.refs for snap in self._live) - own
+
+    def live_snapshots(self) -> int:
+        """LMDB read txns currently open (the cached head one included)."""
+        with self._head_lock:
+            return len(self._live)
+
+    # ------------------------------------------------------------ snapshots
+    def _acquire(self) -> Snapshot:
+        with self._head_lock:
+            if self._closed:
+                raise StoreError("ZapDB is closed")
+            snap = self._head
+            if snap is None:
+                try:
+                    txn = self._env.begin(write=False)
+                except lmdb.Error as exc:
+                    raise FatalStoreError(f"cannot open a read snapshot: {exc}") from exc
+                snap = Snapshot(txn, self._dbs, self._version, self._root, self._release)
+                snap.refs = 1  # the database's own reference while it is the head
+                self._head = snap
+                self._live.add(snap)
+            snap.refs += 1
+            return snap
+
+    def _release(self, snap: Snapshot) -> None:
+        with self._head_lock:
+            self._drop_locked(snap)
+
+    def _drop_locked(self, snap: Snapshot) -> None:
+        snap.refs -= 1
+        if snap.refs <= 0 and snap in self._live:
+            self._live.discard(snap)
+            txn = snap.detach()
+            if txn is not None and not self._closed:
+                txn.abort()
+
+    def _check_writable(self) -> None:
+        if self._halted is not None:
+            raise FatalStoreError(f"ZapDB halted after an I/O failure: {self._halted}")
+
+    def _rng(self, serial: int) -> random.Random | None:
+        return None if self._seed is None else random.Random(f"{self._seed}/{serial}")
+
+    def begin(self) -> Txn:
+        """A read-write block txn on the current head."""
+        self._check_writable()
+        serial = next(self._serials)
+        return Txn(self, self._acquire(), serial, self._rng(serial))
+
+    def snapshot(self) -> Branch:
+        """A speculative branch on the current head (O(1))."""
+        self._check_writable()
+        serial = next(self._serials)
+        return Branch(self, self._acquire(), serial, self._rng(serial))
+
+    def read(self) -> ReadView:
+        """A read-only view of the committed head (O(1), independent of state size)."""
+        return ReadView(self._acquire())
+
+    # --------------------------------------------------------------- commit
+    def _commit_work(
+        self,
+        base: Snapshot,
+        writes: dict[bytes, Value | None],
+        nodes: dict[bytes, bytes | None],
+        meta: dict[bytes, bytes],
+        root: bytes,
+        rng: random.Random | None,
+    ) -> None:
+        with self._write_lock:
+            if self._closed:
+                raise StoreError("ZapDB is closed")
+            self._check_writable()
+            if base.version != self._version:
+                raise ConflictError(
+                    f"commit on version {base.version} but the head is at {self._version}"
+                )
+            data_ops = sorted(writes.items())
+            node_ops = sorted(nodes.items())
+            if rng is not None:
+                rng.shuffle(data_ops)
+                rng.shuffle(node_ops)
+            try:
+                self._write(data_ops, node_ops, meta, root)
+            except (lmdb.Error, OSError) as exc:
+                self._halted = exc
+                raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
+
+    def _write(
+        self,
+        data_ops: list[tuple[bytes, Value | None]],
+        node_ops: list[tuple[bytes, bytes | None]],
+        meta: dict[bytes, bytes],
+        root: bytes,
+    ) -> None:
+        data_db, node_db, meta_db = self._dbs
+        inject = self._fault
+        n = 0
+        txn = self._env.begin(write=True)
+        try:
+            for db, ops, put_op, del_op in (
+                (data_db, data_ops, "put", "delete"),
+                (node_db, node_ops, "node_put", "node_delete"),
+            ):
+                for key, value in ops:
+                    if inject is not None:
+                        inject(del_op if value is None else put_op, n)
+                    if value is None:
+                        txn.delete(key, db=db)
+                    else:
+                        txn.put(key, value, db=db)
+                    n += 1
+            meta_ops = [(META_PREFIX + k, v) for k, v in sorted(meta.items())]
+            meta_ops += [(_VERSION, (self._version + 1).to_bytes(8, "big")), (_ROOT, root)]
+            for key, value in meta_ops:
+                if inject is not None:
+                    inject("meta", n)
+                txn.put(key, value, db=meta_db)
+                n += 1
+            if inject is not None:
+                inject("commit", n)
+            with self._head_lock:
+                txn.commit()
+                self._version += 1
+                self._root = root
+                old, self._head = self._head, None
+                if old is not None:
+                    self._drop_locked(old)
+        except BaseException:
+            txn.abort()
+            raise
+
+    # ---------------------------------------------------------------- close
+    def close(self) -> None:
+        """Release every snapshot and close LMDB; idempotent.  Open txns become unusable."""
+        with self._write_lock, self._head_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for snap in list(self._live):
+                snap.detach()
+            self._live.clear()
+            self._head = None
+            self._env.close()
+
+    def __enter__(self) -> ZapDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,357 @@
+"""Read-write transactions and speculative branches: overlays on one snapshot.
+
+Theory of operation
+-------------------
+A :class:`Txn` (``ZapDB.begin()``) and a :class:`Branch` (``ZapDB.snapshot()``)
+are the same machine: an in-memory overlay -- ``writes`` (key -> value, or
+None for a tombstone) -- over one shared, immutable :class:`Snapshot` of the
+head at creation.  Reads look in the overlay, then in the snapshot.  Nothing
+reaches LMDB until :meth:`Txn.commit`, which replays the overlay and the
+updated state-tree nodes in ONE LMDB write transaction, so no other reader
+ever sees half of it.
+
+* ``commit()`` succeeds only if the head is still the snapshot's version;
+  otherwise it raises :class:`ConflictError` (never a silent merge).  Hence
+  exactly one txn/branch per base version can commit.  A failed commit
+  (conflict or I/O) leaves the txn discarded.
+* ``discard()`` drops the overlay reference and releases the snapshot: O(1),
+  idempotent, callable from a ``finally``, from any thread, in any state
+  (after commit it does nothing).
+* Per-tx undo: ``begin_tx()`` ... ``end_tx() -> Diff`` (or ``with txn.tx():``)
+  brackets one tx.  Every write appends ``(key, prior overlay entry)`` to an
+  undo log; ``rollback(diff)`` pops the log back to where that tx began, so it
+  costs O(diff) and restores the txn exactly (savepoint semantics: txs ended
+  after ``diff`` are undone too).  Rolling back a diff that is already undone,
+  or on a closed txn, is a no-op returning False.
+* ``root()`` is the state root as if committed now.  Changed keys are queued
+  and folded into a private overlay of tree nodes on demand, so the cost is
+  O(keys changed since the last ``root()`` x depth).
+
+Metadata set with ``meta_set`` is written in the same commit but is neither
+part of the state root nor of tx diffs.
+
+Threads: one thread uses a txn at a time; ``discard()`` may race with it from
+any thread (the other thread's next call raises :class:`StoreError`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from zapstack.errors import LocalProtocolError, StoreError
+from zapstack.zapdb import smt
+from zapstack.zapdb.view import Snapshot, key_range
+
+if TYPE_CHECKING:
+    from zapstack.zapdb.store import ZapDB
+
+__all__ = ["MAX_KEY_LEN", "Branch", "Diff", "TxScope", "Txn", "Value"]
+
+MAX_KEY_LEN: Final = 511
+"""Keys are 1..511 bytes (LMDB's key limit)."""
+
+Value = bytes | memoryview
+"""A stored value: bytes or a read-only memoryview (kept as is, never copied)."""
+
+
+class _Missing:
+    """Sentinel: the key has no overlay entry (fall through to the snapshot)."""
+
+
+_MISSING: Final = _Missing()
+Entry = Value | None | _Missing
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """The undo record of one tx inside one txn (returned by ``end_tx``)."""
+
+    owner: int
+    """Serial of the txn that produced it."""
+    serial: int
+    """Serial of the tx within that txn."""
+    start: int
+    """Undo-log length when the tx began."""
+    end: int
+    """Undo-log length when the tx ended."""
+    keys: tuple[bytes, ...]
+    """Keys the tx wrote, in first-write order."""
+
+
+class TxScope:
+    """Holder filled by ``with txn.tx() as scope``: ``scope.diff`` after a clean exit."""
+
+    __slots__ = ("diff",)
+
+    def __init__(self) -> None:
+        self.diff: Diff | None = None
+
+
+class _Work:
+    """Everything a live txn owns; dropping the reference is the O(1) discard."""
+
+    __slots__ = ("log", "marks", "meta", "nodes", "open_tx", "pending", "root", "writes")
+
+    def __init__(self, root: bytes) -> None:
+        self.writes: dict[bytes, Value | None] = {}
+        self.log: list[tuple[bytes, Entry]] = []
+        self.marks: list[tuple[int, int]] = []  # (diff serial, log start) of ended txs
+        self.open_tx: tuple[int, int] | None = None
+        self.pending: set[bytes] = set()
+        self.nodes: dict[bytes, bytes | None] = {}
+        self.meta: dict[bytes, bytes] = {}
+        self.root = root
+
+
+class _NodeOverlay:
+    """NodeStore: the txn's changed tree nodes over the snapshot's."""
+
+    __slots__ = ("base", "nodes")
+
+    def __init__(self, nodes: dict[bytes, bytes | None], base: Snapshot) -> None:
+        self.nodes = nodes
+        self.base = base
+
+    def get_node(self, path: bytes) -> bytes | None:
+        rec = self.nodes.get(path, _MISSING)
+        if isinstance(rec, _Missing):
+            return self.base.get_node(path)
+        return rec
+
+    def put_node(self, path: bytes, record: bytes | None) -> None:
+        self.nodes[path] = record
+
+
+def check_key(key: bytes | bytearray | memoryview) -> bytes:
+    """Validate a key; raise :class:`LocalProtocolError` outside 1..511 bytes."""
+    if type(key) is not bytes:
+        key = bytes(key)
+    if not 0 < len(key) <= MAX_KEY_LEN:
+        raise LocalProtocolError(f"key length {len(key)} outside 1..{MAX_KEY_LEN}")
+    return key
+
+
+def _check_value(value: bytes | bytearray | memoryview) -> Value:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, memoryview) and value.readonly and value.c_contiguous:
+        return value.cast("B") if value.format != "B" or value.ndim != 1 else value
+    return bytes(value)  # mutable buffers are copied once
+
+
+class Txn:
+    """A read-write block transaction over a shared snapshot (see module doc)."""
+
+    __slots__ = ("_base", "_db", "_lock", "_rng", "_serial", "_state", "_tx_serial", "_work")
+
+    def __init__(self, db: ZapDB, base: Snapshot, serial: int, rng: random.Random | None) -> None:
+        self._db = db
+        self._base = base
+        self._serial = serial
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._state = "open"
+        self._tx_serial = 0
+        self._work: _Work | None = _Work(base.root)
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def base_version(self) -> int:
+        """Commit count of the head this txn was opened on."""
+        return self._base.version
+
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"committed"`` or ``"discarded"``."""
+        return self._state
+
+    def _live(self) -> _Work:
+        work = self._work
+        if work is None:
+            raise StoreError(f"txn is {self._state}")
+        return work
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` as this txn sees it, or None."""
+        key = check_key(key)
+        entry = self._live().writes.get(key, _MISSING)
+        if isinstance(entry, _Missing):
+            return self._base.get(key)
+        return entry if entry is None or type(entry) is bytes else bytes(entry)
+
+    def iterate(
+        self, prefix: bytes = b"", *, start: bytes | None = None, end: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries in key order by ``prefix`` or range ``[start, end)``, overlay applied."""
+        work = self._live()
+        lo, hi = key_range(prefix, start, end)
+        merged: dict[bytes, bytes] = dict(self._base.scan(lo, hi))
+        for key, value in list(work.writes.items()):
+            if key >= lo and (hi is None or key < hi):
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = bytes(value)
+        return iter(sorted(merged.items()))
+
+    # ----------------------------------------------------------------- writes
+    def _write(self, key: bytes, value: Value | None) -> None:
+        work = self._live()
+        writes = work.writes
+        work.log.append((key, writes.get(key, _MISSING)))
+        writes[key] = value
+        work.pending.add(key)
+
+    def set(self, key: bytes, value: bytes | bytearray | memoryview) -> None:
+        """Write ``key = value`` (a read-only memoryview is kept without copying)."""
+        self._write(check_key(key), _check_value(value))
+
+    def delete(self, key: bytes) -> None:
+        """Delete ``key`` (a tombstone in the overlay; absent keys are fine)."""
+        self._write(check_key(key), None)
+
+    def meta_set(self, name: bytes, value: bytes) -> None:
+        """Store metadata (e.g. block height/id) atomically with this txn's commit."""
+        self._live().meta[bytes(name)] = bytes(value)
+
+    # ------------------------------------------------------------ per-tx undo
+    def begin_tx(self) -> None:
+        """Start capturing one tx's diff; raise LocalProtocolError if one is open."""
+        work = self._live()
+        if work.open_tx is not None:
+            raise LocalProtocolError("a tx is already open in this txn")
+        self._tx_serial += 1
+        work.open_tx = (self._tx_serial, len(work.log))
+
+    def end_tx(self) -> Diff:
+        """Finish the open tx and return its :class:`Diff`."""
+        work = self._live()
+        if work.open_tx is None:
+            raise LocalProtocolError("end_tx without begin_tx")
+        serial, start = work.open_tx
+        work.open_tx = None
+        work.marks.append((serial, start))
+        keys = tuple(dict.fromkeys(k for k, _ in work.log[start:]))
+        return Diff(self._serial, serial, start, len(work.log), keys)
+
+    def abort_tx(self) -> bool:
+        """Undo the open tx, if any (idempotent); True if something was undone."""
+        work = self._work
+        if work is None or work.open_tx is None:
+            return False
+        _undo_to(work, work.open_tx[1])
+        work.open_tx = None
+        return True
+
+    @contextmanager
+    def tx(self) -> Iterator[TxScope]:
+        """``with txn.tx() as s:`` -- one tx; rolled back if the body raises."""
+        self.begin_tx()
+        scope = TxScope()
+        try:
+            yield scope
+        except BaseException:
+            self.abort_tx()
+            raise
+        scope.diff = self.end_tx()
+
+    def rollback(self, diff: Diff) -> bool:
+        """Undo ``diff`` (and every later tx) in O(diff); False if nothing to undo."""
+        if diff.owner != self._serial:
+            raise LocalProtocolError("rollback of a diff from another txn")
+        work = self._work
+        if work is None:
+            return False
+        marks = work.marks
+        for idx in range(len(marks) - 1, -1, -1):
+            if marks[idx][0] == diff.serial:
+                break
+        else:
+            return False
+        _undo_to(work, diff.start)
+        del marks[idx:]
+        work.open_tx = None
+        return True
+
+    # ------------------------------------------------------------------- root
+    def root(self) -> bytes:
+        """The state root as if this txn committed now."""
+        return self._flush(self._live())
+
+    def _flush(self, work: _Work) -> bytes:
+        if not work.pending:
+            return work.root
+        keys = sorted(work.pending)
+        if self._rng is not None:
+            self._rng.shuffle(keys)
+        base = self._base
+        updates: list[tuple[bytes, Value | None]] = []
+        for key in keys:
+            entry = work.writes.get(key, _MISSING)
+            updates.append((key, base.get(key) if isinstance(entry, _Missing) else entry))
+        work.root = smt.apply_updates(_NodeOverlay(work.nodes, base), updates)
+        work.pending.clear()
+        return work.root
+
+    # ---------------------------------------------------------- end of life
+    def commit(self) -> bytes:
+        """Write the overlay durably in one LMDB txn; return the new state root.
+
+        Raises ConflictError if the head moved since this txn's snapshot,
+        FatalStoreError on an I/O failure, StoreError if already closed.  Any
+        failure leaves this txn discarded and the last committed state intact.
+        """
+        with self._lock:
+            work = self._live()
+            try:
+                root = self._flush(work)
+                self._db._commit_work(
+                    self._base, work.writes, work.nodes, work.meta, root, self._rng
+                )
+            except BaseException:
+                self._close("discarded")
+                raise
+            self._close("committed")
+            return root
+
+    def discard(self) -> None:
+        """Drop the overlay and release the snapshot: O(1), idempotent, any state."""
+        with self._lock:
+            if self._work is not None:
+                self._close("discarded")
+
+    def _close(self, state: str) -> None:
+        self._work = None
+        self._state = state
+        self._base.release()
+
+    def __enter__(self) -> Txn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+class Branch(Txn):
+    """A speculative branch (``ZapDB.snapshot()``): a :class:`Txn` used to apply a
+    candidate block while consensus decides.  Branches opened at one head share
+    its snapshot; the first to commit wins, the others get ConflictError."""
+
+    __slots__ = ()
+
+
+def _undo_to(work: _Work, start: int) -> None:
+    log, writes, pending = work.log, work.writes, work.pending
+    for i in range(len(log) - 1, start - 1, -1):
+        key, prior = log[i]
+        if isinstance(prior, _Missing):
+            writes.pop(key, None)
+        else:
+            writes[key] = prior
+        pending.add(key)
+    del log[start:]

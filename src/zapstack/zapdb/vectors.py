@@ -1,0 +1,262 @@
+"""Conformance suite ``mvcc_unwind`` (LP-0202 cross-impl vector 1).
+
+Line schema: ``docs/formats/vectors-mvcc.md``.  The generator draws random
+operation sequences from ``SEED`` and computes ``expected`` with a plain
+dict model (:class:`_Model`) and the readable root definition
+(:func:`~zapstack.zapdb.smt.reference_root`) -- never with ZapDB itself.
+:func:`run_case` replays the sequence on a real ZapDB opened with the case's
+``write_order_seed`` (which shuffles how commits and root updates physically
+apply writes) and reports what it observed.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from typing import Any
+
+from zapstack.conformance.envelope import Case
+from zapstack.errors import ConflictError, StoreError
+from zapstack.zapdb.smt import reference_root
+from zapstack.zapdb.store import ZapDB
+from zapstack.zapdb.txn import Diff, Txn
+
+__all__ = ["NAME", "SEED", "generate", "run_case"]
+
+NAME = "mvcc_unwind"
+SEED = 0x2D5A_DB01
+CASES = 50
+_KEYS = [bytes([0x6B, i]) for i in range(12)] + [b"\x00", b"\xff" * 3, b"acct/alice", b"acct/bob"]
+
+
+class _MBranch:
+    """Model of one branch: a full copy of the state plus an undo log."""
+
+    def __init__(self, base: dict[bytes, bytes], version: int) -> None:
+        self.state = dict(base)
+        self.version = version
+        self.log: list[tuple[bytes, bytes | None]] = []
+        self.marks: list[tuple[str, int]] = []
+        self.closed = False
+
+    def write(self, key: bytes, value: bytes | None) -> None:
+        self.log.append((key, self.state.get(key)))
+        if value is None:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = value
+
+
+class _Model:
+    """The executable meaning of the vector format."""
+
+    def __init__(self, initial: dict[bytes, bytes]) -> None:
+        self.head = dict(initial)
+        self.version = 1
+        self.snaps: dict[str, _MBranch] = {}
+
+    def apply(self, op: dict[str, Any]) -> str:
+        kind = op["op"]
+        if kind in ("insert", "delete"):
+            key = bytes.fromhex(op["key"])
+            if kind == "insert":
+                self.head[key] = bytes.fromhex(op["value"])
+            else:
+                self.head.pop(key, None)
+            self.version += 1
+            return "ok"
+        if kind == "snapshot":
+            self.snaps[op["snap"]] = _MBranch(self.head, self.version)
+            return "ok"
+        br = self.snaps[op["snap"]]
+        if kind == "discard":
+            br.closed = True
+            return "ok"
+        if kind == "rollback":
+            for i in range(len(br.marks) - 1, -1, -1):
+                if br.marks[i][0] == op["diff"] and not br.closed:
+                    start = br.marks[i][1]
+                    for key, prior in reversed(br.log[start:]):
+                        if prior is None:
+                            br.state.pop(key, None)
+                        else:
+                            br.state[key] = prior
+                    del br.log[start:]
+                    del br.marks[i:]
+                    return "ok"
+            return "noop"
+        if br.closed:
+            return "closed"
+        if kind in ("insert_on", "delete_on"):
+            value = op.get("value")
+            br.write(bytes.fromhex(op["key"]), None if value is None else bytes.fromhex(value))
+            return "ok"
+        if kind == "tx":
+            start = len(br.log)
+            for key, value in op["writes"]:
+                br.write(bytes.fromhex(key), None if value is None else bytes.fromhex(value))
+            br.marks.append((op["diff"], start))
+            return "ok"
+        if kind == "root_on":
+            return reference_root(br.state).hex()
+        if kind == "commit":
+            br.closed = True
+            if br.version != self.version:
+                return "conflict"
+            self.head = br.state
+            self.version += 1
+            return "ok"
+        raise ValueError(f"unknown op {kind!r}")
+
+
+def _draw_value(rng: random.Random) -> str:
+    return rng.randbytes(rng.randrange(0, 9)).hex()
+
+
+def _draw_ops(rng: random.Random) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    names: list[str] = []
+    diffs: dict[str, list[str]] = {}
+    for _ in range(rng.randrange(4, 32)):
+        key = rng.choice(_KEYS).hex()
+        roll = rng.random()
+        if not names or roll < 0.12:
+            name = f"s{len(names)}"
+            names.append(name)
+            diffs[name] = []
+            ops.append({"op": "snapshot", "snap": name})
+        elif roll < 0.22:
+            ops.append({"op": "insert", "key": key, "value": _draw_value(rng)})
+        elif roll < 0.27:
+            ops.append({"op": "delete", "key": key})
+        else:
+            snap = rng.choice(names)
+            pick = rng.random()
+            if pick < 0.3:
+                ops.append({"op": "insert_on", "snap": snap, "key": key, "value": _draw_value(rng)})
+            elif pick < 0.4:
+                ops.append({"op": "delete_on", "snap": snap, "key": key})
+            elif pick < 0.6:
+                writes = [
+                    [rng.choice(_KEYS).hex(), None if rng.random() < 0.2 else _draw_value(rng)]
+                    for _ in range(rng.randrange(1, 4))
+                ]
+                diff = f"{snap}.d{len(diffs[snap])}"
+                diffs[snap].append(diff)
+                ops.append({"op": "tx", "snap": snap, "writes": writes, "diff": diff})
+            elif pick < 0.75 and diffs[snap]:
+                ops.append({"op": "rollback", "snap": snap, "diff": rng.choice(diffs[snap])})
+            elif pick < 0.83:
+                ops.append({"op": "root_on", "snap": snap})
+            elif pick < 0.92:
+                ops.append({"op": "commit", "snap": snap})
+            else:
+                ops.append({"op": "discard", "snap": snap})
+    return ops
+
+
+def generate(seed: int) -> list[Case]:
+    """``CASES`` cases drawn from ``seed``; expected values come from the model."""
+    rng = random.Random(seed)
+    cases: list[Case] = []
+    for i in range(CASES):
+        size = rng.choice((0, 1, 3, 8, 40))
+        initial = {
+            rng.choice(_KEYS) if size < 10 else rng.randbytes(6): rng.randbytes(4)
+            for _ in range(size)
+        }
+        inp: dict[str, Any] = {
+            "initial": [[k.hex(), v.hex()] for k, v in sorted(initial.items())],
+            "ops": _draw_ops(rng),
+            "write_order_seed": rng.getrandbits(32),
+        }
+        model = _Model(initial)
+        results = [model.apply(op) for op in inp["ops"]]
+        expected = {
+            "results": results,
+            "root": reference_root(model.head).hex(),
+            "version": model.version,
+            "entries": len(model.head),
+        }
+        cases.append(Case(NAME, f"mvcc-{i:03d}", inp, expected))
+    return cases
+
+
+def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[str, Any]) -> str:
+    kind = op["op"]
+    if kind in ("insert", "delete"):
+        with db.begin() as txn:
+            key = bytes.fromhex(op["key"])
+            if kind == "insert":
+                txn.set(key, bytes.fromhex(op["value"]))
+            else:
+                txn.delete(key)
+            txn.commit()
+        return "ok"
+    if kind == "snapshot":
+        snaps[op["snap"]] = db.snapshot()
+        return "ok"
+    br = snaps[op["snap"]]
+    if kind == "discard":
+        br.discard()
+        return "ok"
+    if kind == "rollback":
+        diff = diffs.get(op["diff"])  # absent if its tx ran on a closed branch
+        return "ok" if diff is not None and br.rollback(diff) else "noop"
+    try:
+        if kind == "insert_on":
+            br.set(bytes.fromhex(op["key"]), bytes.fromhex(op["value"]))
+        elif kind == "delete_on":
+            br.delete(bytes.fromhex(op["key"]))
+        elif kind == "tx":
+            with br.tx() as scope:
+                for key, value in op["writes"]:
+                    if value is None:
+                        br.delete(bytes.fromhex(key))
+                    else:
+                        br.set(bytes.fromhex(key), bytes.fromhex(value))
+            assert scope.diff is not None
+            diffs[op["diff"]] = scope.diff
+        elif kind == "root_on":
+            return br.root().hex()
+        elif kind == "commit":
+            br.commit()
+        else:
+            raise ValueError(f"unknown op {kind!r}")
+    except ConflictError:
+        return "conflict"
+    except StoreError:
+        return "closed"
+    return "ok"
+
+
+def run_case(case: Case, *, write_order_seed: int | None = None) -> dict[str, Any]:
+    """Replay ``case`` on a fresh ZapDB; ``write_order_seed`` overrides the case's."""
+    inp = case.input
+    seed = inp["write_order_seed"] if write_order_seed is None else write_order_seed
+    tmp = tempfile.mkdtemp(prefix="zapdb-vec-")
+    try:
+        db = ZapDB.open(tmp, map_size=1 << 24, write_order_seed=seed, sync=False)
+        try:
+            with db.begin() as txn:
+                for key, value in inp["initial"]:
+                    txn.set(bytes.fromhex(key), bytes.fromhex(value))
+                txn.commit()
+            snaps: dict[str, Txn] = {}
+            diffs: dict[str, Diff] = {}
+            results = [_run_op(db, snaps, diffs, op) for op in inp["ops"]]
+            for br in snaps.values():
+                br.discard()
+            with db.read() as view:
+                entries = sum(1 for _ in view.iterate())
+            return {
+                "results": results,
+                "root": db.root().hex(),
+                "version": db.version,
+                "entries": entries,
+            }
+        finally:
+            db.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

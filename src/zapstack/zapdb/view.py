@@ -1,0 +1,187 @@
+"""Shared read snapshots and the read-only :class:`ReadView`.
+
+A :class:`Snapshot` wraps one LMDB read transaction: a frozen, consistent view
+of the data, the state-tree nodes and the metadata at one committed version.
+Opening one costs O(1) whatever the state size (LMDB copy-on-write pages; a
+reader only pins a version pointer).  Every txn, branch and read view created
+while the head stays at one version shares the *same* snapshot; it is
+reference-counted and its LMDB read txn is released when the last user lets go
+and the head has moved on.
+
+Concurrency: an LMDB read txn must not be used by two threads at once, so each
+snapshot serialises its own reads with a lock (short: one ``mdb_get`` or one
+range scan).  Views are safe to use from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from zapstack.errors import StoreError
+from zapstack.zapdb import proofs, smt
+
+__all__ = ["ReadView", "Snapshot", "key_range"]
+
+META_PREFIX = b"u/"
+
+
+def key_range(prefix: bytes, start: bytes | None, end: bytes | None) -> tuple[bytes, bytes | None]:
+    """Translate ``prefix`` or ``[start, end)`` into one half-open range."""
+    if prefix:
+        if start is not None or end is not None:
+            raise StoreError("iterate: give a prefix or a start/end range, not both")
+        stripped = prefix.rstrip(b"\xff")
+        upper = stripped[:-1] + bytes((stripped[-1] + 1,)) if stripped else None
+        return prefix, upper
+    return start or b"", end
+
+
+class Snapshot:
+    """One LMDB read transaction shared by every user at one committed version."""
+
+    __slots__ = ("_data", "_lock", "_meta", "_nodes", "_release", "refs", "root", "txn", "version")
+
+    def __init__(
+        self,
+        txn: Any,
+        dbs: tuple[Any, Any, Any],
+        version: int,
+        root: bytes,
+        release: Callable[[Snapshot], None],
+    ) -> None:
+        self.txn: Any = txn
+        """The LMDB read txn (None once released)."""
+        self._data, self._nodes, self._meta = dbs
+        self.version = version
+        """Commit count of the head this snapshot shows."""
+        self.root = root
+        """State root at ``version``."""
+        self.refs = 0
+        """Users holding this snapshot (guarded by the database's head lock)."""
+        self._lock = threading.Lock()
+        self._release = release
+
+    def _txn(self) -> Any:
+        txn = self.txn
+        if txn is None:
+            raise StoreError("snapshot released: the database was closed")
+        return txn
+
+    def get(self, key: bytes) -> bytes | None:
+        """The committed value of ``key`` at this version."""
+        with self._lock:
+            value: bytes | None = self._txn().get(key, db=self._data)
+        return value
+
+    def get_node(self, path: bytes) -> bytes | None:
+        """A state-tree node record at this version (NodeStore protocol)."""
+        with self._lock:
+            rec: bytes | None = self._txn().get(path, db=self._nodes)
+        return rec
+
+    def put_node(self, path: bytes, record: bytes | None) -> None:
+        raise StoreError("a snapshot is read-only")
+
+    def meta(self, name: bytes) -> bytes | None:
+        """A metadata value (user namespace) at this version."""
+        with self._lock:
+            value: bytes | None = self._txn().get(META_PREFIX + name, db=self._meta)
+        return value
+
+    def scan(self, start: bytes, end: bytes | None) -> list[tuple[bytes, bytes]]:
+        """Committed entries with ``start <= key < end`` in key order."""
+        out: list[tuple[bytes, bytes]] = []
+        with self._lock:
+            cur = self._txn().cursor(db=self._data)
+            try:
+                if not cur.set_range(start):
+                    return out
+                for key, value in cur.iternext():
+                    if end is not None and key >= end:
+                        break
+                    out.append((key, value))
+            finally:
+                cur.close()
+        return out
+
+    def detach(self) -> Any:
+        """Take the LMDB txn away (waits for an in-flight read); return it."""
+        with self._lock:
+            txn, self.txn = self.txn, None
+        return txn
+
+    def release(self) -> None:
+        """Drop one reference (the database aborts the txn when none are left)."""
+        self._release(self)
+
+
+class ReadView:
+    """A read-only O(1) snapshot of the committed state (``ZapDB.read()``).
+
+    ``close()`` is idempotent; a view is also a context manager.  Reads after
+    ``close()`` raise :class:`StoreError`.
+    """
+
+    __slots__ = ("_lock", "_snap")
+
+    def __init__(self, snap: Snapshot) -> None:
+        self._snap: Snapshot | None = snap
+        self._lock = threading.Lock()
+
+    def _s(self) -> Snapshot:
+        snap = self._snap
+        if snap is None:
+            raise StoreError("read view is closed")
+        return snap
+
+    @property
+    def version(self) -> int:
+        """Commit count of the state this view shows."""
+        return self._s().version
+
+    def root(self) -> bytes:
+        """The state root of this view."""
+        return self._s().root
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` or None."""
+        return self._s().get(bytes(key))
+
+    def meta_get(self, name: bytes) -> bytes | None:
+        """Metadata stored with ``meta_set`` in the commit this view shows."""
+        return self._s().meta(name)
+
+    def iterate(
+        self, prefix: bytes = b"", *, start: bytes | None = None, end: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries in key order, by ``prefix`` or half-open range ``[start, end)``."""
+        lo, hi = key_range(prefix, start, end)
+        return iter(self._s().scan(lo, hi))
+
+    def prove(self, key: bytes) -> proofs.Proof:
+        """A (non-)membership proof for ``key`` against :meth:`root`."""
+        return proofs.prove(self._s(), bytes(key))
+
+    def chunk(self, depth: int, index: int) -> proofs.StateChunk:
+        """Verifiable state chunk ``index`` of ``2**depth`` (see :mod:`.proofs`)."""
+        snap = self._s()
+        return proofs.make_chunk(snap, snap.get, depth, index)
+
+    def tree_root(self) -> bytes:
+        """The root recomputed from the stored tree nodes (a consistency check)."""
+        return smt.root_of_store(self._s())
+
+    def close(self) -> None:
+        """Release the snapshot; idempotent."""
+        with self._lock:
+            snap, self._snap = self._snap, None
+        if snap is not None:
+            snap.release()
+
+    def __enter__(self) -> ReadView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,107 @@
+"""Membership / non-membership proofs and verifiable state chunks."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zapstack.errors import LocalProtocolError
+from zapstack.zapdb.proofs import Proof, StateChunk, make_chunk, prove, verify_chunk, verify_proof
+from zapstack.zapdb.smt import DictNodeStore, apply_updates, reference_root
+
+states = st.dictionaries(st.binary(min_size=1, max_size=3), st.binary(max_size=5), max_size=40)
+
+
+def _tree(state: dict[bytes, bytes]) -> tuple[DictNodeStore, bytes]:
+    store = DictNodeStore()
+    root = apply_updates(store, list(state.items()))
+    return store, root
+
+
+@settings(max_examples=100, deadline=None)
+@given(states, st.binary(min_size=1, max_size=3))
+def test_membership_and_non_membership(state: dict[bytes, bytes], probe: bytes) -> None:
+    store, root = _tree(state)
+    assert root == reference_root(state)
+    for key, value in state.items():
+        proof = prove(store, key)
+        assert verify_proof(root, key, value, proof)
+        assert not verify_proof(root, key, value + b"!", proof)
+        assert not verify_proof(root, key, None, proof)  # cannot claim absence
+    proof = prove(store, probe)
+    if probe in state:
+        assert verify_proof(root, probe, state[probe], proof)
+    else:
+        assert verify_proof(root, probe, None, proof)
+        assert not verify_proof(root, probe, b"anything", proof)
+
+
+def test_tampered_proofs_fail() -> None:
+    state = {bytes([i]): bytes([i]) * 3 for i in range(30)}
+    store, root = _tree(state)
+    proof = prove(store, b"\x05")
+    assert verify_proof(root, b"\x05", b"\x05" * 3, proof)
+    bad_sib = (bytes(32),) + proof.siblings[1:]
+    assert not verify_proof(root, b"\x05", b"\x05" * 3, Proof(bad_sib, proof.terminal))
+    assert not verify_proof(root, b"\x05", b"\x05" * 3, Proof(proof.siblings[:-1], proof.terminal))
+    # another key's leaf cannot prove absence of a key that is present
+    other = prove(store, b"\x06")
+    assert not verify_proof(root, b"\x05", None, other)
+    assert not verify_proof(bytes(32), b"\x05", b"\x05" * 3, proof)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3, 6])
+def test_chunks_cover_state_exactly_once(depth: int) -> None:
+    rng = random.Random(depth)
+    state = {rng.randbytes(4): rng.randbytes(6) for _ in range(60)}
+    store, root = _tree(state)
+    seen: dict[bytes, bytes] = {}
+    for index in range(1 << depth):
+        chunk = make_chunk(store, state.get, depth, index)
+        assert verify_chunk(root, chunk)
+        for key, value in chunk.entries:
+            assert key not in seen
+            seen[key] = value
+    assert seen == state
+
+
+def test_tampered_chunks_fail() -> None:
+    rng = random.Random(1)
+    state = {rng.randbytes(4): rng.randbytes(6) for _ in range(40)}
+    store, root = _tree(state)
+    chunk = next(
+        c for c in (make_chunk(store, state.get, 2, i) for i in range(4)) if len(c.entries) > 1
+    )
+    assert verify_chunk(root, chunk)
+    k0, v0 = chunk.entries[0]
+
+    def variant(**kw: object) -> StateChunk:
+        fields = {f: getattr(chunk, f) for f in StateChunk.__slots__}
+        fields.update(kw)
+        return StateChunk(**fields)  # type: ignore[arg-type]
+
+    assert not verify_chunk(root, variant(entries=chunk.entries[1:]))  # dropped entry
+    assert not verify_chunk(root, variant(entries=((k0, v0 + b"x"),) + chunk.entries[1:]))
+    assert not verify_chunk(root, variant(entries=chunk.entries + chunk.entries[:1]))
+    assert not verify_chunk(root, variant(index=(chunk.index + 1) % 4))
+    assert not verify_chunk(root, variant(siblings=(bytes(32),) * len(chunk.siblings)))
+
+
+def test_sparse_chunks_stop_early_and_still_verify() -> None:
+    state = {b"only": b"one"}
+    store, root = _tree(state)
+    chunks = [make_chunk(store, state.get, 4, i) for i in range(16)]
+    assert all(verify_chunk(root, c) for c in chunks)
+    assert sum(len(c.entries) for c in chunks) == 1
+    assert all(len(c.siblings) == 0 for c in chunks)  # the root itself is the leaf
+
+
+def test_chunk_range_checked() -> None:
+    store, _ = _tree({})
+    with pytest.raises(LocalProtocolError):
+        make_chunk(store, lambda k: None, 2, 4)
+    with pytest.raises(LocalProtocolError):
+        make_chunk(store, lambda k: None, 25, 0)
