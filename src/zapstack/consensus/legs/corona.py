@@ -1,0 +1,153 @@
+"""Corona leg: a two-round Ringtail threshold lattice signature (t-of-n, Shamir).
+
+Built on :mod:`zapstack.crypto.ringtail` (Boschini et al., S&P 2025).  Per epoch
+a dealer Shamir-shares one Ringtail key t-of-n, ``t = floor(2n/3) + 1`` by
+count, one share per validator (Shamir index = validator index + 1); the group
+public key is part of the validator set (and of its root).
+
+One signing session per (chain, height, round, validator set):
+
+1. round 1 (message independent): each validator commits with nonces derived
+   from ``HMAC-SHA256(nonce_seed, session_id)`` -- bound to the session, never
+   to the key share alone;
+2. the aggregator fixes the signer set (the first t committers in validator
+   order) and sends it with their commitments;
+3. round 2: each chosen signer answers once with its response over the Corona
+   leg digest -- a :class:`CoronaSigner` refuses a second round 2 (a reused
+   nonce with two messages would leak the share);
+4. the aggregator combines the responses into one ~15.7 KB signature.
+
+Field = the Ringtail signature bytes.  Present = it verifies under the set's
+group key over the Corona digest; a valid signature implies t shares took part.
+The field carries no bitmap: Ringtail does not bind the signer set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+from zapstack.consensus.digest import CertContext, LegId, corona_session_id, leg_digest
+from zapstack.consensus.validators import ValidatorSecrets, ValidatorSet
+from zapstack.crypto import ringtail
+from zapstack.errors import InvalidCert, LocalProtocolError
+
+__all__ = ["CoronaSigner", "aggregate", "choose_signers", "deal_epoch", "session_of", "verify"]
+
+LEG = LegId.CORONA
+_L = LEG.label
+
+
+def deal_epoch(n: int, t: int, seed: bytes) -> tuple[bytes, list[ringtail.KeyShare]]:
+    """Deal one epoch's key: (group public key bytes, shares in validator order)."""
+    pk, shares = ringtail.deal(n, t, seed)
+    ordered = sorted(shares, key=lambda s: s.index)
+    return pk.to_bytes(), ordered
+
+
+def session_of(ctx: CertContext) -> bytes:
+    """The Ringtail session id for ``ctx`` (independent of the block)."""
+    return corona_session_id(ctx.chain_id, ctx.height, ctx.round, ctx.vset_root)
+
+
+class CoronaSigner:
+    """One validator's side of one Corona session: commit, then respond at most once."""
+
+    __slots__ = ("_responded", "_state", "commitment", "index", "session_id")
+
+    def __init__(self, secrets: ValidatorSecrets, session_id: bytes) -> None:
+        if secrets.corona_share is None:
+            raise LocalProtocolError(f"validator {secrets.index} holds no Corona key share")
+        share = secrets.corona_share
+        if not isinstance(share, ringtail.KeyShare):
+            raise LocalProtocolError("corona_share is not a ringtail.KeyShare")
+        rng_seed = hmac.new(secrets.nonce_seed, session_id, hashlib.sha256).digest()
+        state, commitment = ringtail.round1(share, session_id, rng_seed)
+        self.index = secrets.index
+        """Validator index (0-based)."""
+        self.session_id = session_id
+        self.commitment: bytes = commitment
+        """Round-1 commitment to broadcast."""
+        self._state: ringtail.SignerSession | None = state
+        self._responded = False
+
+    def respond(
+        self, ctx: CertContext, signers: Sequence[int], commitments: Mapping[int, bytes]
+    ) -> bytes:
+        """Round-2 response over the Corona digest of ``ctx`` (validator indices)."""
+        if self._state is None:
+            why = "already answered round 2" if self._responded else "was discarded"
+            raise LocalProtocolError(f"Corona signer {self.index}: session {why}")
+        if session_of(ctx) != self.session_id:
+            raise LocalProtocolError("Corona round 2 for a different session than round 1")
+        if self.index not in signers:
+            raise LocalProtocolError(f"validator {self.index} is not in the chosen signer set")
+        state, self._state = self._state, None
+        self._responded = True
+        return ringtail.round2(
+            state,
+            leg_digest(ctx, LEG),
+            [i + 1 for i in signers],
+            {i + 1: c for i, c in commitments.items()},
+        )
+
+    def discard(self) -> None:
+        """Drop the session's secret state (idempotent)."""
+        self._state = None
+
+
+def choose_signers(vset: ValidatorSet, committed: Sequence[int]) -> list[int] | None:
+    """The first t committers in validator order, or None while fewer than t."""
+    chosen = sorted(set(committed))[: vset.corona_threshold]
+    return chosen if len(chosen) == vset.corona_threshold else None
+
+
+def aggregate(
+    vset: ValidatorSet,
+    ctx: CertContext,
+    signers: Sequence[int],
+    commitments: Mapping[int, bytes],
+    responses: Mapping[int, bytes],
+) -> bytes:
+    """Combine the chosen signers' responses; :class:`InvalidCert` if it fails to verify."""
+    if not vset.corona_pk:
+        raise InvalidCert("corona: the validator set has no Corona group key", leg=_L)
+    if len(set(signers)) < vset.corona_threshold:
+        raise InvalidCert(
+            f"corona: {len(set(signers))} signers below threshold {vset.corona_threshold}",
+            leg=_L,
+        )
+    missing = [i for i in signers if i not in responses or i not in commitments]
+    if missing:
+        raise InvalidCert(f"corona: no commitment/response from signers {missing}", leg=_L)
+    pk = ringtail.GroupPublicKey.from_bytes(vset.corona_pk)
+    message = leg_digest(ctx, LEG)
+    try:
+        sig = ringtail.combine(
+            pk,
+            message,
+            session_of(ctx),
+            [i + 1 for i in signers],
+            {i + 1: commitments[i] for i in signers},
+            {i + 1: responses[i] for i in signers},
+        )
+    except Exception as exc:  # a bad response from a signer: the leg fails, never a crash
+        raise InvalidCert(f"corona: combine failed: {exc}", leg=_L) from exc
+    if not ringtail.verify(pk, message, sig):
+        raise InvalidCert("corona: combined signature does not verify (bad response)", leg=_L)
+    return bytes(sig)
+
+
+def verify(vset: ValidatorSet, ctx: CertContext, field: bytes) -> list[int]:
+    """Check a non-empty Corona field; returns [] (Ringtail names no signers)."""
+    if not vset.corona_pk:
+        raise InvalidCert("corona: the validator set has no Corona group key", leg=_L)
+    try:
+        pk = ringtail.GroupPublicKey.from_bytes(vset.corona_pk)
+        ok = ringtail.verify(pk, leg_digest(ctx, LEG), field)
+    except Exception as exc:  # a malformed field is the sender's fault, never a crash
+        raise InvalidCert(f"corona: malformed signature: {exc}", leg=_L) from exc
+    if not ok:
+        raise InvalidCert("corona: signature does not verify over this cert's transcript", leg=_L)
+    return []
