@@ -1,0 +1,131 @@
+"""Block layout for chunk transfer, the synthetic block shape, and the serving side.
+
+* :class:`BlockLayout` is all the pull logic needs from a header:
+  ``header_len``, ``payload_len`` and ``chunk_root`` (the Merkle root over the
+  payload's 64 KiB chunks).  A *layout function* maps header bytes to it and
+  raises :class:`~zapstack.errors.RemoteProtocolError` for a malformed header.
+  Real ZAP block frames plug in their own function once the frame codec
+  exposes the chunk root and payload offsets; until then (and in the vectors)
+  the **synthetic** header shape below is used, as documented in
+  ``docs/formats/chunks.md`` §Synthetic blocks:
+
+  ``"ZSYN" | u32 LE header_len | u64 LE payload_len | chunk_root[32] | filler``
+
+* :func:`expand` is the documented deterministic byte generator used to
+  synthesise block bytes from a 32-byte seed (no language-specific RNG).
+* :class:`ServedBlock` is a provider's read-only view of a block it holds:
+  it answers GET_HEADER and GET_CHUNK with inclusion proofs (computed once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from zapstack.dht.wire import ChunkMsg, HeaderMsg
+from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
+from zapstack.zap.merkle import (
+    CHUNK_SIZE,
+    chunk_slices,
+    inclusion_proof,
+    leaf_hash,
+    root_of_leaf_hashes,
+)
+
+__all__ = [
+    "SYN_FIXED_LEN",
+    "SYN_MAGIC",
+    "BlockLayout",
+    "ServedBlock",
+    "expand",
+    "synthetic_block",
+    "synthetic_layout",
+]
+
+SYN_MAGIC = b"ZSYN"
+"""First four bytes of a synthetic block header."""
+SYN_FIXED_LEN = 48
+"""Bytes of a synthetic header before its filler."""
+_SYN = struct.Struct("<4sIQ32s")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLayout:
+    """Where a block's payload is and what commits to it."""
+
+    header_len: int
+    """Bytes of the header prefix (the payload starts here)."""
+    payload_len: int
+    """Bytes of the payload (chunked in 64 KiB pieces, last one shorter)."""
+    chunk_root: bytes
+    """Merkle root over leaf_hash(chunk_i) of the payload."""
+
+
+def expand(seed: bytes, n: int) -> bytes:
+    """``sha256(seed || u32le(0)) || sha256(seed || u32le(1)) || ...`` cut to ``n`` bytes."""
+    blocks = (n + 31) // 32
+    return b"".join(hashlib.sha256(seed + struct.pack("<I", i)).digest() for i in range(blocks))[:n]
+
+
+def synthetic_layout(header: bytes) -> BlockLayout:
+    """Parse a synthetic header; RemoteProtocolError (BAD_MAGIC / BAD_LENGTH) if malformed."""
+    if len(header) < SYN_FIXED_LEN:
+        raise RemoteProtocolError("synthetic header too short", code=WireCode.BAD_LENGTH)
+    magic, hlen, plen, root = _SYN.unpack_from(header)
+    if magic != SYN_MAGIC:
+        raise RemoteProtocolError("not a synthetic header", code=WireCode.BAD_MAGIC, offset=0)
+    if hlen != len(header):
+        raise RemoteProtocolError("header_len field != header size", code=WireCode.BAD_LENGTH)
+    return BlockLayout(int(hlen), int(plen), bytes(root))
+
+
+def synthetic_block(seed: bytes, header_len: int, payload_len: int) -> bytes:
+    """The synthetic block of ``docs/formats/chunks.md``: header then payload.
+
+    payload = expand(seed || b"payload", payload_len); filler =
+    expand(seed || b"filler", header_len - 48).
+    """
+    if header_len < SYN_FIXED_LEN:
+        raise LocalProtocolError(f"header_len must be >= {SYN_FIXED_LEN}")
+    payload = expand(seed + b"payload", payload_len)
+    root = root_of_leaf_hashes([leaf_hash(c) for c in chunk_slices(payload)])
+    fixed = _SYN.pack(SYN_MAGIC, header_len, payload_len, root)
+    return fixed + expand(seed + b"filler", header_len - SYN_FIXED_LEN) + payload
+
+
+class ServedBlock:
+    """A held block, answering HEADER and CHUNK requests (never copies the payload)."""
+
+    __slots__ = ("_leaves", "_proofs", "block", "block_id", "layout")
+
+    def __init__(self, block: bytes, layout: BlockLayout) -> None:
+        self.block = block
+        self.block_id = hashlib.sha256(block).digest()
+        self.layout = layout
+        payload = memoryview(block)[layout.header_len :]
+        if len(payload) != layout.payload_len:
+            raise LocalProtocolError("block size does not match its layout")
+        self._leaves = [leaf_hash(c) for c in chunk_slices(payload)]
+        if root_of_leaf_hashes(self._leaves) != layout.chunk_root:
+            raise LocalProtocolError("block payload does not match its chunk root")
+        self._proofs: dict[int, tuple[bytes, ...]] = {}
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of payload chunks."""
+        return len(self._leaves)
+
+    def header_msg(self) -> HeaderMsg:
+        """The HEADER response."""
+        return HeaderMsg(self.block_id, self.block[: self.layout.header_len])
+
+    def chunk_msg(self, index: int) -> ChunkMsg:
+        """The CHUNK response for ``index``; RemoteProtocolError(NOT_FOUND) if out of range."""
+        if not 0 <= index < len(self._leaves):
+            raise RemoteProtocolError(f"no chunk {index}", code=WireCode.NOT_FOUND)
+        proof = self._proofs.get(index)
+        if proof is None:
+            proof = self._proofs[index] = tuple(inclusion_proof(self._leaves, index))
+        at = self.layout.header_len + index * CHUNK_SIZE
+        return ChunkMsg(self.block_id, index, self.block[at : at + CHUNK_SIZE], proof)
