@@ -1,0 +1,203 @@
+"""Arithmetic in R_q = Z_q[X]/(X^256 + 1), q = 2^48 + 18945, vectorised with numpy.
+
+Contract
+--------
+* A ring element is an ``int64`` array whose last axis has length 256
+  (coefficient of X^k at index k), every entry in ``[0, q)``.  Any leading
+  axes are a batch (vectors, matrices of polynomials); every function here
+  broadcasts over them.
+* numpy has no 128-bit integers, so :func:`mulmod` splits each operand into
+  24-bit limbs and folds the 2^48 terms with ``2^48 = -18945 (mod q)``; every
+  intermediate stays below 2^63 (the bound is argued next to the code).
+* :func:`ntt` / :func:`intt` are the negacyclic number-theoretic transform
+  and its inverse (Cooley-Tukey forward, Gentleman-Sande inverse, twiddles in
+  bit-reversed order).  Output slot ``k`` of :func:`ntt` holds
+  ``a(psi^(2*brv8(k)+1))`` where ``psi = 11^((q-1)/512) mod q`` is a primitive
+  512th root of unity and ``brv8`` reverses 8 bits.  Products in the NTT
+  domain are slot-wise :func:`mulmod`.
+* :func:`schoolbook_mul` is the readable reference (Python integers, the
+  definition of negacyclic convolution); tests keep :func:`poly_mul` equal.
+
+Pure functions, no state beyond the precomputed twiddle tables.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DEGREE",
+    "PSI",
+    "Poly",
+    "Q",
+    "addmod",
+    "center",
+    "intt",
+    "matmul_ntt",
+    "matvec_ntt",
+    "mulmod",
+    "mulmod_reference",
+    "negmod",
+    "ntt",
+    "poly_mul",
+    "schoolbook_mul",
+    "submod",
+]
+
+Poly = npt.NDArray[np.int64]
+"""An int64 array of ring elements (last axis: 256 coefficients in [0, q))."""
+
+DEGREE: Final = 256
+Q: Final = (1 << 48) + 18945
+"""The prime modulus; q = 1 (mod 512), so X^256 + 1 splits into linear factors."""
+
+_FOLD: Final = 18945  # 2^48 = -_FOLD (mod q)
+_MASK24: Final = (1 << 24) - 1
+_GENERATOR: Final = 11  # a generator of Z_q^*
+PSI: Final = pow(_GENERATOR, (Q - 1) // 512, Q)
+"""Primitive 512th root of unity: PSI^256 = -1 (mod q)."""
+
+
+def mulmod_reference(a: int, b: int) -> int:
+    """The definition :func:`mulmod` must match: ``a*b mod q`` on Python integers."""
+    return (a * b) % Q
+
+
+def mulmod(a: Poly, b: Poly | int) -> Poly:
+    """Entry-wise ``a*b mod q`` for entries in ``[0, q)`` (broadcasting).
+
+    With a = a1*2^24 + a0 and b = b1*2^24 + b0 (a0, b0 < 2^24; a1, b1 <= 2^24
+    because q < 2^48 + 2^24):
+
+        a*b = a1*b1*2^48 + mid*2^24 + a0*b0,   mid = a0*b1 + a1*b0 < 2^49
+        mid = m1*2^24 + m0                      (m0 < 2^24, m1 < 2^25)
+        a*b = -18945*(a1*b1 + m1) + m0*2^24 + a0*b0   (mod q)
+
+    18945 * (2^48 + 2^25) < 5.34e18 < 2^63, and the positive part is < 2^49,
+    so the int64 sum cannot overflow; a final floor-mod brings it to [0, q).
+    """
+    a0 = a & _MASK24
+    a1 = a >> 24
+    b_arr = np.asarray(b, dtype=np.int64)
+    b0 = b_arr & _MASK24
+    b1 = b_arr >> 24
+    mid = a0 * b1 + a1 * b0
+    folded = (mid & _MASK24) << 24
+    folded += a0 * b0
+    folded -= _FOLD * (a1 * b1 + (mid >> 24))
+    folded %= Q
+    return folded
+
+
+def addmod(a: Poly, b: Poly) -> Poly:
+    """``(a + b) mod q`` for entries in ``[0, q)``."""
+    s = a + b
+    s -= Q
+    s += (s >> 63) & Q  # add q back where the difference went negative
+    return s
+
+
+def submod(a: Poly, b: Poly) -> Poly:
+    """``(a - b) mod q`` for entries in ``[0, q)``."""
+    d = a - b
+    d += (d >> 63) & Q
+    return d
+
+
+def negmod(a: Poly) -> Poly:
+    """``-a mod q`` for entries in ``[0, q)``."""
+    return submod(np.zeros_like(a), a)
+
+
+def center(a: Poly) -> Poly:
+    """Map ``[0, q)`` to the centred representatives ``(-q/2, q/2]``."""
+    return np.where(a > (Q - 1) // 2, a - Q, a)
+
+
+def _brv8(k: int) -> int:
+    return int(f"{k:08b}"[::-1], 2)
+
+
+# ZETAS[k] = PSI^brv8(k); the forward transform uses k = 1..255 in order.
+_ZETAS: Final = np.array([pow(PSI, _brv8(k), Q) for k in range(DEGREE)], dtype=np.int64)
+_ZETAS_INV: Final = np.array([pow(int(z), Q - 2, Q) for z in _ZETAS], dtype=np.int64)
+_N_INV: Final = pow(DEGREE, Q - 2, Q)
+
+
+def ntt(a: Poly) -> Poly:
+    """Forward negacyclic NTT over the last axis (returns a new array).
+
+    Layer with half-length L has G = 128/L groups; group g multiplies its
+    upper half by ZETAS[G + g] (the Cooley-Tukey butterfly).
+    """
+    out = np.array(a, dtype=np.int64, copy=True)
+    batch = out.shape[:-1]
+    half = DEGREE // 2
+    while half >= 1:
+        groups = DEGREE // (2 * half)
+        view = out.reshape(*batch, groups, 2, half)
+        zetas = _ZETAS[groups : 2 * groups].reshape(groups, 1)
+        lo = view[..., 0, :]
+        t = mulmod(view[..., 1, :], zetas)
+        hi_new = submod(lo, t)
+        view[..., 0, :] = addmod(lo, t)
+        view[..., 1, :] = hi_new
+        half //= 2
+    return out
+
+
+def intt(a: Poly) -> Poly:
+    """Inverse of :func:`ntt` over the last axis (Gentleman-Sande, then times 1/256)."""
+    out = np.array(a, dtype=np.int64, copy=True)
+    batch = out.shape[:-1]
+    half = 1
+    while half < DEGREE:
+        groups = DEGREE // (2 * half)
+        view = out.reshape(*batch, groups, 2, half)
+        zetas = _ZETAS_INV[groups : 2 * groups].reshape(groups, 1)
+        lo = view[..., 0, :].copy()
+        hi = view[..., 1, :]
+        view[..., 0, :] = addmod(lo, hi)
+        view[..., 1, :] = mulmod(submod(lo, hi), zetas)
+        half *= 2
+    return mulmod(out, _N_INV)
+
+
+def poly_mul(a: Poly, b: Poly) -> Poly:
+    """Negacyclic product via the NTT (broadcasting over batch axes)."""
+    return intt(mulmod(ntt(a), ntt(b)))
+
+
+def schoolbook_mul(a: list[int], b: list[int]) -> list[int]:
+    """Readable reference: ``a*b mod (X^256 + 1, q)`` by the definition.
+
+    X^i * X^j = X^(i+j) when i + j < 256, else -X^(i+j-256).
+    """
+    out = [0] * DEGREE
+    for i, ai in enumerate(a):
+        if ai == 0:
+            continue
+        for j, bj in enumerate(b):
+            k = i + j
+            if k < DEGREE:
+                out[k] += ai * bj
+            else:
+                out[k - DEGREE] -= ai * bj
+    return [x % Q for x in out]
+
+
+def matvec_ntt(mat: Poly, vec: Poly) -> Poly:
+    """NTT-domain matrix-vector product: (r, c, 256) x (c, 256) -> (r, 256)."""
+    prod = mulmod(mat, vec[np.newaxis, :, :])
+    out: Poly = np.sum(prod, axis=1) % Q  # c < 2^14 terms below 2^49: no overflow
+    return out
+
+
+def matmul_ntt(left: Poly, right: Poly) -> Poly:
+    """NTT-domain matrix product: (r, c, 256) x (c, k, 256) -> (r, k, 256)."""
+    prod = mulmod(left[:, :, np.newaxis, :], right[np.newaxis, :, :, :])
+    out: Poly = np.sum(prod, axis=1) % Q
+    return out

@@ -1,0 +1,343 @@
+"""Ringtail's two-round threshold signing: round 1, round 2, combine.
+
+Theory of operation
+-------------------
+Round 1 (message-independent, may be precomputed).  Party i draws from
+SHAKE256(nonce key, i, session id, rng seed) a short matrix R_i = [r* | R]
+in R^{cols x (dbar+1)} and E_i = [e* | E] in R^{rows x (dbar+1)} (first
+columns sigma*, the rest sigma_e) and broadcasts D_i = A R_i + E_i.  The
+randomness is bound to the session id and a caller-supplied seed, never to
+the key share alone.
+
+Round 2 (message mu, signer set T, all D_j).  Everyone derives the same
+session digest (pk, session, T, every D_j), u = (1, H_u(digest, mu)),
+D = sum D_j, h = round_nu(D u), c~ = H_c(pk, h, mu), c = challenge(c~), and
+party i reveals  z_i = R_i u + lambda_i c s_i + m_i  where lambda_i is its
+Lagrange coefficient for T and m_i = sum_{j in T, j != i} +-PRF(k_ij; digest,
+mu) (plus when i < j): the masks cancel in sum_i z_i.  Before answering,
+the party checks that the columns 1..dbar of D are well spread (the
+paper's guard against a rushing adversary that makes D degenerate).
+
+Combine.  z = sum z_i = R u + c s with R = sum R_i, so
+A z - c b = D u - E u - c e - c*(rounding of b): small.  The combiner sets
+Delta = h - round_nu(A z - c 2^xi b~) and outputs (c~, z, Delta).
+
+A :class:`SignerSession` answers round 2 at most once: a second call (nonce
+reuse) raises :class:`LocalProtocolError`; :meth:`SignerSession.discard`
+erases the nonces and is idempotent.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from zapstack.crypto.ringtail.codec import (
+    decode_mod_q,
+    encode_mod_q,
+    malformed,
+    pack_bits,
+    round_bits,
+)
+from zapstack.crypto.ringtail.keys import GroupPublicKey, KeyShare, expanded
+from zapstack.crypto.ringtail.params import Params
+from zapstack.crypto.ringtail.ring import (
+    DEGREE,
+    Q,
+    addmod,
+    center,
+    intt,
+    matmul_ntt,
+    matvec_ntt,
+    mulmod,
+    ntt,
+    submod,
+)
+from zapstack.crypto.ringtail.sampling import challenge, gaussian
+from zapstack.crypto.ringtail.shamir import lagrange_at_zero
+from zapstack.crypto.ringtail.transcript import (
+    hash_c,
+    hash_u,
+    mask_prf,
+    nonce_xof,
+    session_digest,
+    sid_digest,
+)
+from zapstack.crypto.ringtail.verify import Signature, norm_sq, recompute_h
+from zapstack.errors import InvalidCert, LocalProtocolError
+
+__all__ = [
+    "SignerSession",
+    "combine",
+    "combine_unchecked",
+    "round1",
+    "round2",
+    "sign_in_process",
+    "spread_ok",
+]
+
+I64 = npt.NDArray[np.int64]
+_INDEX: Final = struct.Struct(">H")
+_HEAD: Final = 2 + 32  # u16 index || 32-byte digest
+_Z_LIMIT: Final = 1 << 47
+
+
+class SignerSession:
+    """One party's private state between round 1 and round 2 (single use)."""
+
+    __slots__ = ("_r_hat", "_used", "commitment", "session_id", "share")
+
+    def __init__(self, share: KeyShare, session_id: bytes, r_hat: I64, commitment: bytes) -> None:
+        self.share = share
+        """The key share that signs."""
+        self.session_id = session_id
+        """The session this state belongs to."""
+        self.commitment = commitment
+        """This party's encoded round-1 message."""
+        self._r_hat = r_hat
+        self._used = False
+
+    @property
+    def used(self) -> bool:
+        """True once round 2 answered or the session was discarded."""
+        return self._used
+
+    def discard(self) -> None:
+        """Erase the nonces; safe to call any number of times, in any state."""
+        self._r_hat = np.zeros((0,), dtype=np.int64)
+        self._used = True
+
+    def _take_nonces(self) -> I64:
+        if self._used:
+            raise LocalProtocolError("ringtail: round 2 already ran for this session (nonce reuse)")
+        return self._r_hat
+
+
+def round1(share: KeyShare, session_id: bytes, rng_seed: bytes) -> tuple[SignerSession, bytes]:
+    """Sample R_i, E_i and return (private state, commitment bytes).
+
+    Commitment: u16 index || sid digest (32) || D_i (rows*(dbar+1)*256 values, 7 bytes each).
+    """
+    if len(rng_seed) < 32:
+        raise LocalProtocolError("ringtail round 1 needs a rng seed of at least 32 bytes")
+    pk = share.public_key
+    p = pk.params
+    xof = nonce_xof(share.nonce_key, share.index, session_id, rng_seed)
+    r_star = gaussian(xof, p.sigma_star, p.cols * DEGREE, p.tail).reshape(p.cols, 1, DEGREE)
+    e_star = gaussian(xof, p.sigma_star, p.rows * DEGREE, p.tail).reshape(p.rows, 1, DEGREE)
+    r_rest = gaussian(xof, p.sigma_e, p.cols * p.dbar * DEGREE, p.tail)
+    e_rest = gaussian(xof, p.sigma_e, p.rows * p.dbar * DEGREE, p.tail)
+    r = np.concatenate([r_star, r_rest.reshape(p.cols, p.dbar, DEGREE)], axis=1) % Q
+    e = np.concatenate([e_star, e_rest.reshape(p.rows, p.dbar, DEGREE)], axis=1) % Q
+    r_hat = ntt(r)
+    d = addmod(intt(matmul_ntt(expanded(pk).a_hat, r_hat)), e)
+    commitment = _INDEX.pack(share.index) + sid_digest(session_id) + encode_mod_q(d)
+    return SignerSession(share, session_id, r_hat, commitment), commitment
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Everything round 2 and combine derive identically from public data."""
+
+    digest: bytes
+    d_sum: I64
+    u_hat: I64
+    h: I64
+    c_tilde: bytes
+    c_hat: I64
+
+
+def _check_signers(signers: Sequence[int], n: int | None = None) -> tuple[int, ...]:
+    ordered = tuple(sorted(signers))
+    if not ordered or len(set(ordered)) != len(ordered) or ordered[0] < 1:
+        raise LocalProtocolError("signers must be distinct party indices >= 1")
+    if n is not None and ordered[-1] > n:
+        raise LocalProtocolError(f"signer index {ordered[-1]} exceeds n={n}")
+    if ordered[-1] > 0xFFFF:
+        raise LocalProtocolError("signer index exceeds 65535")
+    return ordered
+
+
+def _decode_commitment(blob: bytes, index: int, sid_dig: bytes, p: Params) -> I64:
+    cols = p.dbar + 1
+    if len(blob) != _HEAD + 7 * p.rows * cols * DEGREE:
+        raise malformed(f"commitment of party {index} has the wrong length")
+    if _INDEX.unpack_from(blob)[0] != index:
+        raise malformed(f"commitment filed under {index} names another party")
+    if blob[2:_HEAD] != sid_dig:
+        raise malformed(f"commitment of party {index} belongs to another session")
+    return decode_mod_q(blob[_HEAD:], p.rows * cols * DEGREE).reshape(p.rows, cols, DEGREE)
+
+
+def _context(
+    pk: GroupPublicKey,
+    message: bytes,
+    session_id: bytes,
+    signers: tuple[int, ...],
+    commitments: Mapping[int, bytes],
+) -> _Context:
+    p = pk.params
+    if set(commitments) != set(signers):
+        raise LocalProtocolError("need exactly one commitment per signer")
+    exp = expanded(pk)
+    sid_dig = sid_digest(session_id)
+    blobs = [bytes(commitments[j]) for j in signers]
+    d_sum = np.zeros((p.rows, p.dbar + 1, DEGREE), dtype=np.int64)
+    for j, blob in zip(signers, blobs, strict=True):
+        d_sum = addmod(d_sum, _decode_commitment(blob, j, sid_dig, p))
+    digest = session_digest(exp.digest, sid_dig, signers, [b[_HEAD:] for b in blobs])
+    u_hat = ntt(hash_u(digest, message, p))
+    h = round_bits(intt(matvec_ntt(ntt(d_sum), u_hat)), p.nu)
+    c_tilde = hash_c(exp.digest, pack_bits(h, p.log_q_nu), message)
+    c_hat = ntt(challenge(c_tilde, p.kappa) % Q)
+    return _Context(digest, d_sum, u_hat, h, c_tilde, c_hat)
+
+
+def spread_ok(d_sum: I64, p: Params) -> bool:
+    """Well-spreadness of columns 1..dbar of D (round-2 guard).
+
+    In every one of the 256 complex embeddings X -> exp(i*pi*(2k+1)/256) the
+    rows x dbar matrix must have smallest singular value s with
+    s / 256 > eta_epsilon * q / sigma_u (the threshold of the authors'
+    prototype).  A uniformly random D passes with an enormous margin.
+    """
+    bar = center(d_sum[:, 1:, :]).astype(np.float64)
+    twist = np.exp(1j * np.pi * np.arange(DEGREE) / DEGREE)
+    slots = np.fft.fft(bar * twist, axis=-1)  # (rows, dbar, 256)
+    per_slot = np.transpose(slots, (2, 0, 1))
+    gram = per_slot @ np.conj(np.transpose(per_slot, (0, 2, 1)))
+    smallest = float(np.sqrt(max(float(np.linalg.eigvalsh(gram).min()), 0.0)))
+    return smallest / DEGREE > p.eta_epsilon * p.q / p.sigma_u
+
+
+def _mask(share: KeyShare, signers: tuple[int, ...], digest: bytes, message: bytes) -> I64:
+    p = share.public_key.params
+    mask = np.zeros((p.cols, DEGREE), dtype=np.int64)
+    for j in signers:
+        if j == share.index:
+            continue
+        prf = mask_prf(share.pair_key(j), digest, message, p)
+        mask = addmod(mask, prf) if share.index < j else submod(mask, prf)
+    return mask
+
+
+def round2(
+    state: SignerSession,
+    message: bytes,
+    signers: Sequence[int],
+    commitments: Mapping[int, bytes],
+) -> bytes:
+    """Party i's response: u16 index || session digest (32) || z_i (cols*256 x 7 bytes)."""
+    share = state.share
+    r_hat = state._take_nonces()
+    ordered = _check_signers(signers, share.n)
+    if share.index not in ordered:
+        raise LocalProtocolError(f"party {share.index} is not in the signer set")
+    if len(ordered) < share.t:
+        raise LocalProtocolError(f"{len(ordered)} signers is below the threshold {share.t}")
+    if bytes(commitments.get(share.index, b"")) != state.commitment:
+        raise LocalProtocolError("the commitment set does not hold this party's own commitment")
+    return _respond(state, r_hat, bytes(message), ordered, commitments)
+
+
+def _respond(
+    state: SignerSession,
+    r_hat: I64,
+    message: bytes,
+    signers: tuple[int, ...],
+    commitments: Mapping[int, bytes],
+) -> bytes:
+    """Round-2 arithmetic (no threshold policy): used by round2 and by tests."""
+    share = state.share
+    p = share.public_key.params
+    ctx = _context(share.public_key, message, state.session_id, signers, commitments)
+    if not spread_ok(ctx.d_sum, p):
+        raise InvalidCert("ringtail: combined commitment is degenerate", leg="corona")
+    lam = lagrange_at_zero(share.index, signers)
+    s_hat = ntt(share.secret_vector())
+    z_hat = addmod(
+        matvec_ntt(r_hat, ctx.u_hat),
+        mulmod(mulmod(s_hat, ctx.c_hat[np.newaxis, :]), lam),
+    )
+    z = addmod(intt(z_hat), _mask(share, signers, ctx.digest, message))
+    state.discard()  # the nonces are spent the moment z_i exists
+    return _INDEX.pack(share.index) + ctx.digest + encode_mod_q(z)
+
+
+def combine_unchecked(
+    pk: GroupPublicKey,
+    message: bytes,
+    session_id: bytes,
+    signers: Sequence[int],
+    commitments: Mapping[int, bytes],
+    responses: Mapping[int, bytes],
+) -> Signature:
+    """Assemble (c~, z, Delta) without checking the bound (tests use it on bad inputs)."""
+    p = pk.params
+    ordered = _check_signers(signers)
+    if set(responses) != set(ordered):
+        raise LocalProtocolError("need exactly one response per signer")
+    ctx = _context(pk, bytes(message), session_id, ordered, commitments)
+    z = np.zeros((p.cols, DEGREE), dtype=np.int64)
+    for j in ordered:
+        blob = bytes(responses[j])
+        if len(blob) != _HEAD + 7 * p.cols * DEGREE:
+            raise malformed(f"response of party {j} has the wrong length")
+        if _INDEX.unpack_from(blob)[0] != j or blob[2:_HEAD] != ctx.digest:
+            raise malformed(f"response of party {j} is for another party or session")
+        z = addmod(z, decode_mod_q(blob[_HEAD:], p.cols * DEGREE).reshape(p.cols, DEGREE))
+    z_c = center(z)
+    width = p.log_q_nu
+    delta = (ctx.h - recompute_h(pk, ctx.c_tilde, z_c)) & ((1 << width) - 1)
+    delta_c = np.where(delta >= 1 << (width - 1), delta - (1 << width), delta)
+    return Signature(ctx.c_tilde, z_c, delta_c, p)
+
+
+def combine(
+    pk: GroupPublicKey,
+    message: bytes,
+    session_id: bytes,
+    signers: Sequence[int],
+    commitments: Mapping[int, bytes],
+    responses: Mapping[int, bytes],
+) -> bytes:
+    """Sum the responses into a signature; InvalidCert if it would not verify."""
+    sig = combine_unchecked(pk, message, session_id, signers, commitments, responses)
+    p = pk.params
+    if int(np.abs(sig.z).max()) >= _Z_LIMIT or norm_sq(sig.z, sig.delta, p.nu) > p.bound_sq:
+        raise InvalidCert(
+            "ringtail: combined signature exceeds the norm bound "
+            "(a wrong response, or fewer than t shares)",
+            leg="corona",
+        )
+    return sig.to_bytes()
+
+
+def sign_in_process(
+    shares: Sequence[KeyShare],
+    message: bytes,
+    session_id: bytes,
+    rng_seed: bytes,
+) -> bytes:
+    """Run both rounds for ``shares`` (the signer set) in this process and combine.
+
+    Party i's round-1 rng seed is ``rng_seed || u16 i`` (its nonce key and
+    the session id are mixed in by :func:`round1`).  A convenience for tests,
+    benchmarks and single-process devnets.
+    """
+    if not shares:
+        raise LocalProtocolError("no signers")
+    signers = tuple(sorted(s.index for s in shares))
+    states: dict[int, SignerSession] = {}
+    commitments: dict[int, bytes] = {}
+    for share in shares:
+        states[share.index], commitments[share.index] = round1(
+            share, session_id, rng_seed + _INDEX.pack(share.index)
+        )
+    responses = {i: round2(states[i], message, signers, commitments) for i in signers}
+    return combine(shares[0].public_key, message, session_id, signers, commitments, responses)
