@@ -1,0 +1,302 @@
+"""The mempool: stage 5 of the tx receive pipeline (LP-0202 §1, §"Atomic unwind").
+
+Theory of operation
+-------------------
+The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView`
+that ingress handed out (a read-only ``memoryview`` of the one received
+buffer) plus the few integers decoded from it once (fee, nonce, size, arrival
+sequence) and the sender id.  No payload byte is copied on insert, select or
+removal; dropping an entry drops the last reference and the GC reclaims the
+buffer.
+
+Three indexes over the same entries:
+
+* ``_by_id``      tx id -> entry (duplicate check, O(1) lookup);
+* ``_by_sender``  sender -> {nonce -> entry} (nonce order, replacement);
+* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by
+  ``(fee, -seq)``: the root is the *lowest*-priority tx, the eviction victim.
+  Priority is the fee; among equal fees the earlier arrival ranks higher.
+
+Admission (:meth:`Mempool.insert`) applies these rules in order; the first that
+fails raises :class:`~zapstack.errors.InvalidTx` with the listed code and
+leaves the pool unchanged:
+
+====  =========================================================  ==============
+rule  condition                                                  code
+====  =========================================================  ==============
+1     the tx id is already in the pool                           DUPLICATE
+2     ``fee < min_fee`` (the configurable floor)                 FEE_TOO_LOW
+3     ``nonce < nonce_floor(sender)`` (committed account nonce)  NONCE_TOO_LOW
+4     the sender already has a tx at this nonce and the new fee  DUPLICATE
+      is not strictly higher (otherwise the old one is replaced)
+5     the pool is full (``max_txs`` or ``max_bytes``) and the    MEMPOOL_FULL
+      lowest-priority txs that would have to go pay a fee
+      ``>=`` the new tx's fee
+====  =========================================================  ==============
+
+If rule 5 passes with evictions, the lowest-priority txs are evicted (their
+ids are reported in :class:`Admitted`).  Evicting a sender's low nonce leaves a
+gap; the sender's later nonces stay but are held back by :meth:`select`.
+
+Costs (N txs in the pool, S senders with txs, k selected):
+``insert`` O(log N) per eviction plus O(log N); ``drop`` O(log N);
+``remove(ids)`` O(m log N); ``select`` O(S + k log S); ``prune`` O(txs of the
+given senders × log N).
+
+Unwind: :meth:`Mempool.drop` is the primitive of LP-0202's table ("drop
+pointer, O(log N)").  It is idempotent: dropping an absent id is a no-op that
+returns ``False``, from any state.
+
+Not thread-safe: one owner (the receive loop); block building calls
+:meth:`select` from the same loop and gets views it may share with any thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
+from zapstack.mempool.heap import IndexedHeap
+from zapstack.mempool.stats import PipelineStats
+from zapstack.zap.views import TxView
+
+__all__ = ["Admitted", "Mempool", "NonceFloor"]
+
+NonceFloor = Callable[[bytes], int]
+"""``sender -> next nonce the committed state expects`` (0 for a fresh account)."""
+
+
+def _zero_floor(_sender: bytes) -> int:
+    return 0
+
+
+class _Entry:
+    """One pooled tx: the view (pointer) and the integers decoded from it once."""
+
+    __slots__ = ("fee", "key", "nonce", "pos", "sender", "seq", "size", "tx_id", "view")
+
+    def __init__(self, view: TxView, tx_id: bytes, sender: bytes, seq: int) -> None:
+        self.view = view
+        self.tx_id = tx_id
+        self.sender = sender
+        self.fee = view.fee
+        self.nonce = view.nonce
+        self.size = len(view)
+        self.seq = seq
+        self.key = (self.fee, -seq)
+        self.pos = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A tx entered the pool."""
+
+    tx_id: bytes
+    """Its id (transcript digest)."""
+    evicted: tuple[bytes, ...]
+    """Ids of lower-fee txs evicted to make room, lowest priority first."""
+    replaced: bytes | None
+    """Id of the same-sender, same-nonce tx it replaced, if any."""
+
+
+class Mempool:
+    """Fee-ranked, nonce-ordered, capacity-bounded pool of tx views."""
+
+    def __init__(
+        self,
+        *,
+        max_txs: int = 50_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        min_fee: int = 1,
+        nonce_floor: NonceFloor = _zero_floor,
+        stats: PipelineStats | None = None,
+    ) -> None:
+        """
+        Parameters
+        ----------
+        max_txs, max_bytes:
+            Capacity: number of txs and sum of their frame sizes.
+        min_fee:
+            The fee floor: a tx paying less is rejected ``FEE_TOO_LOW``.
+        nonce_floor:
+            State hook: the account's next expected (committed) nonce.
+        stats:
+            Counters to bump; a fresh :class:`PipelineStats` by default.
+        """
+        if max_txs < 1 or max_bytes < 1 or min_fee < 0:
+            raise LocalProtocolError("mempool capacity must be positive and min_fee >= 0")
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.min_fee = min_fee
+        self.nonce_floor = nonce_floor
+        self.stats = stats if stats is not None else PipelineStats()
+        self._by_id: dict[bytes, _Entry] = {}
+        self._by_sender: dict[bytes, dict[int, _Entry]] = {}
+        self._ranked: IndexedHeap[_Entry] = IndexedHeap()
+        self._bytes = 0
+        self._seq = 0
+
+    # -- queries -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._by_id
+
+    @property
+    def bytes_used(self) -> int:
+        """Sum of the frame sizes held."""
+        return self._bytes
+
+    def get(self, tx_id: bytes) -> TxView | None:
+        """The pooled view with this id, or ``None``."""
+        e = self._by_id.get(tx_id)
+        return e.view if e is not None else None
+
+    def lowest_fee(self) -> int | None:
+        """Fee of the next eviction victim (``None`` when empty)."""
+        low = self._ranked.peek()
+        return low.fee if low is not None else None
+
+    def sender_nonces(self, sender: bytes) -> list[int]:
+        """Nonces the pool holds for ``sender``, ascending."""
+        return sorted(self._by_sender.get(sender, ()))
+
+    # -- admission ---------------------------------------------------------------
+    def insert(self, view: TxView) -> Admitted:
+        """Admit ``view`` (stage 5) or raise ``InvalidTx``; see the rule table above."""
+        tx_id = view.tx_id
+        if tx_id in self._by_id:
+            raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
+        fee = view.fee
+        if fee < self.min_fee:
+            raise self._reject(WireCode.FEE_TOO_LOW, f"fee {fee} below the floor {self.min_fee}")
+        sender = view.sender
+        nonce = view.nonce
+        floor = self.nonce_floor(sender)
+        if nonce < floor:
+            raise self._reject(WireCode.NONCE_TOO_LOW, f"nonce {nonce} below account nonce {floor}")
+        old = self._by_sender.get(sender, {}).get(nonce)
+        if old is not None and fee <= old.fee:
+            raise self._reject(
+                WireCode.DUPLICATE, f"nonce {nonce} taken by a tx paying {old.fee} >= {fee}"
+            )
+        self._seq += 1
+        entry = _Entry(view, tx_id, sender, self._seq)
+        if old is not None:
+            self._unlink(old)
+        victims: list[_Entry] = []
+        while len(self._by_id) + 1 > self.max_txs or self._bytes + entry.size > self.max_bytes:
+            low = self._ranked.peek()
+            if low is None or low.fee >= fee:
+                for v in victims:  # restore: the pool is left exactly as it was
+                    self._link(v)
+                if old is not None:
+                    self._link(old)
+                raise self._reject(WireCode.MEMPOOL_FULL, "mempool full of txs paying >= this fee")
+            self._unlink(low)
+            victims.append(low)
+        self._link(entry)
+        self.stats.admitted += 1
+        self.stats.evicted += len(victims)
+        if old is not None:
+            self.stats.replaced += 1
+        return Admitted(
+            tx_id, tuple(v.tx_id for v in victims), old.tx_id if old is not None else None
+        )
+
+    # -- block building ----------------------------------------------------------
+    def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
+        """Up to ``n`` txs for a block, best first, never copying a buffer.
+
+        Greedy: repeatedly take the highest-priority tx among each sender's
+        *next* nonce (the account nonce, then one more per tx taken).  A sender
+        whose next nonce is missing (a gap) contributes nothing further; a tx
+        that would overflow ``max_bytes`` is skipped and, since its successors
+        may not precede it, so is the rest of its sender's queue.  The pool is
+        not modified (call :meth:`remove` once the block commits).
+        """
+        heads: list[tuple[int, int, _Entry]] = []
+        for sender, slots in self._by_sender.items():
+            e = slots.get(self.nonce_floor(sender))
+            if e is not None:
+                heads.append((-e.fee, e.seq, e))
+        heapq.heapify(heads)
+        out: list[TxView] = []
+        used = 0
+        while heads and len(out) < n:
+            _, _, e = heapq.heappop(heads)
+            if max_bytes is not None and used + e.size > max_bytes:
+                continue
+            out.append(e.view)
+            used += e.size
+            nxt = self._by_sender[e.sender].get(e.nonce + 1)
+            if nxt is not None:
+                heapq.heappush(heads, (-nxt.fee, nxt.seq, nxt))
+        return out
+
+    # -- removal (unwind) --------------------------------------------------------
+    def drop(self, tx_id: bytes) -> bool:
+        """Drop one tx by id in O(log N); ``False`` if absent.  Idempotent."""
+        e = self._by_id.get(tx_id)
+        if e is None:
+            return False
+        self._unlink(e)
+        self.stats.removed += 1
+        return True
+
+    def remove(self, tx_ids: Iterable[bytes]) -> int:
+        """Drop every id present (a committed block's txs); returns how many were held."""
+        return sum(self.drop(t) for t in tx_ids)
+
+    def prune(self, senders: Iterable[bytes] | None = None) -> int:
+        """Drop txs whose nonce is below their sender's (new) committed nonce.
+
+        ``senders``: the accounts a committed block touched (all senders when
+        ``None``).  Returns how many txs were dropped.
+        """
+        targets = list(self._by_sender) if senders is None else list(senders)
+        dropped = 0
+        for sender in targets:
+            slots = self._by_sender.get(sender)
+            if not slots:
+                continue
+            floor = self.nonce_floor(sender)
+            for e in [e for nonce, e in slots.items() if nonce < floor]:
+                self._unlink(e)
+                dropped += 1
+        self.stats.pruned += dropped
+        return dropped
+
+    def check(self) -> None:
+        """Assert every internal invariant (tests only)."""
+        self._ranked.check()
+        entries = self._ranked.items()
+        assert len(entries) == len(self._by_id)
+        assert sum(e.size for e in entries) == self._bytes
+        assert all(self._by_id[e.tx_id] is e for e in entries)
+        assert sum(len(s) for s in self._by_sender.values()) == len(entries)
+        assert all(s for s in self._by_sender.values()), "empty sender map kept"
+        assert len(entries) <= self.max_txs and self._bytes <= self.max_bytes
+
+    # -- internals ---------------------------------------------------------------
+    def _reject(self, code: WireCode, reason: str) -> InvalidTx:
+        self.stats.reject(Stage.MEMPOOL, code)
+        return InvalidTx(reason, code=code)
+
+    def _link(self, e: _Entry) -> None:
+        self._by_id[e.tx_id] = e
+        self._by_sender.setdefault(e.sender, {})[e.nonce] = e
+        self._ranked.push(e)
+        self._bytes += e.size
+
+    def _unlink(self, e: _Entry) -> None:
+        del self._by_id[e.tx_id]
+        slots = self._by_sender[e.sender]
+        del slots[e.nonce]
+        if not slots:
+            del self._by_sender[e.sender]
+        self._ranked.remove(e)
+        self._bytes -= e.size
