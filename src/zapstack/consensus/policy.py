@@ -41,6 +41,7 @@ __all__ = [
     "Mode",
     "ModeSpec",
     "Variant",
+    "accepted_tier",
     "floor_latency_ms",
     "load_policy",
     "meets",
@@ -129,6 +130,20 @@ def meets(tier: Mode | None, mode: Mode) -> bool:
         return False
     t, m = MODES[tier], MODES[mode]
     return t.variant is m.variant and t.rank >= m.rank
+
+
+def accepted_tier(policy: CertPolicy, present: Iterable[LegId]) -> Mode | None:
+    """The tier at which a cert with ``present`` legs is final under ``policy``.
+
+    ``policy.mode`` when met; else ``policy.fallback`` when met (a cert that was
+    published at the deadline at the fallback tier); else None (not final).
+    """
+    tier = observed_tier(policy.variant, present)
+    if meets(tier, policy.mode):
+        return policy.mode
+    if policy.fallback is not None and meets(tier, policy.fallback):
+        return policy.fallback
+    return None
 
 
 @dataclass(frozen=True, slots=True)
