@@ -44,7 +44,7 @@ def test_tampered_proofs_fail() -> None:
     store, root = _tree(state)
     proof = prove(store, b"\x05")
     assert verify_proof(root, b"\x05", b"\x05" * 3, proof)
-    bad_sib = (bytes(32),) + proof.siblings[1:]
+    bad_sib = (bytes(32), *proof.siblings[1:])
     assert not verify_proof(root, b"\x05", b"\x05" * 3, Proof(bad_sib, proof.terminal))
     assert not verify_proof(root, b"\x05", b"\x05" * 3, Proof(proof.siblings[:-1], proof.terminal))
     # another key's leaf cannot prove absence of a key that is present
@@ -84,7 +84,7 @@ def test_tampered_chunks_fail() -> None:
         return StateChunk(**fields)  # type: ignore[arg-type]
 
     assert not verify_chunk(root, variant(entries=chunk.entries[1:]))  # dropped entry
-    assert not verify_chunk(root, variant(entries=((k0, v0 + b"x"),) + chunk.entries[1:]))
+    assert not verify_chunk(root, variant(entries=((k0, v0 + b"x"), *chunk.entries[1:])))
     assert not verify_chunk(root, variant(entries=chunk.entries + chunk.entries[:1]))
     assert not verify_chunk(root, variant(index=(chunk.index + 1) % 4))
     assert not verify_chunk(root, variant(siblings=(bytes(32),) * len(chunk.siblings)))
