@@ -228,6 +228,15 @@ class ChunkPull:
         """Peers avoided under the current, unconfirmed header (provisional blame)."""
         return frozenset(self._fails.get(self._key, set())) if self.layout else frozenset()
 
+    def in_flight(self, peer: str) -> tuple[int, ...]:
+        """Indices (HEADER_REQ for the header) requested of ``peer`` and not answered."""
+        return tuple(sorted(i for p, i in self._out if p == peer))
+
+    @property
+    def have(self) -> frozenset[int]:
+        """Chunk indices verified and inserted under the current layout."""
+        return frozenset(self._have)
+
     def partial_bytes(self, peer: str) -> int:
         """Bytes buffered from ``peer`` for responses not yet complete."""
         return sum(r.buffered for (p, _), r in self._readers.items() if p == peer)
