@@ -7,6 +7,7 @@ import numpy as np
 from zapstack.crypto.ringtail import PARAMS
 from zapstack.crypto.ringtail.ring import Q
 from zapstack.crypto.ringtail.transcript import (
+    commitment_digest,
     expand_a,
     hash_c,
     hash_u,
@@ -56,3 +57,11 @@ def test_mask_prf() -> None:
     m = mask_prf(b"k" * 32, b"d" * 32, b"m", PARAMS)
     assert m.shape == (7, 256) and int(m.max()) < Q
     assert not np.array_equal(m, mask_prf(b"k" * 32, b"d" * 32, b"n", PARAMS))
+
+
+def test_commitment_digest_is_tagged_sha256() -> None:
+    import hashlib
+
+    d = commitment_digest(b"D" * 100)
+    assert d == hashlib.sha256(b"zapstack/ringtail/v1/commit\x00" + b"D" * 100).digest()
+    assert commitment_digest(memoryview(b"D" * 100)) == d

@@ -61,6 +61,7 @@ from zapstack.crypto.ringtail.ring import (
 from zapstack.crypto.ringtail.sampling import challenge, gaussian
 from zapstack.crypto.ringtail.shamir import lagrange_at_zero
 from zapstack.crypto.ringtail.transcript import (
+    commitment_digest,
     hash_c,
     hash_u,
     mask_prf,
@@ -163,13 +164,13 @@ def _check_signers(signers: Sequence[int], n: int | None = None) -> tuple[int, .
     return ordered
 
 
-def _decode_commitment(blob: bytes, index: int, sid_dig: bytes, p: Params) -> I64:
+def _decode_commitment(blob: memoryview, index: int, sid_dig: bytes, p: Params) -> I64:
     cols = p.dbar + 1
     if len(blob) != _HEAD + 7 * p.rows * cols * DEGREE:
         raise malformed(f"commitment of party {index} has the wrong length")
     if _INDEX.unpack_from(blob)[0] != index:
         raise malformed(f"commitment filed under {index} names another party")
-    if blob[2:_HEAD] != sid_dig:
+    if bytes(blob[2:_HEAD]) != sid_dig:
         raise malformed(f"commitment of party {index} belongs to another session")
     return decode_mod_q(blob[_HEAD:], p.rows * cols * DEGREE).reshape(p.rows, cols, DEGREE)
 
@@ -186,11 +187,13 @@ def _context(
         raise LocalProtocolError("need exactly one commitment per signer")
     exp = expanded(pk)
     sid_dig = sid_digest(session_id)
-    blobs = [bytes(commitments[j]) for j in signers]
     d_sum = np.zeros((p.rows, p.dbar + 1, DEGREE), dtype=np.int64)
-    for j, blob in zip(signers, blobs, strict=True):
+    d_digests = []
+    for j in signers:
+        blob = memoryview(commitments[j])
         d_sum = addmod(d_sum, _decode_commitment(blob, j, sid_dig, p))
-    digest = session_digest(exp.digest, sid_dig, signers, [b[_HEAD:] for b in blobs])
+        d_digests.append(commitment_digest(blob[_HEAD:]))
+    digest = session_digest(exp.digest, sid_dig, signers, d_digests)
     u_hat = ntt(hash_u(digest, message, p))
     h = round_bits(intt(matvec_ntt(ntt(d_sum), u_hat)), p.nu)
     c_tilde = hash_c(exp.digest, pack_bits(h, p.log_q_nu), message)

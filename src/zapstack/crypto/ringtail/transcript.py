@@ -12,8 +12,9 @@ name       XOF       input after the tag
 A          SHAKE128  rho (32)                      -> uniform, NTT domain
 pk         SHAKE256  pk bytes                      -> 32-byte pk digest
 sid        SHAKE256  session id                    -> 32-byte sid digest
+commit     SHA-256   one commitment's D bytes     -> 32-byte digest
 session    SHAKE256  pk digest, sid digest, u16 count, u16 indices,
-                     every commitment's D bytes in signer order -> 32 bytes
+                     every commitment digest in signer order -> 32 bytes
 u          SHAKE256  session digest, message       -> Gaussian(sigma_u)
 c          SHAKE256  pk digest, packed h, message  -> 32-byte challenge seed
 mask       SHAKE256  pair key, session digest, message -> uniform
@@ -23,6 +24,7 @@ r1         SHAKE256  nonce key, u16 index, u32 len + session id, rng seed
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Sequence
 from typing import Final
@@ -35,6 +37,7 @@ from zapstack.crypto.ringtail.ring import DEGREE, Q
 from zapstack.crypto.ringtail.sampling import Xof, gaussian, uniform_mod_q
 
 __all__ = [
+    "commitment_digest",
     "expand_a",
     "hash_c",
     "hash_u",
@@ -74,12 +77,19 @@ def sid_digest(session_id: bytes) -> bytes:
     return _shake("sid", session_id)
 
 
+def commitment_digest(d_bytes: bytes | memoryview) -> bytes:
+    """SHA-256(tag || D bytes) of one round-1 commitment (hashed once, in place)."""
+    h = hashlib.sha256(_tag("commit"))
+    h.update(d_bytes)
+    return h.digest()
+
+
 def session_digest(
-    pk_dig: bytes, sid_dig: bytes, signers: Sequence[int], d_blobs: Sequence[bytes]
+    pk_dig: bytes, sid_dig: bytes, signers: Sequence[int], d_digests: Sequence[bytes]
 ) -> bytes:
-    """Digest binding key, session, signer set and all round-1 commitments."""
+    """Digest binding key, session, signer set and every round-1 commitment digest."""
     head = struct.pack(f">H{len(signers)}H", len(signers), *signers)
-    return _shake("session", pk_dig, sid_dig, head, *d_blobs)
+    return _shake("session", pk_dig, sid_dig, head, *d_digests)
 
 
 def hash_u(session_dig: bytes, message: bytes, p: Params) -> I64:
