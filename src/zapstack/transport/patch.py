@@ -1,0 +1,154 @@
+"""Version-pinned patches that make the per-connection stream limits configurable.
+
+Contract
+--------
+qh3 2.1.0 and aioquic 1.7.2 hard-code how many streams a peer may open
+concurrently (qh3: 100 bidi / 103 uni, in two places -- the transport
+parameters it advertises and the limits its native core enforces; aioquic:
+128 / 128 in ``QuicConnection.__init__``).  zapstack needs 64 unidirectional
+streams per peer by default (LP-0202 §1), configurable.
+
+The limit travels on the ``QuicConfiguration`` object as two extra attributes,
+``zap_max_streams_uni`` and ``zap_max_streams_bidi`` (see
+:func:`set_stream_limits`).  A configuration without them keeps the library's
+own numbers, so the patches change nothing for code that does not opt in.
+
+Each patch checks the *exact* installed version first and refuses
+(:class:`~zapstack.errors.ConfigError`) on any other: private internals move
+between releases, and a silently ineffective patch would advertise the wrong
+limit.  ``tests/transport/test_patch.py`` asserts that the peer really sees
+the configured ``initial_max_streams_uni``.  Applying a patch twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+from typing import Any
+
+from zapstack.errors import ConfigError
+
+__all__ = [
+    "AIOQUIC_VERSION",
+    "QH3_VERSION",
+    "patch_aioquic",
+    "patch_qh3",
+    "set_stream_limits",
+    "stream_limits_of",
+]
+
+QH3_VERSION = "2.1.0"
+"""The only qh3 release whose internals :func:`patch_qh3` knows."""
+AIOQUIC_VERSION = "1.7.2"
+"""The only aioquic release whose internals :func:`patch_aioquic` knows."""
+
+_UNI_ATTR = "zap_max_streams_uni"
+_BIDI_ATTR = "zap_max_streams_bidi"
+
+# qh3.QuicConnectionCore positional indices of local_max_streams_{bidi,uni}
+# (qh3/_hazmat.pyi, QuicConnectionCore.__init__, release 2.1.0).
+_QH3_CORE_BIDI_INDEX = 21
+_QH3_CORE_UNI_INDEX = 22
+
+_limits: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "zap_stream_limits", default=None
+)
+_patched: set[str] = set()
+
+
+def set_stream_limits(configuration: Any, *, uni: int, bidi: int) -> None:
+    """Attach per-connection stream limits to a qh3/aioquic ``QuicConfiguration``."""
+    if not (1 <= uni < 2**60 and 1 <= bidi < 2**60):
+        raise ConfigError(f"stream limits must be positive, got uni={uni} bidi={bidi}")
+    setattr(configuration, _UNI_ATTR, uni)
+    setattr(configuration, _BIDI_ATTR, bidi)
+
+
+def stream_limits_of(configuration: Any) -> tuple[int, int] | None:
+    """``(bidi, uni)`` attached by :func:`set_stream_limits`, or ``None``."""
+    uni = getattr(configuration, _UNI_ATTR, None)
+    bidi = getattr(configuration, _BIDI_ATTR, None)
+    if uni is None or bidi is None:
+        return None
+    return int(bidi), int(uni)
+
+
+def _require(name: str, installed: str, pinned: str) -> None:
+    if installed != pinned:
+        raise ConfigError(
+            f"{name} {installed} is installed but zapstack's stream-limit patch is "
+            f"written for exactly {pinned}; re-check the patch before changing the pin"
+        )
+
+
+def patch_qh3() -> None:
+    """Patch qh3 so ``set_stream_limits`` values are advertised *and* enforced."""
+    if "qh3" in _patched:
+        return
+    qh3: Any = importlib.import_module("qh3")
+    qconn: Any = importlib.import_module("qh3.quic.connection")
+    tls_bridge: Any = importlib.import_module("qh3.quic.tls_bridge")
+    _require("qh3", qh3.__version__, QH3_VERSION)
+
+    original_core = qconn.QuicConnectionCore
+    original_params = tls_bridge.QuicTransportParameters
+    original_create_core = qconn.QuicConnection._create_core
+    original_serialize = tls_bridge.QuicTlsBridge.serialize_transport_parameters
+
+    def core_factory(*args: Any) -> Any:
+        limits = _limits.get()
+        if limits is not None:
+            patched = list(args)
+            patched[_QH3_CORE_BIDI_INDEX], patched[_QH3_CORE_UNI_INDEX] = limits
+            args = tuple(patched)
+        return original_core(*args)
+
+    def params_factory(**kwargs: Any) -> Any:
+        limits = _limits.get()
+        if limits is not None:
+            kwargs["initial_max_streams_bidi"], kwargs["initial_max_streams_uni"] = limits
+        return original_params(**kwargs)
+
+    def create_core(self: Any, remote_addr: Any, initial_dcid: bytes, now: float) -> None:
+        token = _limits.set(stream_limits_of(self._configuration))
+        try:
+            original_create_core(self, remote_addr, initial_dcid, now)
+        finally:
+            _limits.reset(token)
+
+    def serialize(self: Any) -> bytes:
+        token = _limits.set(stream_limits_of(self.configuration))
+        try:
+            return bytes(original_serialize(self))
+        finally:
+            _limits.reset(token)
+
+    qconn.QuicConnectionCore = core_factory
+    tls_bridge.QuicTransportParameters = params_factory
+    qconn.QuicConnection._create_core = create_core
+    tls_bridge.QuicTlsBridge.serialize_transport_parameters = serialize
+    _patched.add("qh3")
+
+
+def patch_aioquic() -> None:
+    """Patch aioquic so ``set_stream_limits`` values are advertised and enforced."""
+    if "aioquic" in _patched:
+        return
+    aioquic: Any = importlib.import_module("aioquic")
+    aconn: Any = importlib.import_module("aioquic.quic.connection")
+    _require("aioquic", aioquic.__version__, AIOQUIC_VERSION)
+    original_init = aconn.QuicConnection.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        limits = stream_limits_of(self._configuration)
+        if limits is not None:
+            # Limit.sent starts equal to value: both must move, or MAX_STREAMS
+            # updates up to the library default would never be sent.
+            for limit, value in zip(
+                (self._local_max_streams_bidi, self._local_max_streams_uni), limits, strict=True
+            ):
+                limit.value = limit.sent = value
+
+    aconn.QuicConnection.__init__ = init
+    _patched.add("aioquic")
