@@ -7,7 +7,13 @@ import struct
 
 import pytest
 
-from zapstack.dht.blocks import ServedBlock, expand, synthetic_block, synthetic_layout
+from zapstack.dht.blocks import (
+    ServedBlock,
+    expand,
+    synthetic_block,
+    synthetic_layout,
+    zap_block_layout,
+)
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.zap.merkle import CHUNK_SIZE, chunk_root, leaf_hash, verify_inclusion
 
@@ -56,3 +62,51 @@ def test_served_block_answers_with_valid_proofs() -> None:
     assert e.value.code is WireCode.NOT_FOUND
     with pytest.raises(LocalProtocolError):
         ServedBlock(block[:-1], lay)
+
+
+def _zap_block() -> bytes:
+    from zapstack.zap import Signer, SigScheme, build_transfer
+    from zapstack.zap.frames import build_block
+
+    signer = Signer(SigScheme.ED25519, bytes(range(32)))
+    txs = [build_transfer(signer, bytes([i % 256]) * 32, i, 1, i) for i in range(1200)]
+    return build_block(
+        signer, height=7, parent=bytes(32), timestamp_ms=1, state_root=bytes(32), txs=txs
+    )
+
+
+def test_zap_block_layout_matches_the_frame_parser_and_pulls_end_to_end() -> None:
+    from zapstack.dht.chunks import ChunkPull
+    from zapstack.dht.wire import encode
+    from zapstack.zap.frames import parse_block
+
+    block = _zap_block()
+    view = parse_block(block, verify_signatures=False)
+    prefix = block[: view.payload_offset]
+    lay = zap_block_layout(prefix)
+    assert lay.chunk_root == view.chunk_root and lay.payload_len == len(view.payload)
+    assert lay.trailer_len == 64 and lay.payload_len > 2 * CHUNK_SIZE  # multi-chunk
+    served = ServedBlock(block, lay)
+    assert served.header_msg().trailer == block[-64:]
+    pull = ChunkPull(served.block_id, ["a", "b"], layout=zap_block_layout, now=0.0)
+    while (a := pull.next_action()) is not None:
+        index = getattr(a, "index", -1)
+        if hasattr(a, "data"):
+            msg = served.header_msg() if index == -1 else served.chunk_msg(index)
+            pull.receive_data(a.peer, index, encode(msg), 0.0)  # type: ignore[attr-defined]
+    assert pull.result == block
+
+
+def test_zap_block_layout_rejects_non_blocks() -> None:
+    block = _zap_block()
+    for bad, code in [
+        (b"\x00ZAP" + block[4:300], WireCode.BAD_MAGIC),
+        (block[:4] + b"\x01" + block[5:300], WireCode.UNKNOWN_KIND),
+        (block[:10], WireCode.TRUNCATED),
+    ]:
+        with pytest.raises(RemoteProtocolError) as e:
+            zap_block_layout(bad)
+        assert e.value.code is code
+    with pytest.raises(RemoteProtocolError) as e:
+        zap_block_layout(block[:300])  # not exactly the prefix
+    assert e.value.code is WireCode.BAD_LENGTH

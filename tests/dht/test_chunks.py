@@ -54,7 +54,7 @@ def lying_header(offset: int) -> Behaviour:
             return honest(index)
         h = bytearray(BLOCK[:HLEN])
         h[offset] ^= 1
-        return wire.encode(wire.HeaderMsg(BID, bytes(h)))
+        return wire.encode(wire.HeaderMsg(BID, bytes(h), b""))
 
     return serve
 

@@ -52,7 +52,7 @@ def test_value_stops_early_and_failures_are_skipped() -> None:
     world = _world(5, 40)
     me = next(iter(world))
     lk = Lookup(me, bytes(32), LookupMode.VALUE, world[me], alpha=3)
-    a, b, c = lk.next_queries()
+    a, b, _c = lk.next_queries()
     lk.on_failure(a.node_id)
     lk.on_failure(a.node_id)  # idempotent
     lk.on_reply(b.node_id, value=b"found")

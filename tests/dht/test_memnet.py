@@ -67,7 +67,7 @@ def test_store_find_value_and_pull_after_origin_disconnects_mid_transfer() -> No
     assert addrs == {n.contact.addr for n in [origin, *replicas]}
 
     # pull with the origin listed first: it gets the header and a share of chunks
-    order = [origin.contact.addr] + sorted(addrs - {origin.contact.addr})
+    order = [origin.contact.addr, *sorted(addrs - {origin.contact.addr})]
     pull = ChunkPull(block_id, order, layout=synthetic_layout, now=net.now)
     handle = net.start_pull(client.contact.addr, pull)
     while pull.partial_bytes(origin.contact.addr) == 0:  # run until origin is mid-stream

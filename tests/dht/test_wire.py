@@ -32,6 +32,7 @@ SAMPLES: list[wire.Message] = [
     wire.Providers((C1,), (C2, C1)),
     wire.GetHeader(ID),
     wire.HeaderMsg(ID, b"H" * 100),
+    wire.HeaderMsg(ID, b"H" * 10, b"signature"),
     wire.GetChunk(ID, 7),
     wire.ChunkMsg(ID, 3, b"d" * 1000, (b"\x01" * 32, b"\x02" * 32)),
     wire.ChunkMsg(ID, 0, b"x", ()),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from zapstack.dht.wire import ChunkMsg, HeaderMsg
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
+from zapstack.zap.ingress import MAGIC
 from zapstack.zap.merkle import (
     CHUNK_SIZE,
     chunk_slices,
@@ -32,6 +33,7 @@ from zapstack.zap.merkle import (
     leaf_hash,
     root_of_leaf_hashes,
 )
+from zapstack.zap.schema import BLOCK_SCHEMA, FrameKind
 
 __all__ = [
     "SYN_FIXED_LEN",
@@ -41,6 +43,7 @@ __all__ = [
     "expand",
     "synthetic_block",
     "synthetic_layout",
+    "zap_block_layout",
 ]
 
 SYN_MAGIC = b"ZSYN"
@@ -60,6 +63,8 @@ class BlockLayout:
     """Bytes of the payload (chunked in 64 KiB pieces, last one shorter)."""
     chunk_root: bytes
     """Merkle root over leaf_hash(chunk_i) of the payload."""
+    trailer_len: int = 0
+    """Bytes after the payload (a ZAP block frame's signature; 0 for synthetic blocks)."""
 
 
 def expand(seed: bytes, n: int) -> bytes:
@@ -78,6 +83,36 @@ def synthetic_layout(header: bytes) -> BlockLayout:
     if hlen != len(header):
         raise RemoteProtocolError("header_len field != header size", code=WireCode.BAD_LENGTH)
     return BlockLayout(int(hlen), int(plen), bytes(root))
+
+
+def zap_block_layout(prefix: bytes) -> BlockLayout:
+    """Layout of a ZAP block frame from its header prefix (``docs/formats/zap.md``).
+
+    The prefix is bytes ``[0, payload start)``: the 21-byte frame header, the
+    offsets table and every field before ``payload``.  Only structure is
+    checked here (magic, kind 0xB1, field count, offsets); the block's
+    signature and roots are checked when the whole block is parsed.
+    """
+    schema = BLOCK_SCHEMA
+    n = len(schema.fields)
+    if len(prefix) < schema.table_end:
+        raise RemoteProtocolError("block prefix too short", code=WireCode.TRUNCATED)
+    if prefix[:4] != MAGIC:
+        raise RemoteProtocolError("not a ZAP frame", code=WireCode.BAD_MAGIC, offset=0)
+    if prefix[4] != FrameKind.BLOCK:
+        raise RemoteProtocolError("not a block frame", code=WireCode.UNKNOWN_KIND, offset=4)
+    total, _chain, count, sig_len = struct.unpack_from("<IIHH", prefix, 8)
+    if count != n:
+        raise RemoteProtocolError("field count", code=WireCode.BAD_FIELD_COUNT, offset=16)
+    ends = struct.unpack_from(f"<{n}I", prefix, 21)
+    ip, ic = schema.index["payload"], schema.index["chunk_root"]
+    start = ends[ip - 1]
+    c0 = ends[ic - 1]
+    if start != len(prefix) or not c0 + 32 == ends[ic] <= start:
+        raise RemoteProtocolError("prefix does not end at the payload", code=WireCode.BAD_LENGTH)
+    if not start <= ends[ip] == total - sig_len:
+        raise RemoteProtocolError("payload / signature bounds", code=WireCode.OFFSET_OVERRUN)
+    return BlockLayout(start, ends[ip] - start, bytes(prefix[c0 : c0 + 32]), sig_len)
 
 
 def synthetic_block(seed: bytes, header_len: int, payload_len: int) -> bytes:
@@ -103,9 +138,9 @@ class ServedBlock:
         self.block = block
         self.block_id = hashlib.sha256(block).digest()
         self.layout = layout
-        payload = memoryview(block)[layout.header_len :]
-        if len(payload) != layout.payload_len:
+        if len(block) != layout.header_len + layout.payload_len + layout.trailer_len:
             raise LocalProtocolError("block size does not match its layout")
+        payload = memoryview(block)[layout.header_len : layout.header_len + layout.payload_len]
         self._leaves = [leaf_hash(c) for c in chunk_slices(payload)]
         if root_of_leaf_hashes(self._leaves) != layout.chunk_root:
             raise LocalProtocolError("block payload does not match its chunk root")
@@ -117,8 +152,10 @@ class ServedBlock:
         return len(self._leaves)
 
     def header_msg(self) -> HeaderMsg:
-        """The HEADER response."""
-        return HeaderMsg(self.block_id, self.block[: self.layout.header_len])
+        """The HEADER response: the prefix and the trailer."""
+        lay = self.layout
+        trailer = self.block[lay.header_len + lay.payload_len :]
+        return HeaderMsg(self.block_id, self.block[: lay.header_len], trailer)
 
     def chunk_msg(self, index: int) -> ChunkMsg:
         """The CHUNK response for ``index``; RemoteProtocolError(NOT_FOUND) if out of range."""
@@ -128,4 +165,5 @@ class ServedBlock:
         if proof is None:
             proof = self._proofs[index] = tuple(inclusion_proof(self._leaves, index))
         at = self.layout.header_len + index * CHUNK_SIZE
-        return ChunkMsg(self.block_id, index, self.block[at : at + CHUNK_SIZE], proof)
+        end = min(at + CHUNK_SIZE, self.layout.header_len + self.layout.payload_len)
+        return ChunkMsg(self.block_id, index, self.block[at:end], proof)

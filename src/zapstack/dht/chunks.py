@@ -2,16 +2,18 @@
 
 Theory of operation
 -------------------
-A block is ``header || payload``.  The header (a small prefix) commits to the
-payload through ``chunk_root``: the Merkle root over ``leaf_hash(chunk_i)`` of
+A block is ``header || payload || trailer`` (a ZAP block frame's trailer is
+its signature; synthetic blocks have none).  The header (a small prefix)
+commits to the payload through ``chunk_root``: the Merkle root over ``leaf_hash(chunk_i)`` of
 the payload's 64 KiB chunks (:mod:`zapstack.zap.merkle`).  The block id is
 ``sha256(block)``.  ``docs/formats/chunks.md`` is the normative description.
 
 :class:`ChunkPull` fetches one block from a list of providers:
 
 1. **Header.**  Unless the caller already holds a trusted header (e.g. from a
-   certified header chain), GET_HEADER goes to the first untried provider.  A
-   ``layout`` function turns header bytes into a :class:`BlockLayout`.
+   certified header chain), GET_HEADER goes to the first untried provider; the
+   HEADER answer carries the prefix and the trailer.  A ``layout`` function
+   turns the prefix into a :class:`BlockLayout`.
 2. **Chunks.**  Every missing chunk without a request in flight is asked of
    the usable provider with the fewest requests in flight (ties: provider
    order), at most ``max_in_flight`` per provider.  Each arriving chunk is
@@ -157,6 +159,7 @@ class ChunkPull:
         layout: LayoutFn,
         now: float,
         header: bytes | None = None,
+        trailer: bytes = b"",
         max_in_flight: int = 4,
         request_timeout: float = 5.0,
         max_block_bytes: int = 256 * 1024 * 1024,
@@ -198,7 +201,7 @@ class ChunkPull:
             if p not in self.providers:
                 self.providers.append(p)
         if header is not None:
-            self._accept_header(None, header, now)
+            self._accept_header(None, header, trailer, now)
         self._schedule(now)
 
     # ------------------------------------------------------------ public state
@@ -373,14 +376,14 @@ class ChunkPull:
             if msg.block_id != self.block_id:
                 self._liar(peer, WireCode.BAD_BLOCK, now)
             elif self.layout is None:
-                self._accept_header(peer, msg.header, now)
+                self._accept_header(peer, msg.header, msg.trailer, now)
             self._schedule(now)
         elif isinstance(msg, ChunkMsg) and msg.index == index:
             self._on_chunk(peer, msg, now)
         else:
             self._liar(peer, WireCode.STREAM_PROTOCOL_VIOLATION, now)
 
-    def _accept_header(self, peer: str | None, header: bytes, now: float) -> None:
+    def _accept_header(self, peer: str | None, header: bytes, trailer: bytes, now: float) -> None:
         try:
             layout = self._layout_fn(header)
         except RemoteProtocolError as exc:
@@ -388,8 +391,11 @@ class ChunkPull:
                 raise LocalProtocolError(f"trusted header is malformed: {exc}") from exc
             self._liar(peer, exc.code, now)
             return
-        if layout.header_len != len(header) or layout.header_len + layout.payload_len > (
-            self.max_block_bytes
+        size = layout.header_len + layout.payload_len + layout.trailer_len
+        if (
+            layout.header_len != len(header)
+            or layout.trailer_len != len(trailer)
+            or size > self.max_block_bytes
         ):
             if peer is None:
                 raise LocalProtocolError("trusted header has an impossible layout")
@@ -397,10 +403,10 @@ class ChunkPull:
             return
         key = (layout.chunk_root, layout.payload_len)
         if self._buf is not None and self._buf_key == key:  # same commitment: keep chunks
-            self._buf = bytearray(header) + self._buf[self._buf_hlen :]
+            payload = self._buf[self._buf_hlen : self._buf_hlen + layout.payload_len]
+            self._buf = bytearray(header) + payload + trailer
         else:
-            self._buf = bytearray(layout.header_len + layout.payload_len)
-            self._buf[: layout.header_len] = header
+            self._buf = bytearray(header) + bytearray(layout.payload_len) + trailer
             self._have = set()
         self._buf_key, self._buf_hlen = key, layout.header_len
         self.header, self.header_from, self.layout = header, peer, layout

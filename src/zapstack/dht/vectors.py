@@ -45,7 +45,7 @@ def build_message(served: ServedBlock, op: dict[str, Any]) -> HeaderMsg | ChunkM
     if op["op"] == "header":
         h = served.header_msg()
         header = {"none": h.header, "filler": _flip(h.header, 48), "root": _flip(h.header, 16)}
-        return HeaderMsg(h.block_id, header[tamper])
+        return HeaderMsg(h.block_id, header[tamper], h.trailer)
     m = served.chunk_msg(op["index"])
     n = served.chunk_count
     table: dict[str, ChunkMsg] = {

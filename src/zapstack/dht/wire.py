@@ -203,12 +203,14 @@ class GetHeader:
 
 @dataclass(frozen=True, slots=True)
 class HeaderMsg:
-    """The block's header prefix (unverifiable alone; see chunks.md)."""
+    """The block's bytes outside its payload (unverifiable alone; see chunks.md)."""
 
     block_id: bytes
     """Echo of the requested block id."""
     header: bytes
-    """Header bytes, 1..MAX_HEADER_BYTES."""
+    """The prefix before the payload, 1..MAX_HEADER_BYTES."""
+    trailer: bytes = b""
+    """The suffix after the payload (a ZAP block's signature), 0..MAX_HEADER_BYTES."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +301,8 @@ def _payload(msg: Message) -> tuple[MsgType, bytes]:
             return MsgType.PROVIDERS, _contacts(ps) + _contacts(closer)
         case GetHeader(bid):
             return MsgType.GET_HEADER, bid
-        case HeaderMsg(bid, header):
-            return MsgType.HEADER, bid + header
+        case HeaderMsg(bid, header, trailer):
+            return MsgType.HEADER, bid + _U32.pack(len(header)) + header + trailer
         case GetChunk(bid, index):
             return MsgType.GET_CHUNK, bid + _U32.pack(index)
         case ChunkMsg(bid, index, data, proof):
@@ -409,10 +411,16 @@ def _d_chunk(cur: _Cursor) -> ChunkMsg:
 
 def _d_header(cur: _Cursor) -> HeaderMsg:
     bid = cur.take(ID_LEN, "block id")
-    header = cur.rest()
-    if not header:
-        raise _err("empty header", WireCode.BAD_LENGTH, cur.pos)
-    return HeaderMsg(bid, header)
+    n = cur.u32("header length")
+    if not 1 <= n <= MAX_HEADER_BYTES:
+        raise _err(
+            f"header length {n} outside 1..{MAX_HEADER_BYTES}", WireCode.BAD_LENGTH, cur.pos - 4
+        )
+    header = cur.take(n, "header")
+    trailer = cur.rest()
+    if len(trailer) > MAX_HEADER_BYTES:
+        raise _err("trailer too long", WireCode.BAD_LENGTH, cur.pos - len(trailer))
+    return HeaderMsg(bid, header, trailer)
 
 
 _Decoder = Callable[[_Cursor], Message]
@@ -440,7 +448,7 @@ _DECODERS: dict[MsgType, tuple[int, int, _Decoder]] = {
         lambda c: Providers(_read_contacts(c), _read_contacts(c)),
     ),
     MsgType.GET_HEADER: (ID_LEN, ID_LEN, lambda c: GetHeader(c.take(ID_LEN, "block id"))),
-    MsgType.HEADER: (ID_LEN + 1, ID_LEN + MAX_HEADER_BYTES, _d_header),
+    MsgType.HEADER: (ID_LEN + 4 + 1, ID_LEN + 4 + 2 * MAX_HEADER_BYTES, _d_header),
     MsgType.GET_CHUNK: (
         ID_LEN + 4,
         ID_LEN + 4,
