@@ -76,7 +76,7 @@ def _zap_block() -> bytes:
 
 
 def test_zap_block_layout_matches_the_frame_parser_and_pulls_end_to_end() -> None:
-    from zapstack.dht.chunks import ChunkPull
+    from zapstack.dht.chunks import ChunkPull, RequestChunk, RequestHeader
     from zapstack.dht.wire import encode
     from zapstack.zap.frames import parse_block
 
@@ -90,10 +90,10 @@ def test_zap_block_layout_matches_the_frame_parser_and_pulls_end_to_end() -> Non
     assert served.header_msg().trailer == block[-64:]
     pull = ChunkPull(served.block_id, ["a", "b"], layout=zap_block_layout, now=0.0)
     while (a := pull.next_action()) is not None:
-        index = getattr(a, "index", -1)
-        if hasattr(a, "data"):
-            msg = served.header_msg() if index == -1 else served.chunk_msg(index)
-            pull.receive_data(a.peer, index, encode(msg), 0.0)  # type: ignore[attr-defined]
+        if isinstance(a, RequestHeader):
+            pull.receive_data(a.peer, -1, encode(served.header_msg()), 0.0)
+        elif isinstance(a, RequestChunk):
+            pull.receive_data(a.peer, a.index, encode(served.chunk_msg(a.index)), 0.0)
     assert pull.result == block
 
 
