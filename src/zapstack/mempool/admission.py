@@ -17,12 +17,15 @@ peer is held back by QUIC flow control instead of our memory growing.  Credit
 comes back through :meth:`release` (the stream finished, was rejected, reset,
 or its peer left), which grants queued requests in strict FIFO order while the
 head fits, and returns the keys granted so the caller can resume them.  Strict
-FIFO means a large reservation is never starved by small ones.
+FIFO means a large reservation is never starved by small ones.  Slots and
+bytes have separate queues: a slot holder waiting for bytes never waits behind
+a stream waiting for a slot (that would deadlock once every slot holder did).
 
 Deadlock freedom: a stream that holds its byte reservation can always finish
 (its peer only has to send), and a stalled one is timed out by the receiver,
-so credit always returns; any single reservation (<= ``MAX_TX_SIZE``) fits an
-empty budget (checked at construction).
+so credit always returns; when no stream holds bytes, the head of the byte
+queue fits (any single reservation is <= ``MAX_TX_SIZE`` <= ``max_bytes``,
+checked at construction).
 
 Bound: in-flight bytes <= ``max_bytes`` + (streams waiting for byte credit) x
 (bytes delivered before their length was known, i.e. one read chunk each).
@@ -51,7 +54,7 @@ DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
 class AdmissionController(Generic[K]):
-    """Counts buffer slots and reserved bytes; queues what does not fit (FIFO)."""
+    """Counts buffer slots and reserved bytes; queues what does not fit (FIFO per kind)."""
 
     def __init__(
         self, *, max_buffers: int = DEFAULT_MAX_BUFFERS, max_bytes: int = DEFAULT_MAX_BYTES
@@ -65,8 +68,10 @@ class AdmissionController(Generic[K]):
         self._slots: set[K] = set()
         self._reserved: dict[K, int] = {}
         self._bytes = 0
-        self._queue: deque[tuple[K, int]] = deque()  # (key, 0 = slot | n = bytes)
-        self._waiting: dict[K, int] = {}
+        self._slot_queue: deque[tuple[K, int]] = deque()  # (key, ticket)
+        self._byte_queue: deque[tuple[K, int, int]] = deque()  # (key, ticket, nbytes)
+        self._waiting: dict[K, int] = {}  # key -> ticket of its live queue entry
+        self._ticket = 0
 
     @property
     def buffers(self) -> int:
@@ -91,10 +96,10 @@ class AdmissionController(Generic[K]):
         """Take a buffer slot for a new stream; ``False`` = queued, wait."""
         if key in self._slots or key in self._waiting:
             raise LocalProtocolError(f"stream {key!r} already admitted")
-        if not self._queue and len(self._slots) < self.max_buffers:
+        if not self._slot_queue and len(self._slots) < self.max_buffers:
             self._slots.add(key)
             return True
-        self._enqueue(key, 0)
+        self._slot_queue.append((key, self._enqueue(key)))
         return False
 
     def reserve(self, key: K, nbytes: int) -> bool:
@@ -103,49 +108,57 @@ class AdmissionController(Generic[K]):
             raise LocalProtocolError(f"stream {key!r} cannot reserve now")
         if not 0 < nbytes <= MAX_TX_SIZE:
             raise LocalProtocolError(f"reservation of {nbytes} bytes out of range")
-        if not self._queue and self._bytes + nbytes <= self.max_bytes:
+        if not self._byte_queue and self._bytes + nbytes <= self.max_bytes:
             self._grant_bytes(key, nbytes)
             return True
-        self._enqueue(key, nbytes)
+        self._byte_queue.append((key, self._enqueue(key), nbytes))
         return False
 
     def release(self, key: K) -> list[K]:
         """Return ``key``'s credit (or cancel its queued request); grant waiters.
 
-        Returns the keys whose queued request was granted by this release, in
-        grant order.  Idempotent.
+        Returns the keys whose queued request was granted by this release:
+        byte reservations first, then slots, each in FIFO order.  Idempotent.
         """
         self._waiting.pop(key, None)  # its queue entry is skipped lazily
         self._slots.discard(key)
         self._bytes -= self._reserved.pop(key, 0)
-        return self._drain()
+        return self._drain_bytes() + self._drain_slots()
 
     # -- internals ---------------------------------------------------------------
-    def _enqueue(self, key: K, nbytes: int) -> None:
-        self._waiting[key] = nbytes
-        self._queue.append((key, nbytes))
+    def _enqueue(self, key: K) -> int:
+        self._ticket += 1
+        self._waiting[key] = self._ticket
+        return self._ticket
 
     def _grant_bytes(self, key: K, nbytes: int) -> None:
         self._reserved[key] = nbytes
         self._bytes += nbytes
 
-    def _drain(self) -> list[K]:
+    def _drain_bytes(self) -> list[K]:
         granted: list[K] = []
-        q = self._queue
+        q = self._byte_queue
         while q:
-            key, nbytes = q[0]
-            if self._waiting.get(key) != nbytes:  # cancelled (or stale) entry
-                q.popleft()
-                continue
-            if nbytes == 0:
-                if len(self._slots) >= self.max_buffers:
-                    break
-                self._slots.add(key)
-            else:
+            key, ticket, nbytes = q[0]
+            if self._waiting.get(key) == ticket:
                 if self._bytes + nbytes > self.max_bytes:
                     break
                 self._grant_bytes(key, nbytes)
+                del self._waiting[key]
+                granted.append(key)
             q.popleft()
-            del self._waiting[key]
-            granted.append(key)
+        return granted
+
+    def _drain_slots(self) -> list[K]:
+        granted: list[K] = []
+        q = self._slot_queue
+        while q:
+            key, ticket = q[0]
+            if self._waiting.get(key) == ticket:
+                if len(self._slots) >= self.max_buffers:
+                    break
+                self._slots.add(key)
+                del self._waiting[key]
+                granted.append(key)
+            q.popleft()
         return granted

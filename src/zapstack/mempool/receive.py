@@ -81,6 +81,19 @@ __all__ = [
 PeerId = bytes
 _LEN = struct.Struct("<I")
 _LENGTH_END = 12  # header bytes 8..11 hold the frame's total length
+_STAGE_BY_BYTES: tuple[tuple[int, Stage], ...] = (
+    (4, Stage.MAGIC),
+    (5, Stage.SCHEMA),
+    (21, Stage.HEADER),
+)
+"""Bytes received below the bound -> the stage a stalled stream is stuck in (else BODY)."""
+
+
+def _stalled_stage(machine: IngressMachine) -> Stage:
+    if machine.finished:
+        return Stage.NONE
+    n = machine.bytes_received
+    return next((stage for bound, stage in _STAGE_BY_BYTES if n < bound), Stage.BODY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +231,9 @@ class TxReceiver:
         self.stream_timeout = stream_timeout
         self._streams: dict[tuple[PeerId, int], _Stream] = {}
         self._by_peer: dict[PeerId, set[int]] = {}
+        self._clock = float(
+            "-inf"
+        )  # latest ``now`` seen: a resumed stream's idle clock starts here
 
     @property
     def in_flight(self) -> int:
@@ -227,6 +243,7 @@ class TxReceiver:
     # -- driver calls ------------------------------------------------------------
     def stream_opened(self, peer: PeerId, stream_id: int, now: float = 0.0) -> list[Action]:
         """A peer opened a tx-submit stream."""
+        self._clock = max(self._clock, now)
         key = (peer, stream_id)
         if key in self._streams:
             raise LocalProtocolError(f"stream {stream_id} of {peer!r} opened twice")
@@ -247,6 +264,7 @@ class TxReceiver:
         self, peer: PeerId, stream_id: int, data: bytes | memoryview, now: float = 0.0
     ) -> list[Action]:
         """Bytes arrived on a stream (any split); stages 1-4 run as they land."""
+        self._clock = max(self._clock, now)
         s = self._live(peer, stream_id)
         if s is None or not data:
             return []
@@ -266,6 +284,7 @@ class TxReceiver:
 
     def stream_ended(self, peer: PeerId, stream_id: int, now: float = 0.0) -> list[Action]:
         """The peer finished the stream (FIN): the buffer is complete, go to stage 5."""
+        self._clock = max(self._clock, now)
         s = self._live(peer, stream_id)
         if s is None:
             return []
@@ -311,8 +330,10 @@ class TxReceiver:
         """Time out receiving streams idle for longer than ``stream_timeout``.
 
         Streams waiting for credit or verification are never timed out: the
-        wait is ours, not the peer's.
+        wait is ours, not the peer's.  A resumed stream's idle clock restarts at
+        the latest ``now`` the receiver has seen.
         """
+        self._clock = max(self._clock, now)
         out: list[Action] = []
         stale = [
             s
@@ -321,7 +342,7 @@ class TxReceiver:
         ]
         for s in stale:
             n = s.machine.bytes_received
-            out += self._reject(s, s.machine.stage, WireCode.TIMEOUT, n, "stream stalled")
+            out += self._reject(s, _stalled_stage(s.machine), WireCode.TIMEOUT, n, "stream stalled")
         return out
 
     # -- internals ---------------------------------------------------------------
@@ -374,6 +395,7 @@ class TxReceiver:
         for key in self.admission.release(s.key):
             w = self._streams[key]
             w.phase = _Phase.OPEN
+            w.last = max(w.last, self._clock)
             self.stats.resumes += 1
             out.append(Resume(w.key[0], w.key[1]))
         return out
