@@ -61,6 +61,7 @@ def _round2_range(
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
         view = shm.buf
+        assert view is not None
         commitments = {i: view[k * size : (k + 1) * size] for k, i in enumerate(signers)}
         out = [round2(st, MESSAGE, signers, commitments) for st in states]
         del commitments, view
@@ -129,8 +130,11 @@ def main() -> None:
     size = len(commitments[signers[0]])
     shm = shared_memory.SharedMemory(create=True, size=size * len(signers))
     try:
+        buf = shm.buf
+        assert buf is not None
         for k, i in enumerate(signers):
-            shm.buf[k * size : (k + 1) * size] = commitments[i]
+            buf[k * size : (k + 1) * size] = commitments[i]
+        del buf
         with ProcessPoolExecutor(max_workers=WORKERS) as pool:
             pids = set(pool.map(_warm, [pk.to_bytes()] * (2 * WORKERS)))
             t0 = time.perf_counter()

@@ -117,3 +117,23 @@ def test_uniform_range() -> None:
     u = uniform_mod_q(Xof(b"r"), 10000)
     assert int(u.min()) >= 0 and int(u.max()) < Q
     assert int(u.max()) > Q // 2  # spans the range
+
+
+def test_known_answers() -> None:
+    """Pinned in docs/formats/ringtail.md for a second implementation."""
+    sigma_e, sigma_star = 6.108187070284607, 172852667880.2713
+    assert gaussian(Xof(b"zapstack"), sigma_e, 8).tolist() == [5, -2, 4, 8, 1, 9, 3, -5]
+    assert gaussian(Xof(b"zapstack"), sigma_star, 4).tolist() == [
+        144088994049,
+        -52513698697,
+        111518860883,
+        237877146052,
+    ]
+    assert uniform_mod_q(Xof(b"zapstack"), 4).tolist() == [
+        70043985240349,
+        276009012912678,
+        9054484848666,
+        258610569936692,
+    ]
+    c = challenge(bytes(32), 23)
+    assert [i for i, v in enumerate(c.tolist()) if v == 1] == [4, 69, 88, 100, 104, 141, 238]

@@ -30,7 +30,7 @@ RNG = b"r" * 32
 # Known answer: deal(5, 3, KAT_SEED), signers {1, 3, 5}, sign_in_process(MSG, SID, RNG).
 KAT_SEED = b"zapstack-ringtail-kat-seed-00001"
 KAT_PK_SHA256 = "a807903b66d554ed1f26608c7904b38a3a778b7cb35884fb8ba27407174a35fe"
-KAT_SIG_SHA256 = "4bc70d5033b661552477e7737ded9d6948d5861b7412ca33109b413c00a40ca0"
+KAT_SIG_SHA256 = "1bc3be6568a81d35b45e3d825335ea69a5385e157353f4cef3c43dca5ace69ad"
 
 Dealt = tuple[GroupPublicKey, list[KeyShare]]
 

@@ -65,3 +65,13 @@ def test_commitment_digest_is_tagged_sha256() -> None:
     d = commitment_digest(b"D" * 100)
     assert d == hashlib.sha256(b"zapstack/ringtail/v1/commit\x00" + b"D" * 100).digest()
     assert commitment_digest(memoryview(b"D" * 100)) == d
+
+
+def test_expand_a_known_answer() -> None:
+    """Pinned in docs/formats/ringtail.md."""
+    assert expand_a(bytes(32), PARAMS)[0, 0, :4].tolist() == [
+        142303902766119,
+        137897330939464,
+        267579692707943,
+        273392588068628,
+    ]

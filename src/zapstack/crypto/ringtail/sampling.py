@@ -161,7 +161,7 @@ def gaussian(xof: Xof, sigma: float, count: int, tail: float = 2.0) -> I64:
 
 def challenge(seed: bytes, kappa: int) -> I64:
     """The ternary challenge polynomial (int64, entries in {-1, 0, 1}, weight kappa)."""
-    xof = Xof(b"zapstack/ringtail/v1/ball" + seed)
+    xof = Xof(b"zapstack/ringtail/v1/ball\x00" + seed)
     signs = int.from_bytes(xof.read(8), "little")
     c = [0] * DEGREE
     for i in range(DEGREE - kappa, DEGREE):

@@ -83,6 +83,8 @@ __all__ = [
 ]
 
 I64 = npt.NDArray[np.int64]
+Blob = bytes | bytearray | memoryview
+"""Encoded protocol messages may be passed as any bytes-like buffer (read in place)."""
 _INDEX: Final = struct.Struct(">H")
 _HEAD: Final = 2 + 32  # u16 index || 32-byte digest
 _Z_LIMIT: Final = 1 << 47
@@ -180,7 +182,7 @@ def _context(
     message: bytes,
     session_id: bytes,
     signers: tuple[int, ...],
-    commitments: Mapping[int, bytes],
+    commitments: Mapping[int, Blob],
 ) -> _Context:
     p = pk.params
     if set(commitments) != set(signers):
@@ -233,7 +235,7 @@ def round2(
     state: SignerSession,
     message: bytes,
     signers: Sequence[int],
-    commitments: Mapping[int, bytes],
+    commitments: Mapping[int, Blob],
 ) -> bytes:
     """Party i's response: u16 index || session digest (32) || z_i (cols*256 x 7 bytes)."""
     share = state.share
@@ -253,7 +255,7 @@ def _respond(
     r_hat: I64,
     message: bytes,
     signers: tuple[int, ...],
-    commitments: Mapping[int, bytes],
+    commitments: Mapping[int, Blob],
 ) -> bytes:
     """Round-2 arithmetic (no threshold policy): used by round2 and by tests."""
     share = state.share
@@ -277,8 +279,8 @@ def combine_unchecked(
     message: bytes,
     session_id: bytes,
     signers: Sequence[int],
-    commitments: Mapping[int, bytes],
-    responses: Mapping[int, bytes],
+    commitments: Mapping[int, Blob],
+    responses: Mapping[int, Blob],
 ) -> Signature:
     """Assemble (c~, z, Delta) without checking the bound (tests use it on bad inputs)."""
     p = pk.params
@@ -306,8 +308,8 @@ def combine(
     message: bytes,
     session_id: bytes,
     signers: Sequence[int],
-    commitments: Mapping[int, bytes],
-    responses: Mapping[int, bytes],
+    commitments: Mapping[int, Blob],
+    responses: Mapping[int, Blob],
 ) -> bytes:
     """Sum the responses into a signature; InvalidCert if it would not verify."""
     sig = combine_unchecked(pk, message, session_id, signers, commitments, responses)
