@@ -64,6 +64,7 @@ async def pull_once(served: ServedBlock, providers: int, latency: float) -> floa
         if latency:
             await asyncio.sleep(latency)
         req = wire.decode(a.data)  # the provider parses the request ...
+        reply: wire.Message
         if isinstance(req, wire.GetChunk):
             reply, index = served.chunk_msg(req.index), req.index
         else:
