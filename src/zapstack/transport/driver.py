@@ -187,6 +187,11 @@ class Peer:
         self._service()
         return OutStream(self, stream_id, stream_type)
 
+    def stop_reading(self, stream_id: int, code: int) -> None:
+        """StopSending(code) on our receiving half of ``stream_id``.  Idempotent."""
+        self.session.stop_reading(stream_id, code)
+        self._service()
+
     def close(self, code: int = WireCode.NO_ERROR, reason: str = "") -> None:
         """CONNECTION_CLOSE: every stream of this peer ends.  Idempotent."""
         self.session.close(code, reason)

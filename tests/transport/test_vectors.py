@@ -1,0 +1,59 @@
+"""The stream_reset vector file: checked in, reproducible, run over qh3 and aioquic."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from zapstack.conformance import encode_line, run_files
+from zapstack.conformance.runner import run_case as run_one
+from zapstack.transport import vectors
+
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "stream_reset.jsonl"
+
+
+def test_regeneration_is_byte_identical() -> None:
+    text = "".join(encode_line(c) + "\n" for c in vectors.generate(vectors.SEED))
+    assert text == VECTORS.read_text(encoding="utf-8")
+
+
+def test_checked_in_vectors_pass_over_both_stacks() -> None:
+    reports = run_files([VECTORS])
+    assert reports["stream_reset"].failed == 0, reports["stream_reset"].failures
+    assert reports["stream_reset"].passed == 20
+
+
+def test_model_pins_reset_semantics() -> None:
+    ops = [["open", 0], ["write", 0, 100], ["cancel", 0, 7], ["write", 0, 5], ["cancel", 0, 8]]
+    got = vectors.expected_observation(ops)
+    assert got["events"] == ["s0 open", "s0 bytes 100", "s0 RESET_STREAM(7)"]
+    assert got["sender"][0] == {"stream": 0, "end": "cancelled", "code": 7, "refused_writes": 1}
+
+
+def test_a_wrong_expectation_fails() -> None:
+    case = vectors.generate(vectors.SEED)[3]  # reset-after-data
+    wrong = dict(case.expected)
+    wrong["events"] = [*case.expected["events"][:-1], "s0 RESET_STREAM(99)"]
+    result = run_one(replace(case, expected=wrong))
+    assert not result.passed
+
+
+def test_stacks_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = vectors._observe
+
+    async def skewed(stack: str, ops: list[list[object]]) -> dict[str, object]:
+        observed = await real(stack, ops)
+        if stack == "qh3":
+            observed["events"] = [*observed["events"], "extra"]
+        return observed
+
+    monkeypatch.setattr(vectors, "_observe", skewed)
+    with pytest.raises(AssertionError, match="disagree"):
+        vectors.run_case(vectors.generate(vectors.SEED)[0])
+
+
+def test_case_ids_unique_and_about_twenty() -> None:
+    ids = [c.id for c in vectors.generate(vectors.SEED)]
+    assert len(ids) == len(set(ids)) == 20
