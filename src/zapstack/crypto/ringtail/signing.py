@@ -214,8 +214,9 @@ def spread_ok(d_sum: I64, p: Params) -> bool:
     bar = center(d_sum[:, 1:, :]).astype(np.float64)
     twist = np.exp(1j * np.pi * np.arange(DEGREE) / DEGREE)
     slots = np.fft.fft(bar * twist, axis=-1)  # (rows, dbar, 256)
-    per_slot = np.transpose(slots, (2, 0, 1))
-    gram = per_slot @ np.conj(np.transpose(per_slot, (0, 2, 1)))
+    # Gram matrices per slot, (256, rows, rows); einsum keeps this off the BLAS
+    # thread pool, which oversubscribes the cores when signers run in processes.
+    gram = np.einsum("ikj,lkj->jil", slots, np.conj(slots))
     smallest = float(np.sqrt(max(float(np.linalg.eigvalsh(gram).min()), 0.0)))
     return smallest / DEGREE > p.eta_epsilon * p.q / p.sigma_u
 
