@@ -273,6 +273,9 @@ def main() -> None:
         return
     print(f"tx receive pipeline bench: {N_TXS} txs, {PEERS} peers x {STREAMS} streams, "
           f"{os.cpu_count()} cores, verify threads {THREADS}")  # fmt: skip
+    load = os.getloadavg()
+    print(f"  load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          "(the cores are shared: a busy box flattens the thread-pool gain)")  # fmt: skip
     t0 = time.perf_counter()
     txs = make_txs(N_TXS)
     avg = sum(map(len, txs)) / len(txs)

@@ -188,7 +188,7 @@ def test_drop_meets_the_unwind_contract() -> None:
         },
         unwind=lambda pool: pool.drop(target.tx_id),
         observe=observe,
-        racers=0,  # the mempool is single-owner (module contract); no thread race
+        racers=4,
     )
     assert n == 5
 

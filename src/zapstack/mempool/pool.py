@@ -47,13 +47,16 @@ Unwind: :meth:`Mempool.drop` is the primitive of LP-0202's table ("drop
 pointer, O(log N)").  It is idempotent: dropping an absent id is a no-op that
 returns ``False``, from any state.
 
-Not thread-safe: one owner (the receive loop); block building calls
-:meth:`select` from the same loop and gets views it may share with any thread.
+Threads: every public method holds one internal lock, so the unwind calls
+(``drop``/``remove``) may come from any thread at any time (LP-0202's unwind
+contract); ``nonce_floor`` runs under that lock and must not call back into
+the pool.  Views handed out are immutable and may be shared with any thread.
 """
 
 from __future__ import annotations
 
 import heapq
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -137,6 +140,7 @@ class Mempool:
         self._ranked: IndexedHeap[_Entry] = IndexedHeap()
         self._bytes = 0
         self._seq = 0
+        self._lock = threading.Lock()
 
     # -- queries -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -167,45 +171,50 @@ class Mempool:
     # -- admission ---------------------------------------------------------------
     def insert(self, view: TxView) -> Admitted:
         """Admit ``view`` (stage 5) or raise ``InvalidTx``; see the rule table above."""
-        tx_id = view.tx_id
-        if tx_id in self._by_id:
-            raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
-        fee = view.fee
-        if fee < self.min_fee:
-            raise self._reject(WireCode.FEE_TOO_LOW, f"fee {fee} below the floor {self.min_fee}")
-        sender = view.sender
-        nonce = view.nonce
-        floor = self.nonce_floor(sender)
-        if nonce < floor:
-            raise self._reject(WireCode.NONCE_TOO_LOW, f"nonce {nonce} below account nonce {floor}")
-        old = self._by_sender.get(sender, {}).get(nonce)
-        if old is not None and fee <= old.fee:
-            raise self._reject(
-                WireCode.DUPLICATE, f"nonce {nonce} taken by a tx paying {old.fee} >= {fee}"
+        tx_id, fee, nonce = view.tx_id, view.fee, view.nonce  # pure reads of the view
+        with self._lock:
+            if tx_id in self._by_id:
+                raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
+            if fee < self.min_fee:
+                raise self._reject(
+                    WireCode.FEE_TOO_LOW, f"fee {fee} below the floor {self.min_fee}"
+                )
+            sender = view.sender
+            floor = self.nonce_floor(sender)
+            if nonce < floor:
+                raise self._reject(
+                    WireCode.NONCE_TOO_LOW, f"nonce {nonce} below account nonce {floor}"
+                )
+            old = self._by_sender.get(sender, {}).get(nonce)
+            if old is not None and fee <= old.fee:
+                raise self._reject(
+                    WireCode.DUPLICATE, f"nonce {nonce} taken by a tx paying {old.fee} >= {fee}"
+                )
+            self._seq += 1
+            entry = _Entry(view, tx_id, sender, self._seq)
+            if old is not None:
+                self._unlink(old)
+            victims: list[_Entry] = []
+            while len(self._by_id) + 1 > self.max_txs or self._bytes + entry.size > self.max_bytes:
+                low = self._ranked.peek()
+                if low is None or low.fee >= fee:
+                    for v in victims:  # restore: the pool is left exactly as it was
+                        self._link(v)
+                    if old is not None:
+                        self._link(old)
+                    raise self._reject(
+                        WireCode.MEMPOOL_FULL, "mempool full of txs paying >= this fee"
+                    )
+                self._unlink(low)
+                victims.append(low)
+            self._link(entry)
+            self.stats.admitted += 1
+            self.stats.evicted += len(victims)
+            if old is not None:
+                self.stats.replaced += 1
+            return Admitted(
+                tx_id, tuple(v.tx_id for v in victims), old.tx_id if old is not None else None
             )
-        self._seq += 1
-        entry = _Entry(view, tx_id, sender, self._seq)
-        if old is not None:
-            self._unlink(old)
-        victims: list[_Entry] = []
-        while len(self._by_id) + 1 > self.max_txs or self._bytes + entry.size > self.max_bytes:
-            low = self._ranked.peek()
-            if low is None or low.fee >= fee:
-                for v in victims:  # restore: the pool is left exactly as it was
-                    self._link(v)
-                if old is not None:
-                    self._link(old)
-                raise self._reject(WireCode.MEMPOOL_FULL, "mempool full of txs paying >= this fee")
-            self._unlink(low)
-            victims.append(low)
-        self._link(entry)
-        self.stats.admitted += 1
-        self.stats.evicted += len(victims)
-        if old is not None:
-            self.stats.replaced += 1
-        return Admitted(
-            tx_id, tuple(v.tx_id for v in victims), old.tx_id if old is not None else None
-        )
 
     # -- block building ----------------------------------------------------------
     def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
@@ -218,6 +227,10 @@ class Mempool:
         may not precede it, so is the rest of its sender's queue.  The pool is
         not modified (call :meth:`remove` once the block commits).
         """
+        with self._lock:
+            return self._select(n, max_bytes)
+
+    def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
         heads: list[tuple[int, int, _Entry]] = []
         for sender, slots in self._by_sender.items():
             e = slots.get(self.nonce_floor(sender))
@@ -239,7 +252,17 @@ class Mempool:
 
     # -- removal (unwind) --------------------------------------------------------
     def drop(self, tx_id: bytes) -> bool:
-        """Drop one tx by id in O(log N); ``False`` if absent.  Idempotent."""
+        """Drop one tx by id in O(log N); ``False`` if absent.  Idempotent, any thread."""
+        with self._lock:
+            return self._drop(tx_id)
+
+    def remove(self, tx_ids: Iterable[bytes]) -> int:
+        """Drop every id present (a committed block's txs); returns how many were held."""
+        ids = list(tx_ids)
+        with self._lock:
+            return sum(self._drop(t) for t in ids)
+
+    def _drop(self, tx_id: bytes) -> bool:
         e = self._by_id.get(tx_id)
         if e is None:
             return False
@@ -247,16 +270,16 @@ class Mempool:
         self.stats.removed += 1
         return True
 
-    def remove(self, tx_ids: Iterable[bytes]) -> int:
-        """Drop every id present (a committed block's txs); returns how many were held."""
-        return sum(self.drop(t) for t in tx_ids)
-
     def prune(self, senders: Iterable[bytes] | None = None) -> int:
         """Drop txs whose nonce is below their sender's (new) committed nonce.
 
         ``senders``: the accounts a committed block touched (all senders when
         ``None``).  Returns how many txs were dropped.
         """
+        with self._lock:
+            return self._prune(senders)
+
+    def _prune(self, senders: Iterable[bytes] | None) -> int:
         targets = list(self._by_sender) if senders is None else list(senders)
         dropped = 0
         for sender in targets:
@@ -272,6 +295,10 @@ class Mempool:
 
     def check(self) -> None:
         """Assert every internal invariant (tests only)."""
+        with self._lock:
+            self._check()
+
+    def _check(self) -> None:
         self._ranked.check()
         entries = self._ranked.items()
         assert len(entries) == len(self._by_id)
