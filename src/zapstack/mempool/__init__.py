@@ -8,10 +8,16 @@
   (reject the stream, wait for credit, resume, verify, admitted, rejected).
 * :class:`AdmissionController` -- the bounded in-flight working set.
 * :class:`Reputation`, :class:`PipelineStats`.
+* ``zapstack.mempool.handler.TxSubmitService`` (not re-exported: it imports the
+  transport) -- the glue that serves ``StreamType.TX_SUBMIT`` on a transport
+  session.
 
-Layering: imports ``zap`` and ``errors`` only; never does IO.  Concurrency:
-every object here is owned by one thread (the driver); views handed out are
-immutable and may be shared with any thread.
+Layering: imports ``zap`` and ``errors`` (``handler`` also the transport's
+handler types); never does IO.  Concurrency: the receiver and admission
+controller are owned by one thread (the driver); the mempool locks internally
+so its unwind (``drop``/``remove``) may come from any thread; views handed out
+are immutable and may be shared with any thread.  Format and rules:
+``docs/formats/mempool.md``.
 """
 
 from zapstack.mempool.admission import AdmissionController
