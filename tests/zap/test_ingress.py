@@ -195,3 +195,16 @@ def test_block_byte_flip_rejected_same_way(pos: int, xor: int) -> None:
     events = feed(bad, None, BLOCK_SCHEMAS)
     assert events == feed(bad, 3, BLOCK_SCHEMAS)
     assert events[0][0] == "rejected"
+
+
+def test_stage_reports_progress() -> None:
+    m = IngressMachine()
+    assert m.stage == Stage.MAGIC
+    m.receive_data(TX[:4])
+    assert m.stage == Stage.SCHEMA
+    m.receive_data(TX[4:10])
+    assert m.stage == Stage.HEADER
+    m.receive_data(TX[10:30])
+    assert m.stage == Stage.BODY
+    m.receive_data(TX[30:])
+    assert m.stage == Stage.NONE and m.finished

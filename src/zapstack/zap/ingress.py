@@ -185,8 +185,10 @@ class IngressMachine:
     @property
     def stage(self) -> Stage:
         """The stage of the next pending check (``Stage.NONE`` once finished)."""
-        if self._state != "active" or not self._heap:
+        if self._state != "active":
             return Stage.NONE
+        if not self._heap:  # nothing scheduled yet: the first byte is a magic byte
+            return Stage.MAGIC
         return self._heap[0][2]
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
