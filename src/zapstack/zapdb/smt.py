@@ -102,10 +102,13 @@ def bit(kh: bytes, i: int) -> int:
     return (kh[i >> 3] >> (7 - (i & 7))) & 1
 
 
+_MASKS = [((1 << d) - 1) << (256 - d) for d in range(256)]
+_DEPTH = [bytes((d,)) for d in range(256)]
+
+
 def path_key(kint: int, depth: int) -> bytes:
     """Node-store key of the depth-``depth`` node on the path ``kint`` (a 256-bit int)."""
-    shift = 256 - depth
-    return bytes((depth,)) + ((kint >> shift) << shift).to_bytes(32, "big")
+    return _DEPTH[depth] + (kint & _MASKS[depth]).to_bytes(32, "big")
 
 
 def child_hash(record: bytes | None) -> bytes:
@@ -147,8 +150,10 @@ def _insert(store: NodeStore, kh: bytes, vh: bytes, key: bytes, dirty: set[bytes
     kint = int.from_bytes(kh, "big")
     leaf = leaf_record(kh, vh, key)
     depth = 0
+    walked: list[bytes] = []
     while True:
         path = path_key(kint, depth)
+        walked.append(path)
         rec = store.get_node(path)
         if rec is None:
             store.put_node(path, leaf)
@@ -164,22 +169,25 @@ def _insert(store: NodeStore, kh: bytes, vh: bytes, key: bytes, dirty: set[bytes
             split = 256 - (kint ^ oint).bit_length()  # first differing bit
             if split >= 255:
                 raise StoreError("sha256 key-hash collision in the state tree")
-            for d in range(depth, split + 1):
-                store.put_node(path_key(kint, d), _PENDING)
+            store.put_node(path, _PENDING)
+            for d in range(depth + 1, split + 1):
+                walked.append(path_key(kint, d))
+                store.put_node(walked[-1], _PENDING)
             store.put_node(path_key(oint, split + 1), rec)
             store.put_node(path_key(kint, split + 1), leaf)
-            depth = split + 1
-            break
+            dirty.update(walked)
+            return
         depth += 1
-    for d in range(depth):
-        dirty.add(path_key(kint, d))
+    dirty.update(walked[:depth])
 
 
 def _delete(store: NodeStore, kh: bytes, dirty: set[bytes]) -> None:
     kint = int.from_bytes(kh, "big")
     depth = 0
+    walked: list[bytes] = []
     while True:
         path = path_key(kint, depth)
+        walked.append(path)
         rec = store.get_node(path)
         if rec is None:
             return  # absent: nothing to delete
@@ -191,7 +199,7 @@ def _delete(store: NodeStore, kh: bytes, dirty: set[bytes]) -> None:
     store.put_node(path, None)
     # Collapse: a parent left with exactly one leaf becomes that leaf.
     while depth > 0:
-        here_path = path_key(kint, depth)
+        here_path = walked[depth]
         sib_path = path_key(kint ^ (1 << (256 - depth)), depth)
         here = store.get_node(here_path)
         sib = store.get_node(sib_path)
@@ -202,10 +210,9 @@ def _delete(store: NodeStore, kh: bytes, dirty: set[bytes]) -> None:
         else:
             break
         store.put_node(lone_path, None)
-        store.put_node(path_key(kint, depth - 1), lone)
+        store.put_node(walked[depth - 1], lone)
         depth -= 1
-    for d in range(depth):
-        dirty.add(path_key(kint, d))
+    dirty.update(walked[:depth])
 
 
 def _rehash(store: NodeStore, dirty: set[bytes]) -> None:

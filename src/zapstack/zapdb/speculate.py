@@ -3,8 +3,9 @@
 LP-0202 "Speculative execution contract".  :func:`speculate` opens one
 :class:`~zapstack.zapdb.txn.Branch` per candidate (at most ``max_width``,
 default 3 -- the reference cap) on the *same* head snapshot and runs
-``apply_fn(branch, block)`` for each on a thread pool.  When the decision
-arrives, :meth:`Speculation.decide` waits for the winner's apply (usually long
+``apply_fn(branch, block)`` for each on a thread pool, then seals the branch
+(computes its post-state root).  When the decision arrives,
+:meth:`Speculation.decide` waits for the winner's apply (usually long
 finished), commits that branch and discards every other one -- so the latency
 from decision to commit is ``max(0, apply - consensus)`` instead of
 ``apply + consensus``.
@@ -85,7 +86,13 @@ class Speculation(Generic[B]):
         for cid in ids:
             branch = db.snapshot()
             self._branches[cid] = branch
-            self._futures[cid] = self._pool.submit(apply_fn, branch, self._blocks[cid])
+            self._futures[cid] = self._pool.submit(self._run, branch, self._blocks[cid])
+
+    def _run(self, branch: Txn, block: B) -> Any:
+        """Apply, then seal: compute the post-state root while consensus decides."""
+        result = self._apply(branch, block)
+        branch.root()
+        return result
 
     @property
     def speculated(self) -> tuple[Hashable, ...]:

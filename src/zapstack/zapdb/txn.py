@@ -95,7 +95,17 @@ class TxScope:
 class _Work:
     """Everything a live txn owns; dropping the reference is the O(1) discard."""
 
-    __slots__ = ("log", "marks", "meta", "nodes", "open_tx", "pending", "root", "writes")
+    __slots__ = (
+        "cache",
+        "log",
+        "marks",
+        "meta",
+        "nodes",
+        "open_tx",
+        "pending",
+        "root",
+        "writes",
+    )
 
     def __init__(self, root: bytes) -> None:
         self.writes: dict[bytes, Value | None] = {}
@@ -104,24 +114,35 @@ class _Work:
         self.open_tx: tuple[int, int] | None = None
         self.pending: set[bytes] = set()
         self.nodes: dict[bytes, bytes | None] = {}
+        self.cache: dict[bytes, bytes | None] = {}
         self.meta: dict[bytes, bytes] = {}
         self.root = root
 
 
 class _NodeOverlay:
-    """NodeStore: the txn's changed tree nodes over the snapshot's."""
+    """NodeStore: the txn's changed tree nodes over the snapshot's.
 
-    __slots__ = ("base", "nodes")
+    Base reads are memoised in ``cache`` (the snapshot is immutable, so the
+    memo never goes stale); a walk and the rehash that follows read each base
+    node from LMDB once.
+    """
 
-    def __init__(self, nodes: dict[bytes, bytes | None], base: Snapshot) -> None:
+    __slots__ = ("base", "cache", "nodes")
+
+    def __init__(
+        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
+    ) -> None:
         self.nodes = nodes
+        self.cache = cache
         self.base = base
 
     def get_node(self, path: bytes) -> bytes | None:
         rec = self.nodes.get(path, _MISSING)
-        if isinstance(rec, _Missing):
-            return self.base.get_node(path)
-        return rec
+        if rec is _MISSING:
+            rec = self.cache.get(path, _MISSING)
+            if rec is _MISSING:
+                rec = self.cache[path] = self.base.get_node(path)
+        return rec  # type: ignore[return-value]
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         self.nodes[path] = record
@@ -294,7 +315,7 @@ class Txn:
         for key in keys:
             entry = work.writes.get(key, _MISSING)
             updates.append((key, base.get(key) if isinstance(entry, _Missing) else entry))
-        work.root = smt.apply_updates(_NodeOverlay(work.nodes, base), updates)
+        work.root = smt.apply_updates(_NodeOverlay(work.nodes, work.cache, base), updates)
         work.pending.clear()
         return work.root
 

@@ -78,7 +78,10 @@ class Snapshot:
     def get_node(self, path: bytes) -> bytes | None:
         """A state-tree node record at this version (NodeStore protocol)."""
         with self._lock:
-            rec: bytes | None = self._txn().get(path, db=self._nodes)
+            txn = self.txn
+            if txn is None:
+                raise StoreError("snapshot released: the database was closed")
+            rec: bytes | None = txn.get(path, db=self._nodes)
         return rec
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
