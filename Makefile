@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/zap demo
+	$(VENV)/bin/zap devnet
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not soak" tests

@@ -25,7 +25,7 @@ console = Console()
 
 @conformance_app.command("run")
 def conformance_run(
-    paths: list[Path] = typer.Argument(..., help="JSONL vector files to run."),  # noqa: B008
+    paths: list[Path] = typer.Argument(..., help="JSONL vector files to run."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every failure."),
 ) -> None:
     """Run vector files; print per-suite pass/fail; exit 1 on any failure."""
@@ -55,8 +55,8 @@ def conformance_run(
 
 @conformance_app.command("generate")
 def conformance_generate(
-    out_dir: Path = typer.Argument(Path("vectors/pipeline"), help="Output folder."),  # noqa: B008
-    suite: list[str] = typer.Option(None, "--suite", help="Only these suites."),  # noqa: B008
+    out_dir: Path = typer.Argument(Path("vectors/pipeline"), help="Output folder."),
+    suite: list[str] = typer.Option(None, "--suite", help="Only these suites."),
 ) -> None:
     """Regenerate the seeded vector files."""
     counts = generate_all(out_dir, suite or None)
@@ -70,6 +70,54 @@ def demo() -> None:
     from zapstack.zap.demo import run_demo
 
     run_demo(console)
+
+
+@app.command("devnet")
+def devnet(
+    n: int = typer.Option(4, "-n", help="Validators (separate processes on loopback)."),
+    blocks: int = typer.Option(20, "--blocks", help="Stop after this many finalized heights."),
+    rate: float = typer.Option(150.0, "--rate", help="Load: signed txs per second over QUIC."),
+    malformed_every: int = typer.Option(
+        40, "--malformed-every", help="Every k-th tx stream is malformed (0: none)."
+    ),
+    home: Path = typer.Option(None, "--home", help="Data folder (default: a new temp folder)."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Give up after this many seconds."),
+    no_live: bool = typer.Option(False, "--no-live", help="No live view (CI logs)."),
+) -> None:
+    """Run a local devnet: validators, load, light client, live view; check agreement."""
+    from zapstack.node.devnet import run_devnet
+
+    result = run_devnet(
+        n,
+        blocks,
+        home=home,
+        rate=rate,
+        malformed_every=malformed_every,
+        timeout_s=timeout,
+        live=not no_live,
+        console=console,
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("node")
+def node(
+    home: Path = typer.Option(
+        ..., "--home", help="Node home (node.json; genesis.json here or in the parent)."
+    ),
+    metrics_port: int = typer.Option(
+        0, "--metrics-port", help="Serve /metrics on 127.0.0.1:PORT (0: off)."
+    ),
+    binding: str = typer.Option("qh3", "--quic", help="QUIC stack: qh3 or aioquic."),
+    halt_height: int = typer.Option(
+        0, "--halt-height", help="Stop deciding after this height (0: never)."
+    ),
+) -> None:
+    """Run one validator until SIGINT/SIGTERM."""
+    from zapstack.node.run import run_node
+
+    run_node(home, metrics_port=metrics_port, binding=binding, halt_height=halt_height or None)
 
 
 def main() -> None:

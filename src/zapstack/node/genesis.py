@@ -1,0 +1,311 @@
+"""Genesis and node key files: what a chain launches from and what a node holds.
+
+Contract
+--------
+* ``genesis.json`` (``docs/formats/genesis.md``) is public: chain id, block
+  interval, the validator set (weights, addresses, transport node ids, leg keys
+  with BLS proofs of possession, the epoch's Corona group key), allocations and
+  ``quasar.cert_policy``.  :func:`load_genesis` admits it or raises
+  :class:`~zapstack.errors.ConfigError` naming the first problem: the validator
+  set is admitted by :meth:`ValidatorSet.create` (PoP checks) and the policy by
+  the four launch rules of ``certpolicy.md``.
+* ``node.json`` is private to one node: its validator index and secret keys
+  (transport identity seed, proposer Ed25519 seed, BLS / ML-DSA-65 / SLH-DSA
+  secret keys, its Corona key share and nonce seed).
+* :func:`make_devnet` deals a whole devnet deterministically from one seed
+  (a trusted dealer: fine for a devnet, documented as such; production chains
+  run their own key ceremonies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zapstack.consensus.policy import CertPolicy, load_policy, parse_policy, policy_to_dict
+from zapstack.consensus.validators import (
+    Validator,
+    ValidatorSecrets,
+    ValidatorSet,
+    generate_validators,
+)
+from zapstack.crypto.slhdsa import ParamSet
+from zapstack.errors import ConfigError
+from zapstack.transport.identity import NodeIdentity
+from zapstack.zap.sigschemes import Signer, SigScheme
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Genesis",
+    "NodeKeys",
+    "ValidatorAddress",
+    "devnet_user",
+    "load_genesis",
+    "load_node_keys",
+    "make_devnet",
+]
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "Mode": "PQ-fast",
+    "Variant": "hybrid",
+    "TimeoutMs": 3000,
+    "Fallback": "PQ-off",
+    "MagnetarParams": "SLH-DSA-SHA2-128f",
+}
+"""The devnet's CertPolicy: finalize at PQ-fast; the slower legs still upgrade the cert."""
+
+USER_BALANCE = 10**15
+"""Genesis balance of each devnet load-generator account."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorAddress:
+    """Where and who a validator is on the network."""
+
+    index: int
+    host: str
+    port: int
+    node_id: bytes
+    """sha256 of the validator's transport key (SPKI DER); the dialer checks it."""
+    proposer_pk: bytes
+    """Ed25519 public key that signs this validator's block frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """An admitted genesis."""
+
+    chain_id: int
+    block_interval_ms: int
+    vset: ValidatorSet
+    addresses: tuple[ValidatorAddress, ...]
+    allocations: dict[bytes, int]
+    policy: CertPolicy
+    raw: dict[str, Any]
+    """The JSON object it was loaded from."""
+
+    @property
+    def genesis_id(self) -> bytes:
+        """sha256 of the canonical genesis JSON: the parent of block 1."""
+        text = json.dumps(self.raw, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).digest()
+
+    def proposer_of(self, height: int, round_: int) -> int:
+        """Round-robin proposer index for (height, round)."""
+        return (height + round_) % self.vset.n
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKeys:
+    """One node's private material."""
+
+    index: int
+    identity: NodeIdentity
+    proposer: Signer
+    secrets: ValidatorSecrets
+
+
+def _hex(obj: Mapping[str, Any], key: str, where: str) -> bytes:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {key} is not hex") from exc
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, low: int = 0, high: int = 2**64 - 1) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}: {key} must be an integer in {low}..{high}")
+    return value
+
+
+def load_genesis(path: Path | str) -> Genesis:
+    """Read and admit ``genesis.json``."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read genesis {path}: {exc}") from exc
+    return genesis_from_dict(raw)
+
+
+def genesis_from_dict(raw: Any) -> Genesis:
+    """Admit a genesis object (see :func:`load_genesis`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("genesis must be a JSON object")
+    chain_id = _int(raw, "chain_id", "genesis", 0, 2**32 - 1)
+    interval = _int(raw, "block_interval_ms", "genesis", 1, 3_600_000)
+    entries = raw.get("validators")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("genesis: validators must be a non-empty list")
+    block = (
+        raw.get("quasar", {}).get("cert_policy") if isinstance(raw.get("quasar"), dict) else None
+    )
+    params = (
+        parse_policy(block).magnetar_params if isinstance(block, Mapping) else ParamSet.SHAKE_192S
+    )
+    validators: list[Validator] = []
+    addresses: list[ValidatorAddress] = []
+    for i, v in enumerate(entries):
+        where = f"genesis validator {i}"
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: must be an object")
+        validators.append(
+            Validator(
+                index=_int(v, "index", where, 0, 4095),
+                weight=_int(v, "weight", where, 1, 1 << 48),
+                bls_pk=_hex(v, "bls_pk", where),
+                bls_pop=_hex(v, "bls_pop", where),
+                mldsa_pk=_hex(v, "mldsa_pk", where),
+                slhdsa_pk=_hex(v, "slhdsa_pk", where),
+            )
+        )
+        node_id, proposer_pk = _hex(v, "node_id", where), _hex(v, "proposer_pk", where)
+        if len(node_id) != 32 or len(proposer_pk) != 32:
+            raise ConfigError(f"{where}: node_id and proposer_pk must be 32 bytes")
+        host = v.get("host")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{where}: host must be a non-empty string")
+        addresses.append(
+            ValidatorAddress(i, host, _int(v, "port", where, 1, 65535), node_id, proposer_pk)
+        )
+    vset = ValidatorSet.create(validators, params, _hex(raw, "corona_pk", "genesis"))
+    policy = load_policy(raw, vset)
+    allocations: dict[bytes, int] = {}
+    for j, a in enumerate(raw.get("allocations", [])):
+        where = f"genesis allocation {j}"
+        if not isinstance(a, dict):
+            raise ConfigError(f"{where}: must be an object")
+        acct = _hex(a, "account", where)
+        if len(acct) != 32 or acct in allocations:
+            raise ConfigError(f"{where}: account must be a distinct 32-byte id")
+        allocations[acct] = _int(a, "balance", where)
+    if sum(allocations.values()) > 2**64 - 1:
+        raise ConfigError("genesis: total allocation exceeds 2^64 - 1")
+    return Genesis(chain_id, interval, vset, tuple(addresses), allocations, policy, raw)
+
+
+def load_node_keys(path: Path | str, genesis: Genesis) -> NodeKeys:
+    """Read ``node.json`` and check it matches its genesis entry."""
+    from zapstack.crypto.ringtail import KeyShare
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read node keys {path}: {exc}") from exc
+    where = f"node keys {path}"
+    index = _int(raw, "index", where, 0, genesis.vset.n - 1)
+    identity = NodeIdentity.generate(_int(raw, "transport_seed", where))
+    proposer = Signer(SigScheme.ED25519, _hex(raw, "proposer_seed", where))
+    share_bytes = _hex(raw, "corona_share", where)
+    secrets = ValidatorSecrets(
+        index,
+        _hex(raw, "bls_sk", where),
+        _hex(raw, "mldsa_sk", where),
+        _hex(raw, "slhdsa_sk", where),
+        KeyShare.from_bytes(share_bytes) if share_bytes else None,
+        _hex(raw, "nonce_seed", where),
+    )
+    address = genesis.addresses[index]
+    if identity.node_id != address.node_id or proposer.public_key != address.proposer_pk:
+        raise ConfigError(f"{where}: keys do not match genesis validator {index}")
+    return NodeKeys(index, identity, proposer, secrets)
+
+
+def devnet_user(seed: bytes, i: int) -> Signer:
+    """The i-th funded load-generator account of a devnet."""
+    return Signer(SigScheme.ED25519, hashlib.sha256(seed + b"user" + struct.pack(">I", i)).digest())
+
+
+def _transport_seed(seed: bytes, i: int) -> int:
+    return int.from_bytes(
+        hashlib.sha256(seed + b"transport" + struct.pack(">I", i)).digest()[:8], "big"
+    )
+
+
+def make_devnet(
+    home: Path,
+    n: int,
+    *,
+    seed: bytes = b"zapstack devnet",
+    base_port: int = 9400,
+    chain_id: int = 0x4C5558,
+    block_interval_ms: int = 400,
+    users: int = 64,
+    policy: Mapping[str, Any] | None = None,
+    hosts: Sequence[str] | None = None,
+) -> list[Path]:
+    """Deal a devnet: write ``home/genesis.json`` and ``home/node-<i>/node.json``.
+
+    Returns the node home folders.  Deterministic in ``seed``.
+    """
+    policy_block = dict(policy or DEFAULT_POLICY)
+    params = parse_policy(policy_block).magnetar_params
+    vset, secrets = generate_validators(n, seed, slh_params=params)
+    entries: list[dict[str, Any]] = []
+    node_files: list[dict[str, Any]] = []
+    for i, (v, s) in enumerate(zip(vset.validators, secrets, strict=True)):
+        identity = NodeIdentity.generate(_transport_seed(seed, i))
+        proposer_seed = hashlib.sha256(seed + b"proposer" + struct.pack(">I", i)).digest()
+        proposer = Signer(SigScheme.ED25519, proposer_seed)
+        entries.append(
+            {
+                "index": i,
+                "weight": v.weight,
+                "host": hosts[i] if hosts else "127.0.0.1",
+                "port": base_port + i,
+                "node_id": identity.node_id.hex(),
+                "proposer_pk": proposer.public_key.hex(),
+                "bls_pk": v.bls_pk.hex(),
+                "bls_pop": v.bls_pop.hex(),
+                "mldsa_pk": v.mldsa_pk.hex(),
+                "slhdsa_pk": v.slhdsa_pk.hex(),
+            }
+        )
+        share = s.corona_share
+        node_files.append(
+            {
+                "index": i,
+                "transport_seed": _transport_seed(seed, i),
+                "proposer_seed": proposer_seed.hex(),
+                "bls_sk": s.bls_sk.hex(),
+                "mldsa_sk": s.mldsa_sk.hex(),
+                "slhdsa_sk": s.slhdsa_sk.hex(),
+                "corona_share": share.to_bytes().hex() if share is not None else "",  # type: ignore[attr-defined]
+                "nonce_seed": s.nonce_seed.hex(),
+            }
+        )
+    allocations = [
+        {
+            "account": hashlib.sha256(devnet_user(seed, u).public_key).hexdigest(),
+            "balance": USER_BALANCE,
+        }
+        for u in range(users)
+    ]
+    genesis = {
+        "chain_id": chain_id,
+        "block_interval_ms": block_interval_ms,
+        "validators": entries,
+        "corona_pk": vset.corona_pk.hex(),
+        "allocations": allocations,
+        "quasar": {"cert_policy": policy_to_dict(parse_policy(policy_block))},
+        "devnet_seed": seed.hex(),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "genesis.json").write_text(json.dumps(genesis, indent=1) + "\n", encoding="utf-8")
+    homes: list[Path] = []
+    for i, keys in enumerate(node_files):
+        node_home = home / f"node-{i}"
+        node_home.mkdir(exist_ok=True)
+        key_path = node_home / "node.json"
+        key_path.write_text(json.dumps(keys, indent=1) + "\n", encoding="utf-8")
+        key_path.chmod(0o600)
+        homes.append(node_home)
+    return homes

@@ -1,0 +1,471 @@
+"""``zap node``: one validator process -- the five pipelines wired to real QUIC.
+
+Contract
+--------
+* A node home holds ``node.json`` (its keys) and ``db/`` (ZapDB), ``blocks/``
+  (finalized blocks + certs), ``status.json`` (refreshed 4x a second, read by
+  ``zap devnet``) and ``node.log`` (JSON lines).  The genesis file is
+  ``<home>/genesis.json`` or ``<home>/../genesis.json``.
+* Wiring: QUIC endpoint (qh3) with one stream handler per stream type:
+  TX_SUBMIT -> tx receive pipeline (stages 1-5) -> mempool; PROPOSAL /
+  CERT_SHARES / BLOCK_PUSH -> consensus (``node.consensus``); MEMPOOL_GOSSIP
+  -> mempool; HEADER_RANGE -> finalized blocks for catch-up.  Validators with a
+  lower index dial the higher ones (one connection per pair, both directions).
+* A restarted node resumes from its last committed block (ZapDB head) and
+  catches up the heights it missed from a peer over HEADER_RANGE, checking
+  every cert, before it votes again.
+* Shutdown (SIGINT/SIGTERM or ``stop``) closes connections, the store and the
+  worker pools; a kill -9 loses nothing committed (ZapDB + fsynced blocks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zapstack.consensus import cert as cert_mod
+from zapstack.consensus.policy import accepted_tier
+from zapstack.errors import RemoteProtocolError, TransportError, WireCode, ZapError
+from zapstack.mempool import Mempool
+from zapstack.mempool.handler import TxSubmitService
+from zapstack.mempool.receive import TxAdmitted, TxReceiver
+from zapstack.node.blockstore import BlockStore
+from zapstack.node.consensus import Consensus, HeightRecord
+from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
+from zapstack.node.metrics import NodeMetrics
+from zapstack.node.wire import MAX_MESSAGE, STREAM_OF, Message, MsgType, decode, encode
+from zapstack.transport.bindings import BINDINGS
+from zapstack.transport.driver import Endpoint, Peer, TransportConfig
+from zapstack.transport.events import End, HandlerAction, Reject, Reply
+from zapstack.transport.handler import StreamHandler, StreamInfo
+from zapstack.transport.streams import StreamType
+from zapstack.verify import Account, ThreadVerifier, account_key, apply_genesis
+from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
+from zapstack.zap.frames import parse_tx
+from zapstack.zap.schema import MAX_TX_SIZE
+from zapstack.zapdb import ZapDB
+
+__all__ = ["Node", "find_genesis"]
+
+log = logging.getLogger("zapstack.node")
+
+_U64 = struct.Struct("<Q")
+_RANGE = struct.Struct("<QI")
+MAX_GOSSIP = 4 * 1024 * 1024
+"""Largest MEMPOOL_GOSSIP stream a node buffers."""
+MAX_RANGE = 64
+"""Most blocks one HEADER_RANGE reply carries."""
+
+
+def find_genesis(home: Path) -> Path:
+    """``home/genesis.json`` or ``home/../genesis.json``."""
+    for candidate in (home / "genesis.json", home.parent / "genesis.json"):
+        if candidate.exists():
+            return candidate
+    raise ZapError(f"no genesis.json in {home} or its parent")
+
+
+class _Collect:
+    """Buffers one whole message stream (bounded); hands it over at FIN."""
+
+    def __init__(self, limit: int, done: Callable[[bytes], list[HandlerAction] | None]) -> None:
+        self.buf = bytearray()
+        self.limit = limit
+        self.done = done
+
+    def on_data(self, data: bytes) -> list[HandlerAction]:
+        self.buf += data
+        if len(self.buf) > self.limit:
+            self.buf = bytearray()
+            return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
+        return []
+
+    def on_end(self) -> list[HandlerAction]:
+        data, self.buf = bytes(self.buf), bytearray()
+        return self.done(data) or []
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self.buf = bytearray()  # drop the partial buffer (RESET_STREAM / connection gone)
+
+
+class Node:
+    """One validator; see the module docstring."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        genesis: Genesis | None = None,
+        binding: str = "qh3",
+        metrics_port: int = 0,
+        halt_height: int | None = None,
+    ) -> None:
+        self.home = home
+        self.g = genesis or load_genesis(find_genesis(home))
+        self.keys: NodeKeys = load_node_keys(home / "node.json", self.g)
+        self.binding = binding
+        self.metrics_port = metrics_port
+        self.me = self.keys.index
+        self.by_node_id = {a.node_id: a.index for a in self.g.addresses}
+        self.peers: dict[int, Peer] = {}
+        self.clients: list[Peer] = []
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.gossip_out: list[bytes] = []
+        self.started = time.monotonic()
+        self.stop_event = asyncio.Event()
+        self.work = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"node{self.me}")
+        self.db = ZapDB.open(home / "db")
+        self._genesis_state()
+        self.verifier = ThreadVerifier(2)
+        self.executor = BlockExecutor(
+            self.db, self.verifier, chain_id=self.g.chain_id, genesis_id=self.g.genesis_id
+        )
+        self.blocks = BlockStore(home / "blocks")
+        self.mempool = Mempool(nonce_floor=self._nonce_floor)
+        self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
+        self.txsvc = TxSubmitService(self.rx, clock=time.monotonic, stop_stream=self._stop_stream)
+        self.consensus = Consensus(
+            self.g,
+            self.keys,
+            self.executor,
+            self.mempool,
+            self.blocks,
+            self,
+            on_final=self._final,
+            halt_height=halt_height,
+        )
+        self.metrics = NodeMetrics(self)
+        self.endpoint: Endpoint | None = None
+        self.catching_up = False
+
+    # ------------------------------------------------------------------ setup
+    def _genesis_state(self) -> None:
+        if self.db.meta_get(HEAD_HEIGHT_META) is not None:
+            return
+        txn = self.db.begin()
+        try:
+            apply_genesis(txn, self.g.allocations)
+            txn.meta_set(HEAD_HEIGHT_META, _U64.pack(0))
+            txn.meta_set(HEAD_ID_META, self.g.genesis_id)
+            txn.commit()
+        finally:
+            txn.discard()
+
+    def _nonce_floor(self, sender: bytes) -> int:
+        view = self.db.read()
+        try:
+            return Account.decode(view.get(account_key(sender))).nonce
+        finally:
+            view.close()
+
+    # ------------------------------------------------------------ Io protocol
+    def now_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.work, lambda: fn(*args, **kw))
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await self.run_blocking(fn, *args, **kw)
+
+    def send(self, to: int, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
+        data = encode(msg, height, round_, self.me, payload)
+        if to == self.me:
+            self.inbox.put_nowait(decode(data))
+            return
+        asyncio.get_running_loop().create_task(self._send(to, STREAM_OF[msg], data))
+
+    def broadcast(self, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
+        for i in range(self.g.vset.n):
+            self.send(i, msg, height, round_, payload)
+
+    async def _send(self, to: int, stream: StreamType, data: bytes) -> None:
+        peer = self.peers.get(to)
+        if peer is None or peer.session.closed:
+            return
+        try:
+            out = await peer.open_stream(stream)
+            await out.finish(data)
+        except (TransportError, ZapError) as exc:
+            log.info("send to %d failed: %s", to, exc)
+
+    # --------------------------------------------------------------- handlers
+    def _handlers(self) -> dict[StreamType, Callable[[StreamInfo], StreamHandler]]:
+        def consensus(info: StreamInfo) -> StreamHandler:
+            sender = self.by_node_id.get(info.peer)
+
+            def done(data: bytes) -> list[HandlerAction] | None:
+                try:
+                    msg = decode(data, info.stream_type)
+                except RemoteProtocolError as exc:
+                    return [Reject(exc.code)]
+                if sender is None or msg.sender != sender:
+                    return None  # not from the validator it claims to be: ignore
+                self.inbox.put_nowait(msg)
+                return None
+
+            return _Collect(MAX_MESSAGE, done)
+
+        def gossip(info: StreamInfo) -> StreamHandler:
+            def done(data: bytes) -> list[HandlerAction] | None:
+                self._take_gossip(data)
+                return None
+
+            return _Collect(MAX_GOSSIP, done)
+
+        def header_range(info: StreamInfo) -> StreamHandler:
+            def done(data: bytes) -> list[HandlerAction] | None:
+                if len(data) != _RANGE.size:
+                    return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
+                start, count = _RANGE.unpack(data)
+                return [Reply(self._range_reply(start, min(count, MAX_RANGE)), True)]
+
+            return _Collect(64, done)
+
+        return {
+            StreamType.TX_SUBMIT: self.txsvc.factory,
+            StreamType.PROPOSAL: consensus,
+            StreamType.CERT_SHARES: consensus,
+            StreamType.BLOCK_PUSH: consensus,
+            StreamType.MEMPOOL_GOSSIP: gossip,
+            StreamType.HEADER_RANGE: header_range,
+        }
+
+    def _stop_stream(self, peer: bytes, stream_id: int, code: int) -> None:
+        for p in [*self.peers.values(), *self.clients]:
+            if p.node_id == peer:
+                p.stop_reading(stream_id, code)
+
+    def _take_gossip(self, data: bytes) -> None:
+        at = 0
+        while at + 12 <= len(data):
+            size = int.from_bytes(data[at + 8 : at + 12], "little")
+            if not 0 < size <= MAX_TX_SIZE or at + size > len(data):
+                return
+            with contextlib.suppress(ZapError):
+                self.mempool.insert(parse_tx(data[at : at + size], chain_id=self.g.chain_id))
+            at += size
+
+    def _range_reply(self, start: int, count: int) -> bytes:
+        """HEADER_RANGE reply: per block ``u32 cert_len | cert | u32 block_len | block``."""
+        out = bytearray()
+        for h in range(start, start + count):
+            block, cert = self.blocks.block(h), self.blocks.cert(h)
+            if block is None or cert is None:
+                break
+            out += struct.pack("<I", len(cert)) + cert + struct.pack("<I", len(block)) + block
+        return bytes(out)
+
+    # ------------------------------------------------------------------- loops
+    async def _accept_loop(self) -> None:
+        assert self.endpoint is not None
+        while True:
+            peer = await self.endpoint.inbound.get()
+            index = self.by_node_id.get(peer.node_id)
+            if index is not None and index != self.me:
+                self.peers[index] = peer
+            else:
+                self.clients.append(peer)
+
+    async def _dial_loop(self, j: int) -> None:
+        assert self.endpoint is not None
+        addr = self.g.addresses[j]
+        while True:
+            peer = self.peers.get(j)
+            if peer is None or peer.session.closed:
+                try:
+                    self.peers[j] = await self.endpoint.dial(addr.host, addr.port, addr.node_id)
+                except (TransportError, OSError):
+                    await asyncio.sleep(0.3)
+                    continue
+            await asyncio.sleep(0.3)
+
+    async def _consensus_loop(self) -> None:
+        while True:
+            msg = await self.inbox.get()
+            if msg.height > self.consensus.height and msg.type is MsgType.FINAL:
+                await self._catch_up(msg.sender, msg.height)
+            try:
+                await self.consensus.handle(msg)
+            except ZapError as exc:
+                log.warning("message %s from %d dropped: %s", msg.type.name, msg.sender, exc)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            self.txsvc.tick()
+            while self.txsvc.outbox:
+                action = self.txsvc.outbox.popleft()
+                if isinstance(action, TxAdmitted):
+                    view = self.mempool.get(action.result.tx_id)
+                    if view is not None:
+                        self.gossip_out.append(bytes(view.buffer))
+            if not self.catching_up:
+                try:
+                    await self.consensus.tick()
+                except ZapError as exc:
+                    log.warning("consensus tick: %s", exc)
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            if not self.gossip_out:
+                continue
+            batch, self.gossip_out = self.gossip_out, []
+            data = b"".join(batch)
+            for j in list(self.peers):
+                asyncio.get_running_loop().create_task(
+                    self._send(j, StreamType.MEMPOOL_GOSSIP, data)
+                )
+
+    async def _status_loop(self) -> None:
+        path = self.home / "status.json"
+        while True:
+            status = self.status()
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(status), encoding="utf-8")
+            os.replace(tmp, path)
+            self.metrics.update(status)
+            await asyncio.sleep(0.25)
+
+    # -------------------------------------------------------------- catch-up
+    async def _catch_up(self, source: int, target: int) -> None:
+        """Fetch, verify and commit heights below ``target`` from validator ``source``."""
+        peer = self.peers.get(source)
+        if peer is None or self.catching_up:
+            return
+        self.catching_up = True
+        try:
+            while self.consensus.height < target:
+                start = self.consensus.height
+                reply = await self._request_range(peer, start, min(MAX_RANGE, target - start))
+                if not reply:
+                    return
+                for cert_bytes, block_bytes in reply:
+                    cert = cert_mod.decode(cert_bytes)
+                    verdict = await self.run(
+                        cert_mod.verify_cert, cert, self.g.vset, block_bytes=block_bytes
+                    )
+                    if accepted_tier(self.g.policy, verdict.present) is None:
+                        return
+                    await self.consensus.commit(block_bytes, cert_bytes, cert.round, source)
+        except (ZapError, TransportError) as exc:
+            log.warning("catch-up from %d failed: %s", source, exc)
+        finally:
+            self.catching_up = False
+
+    async def _request_range(self, peer: Peer, start: int, count: int) -> list[tuple[bytes, bytes]]:
+        got = asyncio.get_running_loop().create_future()
+
+        def done(data: bytes) -> list[HandlerAction] | None:
+            if not got.done():
+                got.set_result(data)
+            return None
+
+        out = await peer.open_stream(StreamType.HEADER_RANGE, _Collect(MAX_MESSAGE * 4, done))
+        await out.finish(_RANGE.pack(start, count))
+        data: bytes = await asyncio.wait_for(got, 30)
+        items, at = [], 0
+        while at + 4 <= len(data):
+            n = int.from_bytes(data[at : at + 4], "little")
+            cert = data[at + 4 : at + 4 + n]
+            at += 4 + n
+            m = int.from_bytes(data[at : at + 4], "little")
+            block = data[at + 4 : at + 4 + m]
+            at += 4 + m
+            items.append((cert, block))
+        return items
+
+    async def _final(self, record: HeightRecord, block: bytes) -> None:
+        self.metrics.finalized(record)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        pstats = self.mempool.stats
+        rejects = {stage.name: n for stage, n in pstats.rejects_by_stage().items()}
+        admitted = pstats.admitted
+        return {
+            "index": self.me,
+            "pid": os.getpid(),
+            "height": self.consensus.height - 1,
+            "round": self.consensus.round,
+            "head": self.executor.head.hex(),
+            "state_root": self.db.root().hex(),
+            "mempool": len(self.mempool),
+            "admitted": admitted,
+            "rejects": rejects,
+            "peers": sorted(i for i, p in self.peers.items() if not p.session.closed),
+            "stats": dict(self.consensus.stats),
+            "recent": [vars_of(r) for r in self.consensus.history[-20:]],
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "halted": self.consensus.halted,
+        }
+
+    # -------------------------------------------------------------------- run
+    async def serve(self) -> None:
+        """Run until :meth:`stop`; always cleans up."""
+        binding = BINDINGS[self.binding]()
+        addr = self.g.addresses[self.me]
+        self.endpoint = Endpoint(binding, self.keys.identity, self._handlers(), TransportConfig())
+        await self.endpoint.listen(addr.host, addr.port)
+        if self.metrics_port:
+            self.metrics.serve(self.metrics_port)
+        tasks = [
+            asyncio.create_task(self._accept_loop()),
+            asyncio.create_task(self._consensus_loop()),
+            asyncio.create_task(self._tick_loop()),
+            asyncio.create_task(self._gossip_loop()),
+            asyncio.create_task(self._status_loop()),
+            *(asyncio.create_task(self._dial_loop(j)) for j in range(self.me + 1, self.g.vset.n)),
+        ]
+        log.info(
+            "node %d listening on %s:%d at height %d",
+            self.me,
+            addr.host,
+            addr.port,
+            self.consensus.height - 1,
+        )
+        try:
+            await self.stop_event.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.endpoint.close(), 5)
+            self.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        """Release the store and worker pools (idempotent)."""
+        self.executor.abandon()
+        self.verifier.close()
+        self.work.shutdown(wait=False, cancel_futures=True)
+        self.db.close()
+
+
+def vars_of(record: HeightRecord) -> dict[str, Any]:
+    """A HeightRecord as plain JSON data."""
+    return {
+        "height": record.height,
+        "round": record.round,
+        "block_id": record.block_id,
+        "txs": record.txs,
+        "proposer": record.proposer,
+        "tier": record.tier,
+        "state_root": record.state_root,
+        "legs_ms": record.legs_ms,
+        "finalized_ms": record.finalized_ms,
+    }
