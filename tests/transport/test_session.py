@@ -370,3 +370,16 @@ def test_whole_and_byte_at_a_time_agree(payloads: list[bytes], chunk: int) -> No
             ]
         )
     assert results[0] == results[1] == results[2]
+
+
+def test_streams_first_seen_out_of_order_are_all_accepted() -> None:
+    reg = Registry()
+    listener = Session(is_client=False, handlers={StreamType.PROBE: reg})
+    probe = bytes([StreamType.PROBE])
+    for sid in (10, 2, 14, 6):  # client uni ids 2, 6, 10, 14 arriving out of order
+        listener.stream_data(sid, probe + b"x", True)
+    assert sorted(reg.handlers) == [2, 6, 10, 14]
+    assert all(r.ended for r in reg.handlers.values())
+    listener.stream_data(6, b"late", True)  # forgotten: ignored
+    assert bytes(reg.handlers[6].data) == b"x"
+    assert listener.next_command() is None

@@ -315,9 +315,7 @@ class Peer:
             self.protocol.transmit()
 
     def _execute(self, quic: Any, command: object) -> None:
-        # A stream the library already finished rejects late resets/stops with
-        # ValueError/RuntimeError-like errors: unwinds are idempotent, so ignore.
-        with contextlib.suppress(Exception):
+        try:
             if isinstance(command, SendStream):
                 quic.send_stream_data(command.stream_id, command.data, command.fin)
             elif isinstance(command, ResetStream):
@@ -328,6 +326,10 @@ class Peer:
                 quic.close(error_code=command.code, reason_phrase=command.reason)
             elif isinstance(command, RequestCredit):
                 self._ping_for_credit(command.bidirectional)
+        except Exception as exc:  # the library refused: which commands may fail is a table
+            if not isinstance(command, _MAY_FAIL):
+                # our view of the stream diverged from the library's: a bug
+                self.session.flow_control_error(f"{type(command).__name__} refused: {exc}")
 
     def _ping_for_credit(self, bidirectional: bool) -> None:
         """PING now and again every ``credit_ping_interval`` while opens are queued.
@@ -374,6 +376,10 @@ class Peer:
             self.authenticated.set_result(self.session.peer)
             self.endpoint._inbound(self)
 
+
+_MAY_FAIL = (ResetStream, StopSending, CloseConnection)
+"""Commands a library may refuse harmlessly: a late reset/stop on a stream the
+library already finished (unwinds are idempotent), a close of a closed connection."""
 
 _EVENT_INPUTS: dict[str, Callable[[Peer, Any], None]] = {
     "StreamDataReceived": Peer._on_data,

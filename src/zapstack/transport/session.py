@@ -18,8 +18,10 @@ Each stream has two halves, each in one :class:`Half` state::
 A half that does not exist (the receiving half of a stream we opened
 unidirectionally, the sending half of a peer's unidirectional stream) is
 ABSENT.  A stream is forgotten once both halves are ABSENT or DONE; late
-frames for a forgotten stream are ignored (stream ids are opened in order, so
-"at or below the highest id seen" identifies them).
+frames for a forgotten stream are ignored.  Peer stream ids open in order
+(RFC 9000 §2.1) but their first bytes may arrive out of order, so the session
+keeps the highest index seen plus the set of lower indices not seen yet
+(bounded by the stream limit): any other id at or below it is forgotten.
 
 Stream-level QUIC conditions map to consumer actions through one table,
 :data:`CONSUMER_ACTIONS` (LP-0202 §"QUIC stream isolation invariants"), and
@@ -177,6 +179,7 @@ class Session:
         self._credit = {False: 0, True: 0}
         self._queued: dict[bool, deque[int]] = {False: deque(), True: deque()}
         self._max_remote_seen = {False: -1, True: -1}
+        self._unseen: dict[bool, set[int]] = {False: set(), True: set()}
         self._closed = False
         self._bug_reason = ""
         self._actions: dict[ConsumerAction, Callable[[int, int], None]] = {
@@ -421,9 +424,18 @@ class Session:
     def _accept(self, stream_id: int) -> _Stream | None:
         local = (stream_id & 1) == (0 if self.is_client else 1)
         bidi = _is_bidi(stream_id)
-        if local or stream_id // 4 <= self._max_remote_seen[bidi]:
+        index, seen = stream_id // 4, self._max_remote_seen[bidi]
+        if local:
+            return None
+        if index > seen:
+            # opening stream n implicitly opens every lower one (RFC 9000 §2.1);
+            # their first bytes may still arrive later: remember the gap
+            self._unseen[bidi].update(range(seen + 1, index))
+            self._max_remote_seen[bidi] = index
+        elif index in self._unseen[bidi]:
+            self._unseen[bidi].discard(index)
+        else:
             return None  # forgotten stream: late frames are ignored
-        self._max_remote_seen[bidi] = stream_id // 4
         stream = _Stream(
             stream_id=stream_id,
             local=False,
