@@ -1,0 +1,61 @@
+"""The bootstrap pipeline (LP-0202 §5): five independent streams per peer.
+
+* :mod:`~zapstack.bootstrap.wire` -- byte-exact messages (``docs/formats/bootstrap.md``).
+* :mod:`~zapstack.bootstrap.server` -- :class:`BootstrapServer`: state chunks,
+  block ranges and live pushes from a ZapDB and a block store.
+* :mod:`~zapstack.bootstrap.client` -- :class:`BootstrapClient`: target choice,
+  verified state sync into a fresh ZapDB, per-stream stall recovery, follow.
+* :mod:`~zapstack.bootstrap.follow` -- block buffer, cert check, appliers.
+* :mod:`~zapstack.bootstrap.links` -- glue onto sans-IO transport sessions.
+* :mod:`~zapstack.bootstrap.loopnet` -- in-memory harness (tests, bench).
+* :mod:`~zapstack.bootstrap.driver` -- the asyncio driver over real QUIC
+  (import explicitly; this package does not import asyncio).
+
+Concurrency: every core is single-threaded and sans-IO (``now`` injected).
+Unwind: ``BootstrapClient.close``/``peer_lost``, ``BootstrapServer.peer_gone``/
+``close`` are idempotent.
+"""
+
+from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.events import (
+    BlockApplied,
+    CancelRequest,
+    HeadSeen,
+    OpenRequest,
+    PeerBlamed,
+    StateSynced,
+    StopPush,
+    StreamStalled,
+    TargetChosen,
+    TxGossiped,
+    VoteReceived,
+)
+from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck, ExecutorApplier
+from zapstack.bootstrap.links import ClientLinks, ServerLink
+from zapstack.bootstrap.loopnet import LoopNet
+from zapstack.bootstrap.server import BootstrapServer, Push
+
+__all__ = [
+    "Applier",
+    "BlockApplied",
+    "BlockBuffer",
+    "BootstrapClient",
+    "BootstrapConfig",
+    "BootstrapServer",
+    "CancelRequest",
+    "CertCheck",
+    "ClientLinks",
+    "ExecutorApplier",
+    "HeadSeen",
+    "LoopNet",
+    "OpenRequest",
+    "PeerBlamed",
+    "Push",
+    "ServerLink",
+    "StateSynced",
+    "StopPush",
+    "StreamStalled",
+    "TargetChosen",
+    "TxGossiped",
+    "VoteReceived",
+]

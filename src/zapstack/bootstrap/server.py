@@ -1,0 +1,229 @@
+"""The serving side of the bootstrap pipeline: answers from a ZapDB and a block store.
+
+Contract
+--------
+:class:`BootstrapServer` is sans-IO.  It holds
+
+* the finalized blocks it can serve (height -> block bytes, cert bytes), added
+  with :meth:`add_finalized` *after* the node committed that block to its ZapDB;
+* pinned read views (O(1) MVCC snapshots) of the last ``keep_roots`` finalized
+  state roots, so a bootstrapping peer can keep pulling chunks of the root it
+  chose while this node moves on;
+* the subscriptions peers asked for in their HEADER_RANGE requests.
+
+Requests arrive through per-stream handlers from :meth:`handler` (the
+transport's :class:`~zapstack.transport.handler.StreamHandler` interface): the
+request bytes are collected until FIN and answered with one ``Reply`` (the
+whole reply, then FIN), or refused with ``Reject(code)`` -- ``NOT_FOUND`` for a
+root no longer pinned, the parse error's code for malformed bytes.
+
+Live data goes out as :class:`Push` commands, one queue per peer
+(:meth:`next_push`): :meth:`add_finalized` pushes the block and its cert on a
+fresh BLOCK_PUSH stream, :meth:`publish_txs` a batch on a fresh MEMPOOL_GOSSIP
+stream, :meth:`publish_vote` one record on the peer's long-lived VOTE stream
+(channel :data:`VOTE_CHANNEL`).  The link that owns the peer's connection
+executes them.  :meth:`peer_gone` (idempotent) forgets a peer.
+
+Single-threaded; byte formats in ``docs/formats/bootstrap.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from zapstack.bootstrap.wire import (
+    LATEST,
+    SUB_BLOCKS,
+    SUB_MEMPOOL,
+    SUB_VOTES,
+    decode_range_request,
+    decode_state_request,
+    encode_chunk,
+    encode_range_record,
+    encode_vote,
+)
+from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
+from zapstack.transport.events import End, HandlerAction, Reject, Reply
+from zapstack.transport.handler import NO_ACTIONS, StreamHandler
+from zapstack.transport.streams import StreamType
+from zapstack.zap.frames import parse_block
+from zapstack.zapdb.store import ZapDB
+from zapstack.zapdb.view import ReadView
+
+__all__ = ["VOTE_CHANNEL", "BootstrapServer", "Push"]
+
+VOTE_CHANNEL = 0
+"""Channel id of a peer's long-lived VOTE stream (other pushes get fresh ids)."""
+
+MAX_REQUEST = 64
+"""Request bytes accepted on one stream before it is refused (TRAILING_DATA)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Write ``data`` on the unidirectional stream ``channel`` to ``peer``."""
+
+    peer: bytes
+    """Subscriber."""
+    stream_type: StreamType
+    """BLOCK_PUSH, MEMPOOL_GOSSIP or VOTE."""
+    channel: int
+    """Stream identity within the peer: open one on first use; forget it after ``fin``."""
+    data: bytes
+    """Bytes to write."""
+    fin: bool
+    """Finish the stream after ``data``."""
+
+
+class _RequestHandler:
+    """Collects one request until FIN, then answers it."""
+
+    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+        self._answer = answer
+        self._buf = bytearray()
+
+    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+        self._buf += data
+        if len(self._buf) > MAX_REQUEST:
+            return (Reject(WireCode.TRAILING_DATA),)
+        return NO_ACTIONS
+
+    def on_end(self) -> Sequence[HandlerAction]:
+        try:
+            return (Reply(self._answer(bytes(self._buf)), fin=True),)
+        except RemoteProtocolError as exc:
+            return (Reject(exc.code),)
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self._buf.clear()
+
+
+class BootstrapServer:
+    """Serves state chunks, block ranges and live pushes (see the module docstring)."""
+
+    def __init__(self, db: ZapDB, *, keep_roots: int = 4) -> None:
+        self.db = db
+        self.keep_roots = keep_roots
+        self.blocks: dict[int, tuple[bytes, bytes]] = {}
+        """Finalized height -> (block bytes, cert bytes)."""
+        self.head = 0
+        """Highest finalized height held (0: none)."""
+        self._views: OrderedDict[bytes, ReadView] = OrderedDict()
+        self._subs: dict[bytes, int] = {}
+        self._pushes: dict[bytes, deque[Push]] = {}
+        self._channels = itertools.count(VOTE_CHANNEL + 1)
+        self.chunks_served = 0
+        """State chunks answered so far."""
+        self.bytes_served = 0
+        """Reply bytes produced so far (both request types)."""
+
+    # ------------------------------------------------------------ state
+
+    def pin(self) -> bytes:
+        """Pin the committed state (an O(1) read view) for serving; return its root."""
+        view = self.db.read()
+        root = view.root()
+        old = self._views.pop(root, None)
+        if old is not None:
+            old.close()
+        self._views[root] = view
+        while len(self._views) > self.keep_roots:
+            self._views.popitem(last=False)[1].close()
+        return root
+
+    @property
+    def roots(self) -> tuple[bytes, ...]:
+        """State roots currently served, oldest first."""
+        return tuple(self._views)
+
+    def add_finalized(self, block: bytes, cert: bytes) -> None:
+        """Serve a finalized block; push it to subscribers.
+
+        Heights must come in order.  When the committed state is this block's
+        post-state (the usual case: call it right after the commit) that state
+        is pinned for chunk serving.
+        """
+        view = parse_block(block, verify_signatures=False)
+        height = view.height
+        if height in self.blocks:
+            return
+        if height != self.head + 1 and self.blocks:
+            raise LocalProtocolError(f"finalized height {height} does not follow {self.head}")
+        self.blocks[height] = (block, cert)
+        self.head = max(self.head, height)
+        if self.db.root() == view.state_root:
+            self.pin()
+        for peer, flags in self._subs.items():
+            if flags & SUB_BLOCKS:
+                self._push(peer, StreamType.BLOCK_PUSH, next(self._channels), block + cert, True)
+
+    def publish_txs(self, frames: Sequence[bytes]) -> None:
+        """Gossip newly admitted tx frames as one MEMPOOL_GOSSIP batch to subscribers."""
+        data = b"".join(frames)
+        for peer, flags in self._subs.items():
+            if flags & SUB_MEMPOOL and data:
+                self._push(peer, StreamType.MEMPOOL_GOSSIP, next(self._channels), data, True)
+
+    def publish_vote(self, record: bytes) -> None:
+        """Append one vote record to every subscriber's long-lived VOTE stream."""
+        data = encode_vote(record)
+        for peer, flags in self._subs.items():
+            if flags & SUB_VOTES:
+                self._push(peer, StreamType.VOTE, VOTE_CHANNEL, data, False)
+
+    def peer_gone(self, peer: bytes) -> None:
+        """Forget ``peer``'s subscriptions and queued pushes.  Idempotent."""
+        self._subs.pop(peer, None)
+        self._pushes.pop(peer, None)
+
+    def close(self) -> None:
+        """Release every pinned view.  Idempotent."""
+        while self._views:
+            self._views.popitem()[1].close()
+
+    def next_push(self, peer: bytes) -> Push | None:
+        """The next push for ``peer``'s connection, or None."""
+        queue = self._pushes.get(peer)
+        return queue.popleft() if queue else None
+
+    def _push(self, peer: bytes, st: StreamType, channel: int, data: bytes, fin: bool) -> None:
+        self._pushes.setdefault(peer, deque()).append(Push(peer, st, channel, data, fin))
+
+    # ------------------------------------------------------------ requests
+
+    def handler(self, peer: bytes, stream_type: StreamType) -> StreamHandler:
+        """The handler for one inbound STATE_CHUNK or HEADER_RANGE stream from ``peer``."""
+        answers: dict[StreamType, Callable[[bytes], bytes]] = {
+            StreamType.STATE_CHUNK: self.answer_state,
+            StreamType.HEADER_RANGE: lambda data: self.answer_range(peer, data),
+        }
+        return _RequestHandler(answers[stream_type])
+
+    def answer_state(self, data: bytes) -> bytes:
+        """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse)."""
+        req = decode_state_request(data)
+        view = self._views.get(req.root)
+        if view is None:
+            raise RemoteProtocolError("state root not served", code=WireCode.NOT_FOUND)
+        out = b"".join(
+            encode_chunk(view.chunk(req.depth, i)) for i in range(req.start, req.start + req.count)
+        )
+        self.chunks_served += req.count
+        self.bytes_served += len(out)
+        return out
+
+    def answer_range(self, peer: bytes, data: bytes) -> bytes:
+        """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions."""
+        req = decode_range_request(data)
+        if req.flags:
+            self._subs[peer] = self._subs.get(peer, 0) | req.flags
+        first = max(1, self.head - req.count + 1 if req.start == LATEST else req.start)
+        last = min(self.head, first + req.count - 1)
+        parts = [self.head.to_bytes(8, "little")]
+        parts += (encode_range_record(*self.blocks[h]) for h in range(first, last + 1))
+        out = b"".join(parts)
+        self.bytes_served += len(out)
+        return out

@@ -1,0 +1,238 @@
+"""Bootstrap client over in-memory session pairs: stall recovery, sync, follow, blame."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from zapstack.bootstrap import (
+    BlockApplied,
+    BootstrapClient,
+    BootstrapConfig,
+    BootstrapServer,
+    ExecutorApplier,
+    LoopNet,
+    PeerBlamed,
+    StateSynced,
+    StreamStalled,
+    TargetChosen,
+    TxGossiped,
+    VoteReceived,
+)
+from zapstack.bootstrap.devchain import USERS, Chain, cert_ok
+from zapstack.errors import WireCode
+from zapstack.transport.events import End, HandlerAction, Reply, StreamEnded
+from zapstack.transport.handler import NO_ACTIONS, StreamInfo
+from zapstack.transport.streams import StreamType
+from zapstack.verify import BlockExecutor, ThreadVerifier
+from zapstack.zap import build_transfer
+from zapstack.zapdb import ZapDB
+
+
+class BlackHole:
+    """A STATE_CHUNK handler that reads the request and never answers (a stalled peer)."""
+
+    def __init__(self, info: StreamInfo) -> None:
+        self.info = info
+
+    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+        return NO_ACTIONS
+
+    def on_end(self) -> Sequence[HandlerAction]:
+        return NO_ACTIONS
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        pass
+
+
+class Setup:
+    """A chain replicated on servers dbs[1..n]; a fresh client on dbs[0]."""
+
+    def __init__(
+        self,
+        dbs: list[ZapDB],
+        verifier: ThreadVerifier,
+        n: int,
+        fillers: int,
+        blocks: int,
+        config: BootstrapConfig,
+    ) -> None:
+        self.chain = Chain(fillers)
+        self.dbs = dbs[1 : n + 1]
+        for db in self.dbs:
+            self.chain.genesis(db)
+        self.executors = [BlockExecutor(db, verifier) for db in self.dbs]
+        self.servers = [BootstrapServer(db) for db in self.dbs]
+        self.grow(blocks)
+        applier = ExecutorApplier(dbs[0], verifier)
+        self.client = BootstrapClient(dbs[0], cert_ok, applier, config)
+        self.net = LoopNet(self.client)
+        self.peers = [b"P%d" % i for i in range(n)]
+
+    def grow(self, n: int) -> None:
+        new = self.chain.extend(self.dbs[0], self.executors[0], n)
+        for _db, ex in zip(self.dbs[1:], self.executors[1:], strict=True):
+            for block, _ in new:
+                ex.finalize(ex.receive(block).receipt.block_id)
+        for server in self.servers:
+            for block, cert in new:
+                server.add_finalized(block, cert)
+
+    def events(self, kind: type) -> list[Any]:
+        return [e for e in self.net.events if isinstance(e, kind)]
+
+
+def test_stalled_state_stream_is_reissued_and_the_vote_stream_survives(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    cfg = BootstrapConfig(depth=4, batch=4, stall_timeout=5.0)
+    s = Setup(dbs, verifier, 3, fillers=600, blocks=2, config=cfg)
+    pair0 = s.net.add_server(
+        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: BlackHole}, pump=False
+    )
+    for peer, server in zip(s.peers[1:], s.servers[1:], strict=True):
+        s.net.add_server(peer, server, pump=False)
+    s.net.pump()
+    target = s.events(TargetChosen)[0]
+    assert target.height == 2 and target.state_root == s.dbs[0].root()
+    stalled = [(i, r) for i, r in s.client.requests(s.peers[0]).items()]
+    assert [(r[1], r[2], r[3]) for _, r in stalled] == [(StreamType.STATE_CHUNK, 0, 4)]
+    assert not s.client.done  # chunks 0..3 are owed by the stalled peer
+
+    s.servers[0].publish_vote(b"vote before the stall")
+    s.net.pump()
+    (before,) = s.events(VoteReceived)
+    assert (before.peer, before.record) == (s.peers[0], b"vote before the stall")
+
+    s.net.advance(2.0)
+    assert not s.events(StreamStalled)  # not yet past the deadline
+    s.net.advance(3.5)
+    assert s.events(StreamStalled) == [
+        StreamStalled(s.peers[0], StreamType.STATE_CHUNK, stalled[0][0])
+    ]
+    # the stalled peer saw exactly that one stream stopped with TIMEOUT, nothing else
+    abnormal = [
+        e for e in pair0.listener_events if isinstance(e, StreamEnded) and e.end is not End.FIN
+    ]
+    assert [(e.stream_type, e.end, e.code) for e in abnormal] == [
+        (StreamType.STATE_CHUNK, End.STOPPED, WireCode.TIMEOUT)
+    ]
+    assert s.client.done
+    synced = s.events(StateSynced)[0]
+    assert synced.root == target.state_root == dbs[0].root()
+    with s.dbs[0].read() as view:
+        assert synced.chunks == 16 and synced.entries == len(list(view.iterate())) == 605
+
+    # the stalled peer's vote stream is the same stream and still delivers
+    s.servers[0].publish_vote(b"vote after the stall")
+    s.net.pump()
+    after = s.events(VoteReceived)[-1]
+    assert (after.peer, after.stream_id, after.record) == (
+        s.peers[0],
+        before.stream_id,
+        b"vote after the stall",
+    )
+    # and its live block pushes keep coming: the node follows the chain
+    s.grow(1)
+    s.net.pump()
+    assert s.events(BlockApplied)[-1].height == 3
+    assert dbs[0].root() == s.dbs[0].root()
+
+
+def test_fresh_node_syncs_from_three_peers_and_follows_live_blocks(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    cfg = BootstrapConfig(depth=6, batch=8)
+    s = Setup(dbs, verifier, 3, fillers=1500, blocks=3, config=cfg)
+    for peer, server in zip(s.peers, s.servers, strict=True):
+        s.net.add_server(peer, server, pump=False)
+    s.net.pump()
+    synced = s.events(StateSynced)[0]
+    assert synced.height == 3 and synced.chunks == 64
+    assert dbs[0].root() == synced.root == s.dbs[1].root()
+    assert all(srv.chunks_served > 0 for srv in s.servers)  # work spread over the peers
+    assert sum(srv.chunks_served for srv in s.servers) == 64
+
+    s.grow(2)
+    s.net.pump()
+    assert [e.height for e in s.events(BlockApplied)] == [4, 5]
+    assert dbs[0].root() == s.dbs[2].root()
+    assert s.client.height == 5
+
+    tx = build_transfer(USERS[0], bytes(32), 5, 1, 99)
+    s.servers[1].publish_txs([tx, tx])
+    s.net.pump()
+    assert s.events(TxGossiped) == [TxGossiped(s.peers[1], tx)] * 2
+
+
+def test_a_gap_in_live_blocks_is_fetched_by_header_range(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    cfg = BootstrapConfig(depth=3, batch=8)
+    s = Setup(dbs, verifier, 2, fillers=100, blocks=1, config=cfg)
+    s.net.add_server(s.peers[0], s.servers[0])
+    assert s.client.done
+    # peer 1 joins late and already knows blocks 2..3: the client fetches them by range
+    s.grow(0)
+    new = s.chain.extend(s.dbs[0], s.executors[0], 2)
+    ex = s.executors[1]
+    for block, cert in new:
+        ex.finalize(ex.receive(block).receipt.block_id)
+        s.servers[1].add_finalized(block, cert)
+    s.net.add_server(s.peers[1], s.servers[1])
+    assert [e.height for e in s.events(BlockApplied)] == [2, 3]
+    assert dbs[0].root() == s.dbs[1].root()
+
+
+class Corrupt:
+    """STATE_CHUNK handler answering with the real reply, one value byte flipped."""
+
+    def __init__(self, server: BootstrapServer) -> None:
+        self.server = server
+
+    def __call__(self, info: StreamInfo) -> Any:
+        server = self.server
+
+        class H:
+            buf = bytearray()
+
+            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+                self.buf += data
+                return NO_ACTIONS
+
+            def on_end(self) -> Sequence[HandlerAction]:
+                reply = bytearray(server.answer_state(bytes(self.buf)))
+                reply[-80] ^= 0x01  # inside the last chunk's entries or siblings
+                return (Reply(bytes(reply), fin=True),)
+
+            def on_terminated(self, end: End, code: int | None) -> None:
+                pass
+
+        return H()
+
+
+def test_bad_chunk_blames_its_peer_and_sync_completes_elsewhere(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    cfg = BootstrapConfig(depth=4, batch=4)
+    s = Setup(dbs, verifier, 2, fillers=400, blocks=1, config=cfg)
+    s.net.add_server(
+        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: Corrupt(s.servers[0])}
+    )
+    s.net.add_server(s.peers[1], s.servers[1])
+    blamed = s.events(PeerBlamed)
+    assert [(b.peer, b.code) for b in blamed] == [(s.peers[0], WireCode.BAD_CHUNK)]
+    assert s.client.done and dbs[0].root() == s.dbs[0].root()
+
+
+def test_peer_disconnect_mid_sync_reissues_its_work(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    cfg = BootstrapConfig(depth=4, batch=4, stall_timeout=5.0)
+    s = Setup(dbs, verifier, 2, fillers=300, blocks=1, config=cfg)
+    s.net.add_server(s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: BlackHole})
+    s.net.add_server(s.peers[1], s.servers[1])
+    assert not s.client.done and s.client.requests(s.peers[0])
+    s.net.disconnect(s.peers[0])  # no timer needed: the connection end re-issues at once
+    assert s.client.done and not s.events(StreamStalled)
+    assert dbs[0].root() == s.dbs[0].root()
