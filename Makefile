@@ -16,7 +16,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/zap demo
 	$(VENV)/bin/zap devnet
 
 test: $(STAMP)

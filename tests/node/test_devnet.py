@@ -1,0 +1,30 @@
+"""The main job end to end: validator processes over real QUIC on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from zapstack.node.devnet import run_devnet
+
+
+def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> None:
+    console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
+    result = run_devnet(
+        4,
+        5,
+        home=tmp_path / "net",
+        rate=100,
+        malformed_every=10,
+        timeout_s=180,
+        live=False,
+        console=console,
+    )
+    assert result.agreed, (result.roots, result.heads)
+    assert result.height == 5
+    assert result.light_client_ok == 5 and result.light_client_failed == 0
+    assert result.txs_finalized > 0
+    # the malformed streams were rejected at their stages, not admitted
+    assert sum(result.rejects.values()) >= result.load["malformed"] > 0
+    assert result.ok

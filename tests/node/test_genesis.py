@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from zapstack.errors import ConfigError
+from zapstack.node.genesis import devnet_user, genesis_from_dict, load_genesis, load_node_keys
+
+
+def test_devnet_genesis_loads_and_keys_match(devnet_home: Path) -> None:
+    g = load_genesis(devnet_home / "genesis.json")
+    assert g.vset.n == 4 and g.policy.mode.value == "PQ-fast"
+    for i in range(4):
+        keys = load_node_keys(devnet_home / f"node-{i}" / "node.json", g)
+        assert keys.identity.node_id == g.addresses[i].node_id
+    seed = bytes.fromhex(g.raw["devnet_seed"])
+    import hashlib
+
+    assert hashlib.sha256(devnet_user(seed, 0).public_key).digest() in g.allocations
+    assert [g.proposer_of(h, 0) for h in range(1, 5)] == [1, 2, 3, 0]
+
+
+def mutate(home: Path, fn) -> dict:  # type: ignore[no-untyped-def]
+    raw = json.loads((home / "genesis.json").read_text())
+    fn(raw)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda g: g["validators"][1].__setitem__("bls_pop", g["validators"][0]["bls_pop"]),
+            "proof of possession",
+        ),
+        (lambda g: g["quasar"]["cert_policy"].__setitem__("TimeoutMs", 10), "rule 3"),
+        (lambda g: g["quasar"]["cert_policy"].__setitem__("Fallback", "PQ-heavy"), "rule 2"),
+        (lambda g: g.__setitem__("chain_id", -1), "chain_id"),
+        (lambda g: g["validators"][0].__setitem__("node_id", "zz"), "not hex"),
+        (lambda g: g["allocations"].append(g["allocations"][0]), "distinct"),
+        (lambda g: g.__setitem__("validators", []), "validators"),
+    ],
+)
+def test_bad_genesis_is_rejected_with_a_clear_error(
+    devnet_home: Path, change, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    raw = mutate(devnet_home, change)
+    with pytest.raises(ConfigError) as exc:
+        genesis_from_dict(raw)
+    assert message in str(exc.value)
+
+
+def test_node_keys_must_match_genesis(devnet_home: Path, tmp_path: Path) -> None:
+    g = load_genesis(devnet_home / "genesis.json")
+    raw = json.loads((devnet_home / "node-1" / "node.json").read_text())
+    raw["index"] = 2
+    bad = tmp_path / "node.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError):
+        load_node_keys(bad, g)
