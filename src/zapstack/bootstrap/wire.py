@@ -265,7 +265,7 @@ class ChunkReplyReader(_Reader[StateChunk]):
         n = _length(buf, at, _U32)
         if n is None:
             return None
-        if not 9 <= n <= MAX_CHUNK_RECORD:
+        if not 10 <= n <= MAX_CHUNK_RECORD:
             raise _bad("chunk record length out of range", WireCode.BAD_LENGTH, self._off(at))
         if len(buf) < at + 4 + n:
             return None
