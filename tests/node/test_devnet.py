@@ -21,7 +21,7 @@ def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> No
         live=False,
         console=console,
     )
-    assert result.agreed, (result.roots, result.heads)
+    assert result.agreed, (result.roots, result.heads, (tmp_path / "out.txt").read_text())
     assert result.height == 5
     assert result.light_client_ok == 5 and result.light_client_failed == 0
     assert result.txs_finalized > 0

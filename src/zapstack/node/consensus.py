@@ -197,12 +197,12 @@ class Consensus:
     async def tick(self) -> None:
         """Called periodically: propose when due, deadlines, round changes."""
         now = self.io.now_ms()
-        if self.halted:
-            return
         for key, agg in list(self.aggs.items()):
             await self._emit(agg, key, await self.io.run(agg.round.on_timer, now))
             if now - agg.started_ms > 4 * self.round_timeout_ms():
                 self.aggs.pop(key, None)
+        if self.halted:
+            return  # finished heights still aggregate their late legs; nothing new starts
         if now - self.round_started_ms > self.round_timeout_ms():
             self._change_round(self.round + 1, now)
         key = (self.height, self.round)
@@ -260,7 +260,9 @@ class Consensus:
     # --------------------------------------------------------------- dispatch
     async def handle(self, msg: Message) -> None:
         """One message from validator ``msg.sender`` (already authenticated)."""
-        if not 0 <= msg.sender < self.g.vset.n or self.halted:
+        if not 0 <= msg.sender < self.g.vset.n:
+            return
+        if self.halted and msg.height > (self.halt_height or 0):
             return
         if msg.type is MsgType.FINAL:
             await self._on_final(msg)

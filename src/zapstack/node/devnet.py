@@ -95,23 +95,30 @@ def read_status(home: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _view(statuses: dict[int, dict[str, Any] | None], load: LoadGenerator, started: float) -> Group:
+def _view(
+    statuses: dict[int, dict[str, Any] | None],
+    load: LoadGenerator,
+    started: float,
+    rates: dict[int, float],
+) -> Group:
     nodes = Table(title="validators", expand=False)
-    for col in (
+    cols = (
         "node",
         "height",
         "round",
         "peers",
         "mempool",
         "admitted",
+        "admits/s",
         "rejects by stage",
         "root",
-    ):
+    )
+    for col in cols:
         nodes.add_column(col)
     records: dict[int, dict[str, Any]] = {}
     for i, st in sorted(statuses.items()):
         if st is None:
-            nodes.add_row(str(i), "starting", "", "", "", "", "", "")
+            nodes.add_row(str(i), "starting", "", "", "", "", "", "", "")
             continue
         rejects = " ".join(f"{k}:{v}" for k, v in sorted(st["rejects"].items())) or "-"
         state = "halted" if st.get("halted") else str(st["round"])
@@ -122,6 +129,7 @@ def _view(statuses: dict[int, dict[str, Any] | None], load: LoadGenerator, start
             str(len(st["peers"])),
             str(st["mempool"]),
             str(st["admitted"]),
+            f"{rates.get(i, 0.0):.0f}",
             rejects,
             st["state_root"][:12],
         )
@@ -190,12 +198,21 @@ async def _drive(
             await asyncio.sleep(0.5)
     load_task = asyncio.create_task(load.run(stop_load))
     statuses: dict[int, dict[str, Any] | None] = {}
+    seen: dict[int, tuple[float, int]] = {}
+    rates: dict[int, float] = {}
     ctx = Live(console=console, refresh_per_second=4) if live else contextlib.nullcontext()
     with ctx as view:
         while time.monotonic() < deadline and alive():
             statuses = {i: read_status(h) for i, h in enumerate(homes)}
+            now = time.monotonic()
+            for i, st in statuses.items():
+                if st is not None:
+                    t0, a0 = seen.get(i, (started, 0))
+                    if now - t0 >= 1.0:
+                        rates[i] = (st["admitted"] - a0) / (now - t0)
+                        seen[i] = (now, st["admitted"])
             if view is not None:
-                view.update(_view(statuses, load, started))
+                view.update(_view(statuses, load, started, rates))
             done = [s for s in statuses.values() if s is not None and s.get("halted")]
             if len(done) == len(homes):
                 break
