@@ -35,6 +35,7 @@ is injected through :class:`Io` so tests drive it directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import struct
@@ -58,7 +59,13 @@ from zapstack.consensus.round import (
     RoundEvent,
     TierRaised,
 )
-from zapstack.errors import InvalidBlock, InvalidCert, RemoteProtocolError, ZapError
+from zapstack.errors import (
+    FatalStoreError,
+    InvalidBlock,
+    InvalidCert,
+    RemoteProtocolError,
+    ZapError,
+)
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.genesis import Genesis, NodeKeys
@@ -153,6 +160,9 @@ class Consensus:
         self.on_final = on_final
         self.halt_height = halt_height
         """Stop deciding after this height (devnets compare roots there)."""
+        self.fatal: FatalStoreError | None = None
+        """Set when a durable write failed (disk full): the node halts at its last
+        committed block; the operator restarts it and it re-syncs from peers."""
         self.height = executor.height + 1
         """The height being decided."""
         self.round = 0
@@ -179,7 +189,9 @@ class Consensus:
     # ----------------------------------------------------------------- helpers
     @property
     def halted(self) -> bool:
-        """True once ``halt_height`` is final here."""
+        """True once ``halt_height`` is final here, or after a fatal store failure."""
+        if self.fatal is not None:
+            return True
         return self.halt_height is not None and self.height > self.halt_height
 
     @property
@@ -264,8 +276,11 @@ class Consensus:
             return
         if self.halted and msg.height > (self.halt_height or 0):
             return
+        if self.fatal is not None:
+            return  # halted at the last committed block until the operator restarts us
         if msg.type is MsgType.FINAL:
-            await self._on_final(msg)
+            with contextlib.suppress(FatalStoreError):  # recorded in self.fatal
+                await self._on_final(msg)
             return
         if msg.type is MsgType.CERT_UPGRADE:
             await self._on_upgrade(msg)
@@ -427,13 +442,29 @@ class Consensus:
     async def commit(
         self, block_bytes: bytes, cert_bytes: bytes, round_: int, proposer: int
     ) -> None:
-        """Store and commit a block whose cert was verified; advance the height."""
+        """Store and commit a block whose cert was verified; advance the height.
+
+        A failing durable write (ZapDB or the block store: disk full, I/O error)
+        discards the txn, records :attr:`fatal` and raises it: the node halts at
+        its last committed block (LP-0202 failure matrix, "State write fails").
+        """
+        if self.fatal is not None:
+            raise self.fatal
         block = parse_block(block_bytes, chain_id=self.g.chain_id)
         bid = block.block_id
         if bid not in {c.receipt.block_id for c in self.executor.candidates}:
             await self.io.run(self.executor.receive, block)
-        await self.io.run(self.blocks.put, block.height, block_bytes, cert_bytes)
-        await self.io.run(self.executor.finalize, bid)
+        try:
+            await self.io.run(self.blocks.put, block.height, block_bytes, cert_bytes)
+            await self.io.run(self.executor.finalize, bid)
+        except (FatalStoreError, OSError) as exc:
+            self.executor.abandon()
+            log.error("height %d: store failed; halted: %s", block.height, exc)
+            if isinstance(exc, FatalStoreError):
+                self.fatal = exc
+                raise
+            self.fatal = FatalStoreError(f"block store write failed: {exc}")
+            raise self.fatal from exc
         self.mempool.remove([tx.tx_id for tx in block.txs()])
         cert = cert_mod.decode(cert_bytes)
         agg = self.aggs.get((block.height, round_))

@@ -64,6 +64,7 @@ MAX_GOSSIP = 4 * 1024 * 1024
 """Largest MEMPOOL_GOSSIP stream a node buffers."""
 MAX_RANGE = 64
 """Most blocks one HEADER_RANGE reply carries."""
+_MSG_TYPES = frozenset(int(t) for t in MsgType)
 
 
 def find_genesis(home: Path) -> Path:
@@ -77,12 +78,23 @@ def find_genesis(home: Path) -> Path:
 class _Collect:
     """Buffers one whole message stream (bounded); hands it over at FIN."""
 
-    def __init__(self, limit: int, done: Callable[[bytes], list[HandlerAction] | None]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        done: Callable[[bytes], list[HandlerAction] | None],
+        first: Callable[[int], list[HandlerAction]] | None = None,
+    ) -> None:
         self.buf = bytearray()
         self.limit = limit
         self.done = done
+        self.first = first
+        """Checks the first byte as soon as it lands (a bad one stops the stream)."""
 
     def on_data(self, data: bytes) -> list[HandlerAction]:
+        if not self.buf and data and self.first is not None:
+            refused = self.first(data[0])
+            if refused:
+                return refused
         self.buf += data
         if len(self.buf) > self.limit:
             self.buf = bytearray()
@@ -204,17 +216,26 @@ class Node:
         def consensus(info: StreamInfo) -> StreamHandler:
             sender = self.by_node_id.get(info.peer)
 
+            def refuse(code: WireCode) -> list[HandlerAction]:
+                self.rx.reputation.penalize(info.peer, code)  # one score per peer
+                return [Reject(code)]
+
+            def first(kind: int) -> list[HandlerAction]:
+                if kind in _MSG_TYPES and STREAM_OF[MsgType(kind)] == info.stream_type:
+                    return []
+                return refuse(WireCode.STREAM_PROTOCOL_VIOLATION)
+
             def done(data: bytes) -> list[HandlerAction] | None:
                 try:
                     msg = decode(data, info.stream_type)
                 except RemoteProtocolError as exc:
-                    return [Reject(exc.code)]
+                    return refuse(exc.code)
                 if sender is None or msg.sender != sender:
                     return None  # not from the validator it claims to be: ignore
                 self.inbox.put_nowait(msg)
                 return None
 
-            return _Collect(MAX_MESSAGE, done)
+            return _Collect(MAX_MESSAGE, done, first)
 
         def gossip(info: StreamInfo) -> StreamHandler:
             def done(data: bytes) -> list[HandlerAction] | None:
@@ -293,7 +314,8 @@ class Node:
     async def _consensus_loop(self) -> None:
         while True:
             msg = await self.inbox.get()
-            if msg.height > self.consensus.height and msg.type is MsgType.FINAL:
+            behind = msg.height > self.consensus.height and not self.consensus.halted
+            if behind and msg.type is MsgType.FINAL:
                 await self._catch_up(msg.sender, msg.height)
             try:
                 await self.consensus.handle(msg)
@@ -409,6 +431,7 @@ class Node:
             "recent": [vars_of(r) for r in self.consensus.history[-20:]],
             "uptime_s": round(time.monotonic() - self.started, 1),
             "halted": self.consensus.halted,
+            "fatal": None if self.consensus.fatal is None else str(self.consensus.fatal),
         }
 
     # -------------------------------------------------------------------- run
