@@ -26,7 +26,11 @@ row failure                                       test
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import shutil
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +41,25 @@ import pytest
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.digest import LegId
 from zapstack.consensus.policy import accepted_tier, observed_tier
-from zapstack.errors import FatalStoreError, InvalidBlock, WireCode, ZapError
+from zapstack.errors import FatalStoreError, InvalidBlock, TransportError, WireCode, ZapError
 from zapstack.mempool import Mempool
 from zapstack.node import consensus as consensus_mod
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.consensus import Consensus
-from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys
-from zapstack.node.wire import Message, MsgType, split_final
+from zapstack.node.devnet import free_port_base
+from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys, make_devnet
+from zapstack.node.lightclient import LightClient
+from zapstack.node.node import Node
+from zapstack.node.wire import Message, MsgType, decode, encode, split_final
+from zapstack.transport.bindings import run_bounded
+from zapstack.transport.driver import Endpoint
+from zapstack.transport.events import End, Reply, StreamEnded
+from zapstack.transport.handler import StreamInfo
+from zapstack.transport.qh3_adapter import Qh3Binding
+from zapstack.transport.streams import StreamType
 from zapstack.verify import ThreadVerifier, apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
-from zapstack.zap.frames import build_transfer, parse_block, parse_tx
+from zapstack.zap.frames import build_block, build_transfer, parse_block, parse_tx
 from zapstack.zap.views import TxView
 from zapstack.zapdb import FailAt, FaultInjector, ZapDB
 
@@ -536,3 +549,194 @@ def test_reorg_attempt_is_impossible(devnet_home: Path, tmp_path: Path) -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+# ------------------------------------------------------------------ real QUIC (rows 5, 6)
+
+QUIC_BOUND = 40.0
+"""Seconds a real-QUIC scenario may take at most."""
+
+
+def real_devnet(tmp: Path) -> tuple[Path, Genesis]:
+    home = tmp / "net"
+    make_devnet(home, 4, base_port=free_port_base(4), users=8)
+    return home, load_genesis(home / "genesis.json")
+
+
+class Collect:
+    """A client-side stream handler keeping whole messages (consensus or replies)."""
+
+    def __init__(self, into: list[bytes], info: StreamInfo | None = None) -> None:
+        self.into, self.buf = into, bytearray()
+
+    def on_data(self, data: bytes) -> list[Any]:
+        self.buf += data
+        return []
+
+    def on_end(self) -> list[Any]:
+        self.into.append(bytes(self.buf))
+        return []
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self.buf = bytearray()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def loop() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+def test_peer_sends_malformed_frame(tmp_path: Path) -> None:
+    """Row 5: a peer (here: validator 1's connection to validator 0, a real node over
+    real QUIC) sends malformed tx frames and malformed consensus messages.  Each bad
+    stream alone is stopped (STOP_SENDING with its stage's code / STREAM_PROTOCOL_
+    VIOLATION), the peer's reputation goes down per bad stream, and its other
+    streams on the same connection -- a valid tx, a valid proposal -- still land:
+    validator 0 admits the tx and votes on the proposal (its shares come back)."""
+    home, g = real_devnet(tmp_path)
+    keys1 = load_node_keys(home / "node-1" / "node.json", g)
+
+    async def main() -> None:
+        node = Node(home / "node-0")
+        serving = asyncio.create_task(node.serve())
+        got: list[bytes] = []
+        client = Endpoint(
+            Qh3Binding(), keys1.identity, {StreamType.CERT_SHARES: lambda info: Collect(got)}
+        )
+        try:
+            a0 = g.addresses[0]
+            peer = None
+            for _ in range(50):
+                with contextlib.suppress(TransportError, OSError):
+                    peer = await client.dial(a0.host, a0.port, a0.node_id)
+                    break
+                await asyncio.sleep(0.1)
+            assert peer is not None
+            await until(lambda: 1 in node.peers)
+            me = keys1.identity.node_id
+            # malformed tx frames, left open: stopped by the receiver at their stage
+            good_tx = transfer(g, 0, 0)
+            bad_txs = [b"\x7fZIP" + good_tx[4:], good_tx[:5] + b"\x02" + good_tx[6:]]
+            tx_streams = []
+            for raw in bad_txs:
+                s = await peer.open_stream(StreamType.TX_SUBMIT)
+                await s.write(raw[:40])
+                tx_streams.append(s)
+            # malformed consensus messages, left open: a FINAL type byte on a PROPOSAL
+            # stream, an unknown type byte on a CERT_SHARES stream
+            cons_streams = []
+            for stream, raw in (
+                (StreamType.PROPOSAL, encode(MsgType.FINAL, 1, 0, 1, b"x" * 64)),
+                (StreamType.CERT_SHARES, b"\x63" + bytes(40)),
+            ):
+                s = await peer.open_stream(stream)
+                await s.write(raw)
+                cons_streams.append(s)
+            # a whole consensus message too short for its header, finished
+            await (await peer.open_stream(StreamType.CERT_SHARES)).finish(b"\x02\x01")
+            await until(lambda: all(s.end is not None for s in tx_streams + cons_streams))
+            for s in tx_streams:
+                assert s.end is not None and s.end[0] is End.STOPPED
+            for s in cons_streams:
+                assert s.end == (End.STOPPED, WireCode.STREAM_PROTOCOL_VIOLATION)
+            await until(lambda: node.rx.reputation.score(me) <= -50)
+            score = node.rx.reputation.score(me)
+            # the same connection's other streams survive: a valid tx ...
+            await (await peer.open_stream(StreamType.TX_SUBMIT)).finish(good_tx)
+            await until(lambda: parse_tx(good_tx).tx_id in node.mempool)
+            # ... and a valid proposal for height 1 from its proposer (validator 1)
+            block = build_block(
+                keys1.proposer,
+                height=1,
+                parent=g.genesis_id,
+                timestamp_ms=1,
+                state_root=node.db.root(),
+                txs=[],
+                chain_id=g.chain_id,
+            )
+            await (await peer.open_stream(StreamType.PROPOSAL)).finish(
+                encode(MsgType.PROPOSAL, 1, 0, 1, block)
+            )
+            await until(lambda: len(got) >= 3)  # BLS + Pulsar shares, Corona commitment
+            votes = [decode(m, StreamType.CERT_SHARES) for m in got]
+            assert {m.type for m in votes} >= {MsgType.SHARE, MsgType.CORONA_COMMIT}
+            assert all(m.sender == 0 and m.height == 1 for m in votes)
+            assert not peer.session.closed and not node.peers[1].session.closed
+            assert node.rx.reputation.score(me) == score  # valid streams cost nothing
+            stopped = [
+                e
+                for e in node.peers[1].events
+                if isinstance(e, StreamEnded) and e.receiving and e.end is End.REJECTED
+            ]
+            assert len(stopped) >= len(bad_txs) + len(cons_streams)
+        finally:
+            node.stop()
+            await asyncio.wait_for(serving, 15)
+            await client.close()
+
+    run_bounded(main(), QUIC_BOUND)
+
+
+def test_partial_block_download(tmp_path: Path) -> None:
+    """Row 6: the light client asks validator 1 for block 1; validator 1 sends part of
+    the reply and its connection drops mid-stream.  The partial buffer is dropped
+    with the stream, and the block is re-fetched from another validator (a real
+    node) and accepted only because sha256(bytes) equals the certified block id."""
+    home, g = real_devnet(tmp_path)
+    made = make_cluster(home, tmp_path / "chain")
+    run(made.net.run_until(2))
+    made.close()
+    good = home / "node-2"  # validator 2 restarts from the chain it finalized
+    shutil.copytree(tmp_path / "chain" / "db2", good / "db")
+    shutil.copytree(tmp_path / "chain" / "blocks2", good / "blocks")
+    store = BlockStore(good / "blocks")
+    block1, cert1 = store.block(1), store.cert(1)
+    assert block1 is not None and cert1 is not None
+    full = struct.pack("<I", len(cert1)) + cert1 + struct.pack("<I", len(block1)) + block1
+    asked = asyncio.Event()
+
+    class HalfReply(Collect):
+        def on_end(self) -> list[Any]:
+            asked.set()
+            return [Reply(full[: len(full) // 2], False)]  # ... and then it vanishes
+
+    keys1 = load_node_keys(home / "node-1" / "node.json", g)
+
+    async def main() -> None:
+        node = Node(good)
+        assert node.consensus.height == 3  # resumed from its last committed block
+        serving = asyncio.create_task(node.serve())
+        flaky = Endpoint(
+            Qh3Binding(), keys1.identity, {StreamType.HEADER_RANGE: lambda i: HalfReply([])}
+        )
+        await flaky.listen(g.addresses[1].host, g.addresses[1].port)
+        client = LightClient(g)
+        try:
+            fetch = asyncio.create_task(client.refetch(1))  # asks validator 1 first
+            await asyncio.wait_for(asked.wait(), 15)
+            inbound = await flaky.accept()
+            await asyncio.sleep(0.2)  # the half reply is on the wire
+            inbound.close(WireCode.CANCELLED, "peer went away mid-stream")
+            fetched = await fetch
+            assert fetched.ok and fetched.source == 2  # re-fetched from another source
+            assert fetched.block_id == hashlib.sha256(block1).hexdigest()
+            dropped = client.peers[1]
+            assert dropped.session.closed
+            partial = [
+                e
+                for e in dropped.events
+                if isinstance(e, StreamEnded) and e.receiving and e.end is End.ABORTED
+            ]
+            assert partial and all(0 < e.bytes_received < len(full) for e in partial)
+            again = await client.refetch(2)
+            assert again.ok and again.source == 2
+        finally:
+            await client.close()
+            await flaky.close()
+            node.stop()
+            await asyncio.wait_for(serving, 15)
+
+    run_bounded(main(), QUIC_BOUND)
