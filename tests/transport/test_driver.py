@@ -268,3 +268,29 @@ def test_wrong_listener_identity_is_refused(binding: Binding) -> None:
         await listener.close()
 
     run_bounded(main(), 15)
+
+
+def test_transmit_retries_after_a_library_value_error() -> None:
+    """qh3 2.1.0 sometimes raises from its packet builder; the driver re-arms."""
+    import asyncio
+
+    from zapstack.transport import driver
+
+    class FlakyBase:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def transmit(self) -> None:
+            self.calls += 1
+            if self.calls <= 2:
+                raise ValueError("reserved stream is missing")
+
+    proto = driver.make_protocol_class(FlakyBase)()
+
+    async def main() -> None:
+        proto.transmit()
+        await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+    assert proto.calls == 3  # failed twice, re-armed, then succeeded and stopped
+    assert proto._zap_transmit_failures == 0

@@ -377,6 +377,11 @@ class Peer:
             self.endpoint._inbound(self)
 
 
+TRANSMIT_RETRIES = 50
+"""Consecutive failed library transmits before the connection is given up."""
+TRANSMIT_RETRY_S = 0.005
+"""Delay before retrying a failed library transmit (seconds)."""
+
 _MAY_FAIL = (ResetStream, StopSending, CloseConnection)
 """Commands a library may refuse harmlessly: a late reset/stop on a stream the
 library already finished (unwinds are idempotent), a close of a closed connection."""
@@ -405,6 +410,26 @@ def make_protocol_class(base: type) -> type:
             super()._process_events()
             if self.zap_peer is not None:
                 self.zap_peer.service()
+
+        def transmit(self) -> None:
+            # qh3 2.1.0 intermittently raises ValueError("reserved stream is
+            # missing") from its packet builder under heavy stream churn, before
+            # re-arming its loss timer -- the connection would then stall for
+            # good.  QUIC retransmits whatever that call lost, so we re-arm by
+            # transmitting again shortly; a connection that keeps failing is
+            # closed instead of spinning.
+            try:
+                super().transmit()
+            except ValueError:
+                failures = getattr(self, "_zap_transmit_failures", 0) + 1
+                self._zap_transmit_failures = failures
+                if failures > TRANSMIT_RETRIES:
+                    if self.zap_peer is not None:
+                        self.zap_peer.session.flow_control_error("QUIC library keeps failing")
+                    return
+                asyncio.get_running_loop().call_later(TRANSMIT_RETRY_S, self.transmit)
+            else:
+                self._zap_transmit_failures = 0
 
     ZapProtocol.__name__ = f"Zap{base.__module__.split('.')[0].capitalize()}Protocol"
     return ZapProtocol
