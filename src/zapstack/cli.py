@@ -120,6 +120,20 @@ def node(
     run_node(home, metrics_port=metrics_port, binding=binding, halt_height=halt_height or None)
 
 
+@app.command("bench")
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Smaller sizes (about 2 minutes)."),
+    validators: int = typer.Option(0, "--validators", help="Consensus row validators."),
+    out: Path = typer.Option(Path("bench/out"), "--out", help="Where perf.json/perf.png go."),
+) -> None:
+    """LP-0202's performance table: each row pipelined vs serial, measured in one run."""
+    from zapstack.benchmarks.table import FULL, QUICK, run_and_report
+
+    code = run_and_report(QUICK if quick else FULL, out, validators=validators, console=console)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,20 @@
+"""LP-0202's performance table, measured: each row pipelined vs serial in one run.
+
+One module per row, each with ``run(...) -> RowResult`` (pipelined figure,
+serial baseline, ratio, units, native limit where one exists, notes):
+:mod:`.txadmit` (tx admit), :mod:`.verify` (block verify), :mod:`.consensus`
+(consensus round, 4 legs), :mod:`.speculation` (speculative execution),
+:mod:`.backup` (state backup stream, with its stream format in
+:mod:`.backupstream`).  :mod:`.table` runs them all, prints the table, and
+writes ``bench/out/perf.json`` and ``bench/out/perf.png``
+(``zap bench [--quick]``, ``bench/bench_table.py``, ``make bench``).
+
+Layering: above every pipeline (imports mempool, verify, consensus, zapdb,
+bootstrap); nothing imports it but the CLI.  Runs in the calling thread;
+rows start and stop their own pools and temporary stores.
+"""
+
+from zapstack.benchmarks.result import RowResult, cores
+from zapstack.benchmarks.table import FULL, QUICK, ROWS, Sizes, main, run_table
+
+__all__ = ["FULL", "QUICK", "ROWS", "RowResult", "Sizes", "cores", "main", "run_table"]

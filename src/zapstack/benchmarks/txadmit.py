@@ -1,0 +1,189 @@
+"""Row "Tx admit": sequential parse + validate vs the 5-stage x 64-stream pipeline.
+
+In one process, through the sans-IO receive pipeline of
+:mod:`zapstack.mempool` driven by an in-memory loop (no sockets: this row
+measures the pipeline, not QUIC; ``bench/bench_txadmit_quic.py`` measures the
+same pipeline behind a real QUIC endpoint).  On the same ``n`` signed
+Ed25519 call txs (~500 B), measured in this run:
+
+* **serial**: one tx at a time -- :func:`~zapstack.zap.parse_tx` (stages 1-4,
+  signature included), then :meth:`Mempool.insert` (stage 5);
+* **pipelined**: ``peers`` peers x ``streams`` concurrent streams; each tx
+  arrives in ~MTU pieces round-robin across the open streams, stages 1-4 run
+  per stream as bytes land, signatures are verified in batches on a
+  ``threads``-thread pool (``cryptography`` releases the GIL) while the
+  driver keeps parsing, stage 5 inserts;
+* **native limit**: raw Ed25519 verifies/s on ``threads`` threads with keys
+  pre-decoded -- the ceiling of any admit pipeline on this box.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from zapstack.benchmarks.result import RowResult, cores, rate_ratio
+from zapstack.mempool import (
+    Action,
+    Mempool,
+    RejectStream,
+    TxAdmitted,
+    TxReceiver,
+    TxRejected,
+    VerifyRequest,
+    WaitForCredit,
+    verify_batch,
+)
+from zapstack.zap import DEFAULT_CHAIN_ID, Signer, SigScheme, build_call, parse_tx
+
+__all__ = ["make_txs", "run", "run_pipelined", "run_serial", "verify_limit"]
+
+CHUNK = 1200
+"""Bytes per delivery: about one QUIC packet of stream data."""
+DATA = 315
+"""Call data bytes: gives ~500-byte tx frames."""
+SENDERS = 500
+"""Distinct signing keys (the mempool's per-sender nonce chains stay short)."""
+BATCH = 64
+"""Signatures handed to the verify pool at once."""
+
+
+def make_txs(n: int) -> list[bytes]:
+    """``n`` signed Ed25519 call tx frames with distinct (sender, nonce)."""
+    signers = [
+        Signer(SigScheme.ED25519, hashlib.sha256(b"perf-admit-%d" % i).digest())
+        for i in range(min(n, SENDERS))
+    ]
+    k = len(signers)
+    return [
+        build_call(signers[i % k], bytes(32), bytes(DATA), 1 + (i * 7919) % 1000, i // k)
+        for i in range(n)
+    ]
+
+
+def verify_limit(txs: list[bytes], threads: int) -> float:
+    """Raw Ed25519 verify/s on ``threads`` threads, keys pre-decoded."""
+    items = []
+    for raw in txs:
+        v = parse_tx(raw, verify_signatures=False)
+        key = ed25519.Ed25519PublicKey.from_public_bytes(bytes(v.pubkey))
+        items.append((key, bytes(v.signature), v.digest))
+
+    def part(chunk: list[tuple[ed25519.Ed25519PublicKey, bytes, bytes]]) -> None:
+        for key, sig, digest in chunk:
+            key.verify(sig, digest)
+
+    with ThreadPoolExecutor(threads) as ex:
+        t0 = time.perf_counter()
+        list(ex.map(part, [items[i::threads] for i in range(threads)]))
+        return len(items) / (time.perf_counter() - t0)
+
+
+def run_serial(txs: list[bytes]) -> float:
+    """Seconds to admit ``txs`` one at a time (parse+validate+verify, then insert)."""
+    pool = Mempool(max_txs=2 * len(txs))
+    t0 = time.perf_counter()
+    for raw in txs:
+        pool.insert(parse_tx(raw, chain_id=DEFAULT_CHAIN_ID))
+    elapsed = time.perf_counter() - t0
+    if len(pool) != len(txs):
+        raise AssertionError(f"serial admitted {len(pool)} of {len(txs)}")
+    return elapsed
+
+
+def run_pipelined(txs: list[bytes], *, peers: int, streams: int, threads: int) -> float:
+    """Seconds to admit ``txs`` over ``peers`` x ``streams`` concurrent streams."""
+    rx = TxReceiver(
+        Mempool(max_txs=2 * len(txs)), chain_id=DEFAULT_CHAIN_ID, defer_verification=True
+    )
+    queues = [deque(enumerate(txs[p::peers])) for p in range(peers)]
+    names = [b"peer-%d" % p for p in range(peers)]
+    open_per_peer = [0] * peers
+    active: dict[tuple[int, int], tuple[bytes, int]] = {}  # (peer, stream id) -> raw, offset
+    batch: list[VerifyRequest] = []
+    inflight: deque[tuple[list[VerifyRequest], Future[list[bool]]]] = deque()
+    admitted = 0
+
+    def handle(actions: list[Action]) -> None:
+        nonlocal admitted
+        for a in actions:
+            if isinstance(a, VerifyRequest):
+                batch.append(a)
+            elif isinstance(a, TxAdmitted):
+                admitted += 1
+            elif isinstance(a, TxRejected | RejectStream | WaitForCredit):
+                raise AssertionError(f"unexpected {a!r}: the load is valid and within budget")
+
+    with ThreadPoolExecutor(threads) as ex:
+
+        def flush(force: bool) -> None:
+            if batch and (force or len(batch) >= BATCH):
+                reqs = batch[:]
+                batch.clear()
+                inflight.append((reqs, ex.submit(verify_batch, [r.view for r in reqs])))
+            while inflight and (force or inflight[0][1].done()):
+                reqs, fut = inflight.popleft()
+                for r, ok in zip(reqs, fut.result(), strict=True):
+                    handle(rx.verified(r.peer, r.stream_id, ok))
+
+        t0 = time.perf_counter()
+        while True:
+            for p, q in enumerate(queues):  # top each peer up to ``streams`` open streams
+                while q and open_per_peer[p] < streams:
+                    i, raw = q.popleft()
+                    handle(rx.stream_opened(names[p], 4 * i))
+                    active[(p, 4 * i)] = (raw, 0)
+                    open_per_peer[p] += 1
+            if not active:
+                break
+            for key in list(active):  # one packet per open stream, round-robin
+                raw, off = active[key]
+                p, sid = key
+                if off < len(raw):
+                    handle(rx.data_received(names[p], sid, raw[off : off + CHUNK]))
+                    active[key] = (raw, off + CHUNK)
+                else:
+                    del active[key]
+                    open_per_peer[p] -= 1
+                    handle(rx.stream_ended(names[p], sid))
+            flush(False)
+        while rx.in_flight:
+            flush(True)
+        elapsed = time.perf_counter() - t0
+    if admitted != len(txs) or len(rx.pool) != len(txs):
+        raise AssertionError(f"pipelined admitted {admitted} of {len(txs)}")
+    return elapsed
+
+
+def run(n: int = 10_000, *, peers: int = 4, streams: int = 64, threads: int = 0) -> RowResult:
+    """Measure the row on ``n`` txs; ``threads`` 0 means one per core."""
+    start = time.perf_counter()
+    threads = threads or cores()
+    txs = make_txs(n)
+    run_serial(txs[: min(n, 200)])  # warm imports and key caches for both paths
+    serial = n / run_serial(txs)
+    pipelined = n / run_pipelined(txs, peers=peers, streams=streams, threads=threads)
+    limit = verify_limit(txs, threads)
+    return RowResult(
+        key="tx_admit",
+        op=f"Tx admit ({n:,} txs)",
+        serial_label="sequential parse + validate + verify + insert",
+        pipelined_label=(
+            f"5 stages x {streams} streams x {peers} peers, verify on {threads} threads"
+        ),
+        serial=serial,
+        pipelined=pipelined,
+        unit="tx/s",
+        higher_is_better=True,
+        ratio=rate_ratio(pipelined, serial),
+        spec_win="~50x",
+        native_limit=limit,
+        native_label=f"raw Ed25519 verify, {threads} threads",
+        notes="in-memory sans-IO pipeline (no sockets); signature verify bounds both paths",
+        extras={"pipelined_pct_of_limit": 100 * pipelined / limit},
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,45 @@
+"""The table runner: every row at a tiny size, JSON and PNG written, failures reported."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from zapstack.benchmarks import table
+from zapstack.benchmarks.result import RowResult
+
+
+def test_tiny_table_writes_json_and_png(tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    sizes = replace(table.TINY, validators=4)
+    assert table.run_and_report(sizes, tmp_path, console=console) == 0
+    doc = json.loads((tmp_path / "perf.json").read_text())
+    assert [r["key"] for r in doc["rows"]] == list(table.ROWS)
+    assert doc["errors"] == {} and doc["host"]["cores"] >= 1
+    assert all(r["serial"] > 0 and r["pipelined"] > 0 for r in doc["rows"])
+    assert (tmp_path / "perf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = console.export_text()
+    assert "cores" in text and "Tx admit" in text and "State backup" in text
+
+
+def test_failed_row_is_reported_and_others_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(_s: table.Sizes) -> RowResult:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(table.ROWS, "tx_admit", boom)
+    console = Console(record=True, width=200)
+    code = table.main(
+        ["--out", str(tmp_path), "--only", "tx_admit", "--only", "state_backup", "--quick"],
+        console=console,
+    )
+    assert code == 1
+    doc = json.loads((tmp_path / "perf.json").read_text())
+    assert doc["errors"] == {"tx_admit": "RuntimeError: disk on fire"}
+    assert [r["key"] for r in doc["rows"]] == ["state_backup"]
+    assert doc["sizes"]["accounts"] == table.QUICK.accounts
