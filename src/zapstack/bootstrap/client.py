@@ -203,6 +203,21 @@ class BootstrapClient:
         """Applied height (0 before the state sync)."""
         return self.blocks.floor if self.synced else 0
 
+    def resume(self, height: int, head_id: bytes, root: bytes) -> None:
+        """Follow only: ``db`` already holds the finalized state at ``height``.
+
+        No state is downloaded; blocks above ``height`` are fetched (HEADER_RANGE
+        gaps up to the heads peers report, plus subscribed pushes), checked and
+        applied in order -- a node that fell behind or restarted.  Call before
+        :meth:`add_peer`.
+        """
+        if self.target is not None:
+            raise LocalProtocolError("resume() after a target was chosen")
+        self.target = TargetChosen(height, head_id, root)
+        self.synced = StateSynced(height, root, 0, 0)
+        self.head_id = head_id
+        self.blocks.raise_floor(height)
+
     # ------------------------------------------------------------ peers
 
     def add_peer(self, peer: bytes, now: float) -> None:
@@ -252,6 +267,9 @@ class BootstrapClient:
             self._blame(req.peer, exc.code, str(exc), now)
             return
         del self._reqs[req_id]
+        if req.stream_type is StreamType.HEADER_RANGE and not req.latest and req.reader.records < 2:
+            # no block at all (e.g. a state-synced peer below its own target): ask elsewhere
+            self.peers[req.peer].excluded.add(req.stream_type)
         self._schedule(now)
 
     def response_reset(self, req_id: int, code: int, now: float) -> None:

@@ -6,6 +6,9 @@ Contract
 
 * the finalized blocks it can serve (height -> block bytes, cert bytes), added
   with :meth:`add_finalized` *after* the node committed that block to its ZapDB;
+  by default a dict, or any mutable mapping the node passes (a node serves
+  straight from its on-disk block store; heights it lacks -- below a state
+  sync target -- simply end a reply early);
 * pinned read views (O(1) MVCC snapshots) of the last ``keep_roots`` finalized
   state roots, so a bootstrapping peer can keep pulling chunks of the root it
   chose while this node moves on;
@@ -31,10 +34,11 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from zapstack.bootstrap.wire import (
+    CERTS_ONLY,
     LATEST,
     SUB_BLOCKS,
     SUB_MEMPOOL,
@@ -104,13 +108,20 @@ class _RequestHandler:
 class BootstrapServer:
     """Serves state chunks, block ranges and live pushes (see the module docstring)."""
 
-    def __init__(self, db: ZapDB, *, keep_roots: int = 4) -> None:
+    def __init__(
+        self,
+        db: ZapDB,
+        *,
+        keep_roots: int = 4,
+        blocks: MutableMapping[int, tuple[bytes, bytes]] | None = None,
+        head: int = 0,
+    ) -> None:
         self.db = db
         self.keep_roots = keep_roots
-        self.blocks: dict[int, tuple[bytes, bytes]] = {}
+        self.blocks: MutableMapping[int, tuple[bytes, bytes]] = {} if blocks is None else blocks
         """Finalized height -> (block bytes, cert bytes)."""
-        self.head = 0
-        """Highest finalized height held (0: none)."""
+        self.head = head
+        """Highest finalized height served (0: none); heights come in order above it."""
         self._views: OrderedDict[bytes, ReadView] = OrderedDict()
         self._subs: dict[bytes, int] = {}
         self._pushes: dict[bytes, deque[Push]] = {}
@@ -148,9 +159,9 @@ class BootstrapServer:
         """
         view = parse_block(block, verify_signatures=False)
         height = view.height
-        if height in self.blocks:
+        if self.head and height <= self.head:
             return
-        if height != self.head + 1 and self.blocks:
+        if height != self.head + 1 and self.head:
             raise LocalProtocolError(f"finalized height {height} does not follow {self.head}")
         self.blocks[height] = (block, cert)
         self.head = max(self.head, height)
@@ -183,6 +194,10 @@ class BootstrapServer:
         """Release every pinned view.  Idempotent."""
         while self._views:
             self._views.popitem()[1].close()
+
+    def pending(self) -> list[bytes]:
+        """Peers with pushes queued."""
+        return [peer for peer, queue in self._pushes.items() if queue]
 
     def next_push(self, peer: bytes) -> Push | None:
         """The next push for ``peer``'s connection, or None."""
@@ -218,12 +233,17 @@ class BootstrapServer:
     def answer_range(self, peer: bytes, data: bytes) -> bytes:
         """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions."""
         req = decode_range_request(data)
-        if req.flags:
-            self._subs[peer] = self._subs.get(peer, 0) | req.flags
+        subs = req.flags & ~CERTS_ONLY
+        if subs:
+            self._subs[peer] = self._subs.get(peer, 0) | subs
         first = max(1, self.head - req.count + 1 if req.start == LATEST else req.start)
         last = min(self.head, first + req.count - 1)
         parts = [self.head.to_bytes(8, "little")]
-        parts += (encode_range_record(*self.blocks[h]) for h in range(first, last + 1))
+        for h in range(first, last + 1):
+            if h not in self.blocks:
+                break  # below a state-sync target: this server never held it
+            block, cert = self.blocks[h]
+            parts.append(encode_range_record(b"" if req.flags & CERTS_ONLY else block, cert))
         out = b"".join(parts)
         self.bytes_served += len(out)
         return out

@@ -34,6 +34,7 @@ from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk
 from zapstack.zapdb.txn import MAX_KEY_LEN
 
 __all__ = [
+    "CERTS_ONLY",
     "LATEST",
     "MAX_BATCH",
     "MAX_CERT_LEN",
@@ -78,6 +79,9 @@ LATEST = (1 << 64) - 1
 SUB_BLOCKS, SUB_MEMPOOL, SUB_VOTES = 0x01, 0x02, 0x04
 """HEADER_RANGE ``flags``: subscribe to live blocks / mempool gossip / votes."""
 _SUB_ALL = SUB_BLOCKS | SUB_MEMPOOL | SUB_VOTES
+CERTS_ONLY = 0x80
+"""HEADER_RANGE ``flags`` bit 7: records carry the cert only (``block_len = 0``, no block)."""
+_FLAGS_ALL = _SUB_ALL | CERTS_ONLY
 
 _STATE_REQ = struct.Struct("<B32sBII")  # 42 bytes
 _RANGE_REQ = struct.Struct("<BBQI")  # 14 bytes
@@ -155,7 +159,7 @@ def decode_range_request(data: bytes) -> RangeRequest:
     version, flags, start, count = _RANGE_REQ.unpack(data)
     if version != VERSION:
         raise _bad("unknown request version", WireCode.BAD_VERSION, 0)
-    if flags & ~_SUB_ALL:
+    if flags & ~_FLAGS_ALL:
         raise _bad("unknown subscription flag", WireCode.BAD_FLAGS, 1)
     if count > MAX_RANGE:
         raise _bad("range count too large", WireCode.BAD_FIELD, 10)
@@ -331,11 +335,16 @@ class RangeRecord:
 
 
 class RangeReplyReader(_Reader["int | RangeRecord"]):
-    """HEADER_RANGE reply: first ``head`` (an int), then :class:`RangeRecord` s."""
+    """HEADER_RANGE reply: first ``head`` (an int), then :class:`RangeRecord` s.
 
-    def __init__(self, count: int) -> None:
+    With ``certs_only`` (the request had :data:`CERTS_ONLY`) every record's
+    ``block_len`` must be 0 and :attr:`RangeRecord.block` is ``b""``.
+    """
+
+    def __init__(self, count: int, *, certs_only: bool = False) -> None:
         super().__init__()
         self.count = count
+        self.certs_only = certs_only
 
     def _parse(self, buf: bytearray, at: int) -> tuple[int | RangeRecord, int] | None:
         if self.records == 0:
@@ -346,7 +355,8 @@ class RangeReplyReader(_Reader["int | RangeRecord"]):
         blen = _length(buf, at, _U32)
         if blen is None:
             return None
-        if not 1 <= blen <= MAX_BLOCK_SIZE:
+        low, high = (0, 0) if self.certs_only else (1, MAX_BLOCK_SIZE)
+        if not low <= blen <= high:
             raise _bad("block length out of range", WireCode.BAD_LENGTH, self._off(at))
         clen = _length(buf, at + 4 + blen, _U32)
         if clen is None:

@@ -9,11 +9,20 @@ Contract
 * Wiring: QUIC endpoint (qh3) with one stream handler per stream type:
   TX_SUBMIT -> tx receive pipeline (stages 1-5) -> mempool; PROPOSAL /
   CERT_SHARES / BLOCK_PUSH -> consensus (``node.consensus``); MEMPOOL_GOSSIP
-  -> mempool; HEADER_RANGE -> finalized blocks for catch-up.  Validators with a
-  lower index dial the higher ones (one connection per pair, both directions).
+  -> mempool; HEADER_RANGE / STATE_CHUNK -> the bootstrap server
+  (``docs/formats/bootstrap.md``: finalized blocks + certs from the block
+  store, state chunks of the last 4 finalized roots), which also pushes live
+  blocks, admitted txs and our vote records to peers that subscribed;
+  DHT_RPC / BLOCK_CHUNK -> the node's DHT (``node.blockdht``), which provides
+  every finalized block by id.  Validators with a lower index dial the higher
+  ones (one connection per pair, both directions).
 * A restarted node resumes from its last committed block (ZapDB head) and
-  catches up the heights it missed from a peer over HEADER_RANGE, checking
-  every cert, before it votes again.
+  catches up the heights it missed with the bootstrap client (HEADER_RANGE to
+  every connected validator, every cert checked with ``verify_cert`` +
+  ``accepted_tier``), before it votes again.
+* With ``state_sync`` and an empty ZapDB the node first downloads the state of
+  a recent finalized block from its peers (STATE_CHUNK, every chunk verified
+  against the certified header's ``state_root``), then catches up and votes.
 * Shutdown (SIGINT/SIGTERM or ``stop``) closes connections, the store and the
   worker pools; a kill -9 loses nothing committed (ZapDB + fsynced blocks).
 """
@@ -26,32 +35,44 @@ import contextlib
 import json
 import logging
 import os
+import random
 import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.server import BootstrapServer
 from zapstack.consensus import cert as cert_mod
-from zapstack.consensus.policy import accepted_tier
+from zapstack.dht.ids import Contact
 from zapstack.errors import RemoteProtocolError, TransportError, WireCode, ZapError
 from zapstack.mempool import Mempool
 from zapstack.mempool.handler import TxSubmitService
 from zapstack.mempool.receive import TxAdmitted, TxReceiver
+from zapstack.node.blockdht import NodeDht
 from zapstack.node.blockstore import BlockStore
+from zapstack.node.bootstrap_driver import (
+    ClientDriver,
+    DeferredApplier,
+    PushWriter,
+    StoreBlocks,
+    cert_check,
+)
 from zapstack.node.consensus import Consensus, HeightRecord
 from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
 from zapstack.node.metrics import NodeMetrics
 from zapstack.node.wire import MAX_MESSAGE, STREAM_OF, Message, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
-from zapstack.transport.events import End, HandlerAction, Reject, Reply
+from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import StreamHandler, StreamInfo
 from zapstack.transport.streams import StreamType
 from zapstack.verify import Account, ThreadVerifier, account_key, apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
 from zapstack.zap.frames import parse_tx
 from zapstack.zap.schema import MAX_TX_SIZE
+from zapstack.zap.views import BlockView
 from zapstack.zapdb import ZapDB
 
 __all__ = ["Node", "find_genesis"]
@@ -59,11 +80,14 @@ __all__ = ["Node", "find_genesis"]
 log = logging.getLogger("zapstack.node")
 
 _U64 = struct.Struct("<Q")
-_RANGE = struct.Struct("<QI")
 MAX_GOSSIP = 4 * 1024 * 1024
 """Largest MEMPOOL_GOSSIP stream a node buffers."""
-MAX_RANGE = 64
-"""Most blocks one HEADER_RANGE reply carries."""
+CATCH_UP_TIMEOUT = 60.0
+"""Bound on one catch-up (seconds)."""
+STATE_SYNC_TIMEOUT = 120.0
+"""Bound on the state sync of an empty data dir (seconds)."""
+_VOTES = frozenset({MsgType.SHARE, MsgType.CORONA_COMMIT})
+"""Our consensus messages republished as VOTE records to subscribers."""
 _MSG_TYPES = frozenset(int(t) for t in MsgType)
 
 
@@ -120,6 +144,7 @@ class Node:
         binding: str = "qh3",
         metrics_port: int = 0,
         halt_height: int | None = None,
+        state_sync: bool = False,
     ) -> None:
         self.home = home
         self.g = genesis or load_genesis(find_genesis(home))
@@ -136,15 +161,35 @@ class Node:
         self.stop_event = asyncio.Event()
         self.work = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"node{self.me}")
         self.db = ZapDB.open(home / "db")
-        self._genesis_state()
+        self.needs_sync = state_sync and self.db.meta_get(HEAD_HEIGHT_META) is None
+        """Empty data dir + ``state_sync``: download a recent state before voting."""
+        if not self.needs_sync:
+            self._genesis_state()
         self.verifier = ThreadVerifier(2)
-        self.executor = BlockExecutor(
-            self.db, self.verifier, chain_id=self.g.chain_id, genesis_id=self.g.genesis_id
-        )
         self.blocks = BlockStore(home / "blocks")
         self.mempool = Mempool(nonce_floor=self._nonce_floor)
         self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
         self.txsvc = TxSubmitService(self.rx, clock=time.monotonic, stop_stream=self._stop_stream)
+        self.halt_height = halt_height
+        self._build_chain()
+        self.boot = BootstrapServer(
+            self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
+        )
+        if not self.needs_sync:
+            self.boot.pin()
+        self.pusher = PushWriter(self.boot, self._find_peer)
+        self.dht: NodeDht | None = None
+        self.metrics = NodeMetrics(self)
+        self.endpoint: Endpoint | None = None
+        self.catching_up = False
+        self.sync_stats: dict[str, Any] = {}
+        """What the state sync did (empty when none ran)."""
+
+    def _build_chain(self) -> None:
+        """(Re)create the executor and the consensus driver from the ZapDB head."""
+        self.executor = BlockExecutor(
+            self.db, self.verifier, chain_id=self.g.chain_id, genesis_id=self.g.genesis_id
+        )
         self.consensus = Consensus(
             self.g,
             self.keys,
@@ -153,11 +198,8 @@ class Node:
             self.blocks,
             self,
             on_final=self._final,
-            halt_height=halt_height,
+            halt_height=self.halt_height,
         )
-        self.metrics = NodeMetrics(self)
-        self.endpoint: Endpoint | None = None
-        self.catching_up = False
 
     # ------------------------------------------------------------------ setup
     def _genesis_state(self) -> None:
@@ -192,6 +234,9 @@ class Node:
 
     def send(self, to: int, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
         data = encode(msg, height, round_, self.me, payload)
+        if msg in _VOTES and len(data) <= 65536:
+            self.boot.publish_vote(data)  # our vote, to VOTE-stream subscribers
+            self.pusher.flush()
         if to == self.me:
             self.inbox.put_nowait(decode(data))
             return
@@ -244,14 +289,8 @@ class Node:
 
             return _Collect(MAX_GOSSIP, done)
 
-        def header_range(info: StreamInfo) -> StreamHandler:
-            def done(data: bytes) -> list[HandlerAction] | None:
-                if len(data) != _RANGE.size:
-                    return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
-                start, count = _RANGE.unpack(data)
-                return [Reply(self._range_reply(start, min(count, MAX_RANGE)), True)]
-
-            return _Collect(64, done)
+        def bootstrap(info: StreamInfo) -> StreamHandler:
+            return self.boot.handler(info.peer, info.stream_type)
 
         return {
             StreamType.TX_SUBMIT: self.txsvc.factory,
@@ -259,7 +298,8 @@ class Node:
             StreamType.CERT_SHARES: consensus,
             StreamType.BLOCK_PUSH: consensus,
             StreamType.MEMPOOL_GOSSIP: gossip,
-            StreamType.HEADER_RANGE: header_range,
+            StreamType.HEADER_RANGE: bootstrap,
+            StreamType.STATE_CHUNK: bootstrap,
         }
 
     def _stop_stream(self, peer: bytes, stream_id: int, code: int) -> None:
@@ -277,15 +317,12 @@ class Node:
                 self.mempool.insert(parse_tx(data[at : at + size], chain_id=self.g.chain_id))
             at += size
 
-    def _range_reply(self, start: int, count: int) -> bytes:
-        """HEADER_RANGE reply: per block ``u32 cert_len | cert | u32 block_len | block``."""
-        out = bytearray()
-        for h in range(start, start + count):
-            block, cert = self.blocks.block(h), self.blocks.cert(h)
-            if block is None or cert is None:
-                break
-            out += struct.pack("<I", len(cert)) + cert + struct.pack("<I", len(block)) + block
-        return bytes(out)
+    def _find_peer(self, node_id: bytes) -> Peer | None:
+        """A live connection to ``node_id`` (validator or client), newest first."""
+        for p in [*reversed(self.clients), *self.peers.values()]:
+            if p.node_id == node_id and not p.session.closed:
+                return p
+        return None
 
     # ------------------------------------------------------------------- loops
     async def _accept_loop(self) -> None:
@@ -310,6 +347,19 @@ class Node:
                     await asyncio.sleep(0.3)
                     continue
             await asyncio.sleep(0.3)
+
+    async def _rejoin(self, j: int) -> None:
+        """A restarted validator dials validator ``j`` (below it) once: ``j`` still holds a
+        connection to our previous process, which QUIC only declares dead at the idle
+        timeout (30 s); our new connection replaces it at once (``_accept_loop``)."""
+        assert self.endpoint is not None
+        addr = self.g.addresses[j]
+        for _ in range(20):
+            try:
+                self.peers[j] = await self.endpoint.dial(addr.host, addr.port, addr.node_id)
+                return
+            except (TransportError, OSError):
+                await asyncio.sleep(0.3)
 
     async def _consensus_loop(self) -> None:
         while True:
@@ -344,6 +394,8 @@ class Node:
             if not self.gossip_out:
                 continue
             batch, self.gossip_out = self.gossip_out, []
+            self.boot.publish_txs(batch)  # to MEMPOOL_GOSSIP subscribers
+            self.pusher.flush()
             data = b"".join(batch)
             for j in list(self.peers):
                 asyncio.get_running_loop().create_task(
@@ -361,55 +413,127 @@ class Node:
             await asyncio.sleep(0.25)
 
     # -------------------------------------------------------------- catch-up
+    def _live_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if not p.session.closed]
+
     async def _catch_up(self, source: int, target: int) -> None:
-        """Fetch, verify and commit heights below ``target`` from validator ``source``."""
-        peer = self.peers.get(source)
-        if peer is None or self.catching_up:
+        """Fetch, verify and commit the heights below ``target`` (at least).
+
+        The bootstrap client in follow mode (``resume`` at our head) asks every
+        connected validator for its latest block and fetches the gaps over
+        HEADER_RANGE; every block passes :func:`cert_check` (``verify_cert`` +
+        ``accepted_tier``) and the frame checks, then ``Consensus.commit``
+        re-executes it and checks its state root.
+        """
+        peers = self._live_peers()
+        if not peers or self.catching_up or self.consensus.halted:
             return
         self.catching_up = True
+        applier = DeferredApplier()
+        config = BootstrapConfig(subscribe=0, chain_id=self.g.chain_id)
+        client = BootstrapClient(self.db, cert_check(self.g), applier, config)
+        client.resume(self.executor.height, self.executor.head, self.db.root())
+        driver = ClientDriver(client)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
         try:
-            while self.consensus.height < target:
-                start = self.consensus.height
-                reply = await self._request_range(peer, start, min(MAX_RANGE, target - start))
-                if not reply:
-                    return
-                for cert_bytes, block_bytes in reply:
-                    cert = cert_mod.decode(cert_bytes)
-                    verdict = await self.run(
-                        cert_mod.verify_cert, cert, self.g.vset, block_bytes=block_bytes
-                    )
-                    if accepted_tier(self.g.policy, verdict.present) is None:
-                        return
-                    await self.consensus.commit(block_bytes, cert_bytes, cert.round, source)
+            for p in peers:
+                driver.attach(p)
+            while self.consensus.height < target and loop.time() < deadline:
+                await driver.wait(lambda: bool(applier.queue), deadline - loop.time())
+                while applier.queue:
+                    block, cert = applier.queue.popleft()
+                    round_ = cert_mod.decode(cert).round
+                    await self.consensus.commit(block, cert, round_, source)
         except (ZapError, TransportError) as exc:
-            log.warning("catch-up from %d failed: %s", source, exc)
+            log.warning("catch-up towards %d failed: %s", target, exc)
         finally:
+            await driver.close()
             self.catching_up = False
 
-    async def _request_range(self, peer: Peer, start: int, count: int) -> list[tuple[bytes, bytes]]:
-        got = asyncio.get_running_loop().create_future()
+    async def _state_sync(self) -> None:
+        """Empty data dir: download and verify a recent finalized state from peers."""
+        kept: dict[int, tuple[bytes, bytes]] = {}
+        real = cert_check(self.g)
 
-        def done(data: bytes) -> list[HandlerAction] | None:
-            if not got.done():
-                got.set_result(data)
-            return None
+        def check(view: BlockView, cert: bytes) -> bool:
+            ok = real(view, cert)
+            if ok and len(kept) < 64:
+                kept.setdefault(view.height, (bytes(view.buffer), cert))
+            return ok
 
-        out = await peer.open_stream(StreamType.HEADER_RANGE, _Collect(MAX_MESSAGE * 4, done))
-        await out.finish(_RANGE.pack(start, count))
-        data: bytes = await asyncio.wait_for(got, 30)
-        items, at = [], 0
-        while at + 4 <= len(data):
-            n = int.from_bytes(data[at : at + 4], "little")
-            cert = data[at + 4 : at + 4 + n]
-            at += 4 + n
-            m = int.from_bytes(data[at : at + 4], "little")
-            block = data[at + 4 : at + 4 + m]
-            at += 4 + m
-            items.append((cert, block))
-        return items
+        applier = DeferredApplier()
+        config = BootstrapConfig(subscribe=0, chain_id=self.g.chain_id)
+        client = BootstrapClient(self.db, check, applier, config)
+        driver = ClientDriver(client)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while not client.done and loop.time() - started < STATE_SYNC_TIMEOUT:
+                for p in self._live_peers():
+                    driver.attach(p)  # peers as they connect (idempotent per peer)
+                await driver.wait(lambda: client.done, 0.3)
+        finally:
+            await driver.close()
+        synced, target = client.synced, client.target
+        if synced is None or target is None:
+            raise ZapError("state sync did not complete")
+        block, cert = kept[target.height]
+        await self.run(self.blocks.put, target.height, block, cert)
+        self._build_chain()
+        self.boot.head = target.height
+        self.boot.pin()
+        self.needs_sync = False
+        self.sync_stats = {
+            "height": synced.height,
+            "root": synced.root.hex(),
+            "chunks": synced.chunks,
+            "entries": synced.entries,
+            "peers": len(driver.peers),
+            "seconds": round(loop.time() - started, 3),
+        }
+        log.info("state synced at height %d: %s", target.height, self.sync_stats)
+        for block, cert in applier.queue:  # blocks above the target the client checked
+            await self.consensus.commit(block, cert, cert_mod.decode(cert).round, -1)
 
     async def _final(self, record: HeightRecord, block: bytes) -> None:
         self.metrics.finalized(record)
+        cert = self.blocks.cert(record.height)
+        if cert is not None:
+            self.boot.add_finalized(block, cert)  # serve it, pin its state, push it
+            self.pusher.flush()
+        if self.dht is not None:
+            self.dht.remember(record.height, block)
+            asyncio.get_running_loop().create_task(self._provide(record.height, block))
+
+    async def _provide(self, height: int, block: bytes) -> None:
+        assert self.dht is not None
+        try:
+            await self.dht.provide_block(height, block)
+        except (TimeoutError, TransportError, ZapError) as exc:
+            log.info("provide of height %d failed: %s", height, exc)
+
+    # -------------------------------------------------------------------- DHT
+    def _dht_seeds(self) -> list[Contact]:
+        return [
+            Contact(a.node_id, f"{a.host}:{a.port}") for a in self.g.addresses if a.index != self.me
+        ]
+
+    async def _dht_loop(self) -> None:
+        """Join the DHT off the other validators; retry while the table is short."""
+        assert self.dht is not None and self.dht.node is not None
+        seeds = self._dht_seeds()
+        for h in range(max(1, self.executor.height - 63), self.executor.height + 1):
+            block = self.blocks.block(h)  # restart: serve what we hold by id again
+            if block is not None:
+                self.dht.remember(h, block)
+        while True:
+            if len(self.dht.node.routing) < len(seeds):
+                with contextlib.suppress(TimeoutError, TransportError, ZapError):
+                    await asyncio.wait_for(self.dht.bootstrap(seeds), 10)
+                await asyncio.sleep(1.0)
+            else:
+                await asyncio.sleep(5.0)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -440,17 +564,24 @@ class Node:
         binding = BINDINGS[self.binding]()
         addr = self.g.addresses[self.me]
         self.endpoint = Endpoint(binding, self.keys.identity, self._handlers(), TransportConfig())
+        self.dht = NodeDht(
+            self.endpoint, f"{addr.host}:{addr.port}", self.blocks, rng=random.Random(self.me)
+        )
+        self.endpoint.handlers.update(self.dht.handlers())
         await self.endpoint.listen(addr.host, addr.port)
+        await self.dht.start()
         if self.metrics_port:
             self.metrics.serve(self.metrics_port)
         tasks = [
             asyncio.create_task(self._accept_loop()),
-            asyncio.create_task(self._consensus_loop()),
-            asyncio.create_task(self._tick_loop()),
+            asyncio.create_task(self._chain_loops()),
             asyncio.create_task(self._gossip_loop()),
             asyncio.create_task(self._status_loop()),
+            asyncio.create_task(self._dht_loop()),
             *(asyncio.create_task(self._dial_loop(j)) for j in range(self.me + 1, self.g.vset.n)),
         ]
+        if self.executor.height > 0:  # a restart: peers may hold a dead connection to us
+            tasks += [asyncio.create_task(self._rejoin(j)) for j in range(self.me)]
         log.info(
             "node %d listening on %s:%d at height %d",
             self.me,
@@ -465,8 +596,23 @@ class Node:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pusher.close(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.dht.close(), 5)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.endpoint.close(), 5)
             self.close()
+
+    async def _chain_loops(self) -> None:
+        """State-sync first when the data dir is empty, then run consensus."""
+        if self.needs_sync:
+            try:
+                await self._state_sync()
+            except ZapError as exc:
+                log.error("state sync failed: %s", exc)
+                self.stop()
+                return
+        await asyncio.gather(self._consensus_loop(), self._tick_loop())
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -474,6 +620,7 @@ class Node:
     def close(self) -> None:
         """Release the store and worker pools (idempotent)."""
         self.executor.abandon()
+        self.boot.close()
         self.verifier.close()
         self.work.shutdown(wait=False, cancel_futures=True)
         self.db.close()
