@@ -18,7 +18,8 @@ snapshot (:meth:`ZapDB.read`), both ways, in this run:
 * **native limit**: one ``write`` of a buffer as large as the direct stream,
   plus fsync, to the same file system (the disk's bound here).
 
-Throughput is logical state bytes (keys + values) per second, MB = 10^6 B.
+Both ways are timed in turns (median of ``repeat``).  Throughput is logical
+state bytes (keys + values) per second, MB = 10^6 B.
 ``extras`` also times serving the same state as verifiable bootstrap chunks
 (:meth:`ReadView.chunk` + :func:`zapstack.bootstrap.wire.encode_chunk`), which
 walks the state tree in Python.  Before timing, the direct stream is restored
@@ -40,7 +41,7 @@ from typing import BinaryIO
 import msgspec
 
 from zapstack.benchmarks.backupstream import restore, write_stream
-from zapstack.benchmarks.result import RowResult, median_time, rate_ratio
+from zapstack.benchmarks.result import RowResult, interleaved, median_time, rate_ratio
 from zapstack.bootstrap.wire import encode_chunk
 from zapstack.verify.state import ACCOUNT_PREFIX, Account
 from zapstack.zapdb import ReadView, ZapDB
@@ -142,10 +143,16 @@ def run(accounts: int = 100_000, *, repeat: int = 3) -> RowResult:
                     finally:
                         check.close()
                 scan_s = median_time(lambda: sum(1 for _ in view.iterate()), repeat)
-                direct_s = median_time(lambda: direct_backup(view, tmp / "direct.zsb"), repeat)
-                codec_s = median_time(
-                    lambda: codec_backup(view, tmp / "snap.msgpack", tmp / "codec.out"), repeat
+                secs = interleaved(
+                    {
+                        "direct": lambda: direct_backup(view, tmp / "direct.zsb"),
+                        "codec": lambda: codec_backup(
+                            view, tmp / "snap.msgpack", tmp / "codec.out"
+                        ),
+                    },
+                    repeat,
                 )
+                direct_s, codec_s = secs["direct"], secs["codec"]
                 depth = max(0, math.ceil(math.log2(max(1, accounts / 1024))))
                 chunk_s = median_time(lambda: _chunk_stream(view, tmp / "chunks", depth), 1)
             blob = (tmp / "direct.zsb").read_bytes()

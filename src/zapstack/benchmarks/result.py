@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RowResult", "cores", "median_time", "rate_ratio", "time_ratio"]
+__all__ = ["RowResult", "cores", "interleaved", "median_time", "rate_ratio", "time_ratio"]
 
 
 def cores() -> int:
@@ -41,6 +41,21 @@ def median_time(fn: Callable[[], object], repeat: int, *, warm: bool = True) -> 
         fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples)
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall seconds of each function, timed in turns (a, b, a, b, ...).
+
+    Taking turns spreads the shared box's load drift over every contender
+    instead of biasing whichever ran during a busy spell.  No warm-up here.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeat)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def rate_ratio(pipelined: float, serial: float) -> float:

@@ -6,7 +6,7 @@ are executed speculatively on ZapDB branches over one shared head snapshot
 with :func:`zapstack.zapdb.speculate.speculate`, then abandoned (so every
 repetition starts from the same head).  Signatures are verified once per
 block beforehand (the verify pipeline's job, identical for both paths).
-Median of ``repeat`` runs each, measured in this run:
+Median of ``repeat`` runs each, the two paths taking turns, measured in this run:
 
 * **pipelined (pointer-share)**: each branch gets the validated
   :class:`~zapstack.zap.BlockView` -- zero-copy views into the one immutable
@@ -37,7 +37,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
-from zapstack.benchmarks.result import RowResult, median_time, time_ratio
+from zapstack.benchmarks.result import RowResult, interleaved, median_time, time_ratio
 from zapstack.errors import InvalidBlock, InvalidTx
 from zapstack.verify import (
     VerdictSlice,
@@ -205,7 +205,7 @@ def _speculate_all(db: ZapDB, candidates: list[tuple[int, B]], fn: Callable[[Txn
         spec.abandon()
 
 
-def run(n: int = 1000, *, width: int = 3, repeat: int = 3) -> RowResult:
+def run(n: int = 1000, *, width: int = 3, repeat: int = 7) -> RowResult:
     """Measure ``width`` speculative branches of ``n``-tx blocks, both ways."""
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="perf-spec-"))
@@ -224,8 +224,14 @@ def run(n: int = 1000, *, width: int = 3, repeat: int = 3) -> RowResult:
                 cod.discard()
             shared = [(i, (b, fx.verdicts[i])) for i, b in enumerate(fx.blocks)]
             codec = [(i, e) for i, e in enumerate(fx.encoded)]
-            ptr_s = median_time(lambda: _speculate_all(db, shared, pointer_execute), repeat)
-            codec_s = median_time(lambda: _speculate_all(db, codec, codec_execute), repeat)
+            secs = interleaved(
+                {
+                    "pointer": lambda: _speculate_all(db, shared, pointer_execute),
+                    "codec": lambda: _speculate_all(db, codec, codec_execute),
+                },
+                repeat,
+            )
+            ptr_s, codec_s = secs["pointer"], secs["codec"]
             block, encoded = fx.blocks[0], fx.encoded[0]
             hand_codec = median_time(lambda: _ENC.encode(_DEC.decode(encoded)), 20)
             hand_ptr = median_time(block.txs, 20)

@@ -68,12 +68,10 @@ TINY = Sizes(txs=200, block_txs=64, validators=4, spec_txs=40, spec_width=2, acc
 """For tests: every row, seconds in all."""
 
 ROWS: dict[str, Callable[[Sizes], RowResult]] = {
-    "tx_admit": lambda s: txadmit.run(s.txs),
+    "tx_admit": lambda s: txadmit.run(s.txs, repeat=max(1, s.repeat - 2)),
     "block_verify": lambda s: verify.run(s.block_txs, repeat=s.repeat),
-    "consensus_round": lambda s: consensus.run(s.validators),
-    "speculation": lambda s: speculation.run(
-        s.spec_txs, width=s.spec_width, repeat=max(1, s.repeat - 2)
-    ),
+    "consensus_round": lambda s: consensus.run(s.validators, repeat=max(1, s.repeat - 2)),
+    "speculation": lambda s: speculation.run(s.spec_txs, width=s.spec_width, repeat=s.repeat + 2),
     "state_backup": lambda s: backup.run(s.accounts, repeat=s.repeat),
 }
 """Row key -> runner, in the spec's order."""

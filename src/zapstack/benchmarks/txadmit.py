@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from zapstack.benchmarks.result import RowResult, cores, rate_ratio
+from zapstack.benchmarks.result import RowResult, cores, interleaved, rate_ratio
 from zapstack.mempool import (
     Action,
     Mempool,
@@ -159,14 +159,25 @@ def run_pipelined(txs: list[bytes], *, peers: int, streams: int, threads: int) -
     return elapsed
 
 
-def run(n: int = 10_000, *, peers: int = 4, streams: int = 64, threads: int = 0) -> RowResult:
-    """Measure the row on ``n`` txs; ``threads`` 0 means one per core."""
+def run(
+    n: int = 10_000, *, peers: int = 4, streams: int = 64, threads: int = 0, repeat: int = 3
+) -> RowResult:
+    """Measure the row on ``n`` txs (median of ``repeat`` interleaved runs each).
+
+    ``threads`` 0 means one verify thread per core.
+    """
     start = time.perf_counter()
     threads = threads or cores()
     txs = make_txs(n)
     run_serial(txs[: min(n, 200)])  # warm imports and key caches for both paths
-    serial = n / run_serial(txs)
-    pipelined = n / run_pipelined(txs, peers=peers, streams=streams, threads=threads)
+    secs = interleaved(
+        {
+            "serial": lambda: run_serial(txs),
+            "pipelined": lambda: run_pipelined(txs, peers=peers, streams=streams, threads=threads),
+        },
+        repeat,
+    )
+    serial, pipelined = n / secs["serial"], n / secs["pipelined"]
     limit = verify_limit(txs, threads)
     return RowResult(
         key="tx_admit",

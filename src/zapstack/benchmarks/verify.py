@@ -13,19 +13,20 @@ by :mod:`zapstack.verify` in this run, median of ``repeat`` runs each:
 * **native limit**: raw ``cryptography`` verifies on pre-decoded keys split
   over one thread per core (no views, no digests).
 
-On 2 cores the parallel win is bounded by ~2x; the spec's ~64x is width 1000
-on 16 cores.
+Contenders are timed in turns.  On 2 cores the parallel win is bounded by
+~2x; the spec's ~64x is width 1000 on 16 cores.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from zapstack.benchmarks.result import RowResult, cores, median_time, time_ratio
+from zapstack.benchmarks.result import RowResult, cores, interleaved, median_time, time_ratio
 from zapstack.verify import ProcessVerifier, ThreadVerifier, verify_sequential
 from zapstack.zap import BlockView, Signer, SigScheme, build_block, build_transfer, parse_block
 
@@ -69,9 +70,15 @@ def run(n: int = 1000, *, repeat: int = 5) -> RowResult:
     threads = ThreadVerifier(width)
     procs = ProcessVerifier(width)
     try:
-        serial = median_time(lambda: verify_sequential(block), repeat)
-        thread_s = median_time(lambda: threads.verify(block), repeat)
-        proc_s = median_time(lambda: procs.verify(block), repeat)
+        contenders: dict[str, Callable[[], object]] = {
+            "serial": lambda: verify_sequential(block),
+            "threads": lambda: threads.verify(block),
+            "processes": lambda: procs.verify(block),
+        }
+        for fn in contenders.values():
+            fn()  # warm: key caches, pools
+        secs = interleaved(contenders, repeat)
+        serial, thread_s, proc_s = secs["serial"], secs["threads"], secs["processes"]
     finally:
         threads.close()
         procs.close()
