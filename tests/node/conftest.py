@@ -71,6 +71,9 @@ class FakeIo:
     def now_ms(self) -> int:
         return self.net.clock_ms
 
+    def wall_ms(self) -> int:
+        return 1_766_708_400_000 + self.net.clock_ms
+
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 

@@ -97,3 +97,23 @@ def test_late_block_of_a_fork_race_is_discarded(net: Net) -> None:
     run(node.handle(Message(MsgType.PROPOSAL, 1, 0, stale.sender, stale.payload)))
     assert node.stats["blocks_rejected"] == rejected + 1
     assert node.height == height_before and net.dbs[0].root() == root_before
+
+
+def test_proposal_signed_with_a_foreign_key_gets_no_votes(net: Net) -> None:
+    from zapstack.zap.frames import build_block
+    from zapstack.zap.sigschemes import Signer, SigScheme
+
+    intruder = Signer(SigScheme.ED25519, b"\x01" * 32)
+    g = net.genesis
+    block = build_block(
+        intruder,
+        height=1,
+        parent=g.genesis_id,
+        timestamp_ms=0,
+        state_root=net.dbs[2].root(),
+        txs=[],
+        chain_id=g.chain_id,
+    )
+    node = net.nodes[2]
+    run(node.handle(Message(MsgType.PROPOSAL, 1, 0, g.proposer_of(1, 0), block)))
+    assert node.stats["blocks_rejected"] == 1 and node.stats["votes_sent"] == 0

@@ -92,6 +92,10 @@ class Io(Protocol):
         """Monotonic milliseconds."""
         ...
 
+    def wall_ms(self) -> int:
+        """Wall-clock milliseconds since the Unix epoch (block timestamps only)."""
+        ...
+
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking work off the event loop (a worker thread)."""
         ...
@@ -252,7 +256,7 @@ class Consensus:
                 self.keys.proposer,
                 height=height,
                 parent=parent,
-                timestamp_ms=self.io.now_ms(),
+                timestamp_ms=self.io.wall_ms(),
                 state_root=root,
                 txs=included,
                 chain_id=self.g.chain_id,
@@ -307,6 +311,8 @@ class Consensus:
             block = await self.io.run(parse_block, msg.payload, chain_id=self.g.chain_id)
             if block.height != h:
                 raise InvalidBlock("proposal height does not match its block")
+            if bytes(block.pubkey) != self.g.addresses[msg.sender].proposer_pk:
+                raise InvalidBlock("block not signed with the proposer's genesis key")
             await self.io.run(self.executor.receive, block)
         except (InvalidBlock, RemoteProtocolError) as exc:
             self.stats["blocks_rejected"] += 1

@@ -8,12 +8,19 @@ metric                                 meaning
 zap_height                             finalized height
 zap_round                              current consensus round
 zap_mempool_txs                        txs in the mempool (in flight to blocks)
-zap_tx_admitted_total                  txs admitted (tx receive stage 5)
-zap_tx_rejected_total{stage}           tx streams rejected, by pipeline stage
-zap_blocks_finalized_total             blocks committed
+zap_tx_admitted                        txs admitted since start (tx receive stage 5)
+zap_tx_rejected{stage}                 tx streams rejected since start, by stage
+zap_blocks_finalized_total             blocks committed (a Prometheus counter)
+zap_in_flight{pipeline}                work in flight per pipeline: tx_receive
+                                       (partially received tx streams),
+                                       block_production (rounds this node
+                                       aggregates), verify (speculative
+                                       candidate blocks on branches),
+                                       consensus (Corona sessions open)
 zap_leg_ms{leg}                        last aggregated leg time after round start
+                                       (updated on cert upgrades too)
 zap_finalize_ms                        last round's time to finality
-zap_consensus_events_total{event}      proposals, votes, round changes, rejects
+zap_consensus_events{event}            proposals, votes, round changes, rejects
 zap_peers                              connected validator peers
 =====================================  =========================================
 """
@@ -27,7 +34,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 if TYPE_CHECKING:
     from zapstack.node.consensus import HeightRecord
 
-__all__ = ["NodeMetrics"]
+__all__ = ["NodeMetrics", "in_flight"]
+
+
+def in_flight(node: Any) -> dict[str, int]:
+    """Work in flight per pipeline, read off a running node's parts."""
+    consensus = node.consensus
+    return {
+        "tx_receive": int(node.rx.in_flight()),
+        "block_production": sum(1 for a in consensus.aggs.values() if not a.final_sent),
+        "verify": len(node.executor.candidates),
+        "consensus": len(consensus.corona),
+    }
 
 
 class NodeMetrics:
@@ -39,9 +57,13 @@ class NodeMetrics:
         self.height = Gauge("zap_height", "finalized height", registry=r)
         self.round = Gauge("zap_round", "current consensus round", registry=r)
         self.mempool = Gauge("zap_mempool_txs", "txs in the mempool", registry=r)
-        self.admitted = Gauge("zap_tx_admitted_total", "txs admitted (stage 5)", registry=r)
+        self.node = node
+        self.admitted = Gauge("zap_tx_admitted", "txs admitted since start (stage 5)", registry=r)
         self.rejected = Gauge(
-            "zap_tx_rejected_total", "tx streams rejected by stage", ["stage"], registry=r
+            "zap_tx_rejected", "tx streams rejected since start, by stage", ["stage"], registry=r
+        )
+        self.in_flight = Gauge(
+            "zap_in_flight", "work in flight per pipeline", ["pipeline"], registry=r
         )
         self.finalized_total = Counter("zap_blocks_finalized", "blocks committed", registry=r)
         self.leg_ms = Gauge(
@@ -50,9 +72,7 @@ class NodeMetrics:
         self.finalize_ms = Gauge(
             "zap_finalize_ms", "time to finality of the last round", registry=r
         )
-        self.events = Gauge(
-            "zap_consensus_events_total", "consensus event counts", ["event"], registry=r
-        )
+        self.events = Gauge("zap_consensus_events", "consensus event counts", ["event"], registry=r)
         self.peers = Gauge("zap_peers", "connected validator peers", registry=r)
 
     def serve(self, port: int) -> None:
@@ -69,6 +89,12 @@ class NodeMetrics:
         for event, n in status["stats"].items():
             self.events.labels(event=event).set(n)
         self.peers.set(len(status["peers"]))
+        for pipeline, n in in_flight(self.node).items():
+            self.in_flight.labels(pipeline=pipeline).set(n)
+        for rec in status.get("recent", [])[-4:]:
+            for leg, ms in rec.get("legs_ms", {}).items():
+                if ms >= 0:
+                    self.leg_ms.labels(leg=leg).set(ms)
 
     def finalized(self, record: HeightRecord) -> None:
         self.finalized_total.inc()
