@@ -225,6 +225,9 @@ class Node:
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
+    def wall_ms(self) -> int:
+        return int(time.time() * 1000)
+
     async def run_blocking(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.work, lambda: fn(*args, **kw))
