@@ -32,7 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from zapstack.benchmarks import backup, consensus, speculation, txadmit, verify
+from zapstack.benchmarks import backup, consensus, speculation, txadmit, txadmit_quic, verify
 from zapstack.benchmarks.result import RowResult, cores
 
 __all__ = ["FULL", "QUICK", "ROWS", "Sizes", "host_info", "main", "render", "run_table"]
@@ -45,7 +45,9 @@ class Sizes:
     """Problem sizes of one table run."""
 
     txs: int = 10_000
-    """Tx admit: txs admitted."""
+    """Tx admit (in-memory and over QUIC): txs admitted."""
+    quic_serial_txs: int = 2000
+    """Tx admit over QUIC: txs of the serial (receipt-per-tx) phase."""
     block_txs: int = 1000
     """Block verify: txs in the block."""
     validators: int = 40
@@ -62,19 +64,20 @@ class Sizes:
 
 FULL = Sizes()
 """The spec's sizes."""
-QUICK = Sizes(txs=3000, validators=10, spec_txs=500, accounts=30_000, repeat=3)
+QUICK = Sizes(txs=3000, quic_serial_txs=500, validators=10, spec_txs=500, accounts=30_000, repeat=3)
 """A run that fits in a couple of minutes on 2 cores."""
 TINY = Sizes(txs=200, block_txs=64, validators=4, spec_txs=40, spec_width=2, accounts=500, repeat=1)
 """For tests: every row, seconds in all."""
 
-ROWS: dict[str, Callable[[Sizes], RowResult]] = {
+ROWS: dict[str, Callable[[Sizes], RowResult | None]] = {
     "tx_admit": lambda s: txadmit.run(s.txs, repeat=max(1, s.repeat - 2)),
+    "tx_admit_quic": lambda s: txadmit_quic.run(s.txs, serial_n=s.quic_serial_txs),
     "block_verify": lambda s: verify.run(s.block_txs, repeat=s.repeat),
     "consensus_round": lambda s: consensus.run(s.validators, repeat=max(1, s.repeat - 2)),
     "speculation": lambda s: speculation.run(s.spec_txs, width=s.spec_width, repeat=s.repeat + 2),
     "state_backup": lambda s: backup.run(s.accounts, repeat=s.repeat),
 }
-"""Row key -> runner, in the spec's order."""
+"""Row key -> runner, in the spec's order (a runner returns None: row skipped)."""
 
 
 def _cpu_model() -> str:
@@ -119,6 +122,9 @@ def run_table(
         except Exception as exc:  # a failed row must not hide the others
             errors[key] = f"{type(exc).__name__}: {exc}"
             log(traceback.format_exc())
+            continue
+        if row is None:
+            log(f"  {key}: skipped (its bench script is not in this checkout)")
             continue
         results.append(replace(row, seconds=time.perf_counter() - t0))
         log(f"  {key}: done in {time.perf_counter() - t0:.1f} s")
