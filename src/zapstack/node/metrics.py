@@ -41,7 +41,7 @@ def in_flight(node: Any) -> dict[str, int]:
     """Work in flight per pipeline, read off a running node's parts."""
     consensus = node.consensus
     return {
-        "tx_receive": int(node.rx.in_flight()),
+        "tx_receive": int(node.rx.in_flight),
         "block_production": sum(1 for a in consensus.aggs.values() if not a.final_sent),
         "verify": len(node.executor.candidates),
         "consensus": len(consensus.corona),
