@@ -134,6 +134,19 @@ def bench(
         raise typer.Exit(code)
 
 
+@app.command("soak")
+def soak(
+    seconds: float = typer.Option(300.0, "--seconds", help="How long to soak (bounded)."),
+    n: int = typer.Option(4, "-n", help="Validators (separate processes, n >= 4)."),
+) -> None:
+    """Soak a devnet: load, a validator SIGKILLed and restarted, a malicious peer; exit 1
+    if any validator lost a committed block or they disagree."""
+    from zapstack.node.soak import run_soak
+
+    if not run_soak(seconds, n, console=console).ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
