@@ -113,11 +113,22 @@ def node(
     halt_height: int = typer.Option(
         0, "--halt-height", help="Stop deciding after this height (0: never)."
     ),
+    state_sync: bool = typer.Option(
+        False,
+        "--state-sync",
+        help="With an empty data dir: download and verify a recent finalized state from peers.",
+    ),
 ) -> None:
     """Run one validator until SIGINT/SIGTERM."""
     from zapstack.node.run import run_node
 
-    run_node(home, metrics_port=metrics_port, binding=binding, halt_height=halt_height or None)
+    run_node(
+        home,
+        metrics_port=metrics_port,
+        binding=binding,
+        halt_height=halt_height or None,
+        state_sync=state_sync,
+    )
 
 
 @app.command("bench")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator, MutableMapping, Sequence
 from typing import Any
 
@@ -52,6 +52,7 @@ from zapstack.node.genesis import Genesis
 from zapstack.transport.driver import OutStream, Peer
 from zapstack.transport.events import End, HandlerAction
 from zapstack.transport.handler import StreamHandler, StreamInfo
+from zapstack.transport.streams import StreamType
 from zapstack.zap.views import BlockView
 
 __all__ = [
@@ -176,6 +177,8 @@ class ClientDriver:
         self.peers: dict[bytes, Peer] = {}
         self.events: list[Event] = []
         """Every client event, in order."""
+        self.opened: Counter[tuple[bytes, StreamType]] = Counter()
+        """Requests opened per (peer, stream type)."""
         self._streams: dict[int, tuple[Peer, OutStream | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -198,7 +201,7 @@ class ClientDriver:
             return _Ignore()
         return _Kick(PushHandler(self.client, self.now, info.peer, info), self.kick)
 
-    def handlers(self) -> dict[Any, Callable[[StreamInfo], StreamHandler]]:
+    def handlers(self) -> dict[StreamType, Callable[[StreamInfo], StreamHandler]]:
         """The push handler for each push stream type."""
         return {t: self.push_handler for t in PUSH_TYPES}
 
@@ -287,6 +290,7 @@ class ClientDriver:
             self.client.peer_lost(cmd.peer, self.now())
             self.kick()
             return
+        self.opened[(cmd.peer, cmd.stream_type)] += 1
         handler = _Kick(ReplyHandler(self.client, self.now, cmd.req_id, cmd.peer), self.kick)
         self._streams[cmd.req_id] = (peer, None)
         try:

@@ -11,8 +11,10 @@ What it does, in order:
    height, mempool sizes, admits/s, rejects by stage.
 3. When every validator has halted at the target height it checks that they
    agree on the block id and the state root there, has a light client
-   re-fetch finalized blocks by id and check ``sha256(bytes) == block id`` and
-   each cert, prints a summary, stops the nodes and returns 0 on agreement.
+   re-fetch finalized blocks through the DHT (certs over HEADER_RANGE, block
+   bytes as verified 64 KiB chunks from up to k providers by block id) and
+   check ``sha256(bytes) == block id`` and each cert, prints a summary, stops
+   the nodes and returns 0 on agreement.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from zapstack.node.genesis import DEFAULT_POLICY, Genesis, load_genesis, make_de
 from zapstack.node.lightclient import LightClient
 from zapstack.node.loadgen import LoadGenerator
 
-__all__ = ["DevnetResult", "free_port_base", "run_devnet"]
+__all__ = ["DevnetResult", "free_port_base", "read_status", "run_devnet", "spawn_node"]
 
 
 @dataclass(slots=True)
@@ -55,6 +57,10 @@ class DevnetResult:
     elapsed_s: float = 0.0
     light_client_ok: int = 0
     light_client_failed: int = 0
+    light_client_bytes: int = 0
+    light_client_chunks: int = 0
+    light_client_providers: int = 0
+    """Most DHT providers one block was pulled from."""
     load: dict[str, Any] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
@@ -246,6 +252,9 @@ async def _drive(
         result.light_client_ok = sum(1 for f in fetched if f.ok)
         result.light_client_failed = sum(1 for f in fetched if not f.ok)
         result.txs_finalized = sum(f.txs for f in fetched if f.ok)
+        result.light_client_bytes = sum(f.size for f in fetched if f.ok)
+        result.light_client_chunks = sum(f.chunks for f in fetched if f.ok)
+        result.light_client_providers = max((f.providers for f in fetched), default=0)
         for f in fetched:
             if f.ok:
                 result.tiers[f.tier] = result.tiers.get(f.tier, 0) + 1
@@ -253,6 +262,18 @@ async def _drive(
         await client.close()
         await load.close()
     return result
+
+
+def spawn_node(
+    home: Path, *, metrics_port: int = 0, halt_height: int = 0, state_sync: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start one ``zap node`` process for ``home`` (output in ``home/stdout.txt``)."""
+    args = [sys.executable, "-m", "zapstack.cli", "node", "--home", str(home)]
+    args += ["--metrics-port", str(metrics_port), "--halt-height", str(halt_height)]
+    if state_sync:
+        args.append("--state-sync")
+    out = open(home / "stdout.txt", "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_devnet(
@@ -282,25 +303,7 @@ def run_devnet(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, h in enumerate(homes):
-            out = open(h / "stdout.txt", "wb")  # noqa: SIM115 - owned by the child
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "zapstack.cli",
-                        "node",
-                        "--home",
-                        str(h),
-                        "--metrics-port",
-                        str(base + 1000 + i),
-                        "--halt-height",
-                        str(blocks),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            procs.append(spawn_node(h, metrics_port=base + 1000 + i, halt_height=blocks))
 
         def alive() -> bool:
             return all(p.poll() is None for p in procs)
@@ -337,8 +340,10 @@ def _summary(console: Console, r: DevnetResult, n: int) -> None:
     table.add_row("tx streams rejected by stage", json.dumps(r.rejects))
     table.add_row("final cert tier per block", json.dumps(r.tiers))
     table.add_row(
-        "light client re-fetch",
-        f"{r.light_client_ok} blocks hash to their ids, {r.light_client_failed} failed",
+        "light client re-fetch (DHT)",
+        f"{r.light_client_ok} blocks hash to their ids, {r.light_client_failed} failed; "
+        f"{r.light_client_bytes} bytes in {r.light_client_chunks} verified 64 KiB chunks "
+        f"from {r.light_client_providers} providers per block",
     )
     console.print(table)
     verdict = "[green]OK[/green]" if r.ok else "[red]FAILED[/red]"

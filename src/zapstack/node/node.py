@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.events import HeadSeen
 from zapstack.bootstrap.server import BootstrapServer
 from zapstack.consensus import cert as cert_mod
 from zapstack.dht.ids import Contact
@@ -364,6 +365,15 @@ class Node:
             except (TransportError, OSError):
                 await asyncio.sleep(0.3)
 
+    async def _dial_once(self, j: int) -> None:
+        """Connect to validator ``j`` unless a live connection exists (bounded)."""
+        assert self.endpoint is not None
+        peer = self.peers.get(j)
+        if peer is None or peer.session.closed:
+            a = self.g.addresses[j]
+            with contextlib.suppress(TransportError, OSError):
+                self.peers[j] = await self.endpoint.dial(a.host, a.port, a.node_id)
+
     async def _consensus_loop(self) -> None:
         while True:
             msg = await self.inbox.get()
@@ -468,16 +478,41 @@ class Node:
         applier = DeferredApplier()
         config = BootstrapConfig(subscribe=0, chain_id=self.g.chain_id)
         client = BootstrapClient(self.db, check, applier, config)
-        driver = ClientDriver(client)
+        heads: dict[bytes, int] = {}
+        driver = ClientDriver(
+            client,
+            on_event=lambda e: (
+                heads.update({e.peer: e.height}) if isinstance(e, HeadSeen) else None
+            ),
+        )
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
+            # dial every validator we are not connected to (a restarted node's peers may
+            # still hold a dead connection to it), so chunks come from all of them
+            await asyncio.gather(
+                *(self._dial_once(j) for j in range(self.g.vset.n) if j != self.me),
+                return_exceptions=True,
+            )
             while not client.done and loop.time() - started < STATE_SYNC_TIMEOUT:
                 for p in self._live_peers():
                     driver.attach(p)  # peers as they connect (idempotent per peer)
+                if (
+                    client.target is None
+                    and len(heads) >= self.g.vset.n - 1
+                    and not any(heads.values())
+                ):
+                    break  # every peer is at genesis: nothing to download
                 await driver.wait(lambda: client.done, 0.3)
         finally:
             await driver.close()
+        if client.target is None and heads and not any(heads.values()):
+            self._genesis_state()
+            self._build_chain()
+            self.boot.pin()
+            self.needs_sync = False
+            self.sync_stats = {"height": 0, "peers": len(heads), "genesis": True}
+            return
         synced, target = client.synced, client.target
         if synced is None or target is None:
             raise ZapError("state sync did not complete")
@@ -493,6 +528,7 @@ class Node:
             "chunks": synced.chunks,
             "entries": synced.entries,
             "peers": len(driver.peers),
+            "chunk_peers": len({p for p, st in driver.opened if st is StreamType.STATE_CHUNK}),
             "seconds": round(loop.time() - started, 3),
         }
         log.info("state synced at height %d: %s", target.height, self.sync_stats)
@@ -559,6 +595,12 @@ class Node:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "halted": self.consensus.halted,
             "fatal": None if self.consensus.fatal is None else str(self.consensus.fatal),
+            "sync": self.sync_stats,
+            "dht": {
+                "contacts": len(self.dht.node.routing) if self.dht and self.dht.node else 0,
+                "provided": self.dht.provided if self.dht else 0,
+            },
+            "pushes": self.pusher.pushed,
         }
 
     # -------------------------------------------------------------------- run

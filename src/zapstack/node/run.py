@@ -33,7 +33,12 @@ def configure_logging(path: Path, level: int = logging.INFO) -> None:
 
 
 def run_node(
-    home: Path, *, metrics_port: int = 0, binding: str = "qh3", halt_height: int | None = None
+    home: Path,
+    *,
+    metrics_port: int = 0,
+    binding: str = "qh3",
+    halt_height: int | None = None,
+    state_sync: bool = False,
 ) -> None:
     """Run the node in ``home`` until SIGINT/SIGTERM; graceful shutdown."""
     import uvloop
@@ -41,7 +46,13 @@ def run_node(
     configure_logging(home / "node.log")
 
     async def main() -> None:
-        node = Node(home, binding=binding, metrics_port=metrics_port, halt_height=halt_height)
+        node = Node(
+            home,
+            binding=binding,
+            metrics_port=metrics_port,
+            halt_height=halt_height,
+            state_sync=state_sync,
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, node.stop)
