@@ -12,7 +12,7 @@ def fake_node() -> SimpleNamespace:
     )
     return SimpleNamespace(
         consensus=consensus,
-        rx=SimpleNamespace(in_flight=lambda: 7),
+        rx=SimpleNamespace(in_flight=7),  # a property on TxReceiver
         executor=SimpleNamespace(candidates=(1, 2)),
     )
 
