@@ -40,8 +40,10 @@ import msgspec
 from zapstack.benchmarks.result import RowResult, interleaved, median_time, time_ratio
 from zapstack.errors import InvalidBlock, InvalidTx
 from zapstack.verify import (
+    Account,
     VerdictSlice,
     account_id,
+    account_key,
     apply_genesis,
     apply_tx,
     execute_block,
@@ -160,7 +162,8 @@ class Fixture:
         txn = self.db.begin()
         apply_genesis(txn, {account_id(u.public_key): 10**12 for u in users})
         for i in range(FILLERS):
-            txn.set(b"acct/" + hashlib.sha256(b"filler %d" % i).digest(), bytes(16) + b"\x01")
+            filler = account_key(hashlib.sha256(b"filler %d" % i).digest())
+            txn.set(filler, Account(1 + i, 0).encode())
         txn.commit()
         self.blocks: list[BlockView] = []
         for c in range(width):
