@@ -117,3 +117,30 @@ def test_proposal_signed_with_a_foreign_key_gets_no_votes(net: Net) -> None:
     node = net.nodes[2]
     run(node.handle(Message(MsgType.PROPOSAL, 1, 0, g.proposer_of(1, 0), block)))
     assert node.stats["blocks_rejected"] == 1 and node.stats["votes_sent"] == 0
+
+
+def test_many_failed_rounds_never_exhaust_the_speculative_width(net: Net) -> None:
+    # no FINAL gets through for the first 45 s: every validator keeps changing
+    # rounds, each round's block lands on a speculative branch.  Before the fix a
+    # 4th round's proposal hit "speculative width exhausted" and got no votes, so
+    # the chain could never recover.
+    net.filter = lambda to, msg: (
+        None if msg.type is MsgType.FINAL and net.clock_ms < 45_000 else msg
+    )
+    run(net.advance(45_000))
+    assert all(n.round >= 4 and n.height == 1 for n in net.nodes)
+    run(net.run_until(1, max_ms=60_000))
+    assert min(n.height for n in net.nodes) > 1
+    assert all(n.stats["blocks_rejected"] == 0 for n in net.nodes)
+    assert all(len(n.executor.candidates) <= n.executor.max_candidates for n in net.nodes)
+    assert len(roots(net)) == 1
+
+
+def test_round_timeout_grows_with_failed_rounds(net: Net) -> None:
+    c = net.nodes[0]
+    assert (
+        c.round_timeout_ms(0)
+        < c.round_timeout_ms(1)
+        < c.round_timeout_ms(6)
+        == c.round_timeout_ms(60)
+    )

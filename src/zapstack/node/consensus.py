@@ -202,9 +202,15 @@ class Consensus:
     def me(self) -> int:
         return self.keys.index
 
-    def round_timeout_ms(self) -> int:
-        """How long a round may take before the next proposer takes over."""
-        return self.g.policy.timeout_ms + self.g.block_interval_ms + 2000
+    def round_timeout_ms(self, round_: int = 0) -> int:
+        """How long round ``round_`` may take before the next proposer takes over.
+
+        Grows by half the base per failed round (capped at 4x): a network that is
+        slower than the base -- starting up, overloaded -- still reaches a round
+        long enough to finish, the usual BFT liveness rule.
+        """
+        base = self.g.policy.timeout_ms + self.g.block_interval_ms + 2000
+        return base + base * min(round_, 6) // 2
 
     def _ctx(self, height: int, round_: int, block_id: bytes) -> CertContext:
         return CertContext(self.g.chain_id, height, round_, block_id, self.g.vset.root)
@@ -215,11 +221,11 @@ class Consensus:
         now = self.io.now_ms()
         for key, agg in list(self.aggs.items()):
             await self._emit(agg, key, await self.io.run(agg.round.on_timer, now))
-            if now - agg.started_ms > 4 * self.round_timeout_ms():
+            if now - agg.started_ms > 4 * self.round_timeout_ms(key[1]):
                 self.aggs.pop(key, None)
         if self.halted:
             return  # finished heights still aggregate their late legs; nothing new starts
-        if now - self.round_started_ms > self.round_timeout_ms():
+        if now - self.round_started_ms > self.round_timeout_ms(self.round):
             self._change_round(self.round + 1, now)
         key = (self.height, self.round)
         due = now - self.last_final_ms >= self.g.block_interval_ms
@@ -313,6 +319,10 @@ class Consensus:
                 raise InvalidBlock("proposal height does not match its block")
             if bytes(block.pubkey) != self.g.addresses[msg.sender].proposer_pk:
                 raise InvalidBlock("block not signed with the proposer's genesis key")
+            if len(self.executor.candidates) >= self.executor.max_candidates:
+                # a newer round supersedes older speculation: free the width (a
+                # FINAL for an older round's block re-executes it in commit())
+                self.executor.abandon()
             await self.io.run(self.executor.receive, block)
         except (InvalidBlock, RemoteProtocolError) as exc:
             self.stats["blocks_rejected"] += 1
