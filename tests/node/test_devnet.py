@@ -28,3 +28,12 @@ def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> No
     # the malformed streams were rejected at their stages, not admitted
     assert sum(result.rejects.values()) >= result.load["malformed"] > 0
     assert result.ok
+
+
+def test_devnet_policy_deadline_grows_with_validators() -> None:
+    from zapstack.consensus.policy import parse_policy
+    from zapstack.node.devnet import devnet_policy
+
+    assert devnet_policy(4)["TimeoutMs"] == 3000
+    assert devnet_policy(40)["TimeoutMs"] == 8000
+    parse_policy(devnet_policy(40))  # still a well-formed policy

@@ -134,6 +134,29 @@ class _Collect:
         self.buf = bytearray()  # drop the partial buffer (RESET_STREAM / connection gone)
 
 
+_SLOW = frozenset({MsgType.CORONA_COMMIT, MsgType.CORONA_SIGNERS, MsgType.CORONA_RESPONSE})
+"""Messages of the slowest leg: handled only when nothing else waits, so Corona's
+large round-1 traffic never delays the fast legs, proposals or FINALs."""
+
+
+class _Inbox:
+    """The consensus inbox: FIFO per class, fast messages before Corona ones."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
+        self._seq = 0
+
+    def put(self, msg: Message) -> None:
+        self._seq += 1
+        self._queue.put_nowait((msg.type in _SLOW, self._seq, msg))
+
+    async def get(self) -> Message:
+        return (await self._queue.get())[2]
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+
 class Node:
     """One validator; see the module docstring."""
 
@@ -156,7 +179,7 @@ class Node:
         self.by_node_id = {a.node_id: a.index for a in self.g.addresses}
         self.peers: dict[int, Peer] = {}
         self.clients: list[Peer] = []
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.inbox = _Inbox()
         self.gossip_out: list[bytes] = []
         self.started = time.monotonic()
         self.stop_event = asyncio.Event()
@@ -242,7 +265,7 @@ class Node:
             self.boot.publish_vote(data)  # our vote, to VOTE-stream subscribers
             self.pusher.flush()
         if to == self.me:
-            self.inbox.put_nowait(decode(data))
+            self.inbox.put(decode(data))
             return
         asyncio.get_running_loop().create_task(self._send(to, STREAM_OF[msg], data))
 
@@ -281,7 +304,7 @@ class Node:
                     return refuse(exc.code)
                 if sender is None or msg.sender != sender:
                     return None  # not from the validator it claims to be: ignore
-                self.inbox.put_nowait(msg)
+                self.inbox.put(msg)
                 return None
 
             return _Collect(MAX_MESSAGE, done, first)

@@ -1,0 +1,25 @@
+"""The node's consensus inbox: Corona traffic never delays the fast legs."""
+
+import asyncio
+
+from zapstack.node.node import _Inbox
+from zapstack.node.wire import Message, MsgType
+
+
+def test_fast_messages_first_fifo_within_a_class() -> None:
+    inbox = _Inbox()
+    order = [
+        MsgType.CORONA_COMMIT,
+        MsgType.SHARE,
+        MsgType.CORONA_SIGNERS,
+        MsgType.PROPOSAL,
+        MsgType.CORONA_RESPONSE,
+        MsgType.FINAL,
+    ]
+    for i, kind in enumerate(order):
+        inbox.put(Message(kind, 1, 0, i, b"x"))
+
+    async def drain() -> list[int]:
+        return [(await inbox.get()).sender for _ in order]
+
+    assert asyncio.run(drain()) == [1, 3, 5, 0, 2, 4]
