@@ -37,6 +37,8 @@ class _Counter:
         self.bytes = 0
         self.done = asyncio.Event()
         self.target = 0
+        self.progress_at = time.monotonic()
+        """When the last byte or FIN arrived (tells a slow run from a stalled one)."""
 
     def handler(self, info: StreamInfo) -> Any:
         counter = self
@@ -44,10 +46,12 @@ class _Counter:
         class Handler:
             def on_data(self, data: bytes) -> Sequence[HandlerAction]:
                 counter.bytes += len(data)
+                counter.progress_at = time.monotonic()
                 return NO_ACTIONS
 
             def on_end(self) -> Sequence[HandlerAction]:
                 counter.streams += 1
+                counter.progress_at = time.monotonic()
                 if counter.streams >= counter.target:
                     counter.done.set()
                 return NO_ACTIONS
@@ -68,7 +72,13 @@ def _receiver(conn: Connection, stack: str, limit: int, streams: int) -> None:
         )
         port = await endpoint.listen()
         conn.send((port, endpoint.identity.node_id))
-        await asyncio.wait_for(counter.done.wait(), TIMEOUT)
+        try:
+            await asyncio.wait_for(counter.done.wait(), TIMEOUT)
+        except TimeoutError:
+            idle = time.monotonic() - counter.progress_at
+            conn.send(("timeout", counter.streams, counter.bytes, idle))
+            await endpoint.close()
+            return
         conn.send(("done", counter.streams, counter.bytes))
         await asyncio.sleep(0.2)  # let the last ACKs / credit go out
         await endpoint.close()
@@ -78,7 +88,7 @@ def _receiver(conn: Connection, stack: str, limit: int, streams: int) -> None:
 
 def _recv_bounded(conn: Connection) -> Any:
     """``conn.recv()`` that gives up after TIMEOUT (a thread cannot be cancelled)."""
-    if not conn.poll(TIMEOUT):
+    if not conn.poll(TIMEOUT + 5):
         raise TimeoutError("receiver did not report")
     return conn.recv()
 
@@ -99,12 +109,26 @@ def measure(stack: str, *, limit: int, streams: int, size: int) -> tuple[float, 
             peer = await endpoint.dial("127.0.0.1", port, node_id)
             loop = asyncio.get_running_loop()
             done = loop.run_in_executor(None, _recv_bounded, parent)
+
+            async def write_all() -> None:
+                for _ in range(streams):
+                    stream = await peer.open_stream(StreamType.PROBE)
+                    await stream.finish(payload)
+
             start = time.perf_counter()
-            for _ in range(streams):
-                stream = await peer.open_stream(StreamType.PROBE)
-                await stream.finish(payload)
-            reply = await asyncio.wait_for(done, TIMEOUT)
+            writer = asyncio.ensure_future(write_all())
+            reply = await asyncio.wait_for(done, TIMEOUT + 5)
             elapsed = time.perf_counter() - start
+            if reply[0] == "timeout":
+                writer.cancel()
+                failed = await asyncio.gather(writer, return_exceptions=True)
+                _, got_streams, got_bytes, idle = reply
+                raise TimeoutError(
+                    f"{got_bytes} of {streams * size} B, {got_streams}/{streams} streams "
+                    f"delivered; last progress {idle:.1f} s before the deadline; "
+                    f"sender: {failed[0]!r}"
+                )
+            await writer
             assert reply[0] == "done" and reply[1] == streams and reply[2] == streams * size
             await endpoint.close()
             return elapsed
@@ -125,7 +149,10 @@ def main() -> None:
             seconds, total = measure(stack, limit=limit, streams=streams, size=size)
         except (TimeoutError, AssertionError, EOFError) as exc:
             # reported, not hidden: a stalled transfer is a finding, and the other rows still run
-            print(f"  {label:<44} did not complete within {TIMEOUT:.0f} s ({type(exc).__name__})")
+            print(
+                f"  {label:<44} did not complete within {TIMEOUT:.0f} s "
+                f"({type(exc).__name__}: {exc})"
+            )
             return float("nan")
         rate = streams / seconds
         mbps = total / seconds / 1e6

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -75,6 +76,10 @@ class TransportConfig:
     """Connection receive window advertised to the peer."""
     credit_ping_interval: float = 0.005
     """While opens wait for stream credit, PING the peer this often (seconds)."""
+    udp_recv_buffer: int = 4 << 20
+    """SO_RCVBUF requested for the UDP socket (bytes; the kernel caps it at
+    ``net.core.rmem_max``).  The Linux default (~208 KiB) holds ~170 datagrams:
+    a receiver descheduled for a few milliseconds drops the rest of a burst."""
 
 
 class Binding(Protocol):
@@ -396,11 +401,34 @@ _EVENT_INPUTS: dict[str, Callable[[Peer, Any], None]] = {
 """Library event class name -> session input (identical names in qh3 and aioquic)."""
 
 
+def grow_recv_buffer(transport: Any, size: int) -> int:
+    """Ask for an SO_RCVBUF of ``size`` bytes on ``transport``'s UDP socket.
+
+    Returns what the kernel granted (Linux reports twice the usable size), or 0
+    where the transport exposes no socket.  Idempotent; never raises.
+    """
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < size:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return 0
+
+
 def make_protocol_class(base: type) -> type:
     """A protocol subclass of a library's ``QuicConnectionProtocol`` driving a Peer."""
 
     class ZapProtocol(base):  # type: ignore[misc]
         zap_peer: Peer | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if self.zap_peer is not None:
+                grow_recv_buffer(transport, self.zap_peer.endpoint.config.udp_recv_buffer)
 
         def quic_event_received(self, event: Any) -> None:
             if self.zap_peer is not None:
