@@ -352,3 +352,39 @@ def test_grow_recv_buffer_is_idempotent_and_never_raises() -> None:
         assert first >= before
         # never shrinks a buffer that is already larger
         assert grow_recv_buffer(Transport(sock), 1024) == first
+
+
+def test_a_transmit_that_drains_the_backlog_wakes_backed_off_writers() -> None:
+    """Back-off waits used to be re-checked only when a datagram or timer
+    arrived (before the transmit that drains the backlog); now a successful
+    transmit re-checks them too."""
+    from zapstack.transport import driver
+
+    state = {"backlog": 2 << 20}
+
+    class DrainingBase:
+        def transmit(self) -> None:
+            state["backlog"] = 0
+
+    class StubPeer:
+        _wake_waiters = driver.Peer._wake_waiters
+
+        def __init__(self) -> None:
+            self._waiters: list[Any] = []
+
+    async def main() -> tuple[bool, bool, int]:
+        proto = driver.make_protocol_class(DrainingBase)()
+        peer = StubPeer()
+        proto.zap_peer = peer
+        future = asyncio.get_running_loop().create_future()
+        other = asyncio.get_running_loop().create_future()
+        peer._waiters.append((lambda: state["backlog"] <= 1 << 18, future))
+        peer._waiters.append((lambda: False, other))
+        before = future.done()
+        proto.transmit()
+        return before, future.done(), len(peer._waiters)
+
+    before, after, left = run_bounded(main(), 5)
+    assert not before
+    assert after
+    assert left == 1  # the unsatisfied wait stays queued

@@ -306,18 +306,28 @@ class Peer:
             self._execute(quic, command)
         while (event := session.next_event()) is not None:
             self._on_session_event(event)
-        if self._waiters:
-            still = []
-            for predicate, future in self._waiters:
-                if future.done():
-                    continue
-                if predicate():
-                    future.set_result(None)
-                else:
-                    still.append((predicate, future))
-            self._waiters = still
+        self._wake_waiters()
         if transmit:
             self.protocol.transmit()
+
+    def _wake_waiters(self) -> None:
+        """Resolve every ``_until`` wait whose condition now holds.
+
+        Run on each service *and* after each library transmit: a transmit is
+        what shrinks a stream's backlog, so a writer in back-off learns of it
+        then rather than at the next datagram or timer (one ACK delay later).
+        """
+        if not self._waiters:
+            return
+        still = []
+        for predicate, future in self._waiters:
+            if future.done():
+                continue
+            if predicate():
+                future.set_result(None)
+            else:
+                still.append((predicate, future))
+        self._waiters = still
 
     def _execute(self, quic: Any, command: object) -> None:
         try:
@@ -458,6 +468,8 @@ def make_protocol_class(base: type) -> type:
                 asyncio.get_running_loop().call_later(TRANSMIT_RETRY_S, self.transmit)
             else:
                 self._zap_transmit_failures = 0
+                if self.zap_peer is not None:
+                    self.zap_peer._wake_waiters()
 
     ZapProtocol.__name__ = f"Zap{base.__module__.split('.')[0].capitalize()}Protocol"
     return ZapProtocol
