@@ -195,6 +195,20 @@ def _view(
     return Group(nodes, heights, line)
 
 
+def _quiet_failed_dials(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Drop asyncio's "never retrieved" report of a dial that already failed.
+
+    qh3 sets ConnectionError on its connected-waiter after our bounded dial gave
+    up on it; the failure was already handled (the peer is retried or skipped).
+    Every other report goes to the default handler.
+    """
+    if isinstance(context.get("exception"), ConnectionError) and "never retrieved" in str(
+        context.get("message", "")
+    ):
+        return
+    loop.default_exception_handler(context)
+
+
 async def _drive(
     homes: list[Path],
     genesis: Genesis,
@@ -208,6 +222,7 @@ async def _drive(
 ) -> DevnetResult:
     result = DevnetResult()
     started = time.monotonic()
+    asyncio.get_running_loop().set_exception_handler(_quiet_failed_dials)
     load = LoadGenerator(genesis, rate=rate, malformed_every=malformed_every)
     stop_load = asyncio.Event()
     deadline = started + timeout_s
