@@ -53,3 +53,11 @@ def test_failed_dial_reports_are_dropped_others_kept() -> None:
     _quiet_failed_dials(Loop(), dial)  # type: ignore[arg-type]
     _quiet_failed_dials(Loop(), other)  # type: ignore[arg-type]
     assert seen == [other]
+
+
+def test_devnet_ports_stay_below_the_ephemeral_range() -> None:
+    from zapstack.node.devnet import _ephemeral_low, free_port_base
+
+    for n in (4, 40):
+        base = free_port_base(n)
+        assert base >= 20000 and base + n + 1000 <= _ephemeral_low()

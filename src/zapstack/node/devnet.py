@@ -70,24 +70,43 @@ class DevnetResult:
         return self.agreed and self.light_client_failed == 0 and self.light_client_ok > 0
 
 
-def free_port_base(n: int, start: int = 21000, stop: int = 60000) -> int:
-    """A base port with ``2n`` consecutive free UDP/TCP ports on 127.0.0.1."""
-    base = start + (os.getpid() * 37) % (stop - start - 4 * n)
-    for candidate in range(base, stop - 2 * n, 2 * n + 7):
+def _ephemeral_low() -> int:
+    """The kernel's lowest ephemeral port (outgoing sockets are bound from there up)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_base(n: int, start: int = 20000) -> int:
+    """A base port with ``n`` free UDP ports and ``n`` free TCP ports 1000 above.
+
+    Every port stays below the kernel's ephemeral range: the validators' own
+    outgoing QUIC sockets take ephemeral ports while the others start, and a
+    listener port inside that range can be taken before its node binds it.
+    """
+    stop = _ephemeral_low() - 1000 - n
+    span = stop - start
+    if span <= 2 * n:
+        raise OSError("no port range below the ephemeral range")
+    offset = (os.getpid() * 37) % span
+    for k in range(0, span, 2 * n + 7):
+        candidate = start + (offset + k) % (span - n)
+        socks: list[socket.socket] = []
         try:
-            socks = []
             for p in range(candidate, candidate + n):
                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                u.bind(("127.0.0.1", p))
                 socks.append(u)
+                u.bind(("127.0.0.1", p))
                 t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                t.bind(("127.0.0.1", p + 1000))
                 socks.append(t)
+                t.bind(("127.0.0.1", p + 1000))
         except OSError:
             continue
         finally:
-            for s in locals().get("socks", []):
-                s.close()
+            for sock in socks:
+                sock.close()
         return candidate
     raise OSError("no free port range on 127.0.0.1")
 
@@ -226,7 +245,7 @@ async def _drive(
     load = LoadGenerator(genesis, rate=rate, malformed_every=malformed_every)
     stop_load = asyncio.Event()
     deadline = started + timeout_s
-    while time.monotonic() < deadline and len(load.peers) < len(homes):
+    while time.monotonic() < deadline and len(load.peers) < len(homes) and alive():
         await load.connect()
         if len(load.peers) < len(homes):
             await asyncio.sleep(0.5)
@@ -254,6 +273,8 @@ async def _drive(
                 stop_load.set()  # let the last blocks drain the mempool
             await asyncio.sleep(0.25)
     stop_load.set()
+    if not alive():
+        console.print("[red]a validator process exited early[/red]: see node-*/stdout.txt")
     await asyncio.wait_for(load_task, 10)
     result.elapsed_s = time.monotonic() - started
     result.load = {
@@ -340,6 +361,12 @@ def run_devnet(
             _drive(homes, genesis, blocks, rate, malformed_every, timeout_s, console, live, alive)
         )
     finally:
+        for i, p in enumerate(procs):
+            if p.poll() is not None:  # died before we stopped it: say why
+                lines = (homes[i] / "stdout.txt").read_text(errors="replace").strip().splitlines()
+                console.print(
+                    f"[red]node {i} exited with {p.returncode}[/red]: {lines[-1] if lines else ''}"
+                )
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
