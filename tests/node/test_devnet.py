@@ -13,7 +13,7 @@ def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> No
     console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
     result = run_devnet(
         4,
-        5,
+        8,
         home=tmp_path / "net",
         rate=100,
         malformed_every=10,
@@ -22,8 +22,8 @@ def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> No
         console=console,
     )
     assert result.agreed, (result.roots, result.heads, (tmp_path / "out.txt").read_text())
-    assert result.height == 5
-    assert result.light_client_ok == 5 and result.light_client_failed == 0
+    assert result.height == 8
+    assert result.light_client_ok == 8 and result.light_client_failed == 0
     assert result.txs_finalized > 0
     # the malformed streams were rejected at their stages, not admitted
     assert sum(result.rejects.values()) >= result.load["malformed"] > 0

@@ -68,12 +68,24 @@ class LoadGenerator:
         self.endpoint: Endpoint | None = None
 
     async def connect(self, binding: str = "qh3") -> None:
-        self.endpoint = Endpoint(BINDINGS[binding](), NodeIdentity.generate(), {})
-        for a in self.g.addresses:
+        """Dial every validator not yet connected, all at once (one endpoint)."""
+        if self.endpoint is None:
+            self.endpoint = Endpoint(BINDINGS[binding](), NodeIdentity.generate(), {})
+        endpoint = self.endpoint
+
+        async def dial(index: int) -> None:
+            a = self.g.addresses[index]
             try:
-                self.peers[a.index] = await self.endpoint.dial(a.host, a.port, a.node_id)
+                self.peers[index] = await endpoint.dial(a.host, a.port, a.node_id)
             except (TransportError, OSError):
-                continue
+                return
+
+        missing = [
+            a.index
+            for a in self.g.addresses
+            if a.index not in self.peers or self.peers[a.index].session.closed
+        ]
+        await asyncio.gather(*(dial(i) for i in missing))
 
     def _next_tx(self, advance: bool = True) -> bytes:
         """A signed transfer from a random user; ``advance`` consumes its nonce."""
