@@ -43,14 +43,13 @@ import os
 import resource
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from zapstack.benchmarks.txadmit import verify_limit as native_verify_limit
 from zapstack.mempool import Mempool, TxReceiver
 from zapstack.mempool.quic import ReceiptTracker, TxAdmitConfig, TxAdmitServer
 from zapstack.transport.bindings import run_bounded
@@ -58,7 +57,7 @@ from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.qh3_adapter import Qh3Binding
 from zapstack.transport.streams import StreamType
-from zapstack.zap import DEFAULT_CHAIN_ID, Signer, SigScheme, build_call, parse_tx
+from zapstack.zap import DEFAULT_CHAIN_ID, Signer, SigScheme, build_call
 
 N_TXS = 10_000
 CONNS = 4
@@ -89,24 +88,8 @@ def make_txs(n: int) -> list[bytes]:
 
 
 def verify_limit(txs: list[bytes]) -> tuple[float, float]:
-    views = [parse_tx(t, verify_signatures=False) for t in txs]
-    items = [
-        (ed25519.Ed25519PublicKey.from_public_bytes(bytes(v.pubkey)), bytes(v.signature), v.digest)
-        for v in views
-    ]
-
-    def run(part: list[tuple[ed25519.Ed25519PublicKey, bytes, bytes]]) -> None:
-        for key, sig, digest in part:
-            key.verify(sig, digest)
-
-    t0 = time.perf_counter()
-    run(items)
-    one = len(items) / (time.perf_counter() - t0)
-    with ThreadPoolExecutor(2) as ex:
-        t0 = time.perf_counter()
-        list(ex.map(run, [items[i::2] for i in range(2)]))
-        two = len(items) / (time.perf_counter() - t0)
-    return one, two
+    """Raw Ed25519 verify/s on 1 and on 2 threads (the shared benchmark helper)."""
+    return native_verify_limit(txs, 1), native_verify_limit(txs, 2)
 
 
 # -- emulated RTT ---------------------------------------------------------------------
