@@ -115,42 +115,54 @@ _ROWS = (
     ),
     StreamSpec(
         StreamType.BLOCK_PUSH, Direction.UNI, Role.PUSH, Opener.ANY,
-        "live block gossip: one finalized block ZAP frame followed by its "
-        "QuasarCert; FIN ends it",
+        "one finalized block, FIN ends it: between validators a consensus FINAL "
+        "message (docs/formats/consensus-wire.md); to a HEADER_RANGE subscriber the "
+        "block ZAP frame followed by its QuasarCert (docs/formats/bootstrap.md §4)",
     ),
     StreamSpec(
         StreamType.MEMPOOL_GOSSIP, Direction.UNI, Role.PUSH, Opener.ANY,
-        "newly admitted tx ZAP frames, back to back (each self-delimiting by "
-        "its header length); FIN ends the batch",
+        "newly admitted tx ZAP frames back to back (each delimited by its own "
+        "total_length); FIN ends the batch (docs/formats/bootstrap.md §5)",
     ),
     StreamSpec(
         StreamType.VOTE, Direction.UNI, Role.PUSH, Opener.ANY,
-        "long-lived: consensus vote records back to back, one stream per subscription",
+        "long-lived, to a HEADER_RANGE subscriber: records back to back, each u32 "
+        "length then a consensus SHARE or CORONA_COMMIT message the validator sent "
+        "(docs/formats/bootstrap.md §6)",
     ),
     StreamSpec(
         StreamType.PROPOSAL, Direction.UNI, Role.PUSH, Opener.ANY,
-        "one block proposal (round, block ZAP frame) from the round's proposer; FIN ends it",
+        "one consensus PROPOSAL message (header, then the block ZAP frame) from the "
+        "round's proposer; FIN ends it (docs/formats/consensus-wire.md)",
     ),
     StreamSpec(
         StreamType.CERT_SHARES, Direction.UNI, Role.PUSH, Opener.ANY,
-        "one validator's cert leg shares for one round (BLS, Pulsar, Corona "
-        "round 1/2, Magnetar), each leg length-prefixed; FIN ends it",
+        "one consensus message per stream: SHARE (one BLS, Pulsar or Magnetar leg "
+        "share), CORONA_COMMIT, CORONA_SIGNERS, CORONA_RESPONSE or CERT_UPGRADE; FIN "
+        "ends it (docs/formats/consensus-wire.md)",
     ),
     StreamSpec(
         StreamType.HEADER_RANGE, Direction.BI, Role.REQUEST, Opener.ANY,
-        "request: start height, count; reply: block header frames in height order",
+        "request: version, flags (subscriptions, CERTS_ONLY), start height, count; "
+        "reply: head height, then block and QuasarCert records in height order "
+        "(docs/formats/bootstrap.md §3)",
     ),
     StreamSpec(
         StreamType.STATE_CHUNK, Direction.BI, Role.REQUEST, Opener.ANY,
-        "request: state root, chunk index; reply: the chunk and its Merkle proof",
+        "request: version, state root, depth, first chunk index, count; reply: that "
+        "many state chunk records (entries and sibling hashes) in index order "
+        "(docs/formats/bootstrap.md §2)",
     ),
     StreamSpec(
         StreamType.BLOCK_CHUNK, Direction.BI, Role.REQUEST, Opener.ANY,
-        "request: block id, chunk index; reply: one 64 KiB block chunk and its proof",
+        "one DHT GET_HEADER (block id) or GET_CHUNK (block id, chunk index) and its "
+        "reply: HEADER, or CHUNK with up to 64 KiB of payload and its Merkle proof "
+        "(docs/formats/chunks.md)",
     ),
     StreamSpec(
         StreamType.DHT_RPC, Direction.BI, Role.REQUEST, Opener.ANY,
-        "one Kademlia RPC (PING, FIND_NODE, FIND_VALUE, STORE) and its reply",
+        "one Kademlia RPC (PING, FIND_NODE, FIND_VALUE, STORE, ADD_PROVIDER, "
+        "GET_PROVIDERS) and its reply (docs/formats/dht.md)",
     ),
     StreamSpec(
         StreamType.PROBE, Direction.UNI, Role.PUSH, Opener.ANY,
