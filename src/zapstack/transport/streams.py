@@ -126,9 +126,9 @@ _ROWS = (
     ),
     StreamSpec(
         StreamType.VOTE, Direction.UNI, Role.PUSH, Opener.ANY,
-        "long-lived, to a HEADER_RANGE subscriber: records back to back, each u32 "
-        "length then a consensus SHARE or CORONA_COMMIT message the validator sent "
-        "(docs/formats/bootstrap.md §6)",
+        "long-lived, to a HEADER_RANGE subscriber: records back to back, each a u32 "
+        "length then one consensus message the validator sent (its SHARE messages; "
+        "docs/formats/bootstrap.md §6)",
     ),
     StreamSpec(
         StreamType.PROPOSAL, Direction.UNI, Role.PUSH, Opener.ANY,
