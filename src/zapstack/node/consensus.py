@@ -27,7 +27,11 @@ proposer ``genesis.proposer_of(h, r)`` (round robin).  For each (h, r):
    advance to h + 1.
 5. **Round change**: no FINAL within the round timeout -> abandon the round
    (aggregator: ``ConsensusRound.abandon``) and move to r + 1 with the next
-   proposer.  Candidates stay on their branches (speculative width 3).
+   proposer.  Candidates stay on their branches (speculative width 3); a
+   proposal that finds all three slots taken frees them (a newer round
+   supersedes older speculation; an older block that still finalizes is
+   re-executed in ``commit``), and each failed round lengthens the next
+   round's timeout.
 
 This module holds the decision logic and state; IO (sending, threads, clock)
 is injected through :class:`Io` so tests drive it directly.
