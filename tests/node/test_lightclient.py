@@ -130,3 +130,61 @@ def test_light_client_pulls_multi_chunk_block_while_a_provider_disconnects(
     assert not pull.blamed  # a disconnect is not a lie
     fetched = out["fetched"]
     assert fetched.ok and fetched.size == len(block), fetched
+
+
+def test_a_restarted_validator_announces_its_blocks_again(tmp_path: Path) -> None:
+    """Provider records do not survive a restart: the node re-provides what it holds.
+
+    A lone validator is the sharpest case -- nobody else holds a provider record
+    for its blocks -- so before the fix every re-fetch said "no provider".
+    """
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from zapstack.node.devnet import free_port_base
+    from zapstack.node.genesis import load_genesis, make_devnet
+    from zapstack.node.lightclient import LightClient
+
+    home = tmp_path / "one"
+    node_home = make_devnet(home, 1, base_port=free_port_base(1))[0]
+
+    def start() -> subprocess.Popen[bytes]:
+        out = open(node_home / "out.txt", "ab")  # noqa: SIM115 - owned by the child
+        cmd = [sys.executable, "-m", "zapstack.cli", "node", "--home", str(node_home)]
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+    def height() -> int:
+        try:
+            return int(json.loads((node_home / "status.json").read_text())["height"])
+        except (OSError, ValueError, KeyError):
+            return -1
+
+    proc = start()
+    try:
+        deadline = time.monotonic() + 60
+        while height() < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert height() >= 3
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    (node_home / "status.json").unlink()
+    proc = start()
+    try:
+        deadline = time.monotonic() + 30
+        while height() < 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+        async def refetch() -> list[bool]:
+            client = LightClient(load_genesis(home / "genesis.json"))
+            try:
+                return [f.ok for f in await asyncio.wait_for(client.refetch_range(1, 3), 60)]
+            finally:
+                await client.close()
+
+        assert asyncio.run(refetch()) == [True, True, True]
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -585,17 +585,21 @@ class Node:
         """Join the DHT off the other validators; retry while the table is short."""
         assert self.dht is not None and self.dht.node is not None
         seeds = self._dht_seeds()
+        held: list[tuple[int, bytes]] = []
         for h in range(max(1, self.executor.height - 63), self.executor.height + 1):
             block = self.blocks.block(h)  # restart: serve what we hold by id again
             if block is not None:
                 self.dht.remember(h, block)
+                held.append((h, block))
         while True:
             if len(self.dht.node.routing) < len(seeds):
                 with contextlib.suppress(TimeoutError, TransportError, ZapError):
                     await asyncio.wait_for(self.dht.bootstrap(seeds), 10)
-                await asyncio.sleep(1.0)
-            else:
-                await asyncio.sleep(5.0)
+            if held:  # ... and announce it again: provider records do not survive a restart
+                for h, block in held:
+                    await self._provide(h, block)
+                held = []
+            await asyncio.sleep(1.0 if len(self.dht.node.routing) < len(seeds) else 5.0)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
