@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -618,7 +619,7 @@ class Node:
             "rejects": rejects,
             "peers": sorted(i for i, p in self.peers.items() if not p.session.closed),
             "stats": dict(self.consensus.stats),
-            "recent": [vars_of(r) for r in self.consensus.history[-20:]],
+            "recent": [dataclasses.asdict(r) for r in self.consensus.history[-20:]],
             "uptime_s": round(time.monotonic() - self.started, 1),
             "halted": self.consensus.halted,
             "fatal": None if self.consensus.fatal is None else str(self.consensus.fatal),
@@ -696,18 +697,3 @@ class Node:
         self.verifier.close()
         self.work.shutdown(wait=False, cancel_futures=True)
         self.db.close()
-
-
-def vars_of(record: HeightRecord) -> dict[str, Any]:
-    """A HeightRecord as plain JSON data."""
-    return {
-        "height": record.height,
-        "round": record.round,
-        "block_id": record.block_id,
-        "txs": record.txs,
-        "proposer": record.proposer,
-        "tier": record.tier,
-        "state_root": record.state_root,
-        "legs_ms": record.legs_ms,
-        "finalized_ms": record.finalized_ms,
-    }
