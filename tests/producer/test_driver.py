@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from zapstack.errors import WireCode
+from zapstack.errors import LocalProtocolError, WireCode
 from zapstack.mempool import Mempool
 from zapstack.producer import BuildChain, LocalCertifier, Producer, ValidatorCertifier
 from zapstack.verify import (
@@ -80,6 +80,28 @@ def _fill(pool: Mempool, per_user: int = 4) -> list[bytes]:
     return ids
 
 
+def _guard_livelock(producer: Producer, limit: int = 12) -> None:
+    """Fail (instead of hanging) if the producer keeps proposing rejected blocks."""
+    inner = producer.certify
+    calls = 0
+
+    def certify(block: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        assert calls <= limit, "producer keeps proposing rejected blocks (livelock)"
+        return inner(block)
+
+    producer.certify = certify
+
+
+def _forged_top_fee_tx(pool: Mempool) -> bytes:
+    """A bad-signature tx with the top fee (lands in block 0); returns its id."""
+    good = build_transfer(USERS[4], _aid(USERS[0]), 0, 40, 2)
+    forged = parse_tx(good[:-1] + bytes([good[-1] ^ 1]), verify_signatures=False)
+    pool.insert(forged)  # a pool that skipped verification, for the test
+    return forged.tx_id
+
+
 def _chain_ok(node: Node, finals: list[Any]) -> list[bytes]:
     heights = [f.block.height for f in finals]
     assert heights == list(range(1, len(finals) + 1))
@@ -119,13 +141,12 @@ def test_tx_failing_inside_block_is_left_out_and_dropped(node: Node) -> None:
 def test_rejected_block_is_rebuilt_without_the_tx(node: Node) -> None:
     """A bad-signature tx reaches a block; the validator names it; next round is clean."""
     ids = _fill(node.pool, 2)
-    good = build_transfer(USERS[4], _aid(USERS[0]), 0, 40, 2)  # funded, next nonce
-    forged = parse_tx(good[:-1] + bytes([good[-1] ^ 1]), verify_signatures=False)
-    node.pool.insert(forged)  # a pool that skipped verification, for the test
+    forged = _forged_top_fee_tx(node.pool)  # funded sender, next nonce, bad signature
+    _guard_livelock(node.producer)
     finals = node.producer.run(2)
     included = _chain_ok(node, finals)
-    assert forged.tx_id not in included and forged.tx_id not in node.pool
-    assert node.producer.dropped == [(forged.tx_id, WireCode.BAD_SIGNATURE)]
+    assert forged not in included and forged not in node.pool
+    assert node.producer.dropped == [(forged, WireCode.BAD_SIGNATURE)]
     assert node.producer.abandoned  # the block holding it was abandoned ...
     assert sorted(included) == sorted(ids)  # ... and its good txs made it next round
 
@@ -181,3 +202,93 @@ def test_local_certifier_signs_the_transcript() -> None:
         verify_signature(k.scheme, k.public_key, block.digest, s)
         for k, s in zip(keys, cert.signatures, strict=True)
     )
+
+
+def test_build_running_during_an_abandon_is_unwound_after_it_reports(node: Node) -> None:
+    """The livelock interleaving, forced: SIGN(0) is rejected while BUILD(1) is held.
+
+    BUILD(1) may only proceed once the driver has applied the abandon events of
+    SIGN(0)'s rejection.  The old driver rolled back slot 1 before its build wrote
+    anything (a no-op), so BUILD(1) left an orphan block on the branch and every
+    later block was rejected as not extending the head, forever (here: the
+    certify guard trips).  Now slot 1 is unwound after its BUILD reports.
+    """
+    ids = _fill(node.pool, 2)
+    forged = _forged_top_fee_tx(node.pool)
+    applied_abandon_of_0 = threading.Event()
+    log: list[str] = []
+    chain, producer = node.chain, node.producer
+    original_build, original_abandon, original_apply = chain.build, chain.abandon, producer._apply
+
+    def build(seq: int, txs: list[Any]) -> Any:
+        if seq == 1:
+            assert applied_abandon_of_0.wait(timeout=30)
+        out = original_build(seq, txs)
+        log.append(f"built {seq}")
+        return out
+
+    def abandon(seq: int) -> None:
+        log.append(f"abandon {seq}")
+        original_abandon(seq)
+
+    def apply(events: Any) -> None:
+        original_apply(events)
+        if any(getattr(e, "seq", None) == 0 for e in events):
+            applied_abandon_of_0.set()
+
+    chain.build = build  # type: ignore[method-assign]
+    chain.abandon = abandon  # type: ignore[method-assign]
+    producer._apply = apply  # type: ignore[method-assign]
+    _guard_livelock(producer)
+    finals = producer.run(2)
+    included = _chain_ok(node, finals)
+    assert sorted(included) == sorted(ids) and forged not in included
+    assert producer.dropped == [(forged, WireCode.BAD_SIGNATURE)]
+    # slot 1 was rolled back after its build wrote, never before; exactly once
+    assert log.index("abandon 1") > log.index("built 1")
+    assert log.count("abandon 1") == 1 and producer.abandoned.count(1) == 1
+
+
+def test_rejected_block_test_interleaving_repeats_cleanly(tmp_path: Path) -> None:
+    """The rejected-block scenario 20 times over fresh nodes: no livelock, same outcome."""
+    for i in range(20):
+        n = Node(tmp_path / f"db{i}")
+        try:
+            ids = _fill(n.pool, 2)
+            forged = _forged_top_fee_tx(n.pool)
+            _guard_livelock(n.producer)
+            included = _chain_ok(n, n.producer.run(2))
+            assert sorted(included) == sorted(ids) and forged not in included
+        finally:
+            n.close()
+
+
+def test_build_of_an_abandoned_slot_is_refused(node: Node) -> None:
+    _fill(node.pool, 1)
+    txs = node.pool.select(5)
+    node.chain.abandon(3)  # never built: a tombstone
+    with pytest.raises(LocalProtocolError, match="abandoned"):
+        node.chain.build(3, txs)
+    built = node.chain.build(4, txs)
+    assert built.view.height == 1
+    with pytest.raises(LocalProtocolError):  # built already
+        node.chain.build(4, txs)
+    node.chain.abandon(4)
+    node.chain.abandon(4)  # idempotent
+    assert node.chain.build(5, txs).view.height == 1  # 4 was rolled back: same tip again
+
+
+def test_own_block_not_extending_the_head_raises(node: Node) -> None:
+    """An orphan on the build branch is a local bug: raised, never retried forever."""
+    _fill(node.pool, 2)
+    node.chain.build(1000, node.pool.select(1))  # an orphan no slot knows about
+    with pytest.raises(LocalProtocolError, match="does not extend the finalized head"):
+        node.producer.run(1)
+
+
+def test_repeated_runs_continue_the_chain(node: Node) -> None:
+    ids = _fill(node.pool, 4)
+    first = node.producer.run(1)
+    second = node.producer.run(1)
+    included = _chain_ok(node, first + second)
+    assert set(included) <= set(ids) and len(included) == len(set(included))

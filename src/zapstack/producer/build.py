@@ -21,6 +21,14 @@ since), so every ``rebase_every`` blocks, when the store's committed root
 equals the finalized head's, the chain reopens the branch on the store head
 and replays the still-unfinalized blocks' txs (at most ``depth - 1`` blocks).
 
+Abandoned slots leave a *tombstone*: ``build`` of a slot that was already
+abandoned raises :class:`~zapstack.errors.LocalProtocolError` instead of
+leaving an orphan block on the branch that every later block would build on.
+The pipeline never asks for that (:mod:`zapstack.producer.pipeline` unwinds a
+slot only after its BUILD reported); the tombstone makes a driver that gets the
+order wrong fail loudly.  Tombstones below the newest built slot are pruned
+(slots are built in increasing order), so there are at most ``depth`` of them.
+
 Threads: one builder at a time; a lock serialises ``build``/``abandon``/
 ``finalized`` (an abandon waits for a running build, then rolls it back too).
 """
@@ -32,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from zapstack.errors import LocalProtocolError
 from zapstack.verify.executor import ChainBranch, TxFailure, execute_candidates
 from zapstack.verify.state import account_id
 from zapstack.zap.frames import build_block, parse_block
@@ -103,6 +112,7 @@ class BuildChain:
         """Finalized (height, block id, state root)."""
         self._branch = db.snapshot()
         self._marks: dict[int, _Mark] = {}
+        self._tombstones: set[int] = set()
         self._since_rebase = 0
         self.rebases = 0
         """Times the branch was reopened (for tests and metrics)."""
@@ -114,8 +124,15 @@ class BuildChain:
         return self.head[0], self.head[1]
 
     def build(self, seq: int, txs: list[TxView]) -> Built:
-        """Execute ``txs`` on the chain tip, leave failing ones out, lay out and sign."""
+        """Execute ``txs`` on the chain tip, leave failing ones out, lay out and sign.
+
+        Raises :class:`LocalProtocolError` if slot ``seq`` was abandoned or built
+        already (a driver bug: the result would be an orphan on the branch).
+        """
         with self._lock:
+            if seq in self._tombstones or seq in self._marks:
+                raise LocalProtocolError(f"build of slot {seq}, which was abandoned or built")
+            self._tombstones = {s for s in self._tombstones if s > seq}
             if self._since_rebase >= self.rebase_every:
                 self._rebase()
             branch = self._branch
@@ -139,14 +156,19 @@ class BuildChain:
             return Built(seq, view, tuple(included), tuple(failures))
 
     def abandon(self, seq: int) -> None:
-        """Roll back block ``seq`` and every younger block (idempotent)."""
+        """Roll back block ``seq`` and every younger block (idempotent).
+
+        Slot ``seq`` (built or not) and every younger built slot get a tombstone.
+        """
         with self._lock:
+            self._tombstones.add(seq)
             mark = self._marks.get(seq)
             if mark is None:
                 return
             self._branch.rollback(mark.diff)
             for s in [s for s in self._marks if s >= seq]:
                 del self._marks[s]
+                self._tombstones.add(s)
 
     def finalized(self, seq: int) -> None:
         """Block ``seq`` is final: it becomes the head."""

@@ -4,7 +4,9 @@ Runs :class:`~zapstack.producer.pipeline.Pipeline` with real overlap: SELECT
 runs on the driver's own thread (the mempool has one owner: this thread
 selects from it and removes from it), BUILD and SIGN run on a two-thread pool,
 so block N+1 selects while N builds while N-1 signs.  Every side effect of an
-event happens on the driver thread, in event order:
+event happens on the driver thread, in event order (the pipeline emits a
+slot's ``BlockAbandoned`` only after its running BUILD reported, so a rollback
+never races the build it undoes):
 
 ==================  =======================================================
 event               effect
@@ -17,6 +19,13 @@ event               effect
 Select asks the mempool for ``n + reserved`` txs (and ``max_bytes + reserved
 bytes``) and skips the reserved ones, so txs held by in-flight blocks are
 never picked twice and each sender's next nonces follow its in-flight ones.
+
+Before a block goes to SIGN the driver checks that it extends the chain's
+finalized head: the proposer's own block not doing so is a local bug, raised
+as :class:`~zapstack.errors.LocalProtocolError`, never a rejection to retry.
+Once the goal is reached no new stage starts; the jobs still running are
+drained and their results applied (a block certified meanwhile is final and
+returned too), then the unfinalized slots are rolled back off the branch.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol
 
-from zapstack.errors import InvalidBlock, WireCode, ZapError
+from zapstack.errors import InvalidBlock, LocalProtocolError, WireCode, ZapError
 from zapstack.producer.build import BuildChain, Built
 from zapstack.producer.certify import Certify
 from zapstack.producer.pipeline import (
@@ -90,7 +99,8 @@ class Producer:
         self.dropped: list[tuple[bytes, WireCode]] = []
         """Txs dropped from the mempool because they failed inside a block."""
         self.abandoned: list[int] = []
-        """Slots abandoned."""
+        """Slots abandoned, in the order their rollbacks were applied."""
+        self._next_seq = 0
 
     def _select(self, pipe: Pipeline) -> list[TxView]:
         reserved = pipe.reserved
@@ -147,34 +157,21 @@ class Producer:
         return pipe.signed(task), Finalized(block, cert)
 
     def run(self, blocks: int) -> list[Finalized]:
-        """Produce until ``blocks`` blocks are final.
+        """Produce until at least ``blocks`` blocks are final.
 
         Build/store faults propagate; a rejected block is abandoned and its
         good txs are selected again (see :mod:`zapstack.producer.pipeline`).
+        Blocks finalized by jobs still running at the goal are returned too.
         """
-        pipe = Pipeline(self.depth)
+        pipe = Pipeline(self.depth, first_seq=self._next_seq)
         done: list[Finalized] = []
         built: dict[int, Built] = {}
         selected: dict[int, list[TxView]] = {}
         running: dict[Future[object], Task] = {}
         with ThreadPoolExecutor(2, thread_name_prefix="zap-produce") as pool:
-            while len(done) < blocks:
-                tasks = pipe.poll()
-                while tasks:
-                    for task in tasks:
-                        if task.stage is StageName.SELECT:  # inline: the mempool's owner
-                            txs = self._select(pipe)
-                            selected[task.seq] = txs
-                            pipe.selected(task, [(t.tx_id, len(t)) for t in txs])
-                        elif task.stage is StageName.BUILD:
-                            txs = selected.pop(task.seq)
-                            running[pool.submit(self.chain.build, task.seq, txs)] = task
-                        else:
-                            running[pool.submit(self.certify, built[task.seq].view)] = task
-                    tasks = pipe.poll()
-                for stale in (selected, built):  # slots abandoned meanwhile
-                    for seq in [s for s in stale if s not in pipe.in_flight]:
-                        del stale[seq]
+            while running or len(done) < blocks:
+                if len(done) < blocks:
+                    self._start(pipe, pool, running, selected, built)
                 if not running:  # pragma: no cover - poll always starts work while not done
                     raise AssertionError("production pipeline stalled")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -184,8 +181,43 @@ class Producer:
                     self._apply(events)
                     if final is not None and any(isinstance(e, BlockFinalized) for e in events):
                         done.append(final)
-            for fut in running:  # jobs of slots beyond the goal: let them end
-                fut.result()
+        self._next_seq = pipe.next_seq
         if pipe.in_flight:  # unfinalized work is rolled back off the build branch
             self.chain.abandon(pipe.in_flight[0])
         return done
+
+    def _start(
+        self,
+        pipe: Pipeline,
+        pool: ThreadPoolExecutor,
+        running: dict[Future[object], Task],
+        selected: dict[int, list[TxView]],
+        built: dict[int, Built],
+    ) -> None:
+        """Start every job the pipeline allows now."""
+        tasks = pipe.poll()
+        while tasks:
+            for task in tasks:
+                if task.stage is StageName.SELECT:  # inline: the mempool's owner
+                    txs = self._select(pipe)
+                    selected[task.seq] = txs
+                    pipe.selected(task, [(t.tx_id, len(t)) for t in txs])
+                elif task.stage is StageName.BUILD:
+                    txs = selected.pop(task.seq)
+                    running[pool.submit(self.chain.build, task.seq, txs)] = task
+                else:
+                    block = built[task.seq].view
+                    self._check_extends_head(block)
+                    running[pool.submit(self.certify, block)] = task
+            tasks = pipe.poll()
+        for stale in (selected, built):  # slots abandoned meanwhile
+            for seq in [s for s in stale if s not in pipe.in_flight]:
+                del stale[seq]
+
+    def _check_extends_head(self, block: BlockView) -> None:
+        height, head, _ = self.chain.head
+        if block.height != height + 1 or block.parent != head:
+            raise LocalProtocolError(
+                f"own block at height {block.height} does not extend the finalized head "
+                f"{height}/{head.hex()[:16]}: the build chain holds an orphan (local bug)"
+            )

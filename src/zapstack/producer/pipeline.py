@@ -114,7 +114,9 @@ class _Slot:
 class Pipeline:
     """Decides which stage jobs may run; turns their results into events."""
 
-    def __init__(self, depth: int = 3, *, max_blocks: int | None = None) -> None:
+    def __init__(
+        self, depth: int = 3, *, max_blocks: int | None = None, first_seq: int = 0
+    ) -> None:
         if depth < 1:
             raise LocalProtocolError("pipeline depth must be >= 1")
         self.depth = depth
@@ -123,8 +125,10 @@ class Pipeline:
         """Slots to open in all (None = unbounded)."""
         self._slots: dict[int, _Slot] = {}
         self._busy: dict[StageName, int | None] = dict.fromkeys(StageName)
-        self._next = 0
+        self._first = first_seq
+        self._next = first_seq
         self._reserved: dict[bytes, int] = {}
+        self._abandoning: dict[int, str] = {}  # seq -> reason, its BUILD still running
         self.finalized = 0
         """Blocks finalized so far."""
 
@@ -133,6 +137,16 @@ class Pipeline:
     def in_flight(self) -> tuple[int, ...]:
         """Open slots, oldest first."""
         return tuple(self._slots)
+
+    @property
+    def next_seq(self) -> int:
+        """The number the next slot will get (slot numbers are never reused)."""
+        return self._next
+
+    @property
+    def abandoning(self) -> tuple[int, ...]:
+        """Slots abandoned while their BUILD runs (their event waits for its result)."""
+        return tuple(self._abandoning)
 
     @property
     def reserved(self) -> frozenset[bytes]:
@@ -156,8 +170,8 @@ class Pipeline:
 
     # -- scheduling --------------------------------------------------------------
     def _can_open(self) -> bool:
-        return len(self._slots) < self.depth and (
-            self.max_blocks is None or self._next < self.max_blocks
+        return len(self._slots) + len(self._abandoning) < self.depth and (
+            self.max_blocks is None or self._next - self._first < self.max_blocks
         )
 
     def poll(self) -> list[Task]:
@@ -204,10 +218,14 @@ class Pipeline:
     def built(
         self, task: Task, included: tuple[bytes, ...], left_out: list[tuple[bytes, WireCode, bool]]
     ) -> list[Event]:
-        """BUILD done: ``left_out`` = (tx id, code, nonce ahead?) rolled back on the branch."""
+        """BUILD done: ``left_out`` = (tx id, code, nonce ahead?) rolled back on the branch.
+
+        For an abandoning slot this is the moment its :class:`BlockAbandoned`
+        is emitted (its result is not used: its txs were already released).
+        """
         slot = self._finish(task)
         if slot is None:
-            return []
+            return self._abandoned_build(task)
         slot.done = StageName.BUILD
         slot.tx_ids = included
         events: list[Event] = []
@@ -234,11 +252,12 @@ class Pipeline:
         """BUILD or SIGN failed: abandon the slot and every younger one.
 
         ``bad_tx``: the tx the rejection named (dropped); every other tx of the
-        abandoned slots is released and will be selected again.
+        abandoned slots is released and will be selected again.  A younger slot
+        whose BUILD is running becomes *abandoning* (see the module doc).
         """
         slot = self._finish(task)
         if slot is None:
-            return []
+            return self._abandoned_build(task)
         events: list[Event] = []
         if bad_tx is not None:
             events.append(TxDropped(*bad_tx))
@@ -246,5 +265,14 @@ class Pipeline:
             gone = self._slots.pop(seq)
             for tx_id in gone.tx_ids:
                 self._reserved.pop(tx_id, None)
-            events.append(BlockAbandoned(seq, reason))
+            if self._busy[StageName.BUILD] == seq:
+                self._abandoning[seq] = reason  # unwound once its BUILD reports
+            else:
+                events.append(BlockAbandoned(seq, reason))
         return events
+
+    def _abandoned_build(self, task: Task) -> list[Event]:
+        """The result of a job whose slot is gone: ends an abandoning BUILD."""
+        if task.stage is StageName.BUILD and task.seq in self._abandoning:
+            return [BlockAbandoned(task.seq, self._abandoning.pop(task.seq))]
+        return []
