@@ -4,9 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 30
 SOAK_SECONDS ?= 300
+STRESS_COUNT ?= 20
+# The concurrency-heavy tests `make stress` repeats: the threaded producer, the
+# verify pools, ZapDB speculation and unwind, the consensus round and leg pool.
+STRESS_TESTS := tests/producer tests/verify/test_parallel.py tests/verify/test_procpool.py \
+	tests/verify/test_executor.py tests/zapdb/test_speculate.py tests/zapdb/test_unwind.py \
+	tests/consensus/test_round.py tests/consensus/test_pool.py
 
-.PHONY: run test lint bench fuzz soak vectors clean install
+.PHONY: run test lint bench fuzz fuzz-smoke soak stress vectors vectors-check clean install
 
 install: $(STAMP)
 
@@ -18,7 +25,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/zap devnet
 
+# What CI runs (.ci/run): lint and types, every vector file, a fuzz smoke, the suite.
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory vectors-check
+	$(MAKE) --no-print-directory fuzz-smoke
 	$(PY) -m pytest -q -n 2 -m "not soak" tests
 
 lint: $(STAMP)
@@ -32,11 +43,26 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	@for f in fuzz/fuzz_*.py; do echo "== $$f"; $(PY) $$f --seconds $(FUZZ_SECONDS) || exit 1; done
 
+# A short smoke of every fuzz target: FUZZ_SMOKE_SECONDS in total, split evenly.
+fuzz-smoke: $(STAMP)
+	@n=$$(ls fuzz/fuzz_*.py | wc -l); per=$$(( $(FUZZ_SMOKE_SECONDS) / n )); [ $$per -ge 1 ] || per=1; \
+	for f in fuzz/fuzz_*.py; do echo "== $$f ($$per s)"; $(PY) $$f --seconds $$per || exit 1; done
+
 soak: $(STAMP)
+	$(PY) -m pytest -q -m soak tests
 	$(VENV)/bin/zap soak --seconds $(SOAK_SECONDS)
+
+# Repeat the concurrency-heavy tests STRESS_COUNT times on 2 workers (run it before
+# closing any change that touches threads, tasks or pools).
+stress: $(STAMP)
+	$(PY) -m pytest -q -n 2 --count $(STRESS_COUNT) $(STRESS_TESTS)
 
 vectors: $(STAMP)
 	$(VENV)/bin/zap conformance generate vectors/pipeline
+	$(VENV)/bin/zap conformance run vectors/pipeline/*.jsonl
+
+# Run every checked-in vector file (no regeneration).
+vectors-check: $(STAMP)
 	$(VENV)/bin/zap conformance run vectors/pipeline/*.jsonl
 
 clean:

@@ -13,7 +13,7 @@ from zapstack.node.genesis import load_genesis
 from zapstack.node.soak import read_chain, run_soak
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_soak_kill_restart_malicious_peer_nothing_lost(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     with open(out, "w") as fh:
