@@ -1,18 +1,28 @@
 """Signature schemes a ZAP frame may carry, chosen by the scheme byte (offset 7).
 
-| id | scheme     | public key | signature | library                        |
-|----|------------|-----------:|----------:|--------------------------------|
-| 0  | none       |          0 |         0 | --                             |
-| 1  | Ed25519    |         32 |        64 | cryptography (RFC 8032)        |
-| 2  | ML-DSA-65  |       1952 |      3309 | cryptography (FIPS 204, pure)  |
+| id | scheme     | public key | signature | library                                     |
+|----|------------|-----------:|----------:|---------------------------------------------|
+| 0  | none       |          0 |         0 | --                                          |
+| 1  | Ed25519    |         32 |        64 | sign: cryptography; verify: PyNaCl (strict) |
+| 2  | ML-DSA-65  |       1952 |      3309 | cryptography (FIPS 204, pure)               |
 
 Both schemes sign the 32-byte transcript digest (``transcript.py``) as the
-message; ML-DSA-65 uses the empty context string.  Both libraries release the
-GIL while verifying, so verification parallelises on threads.
+message; ML-DSA-65 uses the empty context string.  Both verifiers release the
+GIL, so verification parallelises on threads.
+
+Ed25519 validity is pinned (docs/formats/zap.md §4.1) to one strict rule, the
+one libsodium's ``crypto_sign_verify_detached`` implements: ``S < L``; the
+public key ``A`` and ``R`` canonically encoded and not of small order; the
+cofactorless equation ``[S]B = R + [k]A``.  A signature it accepts passes the
+cofactored check too, so implementations that verify either way agree on every
+tx this rule accepts.  (OpenSSL, behind ``cryptography``, accepts small-order
+keys: an all-zero key with an all-zero signature verified for about 1 message
+in 4, letting anyone spend from that account.)  The readable model of the rule
+is :mod:`zapstack.conformance.oracles.ed25519`; tests hold the two equal.
 
 ``Signer`` holds a private key; ``verify_signature`` never raises on bad input,
-it returns ``False``.  Public-key objects are cached by their raw bytes so that
-a sender's second tx skips key decoding.
+it returns ``False``.  ML-DSA public-key objects are cached by their raw bytes
+so that a sender's second tx skips key decoding.
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
 
 from zapstack.errors import LocalProtocolError
 
@@ -68,18 +80,15 @@ class Signer:
         return self._sign(digest)
 
 
-@lru_cache(maxsize=65536)
-def _ed_key(pk: bytes) -> ed25519.Ed25519PublicKey:
-    return ed25519.Ed25519PublicKey.from_public_bytes(pk)
-
-
 @lru_cache(maxsize=4096)
 def _mldsa_key(pk: bytes) -> mldsa.MLDSA65PublicKey:
     return mldsa.MLDSA65PublicKey.from_public_bytes(pk)
 
 
 def _verify_ed25519(pk: bytes, digest: bytes, sig: bytes) -> None:
-    _ed_key(pk).verify(sig, digest)
+    if len(sig) != 64:  # libsodium would read a shorter signature as part of the message
+        raise ValueError("an Ed25519 signature is 64 bytes")
+    crypto_sign_open(sig + digest, pk)  # strict (zap.md §4.1); raises on failure
 
 
 def _verify_mldsa65(pk: bytes, digest: bytes, sig: bytes) -> None:
@@ -99,6 +108,6 @@ def verify_signature(scheme: int, pk: Buf, digest: bytes, sig: Buf) -> bool:
         return False
     try:
         verifier(bytes(pk), digest, bytes(sig))
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, CryptoError):
         return False
     return True
