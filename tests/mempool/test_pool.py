@@ -7,6 +7,7 @@ checks they agree on every answer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -70,7 +71,7 @@ def test_nonce_below_committed_is_rejected_and_pruned() -> None:
         pool.insert(tx_view(0, 1, 9))
     assert info.value.code is WireCode.NONCE_TOO_LOW
     assert [v.tx_id for v in pool.select(10)] == ids[2:]  # stale ones never selected
-    assert pool.prune([sender_id(0)]) == 2
+    assert pool.recheck([sender_id(0)]) == 2
     assert pool.sender_nonces(sender_id(0)) == [2, 3]
     assert pool.stats.pruned == 2
     pool.check()
@@ -115,9 +116,129 @@ def test_byte_capacity_evicts_several_or_restores() -> None:
     pool.check()
 
 
-def test_bad_config() -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_txs": 0},
+        {"min_fee": -1},
+        {"max_per_sender": 0},
+        {"max_nonce_gap": 0},
+        {"replace_bump_pct": -1},
+        {"queued_rounds": -1},
+    ],
+)
+def test_bad_config(bad: dict[str, int]) -> None:
     with pytest.raises(LocalProtocolError):
-        Mempool(max_txs=0)
+        Mempool(**bad)  # type: ignore[arg-type]
+
+
+# -- per-sender rules (docs/formats/mempool.md rules 4-8, recheck) ---------------------
+def test_nonce_too_far_ahead_is_refused() -> None:
+    pool = Mempool(max_nonce_gap=4)
+    pool.insert(tx_view(0, 3, 5))  # floor 0: nonces 0..3 allowed
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(0, 4, 5))
+    assert info.value.code is WireCode.BAD_NONCE and len(pool) == 1
+
+
+def test_replacement_needs_the_fee_bump() -> None:
+    pool = Mempool(replace_bump_pct=10)
+    old = pool.insert(tx_view(0, 0, 20)).tx_id
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(0, 0, 21))  # needs 20 + ceil(2.0) = 22
+    assert info.value.code is WireCode.DUPLICATE and old in pool
+    assert pool.insert(tx_view(0, 0, 22)).replaced == old
+
+
+def test_per_sender_cap_counts_held_txs_but_not_a_replacement() -> None:
+    pool = Mempool(max_per_sender=2)
+    pool.insert(tx_view(0, 0, 5))
+    pool.insert(tx_view(0, 1, 5))
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(0, 2, 5))
+    assert info.value.code is WireCode.MEMPOOL_FULL
+    assert pool.insert(tx_view(0, 1, 8)).replaced is not None  # replacing is allowed
+    pool.insert(tx_view(1, 0, 5))  # other senders are not affected
+
+
+def test_balance_must_cover_the_tx_and_the_senders_pending_txs() -> None:
+    balances = {sender_id(0): 10}
+    pool = Mempool(balance=lambda s: balances.get(s, 0))
+    pool.insert(tx_view(0, 0, 4))  # transfer: amount 1 + fee 4 = 5
+    pool.insert(tx_view(0, 1, 3, 0))  # call: fee 3 (no amount) -> 8 pending
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(0, 2, 2))  # 8 + 3 > 10
+    assert info.value.code is WireCode.INSUFFICIENT_BALANCE
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(1, 0, 2))  # an unfunded sender pays nothing: refused
+    assert info.value.code is WireCode.INSUFFICIENT_BALANCE
+    # a replacement is judged without the tx it replaces: 5 + 5 <= 10
+    assert pool.insert(tx_view(0, 1, 5, 0)).replaced is not None
+    assert len(pool) == 2
+
+
+def test_eviction_takes_a_senders_higher_nonces_with_its_low_nonce() -> None:
+    pool = Mempool(max_txs=3)
+    low, mid = tx_view(0, 0, 2), tx_view(0, 1, 9)  # nonce 1 pays more, but needs nonce 0
+    other = tx_view(1, 0, 5)
+    for v in (low, mid, other):
+        pool.insert(v)
+    got = pool.insert(tx_view(2, 0, 3))
+    assert got.evicted == (low.tx_id, mid.tx_id)  # the chain goes together
+    assert pool.sender_nonces(sender_id(0)) == [] and len(pool) == 2
+    pool.check()
+
+
+def test_a_full_pool_never_evicts_the_new_txs_own_lower_nonce() -> None:
+    pool = Mempool(max_txs=2)
+    pool.insert(tx_view(0, 0, 2))
+    pool.insert(tx_view(1, 0, 5))
+    with pytest.raises(InvalidTx) as info:
+        pool.insert(tx_view(0, 1, 9))  # would strand itself
+    assert info.value.code is WireCode.MEMPOOL_FULL and len(pool) == 2
+
+
+def test_recheck_drops_what_the_committed_state_can_no_longer_pay() -> None:
+    balances = {sender_id(0): 30}
+    pool = Mempool(balance=lambda s: balances.get(s, 0))
+    ids = [pool.insert(tx_view(0, n, 4)).tx_id for n in range(4)]  # 5 each: 20
+    balances[sender_id(0)] = 12  # spent elsewhere: only two still fit
+    assert pool.recheck() == 2
+    assert [i in pool for i in ids] == [True, True, False, False]
+    assert pool.stats.pruned == 2
+
+
+def test_recheck_drops_txs_stuck_behind_a_gap_after_queued_rounds() -> None:
+    pool = Mempool(queued_rounds=2)
+    ahead = pool.insert(tx_view(0, 2, 5)).tx_id  # nonce 0 and 1 never came
+    ready = pool.insert(tx_view(1, 0, 5)).tx_id
+    assert pool.recheck() == 0 and pool.recheck() == 0
+    assert pool.recheck() == 1  # third recheck behind the gap
+    assert ahead not in pool and ready in pool
+
+
+def test_a_failed_tx_takes_its_senders_later_nonces_with_it() -> None:
+    pool = Mempool()
+    ids = [pool.insert(tx_view(0, n, 5)).tx_id for n in range(4)]
+    keep = pool.insert(tx_view(1, 0, 5)).tx_id
+    assert pool.drop_with_successors(ids[1]) == 3
+    assert pool.drop_with_successors(ids[1]) == 0  # idempotent
+    assert ids[0] in pool and keep in pool and len(pool) == 2
+
+
+def test_zero_funds_flood_is_refused_by_lookups_alone() -> None:
+    """A zero-funds flood is refused by lookups: no verify, nothing pooled."""
+    looked: list[bytes] = []
+
+    def balance(s: bytes) -> int:
+        looked.append(s)
+        return 0
+
+    pool = Mempool(balance=balance)
+    for s in range(20):
+        with pytest.raises(InvalidTx):
+            pool.insert(tx_view(s, 0, 9))
+    assert len(pool) == 0 and len(looked) == 20
 
 
 # -- selection ---------------------------------------------------------------------
@@ -195,9 +316,10 @@ def test_drop_meets_the_unwind_contract() -> None:
 
 # -- stateful model check ------------------------------------------------------------
 SENDERS = 3
-NONCES = 4
-FEES = (1, 2, 3, 5)
+NONCES = 6
+FEES = (1, 2, 3, 5, 8)
 SIZES = (-1, 100, 400)
+PER_SENDER, GAP, BUMP, QUEUED = 3, 4, 50, 2
 
 
 @dataclass
@@ -211,12 +333,17 @@ class M:
     size: int
     seq: int
     view: TxView
+    cost: int
+    queued: int = 0
 
 
 class PoolMachine(RuleBasedStateMachine):
+    """The pool against a model written from docs/formats/mempool.md's rule list."""
+
     def __init__(self) -> None:
         super().__init__()
         self.floors: dict[bytes, int] = {}
+        self.balances: dict[bytes, int] = {}
         self.max_txs = 6
         self.max_bytes = 6 * 300
         self.pool = Mempool(
@@ -224,35 +351,75 @@ class PoolMachine(RuleBasedStateMachine):
             max_bytes=self.max_bytes,
             min_fee=2,
             nonce_floor=lambda s: self.floors.get(s, 0),
+            balance=lambda s: self.balances.get(s, 40),
+            max_per_sender=PER_SENDER,
+            max_nonce_gap=GAP,
+            replace_bump_pct=BUMP,
+            queued_rounds=QUEUED,
         )
         self.model: dict[bytes, M] = {}
         self.seq = 0
 
     # the model: plain lists, sorted on demand
-    def model_insert(self, v: TxView) -> tuple[WireCode | None, tuple[bytes, ...], bytes | None]:
+    def model_insert(
+        self, v: TxView, cost: int
+    ) -> tuple[WireCode | None, tuple[bytes, ...], bytes | None]:
         if v.tx_id in self.model:
             return WireCode.DUPLICATE, (), None
         if v.fee < 2:
             return WireCode.FEE_TOO_LOW, (), None
-        if v.nonce < self.floors.get(v.sender, 0):
+        floor = self.floors.get(v.sender, 0)
+        if v.nonce < floor:
             return WireCode.NONCE_TOO_LOW, (), None
-        old = next(
-            (m for m in self.model.values() if (m.sender, m.nonce) == (v.sender, v.nonce)), None
-        )
-        if old is not None and v.fee <= old.fee:
-            return WireCode.DUPLICATE, (), None
+        if v.nonce >= floor + GAP:
+            return WireCode.BAD_NONCE, (), None
+        mine = [m for m in self.model.values() if m.sender == v.sender]
+        old = next((m for m in mine if m.nonce == v.nonce), None)
+        if old is not None:
+            if v.fee < old.fee + max(1, math.ceil(old.fee * BUMP / 100)):
+                return WireCode.DUPLICATE, (), None
+        elif len(mine) >= PER_SENDER:
+            return WireCode.MEMPOOL_FULL, (), None
+        if sum(m.cost for m in mine if m is not old) + cost > self.balances.get(v.sender, 40):
+            return WireCode.INSUFFICIENT_BALANCE, (), None
         rest = [m for m in self.model.values() if m is not old]
-        rest.sort(key=lambda m: (m.fee, -m.seq))
         victims: list[M] = []
         while len(rest) + 1 > self.max_txs or sum(m.size for m in rest) + len(v) > self.max_bytes:
-            if not rest or rest[0].fee >= v.fee:
+            low = min(rest, key=lambda m: (m.fee, -m.seq), default=None)
+            if low is None or low.fee >= v.fee or (low.sender == v.sender and low.nonce < v.nonce):
                 return WireCode.MEMPOOL_FULL, (), None
-            victims.append(rest.pop(0))
+            chain = sorted(
+                (m for m in rest if m.sender == low.sender and m.nonce >= low.nonce),
+                key=lambda m: m.nonce,
+            )
+            victims += chain
+            rest = [m for m in rest if m not in chain]
         for m in [*victims, *([old] if old else [])]:
             del self.model[m.tx_id]
         self.seq += 1
-        self.model[v.tx_id] = M(v.tx_id, v.sender, v.nonce, v.fee, len(v), self.seq, v)
+        self.model[v.tx_id] = M(v.tx_id, v.sender, v.nonce, v.fee, len(v), self.seq, v, cost)
         return None, tuple(m.tx_id for m in victims), old.tx_id if old else None
+
+    def model_recheck(self, sender: bytes) -> list[M]:
+        floor, budget = self.floors.get(sender, 0), self.balances.get(sender, 40)
+        mine = sorted((m for m in self.model.values() if m.sender == sender), key=lambda m: m.nonce)
+        gone: list[M] = []
+        spent, expect = 0, floor
+        for i, m in enumerate(mine):
+            if m.nonce < floor:
+                gone.append(m)
+                continue
+            spent += m.cost
+            if spent > budget:
+                gone += mine[i:]
+                break
+            if m.nonce == expect:
+                m.queued, expect = 0, expect + 1
+            else:
+                m.queued += 1
+                if m.queued > QUEUED:
+                    gone.append(m)
+        return gone
 
     def model_select(self, n: int, max_bytes: int | None) -> list[TxView]:
         nxt = {m.sender: self.floors.get(m.sender, 0) for m in self.model.values()}
@@ -284,7 +451,8 @@ class PoolMachine(RuleBasedStateMachine):
     )
     def insert(self, s: int, nonce: int, fee: int, size: int) -> None:
         v = tx_view(s, nonce, fee, size)
-        want_code, want_evicted, want_replaced = self.model_insert(v)
+        cost = fee + (1 if size < 0 else 0)  # conftest: transfers move 1, calls 0
+        want_code, want_evicted, want_replaced = self.model_insert(v, cost)
         try:
             got = self.pool.insert(v)
         except InvalidTx as exc:
@@ -301,6 +469,16 @@ class PoolMachine(RuleBasedStateMachine):
         assert self.pool.drop(tx_id) is False
         del self.model[tx_id]
 
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def drop_failed(self, data: st.DataObject) -> None:
+        m = self.model[data.draw(st.sampled_from(sorted(self.model)))]
+        chain = [x for x in self.model.values() if x.sender == m.sender and x.nonce >= m.nonce]
+        assert self.pool.drop_with_successors(m.tx_id) == len(chain)
+        assert self.pool.drop_with_successors(m.tx_id) == 0
+        for x in chain:
+            del self.model[x.tx_id]
+
     @rule(picks=st.lists(st.integers(0, 50), max_size=4))
     def remove_selected(self, picks: list[int]) -> None:
         chosen = self.pool.select(3)
@@ -309,16 +487,21 @@ class PoolMachine(RuleBasedStateMachine):
         for v in chosen:
             del self.model[v.tx_id]
 
-    @rule(s=st.integers(0, SENDERS - 1), step=st.integers(1, 2), everyone=st.booleans())
-    def commit_nonces(self, s: int, step: int, everyone: bool) -> None:
+    @rule(
+        s=st.integers(0, SENDERS - 1),
+        step=st.integers(0, 2),
+        spend=st.integers(0, 15),
+        everyone=st.booleans(),
+    )
+    def commit(self, s: int, step: int, spend: int, everyone: bool) -> None:
+        """A block committed: sender ``s``'s nonce moved by ``step``, balance by ``-spend``."""
         sender = sender_id(s)
         self.floors[sender] = self.floors.get(sender, 0) + step
-        stale = [m for m in self.model.values() if m.nonce < self.floors.get(m.sender, 0)]
-        got = self.pool.prune(None if everyone else [sender])
-        if not everyone:
-            stale = [m for m in stale if m.sender == sender]
-        assert got == len(stale)
-        for m in stale:
+        self.balances[sender] = max(0, self.balances.get(sender, 40) - spend)
+        targets = {m.sender for m in self.model.values()} if everyone else {sender}
+        gone = [m for t in sorted(targets) for m in self.model_recheck(t)]
+        assert self.pool.recheck(None if everyone else [sender]) == len(gone)
+        for m in gone:
             del self.model[m.tx_id]
 
     @rule(n=st.integers(0, 8), max_bytes=st.one_of(st.none(), st.integers(0, 1200)))
@@ -340,12 +523,16 @@ class PoolMachine(RuleBasedStateMachine):
         assert self.pool.bytes_used == sum(m.size for m in self.model.values())
         low = min(self.model.values(), key=lambda m: (m.fee, -m.seq), default=None)
         assert self.pool.lowest_fee() == (low.fee if low else None)
+        for sender in {m.sender for m in self.model.values()}:  # never a low nonce evicted alone
+            assert self.pool.sender_nonces(sender) == sorted(
+                m.nonce for m in self.model.values() if m.sender == sender
+            )
 
 
 TestPoolMachine = PoolMachine.TestCase
 TestPoolMachine.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
+    max_examples=100,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

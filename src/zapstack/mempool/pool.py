@@ -19,7 +19,8 @@ Three indexes over the same entries:
 
 Admission (:meth:`Mempool.insert`) applies these rules in order; the first that
 fails raises :class:`~zapstack.errors.InvalidTx` with the listed code and
-leaves the pool unchanged:
+leaves the pool unchanged.  Rules 1-7 are lookups (no signature, no crypto):
+a flood of txs that cannot pay costs the node dictionary reads.
 
 ====  =========================================================  ==============
 rule  condition                                                  code
@@ -27,21 +28,35 @@ rule  condition                                                  code
 1     the tx id is already in the pool                           DUPLICATE
 2     ``fee < min_fee`` (the configurable floor)                 FEE_TOO_LOW
 3     ``nonce < nonce_floor(sender)`` (committed account nonce)  NONCE_TOO_LOW
-4     the sender already has a tx at this nonce and the new fee  DUPLICATE
-      is not strictly higher (otherwise the old one is replaced)
-5     the pool is full (``max_txs`` or ``max_bytes``) and the    MEMPOOL_FULL
+4     ``nonce >= nonce_floor(sender) + max_nonce_gap``           BAD_NONCE
+5     the sender already has a tx at this nonce and the new fee  DUPLICATE
+      is below ``old + max(1, ceil(old * replace_bump_pct/100))``
+      (otherwise the old one is replaced)
+6     the sender already holds ``max_per_sender`` txs (not       MEMPOOL_FULL
+      counting the one replaced)
+7     ``balance`` is given and the sender's committed balance    INSUFFICIENT_
+      is below the cost of this tx plus its other pooled txs     BALANCE
+      (cost = amount + fee: what execution debits)
+8     the pool is full (``max_txs`` or ``max_bytes``) and the    MEMPOOL_FULL
       lowest-priority txs that would have to go pay a fee
-      ``>=`` the new tx's fee
+      ``>=`` the new tx's fee, or one of them is this sender's
+      lower nonce
 ====  =========================================================  ==============
 
-If rule 5 passes with evictions, the lowest-priority txs are evicted (their
-ids are reported in :class:`Admitted`).  Evicting a sender's low nonce leaves a
-gap; the sender's later nonces stay but are held back by :meth:`select`.
+If rule 8 passes with evictions, the lowest-priority txs are evicted (their
+ids are reported in :class:`Admitted`), each *with its sender's higher
+nonces*: evicting a sender's low nonce never keeps the ones it would strand.
 
-Costs (N txs in the pool, S senders with txs, k selected):
-``insert`` O(log N) per eviction plus O(log N); ``drop`` O(log N);
-``remove(ids)`` O(m log N); ``select`` O(S + k log S); ``prune`` O(txs of the
-given senders × log N).
+After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck,
+geth's reset): for each sender, in nonce order, it drops txs below the new
+committed nonce, the first tx the committed balance can no longer cover
+together with every later one, and txs that have waited behind a nonce gap for
+more than ``queued_rounds`` rechecks.  :meth:`Mempool.drop_with_successors`
+drops a tx that failed inside a block together with the sender's later nonces.
+
+Costs (N pooled, S senders, k selected): ``insert`` O(log N) (+O(log N) per
+eviction, +O(sender's txs) for rule 7); ``drop`` O(log N); ``select``
+O(S + k log S); ``recheck`` O(txs of the given senders × log N).
 
 Unwind: :meth:`Mempool.drop` is the primitive of LP-0202's table ("drop
 pointer, O(log N)").  It is idempotent: dropping an absent id is a no-op that
@@ -49,8 +64,8 @@ returns ``False``, from any state.
 
 Threads: every public method holds one internal lock, so the unwind calls
 (``drop``/``remove``) may come from any thread at any time (LP-0202's unwind
-contract); ``nonce_floor`` runs under that lock and must not call back into
-the pool.  Views handed out are immutable and may be shared with any thread.
+contract); ``nonce_floor`` and ``balance`` run under that lock and must not
+call back into the pool.  Views handed out are immutable and may be shared with any thread.
 """
 
 from __future__ import annotations
@@ -62,34 +77,28 @@ from dataclasses import dataclass
 
 from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
 from zapstack.mempool.heap import IndexedHeap
+from zapstack.mempool.senders import (
+    Entry,
+    SenderLimits,
+    balance_verdict,
+    nonce_verdict,
+    recheck_plan,
+    slot_verdict,
+)
 from zapstack.mempool.stats import PipelineStats
 from zapstack.zap.views import TxView
 
-__all__ = ["Admitted", "Mempool", "NonceFloor"]
+__all__ = ["Admitted", "Balance", "Mempool", "NonceFloor"]
 
 NonceFloor = Callable[[bytes], int]
 """``sender -> next nonce the committed state expects`` (0 for a fresh account)."""
 
+Balance = Callable[[bytes], int]
+"""``sender -> committed balance`` (0 for a fresh account)."""
+
 
 def _zero_floor(_sender: bytes) -> int:
     return 0
-
-
-class _Entry:
-    """One pooled tx: the view (pointer) and the integers decoded from it once."""
-
-    __slots__ = ("fee", "key", "nonce", "pos", "sender", "seq", "size", "tx_id", "view")
-
-    def __init__(self, view: TxView, tx_id: bytes, sender: bytes, seq: int) -> None:
-        self.view = view
-        self.tx_id = tx_id
-        self.sender = sender
-        self.fee = view.fee
-        self.nonce = view.nonce
-        self.size = len(view)
-        self.seq = seq
-        self.key = (self.fee, -seq)
-        self.pos = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,11 @@ class Mempool:
         max_bytes: int = 64 * 1024 * 1024,
         min_fee: int = 1,
         nonce_floor: NonceFloor = _zero_floor,
+        balance: Balance | None = None,
+        max_per_sender: int = 128,
+        max_nonce_gap: int = 128,
+        replace_bump_pct: int = 10,
+        queued_rounds: int = 16,
         stats: PipelineStats | None = None,
     ) -> None:
         """
@@ -125,6 +139,11 @@ class Mempool:
             The fee floor: a tx paying less is rejected ``FEE_TOO_LOW``.
         nonce_floor:
             State hook: the account's next expected (committed) nonce.
+        balance:
+            State hook: the account's committed balance (``None``: not checked,
+            for pools with no state behind them, e.g. benchmarks).
+        max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds:
+            Per-sender bounds, see :class:`~zapstack.mempool.senders.SenderLimits`.
         stats:
             Counters to bump; a fresh :class:`PipelineStats` by default.
         """
@@ -134,10 +153,13 @@ class Mempool:
         self.max_bytes = max_bytes
         self.min_fee = min_fee
         self.nonce_floor = nonce_floor
+        self.balance = balance
+        self.limits = SenderLimits(max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds)
+        """Per-sender bounds (see :mod:`zapstack.mempool.senders`)."""
         self.stats = stats if stats is not None else PipelineStats()
-        self._by_id: dict[bytes, _Entry] = {}
-        self._by_sender: dict[bytes, dict[int, _Entry]] = {}
-        self._ranked: IndexedHeap[_Entry] = IndexedHeap()
+        self._by_id: dict[bytes, Entry] = {}
+        self._by_sender: dict[bytes, dict[int, Entry]] = {}
+        self._ranked: IndexedHeap[Entry] = IndexedHeap()
         self._bytes = 0
         self._seq = 0
         self._lock = threading.Lock()
@@ -180,33 +202,17 @@ class Mempool:
                     WireCode.FEE_TOO_LOW, f"fee {fee} below the floor {self.min_fee}"
                 )
             sender = view.sender
-            floor = self.nonce_floor(sender)
-            if nonce < floor:
-                raise self._reject(
-                    WireCode.NONCE_TOO_LOW, f"nonce {nonce} below account nonce {floor}"
-                )
-            old = self._by_sender.get(sender, {}).get(nonce)
-            if old is not None and fee <= old.fee:
-                raise self._reject(
-                    WireCode.DUPLICATE, f"nonce {nonce} taken by a tx paying {old.fee} >= {fee}"
-                )
+            old = self._check_sender(sender, nonce, fee)
             self._seq += 1
-            entry = _Entry(view, tx_id, sender, self._seq)
+            entry = Entry(view, tx_id, sender, self._seq)
+            self._check_balance(entry, old)
             if old is not None:
                 self._unlink(old)
-            victims: list[_Entry] = []
-            while len(self._by_id) + 1 > self.max_txs or self._bytes + entry.size > self.max_bytes:
-                low = self._ranked.peek()
-                if low is None or low.fee >= fee:
-                    for v in victims:  # restore: the pool is left exactly as it was
-                        self._link(v)
-                    if old is not None:
-                        self._link(old)
-                    raise self._reject(
-                        WireCode.MEMPOOL_FULL, "mempool full of txs paying >= this fee"
-                    )
-                self._unlink(low)
-                victims.append(low)
+            victims = self._make_room(entry)
+            if victims is None:
+                if old is not None:
+                    self._link(old)
+                raise self._reject(WireCode.MEMPOOL_FULL, "mempool full of txs paying >= this fee")
             self._link(entry)
             self.stats.admitted += 1
             self.stats.evicted += len(victims)
@@ -215,6 +221,50 @@ class Mempool:
             return Admitted(
                 tx_id, tuple(v.tx_id for v in victims), old.tx_id if old is not None else None
             )
+
+    def _check_sender(self, sender: bytes, nonce: int, fee: int) -> Entry | None:
+        """Rules 3-6; returns the tx this one would replace."""
+        slots = self._by_sender.get(sender, {})
+        old = slots.get(nonce)
+        verdict = nonce_verdict(nonce, self.nonce_floor(sender), self.limits) or slot_verdict(
+            len(slots), old.fee if old is not None else None, fee, self.limits
+        )
+        if verdict is not None:
+            raise self._reject(*verdict)
+        return old
+
+    def _check_balance(self, entry: Entry, old: Entry | None) -> None:
+        """Rule 7: the committed balance covers this tx plus the sender's other pooled txs."""
+        if self.balance is None:
+            return
+        held = self._by_sender.get(entry.sender, {}).values()
+        pending = sum(e.cost for e in held if e is not old)
+        verdict = balance_verdict(self.balance(entry.sender), pending, entry.cost)
+        if verdict is not None:
+            raise self._reject(*verdict)
+
+    def _make_room(self, entry: Entry) -> list[Entry] | None:
+        """Rule 8: evict until ``entry`` fits; ``None`` (pool restored) if it cannot."""
+        victims: list[Entry] = []
+        while len(self._by_id) + 1 > self.max_txs or self._bytes + entry.size > self.max_bytes:
+            low = self._ranked.peek()
+            if (
+                low is None
+                or low.fee >= entry.fee
+                or (low.sender == entry.sender and low.nonce < entry.nonce)
+            ):
+                for v in victims:  # restore: the pool is left exactly as it was
+                    self._link(v)
+                return None
+            for v in self._chain_from(low):  # never strand a sender's higher nonces
+                self._unlink(v)
+                victims.append(v)
+        return victims
+
+    def _chain_from(self, e: Entry) -> list[Entry]:
+        """``e`` and its sender's pooled txs with higher nonces, ascending."""
+        slots = self._by_sender[e.sender]
+        return [slots[n] for n in sorted(slots) if n >= e.nonce]
 
     # -- block building ----------------------------------------------------------
     def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
@@ -231,7 +281,7 @@ class Mempool:
             return self._select(n, max_bytes)
 
     def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        heads: list[tuple[int, int, _Entry]] = []
+        heads: list[tuple[int, int, Entry]] = []
         for sender, slots in self._by_sender.items():
             e = slots.get(self.nonce_floor(sender))
             if e is not None:
@@ -270,28 +320,46 @@ class Mempool:
         self.stats.removed += 1
         return True
 
-    def prune(self, senders: Iterable[bytes] | None = None) -> int:
-        """Drop txs whose nonce is below their sender's (new) committed nonce.
+    def drop_with_successors(self, tx_id: bytes) -> int:
+        """Drop a tx that failed inside a block and its sender's higher nonces.
 
-        ``senders``: the accounts a committed block touched (all senders when
-        ``None``).  Returns how many txs were dropped.
+        They could never execute before it; returns how many were dropped
+        (0 if the id is absent).  Idempotent, any thread.
         """
         with self._lock:
-            return self._prune(senders)
+            e = self._by_id.get(tx_id)
+            if e is None:
+                return 0
+            chain = self._chain_from(e)
+            for v in chain:
+                self._unlink(v)
+            self.stats.removed += len(chain)
+            return len(chain)
 
-    def _prune(self, senders: Iterable[bytes] | None) -> int:
-        targets = list(self._by_sender) if senders is None else list(senders)
-        dropped = 0
-        for sender in targets:
-            slots = self._by_sender.get(sender)
-            if not slots:
-                continue
-            floor = self.nonce_floor(sender)
-            for e in [e for nonce, e in slots.items() if nonce < floor]:
-                self._unlink(e)
-                dropped += 1
-        self.stats.pruned += dropped
-        return dropped
+    def recheck(self, senders: Iterable[bytes] | None = None) -> int:
+        """Re-apply the state rules after a commit; returns how many txs were dropped.
+
+        For each sender (``senders``: the accounts a committed block touched;
+        every sender when ``None``), in nonce order: txs below the committed
+        nonce go; from the first tx the committed balance cannot cover (with
+        the txs before it), that tx and every later one go; a tx behind a nonce
+        gap for more than ``queued_rounds`` rechecks goes.
+        """
+        with self._lock:
+            targets = list(self._by_sender) if senders is None else list(senders)
+            dropped = sum(self._recheck_sender(s) for s in targets)
+            self.stats.pruned += dropped
+            return dropped
+
+    def _recheck_sender(self, sender: bytes) -> int:
+        slots = self._by_sender.get(sender)
+        if not slots:
+            return 0
+        budget = self.balance(sender) if self.balance is not None else None
+        gone = recheck_plan(slots, self.nonce_floor(sender), budget, self.limits.queued_rounds)
+        for e in gone:
+            self._unlink(e)
+        return len(gone)
 
     def check(self) -> None:
         """Assert every internal invariant (tests only)."""
@@ -307,19 +375,20 @@ class Mempool:
         assert sum(len(s) for s in self._by_sender.values()) == len(entries)
         assert all(s for s in self._by_sender.values()), "empty sender map kept"
         assert len(entries) <= self.max_txs and self._bytes <= self.max_bytes
+        assert all(len(s) <= self.limits.max_per_sender for s in self._by_sender.values())
 
     # -- internals ---------------------------------------------------------------
     def _reject(self, code: WireCode, reason: str) -> InvalidTx:
         self.stats.reject(Stage.MEMPOOL, code)
         return InvalidTx(reason, code=code)
 
-    def _link(self, e: _Entry) -> None:
+    def _link(self, e: Entry) -> None:
         self._by_id[e.tx_id] = e
         self._by_sender.setdefault(e.sender, {})[e.nonce] = e
         self._ranked.push(e)
         self._bytes += e.size
 
-    def _unlink(self, e: _Entry) -> None:
+    def _unlink(self, e: Entry) -> None:
         del self._by_id[e.tx_id]
         slots = self._by_sender[e.sender]
         del slots[e.nonce]

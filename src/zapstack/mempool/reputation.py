@@ -24,6 +24,8 @@ PENALTY: dict[WireCode, int] = {
     WireCode.TIMEOUT: 5,
     WireCode.FEE_TOO_LOW: 1,
     WireCode.NONCE_TOO_LOW: 1,
+    WireCode.BAD_NONCE: 1,
+    WireCode.INSUFFICIENT_BALANCE: 1,
     WireCode.DUPLICATE: 0,
     WireCode.MEMPOOL_FULL: 0,
 }
