@@ -33,6 +33,7 @@ from zapstack.verify.parallel import (
     verify_sequential,
 )
 from zapstack.verify.procpool import ProcessVerifier
+from zapstack.verify.sigcache import VerifiedCache
 from zapstack.verify.state import (
     Account,
     account_id,
@@ -57,6 +58,7 @@ __all__ = [
     "TxFailure",
     "TxVerdict",
     "VerdictSlice",
+    "VerifiedCache",
     "Verifier",
     "account_id",
     "account_key",

@@ -25,6 +25,12 @@ Structure, schema, offset bounds and the tx chain ids were already checked
 by the block's ingress (``parse_block``), once, over the same buffer; what is
 left to the parallel phase is the signatures.
 
+Verify once per node: a :class:`~zapstack.verify.sigcache.VerifiedCache`
+given to :class:`ThreadVerifier` (filled at admission and gossip) lets a
+range skip the txs whose (id, signature) pair already verified on this node
+and records the ones it verifies; the verdicts are the same as
+:func:`verify_sequential`'s (the readable reference, which never uses a cache).
+
 Unwind: verification is a pure function, so its unwind is *drop the verdict*
 (:meth:`PendingVerify.drop`): O(0) -- it does not wait for running tasks,
 cancels the queued ones and discards whatever arrives; idempotent, callable
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zapstack.errors import InvalidBlock, LocalProtocolError, WireCode
+from zapstack.verify.sigcache import VerifiedCache, cache_key
 from zapstack.zap.sigschemes import verify_signature
 from zapstack.zap.views import BlockView, TxView
 
@@ -52,6 +59,7 @@ __all__ = [
     "Verifier",
     "split_ranges",
     "verify_range",
+    "verify_range_cached",
     "verify_sequential",
 ]
 
@@ -110,6 +118,24 @@ def verdict_of(index: int, tx: TxView) -> TxVerdict:
 def verify_range(block: BlockView, lo: int, hi: int) -> list[TxVerdict]:
     """Verdicts for txs ``lo..hi-1`` of ``block`` (one task's work)."""
     return [verdict_of(i, block.tx(i)) for i in range(lo, hi)]
+
+
+def verify_range_cached(
+    block: BlockView, lo: int, hi: int, cache: VerifiedCache
+) -> list[TxVerdict]:
+    """:func:`verify_range` that skips pairs in ``cache`` and records new successes."""
+    out: list[TxVerdict] = []
+    for i in range(lo, hi):
+        tx = block.tx(i)
+        key = cache_key(tx)
+        if cache.has_key(key):
+            out.append(TxVerdict(i, tx.digest, True, WireCode.NO_ERROR))
+            continue
+        verdict = verdict_of(i, tx)
+        if verdict.ok:
+            cache.add_key(key)
+        out.append(verdict)
+    return out
 
 
 def verify_sequential(block: BlockView) -> VerdictSlice:
@@ -207,17 +233,31 @@ class Verifier(Protocol):
 class ThreadVerifier:
     """The parallel phase on a persistent thread pool (GIL released in the crypto)."""
 
-    def __init__(self, workers: int | None = None, *, ranges_per_worker: int = 2) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        ranges_per_worker: int = 2,
+        cache: VerifiedCache | None = None,
+    ) -> None:
         self.workers = workers or os.cpu_count() or 1
         """Threads in the pool."""
         self.ranges_per_worker = ranges_per_worker
         """Tasks per thread per block (a little slack evens out uneven ranges)."""
+        self.cache = cache
+        """Verified pairs to skip and to fill (``None``: verify every tx)."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="zap-verify")
 
     def submit(self, block: BlockView) -> PendingVerify:
         n = block.tx_count
         ranges = split_ranges(n, self.workers * self.ranges_per_worker)
-        futures = [self._pool.submit(verify_range, block, lo, hi) for lo, hi in ranges]
+        if self.cache is None:
+            futures = [self._pool.submit(verify_range, block, lo, hi) for lo, hi in ranges]
+        else:
+            futures = [
+                self._pool.submit(verify_range_cached, block, lo, hi, self.cache)
+                for lo, hi in ranges
+            ]
         return PendingVerify(block.block_id, n, futures)
 
     def verify(self, block: BlockView) -> VerdictSlice:
