@@ -85,7 +85,7 @@ def devnet(
     no_live: bool = typer.Option(False, "--no-live", help="No live view (CI logs)."),
 ) -> None:
     """Run a local devnet: validators, load, light client, live view; check agreement."""
-    from zapstack.node.devnet import run_devnet
+    from zapstack.devnet import run_devnet
 
     result = run_devnet(
         n,
@@ -152,7 +152,7 @@ def soak(
 ) -> None:
     """Soak a devnet: load, a validator SIGKILLed and restarted, a malicious peer; exit 1
     if any validator lost a committed block or they disagree."""
-    from zapstack.node.soak import run_soak
+    from zapstack.devnet import run_soak
 
     if not run_soak(seconds, n, console=console).ok:
         raise typer.Exit(1)

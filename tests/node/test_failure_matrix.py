@@ -40,15 +40,15 @@ import pytest
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.digest import LegId
 from zapstack.consensus.policy import accepted_tier, observed_tier
+from zapstack.devnet.processes import free_port_base
 from zapstack.dht.wire import GetChunk
 from zapstack.errors import FatalStoreError, InvalidBlock, TransportError, WireCode, ZapError
+from zapstack.lightclient import LightClient
 from zapstack.mempool import Mempool
 from zapstack.node import consensus as consensus_mod
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.consensus import Consensus
-from zapstack.node.devnet import free_port_base
 from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys, make_devnet
-from zapstack.node.lightclient import LightClient
 from zapstack.node.node import Node
 from zapstack.node.wire import Message, MsgType, decode, encode, split_final
 from zapstack.transport.bindings import run_bounded

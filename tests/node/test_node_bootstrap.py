@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zapstack.node.devnet import free_port_base, read_status, spawn_node
+from zapstack.devnet.loadgen import LoadGenerator
+from zapstack.devnet.processes import free_port_base, read_status, spawn_node
 from zapstack.node.genesis import load_genesis, make_devnet
-from zapstack.node.loadgen import LoadGenerator
 from zapstack.transport.bindings import run_bounded
 
 HALT = 9

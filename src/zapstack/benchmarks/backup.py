@@ -35,6 +35,7 @@ import shutil
 import struct
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -127,49 +128,87 @@ def _chunk_stream(view: ReadView, dest: Path, depth: int) -> int:
     return total
 
 
-def run(accounts: int = 100_000, *, repeat: int = 3) -> RowResult:
-    """Measure the row on a state of ``accounts`` accounts."""
-    start = time.perf_counter()
+@dataclass(slots=True)
+class _Timings:
+    """What one measurement of the row took (seconds are medians)."""
+
+    size: int = 0
+    """Logical state bytes (keys + values)."""
+    scan_s: float = 0.0
+    direct_s: float = 0.0
+    codec_s: float = 0.0
+    chunk_s: float = 0.0
+    depth: int = 0
+    """Bootstrap chunk depth served in ``chunk_s``."""
+    raw_s: float = 0.0
+    stream_bytes: int = 0
+    snap_bytes: int = 0
+
+
+def _check_restore(stream: Path, dest: Path) -> None:
+    """Restore ``stream`` into a fresh store at ``dest``; raises unless the root matches."""
+    with stream.open("rb") as f:
+        check = ZapDB.open(dest, map_size=1 << 32, sync=False)
+        try:
+            restore(iter(lambda: f.read(1 << 16), b""), check)
+        finally:
+            check.close()
+
+
+def _time_backups(view: ReadView, tmp: Path, accounts: int, repeat: int, t: _Timings) -> None:
+    """Both backups (checked first), the bare snapshot scan and the chunk serving."""
+    t.size = direct_backup(view, tmp / "direct.zsb")
+    _check_restore(tmp / "direct.zsb", tmp / "restored")
+    t.scan_s = median_time(lambda: sum(1 for _ in view.iterate()), repeat)
+    secs = interleaved(
+        {
+            "direct": lambda: direct_backup(view, tmp / "direct.zsb"),
+            "codec": lambda: codec_backup(view, tmp / "snap.msgpack", tmp / "codec.out"),
+        },
+        repeat,
+    )
+    t.direct_s, t.codec_s = secs["direct"], secs["codec"]
+    t.depth = max(0, math.ceil(math.log2(max(1, accounts / 1024))))
+    t.chunk_s = median_time(lambda: _chunk_stream(view, tmp / "chunks", t.depth), 1)
+
+
+def _raw_write_s(blob: bytes, dest: Path, repeat: int) -> float:
+    """Median seconds of one ``write`` of ``blob`` plus fsync."""
+
+    def raw_write() -> None:
+        with dest.open("wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return median_time(raw_write, repeat)
+
+
+def _measure(accounts: int, repeat: int) -> _Timings:
+    """Build the state in a temp folder, time every path, remove the folder."""
+    t = _Timings()
     tmp = Path(tempfile.mkdtemp(prefix="perf-backup-"))
     try:
         db = build_state(tmp / "db", accounts)
         try:
             with db.read() as view:
-                size = direct_backup(view, tmp / "direct.zsb")
-                with (tmp / "direct.zsb").open("rb") as f:
-                    check = ZapDB.open(tmp / "restored", map_size=1 << 32, sync=False)
-                    try:
-                        restore(iter(lambda: f.read(1 << 16), b""), check)
-                    finally:
-                        check.close()
-                scan_s = median_time(lambda: sum(1 for _ in view.iterate()), repeat)
-                secs = interleaved(
-                    {
-                        "direct": lambda: direct_backup(view, tmp / "direct.zsb"),
-                        "codec": lambda: codec_backup(
-                            view, tmp / "snap.msgpack", tmp / "codec.out"
-                        ),
-                    },
-                    repeat,
-                )
-                direct_s, codec_s = secs["direct"], secs["codec"]
-                depth = max(0, math.ceil(math.log2(max(1, accounts / 1024))))
-                chunk_s = median_time(lambda: _chunk_stream(view, tmp / "chunks", depth), 1)
+                _time_backups(view, tmp, accounts, repeat, t)
             blob = (tmp / "direct.zsb").read_bytes()
-
-            def raw_write() -> None:
-                with (tmp / "raw").open("wb") as f:
-                    f.write(blob)
-                    f.flush()
-                    os.fsync(f.fileno())
-
-            raw_s = median_time(raw_write, repeat)
+            t.raw_s = _raw_write_s(blob, tmp / "raw", repeat)
         finally:
             db.close()
-        stream_bytes = len(blob)
-        snap_bytes = (tmp / "snap.msgpack").stat().st_size
+        t.stream_bytes = len(blob)
+        t.snap_bytes = (tmp / "snap.msgpack").stat().st_size
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return t
+
+
+def run(accounts: int = 100_000, *, repeat: int = 3) -> RowResult:
+    """Measure the row on a state of ``accounts`` accounts."""
+    start = time.perf_counter()
+    t = _measure(accounts, repeat)
+    size, direct_s, codec_s, depth = t.size, t.direct_s, t.codec_s, t.depth
     direct, codec, mb = size / direct_s / 1e6, size / codec_s / 1e6, 1e6
     return RowResult(
         key="state_backup",
@@ -182,7 +221,7 @@ def run(accounts: int = 100_000, *, repeat: int = 3) -> RowResult:
         higher_is_better=True,
         ratio=rate_ratio(direct, codec),
         spec_win="~10x",
-        native_limit=stream_bytes / raw_s / 1e6,
+        native_limit=t.stream_bytes / t.raw_s / 1e6,
         native_label="one write + fsync of the same bytes",
         notes=(
             "restore of the direct stream re-derives the same state root (checked); "
@@ -190,12 +229,12 @@ def run(accounts: int = 100_000, *, repeat: int = 3) -> RowResult:
         ),
         extras={
             "direct_ms": direct_s * 1e3,
-            "snapshot_scan_ms": scan_s * 1e3,
+            "snapshot_scan_ms": t.scan_s * 1e3,
             "codec_ms": codec_s * 1e3,
-            "verifiable_chunks_MBps": size / chunk_s / 1e6,
+            "verifiable_chunks_MBps": size / t.chunk_s / 1e6,
             "chunk_depth": float(depth),
-            "stream_bytes": float(stream_bytes),
-            "codec_snapshot_bytes": float(snap_bytes),
+            "stream_bytes": float(t.stream_bytes),
+            "codec_snapshot_bytes": float(t.snap_bytes),
         },
         seconds=time.perf_counter() - start,
     )

@@ -106,54 +106,74 @@ class BackupReader:
         if self.root is None:
             if len(buf) < _HEAD.size:
                 return out
-            magic, self.version, self.root = _HEAD.unpack_from(buf, 0)
-            if magic != MAGIC:
-                raise self._bad(f"bad magic {bytes(magic)!r}", 0)
-            pos = _HEAD.size
+            pos = self._header(buf)
         while len(buf) - pos >= 4:
-            count = _U32.unpack_from(buf, pos)[0]
-            if count == 0:
-                if len(buf) - pos < _TRAILER.size:
-                    break
-                total = _TRAILER.unpack_from(buf, pos)[1]
-                if total != self.count:
-                    raise self._bad(f"trailer says {total} entries, stream had {self.count}", pos)
-                pos += _TRAILER.size
-                self.done = True
-                if pos != len(buf):
-                    raise self._bad("bytes after the trailer", pos)
+            if _U32.unpack_from(buf, pos)[0] == 0:
+                pos = self._trailer(buf, pos)
                 break
-            if count > MAX_BATCH:
-                raise self._bad(f"batch of {count} > {MAX_BATCH}", pos)
-            lens_end = pos + 4 + 6 * count
-            if len(buf) < lens_end:
+            end = self._batch(buf, pos, out)
+            if end is None:
                 break
-            klens = array("H", buf[pos + 4 : pos + 4 + 2 * count])
-            vlens = array("I", buf[pos + 4 + 2 * count : lens_end])
-            if _SWAP:  # pragma: no cover
-                klens.byteswap()
-                vlens.byteswap()
-            for i, k in enumerate(klens):
-                if not 0 < k <= MAX_KEY_LEN:
-                    raise self._bad(f"key length {k} outside 1..{MAX_KEY_LEN}", pos + 4 + 2 * i)
-            for i, v in enumerate(vlens):
-                if v > MAX_VALUE_LEN:
-                    raise self._bad(
-                        f"value length {v} > {MAX_VALUE_LEN}", pos + 4 + 2 * count + 4 * i
-                    )
-            end = lens_end + sum(klens) + sum(vlens)
-            if len(buf) < end:
-                break
-            kat, vat = lens_end, lens_end + sum(klens)
-            for k, v in zip(klens, vlens, strict=True):
-                out.append((bytes(buf[kat : kat + k]), bytes(buf[vat : vat + v])))
-                kat += k
-                vat += v
-            self.count += count
             pos = end
         del buf[:pos]
         self._at += pos
         return out
+
+    def _header(self, buf: bytearray) -> int:
+        """Take the header at the start of ``buf``; return where batches begin."""
+        magic, self.version, self.root = _HEAD.unpack_from(buf, 0)
+        if magic != MAGIC:
+            raise self._bad(f"bad magic {bytes(magic)!r}", 0)
+        return _HEAD.size
+
+    def _trailer(self, buf: bytearray, pos: int) -> int:
+        """Take the trailer at ``pos`` if it is all here; return the position after it."""
+        if len(buf) - pos < _TRAILER.size:
+            return pos
+        total = _TRAILER.unpack_from(buf, pos)[1]
+        if total != self.count:
+            raise self._bad(f"trailer says {total} entries, stream had {self.count}", pos)
+        pos += _TRAILER.size
+        self.done = True
+        if pos != len(buf):
+            raise self._bad("bytes after the trailer", pos)
+        return pos
+
+    def _batch(self, buf: bytearray, pos: int, out: list[tuple[bytes, bytes]]) -> int | None:
+        """Take the batch at ``pos`` into ``out`` if it is all here; return its end."""
+        count: int = _U32.unpack_from(buf, pos)[0]
+        if count > MAX_BATCH:
+            raise self._bad(f"batch of {count} > {MAX_BATCH}", pos)
+        lens_end = pos + 4 + 6 * count
+        if len(buf) < lens_end:
+            return None
+        klens, vlens = self._lengths(buf, pos, count)
+        end = lens_end + sum(klens) + sum(vlens)
+        if len(buf) < end:
+            return None
+        kat, vat = lens_end, lens_end + sum(klens)
+        for k, v in zip(klens, vlens, strict=True):
+            out.append((bytes(buf[kat : kat + k]), bytes(buf[vat : vat + v])))
+            kat += k
+            vat += v
+        self.count += count
+        return end
+
+    def _lengths(self, buf: bytearray, pos: int, count: int) -> tuple[array[int], array[int]]:
+        """The batch at ``pos``'s key and value lengths, each checked against its bound."""
+        lens_end = pos + 4 + 6 * count
+        klens = array("H", buf[pos + 4 : pos + 4 + 2 * count])
+        vlens = array("I", buf[pos + 4 + 2 * count : lens_end])
+        if _SWAP:  # pragma: no cover
+            klens.byteswap()
+            vlens.byteswap()
+        for i, k in enumerate(klens):
+            if not 0 < k <= MAX_KEY_LEN:
+                raise self._bad(f"key length {k} outside 1..{MAX_KEY_LEN}", pos + 4 + 2 * i)
+        for i, v in enumerate(vlens):
+            if v > MAX_VALUE_LEN:
+                raise self._bad(f"value length {v} > {MAX_VALUE_LEN}", pos + 4 + 2 * count + 4 * i)
+        return klens, vlens
 
     def end_of_stream(self) -> None:
         """The stream ended: raise unless the trailer arrived."""

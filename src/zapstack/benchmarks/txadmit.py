@@ -95,67 +95,89 @@ def run_serial(txs: list[bytes]) -> float:
     return elapsed
 
 
-def run_pipelined(txs: list[bytes], *, peers: int, streams: int, threads: int) -> float:
-    """Seconds to admit ``txs`` over ``peers`` x ``streams`` concurrent streams."""
-    rx = TxReceiver(
-        Mempool(max_txs=2 * len(txs)), chain_id=DEFAULT_CHAIN_ID, defer_verification=True
-    )
-    queues = [deque(enumerate(txs[p::peers])) for p in range(peers)]
-    names = [b"peer-%d" % p for p in range(peers)]
-    open_per_peer = [0] * peers
-    active: dict[tuple[int, int], tuple[bytes, int]] = {}  # (peer, stream id) -> raw, offset
-    batch: list[VerifyRequest] = []
-    inflight: deque[tuple[list[VerifyRequest], Future[list[bool]]]] = deque()
-    admitted = 0
+class _Pipeline:
+    """One pipelined admit run: ``peers`` x ``streams`` open streams fed round-robin
+    into a :class:`TxReceiver`, signatures verified in batches on ``ex``."""
 
-    def handle(actions: list[Action]) -> None:
-        nonlocal admitted
+    def __init__(self, txs: list[bytes], peers: int, streams: int, ex: ThreadPoolExecutor) -> None:
+        self.rx = TxReceiver(
+            Mempool(max_txs=2 * len(txs)), chain_id=DEFAULT_CHAIN_ID, defer_verification=True
+        )
+        self.queues = [deque(enumerate(txs[p::peers])) for p in range(peers)]
+        self.names = [b"peer-%d" % p for p in range(peers)]
+        self.streams = streams
+        self.ex = ex
+        self.open_per_peer = [0] * peers
+        self.active: dict[tuple[int, int], tuple[bytes, int]] = {}  # (peer, sid) -> raw, offset
+        self.batch: list[VerifyRequest] = []
+        self.inflight: deque[tuple[list[VerifyRequest], Future[list[bool]]]] = deque()
+        self.admitted = 0
+
+    def handle(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, VerifyRequest):
-                batch.append(a)
+                self.batch.append(a)
             elif isinstance(a, TxAdmitted):
-                admitted += 1
+                self.admitted += 1
             elif isinstance(a, TxRejected | RejectStream | WaitForCredit):
                 raise AssertionError(f"unexpected {a!r}: the load is valid and within budget")
 
-    with ThreadPoolExecutor(threads) as ex:
+    def flush(self, force: bool) -> None:
+        """Hand a full (or, forced, any) batch to the pool; apply finished verdicts."""
+        batch, inflight = self.batch, self.inflight
+        if batch and (force or len(batch) >= BATCH):
+            reqs = batch[:]
+            batch.clear()
+            inflight.append((reqs, self.ex.submit(verify_batch, [r.view for r in reqs])))
+        while inflight and (force or inflight[0][1].done()):
+            reqs, fut = inflight.popleft()
+            for r, ok in zip(reqs, fut.result(), strict=True):
+                self.handle(self.rx.verified(r.peer, r.stream_id, ok))
 
-        def flush(force: bool) -> None:
-            if batch and (force or len(batch) >= BATCH):
-                reqs = batch[:]
-                batch.clear()
-                inflight.append((reqs, ex.submit(verify_batch, [r.view for r in reqs])))
-            while inflight and (force or inflight[0][1].done()):
-                reqs, fut = inflight.popleft()
-                for r, ok in zip(reqs, fut.result(), strict=True):
-                    handle(rx.verified(r.peer, r.stream_id, ok))
+    def top_up(self) -> None:
+        """Open streams until each peer has ``streams`` open (or has no tx left)."""
+        for p, q in enumerate(self.queues):
+            while q and self.open_per_peer[p] < self.streams:
+                i, raw = q.popleft()
+                self.handle(self.rx.stream_opened(self.names[p], 4 * i))
+                self.active[(p, 4 * i)] = (raw, 0)
+                self.open_per_peer[p] += 1
 
-        t0 = time.perf_counter()
+    def deliver(self) -> None:
+        """One packet per open stream, round-robin; end the streams that are done."""
+        active, rx, names = self.active, self.rx, self.names
+        for key in list(active):
+            raw, off = active[key]
+            p, sid = key
+            if off < len(raw):
+                self.handle(rx.data_received(names[p], sid, raw[off : off + CHUNK]))
+                active[key] = (raw, off + CHUNK)
+            else:
+                del active[key]
+                self.open_per_peer[p] -= 1
+                self.handle(rx.stream_ended(names[p], sid))
+
+    def run(self) -> None:
+        """Feed every tx, then wait for every signature verdict."""
         while True:
-            for p, q in enumerate(queues):  # top each peer up to ``streams`` open streams
-                while q and open_per_peer[p] < streams:
-                    i, raw = q.popleft()
-                    handle(rx.stream_opened(names[p], 4 * i))
-                    active[(p, 4 * i)] = (raw, 0)
-                    open_per_peer[p] += 1
-            if not active:
+            self.top_up()
+            if not self.active:
                 break
-            for key in list(active):  # one packet per open stream, round-robin
-                raw, off = active[key]
-                p, sid = key
-                if off < len(raw):
-                    handle(rx.data_received(names[p], sid, raw[off : off + CHUNK]))
-                    active[key] = (raw, off + CHUNK)
-                else:
-                    del active[key]
-                    open_per_peer[p] -= 1
-                    handle(rx.stream_ended(names[p], sid))
-            flush(False)
-        while rx.in_flight:
-            flush(True)
+            self.deliver()
+            self.flush(False)
+        while self.rx.in_flight:
+            self.flush(True)
+
+
+def run_pipelined(txs: list[bytes], *, peers: int, streams: int, threads: int) -> float:
+    """Seconds to admit ``txs`` over ``peers`` x ``streams`` concurrent streams."""
+    with ThreadPoolExecutor(threads) as ex:
+        pipe = _Pipeline(txs, peers, streams, ex)
+        t0 = time.perf_counter()
+        pipe.run()
         elapsed = time.perf_counter() - t0
-    if admitted != len(txs) or len(rx.pool) != len(txs):
-        raise AssertionError(f"pipelined admitted {admitted} of {len(txs)}")
+    if pipe.admitted != len(txs) or len(pipe.rx.pool) != len(txs):
+        raise AssertionError(f"pipelined admitted {pipe.admitted} of {len(txs)}")
     return elapsed
 
 

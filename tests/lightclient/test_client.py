@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from zapstack.consensus import cert as cert_mod
+from zapstack.devnet.processes import free_port_base, read_status, spawn_node
 from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
 from zapstack.errors import TransportError
-from zapstack.node.devnet import free_port_base, read_status, spawn_node
+from zapstack.lightclient import LightClient
 from zapstack.node.genesis import devnet_user, load_genesis, make_devnet
-from zapstack.node.lightclient import LightClient
 from zapstack.transport.bindings import BINDINGS, run_bounded
 from zapstack.transport.driver import Endpoint
 from zapstack.transport.identity import NodeIdentity
@@ -143,9 +143,9 @@ def test_a_restarted_validator_announces_its_blocks_again(tmp_path: Path) -> Non
     import sys
     import time
 
-    from zapstack.node.devnet import free_port_base
+    from zapstack.devnet.processes import free_port_base
+    from zapstack.lightclient import LightClient
     from zapstack.node.genesis import load_genesis, make_devnet
-    from zapstack.node.lightclient import LightClient
 
     home = tmp_path / "one"
     node_home = make_devnet(home, 1, base_port=free_port_base(1))[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from zapstack.node.devnet import run_devnet
+from zapstack.devnet.devnet import run_devnet
 
 
 def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_devnet_finalizes_agrees_and_light_client_verifies(tmp_path: Path) -> No
 
 def test_devnet_policy_deadline_grows_with_validators() -> None:
     from zapstack.consensus.policy import parse_policy
-    from zapstack.node.devnet import devnet_policy
+    from zapstack.devnet.devnet import devnet_policy
 
     assert devnet_policy(4)["TimeoutMs"] == 3000
     assert devnet_policy(40)["TimeoutMs"] == 8000
@@ -40,7 +40,7 @@ def test_devnet_policy_deadline_grows_with_validators() -> None:
 
 
 def test_failed_dial_reports_are_dropped_others_kept() -> None:
-    from zapstack.node.devnet import _quiet_failed_dials
+    from zapstack.devnet.devnet import _quiet_failed_dials
 
     seen: list[dict[str, object]] = []
 
@@ -53,11 +53,3 @@ def test_failed_dial_reports_are_dropped_others_kept() -> None:
     _quiet_failed_dials(Loop(), dial)  # type: ignore[arg-type]
     _quiet_failed_dials(Loop(), other)  # type: ignore[arg-type]
     assert seen == [other]
-
-
-def test_devnet_ports_stay_below_the_ephemeral_range() -> None:
-    from zapstack.node.devnet import _ephemeral_low, free_port_base
-
-    for n in (4, 40):
-        base = free_port_base(n)
-        assert base >= 20000 and base + n + 1000 <= _ephemeral_low()

@@ -1,4 +1,4 @@
-"""A light client: re-fetches finalized blocks through the DHT and checks them.
+"""The light client: re-fetches finalized blocks through the DHT and checks them.
 
 Per height (``docs/formats/dht.md`` §7):
 

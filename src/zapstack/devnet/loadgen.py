@@ -4,7 +4,13 @@ Each devnet user account (``genesis.devnet_user``) sends transfers with
 consecutive nonces; every tx travels alone on its own unidirectional stream
 (up to the transport's 64 concurrent streams per connection), round-robin
 over the validators.  A fraction of streams can carry deliberately malformed
-frames (the devnet's "malicious peer") to exercise the reject path.
+frames (the devnet's "malicious peer") to exercise the reject path; a
+malformed tx does not consume its user's nonce.
+
+It runs on the caller's event loop: one task per submitted tx, so a slow
+validator never stalls the others; :meth:`LoadGenerator.run` gives in-flight
+sends up to 5 s after ``stop`` and :meth:`LoadGenerator.close` closes the one
+endpoint (bounded, 5 s).  A send that fails is counted, never retried.
 """
 
 from __future__ import annotations

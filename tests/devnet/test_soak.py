@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from zapstack.devnet.soak import run_soak
+from zapstack.devnet.soakcheck import read_chain
 from zapstack.node.genesis import load_genesis
-from zapstack.node.soak import read_chain, run_soak
 
 
 @pytest.mark.soak
