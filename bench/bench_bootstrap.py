@@ -30,11 +30,11 @@ from zapstack.bootstrap import (
     BootstrapClient,
     BootstrapConfig,
     BootstrapServer,
-    LoopNet,
     StateSynced,
 )
 from zapstack.bootstrap.devchain import Chain, cert_ok
 from zapstack.bootstrap.wire import StateRequest, encode_state_request
+from zapstack.testing.loopnet import LoopNet
 from zapstack.verify import BlockExecutor, ThreadVerifier
 from zapstack.zapdb import ZapDB, verify_chunk
 

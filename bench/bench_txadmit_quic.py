@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_txadmit_quic.py``.
 
-A receiver process (qh3 + uvloop, :class:`zapstack.mempool.quic.TxAdmitServer`:
+A receiver process (qh3 + uvloop, :class:`zapstack.node.adapters.mempool_quic.TxAdmitServer`:
 stages 1-4 per stream as bytes land, signatures verified in batches on a
 2-thread pool, stage 5 mempool insert) and a sender process holding one QUIC
 connection per peer.  Every phase starts fresh processes (``spawn``), so each
@@ -51,7 +51,8 @@ import psutil
 
 from zapstack.benchmarks.txadmit import verify_limit as native_verify_limit
 from zapstack.mempool import Mempool, TxReceiver
-from zapstack.mempool.quic import ReceiptTracker, TxAdmitConfig, TxAdmitServer
+from zapstack.node.adapters.mempool_quic import TxAdmitConfig, TxAdmitServer
+from zapstack.node.adapters.mempool_receipts import ReceiptTracker
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.identity import NodeIdentity

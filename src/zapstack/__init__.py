@@ -1,8 +1,11 @@
 """zapstack: the Lux ZAP Stack and its pipelining contract (LP-0202) in Python.
 
-Layers import only downward:
-zap -> crypto -> zapdb -> transport -> mempool/verify/consensus
--> producer/bootstrap/dht -> node -> cli.
+Layers import only downward (``tests/test_layering.py`` enforces it):
+errors -> zap -> crypto -> zapdb -> transport -> mempool/verify/consensus
+-> producer/bootstrap/dht -> testing/conformance -> node -> lightclient
+-> devnet/benchmarks -> cli.  The sans-IO cores (zap .. dht) never import
+asyncio, sockets or a QUIC stack; the transport's adapter modules and
+``node/adapters`` do.
 """
 
 from zapstack.errors import (

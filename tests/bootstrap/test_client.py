@@ -11,7 +11,6 @@ from zapstack.bootstrap import (
     BootstrapConfig,
     BootstrapServer,
     ExecutorApplier,
-    LoopNet,
     PeerBlamed,
     StateSynced,
     StreamStalled,
@@ -21,6 +20,7 @@ from zapstack.bootstrap import (
 )
 from zapstack.bootstrap.devchain import USERS, Chain, cert_ok
 from zapstack.errors import WireCode
+from zapstack.testing.loopnet import LoopNet
 from zapstack.transport.events import End, HandlerAction, Reply, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
 from zapstack.transport.streams import StreamType

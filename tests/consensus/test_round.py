@@ -237,5 +237,6 @@ def test_abandon_satisfies_the_unwind_contract(
         },
         unwind=lambda r: r.abandon(),
         observe=lambda r: (r.round, r.phase, r.pending_votes, r.context),
+        racers=0,  # single-threaded by contract: the caller serialises (node/consensus.py)
     )
     assert checked == 5

@@ -2,7 +2,7 @@
 
 This row calls ``bench/bench_txadmit_quic.py`` (a script of the repository,
 not part of the installed package): a receiver process running
-:class:`zapstack.mempool.quic.TxAdmitServer` on qh3 + uvloop and a sender
+:class:`zapstack.node.adapters.mempool_quic.TxAdmitServer` on qh3 + uvloop and a sender
 process, on loopback, timed by the sender up to the last admit receipt.
 
 * **pipelined**: ``n`` signed Ed25519 call txs over 4 connections x 64

@@ -7,9 +7,11 @@
   verified state sync into a fresh ZapDB, per-stream stall recovery, follow.
 * :mod:`~zapstack.bootstrap.follow` -- block buffer, cert check, appliers.
 * :mod:`~zapstack.bootstrap.links` -- glue onto sans-IO transport sessions.
-* :mod:`~zapstack.bootstrap.loopnet` -- in-memory harness (tests, bench).
 * :mod:`~zapstack.bootstrap.driver` -- the asyncio driver over real QUIC
   (import explicitly; this package does not import asyncio).
+
+The in-memory harness (one client, N servers over loopback session pairs) is
+:class:`zapstack.testing.loopnet.LoopNet`.
 
 Concurrency: every core is single-threaded and sans-IO (``now`` injected).
 Unwind: ``BootstrapClient.close``/``peer_lost``, ``BootstrapServer.peer_gone``/
@@ -32,7 +34,6 @@ from zapstack.bootstrap.events import (
 )
 from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck, ExecutorApplier
 from zapstack.bootstrap.links import ClientLinks, ServerLink
-from zapstack.bootstrap.loopnet import LoopNet
 from zapstack.bootstrap.server import BootstrapServer, Push
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "ClientLinks",
     "ExecutorApplier",
     "HeadSeen",
-    "LoopNet",
     "OpenRequest",
     "PeerBlamed",
     "Push",

@@ -1,8 +1,11 @@
 """Cross-implementation conformance: JSONL vector suites, generator and runner.
 
-See ``docs/formats/vectors.md`` for the common envelope.  Each suite lives in
-its own layer (``SUITES`` maps a suite name to the module that implements it)
-and exposes ``NAME``, ``generate(seed) -> list[Case]`` and
+See ``docs/formats/vectors.md`` for the common envelope.  Every suite is a
+module of this package named after the suite, importing the layer it checks
+(downward): :mod:`.frames` (zap), :mod:`.mvcc_unwind` (zapdb),
+:mod:`.stream_reset` (transport, real QUIC), :mod:`.dht_refetch` (dht),
+:mod:`.cert_tiers` (consensus).  ``SUITES`` maps a suite name to its module;
+each exposes ``NAME``, ``SEED``, ``generate(seed) -> list[Case]`` and
 ``run_case(case) -> dict`` (the actual output, compared to ``case.expected``).
 """
 

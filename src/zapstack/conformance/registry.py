@@ -11,11 +11,11 @@ from zapstack.errors import ConfigError
 __all__ = ["SUITES", "SuiteModule", "load_suite"]
 
 SUITES: dict[str, str] = {
-    "frames": "zapstack.zap.vectors",
-    "mvcc_unwind": "zapstack.zapdb.vectors",
-    "cert_tiers": "zapstack.consensus.vectors",
-    "stream_reset": "zapstack.transport.vectors",
-    "dht_refetch": "zapstack.dht.vectors",
+    "frames": "zapstack.conformance.frames",
+    "mvcc_unwind": "zapstack.conformance.mvcc_unwind",
+    "cert_tiers": "zapstack.conformance.cert_tiers",
+    "stream_reset": "zapstack.conformance.stream_reset",
+    "dht_refetch": "zapstack.conformance.dht_refetch",
 }
 """Every suite zapstack knows.  A suite whose module is not present yet is skipped
 by ``generate`` and reported as unknown by ``run``."""

@@ -13,8 +13,8 @@ Layout
 * :mod:`.pool`        persistent signing processes (GIL-holding signers)
 
 Concurrency: everything but :mod:`.pool` is sans-IO and takes ``now_ms``;
-``ConsensusRound`` guards its state with a lock so ``abandon()`` may be called
-from any thread.  Corona (numpy) is imported on first use.
+``ConsensusRound`` is single-threaded (no lock): the caller serialises the
+calls on one round.  Corona (numpy) is imported on first use.
 """
 
 from zapstack.consensus.cert import CertVerdict, QuasarCert, decode, verify_cert

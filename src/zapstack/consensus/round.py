@@ -25,18 +25,26 @@ Theory of operation
 * ``abandon()`` is the unwind primitive: it drops every in-flight vote and leg
   aggregate (O(pending votes)), advances ``round`` and waits for the next
   proposal.  Idempotent (a second call, or a call with nothing in flight, is a
-  no-op), never raises, callable from any thread; a finalized height is
-  never unwound.  Votes for an abandoned round are ignored.
+  no-op), never raises; a finalized height is never unwound.  Votes for an
+  abandoned round are ignored.
 * Once a block is final no proposal, vote or cert for another block at this
   height is accepted (:class:`InvalidBlock`).
 
 Time is injected (``now_ms``); there is no IO and no clock.
+
+Concurrency
+-----------
+Single-threaded, like h11's and aioquic's connections: a ``ConsensusRound``
+holds no lock, and the caller serialises every call on one round (no two
+methods, ``abandon`` and the observers ``cert`` / ``pending_votes``
+included, may run at once).  Calls may come from different threads one
+after another (the node runs the signature checks on a worker pool and holds
+a per-round ``asyncio.Lock`` around each call: ``node/consensus.py``).
 """
 
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -209,7 +217,6 @@ class ConsensusRound:
         self.phase = Phase.WAITING
         self.final: Finalized | None = None
         self._live: _InFlight | None = None
-        self._lock = threading.RLock()
 
     # -- observation ---------------------------------------------------------------
 
@@ -221,40 +228,35 @@ class ConsensusRound:
     @property
     def pending_votes(self) -> int:
         """Votes held for the live round (what abandon() drops)."""
-        with self._lock:
-            return self._live.votes() if self._live else 0
+        return self._live.votes() if self._live else 0
 
     def cert(self) -> QuasarCert | None:
         """The live round's cert as it stands (absent legs empty)."""
-        with self._lock:
-            if self._live is None:
-                return None
-            cert = QuasarCert.empty(self._live.ctx)
-            for leg, value in self._live.fields.items():
-                cert = cert.with_field(leg, value)
-            return cert
+        if self._live is None:
+            return None
+        cert = QuasarCert.empty(self._live.ctx)
+        for leg, value in self._live.fields.items():
+            cert = cert.with_field(leg, value)
+        return cert
 
     # -- inputs ----------------------------------------------------------------------
 
     def propose(self, block_bytes: bytes, now_ms: int) -> list[RoundEvent]:
         """Open the current round with the proposer's block."""
-        with self._lock:
-            bid = block_id(block_bytes)
-            if self.phase is Phase.FINALIZED:
-                if self.final is not None and self.final.block_id == bid:
-                    return []
-                raise InvalidBlock(
-                    f"height {self.height} is final; a competing proposal is rejected"
-                )
-            if self._live is not None:
-                if self._live.ctx.block_id == bid:
-                    return []
-                raise InvalidBlock(f"proposer equivocation: a second block in round {self.round}")
-            ctx = CertContext(self.chain_id, self.height, self.round, bid, self.vset.root)
-            tracker = TierTracker(self.policy.variant, now_ms, self.policy.timeout_ms)
-            self._live = _InFlight(ctx, tracker)
-            self.phase = Phase.COLLECTING
-            return []
+        bid = block_id(block_bytes)
+        if self.phase is Phase.FINALIZED:
+            if self.final is not None and self.final.block_id == bid:
+                return []
+            raise InvalidBlock(f"height {self.height} is final; a competing proposal is rejected")
+        if self._live is not None:
+            if self._live.ctx.block_id == bid:
+                return []
+            raise InvalidBlock(f"proposer equivocation: a second block in round {self.round}")
+        ctx = CertContext(self.chain_id, self.height, self.round, bid, self.vset.root)
+        tracker = TierTracker(self.policy.variant, now_ms, self.policy.timeout_ms)
+        self._live = _InFlight(ctx, tracker)
+        self.phase = Phase.COLLECTING
+        return []
 
     def _accepting(self, bid_round: int | None) -> _InFlight | None:
         live = self._live
@@ -270,24 +272,23 @@ class ConsensusRound:
         """A one-round leg's vote (BLS, Pulsar or Magnetar)."""
         if leg not in _SHARE_LEGS:
             raise LocalProtocolError(f"{leg.label} votes go through the Corona round methods")
-        with self._lock:
-            live = self._accepting(round_)
-            if live is None or leg in live.fields or live.tracker.leg_state(leg).value != "pending":
-                return []
-            got = live.shares.setdefault(leg, {})
-            if validator in got:
-                return []
-            verify_share, aggregate = _SHARE_LEGS[leg]
-            if not verify_share(self.vset, live.ctx, validator, share):
-                return [ShareRejected(leg, validator, "signature does not verify")]
-            got[validator] = share
-            if self.vset.weight_of(got) < self.vset.threshold_weight:
-                return []
-            try:
-                value = aggregate(self.vset, live.ctx, got)
-            except InvalidCert as exc:
-                return self._leg_done(live, leg, None, now_ms, str(exc))
-            return self._leg_done(live, leg, value, now_ms, "")
+        live = self._accepting(round_)
+        if live is None or leg in live.fields or live.tracker.leg_state(leg).value != "pending":
+            return []
+        got = live.shares.setdefault(leg, {})
+        if validator in got:
+            return []
+        verify_share, aggregate = _SHARE_LEGS[leg]
+        if not verify_share(self.vset, live.ctx, validator, share):
+            return [ShareRejected(leg, validator, "signature does not verify")]
+        got[validator] = share
+        if self.vset.weight_of(got) < self.vset.threshold_weight:
+            return []
+        try:
+            value = aggregate(self.vset, live.ctx, got)
+        except InvalidCert as exc:
+            return self._leg_done(live, leg, None, now_ms, str(exc))
+        return self._leg_done(live, leg, value, now_ms, "")
 
     def on_corona_commit(
         self, validator: int, commitment: bytes, now_ms: int, round_: int | None = None
@@ -295,17 +296,16 @@ class ConsensusRound:
         """A Corona round-1 commitment; announces the signer set at t commitments."""
         from zapstack.consensus.legs import corona
 
-        with self._lock:
-            live = self._accepting(round_)
-            if live is None or live.corona_signers or not 0 <= validator < self.vset.n:
-                return []
-            live.corona_commits.setdefault(validator, commitment)
-            chosen = corona.choose_signers(self.vset, list(live.corona_commits))
-            if chosen is None:
-                return []
-            live.corona_signers = tuple(chosen)
-            commits = {i: live.corona_commits[i] for i in chosen}
-            return [CoronaSignersChosen(live.corona_signers, commits)]
+        live = self._accepting(round_)
+        if live is None or live.corona_signers or not 0 <= validator < self.vset.n:
+            return []
+        live.corona_commits.setdefault(validator, commitment)
+        chosen = corona.choose_signers(self.vset, list(live.corona_commits))
+        if chosen is None:
+            return []
+        live.corona_signers = tuple(chosen)
+        commits = {i: live.corona_commits[i] for i in chosen}
+        return [CoronaSignersChosen(live.corona_signers, commits)]
 
     def on_corona_response(
         self, validator: int, response: bytes, now_ms: int, round_: int | None = None
@@ -313,48 +313,46 @@ class ConsensusRound:
         """A chosen signer's Corona round-2 response; combines when all are in."""
         from zapstack.consensus.legs import corona
 
-        with self._lock:
-            live = self._accepting(round_)
-            if live is None or validator not in live.corona_signers:
-                return []
-            if LegId.CORONA in live.fields or validator in live.corona_responses:
-                return []
-            live.corona_responses[validator] = response
-            if len(live.corona_responses) < len(live.corona_signers):
-                return []
-            try:
-                value = corona.aggregate(
-                    self.vset,
-                    live.ctx,
-                    live.corona_signers,
-                    live.corona_commits,
-                    live.corona_responses,
-                )
-            except InvalidCert as exc:
-                return self._leg_done(live, LegId.CORONA, None, now_ms, str(exc))
-            return self._leg_done(live, LegId.CORONA, value, now_ms, "")
+        live = self._accepting(round_)
+        if live is None or validator not in live.corona_signers:
+            return []
+        if LegId.CORONA in live.fields or validator in live.corona_responses:
+            return []
+        live.corona_responses[validator] = response
+        if len(live.corona_responses) < len(live.corona_signers):
+            return []
+        try:
+            value = corona.aggregate(
+                self.vset,
+                live.ctx,
+                live.corona_signers,
+                live.corona_commits,
+                live.corona_responses,
+            )
+        except InvalidCert as exc:
+            return self._leg_done(live, LegId.CORONA, None, now_ms, str(exc))
+        return self._leg_done(live, LegId.CORONA, value, now_ms, "")
 
     def on_timer(self, now_ms: int) -> list[RoundEvent]:
         """Deadline handling: fail pending legs, fallback-finalize or time out."""
-        with self._lock:
-            live = self._live
-            if live is None or live.timed_out or now_ms < live.tracker.deadline_ms:
-                return []
-            live.timed_out = True
-            deadline = live.tracker.deadline_ms
-            out: list[RoundEvent] = []
-            for leg in LegId:
-                if live.tracker.leg_state(leg).value == "pending":
-                    live.tracker.on_event(LegEvent(leg, deadline, EventKind.FAILED))
-                    out.append(LegFailed(leg, deadline, "deadline passed below threshold"))
-            if self.phase is Phase.FINALIZED:
-                return out
-            d = live.tracker.decide(self.policy.mode, self.policy.fallback, deadline)
-            if d.action is Action.FALLBACK_FINALIZE and d.tier is not None:
-                out.append(self._finalize(live, d.tier, deadline, fallback=True))
-            else:
-                out.append(RoundTimedOut(self.height, self.round, deadline))
+        live = self._live
+        if live is None or live.timed_out or now_ms < live.tracker.deadline_ms:
+            return []
+        live.timed_out = True
+        deadline = live.tracker.deadline_ms
+        out: list[RoundEvent] = []
+        for leg in LegId:
+            if live.tracker.leg_state(leg).value == "pending":
+                live.tracker.on_event(LegEvent(leg, deadline, EventKind.FAILED))
+                out.append(LegFailed(leg, deadline, "deadline passed below threshold"))
+        if self.phase is Phase.FINALIZED:
             return out
+        d = live.tracker.decide(self.policy.mode, self.policy.fallback, deadline)
+        if d.action is Action.FALLBACK_FINALIZE and d.tier is not None:
+            out.append(self._finalize(live, d.tier, deadline, fallback=True))
+        else:
+            out.append(RoundTimedOut(self.height, self.round, deadline))
+        return out
 
     # -- the unwind primitive --------------------------------------------------------
 
@@ -364,15 +362,14 @@ class ConsensusRound:
         Returns the event when something was abandoned, None when it was a
         no-op (already abandoned, or the height is final).
         """
-        with self._lock:
-            if self.phase in (Phase.ABANDONED, Phase.FINALIZED):
-                return None
-            dropped = self._live.votes() if self._live else 0
-            event = RoundAbandoned(self.height, self.round, dropped)
-            self._live = None
-            self.round += 1
-            self.phase = Phase.ABANDONED
-            return event
+        if self.phase in (Phase.ABANDONED, Phase.FINALIZED):
+            return None
+        dropped = self._live.votes() if self._live else 0
+        event = RoundAbandoned(self.height, self.round, dropped)
+        self._live = None
+        self.round += 1
+        self.phase = Phase.ABANDONED
+        return event
 
     # -- internals ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ Layers, all sans-IO (bytes, events and ``now`` in; bytes and actions out):
 * :mod:`~zapstack.dht.blocks` / :mod:`~zapstack.dht.chunks` -- block layout,
   serving side, and the parallel verified chunk pull.
 * :mod:`~zapstack.dht.memnet` -- an in-memory network (test/bench harness).
-* :mod:`~zapstack.dht.vectors` -- the ``dht_refetch`` conformance suite.
+* the ``dht_refetch`` conformance suite is :mod:`zapstack.conformance.dht_refetch`.
 
 Concurrency: every object here is single-threaded; the transport adapter
 serialises calls into one node / pull.  Unwind calls (``peer_disconnected``,

@@ -42,8 +42,8 @@ from zapstack.consensus.policy import accepted_tier, observed_tier
 from zapstack.dht.blocks import zap_block_layout
 from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
-from zapstack.dht.quic import QuicDht
 from zapstack.errors import InvalidCert, RemoteProtocolError, TransportError, ZapError
+from zapstack.node.adapters.dht_quic import QuicDht
 from zapstack.node.genesis import Genesis
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Peer, TransportConfig

@@ -2,7 +2,7 @@
 
 Contract
 --------
-:class:`NodeDht` is a :class:`~zapstack.dht.quic.QuicDht` that shares the
+:class:`NodeDht` is a :class:`~zapstack.node.adapters.dht_quic.QuicDht` that shares the
 node's :class:`~zapstack.transport.driver.Endpoint` (one UDP port, one
 identity: the validator's transport key) instead of listening on its own:
 register :meth:`NodeDht.handlers` (DHT_RPC, BLOCK_CHUNK) on the endpoint
@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from zapstack.dht.blocks import BlockLayout, zap_block_layout
 from zapstack.dht.ids import Contact
 from zapstack.dht.node import DhtNode
-from zapstack.dht.quic import QuicDht
 from zapstack.dht.wire import GetChunk, GetHeader, Message
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, ZapError
+from zapstack.node.adapters.dht_quic import QuicDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.transport.driver import Endpoint
 from zapstack.transport.events import HandlerAction

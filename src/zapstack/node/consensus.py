@@ -39,6 +39,7 @@ is injected through :class:`Io` so tests drive it directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -142,6 +143,10 @@ class _Agg:
     final_sent: bool = False
     legs: dict[str, int] = field(default_factory=dict)
     """Leg label -> ms after the round start when it aggregated (-1: failed)."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held around every call into ``round`` (and the events it returns): the
+    round is single-threaded, and its calls run on worker threads from two tasks
+    (the message loop and the tick loop)."""
 
 
 class Consensus:
@@ -224,27 +229,33 @@ class Consensus:
         """Called periodically: propose when due, deadlines, round changes."""
         now = self.io.now_ms()
         for key, agg in list(self.aggs.items()):
-            await self._emit(agg, key, await self.io.run(agg.round.on_timer, now))
+            async with agg.lock:
+                await self._emit(agg, key, await self.io.run(agg.round.on_timer, now))
             if now - agg.started_ms > 4 * self.round_timeout_ms(key[1]):
                 self.aggs.pop(key, None)
         if self.halted:
             return  # finished heights still aggregate their late legs; nothing new starts
         if now - self.round_started_ms > self.round_timeout_ms(self.round):
-            self._change_round(self.round + 1, now)
+            await self._change_round(self.round + 1, now)
         key = (self.height, self.round)
         due = now - self.last_final_ms >= self.g.block_interval_ms
         if due and key not in self.proposed and self.g.proposer_of(*key) == self.me:
             self.proposed.add(key)
             await self._propose(*key)
 
-    def _change_round(self, round_: int, now: int) -> None:
+    async def _change_round(self, round_: int, now: int) -> None:
         log.info("height %d: round %d -> %d", self.height, self.round, round_)
-        for key, agg in self.aggs.items():
-            if key[0] == self.height and key[1] < round_ and agg.record is None:
-                agg.round.abandon()
+        stale = [
+            agg
+            for key, agg in self.aggs.items()
+            if key[0] == self.height and key[1] < round_ and agg.record is None
+        ]
         self.round = round_
         self.round_started_ms = now
         self.stats["round_changes"] += 1
+        for agg in stale:  # after a call in flight on it (a final round ignores abandon)
+            async with agg.lock:
+                agg.round.abandon()
 
     # ----------------------------------------------------------------- propose
     async def _propose(self, height: int, round_: int) -> None:
@@ -316,7 +327,7 @@ class Consensus:
         if self.g.proposer_of(h, r) != msg.sender or r < self.round or (h, r) in self.voted:
             return
         if r > self.round:
-            self._change_round(r, self.io.now_ms())
+            await self._change_round(r, self.io.now_ms())
         try:
             block = await self.io.run(parse_block, msg.payload, chain_id=self.g.chain_id)
             if block.height != h:
@@ -372,20 +383,23 @@ class Consensus:
             return
         now = self.io.now_ms()
         cr = agg.round
-        if msg.type is MsgType.SHARE:
-            leg = LegId(msg.payload[0]) if msg.payload[0] in (1, 2, 4) else None
-            if leg is None:
-                return
-            events = await self.io.run(
-                cr.on_share, leg, msg.sender, msg.payload[1:], now, msg.round
-            )
-        elif msg.type is MsgType.CORONA_COMMIT:
-            events = await self.io.run(cr.on_corona_commit, msg.sender, msg.payload, now, msg.round)
-        else:
-            events = await self.io.run(
-                cr.on_corona_response, msg.sender, msg.payload, now, msg.round
-            )
-        await self._emit(agg, (msg.height, msg.round), events)
+        async with agg.lock:
+            if msg.type is MsgType.SHARE:
+                leg = LegId(msg.payload[0]) if msg.payload[0] in (1, 2, 4) else None
+                if leg is None:
+                    return
+                events = await self.io.run(
+                    cr.on_share, leg, msg.sender, msg.payload[1:], now, msg.round
+                )
+            elif msg.type is MsgType.CORONA_COMMIT:
+                events = await self.io.run(
+                    cr.on_corona_commit, msg.sender, msg.payload, now, msg.round
+                )
+            else:
+                events = await self.io.run(
+                    cr.on_corona_response, msg.sender, msg.payload, now, msg.round
+                )
+            await self._emit(agg, (msg.height, msg.round), events)
 
     async def _emit(self, agg: _Agg, key: tuple[int, int], events: list[RoundEvent]) -> None:
         h, r = key

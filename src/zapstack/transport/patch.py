@@ -13,11 +13,14 @@ The limit travels on the ``QuicConfiguration`` object as two extra attributes,
 :func:`set_stream_limits`).  A configuration without them keeps the library's
 own numbers, so the patches change nothing for code that does not opt in.
 
-Each patch checks the *exact* installed version first and refuses
-(:class:`~zapstack.errors.ConfigError`) on any other: private internals move
-between releases, and a silently ineffective patch would advertise the wrong
-limit.  ``tests/transport/test_patch.py`` asserts that the peer really sees
-the configured ``initial_max_streams_uni``.  Applying a patch twice is a no-op.
+Each patch checks the *exact* installed version (the package's
+``__version__``) against the pin in ``pyproject.toml`` before it touches any
+internal, and refuses on any other with a one-line
+:class:`~zapstack.errors.ConfigError` naming the installed and the supported
+version: private internals move between releases, and a silently ineffective
+patch would advertise the wrong limit.  ``tests/transport/test_patch.py``
+asserts that the peer really sees the configured ``initial_max_streams_uni``
+and that another version is refused.  Applying a patch twice is a no-op.
 """
 
 from __future__ import annotations
@@ -73,11 +76,13 @@ def stream_limits_of(configuration: Any) -> tuple[int, int] | None:
     return int(bidi), int(uni)
 
 
-def _require(name: str, installed: str, pinned: str) -> None:
+def _require(name: str, pinned: str) -> None:
+    """Refuse unless the installed ``name`` is exactly ``pinned`` (read: ``name.__version__``)."""
+    installed = getattr(importlib.import_module(name), "__version__", "unknown")
     if installed != pinned:
         raise ConfigError(
-            f"{name} {installed} is installed but zapstack's stream-limit patch is "
-            f"written for exactly {pinned}; re-check the patch before changing the pin"
+            f"{name} {installed} is installed, but zapstack.transport.patch supports only "
+            f"{name} {pinned} (the pyproject pin): install {name}=={pinned}"
         )
 
 
@@ -85,10 +90,9 @@ def patch_qh3() -> None:
     """Patch qh3 so ``set_stream_limits`` values are advertised *and* enforced."""
     if "qh3" in _patched:
         return
-    qh3: Any = importlib.import_module("qh3")
+    _require("qh3", QH3_VERSION)
     qconn: Any = importlib.import_module("qh3.quic.connection")
     tls_bridge: Any = importlib.import_module("qh3.quic.tls_bridge")
-    _require("qh3", qh3.__version__, QH3_VERSION)
 
     original_core = qconn.QuicConnectionCore
     original_params = tls_bridge.QuicTransportParameters
@@ -134,9 +138,8 @@ def patch_aioquic() -> None:
     """Patch aioquic so ``set_stream_limits`` values are advertised and enforced."""
     if "aioquic" in _patched:
         return
-    aioquic: Any = importlib.import_module("aioquic")
+    _require("aioquic", AIOQUIC_VERSION)
     aconn: Any = importlib.import_module("aioquic.quic.connection")
-    _require("aioquic", aioquic.__version__, AIOQUIC_VERSION)
     original_init = aconn.QuicConnection.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -9,11 +9,10 @@ is one bidirectional stream (``docs/formats/dht.md`` §1): Kademlia RPCs on
 request of the wrong family on a stream type is reset with
 ``STREAM_PROTOCOL_VIOLATION``.  The adapter only moves bytes and time:
 
-* server side: a stream's bytes go through a
-  :class:`~zapstack.dht.wire.MessageReader`; at FIN the request goes to
-  ``DhtNode.handle_request`` with the peer's *authenticated* node id (TLS /
-  HELLO); the answer is written and the stream finished, a
-  ``RemoteProtocolError`` becomes a reset with its code;
+* server side: a :class:`~zapstack.node.adapters.dht_streams.ServeStream`
+  hands each complete request to ``DhtNode.handle_request`` with the peer's
+  *authenticated* node id (TLS / HELLO); the answer is written and the stream
+  finished, a ``RemoteProtocolError`` becomes a reset with its code;
 * client side: the node's :class:`~zapstack.dht.node.SendRpc` opens a stream
   (dialling the contact first if needed, checking its node id), the reply or
   the stream's end goes back through ``rpc_response`` / ``rpc_failed``;
@@ -57,73 +56,18 @@ from zapstack.dht.chunks import (
 )
 from zapstack.dht.ids import Contact
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
-from zapstack.dht.wire import AddProvider, GetChunk, GetHeader, Message, MessageReader, encode
+from zapstack.dht.wire import AddProvider, Message, MessageReader, encode
 from zapstack.errors import RemoteProtocolError, TransportError, WireCode
+from zapstack.node.adapters.dht_streams import ReplyStream, ServeStream, wire_code
 from zapstack.transport.driver import Binding, Endpoint, OutStream, Peer, TransportConfig
 from zapstack.transport.events import End, HandlerAction, Reject, Reply
-from zapstack.transport.handler import NO_ACTIONS, StreamHandler, StreamInfo
+from zapstack.transport.handler import StreamHandler, StreamInfo
 from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.streams import StreamType
 
 __all__ = ["QuicDht"]
 
-_CHUNK_FAMILY = (GetHeader, GetChunk)
 _UNKNOWN_ADDR = "unknown"
-
-
-def _stream_type_of(msg: Message) -> StreamType:
-    return StreamType.BLOCK_CHUNK if isinstance(msg, _CHUNK_FAMILY) else StreamType.DHT_RPC
-
-
-class _Serve:
-    """Server side of one inbound DHT_RPC / BLOCK_CHUNK stream."""
-
-    def __init__(self, dht: QuicDht, info: StreamInfo) -> None:
-        self.dht, self.info = dht, info
-        self.reader = MessageReader()
-
-    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-        self.reader.receive_data(data)  # RemoteProtocolError -> the session resets
-        return NO_ACTIONS
-
-    def on_end(self) -> Sequence[HandlerAction]:
-        msg = self.reader.next_message()
-        self.reader.end_of_stream()
-        if msg is None:
-            return (Reject(WireCode.TRUNCATED),)
-        if _stream_type_of(msg) is not self.info.stream_type:
-            return (Reject(WireCode.STREAM_PROTOCOL_VIOLATION),)
-        return self.dht._answer(self.info.peer, msg)
-
-    def on_terminated(self, end: End, code: int | None) -> None:
-        pass
-
-
-class _Reply:
-    """Client side: the reply stream of one RPC or pull request."""
-
-    def __init__(
-        self,
-        on_bytes: Callable[[bytes], None],
-        on_end: Callable[[], None],
-        on_gone: Callable[[End, int | None], None],
-        wake: Callable[[], None],
-    ) -> None:
-        self._bytes, self._end, self._gone, self._wake = on_bytes, on_end, on_gone, wake
-
-    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-        self._bytes(data)
-        self._wake()
-        return NO_ACTIONS
-
-    def on_end(self) -> Sequence[HandlerAction]:
-        self._end()
-        self._wake()
-        return NO_ACTIONS
-
-    def on_terminated(self, end: End, code: int | None) -> None:
-        self._gone(end, code)
-        self._wake()
 
 
 @dataclass(slots=True)
@@ -251,7 +195,7 @@ class QuicDht:
     # ------------------------------------------------------------ server side
 
     def _serve_factory(self, info: StreamInfo) -> StreamHandler:
-        return _Serve(self, info)
+        return ServeStream(self._answer, info)
 
     def _answer(self, peer_id: bytes, msg: Message) -> Sequence[HandlerAction]:
         node = self.node
@@ -314,7 +258,7 @@ class QuicDht:
             if not done.done():
                 done.set_exception(TransportError("announcement refused"))
 
-        handler = _Reply(reader.receive_data, end, gone, lambda: None)
+        handler = ReplyStream(reader.receive_data, end, gone, lambda: None)
         out = await peer.open_stream(StreamType.DHT_RPC, handler)
         await out.finish(encode(AddProvider(self.contact.node_id, self.contact.addr)))
         await asyncio.wait_for(done, self.rpc_timeout)
@@ -385,11 +329,12 @@ class QuicDht:
 
         def gone(end_: End, code: int | None) -> None:
             self._rpcs.pop(a.rpc_id, None)
-            node.rpc_failed(a.rpc_id, _code(code), self.now())
+            node.rpc_failed(a.rpc_id, wire_code(code), self.now())
 
         try:
             peer = await self._connect(a.to)
-            out = await peer.open_stream(StreamType.DHT_RPC, _Reply(data, end, gone, self._kick))
+            reply = ReplyStream(data, end, gone, self._kick)
+            out = await peer.open_stream(StreamType.DHT_RPC, reply)
             self._rpcs[a.rpc_id] = (peer, out)
             await out.finish(a.data)
         except TransportError:
@@ -434,13 +379,13 @@ class QuicDht:
             if end_ is End.ABORTED:
                 pull.peer_disconnected(addr, self.now())
             else:
-                pull.stream_reset(addr, index, _code(code), self.now())
+                pull.stream_reset(addr, index, wire_code(code), self.now())
 
         def ended() -> None:
             run.streams.pop((addr, index), None)
             pull.stream_ended(addr, index, self.now())
 
-        handler = _Reply(
+        handler = ReplyStream(
             lambda chunk: pull.receive_data(addr, index, chunk, self.now()), ended, gone, self._kick
         )
         try:
@@ -453,11 +398,3 @@ class QuicDht:
         except TransportError:
             pull.peer_disconnected(addr, self.now())
             self._kick()
-
-
-def _code(code: int | None) -> WireCode:
-    """A peer's integer code as a WireCode (unknown codes: CANCELLED)."""
-    try:
-        return WireCode(code if code is not None else WireCode.CANCELLED)
-    except ValueError:
-        return WireCode.CANCELLED

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from zapstack.conformance import encode_line, run_files
+from zapstack.conformance import encode_line, run_files, stream_reset
 from zapstack.conformance.runner import run_case as run_one
-from zapstack.transport import vectors
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "stream_reset.jsonl"
 
 
 def test_regeneration_is_byte_identical() -> None:
-    text = "".join(encode_line(c) + "\n" for c in vectors.generate(vectors.SEED))
+    text = "".join(encode_line(c) + "\n" for c in stream_reset.generate(stream_reset.SEED))
     assert text == VECTORS.read_text(encoding="utf-8")
 
 
@@ -27,13 +26,13 @@ def test_checked_in_vectors_pass_over_both_stacks() -> None:
 
 def test_model_pins_reset_semantics() -> None:
     ops = [["open", 0], ["write", 0, 100], ["cancel", 0, 7], ["write", 0, 5], ["cancel", 0, 8]]
-    got = vectors.expected_observation(ops)
+    got = stream_reset.expected_observation(ops)
     assert got["events"] == ["s0 open", "s0 bytes 100", "s0 RESET_STREAM(7)"]
     assert got["sender"][0] == {"stream": 0, "end": "cancelled", "code": 7, "refused_writes": 1}
 
 
 def test_a_wrong_expectation_fails() -> None:
-    case = vectors.generate(vectors.SEED)[3]  # reset-after-data
+    case = stream_reset.generate(stream_reset.SEED)[3]  # reset-after-data
     wrong = dict(case.expected)
     wrong["events"] = [*case.expected["events"][:-1], "s0 RESET_STREAM(99)"]
     result = run_one(replace(case, expected=wrong))
@@ -41,7 +40,7 @@ def test_a_wrong_expectation_fails() -> None:
 
 
 def test_stacks_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = vectors._observe
+    real = stream_reset._observe
 
     async def skewed(stack: str, ops: list[list[object]]) -> dict[str, object]:
         observed = await real(stack, ops)
@@ -49,11 +48,11 @@ def test_stacks_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
             observed["events"] = [*observed["events"], "extra"]
         return observed
 
-    monkeypatch.setattr(vectors, "_observe", skewed)
+    monkeypatch.setattr(stream_reset, "_observe", skewed)
     with pytest.raises(AssertionError, match="disagree"):
-        vectors.run_case(vectors.generate(vectors.SEED)[0])
+        stream_reset.run_case(stream_reset.generate(stream_reset.SEED)[0])
 
 
 def test_case_ids_unique_and_about_twenty() -> None:
-    ids = [c.id for c in vectors.generate(vectors.SEED)]
+    ids = [c.id for c in stream_reset.generate(stream_reset.SEED)]
     assert len(ids) == len(set(ids)) == 20

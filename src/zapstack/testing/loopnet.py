@@ -1,4 +1,4 @@
-"""An in-memory bootstrap network: one client, N servers, a mock clock (test/bench harness).
+"""An in-memory bootstrap network: one client, N servers, a mock clock (test/bench kit).
 
 Each server peer is wired to the client by its own
 :class:`~zapstack.testing.loopback.LoopbackPair` (the client is the dialer),

@@ -1,4 +1,9 @@
-"""The ``zap`` command line (typer + rich)."""
+"""The ``zap`` command line (typer + rich): one function per command.
+
+The commands import what they drive lazily (``zap --help`` stays fast); the
+console-script entry point is :func:`main` (``zapstack.cli:main``), which
+turns a :class:`~zapstack.errors.ZapError` into a one-line message and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +72,7 @@ def conformance_generate(
 @app.command("demo")
 def demo() -> None:
     """Build and validate a block of signed txs; show reject stages of bad frames."""
-    from zapstack.zap.demo import run_demo
+    from zapstack.cli.demo import run_demo
 
     run_demo(console)
 
@@ -165,7 +170,3 @@ def main() -> None:
     except ZapError as exc:
         console.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from zapstack.errors import RemoteProtocolError, Stage, WireCode
+from zapstack.errors import Stage, WireCode
 from zapstack.mempool import Mempool, TxReceiver
-from zapstack.mempool.quic import FrameSplitter, ReceiptTracker, TxAdmitConfig, TxAdmitServer
 from zapstack.mempool.reputation import DEFAULT_PENALTY, PENALTY
+from zapstack.node.adapters.mempool_quic import TxAdmitConfig, TxAdmitServer
+from zapstack.node.adapters.mempool_receipts import ReceiptTracker
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Endpoint, OutStream, Peer
 from zapstack.transport.events import End, Reject, StreamEnded
@@ -23,8 +21,8 @@ from zapstack.transport.qh3_adapter import Qh3Binding
 from zapstack.transport.streams import STREAM_TYPES, StreamType
 from zapstack.zap import DEFAULT_CHAIN_ID, parse_tx
 
-from .conftest import tx_bytes
-from .test_receive import MALFORMED
+from ...mempool.conftest import tx_bytes
+from ...mempool.test_receive import MALFORMED
 
 BOUND = 15.0  # seconds per real-QUIC test
 CAUGHT_AFTER_FIN = {WireCode.TRUNCATED, WireCode.BAD_SIGNATURE}
@@ -202,45 +200,3 @@ def test_colliding_stream_key_is_refused() -> None:
         await server.close()
 
     run_bounded(main(), BOUND)
-
-
-# ------------------------------------------------------------------ splitter
-
-FRAMES = [tx_bytes(5, i, 2, 40 * i) if i % 2 else tx_bytes(5, i, 2) for i in range(6)]
-
-
-def split_all(chunks: list[bytes]) -> list[bytes]:
-    splitter = FrameSplitter()
-    out = [f for c in chunks for f in splitter.feed(c)]
-    splitter.end()
-    return out
-
-
-def test_splitter_whole_and_byte_at_a_time() -> None:
-    stream = b"".join(FRAMES)
-    assert split_all([stream]) == FRAMES
-    assert split_all([stream[i : i + 1] for i in range(len(stream))]) == FRAMES
-    assert split_all([]) == []
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(0, len(b"".join(FRAMES))), max_size=12))
-def test_splitter_any_split(cuts: list[int]) -> None:
-    stream = b"".join(FRAMES)
-    points = [0, *sorted(cuts), len(stream)]
-    assert split_all([stream[a:b] for a, b in itertools.pairwise(points)]) == FRAMES
-
-
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (FRAMES[0][:8] + (20).to_bytes(4, "little"), WireCode.BAD_LENGTH),
-        (FRAMES[0][:8] + (1 << 20).to_bytes(4, "little"), WireCode.BAD_LENGTH),
-        (FRAMES[0] + FRAMES[1][:-1], WireCode.TRUNCATED),
-    ],
-)
-def test_splitter_rejects(data: bytes, code: WireCode) -> None:
-    for chunks in ([data], [data[i : i + 1] for i in range(len(data))]):
-        with pytest.raises(RemoteProtocolError) as err:
-            split_all(chunks)
-        assert err.value.code is code

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zapstack.conformance import encode_line, run_files
-from zapstack.consensus import vectors
+from zapstack.conformance import cert_tiers, encode_line, run_files
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "cert_tiers.jsonl"
 
 
 def test_checked_in_vectors_pass() -> None:
     reports = run_files([VECTORS])
-    report = reports[vectors.NAME]
+    report = reports[cert_tiers.NAME]
     assert report.failed == 0, report.failures[:2]
     assert report.passed >= 60
 
 
 def test_regeneration_is_byte_identical() -> None:
-    text = "".join(encode_line(c) + "\n" for c in vectors.generate(vectors.SEED))
+    text = "".join(encode_line(c) + "\n" for c in cert_tiers.generate(cert_tiers.SEED))
     assert text == VECTORS.read_text(encoding="utf-8")
 
 
 def test_suite_covers_every_action_and_mode() -> None:
-    cases = vectors.generate(vectors.SEED)
+    cases = cert_tiers.generate(cert_tiers.SEED)
     assert len({c.id for c in cases}) == len(cases)
     actions = {c.expected["final"]["action"] for c in cases}
     assert actions == {"finalize", "fallback-finalize", "wait"}
@@ -34,7 +33,7 @@ def test_suite_covers_every_action_and_mode() -> None:
 
 
 def test_a_tampered_expectation_fails() -> None:
-    case = vectors.generate(vectors.SEED)[0]
-    assert vectors.run_case(case) == case.expected
+    case = cert_tiers.generate(cert_tiers.SEED)[0]
+    assert cert_tiers.run_case(case) == case.expected
     wrong = dict(case.expected, transitions=[])
-    assert vectors.run_case(case) != wrong
+    assert cert_tiers.run_case(case) != wrong

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zapstack.conformance import encode_line, run_files
-from zapstack.dht import vectors
+from zapstack.conformance import dht_refetch, encode_line, run_files
 
 FILE = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "dht_refetch.jsonl"
 
@@ -14,16 +13,16 @@ def test_checked_in_vectors_pass_the_runner() -> None:
     reports = run_files([FILE])
     assert set(reports) == {"dht_refetch"}
     r = reports["dht_refetch"]
-    assert r.failed == 0 and r.passed == vectors.CASES >= 30, r.failures[:1]
+    assert r.failed == 0 and r.passed == dht_refetch.CASES >= 30, r.failures[:1]
 
 
 def test_regeneration_is_byte_identical() -> None:
-    text = "".join(encode_line(c) + "\n" for c in vectors.generate(vectors.SEED))
+    text = "".join(encode_line(c) + "\n" for c in dht_refetch.generate(dht_refetch.SEED))
     assert text == FILE.read_text(encoding="utf-8")
 
 
 def test_suite_covers_the_adversarial_shapes() -> None:
-    cases = vectors.generate(vectors.SEED)
+    cases = dht_refetch.generate(dht_refetch.SEED)
     ops = {op["op"] for c in cases for op in c.input["schedule"]}
     tampers = {op.get("tamper") for c in cases for op in c.input["schedule"]}
     assert {"chunk", "header", "bytes", "disconnect", "garbage"} <= ops

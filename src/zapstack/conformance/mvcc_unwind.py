@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from zapstack.conformance.envelope import Case
@@ -47,9 +48,34 @@ class _MBranch:
         else:
             self.state[key] = value
 
+    def rollback(self, diff: str) -> str:
+        """Undo the writes of tx ``diff`` and every later one; ``noop`` if unknown or closed."""
+        for i in range(len(self.marks) - 1, -1, -1):
+            if self.marks[i][0] == diff and not self.closed:
+                start = self.marks[i][1]
+                for key, prior in reversed(self.log[start:]):
+                    if prior is None:
+                        self.state.pop(key, None)
+                    else:
+                        self.state[key] = prior
+                del self.log[start:]
+                del self.marks[i:]
+                return "ok"
+        return "noop"
+
+
+def _hex_or_none(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value)
+
 
 class _Model:
-    """The executable meaning of the vector format."""
+    """The executable meaning of the vector format.
+
+    :meth:`apply` dispatches through two tables: ops on the head
+    (:data:`_HEAD_OPS`) and ops on an open branch (:data:`_BRANCH_OPS`);
+    ``discard`` and ``rollback`` are legal on a closed branch, every other
+    branch op answers ``closed`` there.
+    """
 
     def __init__(self, initial: dict[bytes, bytes]) -> None:
         self.head = dict(initial)
@@ -57,57 +83,76 @@ class _Model:
         self.snaps: dict[str, _MBranch] = {}
 
     def apply(self, op: dict[str, Any]) -> str:
+        """Apply one op; return its result (``docs/formats/vectors-mvcc.md``)."""
         kind = op["op"]
-        if kind in ("insert", "delete"):
-            key = bytes.fromhex(op["key"])
-            if kind == "insert":
-                self.head[key] = bytes.fromhex(op["value"])
-            else:
-                self.head.pop(key, None)
-            self.version += 1
-            return "ok"
-        if kind == "snapshot":
-            self.snaps[op["snap"]] = _MBranch(self.head, self.version)
-            return "ok"
+        head_op = _HEAD_OPS.get(kind)
+        if head_op is not None:
+            return head_op(self, op)
         br = self.snaps[op["snap"]]
         if kind == "discard":
             br.closed = True
             return "ok"
         if kind == "rollback":
-            for i in range(len(br.marks) - 1, -1, -1):
-                if br.marks[i][0] == op["diff"] and not br.closed:
-                    start = br.marks[i][1]
-                    for key, prior in reversed(br.log[start:]):
-                        if prior is None:
-                            br.state.pop(key, None)
-                        else:
-                            br.state[key] = prior
-                    del br.log[start:]
-                    del br.marks[i:]
-                    return "ok"
-            return "noop"
+            return br.rollback(op["diff"])
         if br.closed:
             return "closed"
-        if kind in ("insert_on", "delete_on"):
-            value = op.get("value")
-            br.write(bytes.fromhex(op["key"]), None if value is None else bytes.fromhex(value))
-            return "ok"
-        if kind == "tx":
-            start = len(br.log)
-            for key, value in op["writes"]:
-                br.write(bytes.fromhex(key), None if value is None else bytes.fromhex(value))
-            br.marks.append((op["diff"], start))
-            return "ok"
-        if kind == "root_on":
-            return reference_root(br.state).hex()
-        if kind == "commit":
-            br.closed = True
-            if br.version != self.version:
-                return "conflict"
-            self.head = br.state
-            self.version += 1
-            return "ok"
-        raise ValueError(f"unknown op {kind!r}")
+        branch_op = _BRANCH_OPS.get(kind)
+        if branch_op is None:
+            raise ValueError(f"unknown op {kind!r}")
+        return branch_op(self, br, op)
+
+    def _insert(self, op: dict[str, Any]) -> str:
+        self.head[bytes.fromhex(op["key"])] = bytes.fromhex(op["value"])
+        self.version += 1
+        return "ok"
+
+    def _delete(self, op: dict[str, Any]) -> str:
+        self.head.pop(bytes.fromhex(op["key"]), None)
+        self.version += 1
+        return "ok"
+
+    def _snapshot(self, op: dict[str, Any]) -> str:
+        self.snaps[op["snap"]] = _MBranch(self.head, self.version)
+        return "ok"
+
+    def _write_on(self, br: _MBranch, op: dict[str, Any]) -> str:
+        br.write(bytes.fromhex(op["key"]), _hex_or_none(op.get("value")))
+        return "ok"
+
+    def _tx(self, br: _MBranch, op: dict[str, Any]) -> str:
+        start = len(br.log)
+        for key, value in op["writes"]:
+            br.write(bytes.fromhex(key), _hex_or_none(value))
+        br.marks.append((op["diff"], start))
+        return "ok"
+
+    def _root_on(self, br: _MBranch, op: dict[str, Any]) -> str:
+        return reference_root(br.state).hex()
+
+    def _commit(self, br: _MBranch, op: dict[str, Any]) -> str:
+        br.closed = True
+        if br.version != self.version:
+            return "conflict"
+        self.head = br.state
+        self.version += 1
+        return "ok"
+
+
+_HEAD_OPS: dict[str, Callable[[_Model, dict[str, Any]], str]] = {
+    "insert": _Model._insert,
+    "delete": _Model._delete,
+    "snapshot": _Model._snapshot,
+}
+"""Ops on the head: op name -> model method."""
+
+_BRANCH_OPS: dict[str, Callable[[_Model, _MBranch, dict[str, Any]], str]] = {
+    "insert_on": _Model._write_on,
+    "delete_on": _Model._write_on,
+    "tx": _Model._tx,
+    "root_on": _Model._root_on,
+    "commit": _Model._commit,
+}
+"""Ops on an open branch: op name -> model method."""
 
 
 def _draw_value(rng: random.Random) -> str:

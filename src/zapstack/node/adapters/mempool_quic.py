@@ -1,11 +1,10 @@
-"""The tx receive pipeline on a real QUIC endpoint (asyncio glue, both ends).
+"""The tx receive pipeline on a real QUIC endpoint (asyncio glue, receiving side).
 
 Contract
 --------
 This is the mempool's asyncio adapter, the counterpart of
-:mod:`zapstack.transport.driver`: like it, and unlike the rest of
-:mod:`zapstack.mempool`, it imports asyncio (through the driver).  It is not
-re-exported by the package, so sans-IO users never import it.
+:mod:`zapstack.transport.driver`: the sans-IO :mod:`zapstack.mempool` core
+never imports asyncio; this module (in the node's adapter layer) does.
 
 :class:`TxAdmitServer` (the receiving node) runs one
 :class:`~zapstack.mempool.handler.TxSubmitService` /
@@ -43,9 +42,8 @@ Two live connections from one node id share the receiver's key space: a
 stream whose id collides with a still-live stream of the same node id is
 refused ``STREAM_PROTOCOL_VIOLATION`` (LP-0202: one connection per peer).
 
-:class:`ReceiptTracker` (the submitting node) is the ``MEMPOOL_GOSSIP``
-handler factory that splits the frames back out (:class:`FrameSplitter`,
-sans-IO) and resolves the future :meth:`ReceiptTracker.expect` returned.
+The submitting node's side of the receipts (``ReceiptTracker``,
+``FrameSplitter``) is :mod:`zapstack.node.adapters.mempool_receipts`.
 
 Concurrency: everything runs on one event loop, except ``verify_batch`` on the
 executor (pure function of immutable views).  Unwind: :meth:`TxAdmitServer.close`
@@ -56,14 +54,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from zapstack.errors import RemoteProtocolError, Stage, WireCode, ZapError
+from zapstack.errors import WireCode, ZapError
 from zapstack.mempool.handler import TxSubmitService
 from zapstack.mempool.receive import (
     TxAdmitted,
@@ -74,15 +71,10 @@ from zapstack.mempool.receive import (
 )
 from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.events import End, HandlerAction, Reject
-from zapstack.transport.handler import NO_ACTIONS, HandlerFactory, StreamHandler, StreamInfo
+from zapstack.transport.handler import HandlerFactory, StreamHandler, StreamInfo
 from zapstack.transport.streams import StreamType
-from zapstack.zap import MAX_TX_SIZE
-from zapstack.zap.ingress import HEADER_SIZE
 
-__all__ = ["FrameSplitter", "ReceiptTracker", "TxAdmitConfig", "TxAdmitServer"]
-
-_LEN = struct.Struct("<I")
-_LENGTH_END = 12  # header bytes 8..11: the frame's total length, u32 LE
+__all__ = ["TxAdmitConfig", "TxAdmitServer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,111 +337,3 @@ class TxAdmitServer:
             for i in range(0, len(frames), step):
                 stream = await peer.open_stream(StreamType.MEMPOOL_GOSSIP)
                 await stream.finish(b"".join(frames[i : i + step]))
-
-
-# ------------------------------------------------------------- submitter side
-
-
-class FrameSplitter:
-    """Splits back-to-back ZAP frames (MEMPOOL_GOSSIP content) by their header length.
-
-    Sans-IO: :meth:`feed` any split of the stream, :meth:`end` at FIN.  Only the
-    length field is read (bytes 8..11, u32 LE); a length below the 21-byte
-    header or above ``MAX_TX_SIZE`` is :class:`~zapstack.errors.RemoteProtocolError`
-    ``BAD_LENGTH``, leftover bytes at FIN are ``TRUNCATED``.
-    """
-
-    __slots__ = ("_buf", "_offset")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._offset = 0  # bytes of the stream consumed before _buf
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Append ``data``; return every frame it completes, in order."""
-        self._buf += data
-        return list(self._frames())
-
-    def _frames(self) -> Iterator[bytes]:
-        buf = self._buf
-        while len(buf) >= _LENGTH_END:
-            total = _LEN.unpack_from(buf, 8)[0]
-            if not HEADER_SIZE <= total <= MAX_TX_SIZE:
-                raise RemoteProtocolError(
-                    f"gossip frame length {total}", code=WireCode.BAD_LENGTH,
-                    stage=Stage.HEADER, offset=self._offset + 11,
-                )  # fmt: skip
-            if len(buf) < total:
-                return
-            yield bytes(buf[:total])
-            del buf[:total]
-            self._offset += total
-
-    def end(self) -> None:
-        """FIN: raises ``TRUNCATED`` if a frame was left incomplete."""
-        if self._buf:
-            raise RemoteProtocolError(
-                f"{len(self._buf)} bytes of an incomplete frame at FIN",
-                code=WireCode.TRUNCATED, stage=Stage.BODY,
-                offset=self._offset + len(self._buf),
-            )  # fmt: skip
-
-
-class ReceiptTracker:
-    """``MEMPOOL_GOSSIP`` handler factory of a submitter: matches receipts to txs."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        """Frames received on gossip streams."""
-        self.changed = asyncio.Event()
-        """Set whenever a frame arrives."""
-        self._waiting: dict[bytes, asyncio.Future[None]] = {}
-        self._early: set[bytes] = set()
-
-    @property
-    def handlers(self) -> Mapping[StreamType, HandlerFactory]:
-        """The endpoint handlers this tracker provides (``MEMPOOL_GOSSIP``)."""
-        return {StreamType.MEMPOOL_GOSSIP: self.factory}
-
-    def expect(self, frame: bytes) -> asyncio.Future[None]:
-        """A future resolved when ``frame`` comes back (immediately if it already did)."""
-        future = asyncio.get_running_loop().create_future()
-        if frame in self._early:
-            self._early.discard(frame)
-            future.set_result(None)
-        else:
-            self._waiting[frame] = future
-        return future
-
-    def factory(self, info: StreamInfo) -> StreamHandler:
-        """The ``HandlerFactory`` for ``StreamType.MEMPOOL_GOSSIP``."""
-        return _ReceiptHandler(self)
-
-    def _frame(self, frame: bytes) -> None:
-        self.received += 1
-        self.changed.set()
-        future = self._waiting.pop(frame, None)
-        if future is None:
-            self._early.add(frame)
-        elif not future.done():
-            future.set_result(None)
-
-
-class _ReceiptHandler:
-    __slots__ = ("splitter", "tracker")
-
-    def __init__(self, tracker: ReceiptTracker) -> None:
-        self.tracker = tracker
-        self.splitter = FrameSplitter()
-
-    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-        for frame in self.splitter.feed(data):
-            self.tracker._frame(frame)
-        return NO_ACTIONS
-
-    def on_end(self) -> Sequence[HandlerAction]:
-        self.splitter.end()
-        return NO_ACTIONS
-
-    def on_terminated(self, end: End, code: int | None) -> None:
-        return None

@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from zapstack.conformance.envelope import Case
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
+from zapstack.transport.bindings import BINDINGS, run_bounded
+from zapstack.transport.driver import Endpoint, OutStream, Peer
 from zapstack.transport.events import End, HandlerAction, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
+from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.streams import StreamType
 
 __all__ = ["NAME", "SEED", "expected_observation", "generate", "pattern", "run_case"]
@@ -192,11 +196,69 @@ async def _until(predicate: Any, what: str) -> None:
     raise TimeoutError(what)
 
 
-async def _observe(stack: str, ops: Sequence[Op]) -> dict[str, Any]:
-    from zapstack.transport.bindings import BINDINGS
-    from zapstack.transport.driver import Endpoint, OutStream
-    from zapstack.transport.identity import NodeIdentity
+@dataclass(slots=True)
+class _Sender:
+    """The dialer's side of one case on a live connection, op by op."""
 
+    peer: Peer
+    inbound: Peer
+    """The listener's view of the same connection (it sends STOP_SENDING)."""
+    probes: dict[int, _Probe]
+    """Receiver handlers by stream id."""
+    streams: list[OutStream] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+    """Bytes written on each stream (writes the stream accepted)."""
+    refused: list[int] = field(default_factory=list)
+    """Writes refused on each stream (it had ended on the sender's side)."""
+    ends: dict[int, StreamEnded] = field(default_factory=dict)
+    """How the receiver saw each stream end, by stream id."""
+
+    async def apply(self, op: Op) -> None:
+        """Carry out one op of the case."""
+        kind, s = op[0], op[1]
+        if kind == "open":
+            self.streams.append(await self.peer.open_stream(StreamType.PROBE))
+            self.written.append(0)
+            self.refused.append(0)
+            return
+        out = self.streams[s]
+        try:
+            if kind == "write":
+                await out.write(pattern(s, self.written[s], op[2]))
+                self.written[s] += op[2]
+            elif kind == "fin":
+                await out.finish()
+        except LocalProtocolError:
+            self.refused[s] += 1 if kind == "write" else 0
+        if kind == "cancel":
+            await out.cancel_write(op[2])
+        elif kind == "stop" and out.end is None:
+            await self._stop(out, self.written[s], op[2])
+
+    async def _stop(self, out: OutStream, want: int, code: int) -> None:
+        """The receiver stops reading once every written byte arrived."""
+        sid, probes = out.stream_id, self.probes
+        await _until(lambda: sid in probes and probes[sid].received == want, "delivery")
+        self.inbound.stop_reading(sid, code)
+        await _until(lambda: out.end is not None, "STOP_SENDING at the sender")
+
+    def settled(self) -> bool:
+        """Every byte written arrived and every ended stream's end reached the receiver."""
+        for event in self.inbound.events:
+            if isinstance(event, StreamEnded) and event.receiving:
+                self.ends[event.stream_id] = event
+        for s, out in enumerate(self.streams):
+            sid = out.stream_id
+            received = self.probes[sid].received if sid in self.probes else -1
+            if out.end is None and received < self.written[s]:
+                return False
+            if out.end is not None and sid not in self.ends:
+                return False
+        return True
+
+
+async def _observe(stack: str, ops: Sequence[Op]) -> dict[str, Any]:
+    """Run ``ops`` over ``stack`` on 127.0.0.1; the receiver-observed outcome."""
     binding = BINDINGS[stack]()
     index: dict[int, int] = {}
     probes: dict[int, _Probe] = {}
@@ -209,53 +271,11 @@ async def _observe(stack: str, ops: Sequence[Op]) -> dict[str, Any]:
     dialer = Endpoint(binding, NodeIdentity.generate(1), {})
     try:
         peer = await dialer.dial("127.0.0.1", port, listener.identity.node_id)
-        inbound = await listener.accept()
-        streams: list[OutStream] = []
-        written: list[int] = []
-        refused: list[int] = []
+        sender = _Sender(peer, await listener.accept(), probes)
         for op in ops:
-            kind, s = op[0], op[1]
-            if kind == "open":
-                streams.append(await peer.open_stream(StreamType.PROBE))
-                written.append(0)
-                refused.append(0)
-                continue
-            out = streams[s]
-            try:
-                if kind == "write":
-                    await out.write(pattern(s, written[s], op[2]))
-                    written[s] += op[2]
-                elif kind == "fin":
-                    await out.finish()
-            except LocalProtocolError:
-                refused[s] += 1 if kind == "write" else 0
-            if kind == "cancel":
-                await out.cancel_write(op[2])
-            elif kind == "stop" and out.end is None:
-                sid, want = out.stream_id, written[s]
-                await _until(
-                    lambda sid=sid, want=want: sid in probes and probes[sid].received == want,
-                    "delivery",
-                )
-                inbound.stop_reading(sid, op[2])
-                await _until(lambda out=out: out.end is not None, "STOP_SENDING at the sender")
-
-        ends: dict[int, StreamEnded] = {}
-
-        def settled() -> bool:
-            for event in inbound.events:
-                if isinstance(event, StreamEnded) and event.receiving:
-                    ends[event.stream_id] = event
-            for s, out in enumerate(streams):
-                sid = out.stream_id
-                if out.end is None and (sid not in probes or probes[sid].received < written[s]):
-                    return False
-                if out.end is not None and sid not in ends:
-                    return False
-            return True
-
-        await _until(settled, "receiver to settle")
-        return _canonical(streams, ends, probes, refused)
+            await sender.apply(op)
+        await _until(sender.settled, "receiver to settle")
+        return _canonical(sender.streams, sender.ends, probes, sender.refused)
     finally:
         await dialer.close()
         await listener.close()
@@ -298,8 +318,6 @@ def _canonical(
 
 def run_case(case: Case) -> dict[str, Any]:
     """Run ``case`` over every stack in :data:`STACKS`; they must agree."""
-    from zapstack.transport.bindings import run_bounded
-
     ops = case.input["ops"]
     observed = {stack: run_bounded(_observe(stack, ops), CASE_TIMEOUT) for stack in STACKS}
     first, *others = (observed[stack] for stack in STACKS)

@@ -1,7 +1,6 @@
 from pathlib import Path
 
-from zapstack.conformance import encode_line, run_files
-from zapstack.zap import vectors
+from zapstack.conformance import encode_line, frames, run_files
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "frames.jsonl"
 
@@ -13,10 +12,10 @@ def test_checked_in_vectors_pass() -> None:
 
 
 def test_regeneration_is_byte_identical() -> None:
-    text = "".join(encode_line(c) + "\n" for c in vectors.generate(vectors.SEED))
+    text = "".join(encode_line(c) + "\n" for c in frames.generate(frames.SEED))
     assert text == VECTORS.read_text(encoding="utf-8")
 
 
 def test_suite_covers_every_stage() -> None:
-    stages = {c.expected.get("stage") for c in vectors.generate(vectors.SEED)}
+    stages = {c.expected.get("stage") for c in frames.generate(frames.SEED)}
     assert {"MAGIC", "SCHEMA", "HEADER", "BODY"} <= stages
