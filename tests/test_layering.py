@@ -102,13 +102,9 @@ EXCEPTIONS: dict[str, str] = {
 
 PENDING: dict[str, str] = {
     "node/consensus.py": "split into node/engine/ by another helper of issue 12",
-    "node/devnet.py": "moves to devnet/ and is split by another helper of issue 12",
-    "node/devnet.py::_drive": "moves to devnet/ and is split by another helper of issue 12",
-    "node/devnet.py::_view": "moves to devnet/ and is split by another helper of issue 12",
     "node/genesis.py::make_devnet": "79 lines; node/ is being split by another helper",
     "node/node.py": "split by concern (wiring, sync, ...) by another helper of issue 12",
     "node/node.py::Node._state_sync": "moves to node/sync.py with another helper's split",
-    "node/soak.py": "moves to devnet/ and is split by another helper of issue 12",
 }
 """Node-family offenders: ``path`` (size), ``path::qualname`` (function length) or
 ``path::qualname C901`` (complexity) -> reason."""
