@@ -9,6 +9,7 @@ moves the shared clock and ticks everyone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,12 @@ import pytest
 
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
-from zapstack.node.consensus import Consensus
-from zapstack.node.genesis import Genesis, load_genesis, load_node_keys, make_devnet
+from zapstack.node.engine import Consensus
+from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys, make_devnet
 from zapstack.node.wire import Message, MsgType, decode, encode
 from zapstack.verify import ThreadVerifier, apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
+from zapstack.zap.frames import build_transfer
 from zapstack.zapdb import ZapDB
 
 Filter = Callable[[int, Message], Message | None]
@@ -62,6 +64,24 @@ class Net:
         while min(n.height for n in self.nodes) <= height and waited < max_ms:
             await self.advance(100)
             waited += 100
+
+
+def roots(net: Net) -> set[bytes]:
+    """Every validator's state root (one element when they agree)."""
+    return {db.root() for db in net.dbs}
+
+
+def heads(net: Net) -> set[bytes]:
+    """Every validator's head block id (one element when they agree)."""
+    return {node.executor.head for node in net.nodes}
+
+
+def fund_txs(net: Net, count: int) -> list[bytes]:
+    """``count`` transfers from devnet user 0 to user 1, nonces 0..count-1."""
+    seed = bytes.fromhex(net.genesis.raw["devnet_seed"])
+    user = devnet_user(seed, 0)
+    to = hashlib.sha256(devnet_user(seed, 1).public_key).digest()
+    return [build_transfer(user, to, 10, 2, nonce, net.genesis.chain_id) for nonce in range(count)]
 
 
 class FakeIo:

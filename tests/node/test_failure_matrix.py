@@ -14,7 +14,7 @@ row failure                                       test
 1   Single tx fails inside block                  test_single_tx_fails_inside_block
 2   Sig verify fails in parallel batch            test_sig_verify_fails_in_parallel_batch
 3   Cert leg fails to aggregate                   test_cert_leg_fails_to_aggregate (and
-                                                  test_consensus: Corona below threshold)
+                                                  engine/test_aggregate: Corona below threshold)
 4   State write fails (disk full)                 test_state_write_fails_disk_full (+ _real_process)
 5   Peer sends malformed frame                    test_peer_sends_malformed_frame
 6   Partial block download                        test_partial_block_download
@@ -43,10 +43,10 @@ from zapstack.consensus.policy import accepted_tier, observed_tier
 from zapstack.dht.wire import GetChunk
 from zapstack.errors import FatalStoreError, InvalidBlock, TransportError, WireCode, ZapError
 from zapstack.mempool import Mempool
-from zapstack.node import consensus as consensus_mod
 from zapstack.node.blockstore import BlockStore
-from zapstack.node.consensus import Consensus
 from zapstack.node.devnet import free_port_base
+from zapstack.node.engine import Consensus
+from zapstack.node.engine import propose as propose_mod
 from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys, make_devnet
 from zapstack.node.lightclient import LightClient
 from zapstack.node.node import Node
@@ -230,7 +230,7 @@ def evil_builder(
     """Validator ``evil``'s first block build is tampered with by ``corrupt`` (after the
     honest build ran and computed the post-state root); returns a one-item list that
     counts tampered builds."""
-    honest = consensus_mod.execute_candidates
+    honest = propose_mod.execute_candidates
     acct = hashlib.sha256(c.net.nodes[evil].keys.proposer.public_key).digest()
     tampered = [0]
 
@@ -242,7 +242,7 @@ def evil_builder(
         corrupt(included)
         return included, []
 
-    monkeypatch.setattr(consensus_mod, "execute_candidates", build)
+    monkeypatch.setattr(propose_mod, "execute_candidates", build)
     return tampered
 
 
@@ -339,7 +339,7 @@ LEG_DROPS: dict[str, tuple[Callable[[Message], bool], LegId, str, bool]] = {
         False,
     ),
 }
-"""Corona below threshold is ``test_consensus::test_cert_leg_below_threshold_...``."""
+"""Corona below threshold is ``engine/test_aggregate.py::test_cert_leg_below_threshold_...``."""
 
 
 @pytest.mark.parametrize("leg", sorted(LEG_DROPS))
