@@ -100,12 +100,7 @@ EXCEPTIONS: dict[str, str] = {
 }
 """Modules outside the node family allowed over MAX_LINES: path -> reason."""
 
-PENDING: dict[str, str] = {
-    "node/consensus.py": "split into node/engine/ by another helper of issue 12",
-    "node/genesis.py::make_devnet": "79 lines; node/ is being split by another helper",
-    "node/node.py": "split by concern (wiring, sync, ...) by another helper of issue 12",
-    "node/node.py::Node._state_sync": "moves to node/sync.py with another helper's split",
-}
+PENDING: dict[str, str] = {}
 """Node-family offenders: ``path`` (size), ``path::qualname`` (function length) or
 ``path::qualname C901`` (complexity) -> reason."""
 

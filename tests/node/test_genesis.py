@@ -58,3 +58,19 @@ def test_node_keys_must_match_genesis(devnet_home: Path, tmp_path: Path) -> None
     bad.write_text(json.dumps(raw))
     with pytest.raises(ConfigError):
         load_node_keys(bad, g)
+
+
+def test_make_devnet_is_deterministic_in_its_seed(tmp_path: Path) -> None:
+    from zapstack.node.genesis import make_devnet
+
+    files = ["genesis.json", "node-0/node.json", "node-1/node.json"]
+    dealt = []
+    for name, seed in (("a", b"s"), ("b", b"s"), ("c", b"t")):
+        homes = make_devnet(tmp_path / name, 2, seed=seed, users=2, hosts=["h0", "h1"])
+        assert homes == [tmp_path / name / "node-0", tmp_path / name / "node-1"]
+        assert all((h / "node.json").stat().st_mode & 0o777 == 0o600 for h in homes)
+        dealt.append([(tmp_path / name / f).read_bytes() for f in files])
+    assert dealt[0] == dealt[1] and dealt[0][0] != dealt[2][0]
+    g = load_genesis(tmp_path / "a" / "genesis.json")
+    assert [a.host for a in g.addresses] == ["h0", "h1"]
+    assert load_node_keys(tmp_path / "a" / "node-1" / "node.json", g).index == 1

@@ -15,6 +15,11 @@ before it listens, then :meth:`start`.
   request (its id re-checked), chunked per ``docs/formats/chunks.md`` with the
   ZAP block frame's own ``chunk_root`` (:func:`block_layout`), and kept in a
   small LRU (``keep`` blocks); older ones are dropped and reloaded on demand.
+* :meth:`stay_joined` (the node runs it for its lifetime) joins the DHT off
+  the other validators, retries while the routing table is short, and
+  announces again the blocks a restarted node already holds (provider
+  records do not survive a restart); :meth:`announce` is a fire-and-forget
+  :meth:`provide_block` whose failure is only logged.
 * :meth:`close` stops the DHT and closes only the connections it dialled; the
   node closes the shared endpoint.  Idempotent.
 """
@@ -22,7 +27,9 @@ before it listens, then :meth:`start`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import random
 import struct
 from collections import OrderedDict
@@ -32,7 +39,7 @@ from zapstack.dht.blocks import BlockLayout, zap_block_layout
 from zapstack.dht.ids import Contact
 from zapstack.dht.node import DhtNode
 from zapstack.dht.wire import GetChunk, GetHeader, Message
-from zapstack.errors import LocalProtocolError, RemoteProtocolError, ZapError
+from zapstack.errors import LocalProtocolError, RemoteProtocolError, TransportError, ZapError
 from zapstack.node.adapters.dht_quic import QuicDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.transport.driver import Endpoint
@@ -42,6 +49,8 @@ from zapstack.transport.streams import StreamType
 from zapstack.zap.schema import BLOCK_SCHEMA
 
 __all__ = ["NodeDht", "block_layout"]
+
+log = logging.getLogger("zapstack.node")
 
 _OFFSETS = struct.Struct(f"<{len(BLOCK_SCHEMA.fields)}I")
 
@@ -121,6 +130,32 @@ class NodeDht(QuicDht):
         done = await asyncio.wait_for(self.provide(block_id), timeout)
         self.provided += 1
         return len(done.acked)
+
+    async def announce(self, height: int, block: bytes) -> None:
+        """:meth:`provide_block`, logging a failure instead of raising it."""
+        try:
+            await self.provide_block(height, block)
+        except (TimeoutError, TransportError, ZapError) as exc:
+            log.info("provide of height %d failed: %s", height, exc)
+
+    async def stay_joined(self, seeds: list[Contact], held: list[tuple[int, bytes]]) -> None:
+        """Join off ``seeds`` and retry while the table is short; until cancelled.
+
+        ``held`` (height, block) are served by id at once and announced once the
+        first join attempt ran: provider records do not survive a restart.
+        """
+        assert self.node is not None, "start() first"
+        for h, block in held:
+            self.remember(h, block)
+        while True:
+            if len(self.node.routing) < len(seeds):
+                with contextlib.suppress(TimeoutError, TransportError, ZapError):
+                    await asyncio.wait_for(self.bootstrap(seeds), 10)
+            if held:
+                for h, block in held:
+                    await self.announce(h, block)
+                held = []
+            await asyncio.sleep(1.0 if len(self.node.routing) < len(seeds) else 5.0)
 
     def _load(self, block_id: bytes) -> None:
         if block_id in self._loaded:

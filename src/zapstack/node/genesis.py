@@ -230,6 +230,60 @@ def _transport_seed(seed: bytes, i: int) -> int:
     )
 
 
+def _proposer_seed(seed: bytes, i: int) -> bytes:
+    return hashlib.sha256(seed + b"proposer" + struct.pack(">I", i)).digest()
+
+
+def _genesis_entry(i: int, v: Validator, seed: bytes, host: str, port: int) -> dict[str, Any]:
+    """Validator ``i``'s public entry in ``genesis.json``."""
+    identity = NodeIdentity.generate(_transport_seed(seed, i))
+    proposer = Signer(SigScheme.ED25519, _proposer_seed(seed, i))
+    return {
+        "index": i,
+        "weight": v.weight,
+        "host": host,
+        "port": port,
+        "node_id": identity.node_id.hex(),
+        "proposer_pk": proposer.public_key.hex(),
+        "bls_pk": v.bls_pk.hex(),
+        "bls_pop": v.bls_pop.hex(),
+        "mldsa_pk": v.mldsa_pk.hex(),
+        "slhdsa_pk": v.slhdsa_pk.hex(),
+    }
+
+
+def _node_file(i: int, s: ValidatorSecrets, seed: bytes) -> dict[str, Any]:
+    """Validator ``i``'s private ``node.json``."""
+    share = s.corona_share
+    return {
+        "index": i,
+        "transport_seed": _transport_seed(seed, i),
+        "proposer_seed": _proposer_seed(seed, i).hex(),
+        "bls_sk": s.bls_sk.hex(),
+        "mldsa_sk": s.mldsa_sk.hex(),
+        "slhdsa_sk": s.slhdsa_sk.hex(),
+        "corona_share": share.to_bytes().hex() if share is not None else "",  # type: ignore[attr-defined]
+        "nonce_seed": s.nonce_seed.hex(),
+    }
+
+
+def _write_home(
+    home: Path, genesis: dict[str, Any], node_files: list[dict[str, Any]]
+) -> list[Path]:
+    """Write ``home/genesis.json`` and each ``home/node-<i>/node.json`` (mode 0600)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "genesis.json").write_text(json.dumps(genesis, indent=1) + "\n", encoding="utf-8")
+    homes: list[Path] = []
+    for i, keys in enumerate(node_files):
+        node_home = home / f"node-{i}"
+        node_home.mkdir(exist_ok=True)
+        key_path = node_home / "node.json"
+        key_path.write_text(json.dumps(keys, indent=1) + "\n", encoding="utf-8")
+        key_path.chmod(0o600)
+        homes.append(node_home)
+    return homes
+
+
 def make_devnet(
     home: Path,
     n: int,
@@ -249,39 +303,11 @@ def make_devnet(
     policy_block = dict(policy or DEFAULT_POLICY)
     params = parse_policy(policy_block).magnetar_params
     vset, secrets = generate_validators(n, seed, slh_params=params)
-    entries: list[dict[str, Any]] = []
-    node_files: list[dict[str, Any]] = []
-    for i, (v, s) in enumerate(zip(vset.validators, secrets, strict=True)):
-        identity = NodeIdentity.generate(_transport_seed(seed, i))
-        proposer_seed = hashlib.sha256(seed + b"proposer" + struct.pack(">I", i)).digest()
-        proposer = Signer(SigScheme.ED25519, proposer_seed)
-        entries.append(
-            {
-                "index": i,
-                "weight": v.weight,
-                "host": hosts[i] if hosts else "127.0.0.1",
-                "port": base_port + i,
-                "node_id": identity.node_id.hex(),
-                "proposer_pk": proposer.public_key.hex(),
-                "bls_pk": v.bls_pk.hex(),
-                "bls_pop": v.bls_pop.hex(),
-                "mldsa_pk": v.mldsa_pk.hex(),
-                "slhdsa_pk": v.slhdsa_pk.hex(),
-            }
-        )
-        share = s.corona_share
-        node_files.append(
-            {
-                "index": i,
-                "transport_seed": _transport_seed(seed, i),
-                "proposer_seed": proposer_seed.hex(),
-                "bls_sk": s.bls_sk.hex(),
-                "mldsa_sk": s.mldsa_sk.hex(),
-                "slhdsa_sk": s.slhdsa_sk.hex(),
-                "corona_share": share.to_bytes().hex() if share is not None else "",  # type: ignore[attr-defined]
-                "nonce_seed": s.nonce_seed.hex(),
-            }
-        )
+    pairs = list(enumerate(zip(vset.validators, secrets, strict=True)))
+    entries = [
+        _genesis_entry(i, v, seed, hosts[i] if hosts else "127.0.0.1", base_port + i)
+        for i, (v, _) in pairs
+    ]
     allocations = [
         {
             "account": hashlib.sha256(devnet_user(seed, u).public_key).hexdigest(),
@@ -298,14 +324,4 @@ def make_devnet(
         "quasar": {"cert_policy": policy_to_dict(parse_policy(policy_block))},
         "devnet_seed": seed.hex(),
     }
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "genesis.json").write_text(json.dumps(genesis, indent=1) + "\n", encoding="utf-8")
-    homes: list[Path] = []
-    for i, keys in enumerate(node_files):
-        node_home = home / f"node-{i}"
-        node_home.mkdir(exist_ok=True)
-        key_path = node_home / "node.json"
-        key_path.write_text(json.dumps(keys, indent=1) + "\n", encoding="utf-8")
-        key_path.chmod(0o600)
-        homes.append(node_home)
-    return homes
+    return _write_home(home, genesis, [_node_file(i, s, seed) for i, (_, s) in pairs])

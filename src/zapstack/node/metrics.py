@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 if TYPE_CHECKING:
-    from zapstack.node.consensus import HeightRecord
+    from zapstack.node.engine import HeightRecord
 
 __all__ = ["NodeMetrics", "in_flight"]
 

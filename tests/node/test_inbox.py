@@ -2,12 +2,12 @@
 
 import asyncio
 
-from zapstack.node.node import _Inbox
+from zapstack.node.inbox import Inbox
 from zapstack.node.wire import Message, MsgType
 
 
 def test_fast_messages_first_fifo_within_a_class() -> None:
-    inbox = _Inbox()
+    inbox = Inbox()
     order = [
         MsgType.CORONA_COMMIT,
         MsgType.SHARE,

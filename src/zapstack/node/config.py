@@ -1,0 +1,54 @@
+"""A node's home folder and its tunables.
+
+Contract
+--------
+A node home holds ``node.json`` (its keys, :func:`~zapstack.node.genesis.load_node_keys`),
+``db/`` (ZapDB), ``blocks/`` (finalized blocks + certs,
+:class:`~zapstack.node.blockstore.BlockStore`), ``status.json`` (refreshed 4x a
+second, :mod:`zapstack.node.status`) and ``node.log`` (JSON lines,
+:func:`~zapstack.node.run.configure_logging`).  The genesis file is
+``<home>/genesis.json`` or ``<home>/../genesis.json`` (:func:`find_genesis`).
+
+The constants below bound what a node buffers and how long it waits; they
+are read-only module values (no process-wide mutable state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zapstack.errors import ZapError
+
+__all__ = [
+    "CATCH_UP_TIMEOUT",
+    "DIAL_RETRY_S",
+    "GOSSIP_PERIOD_S",
+    "MAX_GOSSIP",
+    "STATE_SYNC_TIMEOUT",
+    "STATUS_PERIOD_S",
+    "TICK_PERIOD_S",
+    "find_genesis",
+]
+
+MAX_GOSSIP = 4 * 1024 * 1024
+"""Largest MEMPOOL_GOSSIP stream a node buffers."""
+CATCH_UP_TIMEOUT = 60.0
+"""Bound on one catch-up (seconds)."""
+STATE_SYNC_TIMEOUT = 120.0
+"""Bound on the state sync of an empty data dir (seconds)."""
+TICK_PERIOD_S = 0.02
+"""How often the tx service and the consensus timer are ticked."""
+GOSSIP_PERIOD_S = 0.1
+"""How often admitted txs are gossiped to peers and subscribers (one batch)."""
+STATUS_PERIOD_S = 0.25
+"""How often ``status.json`` and the metrics are refreshed."""
+DIAL_RETRY_S = 0.3
+"""Pause between dials of a validator that is not (or no longer) connected."""
+
+
+def find_genesis(home: Path) -> Path:
+    """``home/genesis.json`` or ``home/../genesis.json``."""
+    for candidate in (home / "genesis.json", home.parent / "genesis.json"):
+        if candidate.exists():
+            return candidate
+    raise ZapError(f"no genesis.json in {home} or its parent")

@@ -1,0 +1,73 @@
+"""Phase 1, propose: the proposer builds its block and opens the round it aggregates.
+
+Contract
+--------
+:func:`propose` (called from the engine's timer when this validator is the
+(height, round) proposer and the block interval has passed) selects txs from
+the mempool, runs them on a speculative ZapDB snapshot in a worker thread,
+drops the txs that fail for good (not those whose nonce is merely ahead),
+builds and signs the block frame with the post-state root, opens a
+:class:`~zapstack.consensus.round.ConsensusRound` as the round's aggregator
+and broadcasts PROPOSAL.  The snapshot is always discarded (``finally``); a
+block built while the chain moved on (another height, round or head) is
+dropped without a round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from zapstack.consensus.round import ConsensusRound
+from zapstack.node.engine.state import Aggregation
+from zapstack.node.wire import MsgType
+from zapstack.verify.executor import execute_candidates
+from zapstack.zap.frames import build_block
+
+if TYPE_CHECKING:
+    from zapstack.node.engine.core import Consensus
+
+__all__ = ["MAX_BLOCK_BYTES", "MAX_BLOCK_TXS", "propose"]
+
+MAX_BLOCK_TXS = 2000
+"""Txs a proposer puts in one block at most."""
+MAX_BLOCK_BYTES = 4 * 1024 * 1024
+"""Payload bytes a proposer puts in one block at most."""
+
+
+async def propose(c: Consensus, height: int, round_: int) -> None:
+    """Build, sign and broadcast our block for (height, round_); aggregate its votes."""
+    txs = c.mempool.select(MAX_BLOCK_TXS, MAX_BLOCK_BYTES)
+    parent = c.executor.head
+    proposer_acct = hashlib.sha256(c.keys.proposer.public_key).digest()
+
+    def build() -> bytes:
+        branch = c.executor._db.snapshot()
+        try:
+            included, failed = execute_candidates(branch, txs, proposer_acct)
+            root = branch.root()
+        finally:
+            branch.discard()
+        drop = [f.tx_id for f in failed if not f.nonce_ahead]
+        if drop:
+            c.mempool.remove(drop)
+        return build_block(
+            c.keys.proposer,
+            height=height,
+            parent=parent,
+            timestamp_ms=c.io.wall_ms(),
+            state_root=root,
+            txs=included,
+            chain_id=c.g.chain_id,
+        )
+
+    block = await c.io.run(build)
+    if (height, round_) != (c.height, c.round) or parent != c.executor.head:
+        return  # the chain moved on while we built
+    cr = ConsensusRound(c.g.vset, c.g.policy, c.g.chain_id, height)
+    cr.round = round_
+    now = c.io.now_ms()
+    cr.propose(block, now)
+    c.aggs[(height, round_)] = Aggregation(cr, block, now)
+    c.stats["proposed"] += 1
+    c.io.broadcast(MsgType.PROPOSAL, height, round_, block)

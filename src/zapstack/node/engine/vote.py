@@ -1,0 +1,108 @@
+"""Phase 2, vote: every validator checks a proposal and signs its cert legs.
+
+Contract
+--------
+* :func:`on_proposal` takes a PROPOSAL from the (height, round) proposer at
+  the current height, at most once per (height, round) and never for a round
+  older than ours (a newer one moves us to it).  The block is parsed, its
+  height and proposer key checked, and it is executed on a speculative branch
+  (``BlockExecutor.receive``: parallel verify, serial nonce/balance, root
+  check); a full speculative width is freed first (a newer round supersedes
+  older speculation).  A bad block counts in ``blocks_rejected`` and gets no
+  vote.
+* Then the legs are signed over the cert digest *in order of their speed*:
+  BLS and Pulsar shares, the Corona round-1 commitment, the Magnetar
+  signature -- each sent to the aggregator as soon as it exists.
+* :func:`on_signers` answers CORONA_SIGNERS with our round-2 response; the
+  round-1 session is used once (popped) and a refused response is logged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zapstack.consensus.digest import LegId
+from zapstack.consensus.legs import bls as bls_leg
+from zapstack.consensus.legs import magnetar as magnetar_leg
+from zapstack.consensus.legs import pulsar as pulsar_leg
+from zapstack.consensus.legs.corona import CoronaSigner, session_of
+from zapstack.errors import InvalidBlock, RemoteProtocolError, ZapError
+from zapstack.node.engine.state import log
+from zapstack.node.wire import Message, MsgType, decode_signers
+from zapstack.zap.frames import parse_block
+from zapstack.zap.views import BlockView
+
+if TYPE_CHECKING:
+    from zapstack.node.engine.core import Consensus
+
+__all__ = ["on_proposal", "on_signers"]
+
+
+async def on_proposal(c: Consensus, msg: Message) -> None:
+    """Vote for the proposer's block of (msg.height, msg.round) if it checks out."""
+    h, r = msg.height, msg.round
+    if c.g.proposer_of(h, r) != msg.sender or r < c.round or (h, r) in c.voted:
+        return
+    if r > c.round:
+        await c.change_round(r, c.io.now_ms())
+    block = await _receive(c, msg)
+    if block is None:
+        return
+    bid = block.block_id
+    c.voted[(h, r)] = bid
+    await _sign_legs(c, msg.sender, h, r, bid)
+    c.stats["votes_sent"] += 1
+
+
+async def _receive(c: Consensus, msg: Message) -> BlockView | None:
+    """Parse, check and speculatively execute the proposed block (None: rejected)."""
+    try:
+        block: BlockView = await c.io.run(parse_block, msg.payload, chain_id=c.g.chain_id)
+        if block.height != msg.height:
+            raise InvalidBlock("proposal height does not match its block")
+        if bytes(block.pubkey) != c.g.addresses[msg.sender].proposer_pk:
+            raise InvalidBlock("block not signed with the proposer's genesis key")
+        if len(c.executor.candidates) >= c.executor.max_candidates:
+            # a newer round supersedes older speculation: free the width (a
+            # FINAL for an older round's block re-executes it in commit())
+            c.executor.abandon()
+        await c.io.run(c.executor.receive, block)
+    except (InvalidBlock, RemoteProtocolError) as exc:
+        c.stats["blocks_rejected"] += 1
+        log.warning("height %d round %d: proposal rejected: %s", msg.height, msg.round, exc)
+        return None
+    return block
+
+
+async def _sign_legs(c: Consensus, to: int, h: int, r: int, bid: bytes) -> None:
+    """Sign every leg we hold a key for, fastest first; send each to the aggregator."""
+    ctx = c.ctx(h, r, bid)
+    sk = c.keys.secrets
+    for leg, sign in ((LegId.BLS, bls_leg.sign_share), (LegId.PULSAR, pulsar_leg.sign_share)):
+        share = await c.io.run(sign, sk, ctx)
+        c.io.send(to, MsgType.SHARE, h, r, bytes([leg]) + share)
+    if sk.corona_share is not None and c.g.vset.corona_pk:
+        signer = await c.io.run(CoronaSigner, sk, session_of(ctx))
+        c.corona[(h, r)] = (signer, c.io.now_ms())
+        c.io.send(to, MsgType.CORONA_COMMIT, h, r, signer.commitment)
+    if sk.slhdsa_sk:
+        params = c.g.policy.magnetar_params
+        share = await c.io.run(magnetar_leg.sign_share, sk, ctx, params)
+        c.io.send(to, MsgType.SHARE, h, r, bytes([LegId.MAGNETAR]) + share)
+
+
+async def on_signers(c: Consensus, msg: Message) -> None:
+    """Corona round 2: answer the aggregator's chosen signer set with our response."""
+    entry = c.corona.pop((msg.height, msg.round), None)
+    bid = c.voted.get((msg.height, msg.round))
+    if entry is None or bid is None:
+        return
+    signer = entry[0]
+    commitments = decode_signers(msg.payload)
+    ctx = c.ctx(msg.height, msg.round, bid)
+    try:
+        response = await c.io.run(signer.respond, ctx, sorted(commitments), commitments)
+    except ZapError as exc:
+        log.warning("corona round 2 refused: %s", exc)
+        return
+    c.io.send(msg.sender, MsgType.CORONA_RESPONSE, msg.height, msg.round, response)

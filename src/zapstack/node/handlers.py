@@ -1,0 +1,144 @@
+"""The node's stream handlers: which pipeline takes each inbound stream type.
+
+Contract
+--------
+:func:`stream_handlers` builds the endpoint's table (stream type -> handler
+factory) for one node:
+
+* TX_SUBMIT -> the tx receive pipeline (stages 1-5) -> mempool;
+* PROPOSAL / CERT_SHARES / BLOCK_PUSH -> the consensus :class:`~zapstack.node.inbox.Inbox`:
+  the whole message is buffered (:class:`Collect`, at most ``MAX_MESSAGE``),
+  its first byte must be a message type that belongs on that stream, it must
+  decode, and it must come from the validator it names (otherwise it is
+  ignored).  A malformed stream is reset with its wire code and costs the
+  sending peer reputation, one score per offence;
+* MEMPOOL_GOSSIP -> every well-formed tx of the batch into the mempool
+  (:func:`take_gossip`; a bad tx is skipped, a bad length ends the batch);
+* HEADER_RANGE / STATE_CHUNK -> the bootstrap server.
+
+The DHT adds its own entries (DHT_RPC, BLOCK_CHUNK).  Handlers run on the
+event loop and never block; partial buffers are dropped when a stream is
+reset or its connection ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from zapstack.errors import RemoteProtocolError, WireCode, ZapError
+from zapstack.mempool import Mempool
+from zapstack.node.config import MAX_GOSSIP
+from zapstack.node.wire import MAX_MESSAGE, STREAM_OF, MsgType, decode
+from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.transport.handler import StreamHandler, StreamInfo
+from zapstack.transport.streams import StreamType
+from zapstack.zap.frames import parse_tx
+from zapstack.zap.schema import MAX_TX_SIZE
+
+if TYPE_CHECKING:
+    from zapstack.node.node import Node
+
+__all__ = ["Collect", "stream_handlers", "take_gossip"]
+
+_MSG_TYPES = frozenset(int(t) for t in MsgType)
+
+
+class Collect:
+    """Buffers one whole message stream (bounded); hands it over at FIN."""
+
+    def __init__(
+        self,
+        limit: int,
+        done: Callable[[bytes], list[HandlerAction] | None],
+        first: Callable[[int], list[HandlerAction]] | None = None,
+    ) -> None:
+        self.buf = bytearray()
+        self.limit = limit
+        self.done = done
+        self.first = first
+        """Checks the first byte as soon as it lands (a bad one stops the stream)."""
+
+    def on_data(self, data: bytes) -> list[HandlerAction]:
+        if not self.buf and data and self.first is not None:
+            refused = self.first(data[0])
+            if refused:
+                return refused
+        self.buf += data
+        if len(self.buf) > self.limit:
+            self.buf = bytearray()
+            return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
+        return []
+
+    def on_end(self) -> list[HandlerAction]:
+        data, self.buf = bytes(self.buf), bytearray()
+        return self.done(data) or []
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self.buf = bytearray()  # drop the partial buffer (RESET_STREAM / connection gone)
+
+
+def take_gossip(mempool: Mempool, chain_id: int, data: bytes) -> None:
+    """Insert every well-formed tx of a MEMPOOL_GOSSIP batch (concatenated tx frames)."""
+    at = 0
+    while at + 12 <= len(data):
+        size = int.from_bytes(data[at + 8 : at + 12], "little")
+        if not 0 < size <= MAX_TX_SIZE or at + size > len(data):
+            return
+        with contextlib.suppress(ZapError):
+            mempool.insert(parse_tx(data[at : at + size], chain_id=chain_id))
+        at += size
+
+
+def _consensus_handler(node: Node, info: StreamInfo) -> StreamHandler:
+    """A PROPOSAL / CERT_SHARES / BLOCK_PUSH stream into the consensus inbox."""
+    sender = node.conns.by_node_id.get(info.peer)
+
+    def refuse(code: WireCode) -> list[HandlerAction]:
+        node.rx.reputation.penalize(info.peer, code)  # one score per peer
+        return [Reject(code)]
+
+    def first(kind: int) -> list[HandlerAction]:
+        if kind in _MSG_TYPES and STREAM_OF[MsgType(kind)] == info.stream_type:
+            return []
+        return refuse(WireCode.STREAM_PROTOCOL_VIOLATION)
+
+    def done(data: bytes) -> list[HandlerAction] | None:
+        try:
+            msg = decode(data, info.stream_type)
+        except RemoteProtocolError as exc:
+            return refuse(exc.code)
+        if sender is None or msg.sender != sender:
+            return None  # not from the validator it claims to be: ignore
+        node.inbox.put(msg)
+        return None
+
+    return Collect(MAX_MESSAGE, done, first)
+
+
+def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], StreamHandler]]:
+    """Stream type -> handler factory for every pipeline the node serves."""
+
+    def consensus(info: StreamInfo) -> StreamHandler:
+        return _consensus_handler(node, info)
+
+    def gossip(info: StreamInfo) -> StreamHandler:
+        def done(data: bytes) -> list[HandlerAction] | None:
+            take_gossip(node.mempool, node.g.chain_id, data)
+            return None
+
+        return Collect(MAX_GOSSIP, done)
+
+    def bootstrap(info: StreamInfo) -> StreamHandler:
+        return node.boot.handler(info.peer, info.stream_type)
+
+    return {
+        StreamType.TX_SUBMIT: node.txsvc.factory,
+        StreamType.PROPOSAL: consensus,
+        StreamType.CERT_SHARES: consensus,
+        StreamType.BLOCK_PUSH: consensus,
+        StreamType.MEMPOOL_GOSSIP: gossip,
+        StreamType.HEADER_RANGE: bootstrap,
+        StreamType.STATE_CHUNK: bootstrap,
+    }

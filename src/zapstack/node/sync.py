@@ -1,0 +1,194 @@
+"""Catch-up and state sync: how a validator that is behind gets to the chain's head.
+
+Contract
+--------
+* **Catch-up** (:meth:`ChainSync.catch_up`, on a FINAL above our height): the
+  bootstrap client in follow mode (``resume`` at our head) asks every
+  connected validator for its latest block and fetches the gaps over
+  HEADER_RANGE; every block passes :func:`~zapstack.node.bootstrap_driver.cert_check`
+  (``verify_cert`` + ``accepted_tier``) and the frame checks, then
+  ``Consensus.commit`` re-executes it and checks its state root.  One
+  catch-up runs at a time (:attr:`ChainSync.catching_up`: the consensus
+  timer pauses meanwhile), bounded by ``CATCH_UP_TIMEOUT``; a failure is
+  logged and the next FINAL above us tries again.
+* **State sync** (:meth:`ChainSync.state_sync`, ``state_sync`` with an empty
+  ZapDB, before consensus starts): dial every validator, download the state
+  of a recent finalized block (STATE_CHUNK, every chunk verified against the
+  certified header's ``state_root``), store that block + cert, rebuild the
+  executor and consensus on it, then commit the checked blocks above it.  When
+  every peer is still at genesis the node starts from its own genesis state.
+  Bounded by ``STATE_SYNC_TIMEOUT``; an incomplete sync raises ``ZapError``
+  (the node stops).  :attr:`ChainSync.stats` says what it did (status
+  ``sync``).
+
+Both run on the node's event loop and always close their client driver
+(``finally``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.events import HeadSeen
+from zapstack.consensus import cert as cert_mod
+from zapstack.errors import TransportError, ZapError
+from zapstack.node.bootstrap_driver import ClientDriver, DeferredApplier, cert_check
+from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_TIMEOUT
+from zapstack.transport.streams import StreamType
+from zapstack.zap.views import BlockView
+
+if TYPE_CHECKING:
+    from zapstack.node.node import Node
+
+__all__ = ["ChainSync"]
+
+log = logging.getLogger("zapstack.node")
+
+KEEP_BLOCKS = 64
+"""Checked blocks (with certs) a state sync keeps to store its target block."""
+SYNC_POLL_S = 0.3
+"""How often a state sync attaches newly connected peers."""
+
+
+class ChainSync:
+    """A node's catch-up and state sync; see the module contract."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.catching_up = False
+        """True while a catch-up runs (the consensus timer waits)."""
+        self.stats: dict[str, Any] = {}
+        """What the state sync did (empty when none ran)."""
+
+    def _client(
+        self, check: Callable[[BlockView, bytes], bool]
+    ) -> tuple[BootstrapClient, DeferredApplier]:
+        node = self.node
+        applier = DeferredApplier()
+        config = BootstrapConfig(subscribe=0, chain_id=node.g.chain_id)
+        return BootstrapClient(node.db, check, applier, config), applier
+
+    # ---------------------------------------------------------------- catch-up
+    async def catch_up(self, source: int, target: int) -> None:
+        """Fetch, verify and commit the heights below ``target`` (at least)."""
+        node = self.node
+        peers = node.conns.live()
+        if not peers or self.catching_up or node.consensus.halted:
+            return
+        self.catching_up = True
+        client, applier = self._client(cert_check(node.g))
+        client.resume(node.executor.height, node.executor.head, node.db.root())
+        driver = ClientDriver(client)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
+        try:
+            for p in peers:
+                driver.attach(p)
+            while node.consensus.height < target and loop.time() < deadline:
+                await driver.wait(lambda: bool(applier.queue), deadline - loop.time())
+                while applier.queue:
+                    block, cert = applier.queue.popleft()
+                    round_ = cert_mod.decode(cert).round
+                    await node.consensus.commit(block, cert, round_, source)
+        except (ZapError, TransportError) as exc:
+            log.warning("catch-up towards %d failed: %s", target, exc)
+        finally:
+            await driver.close()
+            self.catching_up = False
+
+    # -------------------------------------------------------------- state sync
+    async def state_sync(self) -> None:
+        """Empty data dir: download and verify a recent finalized state from peers."""
+        kept: dict[int, tuple[bytes, bytes]] = {}
+        real = cert_check(self.node.g)
+
+        def check(view: BlockView, cert: bytes) -> bool:
+            ok = real(view, cert)
+            if ok and len(kept) < KEEP_BLOCKS:
+                kept.setdefault(view.height, (bytes(view.buffer), cert))
+            return ok
+
+        client, applier = self._client(check)
+        heads: dict[bytes, int] = {}
+        driver = ClientDriver(
+            client,
+            on_event=lambda e: (
+                heads.update({e.peer: e.height}) if isinstance(e, HeadSeen) else None
+            ),
+        )
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._download(client, driver, heads, started)
+        finally:
+            await driver.close()
+        if client.target is None and heads and not any(heads.values()):
+            self._start_at_genesis(len(heads))
+            return
+        await self._adopt(client, driver, kept, started)
+        for block, cert in applier.queue:  # blocks above the target the client checked
+            await self.node.consensus.commit(block, cert, cert_mod.decode(cert).round, -1)
+
+    async def _download(
+        self, client: BootstrapClient, driver: ClientDriver, heads: dict[bytes, int], started: float
+    ) -> None:
+        """Run the client against every validator until it is done, or all sit at genesis."""
+        node = self.node
+        loop = asyncio.get_running_loop()
+        # dial every validator we are not connected to (a restarted node's peers may
+        # still hold a dead connection to it), so chunks come from all of them
+        await asyncio.gather(
+            *(node.conns.dial_once(j) for j in range(node.g.vset.n) if j != node.me),
+            return_exceptions=True,
+        )
+        while not client.done and loop.time() - started < STATE_SYNC_TIMEOUT:
+            for p in node.conns.live():
+                driver.attach(p)  # peers as they connect (idempotent per peer)
+            if (
+                client.target is None
+                and len(heads) >= node.g.vset.n - 1
+                and not any(heads.values())
+            ):
+                break  # every peer is at genesis: nothing to download
+            await driver.wait(lambda: client.done, SYNC_POLL_S)
+
+    def _start_at_genesis(self, peers: int) -> None:
+        """Every peer is at genesis: start from our own genesis state."""
+        node = self.node
+        node.init_genesis_state()
+        node.build_chain()
+        node.boot.pin()
+        node.needs_sync = False
+        self.stats = {"height": 0, "peers": peers, "genesis": True}
+
+    async def _adopt(
+        self,
+        client: BootstrapClient,
+        driver: ClientDriver,
+        kept: dict[int, tuple[bytes, bytes]],
+        started: float,
+    ) -> None:
+        """Store the synced target block + cert and rebuild the chain on its state."""
+        node = self.node
+        synced, target = client.synced, client.target
+        if synced is None or target is None:
+            raise ZapError("state sync did not complete")
+        block, cert = kept[target.height]
+        await node.run(node.blocks.put, target.height, block, cert)
+        node.build_chain()
+        node.boot.head = target.height
+        node.boot.pin()
+        node.needs_sync = False
+        self.stats = {
+            "height": synced.height,
+            "root": synced.root.hex(),
+            "chunks": synced.chunks,
+            "entries": synced.entries,
+            "peers": len(driver.peers),
+            "chunk_peers": len({p for p, st in driver.opened if st is StreamType.STATE_CHUNK}),
+            "seconds": round(asyncio.get_running_loop().time() - started, 3),
+        }
+        log.info("state synced at height %d: %s", target.height, self.stats)

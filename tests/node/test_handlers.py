@@ -1,0 +1,71 @@
+"""The node's stream glue: whole-message buffering and gossip batches."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from zapstack.errors import WireCode
+from zapstack.mempool import Mempool
+from zapstack.node.genesis import devnet_user, load_genesis
+from zapstack.node.handlers import Collect, take_gossip
+from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.zap.frames import build_transfer, parse_tx
+
+
+def test_collect_hands_over_the_whole_message_at_fin() -> None:
+    got: list[bytes] = []
+
+    def done(data: bytes) -> list[HandlerAction] | None:
+        got.append(data)
+        return None
+
+    c = Collect(8, done)
+    assert c.on_data(b"abc") == [] and c.on_data(b"def") == []
+    assert c.on_end() == [] and got == [b"abcdef"]
+
+
+def test_collect_rejects_a_stream_over_its_limit_and_drops_it() -> None:
+    c = Collect(4, lambda data: None)
+    assert c.on_data(b"abcde") == [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
+    assert c.buf == bytearray()
+
+
+def test_collect_checks_the_first_byte_only() -> None:
+    seen: list[int] = []
+
+    def first(kind: int) -> list[HandlerAction]:
+        seen.append(kind)
+        return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)] if kind == 0xFF else []
+
+    assert Collect(64, lambda d: None, first).on_data(b"\xff..") == [
+        Reject(WireCode.STREAM_PROTOCOL_VIOLATION)
+    ]
+    ok = Collect(64, lambda d: None, first)
+    assert ok.on_data(b"\x01\xff") == [] and ok.on_data(b"\xff") == []
+    assert seen == [0xFF, 0x01]
+
+
+def test_collect_drops_a_partial_message_when_the_stream_ends_early() -> None:
+    got: list[bytes] = []
+    c = Collect(64, lambda data: got.append(data))  # type: ignore[func-returns-value]
+    c.on_data(b"partial")
+    c.on_terminated(End.RESET, int(WireCode.STREAM_PROTOCOL_VIOLATION))
+    assert c.buf == bytearray() and got == []
+
+
+def test_gossip_takes_good_txs_skips_bad_ones_and_stops_at_a_bad_length(
+    devnet_home: Path,
+) -> None:
+    g = load_genesis(devnet_home / "genesis.json")
+    seed = bytes.fromhex(g.raw["devnet_seed"])
+    to = hashlib.sha256(devnet_user(seed, 1).public_key).digest()
+    user = devnet_user(seed, 0)
+    good = [build_transfer(user, to, 10, 2, nonce, g.chain_id) for nonce in range(3)]
+    bad = bytearray(good[1])
+    bad[-1] ^= 1  # signature broken: parse fails, the batch goes on
+    truncated = good[2][:-1]  # its length field runs past the batch: the batch ends
+    pool = Mempool()
+    take_gossip(pool, g.chain_id, good[0] + bytes(bad) + good[2] + truncated)
+    assert [parse_tx(t).tx_id in pool for t in good] == [True, False, True]
+    assert len(pool) == 2
