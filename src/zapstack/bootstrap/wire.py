@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from zapstack.errors import RemoteProtocolError, WireCode
-from zapstack.zap.ingress import MAGIC
-from zapstack.zap.schema import MAX_BLOCK_SIZE, MAX_TX_SIZE
+from zapstack.zap.schema import MAGIC, MAX_BLOCK_SIZE, MAX_TX_SIZE
 from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk
 from zapstack.zapdb.txn import MAX_KEY_LEN
 

@@ -68,7 +68,8 @@ from zapstack.mempool.actions import (
 from zapstack.mempool.admission import AdmissionController
 from zapstack.mempool.pool import Mempool
 from zapstack.mempool.reputation import Reputation
-from zapstack.zap.ingress import END, NEED_DATA, FrameAccepted, FrameRejected, IngressMachine
+from zapstack.zap.events import END, NEED_DATA, FrameAccepted, FrameRejected
+from zapstack.zap.ingress import IngressMachine
 from zapstack.zap.schema import TX_SCHEMAS
 from zapstack.zap.views import TxView
 
