@@ -22,7 +22,7 @@ import hashlib
 import statistics
 import time
 
-from zapstack.dht import wire
+from zapstack.dht import messages, wire
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
 from zapstack.dht.chunks import ChunkPull, PullComplete, RequestChunk, RequestHeader, Stalled
 
@@ -64,8 +64,8 @@ async def pull_once(served: ServedBlock, providers: int, latency: float) -> floa
         if latency:
             await asyncio.sleep(latency)
         req = wire.decode(a.data)  # the provider parses the request ...
-        reply: wire.Message
-        if isinstance(req, wire.GetChunk):
+        reply: messages.Message
+        if isinstance(req, messages.GetChunk):
             reply, index = served.chunk_msg(req.index), req.index
         else:
             reply, index = served.header_msg(), -1

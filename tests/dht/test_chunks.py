@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zapstack.dht import wire
+from zapstack.dht import messages, wire
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
 from zapstack.dht.chunks import (
     HEADER_REQ,
@@ -45,7 +45,7 @@ def flipping(index: int) -> bytes:
         return honest(index)
     m = SERVED.chunk_msg(index)
     data = bytes([m.data[0] ^ 1]) + m.data[1:]
-    return wire.encode(wire.ChunkMsg(m.block_id, m.index, data, m.proof))
+    return wire.encode(messages.ChunkMsg(m.block_id, m.index, data, m.proof))
 
 
 def lying_header(offset: int) -> Behaviour:
@@ -54,7 +54,7 @@ def lying_header(offset: int) -> Behaviour:
             return honest(index)
         h = bytearray(BLOCK[:HLEN])
         h[offset] ^= 1
-        return wire.encode(wire.HeaderMsg(BID, bytes(h), b""))
+        return wire.encode(messages.HeaderMsg(BID, bytes(h), b""))
 
     return serve
 
@@ -191,16 +191,16 @@ def _arrivals() -> st.SearchStrategy[list[tuple[int, str]]]:
     return st.lists(st.tuples(st.integers(0, N - 1), kinds), max_size=40)
 
 
-def _message(index: int, kind: str) -> wire.ChunkMsg:
+def _message(index: int, kind: str) -> messages.ChunkMsg:
     m = SERVED.chunk_msg(index)
     if kind == "flip":
-        return wire.ChunkMsg(BID, index, m.data[:-1] + bytes([m.data[-1] ^ 0x80]), m.proof)
+        return messages.ChunkMsg(BID, index, m.data[:-1] + bytes([m.data[-1] ^ 0x80]), m.proof)
     if kind == "proof":
-        return wire.ChunkMsg(BID, index, m.data, (bytes(32), *m.proof[1:]))
+        return messages.ChunkMsg(BID, index, m.data, (bytes(32), *m.proof[1:]))
     if kind == "short":
-        return wire.ChunkMsg(BID, index, m.data[:-1], m.proof)
+        return messages.ChunkMsg(BID, index, m.data[:-1], m.proof)
     if kind == "index":
-        return wire.ChunkMsg(BID, (index + 1) % N, m.data, m.proof)
+        return messages.ChunkMsg(BID, (index + 1) % N, m.data, m.proof)
     return m
 
 

@@ -10,8 +10,8 @@ import random
 from collections.abc import Sequence
 
 from zapstack.dht.blocks import synthetic_block, synthetic_layout
+from zapstack.dht.messages import GetChunk, Message
 from zapstack.dht.quic import QuicDht
-from zapstack.dht.wire import GetChunk, Message
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import TransportConfig
 from zapstack.transport.events import HandlerAction, Reply

@@ -40,7 +40,7 @@ import pytest
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.digest import LegId
 from zapstack.consensus.policy import accepted_tier, observed_tier
-from zapstack.dht.wire import GetChunk
+from zapstack.dht.messages import GetChunk
 from zapstack.errors import FatalStoreError, InvalidBlock, TransportError, WireCode, ZapError
 from zapstack.mempool import Mempool
 from zapstack.node import consensus as consensus_mod

@@ -3,8 +3,9 @@
 Layers, all sans-IO (bytes, events and ``now`` in; bytes and actions out):
 
 * :mod:`~zapstack.dht.ids` -- 256-bit node ids (sha256 of the public key), XOR metric.
-* :mod:`~zapstack.dht.wire` -- every DHT / chunk message, byte-exact, with an
-  incremental reader (``docs/formats/dht.md``, ``docs/formats/chunks.md``).
+* :mod:`~zapstack.dht.messages` -- every DHT / chunk message as a frozen value.
+* :mod:`~zapstack.dht.wire` -- their byte-exact codec, with an incremental
+  reader (``docs/formats/dht.md``, ``docs/formats/chunks.md``).
 * :mod:`~zapstack.dht.routing` -- k = 20 buckets, replacement cache, refresh on ``now``.
 * :mod:`~zapstack.dht.lookup` -- α = 3 iterative lookup state machine.
 * :mod:`~zapstack.dht.records` -- bounded content-addressed values, provider

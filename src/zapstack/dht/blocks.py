@@ -23,7 +23,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from zapstack.dht.wire import ChunkMsg, HeaderMsg
+from zapstack.dht.messages import ChunkMsg, HeaderMsg
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.zap.merkle import (
     CHUNK_SIZE,

@@ -60,15 +60,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from zapstack.dht.blocks import BlockLayout
-from zapstack.dht.wire import (
-    ChunkMsg,
-    GetChunk,
-    GetHeader,
-    HeaderMsg,
-    Message,
-    MessageReader,
-    encode,
-)
+from zapstack.dht.messages import ChunkMsg, GetChunk, GetHeader, HeaderMsg, Message
+from zapstack.dht.wire import MessageReader, encode
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.zap.merkle import CHUNK_SIZE, chunk_count, leaf_hash, verify_inclusion
 

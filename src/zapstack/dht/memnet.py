@@ -36,8 +36,9 @@ from zapstack.dht.chunks import (
     Stalled,
 )
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
-from zapstack.dht.wire import Message, MessageReader, encode
+from zapstack.dht.wire import MessageReader, encode
 from zapstack.errors import RemoteProtocolError, WireCode
 
 __all__ = ["MemNet", "PullHandle"]

@@ -37,9 +37,7 @@ from dataclasses import dataclass, field
 from zapstack.dht.blocks import BlockLayout, ServedBlock
 from zapstack.dht.ids import Contact, node_id
 from zapstack.dht.lookup import Lookup, LookupMode, LookupResult
-from zapstack.dht.records import RateLimiter, RecordStore
-from zapstack.dht.routing import K, RoutingTable
-from zapstack.dht.wire import (
+from zapstack.dht.messages import (
     AddProvider,
     FindNode,
     FindValue,
@@ -55,8 +53,10 @@ from zapstack.dht.wire import (
     Store,
     Stored,
     Value,
-    encode,
 )
+from zapstack.dht.records import RateLimiter, RecordStore
+from zapstack.dht.routing import K, RoutingTable
+from zapstack.dht.wire import encode
 from zapstack.errors import RemoteProtocolError, WireCode
 
 __all__ = ["REQUEST_COST", "CancelRpc", "DhtNode", "NodeAction", "OpDone", "OpKind", "SendRpc"]

@@ -56,8 +56,9 @@ from zapstack.dht.chunks import (
     Stalled,
 )
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import AddProvider, GetChunk, GetHeader, Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
-from zapstack.dht.wire import AddProvider, GetChunk, GetHeader, Message, MessageReader, encode
+from zapstack.dht.wire import MessageReader, encode
 from zapstack.errors import RemoteProtocolError, TransportError, WireCode
 from zapstack.transport.driver import Binding, Endpoint, OutStream, Peer, TransportConfig
 from zapstack.transport.events import End, HandlerAction, Reject, Reply

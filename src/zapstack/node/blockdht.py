@@ -30,9 +30,9 @@ from collections.abc import Sequence
 
 from zapstack.dht.blocks import BlockLayout, zap_block_layout
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import GetChunk, GetHeader, Message
 from zapstack.dht.node import DhtNode
 from zapstack.dht.quic import QuicDht
-from zapstack.dht.wire import GetChunk, GetHeader, Message
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, ZapError
 from zapstack.node.blockstore import BlockStore
 from zapstack.transport.driver import Endpoint
