@@ -10,7 +10,8 @@ Layers, all sans-IO (bytes, events and ``now`` in; bytes and actions out):
 * :mod:`~zapstack.dht.lookup` -- α = 3 iterative lookup state machine.
 * :mod:`~zapstack.dht.records` -- bounded content-addressed values, provider
   records, per-peer token buckets.
-* :mod:`~zapstack.dht.node` -- server handlers and client operations.
+* :mod:`~zapstack.dht.node` -- client operations; :mod:`~zapstack.dht.server` --
+  the request handlers it delegates to.
 * :mod:`~zapstack.dht.blocks` / :mod:`~zapstack.dht.chunks` -- block layout,
   serving side, and the parallel verified chunk pull.
 * :mod:`~zapstack.dht.memnet` -- an in-memory network (test/bench harness).
