@@ -24,7 +24,8 @@ import time
 
 from zapstack.dht import messages, wire
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
-from zapstack.dht.chunks import ChunkPull, PullComplete, RequestChunk, RequestHeader, Stalled
+from zapstack.dht.chunk_actions import PullComplete, RequestChunk, RequestHeader, Stalled
+from zapstack.dht.chunks import ChunkPull
 
 BLOCK_MIB = 8
 LATENCY = 0.020  # seconds per request (injected, simulated network + service time)

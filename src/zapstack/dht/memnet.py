@@ -27,14 +27,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from zapstack.dht.chunks import (
+from zapstack.dht.chunk_actions import (
     CancelRequest,
-    ChunkPull,
     PullComplete,
     RequestChunk,
     RequestHeader,
     Stalled,
 )
+from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
 from zapstack.dht.messages import Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc

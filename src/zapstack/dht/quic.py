@@ -47,14 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapstack.dht.blocks import BlockLayout
-from zapstack.dht.chunks import (
+from zapstack.dht.chunk_actions import (
     CancelRequest,
-    ChunkPull,
     PullComplete,
     RequestChunk,
     RequestHeader,
     Stalled,
 )
+from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
 from zapstack.dht.messages import AddProvider, GetChunk, GetHeader, Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
