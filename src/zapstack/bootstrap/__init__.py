@@ -1,6 +1,8 @@
 """The bootstrap pipeline (LP-0202 §5): five independent streams per peer.
 
-* :mod:`~zapstack.bootstrap.wire` -- byte-exact messages (``docs/formats/bootstrap.md``).
+* :mod:`~zapstack.bootstrap.wire` -- byte-exact requests and records, and
+  :mod:`~zapstack.bootstrap.readers` -- their incremental readers
+  (``docs/formats/bootstrap.md``).
 * :mod:`~zapstack.bootstrap.server` -- :class:`BootstrapServer`: state chunks,
   block ranges and live pushes from a ZapDB and a block store.
 * :mod:`~zapstack.bootstrap.client` -- :class:`BootstrapClient`: target choice,

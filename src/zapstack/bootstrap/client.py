@@ -61,6 +61,14 @@ from zapstack.bootstrap.events import (
     VoteReceived,
 )
 from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck
+from zapstack.bootstrap.readers import (
+    BlockPushReader,
+    ChunkReplyReader,
+    RangeRecord,
+    RangeReplyReader,
+    TxGossipReader,
+    VoteReader,
+)
 from zapstack.bootstrap.wire import (
     LATEST,
     MAX_BATCH,
@@ -68,14 +76,8 @@ from zapstack.bootstrap.wire import (
     SUB_BLOCKS,
     SUB_MEMPOOL,
     SUB_VOTES,
-    BlockPushReader,
-    ChunkReplyReader,
-    RangeRecord,
-    RangeReplyReader,
     RangeRequest,
     StateRequest,
-    TxGossipReader,
-    VoteReader,
     encode_range_request,
     encode_state_request,
 )
