@@ -6,7 +6,11 @@
 * :mod:`~zapstack.bootstrap.server` -- :class:`BootstrapServer`: state chunks,
   block ranges and live pushes from a ZapDB and a block store.
 * :mod:`~zapstack.bootstrap.client` -- :class:`BootstrapClient`: target choice,
-  verified state sync into a fresh ZapDB, per-stream stall recovery, follow.
+  verified state sync into a fresh ZapDB, per-stream stall recovery, follow;
+  its parts :mod:`~zapstack.bootstrap.config` (knobs),
+  :mod:`~zapstack.bootstrap.requests` (peers and request streams),
+  :mod:`~zapstack.bootstrap.pushes` (push streams) and
+  :mod:`~zapstack.bootstrap.statesync` (the state download).
 * :mod:`~zapstack.bootstrap.follow` -- block buffer, cert check, appliers.
 * :mod:`~zapstack.bootstrap.links` -- glue onto sans-IO transport sessions.
 * :mod:`~zapstack.bootstrap.loopnet` -- in-memory harness (tests, bench).
@@ -18,7 +22,8 @@ Unwind: ``BootstrapClient.close``/``peer_lost``, ``BootstrapServer.peer_gone``/
 ``close`` are idempotent.
 """
 
-from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.client import BootstrapClient
+from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import (
     BlockApplied,
     CancelRequest,

@@ -43,7 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.client import BootstrapClient
+from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import HeadSeen
 from zapstack.bootstrap.server import BootstrapServer
 from zapstack.consensus import cert as cert_mod
