@@ -22,9 +22,10 @@ import hashlib
 import statistics
 import time
 
-from zapstack.dht import wire
+from zapstack.dht import messages, wire
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
-from zapstack.dht.chunks import ChunkPull, PullComplete, RequestChunk, RequestHeader, Stalled
+from zapstack.dht.chunk_actions import PullComplete, RequestChunk, RequestHeader, Stalled
+from zapstack.dht.chunks import ChunkPull
 
 BLOCK_MIB = 8
 LATENCY = 0.020  # seconds per request (injected, simulated network + service time)
@@ -64,8 +65,8 @@ async def pull_once(served: ServedBlock, providers: int, latency: float) -> floa
         if latency:
             await asyncio.sleep(latency)
         req = wire.decode(a.data)  # the provider parses the request ...
-        reply: wire.Message
-        if isinstance(req, wire.GetChunk):
+        reply: messages.Message
+        if isinstance(req, messages.GetChunk):
             reply, index = served.chunk_msg(req.index), req.index
         else:
             reply, index = served.header_msg(), -1

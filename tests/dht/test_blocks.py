@@ -76,7 +76,8 @@ def _zap_block() -> bytes:
 
 
 def test_zap_block_layout_matches_the_frame_parser_and_pulls_end_to_end() -> None:
-    from zapstack.dht.chunks import ChunkPull, RequestChunk, RequestHeader
+    from zapstack.dht.chunk_actions import RequestChunk, RequestHeader
+    from zapstack.dht.chunks import ChunkPull
     from zapstack.dht.wire import encode
     from zapstack.zap.frames import parse_block
 

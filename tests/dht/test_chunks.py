@@ -6,29 +6,21 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from zapstack.dht import wire
-from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
-from zapstack.dht.chunks import (
+from zapstack.dht import messages, wire
+from zapstack.dht.blocks import synthetic_layout
+from zapstack.dht.chunk_actions import (
     HEADER_REQ,
     CancelRequest,
-    ChunkPull,
     PullComplete,
     RequestChunk,
     RequestHeader,
     Stalled,
 )
+from zapstack.dht.chunks import ChunkPull
 from zapstack.errors import LocalProtocolError, WireCode
-from zapstack.zap.merkle import CHUNK_SIZE
 
-HLEN = 120
-BLOCK = synthetic_block(b"\x07" * 32, HLEN, 5 * CHUNK_SIZE + 777)  # 6 chunks, short last
-LAYOUT = synthetic_layout(BLOCK[:HLEN])
-SERVED = ServedBlock(BLOCK, LAYOUT)
-BID = SERVED.block_id
-N = SERVED.chunk_count
+from .conftest import BID, BLOCK, HLEN, SERVED
 
 # A server behaviour maps a request (index, HEADER_REQ for the header) to the
 # response bytes, a reset code, or None (silence).
@@ -45,7 +37,7 @@ def flipping(index: int) -> bytes:
         return honest(index)
     m = SERVED.chunk_msg(index)
     data = bytes([m.data[0] ^ 1]) + m.data[1:]
-    return wire.encode(wire.ChunkMsg(m.block_id, m.index, data, m.proof))
+    return wire.encode(messages.ChunkMsg(m.block_id, m.index, data, m.proof))
 
 
 def lying_header(offset: int) -> Behaviour:
@@ -54,7 +46,7 @@ def lying_header(offset: int) -> Behaviour:
             return honest(index)
         h = bytearray(BLOCK[:HLEN])
         h[offset] ^= 1
-        return wire.encode(wire.HeaderMsg(BID, bytes(h), b""))
+        return wire.encode(messages.HeaderMsg(BID, bytes(h), b""))
 
     return serve
 
@@ -184,42 +176,3 @@ def test_oversize_layout_is_refused() -> None:
     pull = ChunkPull(BID, ["a", "b"], layout=synthetic_layout, now=0.0, max_block_bytes=1000)
     seen = drive(pull, {"a": honest, "b": honest})
     assert pull.blamed == {"a", "b"} and isinstance(seen[-1], Stalled)
-
-
-def _arrivals() -> st.SearchStrategy[list[tuple[int, str]]]:
-    kinds = st.sampled_from(["good", "good", "flip", "proof", "short", "index"])
-    return st.lists(st.tuples(st.integers(0, N - 1), kinds), max_size=40)
-
-
-def _message(index: int, kind: str) -> wire.ChunkMsg:
-    m = SERVED.chunk_msg(index)
-    if kind == "flip":
-        return wire.ChunkMsg(BID, index, m.data[:-1] + bytes([m.data[-1] ^ 0x80]), m.proof)
-    if kind == "proof":
-        return wire.ChunkMsg(BID, index, m.data, (bytes(32), *m.proof[1:]))
-    if kind == "short":
-        return wire.ChunkMsg(BID, index, m.data[:-1], m.proof)
-    if kind == "index":
-        return wire.ChunkMsg(BID, (index + 1) % N, m.data, m.proof)
-    return m
-
-
-@settings(max_examples=40, deadline=None)
-@given(_arrivals(), st.permutations(range(N)))
-def test_reassembly_is_order_independent_and_bogus_never_inserted(
-    noise: list[tuple[int, str]], order: list[int]
-) -> None:
-    pull = ChunkPull(BID, [], layout=synthetic_layout, now=0.0, header=BLOCK[:HLEN], schedule=False)
-    schedule = [(i, "good") for i in order]
-    for j, item in enumerate(noise):
-        schedule.insert(j % (len(schedule) + 1), item)
-    for i, kind in schedule:
-        peer = "honest" if kind == "good" else f"adv-{kind}"
-        pull.deliver(peer, _message(i, kind), 0.0)
-        buf = pull._buf
-        assert buf is not None
-        for k in pull.have:  # every inserted chunk is the true chunk
-            at = HLEN + k * CHUNK_SIZE
-            assert buf[at : at + CHUNK_SIZE] == BLOCK[at : at + CHUNK_SIZE]
-    assert pull.result == BLOCK
-    assert "honest" not in pull.blamed

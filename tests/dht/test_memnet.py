@@ -7,7 +7,8 @@ import hashlib
 import random
 
 from zapstack.dht.blocks import synthetic_block, synthetic_layout
-from zapstack.dht.chunks import ChunkPull, PullComplete
+from zapstack.dht.chunk_actions import PullComplete
+from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import distance
 from zapstack.dht.memnet import MemNet
 from zapstack.dht.node import DhtNode, OpKind

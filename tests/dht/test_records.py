@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import MAX_VALUE_BYTES
 from zapstack.dht.records import RateLimiter, RecordStore
-from zapstack.dht.wire import MAX_VALUE_BYTES
 from zapstack.errors import RemoteProtocolError, WireCode
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zapstack.dht import wire
+from zapstack.dht import messages, wire
 from zapstack.dht.ids import Contact
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 
@@ -16,30 +16,30 @@ ID = bytes(range(32))
 C1 = Contact(b"\x11" * 32, "10.0.0.1:9000")
 C2 = Contact(b"\x22" * 32, "node-2.example:443")
 
-SAMPLES: list[wire.Message] = [
-    wire.Ping(),
-    wire.Pong(),
-    wire.FindNode(ID),
-    wire.Nodes(()),
-    wire.Nodes((C1, C2)),
-    wire.FindValue(ID),
-    wire.Value(ID, b"v"),
-    wire.Store(ID, b"value bytes"),
-    wire.Stored(),
-    wire.AddProvider(ID, "1.2.3.4:5"),
-    wire.ProviderAck(),
-    wire.GetProviders(ID),
-    wire.Providers((C1,), (C2, C1)),
-    wire.GetHeader(ID),
-    wire.HeaderMsg(ID, b"H" * 100),
-    wire.HeaderMsg(ID, b"H" * 10, b"signature"),
-    wire.GetChunk(ID, 7),
-    wire.ChunkMsg(ID, 3, b"d" * 1000, (b"\x01" * 32, b"\x02" * 32)),
-    wire.ChunkMsg(ID, 0, b"x", ()),
+SAMPLES: list[messages.Message] = [
+    messages.Ping(),
+    messages.Pong(),
+    messages.FindNode(ID),
+    messages.Nodes(()),
+    messages.Nodes((C1, C2)),
+    messages.FindValue(ID),
+    messages.Value(ID, b"v"),
+    messages.Store(ID, b"value bytes"),
+    messages.Stored(),
+    messages.AddProvider(ID, "1.2.3.4:5"),
+    messages.ProviderAck(),
+    messages.GetProviders(ID),
+    messages.Providers((C1,), (C2, C1)),
+    messages.GetHeader(ID),
+    messages.HeaderMsg(ID, b"H" * 100),
+    messages.HeaderMsg(ID, b"H" * 10, b"signature"),
+    messages.GetChunk(ID, 7),
+    messages.ChunkMsg(ID, 3, b"d" * 1000, (b"\x01" * 32, b"\x02" * 32)),
+    messages.ChunkMsg(ID, 0, b"x", ()),
 ]
 
 
-def _feed_bytewise(data: bytes) -> wire.Message:
+def _feed_bytewise(data: bytes) -> messages.Message:
     r = wire.MessageReader()
     msg = None
     for i in range(len(data)):
@@ -54,7 +54,7 @@ def _feed_bytewise(data: bytes) -> wire.Message:
 
 
 @pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
-def test_round_trip_whole_and_bytewise(msg: wire.Message) -> None:
+def test_round_trip_whole_and_bytewise(msg: messages.Message) -> None:
     data = wire.encode(msg)
     assert data[0] == wire.VERSION
     assert struct.unpack_from("<I", data, 2)[0] == len(data) - wire.HEADER_LEN
@@ -63,19 +63,19 @@ def test_round_trip_whole_and_bytewise(msg: wire.Message) -> None:
 
 
 def test_every_type_has_a_sample() -> None:
-    assert {wire.encode(m)[1] for m in SAMPLES} == {t.value for t in wire.MsgType}
+    assert {wire.encode(m)[1] for m in SAMPLES} == {t.value for t in messages.MsgType}
 
 
 def test_byte_exact_layouts() -> None:
-    assert wire.encode(wire.Ping()).hex() == "010100000000"
-    assert wire.encode(wire.GetChunk(ID, 0x01020304)) == b"\x01\x08\x24\x00\x00\x00" + ID + bytes(
-        [4, 3, 2, 1]
-    )
-    nodes = wire.encode(wire.Nodes((C1,)))
+    assert wire.encode(messages.Ping()).hex() == "010100000000"
+    assert wire.encode(
+        messages.GetChunk(ID, 0x01020304)
+    ) == b"\x01\x08\x24\x00\x00\x00" + ID + bytes([4, 3, 2, 1])
+    nodes = wire.encode(messages.Nodes((C1,)))
     assert nodes == b"\x01\x82" + struct.pack("<I", 1 + 32 + 1 + 13) + b"\x01" + C1.node_id + (
         b"\x0d10.0.0.1:9000"
     )
-    chunk = wire.encode(wire.ChunkMsg(ID, 2, b"abc", (b"\xaa" * 32,)))
+    chunk = wire.encode(messages.ChunkMsg(ID, 2, b"abc", (b"\xaa" * 32,)))
     assert chunk == (
         b"\x01\x88"
         + struct.pack("<I", 32 + 4 + 4 + 3 + 1 + 32)
@@ -95,7 +95,7 @@ MALFORMED: list[tuple[str, bytes, WireCode]] = [
     ("unknown type", _hdr(0x09, 0), WireCode.UNKNOWN_KIND),
     ("ping with payload", _hdr(0x01, 1) + b"\x00", WireCode.BAD_LENGTH),
     ("find_node short", _hdr(0x02, 31) + b"\x00" * 31, WireCode.BAD_LENGTH),
-    ("store too big", _hdr(0x04, 32 + wire.MAX_VALUE_BYTES + 1), WireCode.BAD_LENGTH),
+    ("store too big", _hdr(0x04, 32 + messages.MAX_VALUE_BYTES + 1), WireCode.BAD_LENGTH),
     ("store empty value", _hdr(0x04, 32) + ID, WireCode.BAD_LENGTH),
     ("nodes count 21", _hdr(0x82, 1) + b"\x15", WireCode.BAD_FIELD_COUNT),
     ("nodes truncated contact", _hdr(0x82, 5) + b"\x01" + b"\x00" * 4, WireCode.TRUNCATED),
@@ -154,7 +154,7 @@ def test_reader_refuses_oversize_before_buffering_payload() -> None:
 
 
 def test_truncated_and_trailing_streams() -> None:
-    data = wire.encode(wire.FindNode(ID))
+    data = wire.encode(messages.FindNode(ID))
     r = wire.MessageReader()
     r.receive_data(data[:-1])
     assert r.next_message() is None and r.buffered == len(data) - 1
@@ -170,7 +170,7 @@ def test_truncated_and_trailing_streams() -> None:
     assert e.value.code is WireCode.TRAILING_DATA
     r = wire.MessageReader()
     r.receive_data(data)
-    assert r.next_message() == wire.FindNode(ID)
+    assert r.next_message() == messages.FindNode(ID)
     with pytest.raises(RemoteProtocolError):
         r.receive_data(b"\x00")
     with pytest.raises(RemoteProtocolError) as e:
@@ -180,11 +180,11 @@ def test_truncated_and_trailing_streams() -> None:
 
 def test_encode_refuses_what_decode_would_refuse() -> None:
     with pytest.raises(LocalProtocolError):
-        wire.encode(wire.Nodes(tuple([C1] * 21)))
+        wire.encode(messages.Nodes(tuple([C1] * 21)))
     with pytest.raises(LocalProtocolError):
-        wire.encode(wire.AddProvider(ID, ""))
+        wire.encode(messages.AddProvider(ID, ""))
     with pytest.raises(LocalProtocolError):  # a value over the bound: our own rule
-        wire.encode(wire.Store(ID, b"x" * (wire.MAX_VALUE_BYTES + 1)))
+        wire.encode(messages.Store(ID, b"x" * (messages.MAX_VALUE_BYTES + 1)))
 
 
 _contacts = st.builds(
@@ -196,17 +196,17 @@ _contacts = st.builds(
 )
 _id = st.binary(min_size=32, max_size=32)
 _messages = st.one_of(
-    st.builds(wire.FindNode, _id),
-    st.builds(wire.Nodes, st.lists(_contacts, max_size=20).map(tuple)),
-    st.builds(wire.Value, _id, st.binary(min_size=1, max_size=300)),
-    st.builds(wire.Store, _id, st.binary(min_size=1, max_size=300)),
+    st.builds(messages.FindNode, _id),
+    st.builds(messages.Nodes, st.lists(_contacts, max_size=20).map(tuple)),
+    st.builds(messages.Value, _id, st.binary(min_size=1, max_size=300)),
+    st.builds(messages.Store, _id, st.binary(min_size=1, max_size=300)),
     st.builds(
-        wire.Providers,
+        messages.Providers,
         st.lists(_contacts, max_size=5).map(tuple),
         st.lists(_contacts, max_size=5).map(tuple),
     ),
     st.builds(
-        wire.ChunkMsg,
+        messages.ChunkMsg,
         _id,
         st.integers(0, 2**32 - 1),
         st.binary(min_size=1, max_size=200),
@@ -216,7 +216,7 @@ _messages = st.one_of(
 
 
 @given(_messages, st.lists(st.integers(1, 50), max_size=20))
-def test_any_split_gives_the_same_message(msg: wire.Message, cuts: list[int]) -> None:
+def test_any_split_gives_the_same_message(msg: messages.Message, cuts: list[int]) -> None:
     data = wire.encode(msg)
     r = wire.MessageReader()
     pos = 0

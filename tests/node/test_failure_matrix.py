@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from zapstack.devnet.processes import free_port_base
-from zapstack.dht.wire import GetChunk
+from zapstack.dht.messages import GetChunk
 from zapstack.errors import TransportError, WireCode
 from zapstack.lightclient import LightClient
 from zapstack.node.blockstore import BlockStore

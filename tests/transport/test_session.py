@@ -29,12 +29,7 @@ from zapstack.transport.events import (
     StreamStopped,
 )
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
-from zapstack.transport.session import (
-    CONSUMER_ACTIONS,
-    ConsumerAction,
-    QuicSignal,
-    Session,
-)
+from zapstack.transport.session import Session
 from zapstack.transport.streams import StreamType
 
 
@@ -87,19 +82,6 @@ def ended(events: list[object], stream_id: int, *, receiving: bool) -> StreamEnd
     ]
     assert len(found) == 1, found
     return found[0]
-
-
-def test_consumer_action_table_is_the_spec_table() -> None:
-    assert CONSUMER_ACTIONS == {
-        QuicSignal.STREAM_DATA_BLOCKED: ConsumerAction.BACK_OFF,
-        QuicSignal.RESET_STREAM: ConsumerAction.DROP_PARTIAL,
-        QuicSignal.STOP_SENDING: ConsumerAction.STOP_AND_CANCEL,
-        QuicSignal.FLOW_CONTROL_ERROR: ConsumerAction.CLOSE_CONNECTION,
-        QuicSignal.STREAM_LIMIT_ERROR: ConsumerAction.WAIT_FOR_CREDIT,
-    }
-    # every action has an implementation in the session's dispatch
-    session = Session(is_client=True, handlers={})
-    assert set(session._actions) == set(ConsumerAction)
 
 
 def test_type_dispatch_and_fin() -> None:

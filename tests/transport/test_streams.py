@@ -69,7 +69,7 @@ def test_wire_code_table_equals_enum() -> None:
 
 
 def test_consumer_action_rows_documented() -> None:
-    from zapstack.transport.session import CONSUMER_ACTIONS
+    from zapstack.transport.signals import CONSUMER_ACTIONS
 
     rows = doc_rows("QUIC condition")
     assert [r[0] for r in rows] == [s.value for s in CONSUMER_ACTIONS]

@@ -1,10 +1,16 @@
 """The bootstrap pipeline (LP-0202 §5): five independent streams per peer.
 
-* :mod:`~zapstack.bootstrap.wire` -- byte-exact messages (``docs/formats/bootstrap.md``).
+* :mod:`~zapstack.bootstrap.wire` -- byte-exact requests and records, and
+  :mod:`~zapstack.bootstrap.readers` -- their incremental readers
+  (``docs/formats/bootstrap.md``).
 * :mod:`~zapstack.bootstrap.server` -- :class:`BootstrapServer`: state chunks,
   block ranges and live pushes from a ZapDB and a block store.
 * :mod:`~zapstack.bootstrap.client` -- :class:`BootstrapClient`: target choice,
-  verified state sync into a fresh ZapDB, per-stream stall recovery, follow.
+  verified state sync into a fresh ZapDB, per-stream stall recovery, follow;
+  its parts :mod:`~zapstack.bootstrap.config` (knobs),
+  :mod:`~zapstack.bootstrap.requests` (peers and request streams),
+  :mod:`~zapstack.bootstrap.pushes` (push streams) and
+  :mod:`~zapstack.bootstrap.statesync` (the state download).
 * :mod:`~zapstack.bootstrap.follow` -- block buffer, cert check, appliers.
 * :mod:`~zapstack.bootstrap.links` -- glue onto sans-IO transport sessions.
 * :mod:`~zapstack.bootstrap.driver` -- the asyncio driver over real QUIC
@@ -18,7 +24,8 @@ Unwind: ``BootstrapClient.close``/``peer_lost``, ``BootstrapServer.peer_gone``/
 ``close`` are idempotent.
 """
 
-from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.client import BootstrapClient
+from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import (
     BlockApplied,
     CancelRequest,

@@ -17,23 +17,19 @@ reports come out of ``next_event``.  Against every peer it uses five streams
 
 Phases: *head* -> *state* -> *follow*.  The first latest-block reply whose
 block parses and whose certificate passes the injected check fixes the target
-(height, block id, ``state_root``).  The ``2**depth`` chunks of that root are
-split into batches handed to the least-loaded usable peer.  Every chunk is
-checked with :func:`~zapstack.zapdb.proofs.verify_chunk` against the target
-root *before* its entries are written into one ZapDB txn; a bad chunk blames
-its peer (reset ``BAD_CHUNK``).  With every chunk in, the txn's root must equal
-the target: it is committed with the verify pipeline's head metadata and the
-node follows blocks above the target, applying them in height order through
-the :class:`~zapstack.bootstrap.follow.Applier`.
+(height, block id, ``state_root``).  Its state is downloaded in batches handed
+to free usable peers and verified chunk by chunk into one ZapDB txn
+(:mod:`~zapstack.bootstrap.statesync`); once it is committed the node follows
+blocks above the target, applying them in height order through the
+:class:`~zapstack.bootstrap.follow.Applier`.
 
-Stall recovery is per stream.  A request stream's deadline is
-``stall_timeout`` after it was opened or last delivered a whole record.  Past
-it the stream alone is cancelled (:class:`CancelRequest` with ``TIMEOUT``), the
-peer is excluded from that request kind, and whatever the stream still owed
-is re-issued to a different peer.  The peer's other streams -- its pushes, its
-vote subscription, its other requests -- are untouched.  A push stream that
-stays open ``push_timeout`` without finishing is stopped (``TIMEOUT``); the
-block it carried is fetched by HEADER_RANGE elsewhere when a gap shows.
+Stall recovery is per stream.  A request stream
+(:mod:`~zapstack.bootstrap.requests`) past its deadline is cancelled alone
+(:class:`CancelRequest` with ``TIMEOUT``), its peer excluded from that request
+kind, and what it still owed re-issued to a different peer; the peer's other
+streams are untouched.  A push stream (:mod:`~zapstack.bootstrap.pushes`)
+open ``push_timeout`` without FIN is stopped (``TIMEOUT``); the block it
+carried is fetched by HEADER_RANGE elsewhere when a gap shows.
 
 Unwind: :meth:`peer_lost` and :meth:`close` are idempotent; a lost peer's
 requests are re-issued, its partial buffers dropped.
@@ -41,10 +37,9 @@ requests are re-issued, its partial buffers dropped.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
-from dataclasses import dataclass, field
 
+from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import (
     BlockApplied,
     CancelRequest,
@@ -57,84 +52,26 @@ from zapstack.bootstrap.events import (
     StopPush,
     StreamStalled,
     TargetChosen,
-    TxGossiped,
-    VoteReceived,
 )
 from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck
+from zapstack.bootstrap.pushes import PushStreams
+from zapstack.bootstrap.readers import RangeRecord
+from zapstack.bootstrap.requests import Request, RequestStreams
+from zapstack.bootstrap.statesync import StateDownload
 from zapstack.bootstrap.wire import (
     LATEST,
     MAX_BATCH,
-    MAX_RANGE,
-    SUB_BLOCKS,
-    SUB_MEMPOOL,
-    SUB_VOTES,
-    BlockPushReader,
-    ChunkReplyReader,
-    RangeRecord,
-    RangeReplyReader,
     RangeRequest,
     StateRequest,
-    TxGossipReader,
-    VoteReader,
     encode_range_request,
     encode_state_request,
 )
 from zapstack.errors import InvalidBlock, LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.transport.streams import StreamType
-from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
-from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk
+from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk
 from zapstack.zapdb.store import ZapDB
-from zapstack.zapdb.txn import Txn
 
-__all__ = ["BootstrapClient", "BootstrapConfig"]
-
-
-@dataclass(frozen=True, slots=True)
-class BootstrapConfig:
-    """Client knobs (times in seconds of the injected clock)."""
-
-    depth: int = 8
-    """State chunks: the key-hash space is split into ``2**depth`` chunks."""
-    batch: int = 16
-    """Chunks per STATE_CHUNK request."""
-    stall_timeout: float = 5.0
-    """A request stream with no whole record for this long is cancelled (TIMEOUT)."""
-    push_timeout: float = 10.0
-    """A BLOCK_PUSH / MEMPOOL_GOSSIP stream open this long without FIN is stopped."""
-    subscribe: int = SUB_BLOCKS | SUB_MEMPOOL | SUB_VOTES
-    """Pushes asked of every peer."""
-    chain_id: int | None = None
-    """Chain id blocks must carry (None: any)."""
-
-
-@dataclass(slots=True)
-class _Peer:
-    order: int
-    head: int = -1
-    excluded: set[StreamType] = field(default_factory=set)
-    gone: bool = False
-
-
-@dataclass(slots=True)
-class _Req:
-    peer: bytes
-    stream_type: StreamType
-    reader: ChunkReplyReader | RangeReplyReader
-    deadline: float
-    start: int
-    count: int
-    latest: bool = False
-    done: int = 0
-    """State chunks of this request verified and written."""
-
-
-_PushReader = BlockPushReader | TxGossipReader | VoteReader
-_PUSH_READERS: dict[StreamType, type[_PushReader]] = {
-    StreamType.BLOCK_PUSH: BlockPushReader,
-    StreamType.MEMPOOL_GOSSIP: TxGossipReader,
-    StreamType.VOTE: VoteReader,
-}
-_TIMED_PUSHES = (StreamType.BLOCK_PUSH, StreamType.MEMPOOL_GOSSIP)
+__all__ = ["BootstrapClient"]
 
 
 class BootstrapClient:
@@ -153,19 +90,14 @@ class BootstrapClient:
         self.db = db
         self.applier = applier
         self.blocks = BlockBuffer(check, chain_id=cfg.chain_id)
-        self.peers: dict[bytes, _Peer] = {}
+        self._reqs = RequestStreams(cfg.depth, cfg.stall_timeout)
+        self.peers = self._reqs.peers
         self.target: TargetChosen | None = None
         self.synced: StateSynced | None = None
         self.head_id = b""
         """Id of the last applied (or synced) block."""
-        self.chunks_done = 0
-        self.entries_written = 0
-        self._txn: Txn | None = None
-        self._todo: deque[tuple[int, int]] = deque()
-        self._reqs: dict[int, _Req] = {}
-        self._pushes: dict[tuple[bytes, int], tuple[_PushReader, float]] = {}
-        self._ids = itertools.count(1)
-        self._order = itertools.count()
+        self._state: StateDownload | None = None
+        self._pushes = PushStreams(cfg.push_timeout)
         self._commands: deque[Command] = deque()
         self._events: deque[Event] = deque()
 
@@ -181,17 +113,23 @@ class BootstrapClient:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work."""
-        times = [r.deadline for r in self._reqs.values()]
-        times += [t for (_, t) in self._pushes.values() if t != float("inf")]
-        return min(times, default=None)
+        push = self._pushes.next_deadline()
+        times = self._reqs.deadlines()
+        return min([*times, push] if push is not None else times, default=None)
 
     def requests(self, peer: bytes | None = None) -> dict[int, tuple[bytes, StreamType, int, int]]:
         """Open requests: id -> (peer, stream type, start, count)."""
-        return {
-            i: (r.peer, r.stream_type, r.start, r.count)
-            for i, r in self._reqs.items()
-            if peer is None or r.peer == peer
-        }
+        return self._reqs.listing(peer)
+
+    @property
+    def chunks_done(self) -> int:
+        """State chunks verified and written."""
+        return self._state.chunks_done if self._state else 0
+
+    @property
+    def entries_written(self) -> int:
+        """State entries written from them."""
+        return self._state.entries_written if self._state else 0
 
     @property
     def done(self) -> bool:
@@ -222,9 +160,8 @@ class BootstrapClient:
 
     def add_peer(self, peer: bytes, now: float) -> None:
         """A connected peer: ask for its latest block and subscribe to its pushes."""
-        if peer in self.peers:
+        if not self._reqs.add_peer(peer):
             return
-        self.peers[peer] = _Peer(next(self._order))
         req = RangeRequest(self.config.subscribe, LATEST, 1)
         self._open(peer, StreamType.HEADER_RANGE, encode_range_request(req), 0, 1, now, True)
 
@@ -234,10 +171,9 @@ class BootstrapClient:
         if state is None or state.gone:
             return
         state.gone = True  # never used again
-        for rid in [i for i, r in self._reqs.items() if r.peer == peer]:
+        for rid in self._reqs.of_peer(peer):
             self._fail(rid, now)
-        for key in [k for k in self._pushes if k[0] == peer]:
-            del self._pushes[key]
+        self._pushes.drop_peer(peer)
         self._schedule(now)
 
     # ------------------------------------------------------------ request streams
@@ -266,7 +202,7 @@ class BootstrapClient:
         except RemoteProtocolError as exc:
             self._blame(req.peer, exc.code, str(exc), now)
             return
-        del self._reqs[req_id]
+        self._reqs.pop(req_id)
         if req.stream_type is StreamType.HEADER_RANGE and not req.latest and req.reader.records < 2:
             # no block at all (e.g. a state-synced peer below its own target): ask elsewhere
             self.peers[req.peer].excluded.add(req.stream_type)
@@ -290,68 +226,46 @@ class BootstrapClient:
         state = self.peers.get(peer)
         if state is None or state.gone:
             return
-        key = (peer, stream_id)
-        entry = self._pushes.get(key)
-        if entry is None:
-            limit = now + self.config.push_timeout if stream_type in _TIMED_PUSHES else float("inf")
-            entry = self._pushes[key] = (_PUSH_READERS[stream_type](), limit)
-        reader = entry[0]
-        try:
-            reader.receive_data(data)
-            if not isinstance(reader, BlockPushReader):
-                while (rec := reader.next_record()) is not None:
-                    self._events.append(
-                        VoteReceived(peer, stream_id, rec)
-                        if isinstance(reader, VoteReader)
-                        else TxGossiped(peer, rec)
-                    )
-            else:
-                reader.next_record()  # early checks (magic, lengths)
-        except RemoteProtocolError as exc:
-            del self._pushes[key]
-            self._commands.append(StopPush(peer, stream_id, exc.code))
+        records, code = self._pushes.data(peer, stream_type, stream_id, data, now)
+        self._events.extend(records)
+        if code is not None:
+            self._commands.append(StopPush(peer, stream_id, code))
 
     def push_end(self, peer: bytes, stream_id: int, now: float) -> None:
         """A push stream finished (FIN)."""
-        entry = self._pushes.pop((peer, stream_id), None)
-        if entry is None:
-            return
-        reader = entry[0]
         try:
-            if isinstance(reader, BlockPushReader):
-                self._on_block(peer, reader.finish(), now)
-            else:
-                reader.end_of_stream()
+            known, record = self._pushes.end(peer, stream_id)
+            if not known:
+                return
+            if record is not None:
+                self._on_block(peer, record, now)
         except RemoteProtocolError as exc:
             self._blame(peer, exc.code, str(exc), now)
         self._schedule(now)
 
     def push_reset(self, peer: bytes, stream_id: int, code: int, now: float) -> None:
         """A push stream was reset: drop its partial buffer.  Idempotent."""
-        self._pushes.pop((peer, stream_id), None)
+        self._pushes.reset(peer, stream_id)
 
     # ------------------------------------------------------------ time
 
     def handle_timer(self, now: float) -> None:
         """Cancel stalled streams and re-issue their work elsewhere."""
-        for rid, req in sorted(self._reqs.items()):
+        for rid, req in self._reqs.in_order():
             if req.deadline <= now:
                 self._commands.append(CancelRequest(rid, req.peer, WireCode.TIMEOUT))
                 self._events.append(StreamStalled(req.peer, req.stream_type, rid))
                 self.peers[req.peer].excluded.add(req.stream_type)
                 self._fail(rid, now)
-        for (peer, sid), (_, limit) in sorted(self._pushes.items()):
-            if limit <= now:
-                del self._pushes[(peer, sid)]
-                self._commands.append(StopPush(peer, sid, WireCode.TIMEOUT))
+        for peer, sid in self._pushes.expired(now):
+            self._commands.append(StopPush(peer, sid, WireCode.TIMEOUT))
         self._schedule(now)
 
     def close(self) -> None:
         """Abandon the bootstrap: discard the state txn, forget streams.  Idempotent."""
-        if self._txn is not None:
-            self._txn.discard()
-            self._txn = None
-        for rid, req in sorted(self._reqs.items()):
+        if self._state is not None:
+            self._state.discard()
+        for rid, req in self._reqs.in_order():
             self._commands.append(CancelRequest(rid, req.peer, WireCode.CANCELLED))
         self._reqs.clear()
         self._pushes.clear()
@@ -368,24 +282,15 @@ class BootstrapClient:
         now: float,
         latest: bool = False,
     ) -> None:
-        rid = next(self._ids)
-        if st is StreamType.STATE_CHUNK:
-            reader: ChunkReplyReader | RangeReplyReader = ChunkReplyReader(
-                self.config.depth, start, count
-            )
-        else:
-            reader = RangeReplyReader(count)
-        deadline = now + self.config.stall_timeout
-        self._reqs[rid] = _Req(peer, st, reader, deadline, start, count, latest)
+        rid = self._reqs.open(peer, st, start, count, now, latest)
         self._commands.append(OpenRequest(rid, peer, st, data))
 
     def _fail(self, rid: int, now: float) -> None:
         """Forget request ``rid``; give its unfinished state chunks back to the queue."""
         req = self._reqs.pop(rid)
-        if req.stream_type is StreamType.STATE_CHUNK:
-            got = req.done
-            if got < req.count:
-                self._todo.appendleft((req.start + got, req.count - got))
+        if req.stream_type is StreamType.STATE_CHUNK and req.done < req.count:
+            assert self._state is not None
+            self._state.give_back(req.start + req.done, req.count - req.done)
 
     def _blame(self, peer: bytes, code: WireCode, reason: str, now: float) -> None:
         state = self.peers[peer]
@@ -393,15 +298,14 @@ class BootstrapClient:
             return
         state.gone = True
         self._events.append(PeerBlamed(peer, code, reason))
-        for rid in [i for i, r in self._reqs.items() if r.peer == peer]:
+        for rid in self._reqs.of_peer(peer):
             self._commands.append(CancelRequest(rid, peer, code))
             self._fail(rid, now)
-        for key in [k for k in self._pushes if k[0] == peer]:
-            del self._pushes[key]
-            self._commands.append(StopPush(peer, key[1], code))
+        for sid in self._pushes.drop_peer(peer):
+            self._commands.append(StopPush(peer, sid, code))
 
     def _on_record(
-        self, rid: int, req: _Req, rec: StateChunk | int | RangeRecord, now: float
+        self, rid: int, req: Request, rec: StateChunk | int | RangeRecord, now: float
     ) -> None:
         if isinstance(rec, StateChunk):
             self._on_chunk(req, rec, now)
@@ -414,18 +318,11 @@ class BootstrapClient:
             expected = req.start + req.reader.records - 2
             self._on_block(req.peer, rec, now, expected)
 
-    def _on_chunk(self, req: _Req, chunk: StateChunk, now: float) -> None:
-        assert self.target is not None and self._txn is not None
-        if not verify_chunk(self.target.state_root, chunk):
-            raise RemoteProtocolError(
-                f"state chunk {chunk.index} fails the root", code=WireCode.BAD_CHUNK
-            )
-        for key, value in chunk.entries:
-            self._txn.set(key, value)
-        self.entries_written += len(chunk.entries)
-        self.chunks_done += 1
+    def _on_chunk(self, req: Request, chunk: StateChunk, now: float) -> None:
+        assert self._state is not None
+        complete = self._state.write(chunk)
         req.done += 1
-        if self.chunks_done == 1 << self.config.depth:
+        if complete:
             self._finish_state(now)
 
     def _on_block(self, peer: bytes, rec: RangeRecord, now: float, expected: int = -1) -> None:
@@ -449,22 +346,12 @@ class BootstrapClient:
         self.target = TargetChosen(height, block_id, root)
         self._events.append(self.target)
         self.blocks.raise_floor(height)
-        self._txn = self.db.begin()
-        n, b = 1 << self.config.depth, self.config.batch
-        self._todo.extend((s, min(b, n - s)) for s in range(0, n, b))
+        self._state = StateDownload(self.db, self.target, self.config.depth, self.config.batch)
 
     def _finish_state(self, now: float) -> None:
-        assert self.target is not None and self._txn is not None
-        txn, self._txn = self._txn, None
-        root = txn.root()
-        if root != self.target.state_root:  # unreachable with verified chunks: a bug
-            txn.discard()
-            raise LocalProtocolError("verified chunks do not rebuild the target root")
-        txn.meta_set(HEAD_HEIGHT_META, self.target.height.to_bytes(8, "little"))
-        txn.meta_set(HEAD_ID_META, self.target.block_id)
-        txn.commit()
+        assert self.target is not None and self._state is not None
+        self.synced = self._state.commit()
         self.head_id = self.target.block_id
-        self.synced = StateSynced(self.target.height, root, self.chunks_done, self.entries_written)
         self._events.append(self.synced)
         self._apply_ready(now)
 
@@ -484,48 +371,23 @@ class BootstrapClient:
             self.head_id = view.block_id
             self._events.append(BlockApplied(view.height, view.block_id, root))
 
-    def _usable(self, st: StreamType) -> list[bytes]:
-        def ok(p: _Peer) -> bool:
-            return not p.gone and st not in p.excluded
-
-        live = [k for k, p in self.peers.items() if not p.gone]
-        usable = [k for k, p in self.peers.items() if ok(p)]
-        if not usable and live and not any(r.stream_type is st for r in self._reqs.values()):
-            for k in live:  # everyone was excluded: give them another round
-                self.peers[k].excluded.discard(st)
-            usable = live
-        return usable
-
-    def _load(self, peer: bytes, st: StreamType) -> int:
-        return sum(1 for r in self._reqs.values() if r.peer == peer and r.stream_type is st)
-
     def _schedule(self, now: float) -> None:
         if self.target is None:
             return
         st = StreamType.STATE_CHUNK
-        if self._todo and self.synced is None:
-            free = [p for p in self._usable(st) if self._load(p, st) == 0]
-            for peer in free:
-                if not self._todo:
+        state = self._state
+        if state is not None and state.pending and self.synced is None:
+            for peer in self._reqs.free(st):
+                if not state.pending:
                     break
-                start, count = self._todo.popleft()
+                start, count = state.next_batch()
                 req = StateRequest(self.target.state_root, self.config.depth, start, count)
                 self._open(peer, st, encode_state_request(req), start, count, now)
         self._fetch_gaps(now)
 
     def _fetch_gaps(self, now: float) -> None:
-        st = StreamType.HEADER_RANGE
-        known = max((p.head for p in self.peers.values() if not p.gone), default=-1)
-        if any(r.stream_type is st and not r.latest for r in self._reqs.values()):
-            return
-        gaps = self.blocks.missing(min(known, self.blocks.floor + MAX_RANGE))
-        if not gaps:
-            return
-        start = gaps[0]
-        count = min(MAX_RANGE, known - start + 1)
-        cands = [p for p in self._usable(st) if self.peers[p].head >= start]
-        if not cands:
-            return
-        peer = min(cands, key=lambda p: (self._load(p, st), self.peers[p].order))
-        data = encode_range_request(RangeRequest(0, start, count))
-        self._open(peer, st, data, start, count, now)
+        gap = self._reqs.next_gap(self.blocks.floor, self.blocks.missing)
+        if gap is not None:
+            peer, start, count = gap
+            data = encode_range_request(RangeRequest(0, start, count))
+            self._open(peer, StreamType.HEADER_RANGE, data, start, count, now)

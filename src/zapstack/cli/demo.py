@@ -16,8 +16,9 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from zapstack.zap.events import FrameAccepted, FrameRejected
 from zapstack.zap.frames import build_block, build_call, build_transfer, parse_block
-from zapstack.zap.ingress import FrameAccepted, FrameRejected, IngressMachine
+from zapstack.zap.ingress import IngressMachine
 from zapstack.zap.sigschemes import Signer, SigScheme
 from zapstack.zap.views import BlockView
 

@@ -19,7 +19,8 @@ from typing import Any
 from zapstack.conformance.envelope import Case
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
 from zapstack.dht.chunks import ChunkPull
-from zapstack.dht.wire import ChunkMsg, HeaderMsg, encode
+from zapstack.dht.messages import ChunkMsg, HeaderMsg
+from zapstack.dht.wire import encode
 from zapstack.errors import ConfigError
 from zapstack.zap.merkle import CHUNK_SIZE
 

@@ -20,8 +20,9 @@ import struct
 from typing import Any
 
 from zapstack.conformance.envelope import Case
+from zapstack.zap.events import END, NEED_DATA, FrameAccepted, FrameRejected
 from zapstack.zap.frames import build_block, build_call, build_transfer
-from zapstack.zap.ingress import END, NEED_DATA, FrameAccepted, FrameRejected, IngressMachine
+from zapstack.zap.ingress import IngressMachine
 from zapstack.zap.schema import BLOCK_SCHEMAS, TX_SCHEMAS, FieldType
 from zapstack.zap.sigschemes import Signer, SigScheme
 from zapstack.zap.views import BlockView, FrameView

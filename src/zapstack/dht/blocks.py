@@ -23,9 +23,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from zapstack.dht.wire import ChunkMsg, HeaderMsg
+from zapstack.dht.messages import ChunkMsg, HeaderMsg
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
-from zapstack.zap.ingress import MAGIC
 from zapstack.zap.merkle import (
     CHUNK_SIZE,
     chunk_slices,
@@ -33,7 +32,7 @@ from zapstack.zap.merkle import (
     leaf_hash,
     root_of_leaf_hashes,
 )
-from zapstack.zap.schema import BLOCK_SCHEMA, FrameKind
+from zapstack.zap.schema import BLOCK_SCHEMA, MAGIC, FrameKind
 
 __all__ = [
     "SYN_FIXED_LEN",

@@ -27,17 +27,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from zapstack.dht.chunks import (
+from zapstack.dht.chunk_actions import (
     CancelRequest,
-    ChunkPull,
     PullComplete,
     RequestChunk,
     RequestHeader,
     Stalled,
 )
+from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
-from zapstack.dht.wire import Message, MessageReader, encode
+from zapstack.dht.wire import MessageReader, encode
 from zapstack.errors import RemoteProtocolError, WireCode
 
 __all__ = ["MemNet", "PullHandle"]

@@ -1,15 +1,13 @@
-"""A sans-IO Kademlia node: server handlers plus α-parallel client operations.
+"""A sans-IO Kademlia node: α-parallel client operations; requests go to its server side.
 
 Theory of operation
 -------------------
-*Server side.*  The transport opens one DHT stream per inbound RPC, feeds its
-bytes to a :class:`~zapstack.dht.wire.MessageReader` and hands the request to
-:meth:`DhtNode.handle_request` together with the peer's **authenticated**
-contact (node id = sha256 of the TLS public key).  The node charges the peer's
-token bucket, answers from its routing table / record store / served blocks,
-and returns the response message.  Any refusal raises
-:class:`~zapstack.errors.RemoteProtocolError`: the transport resets the
-stream with its ``code`` (``RATE_LIMITED``, ``NOT_FOUND``, ``BAD_FIELD`` ...).
+*Server side.*  :meth:`DhtNode.handle_request` answers one inbound request
+from an **authenticated** peer, or raises
+:class:`~zapstack.errors.RemoteProtocolError` to reset its stream; the node
+delegates it (and ``serve_block`` / ``drop_block``) to its
+:class:`~zapstack.dht.server.DhtServer`, which shares the node's routing
+table, record store and rate limiter.
 
 *Client side.*  :meth:`find_node`, :meth:`find_value`, :meth:`get_providers`,
 :meth:`store` and :meth:`provide` start an *operation*: an iterative
@@ -37,14 +35,10 @@ from dataclasses import dataclass, field
 from zapstack.dht.blocks import BlockLayout, ServedBlock
 from zapstack.dht.ids import Contact, node_id
 from zapstack.dht.lookup import Lookup, LookupMode, LookupResult
-from zapstack.dht.records import RateLimiter, RecordStore
-from zapstack.dht.routing import K, RoutingTable
-from zapstack.dht.wire import (
+from zapstack.dht.messages import (
     AddProvider,
     FindNode,
     FindValue,
-    GetChunk,
-    GetHeader,
     GetProviders,
     Message,
     Nodes,
@@ -55,26 +49,17 @@ from zapstack.dht.wire import (
     Store,
     Stored,
     Value,
-    encode,
 )
+from zapstack.dht.records import RateLimiter, RecordStore
+from zapstack.dht.routing import K, RoutingTable
+from zapstack.dht.server import DhtServer
+from zapstack.dht.wire import encode
 from zapstack.errors import RemoteProtocolError, WireCode
 
-__all__ = ["REQUEST_COST", "CancelRpc", "DhtNode", "NodeAction", "OpDone", "OpKind", "SendRpc"]
+__all__ = ["CancelRpc", "DhtNode", "NodeAction", "OpDone", "OpKind", "SendRpc"]
 
 ALPHA = 3
 """Queries in flight per lookup."""
-
-REQUEST_COST: dict[type[Message], float] = {
-    Ping: 1.0,
-    FindNode: 1.0,
-    FindValue: 1.0,
-    GetProviders: 1.0,
-    Store: 4.0,
-    AddProvider: 2.0,
-    GetHeader: 1.0,
-    GetChunk: 0.25,
-}
-"""Token-bucket cost of each request type; any other type is not a request."""
 
 
 class OpKind(enum.Enum):
@@ -196,7 +181,8 @@ class DhtNode:
         self.routing = RoutingTable(self.id, k=k, now=now)
         self.records = RecordStore(self.id, k=k)
         self.limiter = limiter if limiter is not None else RateLimiter()
-        self.blocks: dict[bytes, ServedBlock] = {}
+        self.server = DhtServer(self.routing, self.records, self.limiter, k=k)
+        self.blocks: dict[bytes, ServedBlock] = self.server.blocks
         self._actions: deque[NodeAction] = deque()
         self._ops: dict[int, _Op] = {}
         self._rpcs: dict[int, _Rpc] = {}
@@ -205,73 +191,16 @@ class DhtNode:
     # ------------------------------------------------------------ server side
 
     def handle_request(self, peer: Contact, msg: Message, now: float) -> Message:
-        """Answer ``msg`` from the authenticated ``peer``; raise RemoteProtocolError to reset."""
-        cost = REQUEST_COST.get(type(msg))
-        if cost is None:
-            raise RemoteProtocolError(
-                f"{type(msg).__name__} is not a request", code=WireCode.STREAM_PROTOCOL_VIOLATION
-            )
-        if not self.limiter.allow(peer.node_id, now, cost):
-            raise RemoteProtocolError("rate limit exceeded", code=WireCode.RATE_LIMITED)
-        self.routing.seen(peer, now)
-        return _HANDLERS[type(msg)](self, peer, msg, now)
-
-    def _h_ping(self, peer: Contact, msg: Message, now: float) -> Message:
-        return Pong()
-
-    def _h_find_node(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, FindNode)
-        return Nodes(self._closest_for(peer, msg.target))
-
-    def _h_find_value(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, FindValue)
-        value = self.records.get_value(msg.key, now)
-        if value is not None:
-            return Value(msg.key, value)
-        return Nodes(self._closest_for(peer, msg.key))
-
-    def _h_store(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, Store)
-        self.records.put_value(msg.key, msg.value, now)
-        return Stored()
-
-    def _h_add_provider(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, AddProvider)
-        self.records.add_provider(msg.key, Contact(peer.node_id, msg.addr), now)
-        return ProviderAck()
-
-    def _h_get_providers(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, GetProviders)
-        provs = tuple(self.records.get_providers(msg.key, now)[: self.k])
-        return Providers(provs, self._closest_for(peer, msg.key))
-
-    def _h_get_header(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, GetHeader)
-        return self._served(msg.block_id).header_msg()
-
-    def _h_get_chunk(self, peer: Contact, msg: Message, now: float) -> Message:
-        assert isinstance(msg, GetChunk)
-        return self._served(msg.block_id).chunk_msg(msg.index)
-
-    def _served(self, block_id: bytes) -> ServedBlock:
-        block = self.blocks.get(block_id)
-        if block is None:
-            raise RemoteProtocolError("block not held", code=WireCode.NOT_FOUND)
-        return block
-
-    def _closest_for(self, peer: Contact, target: bytes) -> tuple[Contact, ...]:
-        cs = [c for c in self.routing.closest(target, self.k + 1) if c.node_id != peer.node_id]
-        return tuple(cs[: self.k])
+        """Answer ``msg`` from the authenticated ``peer`` (:meth:`DhtServer.handle_request`)."""
+        return self.server.handle_request(peer, msg, now)
 
     def serve_block(self, block: bytes, layout: BlockLayout) -> bytes:
         """Hold ``block`` for GET_HEADER / GET_CHUNK; return its id."""
-        served = ServedBlock(block, layout)
-        self.blocks[served.block_id] = served
-        return served.block_id
+        return self.server.serve_block(block, layout)
 
     def drop_block(self, block_id: bytes) -> None:
         """Stop serving ``block_id`` (idempotent)."""
-        self.blocks.pop(block_id, None)
+        self.server.drop_block(block_id)
 
     # ------------------------------------------------------------ client side
 
@@ -436,17 +365,3 @@ def _reply_error(request: Message, reply: Message) -> WireCode | None:
         if reply.key != request.key or hashlib.sha256(reply.value).digest() != reply.key:
             return WireCode.BAD_FIELD
     return None
-
-
-_Handler = Callable[[DhtNode, Contact, Message, float], Message]
-_HANDLERS: dict[type[Message], _Handler] = {
-    Ping: DhtNode._h_ping,
-    FindNode: DhtNode._h_find_node,
-    FindValue: DhtNode._h_find_value,
-    Store: DhtNode._h_store,
-    AddProvider: DhtNode._h_add_provider,
-    GetProviders: DhtNode._h_get_providers,
-    GetHeader: DhtNode._h_get_header,
-    GetChunk: DhtNode._h_get_chunk,
-}
-"""Request type -> handler; the keys equal REQUEST_COST's (a test checks)."""

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from zapstack.dht.ids import Contact, distance
-from zapstack.dht.wire import MAX_VALUE_BYTES
+from zapstack.dht.messages import MAX_VALUE_BYTES
 from zapstack.errors import RemoteProtocolError, WireCode
 
 __all__ = ["RECORD_TTL", "RateLimiter", "RecordStore"]

@@ -1,4 +1,4 @@
-"""The DHT stream's messages: byte-exact codec and an incremental reader.
+"""The DHT stream's codec: the messages of :mod:`zapstack.dht.messages`, byte-exact, and a reader.
 
 Contract
 --------
@@ -6,7 +6,8 @@ Contract
   request message and finishes its side; the responder writes one response
   message and finishes.  A refused request is a stream reset with a
   :class:`~zapstack.errors.WireCode`, never an error message.
-* Every message is ``u8 version (=1) | u8 type | u32 LE payload_len | payload``;
+* Every message is ``u8 version (=1) | u8 type | u32 LE payload_len | payload``
+  (encoders and decoders are two tables keyed by class and by type byte);
   the payload layout of each type is in ``docs/formats/dht.md`` (DHT RPCs) and
   ``docs/formats/chunks.md`` (header and chunk transfer).
 * :func:`decode` takes one whole message; :class:`MessageReader` takes bytes in
@@ -19,242 +20,49 @@ Contract
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 from zapstack.dht.ids import ID_LEN, Contact
+from zapstack.dht.messages import (
+    MAX_ADDR_LEN,
+    MAX_CHUNK_BYTES,
+    MAX_CONTACTS,
+    MAX_HEADER_BYTES,
+    MAX_PROOF_HASHES,
+    MAX_VALUE_BYTES,
+    AddProvider,
+    ChunkMsg,
+    FindNode,
+    FindValue,
+    GetChunk,
+    GetHeader,
+    GetProviders,
+    HeaderMsg,
+    Message,
+    MsgType,
+    Nodes,
+    Ping,
+    Pong,
+    ProviderAck,
+    Providers,
+    Store,
+    Stored,
+    Value,
+)
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 
-__all__ = [
-    "HEADER_LEN",
-    "MAX_ADDR_LEN",
-    "MAX_CONTACTS",
-    "MAX_HEADER_BYTES",
-    "MAX_PROOF_HASHES",
-    "MAX_VALUE_BYTES",
-    "VERSION",
-    "AddProvider",
-    "ChunkMsg",
-    "FindNode",
-    "FindValue",
-    "GetChunk",
-    "GetHeader",
-    "GetProviders",
-    "HeaderMsg",
-    "Message",
-    "MessageReader",
-    "MsgType",
-    "Nodes",
-    "Ping",
-    "Pong",
-    "ProviderAck",
-    "Providers",
-    "Store",
-    "Stored",
-    "Value",
-    "decode",
-    "encode",
-]
+__all__ = ["HEADER_LEN", "VERSION", "MessageReader", "decode", "encode"]
 
 VERSION = 1
 """The only message version."""
 HEADER_LEN = 6
 """``u8 version | u8 type | u32 payload_len``."""
-MAX_VALUE_BYTES = 64 * 1024
-"""Largest value record (STORE / VALUE)."""
-MAX_HEADER_BYTES = 16 * 1024
-"""Largest block header served by HEADER."""
-MAX_CHUNK_BYTES = 64 * 1024
-"""A chunk is at most the Merkle chunk size."""
-MAX_PROOF_HASHES = 32
-"""An inclusion proof of a tree with < 2^32 leaves has at most 32 hashes."""
-MAX_CONTACTS = 20
-"""k: the most contacts in one NODES / PROVIDERS list."""
-MAX_ADDR_LEN = 255
-"""Longest contact address (printable ASCII 0x21..0x7E)."""
 
 _U32 = struct.Struct("<I")
 _HDR = struct.Struct("<BBI")
 _CONTACT_MAX = ID_LEN + 1 + MAX_ADDR_LEN
-
-
-class MsgType(enum.IntEnum):
-    """Message type byte; responses are the request type | 0x80."""
-
-    PING = 0x01
-    FIND_NODE = 0x02
-    FIND_VALUE = 0x03
-    STORE = 0x04
-    ADD_PROVIDER = 0x05
-    GET_PROVIDERS = 0x06
-    GET_HEADER = 0x07
-    GET_CHUNK = 0x08
-    PONG = 0x81
-    NODES = 0x82
-    VALUE = 0x83
-    STORED = 0x84
-    PROVIDER_ACK = 0x85
-    PROVIDERS = 0x86
-    HEADER = 0x87
-    CHUNK = 0x88
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """Liveness probe; answered by :class:`Pong`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    """Answer to :class:`Ping`."""
-
-
-@dataclass(frozen=True, slots=True)
-class FindNode:
-    """Ask for the k contacts closest to ``target``."""
-
-    target: bytes
-    """32-byte id being looked up."""
-
-
-@dataclass(frozen=True, slots=True)
-class Nodes:
-    """Up to k contacts (answer to FIND_NODE, FIND_VALUE miss)."""
-
-    contacts: tuple[Contact, ...]
-    """Closest contacts the responder knows, nearest first."""
-
-
-@dataclass(frozen=True, slots=True)
-class FindValue:
-    """Ask for the value whose sha256 is ``key``."""
-
-    key: bytes
-    """sha256 of the wanted value."""
-
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    """A value record (answer to FIND_VALUE hit)."""
-
-    key: bytes
-    """sha256(value): the receiver checks it before use."""
-    value: bytes
-    """The record bytes, 1..MAX_VALUE_BYTES."""
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    """Store ``value`` under ``key``; the responder checks key == sha256(value)."""
-
-    key: bytes
-    """Claimed sha256(value)."""
-    value: bytes
-    """The record bytes, 1..MAX_VALUE_BYTES."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """Answer to STORE: the record is held."""
-
-
-@dataclass(frozen=True, slots=True)
-class AddProvider:
-    """Announce that the (authenticated) sender serves the block ``key``."""
-
-    key: bytes
-    """Block id (sha256 of the block bytes)."""
-    addr: str
-    """The address at which the sender serves it."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderAck:
-    """Answer to ADD_PROVIDER."""
-
-
-@dataclass(frozen=True, slots=True)
-class GetProviders:
-    """Ask who serves block ``key``."""
-
-    key: bytes
-    """Block id."""
-
-
-@dataclass(frozen=True, slots=True)
-class Providers:
-    """Known providers of a key plus closer contacts."""
-
-    providers: tuple[Contact, ...]
-    """Contacts that announced the key (at most k)."""
-    closer: tuple[Contact, ...]
-    """Closest contacts to the key the responder knows (at most k)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GetHeader:
-    """Ask for the header bytes of block ``block_id``."""
-
-    block_id: bytes
-    """sha256 of the whole block."""
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderMsg:
-    """The block's bytes outside its payload (unverifiable alone; see chunks.md)."""
-
-    block_id: bytes
-    """Echo of the requested block id."""
-    header: bytes
-    """The prefix before the payload, 1..MAX_HEADER_BYTES."""
-    trailer: bytes = b""
-    """The suffix after the payload (a ZAP block's signature), 0..MAX_HEADER_BYTES."""
-
-
-@dataclass(frozen=True, slots=True)
-class GetChunk:
-    """Ask for chunk ``index`` of block ``block_id``'s payload."""
-
-    block_id: bytes
-    """sha256 of the whole block."""
-    index: int
-    """Chunk index (u32)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkMsg:
-    """One payload chunk with its inclusion proof against ``chunk_root``."""
-
-    block_id: bytes
-    """Echo of the requested block id."""
-    index: int
-    """Chunk index (u32)."""
-    data: bytes
-    """Chunk bytes, 1..MAX_CHUNK_BYTES."""
-    proof: tuple[bytes, ...]
-    """RFC 6962 audit path, bottom-up, at most MAX_PROOF_HASHES hashes."""
-
-
-Message = (
-    Ping
-    | Pong
-    | FindNode
-    | Nodes
-    | FindValue
-    | Value
-    | Store
-    | Stored
-    | AddProvider
-    | ProviderAck
-    | GetProviders
-    | Providers
-    | GetHeader
-    | HeaderMsg
-    | GetChunk
-    | ChunkMsg
-)
 
 
 # ---------------------------------------------------------------- encoding
@@ -273,44 +81,53 @@ def _contacts(cs: tuple[Contact, ...]) -> bytes:
     return bytes([len(cs)]) + b"".join(_contact(c) for c in cs)
 
 
+def _e_chunk(m: ChunkMsg) -> bytes:
+    if len(m.proof) > MAX_PROOF_HASHES:
+        raise LocalProtocolError("proof too long")
+    body = m.block_id + _U32.pack(m.index) + _U32.pack(len(m.data)) + m.data
+    return body + bytes([len(m.proof)]) + b"".join(m.proof)
+
+
+def _e_empty(m: Any) -> bytes:
+    return b""
+
+
+_Encoder = Callable[[Any], bytes]
+
+_ENCODERS: dict[type[Message], tuple[MsgType, _Encoder]] = {
+    # message class: (type byte, payload encoder)
+    Ping: (MsgType.PING, _e_empty),
+    Pong: (MsgType.PONG, _e_empty),
+    FindNode: (MsgType.FIND_NODE, lambda m: m.target),
+    Nodes: (MsgType.NODES, lambda m: _contacts(m.contacts)),
+    FindValue: (MsgType.FIND_VALUE, lambda m: m.key),
+    Value: (MsgType.VALUE, lambda m: m.key + m.value),
+    Store: (MsgType.STORE, lambda m: m.key + m.value),
+    Stored: (MsgType.STORED, _e_empty),
+    AddProvider: (
+        MsgType.ADD_PROVIDER,
+        lambda m: m.key + _contact(Contact(bytes(ID_LEN), m.addr))[ID_LEN:],
+    ),
+    ProviderAck: (MsgType.PROVIDER_ACK, _e_empty),
+    GetProviders: (MsgType.GET_PROVIDERS, lambda m: m.key),
+    Providers: (MsgType.PROVIDERS, lambda m: _contacts(m.providers) + _contacts(m.closer)),
+    GetHeader: (MsgType.GET_HEADER, lambda m: m.block_id),
+    HeaderMsg: (
+        MsgType.HEADER,
+        lambda m: m.block_id + _U32.pack(len(m.header)) + m.header + m.trailer,
+    ),
+    GetChunk: (MsgType.GET_CHUNK, lambda m: m.block_id + _U32.pack(m.index)),
+    ChunkMsg: (MsgType.CHUNK, _e_chunk),
+}
+"""Every message class, its type byte and its payload encoder (the inverse of ``_DECODERS``)."""
+
+
 def _payload(msg: Message) -> tuple[MsgType, bytes]:
-    match msg:
-        case Ping():
-            return MsgType.PING, b""
-        case Pong():
-            return MsgType.PONG, b""
-        case FindNode(target):
-            return MsgType.FIND_NODE, target
-        case Nodes(cs):
-            return MsgType.NODES, _contacts(cs)
-        case FindValue(key):
-            return MsgType.FIND_VALUE, key
-        case Value(key, value):
-            return MsgType.VALUE, key + value
-        case Store(key, value):
-            return MsgType.STORE, key + value
-        case Stored():
-            return MsgType.STORED, b""
-        case AddProvider(key, addr):
-            return MsgType.ADD_PROVIDER, key + _contact(Contact(bytes(ID_LEN), addr))[ID_LEN:]
-        case ProviderAck():
-            return MsgType.PROVIDER_ACK, b""
-        case GetProviders(key):
-            return MsgType.GET_PROVIDERS, key
-        case Providers(ps, closer):
-            return MsgType.PROVIDERS, _contacts(ps) + _contacts(closer)
-        case GetHeader(bid):
-            return MsgType.GET_HEADER, bid
-        case HeaderMsg(bid, header, trailer):
-            return MsgType.HEADER, bid + _U32.pack(len(header)) + header + trailer
-        case GetChunk(bid, index):
-            return MsgType.GET_CHUNK, bid + _U32.pack(index)
-        case ChunkMsg(bid, index, data, proof):
-            if len(proof) > MAX_PROOF_HASHES:
-                raise LocalProtocolError("proof too long")
-            body = bid + _U32.pack(index) + _U32.pack(len(data)) + data
-            return MsgType.CHUNK, body + bytes([len(proof)]) + b"".join(proof)
-    raise LocalProtocolError(f"not a DHT message: {msg!r}")  # pragma: no cover
+    entry = _ENCODERS.get(type(msg))
+    if entry is None:  # pragma: no cover
+        raise LocalProtocolError(f"not a DHT message: {msg!r}")
+    kind, encoder = entry
+    return kind, encoder(msg)
 
 
 def encode(msg: Message) -> bytes:

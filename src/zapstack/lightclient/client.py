@@ -29,14 +29,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zapstack.bootstrap.wire import (
-    CERTS_ONLY,
-    MAX_RANGE,
-    RangeRecord,
-    RangeReplyReader,
-    RangeRequest,
-    encode_range_request,
-)
+from zapstack.bootstrap.readers import RangeRecord, RangeReplyReader
+from zapstack.bootstrap.wire import CERTS_ONLY, MAX_RANGE, RangeRequest, encode_range_request
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.policy import accepted_tier, observed_tier
 from zapstack.dht.blocks import zap_block_layout

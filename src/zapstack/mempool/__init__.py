@@ -3,9 +3,10 @@
 * :class:`Mempool` -- fee-ranked, nonce-ordered, bounded pool of zero-copy
   :class:`~zapstack.zap.TxView` pointers; ``drop`` is its O(log N) idempotent
   unwind primitive.
-* :class:`TxReceiver` -- one handler per tx-submit stream feeding
+* :class:`TxReceiver` (``receive``) -- one handler per tx-submit stream feeding
   :class:`~zapstack.zap.IngressMachine` as bytes arrive, answering actions
-  (reject the stream, wait for credit, resume, verify, admitted, rejected).
+  (``actions``: reject the stream, wait for credit, resume, verify, admitted,
+  rejected).
 * :class:`AdmissionController` -- the bounded in-flight working set.
 * :class:`Reputation`, :class:`PipelineStats`.
 * ``zapstack.mempool.handler.TxSubmitService`` (not re-exported: it imports the
@@ -20,20 +21,20 @@ are immutable and may be shared with any thread.  Format and rules:
 ``docs/formats/mempool.md``.
 """
 
-from zapstack.mempool.admission import AdmissionController
-from zapstack.mempool.pool import Admitted, Mempool, NonceFloor
-from zapstack.mempool.receive import (
+from zapstack.mempool.actions import (
     Action,
     RejectStream,
     Resume,
     TxAdmitted,
-    TxReceiver,
     TxRejected,
     VerifyRequest,
     WaitForCredit,
     verify_batch,
     verify_tx,
 )
+from zapstack.mempool.admission import AdmissionController
+from zapstack.mempool.pool import Admitted, Mempool, NonceFloor
+from zapstack.mempool.receive import TxReceiver
 from zapstack.mempool.reputation import Reputation
 from zapstack.mempool.stats import PipelineStats
 

@@ -36,14 +36,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from zapstack.mempool.receive import (
-    Action,
-    RejectStream,
-    Resume,
-    TxReceiver,
-    VerifyRequest,
-    WaitForCredit,
-)
+from zapstack.mempool.actions import Action, RejectStream, Resume, VerifyRequest, WaitForCredit
+from zapstack.mempool.receive import TxReceiver
 from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import NO_ACTIONS, StreamHandler, StreamInfo
 

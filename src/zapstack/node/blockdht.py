@@ -37,8 +37,8 @@ from collections.abc import Sequence
 
 from zapstack.dht.blocks import BlockLayout, zap_block_layout
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import GetChunk, GetHeader, Message
 from zapstack.dht.node import DhtNode
-from zapstack.dht.wire import GetChunk, GetHeader, Message
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, TransportError, ZapError
 from zapstack.node.adapters.dht_quic import QuicDht
 from zapstack.node.blockstore import BlockStore

@@ -48,8 +48,9 @@ from zapstack.bootstrap.server import BootstrapServer
 from zapstack.dht.ids import Contact
 from zapstack.errors import ZapError
 from zapstack.mempool import Mempool
+from zapstack.mempool.actions import TxAdmitted
 from zapstack.mempool.handler import TxSubmitService
-from zapstack.mempool.receive import TxAdmitted, TxReceiver
+from zapstack.mempool.receive import TxReceiver
 from zapstack.node.blockdht import NodeDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.bootstrap_driver import PushWriter, StoreBlocks

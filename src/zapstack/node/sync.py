@@ -32,7 +32,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from zapstack.bootstrap.client import BootstrapClient, BootstrapConfig
+from zapstack.bootstrap.client import BootstrapClient
+from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import HeadSeen
 from zapstack.consensus import cert as cert_mod
 from zapstack.errors import TransportError, ZapError

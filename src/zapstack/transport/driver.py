@@ -7,13 +7,14 @@ This module and the two bindings (:mod:`~zapstack.transport.qh3_adapter`,
 touches asyncio or a QUIC library.  All stream logic lives in
 :class:`~zapstack.transport.session.Session`; the driver only
 
-* translates library events into session inputs (one table,
-  ``_EVENT_INPUTS``, keyed by event class name -- qh3 and aioquic share them),
-* executes session commands against the library and transmits,
-* feeds the session what only the library knows: peer stream credit
-  (MAX_STREAMS), per-stream send backlog (STREAM_DATA_BLOCKED -> back off),
-* verifies identities: the dialer checks the listener's certificate against
-  the node id it dialed, then proves its own identity on a HELLO stream.
+* listens and dials (:class:`Endpoint`), making one
+  :class:`~zapstack.transport.peer.Peer` per connection (re-exported here with
+  :class:`~zapstack.transport.peer.OutStream`): the peer translates library
+  events into session inputs, executes session commands, feeds the session
+  stream credit and send backlog, and verifies identities (HELLO);
+* subclasses the library's protocol class (:func:`make_protocol_class`) to
+  route its events to the peer, grow the UDP receive buffer and survive a
+  library's transient transmit failures.
 
 Concurrency: one event loop; every method is called on it.  Awaiting methods
 are bounded by :class:`TransportConfig` timeouts and raise
@@ -32,21 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from zapstack.errors import LocalProtocolError, TransportError, WireCode
-from zapstack.transport.events import (
-    CloseConnection,
-    ConnectionEnded,
-    End,
-    RequestCredit,
-    ResetStream,
-    SendStream,
-    StopSending,
-    StreamEnded,
-    StreamReady,
-)
-from zapstack.transport.handler import HandlerFactory, StreamHandler
-from zapstack.transport.identity import HelloHandler, NodeIdentity, encode_hello
-from zapstack.transport.identity import node_id_of_cert_der as _node_id_of_cert
-from zapstack.transport.session import Session
+from zapstack.transport.handler import HandlerFactory
+from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.peer import OutStream, Peer
 from zapstack.transport.streams import StreamType
 
 __all__ = ["Binding", "Endpoint", "OutStream", "Peer", "TransportConfig"]
@@ -117,298 +106,10 @@ class Binding(Protocol):
     def odcid(self, quic: Any) -> bytes: ...
 
 
-class OutStream:
-    """Our sending side of a stream we opened."""
-
-    def __init__(self, peer: Peer, stream_id: int, stream_type: StreamType) -> None:
-        self.peer = peer
-        self.stream_id = stream_id
-        self.stream_type = stream_type
-
-    async def write(self, data: bytes, *, fin: bool = False) -> None:
-        """Queue ``data``; back off while the stream's backlog is over high water."""
-        await self.peer._write(self.stream_id, data, fin)
-
-    async def finish(self, data: bytes = b"") -> None:
-        """Write ``data`` and FIN."""
-        await self.peer._write(self.stream_id, data, True)
-
-    async def cancel_write(self, code: int, *, flush: bool = True) -> None:
-        """CancelWrite(code).  With ``flush`` (the default) first wait until every
-        byte written so far is acknowledged, so the receiver is guaranteed to
-        have been handed it (docs/formats/vectors-stream-reset.md).  Idempotent."""
-        await self.peer._cancel(self.stream_id, code, flush)
-
-    @property
-    def end(self) -> tuple[End, int | None] | None:
-        """How our sending side ended (FIN, cancelled, stopped by peer, aborted)."""
-        return self.peer._send_ends.get(self.stream_id)
-
-
-class Peer:
-    """One QUIC connection to one peer, driven through its :class:`Session`."""
-
-    def __init__(self, protocol: Any, endpoint: Endpoint, *, is_client: bool) -> None:
-        self.protocol = protocol
-        self.endpoint = endpoint
-        self.binding = endpoint.binding
-        self.is_client = is_client
-        self.expected: bytes = b""
-        self.initial_credit: tuple[int, int] = (0, 0)
-        """(uni, bidi) stream limits the listener advertised (dialer side only)."""
-        quic = protocol._quic
-        handlers: dict[StreamType, HandlerFactory] = dict(endpoint.handlers)
-        if not is_client:
-            handlers[StreamType.HELLO] = lambda info: HelloHandler(
-                endpoint.identity.node_id, self.binding.odcid(quic)
-            )
-        self.session = Session(is_client=is_client, handlers=handlers, require_auth=not is_client)
-        self.authenticated: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.Event()
-        self.close_info: ConnectionEnded | None = None
-        self.events: list[object] = []
-        """Every session event, in order (tests and metrics read it)."""
-        self._send_ends: dict[int, tuple[End, int | None]] = {}
-        self._ready: dict[int, asyncio.Future[None]] = {}
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-
-    @property
-    def node_id(self) -> bytes:
-        """The peer's verified node id (``b""`` until verified)."""
-        return self.session.peer
-
-    # --------------------------------------------------------- public API
-
-    async def open_stream(
-        self, stream_type: StreamType, handler: StreamHandler | None = None
-    ) -> OutStream:
-        """Open a stream; waits for stream credit (STREAM_LIMIT -> wait)."""
-        stream_id = self.session.open_stream(stream_type, handler)
-        if not self.session.is_writable(stream_id):
-            future = asyncio.get_running_loop().create_future()
-            self._ready[stream_id] = future
-            self._service()
-            await self._bounded(future, f"credit for stream {stream_id}")
-        self._service()
-        return OutStream(self, stream_id, stream_type)
-
-    def stop_reading(self, stream_id: int, code: int) -> None:
-        """StopSending(code) on our receiving half of ``stream_id``.  Idempotent."""
-        self.session.stop_reading(stream_id, code)
-        self._service()
-
-    def close(self, code: int = WireCode.NO_ERROR, reason: str = "") -> None:
-        """CONNECTION_CLOSE: every stream of this peer ends.  Idempotent."""
-        self.session.close(code, reason)
-        self._service()
-
-    async def wait_closed(self, timeout: float) -> None:
-        """Wait until the connection has ended (bounded)."""
-        await asyncio.wait_for(self.closed.wait(), timeout)
-
-    # ------------------------------------------------------------ writing
-
-    async def _write(self, stream_id: int, data: bytes, fin: bool) -> None:
-        self.session.send(stream_id, data, fin=fin)
-        self._service()
-        if self.binding.backlog(self.protocol._quic, stream_id) > self.endpoint.config.high_water:
-            self.session.send_blocked(stream_id, True)
-            await self._until(
-                lambda: (
-                    self.session.closed
-                    or self.binding.backlog(self.protocol._quic, stream_id)
-                    <= self.endpoint.config.low_water
-                ),
-                f"back-off on stream {stream_id}",
-            )
-            self.session.send_blocked(stream_id, False)
-            self._service()
-
-    async def _cancel(self, stream_id: int, code: int, flush: bool) -> None:
-        if flush and self.session.is_writable(stream_id):
-            await self._until(
-                lambda: (
-                    self.session.closed
-                    or not self.session.is_writable(stream_id)
-                    or self.binding.flushed(self.protocol._quic, stream_id)
-                ),
-                f"flush of stream {stream_id}",
-            )
-        self.session.cancel_write(stream_id, code)
-        self._service()
-
-    async def _until(self, predicate: Callable[[], bool], what: str) -> None:
-        if predicate():
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, future))
-        await self._bounded(future, what)
-
-    async def _bounded(self, future: asyncio.Future[Any], what: str) -> Any:
-        try:
-            return await asyncio.wait_for(future, self.endpoint.config.op_timeout)
-        except TimeoutError as exc:
-            raise TransportError(f"timed out waiting for {what}", code=WireCode.TIMEOUT) from exc
-
-    # ------------------------------------------------- library -> session
-
-    def on_quic_event(self, event: Any) -> None:
-        handler = _EVENT_INPUTS.get(type(event).__name__)
-        if handler is not None:
-            handler(self, event)
-
-    def _on_data(self, event: Any) -> None:
-        self.session.stream_data(event.stream_id, event.data, event.end_stream)
-
-    def _on_reset(self, event: Any) -> None:
-        self.session.stream_reset(event.stream_id, event.error_code)
-
-    def _on_stop(self, event: Any) -> None:
-        self.session.stop_sending(event.stream_id, event.error_code)
-
-    def _on_terminated(self, event: Any) -> None:
-        self.session.connection_terminated(event.error_code, event.reason_phrase or "")
-
-    def _on_handshake(self, event: Any) -> None:
-        if not self.is_client:
-            return
-        quic = self.protocol._quic
-        der = self.binding.peer_cert_der(quic)
-        got = _node_id_of_cert(der) if der else b""
-        if got != self.expected:
-            self.session.close(WireCode.BAD_SIGNATURE, "listener identity mismatch")
-            return
-        self.session.peer = got
-        uni, bidi = self.binding.credit(quic)
-        self.initial_credit = (uni, bidi)
-        self.session.set_credit(uni=uni, bidi=bidi)
-        stream_id = self.session.open_stream(StreamType.HELLO)
-        if not self.session.is_writable(stream_id):
-            self.session.close(WireCode.INTERNAL, "no stream credit for HELLO")
-            return
-        hello = encode_hello(self.endpoint.identity, got, self.binding.odcid(quic))
-        self.session.send(stream_id, hello, fin=True)
-        if not self.authenticated.done():
-            self.authenticated.set_result(got)
-
-    # ---------------------------------------------------------- servicing
-
-    def service(self) -> None:
-        """Called by the protocol after the library processed datagrams/timers."""
-        self._service(transmit=False)
-
-    def _service(self, *, transmit: bool = True) -> None:
-        quic = self.protocol._quic
-        session = self.session
-        uni, bidi = self.binding.credit(quic)
-        session.set_credit(uni=uni, bidi=bidi)
-        while (command := session.next_command()) is not None:
-            self._execute(quic, command)
-        while (event := session.next_event()) is not None:
-            self._on_session_event(event)
-        self._wake_waiters()
-        if transmit:
-            self.protocol.transmit()
-
-    def _wake_waiters(self) -> None:
-        """Resolve every ``_until`` wait whose condition now holds.
-
-        Run on each service *and* after each library transmit: a transmit is
-        what shrinks a stream's backlog, so a writer in back-off learns of it
-        then rather than at the next datagram or timer (one ACK delay later).
-        """
-        if not self._waiters:
-            return
-        still = []
-        for predicate, future in self._waiters:
-            if future.done():
-                continue
-            if predicate():
-                future.set_result(None)
-            else:
-                still.append((predicate, future))
-        self._waiters = still
-
-    def _execute(self, quic: Any, command: object) -> None:
-        try:
-            if isinstance(command, SendStream):
-                quic.send_stream_data(command.stream_id, command.data, command.fin)
-            elif isinstance(command, ResetStream):
-                quic.reset_stream(command.stream_id, command.code)
-            elif isinstance(command, StopSending):
-                quic.stop_stream(command.stream_id, command.code)
-            elif isinstance(command, CloseConnection):
-                quic.close(error_code=command.code, reason_phrase=command.reason)
-            elif isinstance(command, RequestCredit):
-                self._ping_for_credit(command.bidirectional)
-        except Exception as exc:  # the library refused: which commands may fail is a table
-            if not isinstance(command, _MAY_FAIL):
-                # our view of the stream diverged from the library's: a bug
-                self.session.flow_control_error(f"{type(command).__name__} refused: {exc}")
-
-    def _ping_for_credit(self, bidirectional: bool) -> None:
-        """PING now and again every ``credit_ping_interval`` while opens are queued.
-
-        aioquic raises MAX_STREAMS only on a packet it sends *after* the stream
-        was discarded, so one PING may not be enough to carry the update.
-        """
-        if self.session.closed or not self.session.queued_opens(bidirectional=bidirectional):
-            return
-        with contextlib.suppress(Exception):
-            self.protocol._quic.send_ping(0)
-        self.protocol.transmit()
-        asyncio.get_running_loop().call_later(
-            self.endpoint.config.credit_ping_interval, self._ping_for_credit, bidirectional
-        )
-
-    def _on_session_event(self, event: object) -> None:
-        self.events.append(event)
-        if isinstance(event, StreamReady):
-            future = self._ready.pop(event.stream_id, None)
-            if future is not None and not future.done():
-                future.set_result(None)
-        elif isinstance(event, StreamEnded):
-            if not event.receiving:
-                self._send_ends[event.stream_id] = (event.end, event.code)
-            if event.stream_type is StreamType.HELLO and event.end is not End.FIN:
-                self.session.close(WireCode.BAD_SIGNATURE, "HELLO refused")
-        elif isinstance(event, ConnectionEnded):
-            self.close_info = event
-            self.closed.set()
-            error = TransportError(f"connection ended: {event.reason}", code=WireCode.INTERNAL)
-            for future in self._ready.values():
-                if not future.done():
-                    future.set_exception(error)
-            self._ready.clear()
-            if not self.authenticated.done():
-                self.authenticated.set_exception(error)
-                self.authenticated.exception()  # mark retrieved
-            for _, future in self._waiters:
-                if not future.done():
-                    future.set_result(None)
-            self._waiters = []
-        if self.session.authenticated and not self.is_client and not self.authenticated.done():
-            self.authenticated.set_result(self.session.peer)
-            self.endpoint._inbound(self)
-
-
 TRANSMIT_RETRIES = 50
 """Consecutive failed library transmits before the connection is given up."""
 TRANSMIT_RETRY_S = 0.005
 """Delay before retrying a failed library transmit (seconds)."""
-
-_MAY_FAIL = (ResetStream, StopSending, CloseConnection)
-"""Commands a library may refuse harmlessly: a late reset/stop on a stream the
-library already finished (unwinds are idempotent), a close of a closed connection."""
-
-_EVENT_INPUTS: dict[str, Callable[[Peer, Any], None]] = {
-    "StreamDataReceived": Peer._on_data,
-    "StreamReset": Peer._on_reset,
-    "StopSendingReceived": Peer._on_stop,
-    "ConnectionTerminated": Peer._on_terminated,
-    "HandshakeCompleted": Peer._on_handshake,
-}
-"""Library event class name -> session input (identical names in qh3 and aioquic)."""
 
 
 def grow_recv_buffer(transport: Any, size: int) -> int:

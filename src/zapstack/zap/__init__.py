@@ -6,6 +6,7 @@ whole-buffer parsers (``parse_tx``, ``parse_block``), the streaming
 tables and the signature schemes.  Format: ``docs/formats/zap.md``.
 """
 
+from zapstack.zap.events import END, NEED_DATA, FrameAccepted, FrameRejected
 from zapstack.zap.frames import (
     DEFAULT_CHAIN_ID,
     build_block,
@@ -16,16 +17,10 @@ from zapstack.zap.frames import (
     parse_frame,
     parse_tx,
 )
-from zapstack.zap.ingress import (
-    END,
-    MAGIC,
-    NEED_DATA,
-    FrameAccepted,
-    FrameRejected,
-    IngressMachine,
-)
+from zapstack.zap.ingress import IngressMachine
 from zapstack.zap.schema import (
     BLOCK_SCHEMAS,
+    MAGIC,
     MAX_BLOCK_SIZE,
     MAX_CALL_DATA,
     MAX_TX_SIZE,

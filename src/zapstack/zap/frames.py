@@ -12,8 +12,17 @@ from collections.abc import Mapping, Sequence
 
 from zapstack.errors import LocalProtocolError
 from zapstack.zap import merkle
-from zapstack.zap.ingress import MAGIC, VERSION, FrameAccepted, FrameRejected, IngressMachine
-from zapstack.zap.schema import BLOCK_SCHEMAS, TX_SCHEMAS, FieldType, FrameKind, Schema
+from zapstack.zap.events import FrameAccepted, FrameRejected
+from zapstack.zap.ingress import IngressMachine
+from zapstack.zap.schema import (
+    BLOCK_SCHEMAS,
+    MAGIC,
+    TX_SCHEMAS,
+    VERSION,
+    FieldType,
+    FrameKind,
+    Schema,
+)
 from zapstack.zap.sigschemes import SIG_SIZE, Signer
 from zapstack.zap.transcript import BLOCK_DOMAIN, TX_DOMAIN, transcript_digest
 from zapstack.zap.views import BlockView, FrameView, TxView

@@ -36,105 +36,42 @@ ignores further input (the stream is being reset).
 Zero copy: if the frame arrives as one immutable chunk (``bytes`` or a
 read-only ``memoryview``), the accepted view slices that object; otherwise the
 fragments are accumulated once into a buffer that is then frozen (a read-only
-view; the machine never writes to it again).
+view; the machine never writes to it again).  A frame that arrives whole in
+one such chunk first goes through :func:`~zapstack.zap.fastpath.check_whole`
+(straight-line header and offsets-table checks that only ever accept); the
+events it leads to are equal to the check-by-byte path's.  The events are
+defined in :mod:`zapstack.zap.events`.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Final
 
-from zapstack.errors import RemoteProtocolError, Stage, WireCode
+from zapstack.errors import Stage, WireCode
 from zapstack.zap import merkle
-from zapstack.zap.schema import MAX_TXS_PER_BLOCK, TX_SCHEMAS, FieldType, FrameKind, Schema
+from zapstack.zap.events import END, NEED_DATA, Event, FrameAccepted, FrameRejected
+from zapstack.zap.fastpath import check_whole
+from zapstack.zap.schema import (
+    FLAG_SIGNED,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_TXS_PER_BLOCK,
+    TX_SCHEMAS,
+    VERSION,
+    FieldType,
+    FrameKind,
+    Schema,
+)
 from zapstack.zap.sigschemes import SIG_SIZE, SigScheme, verify_signature
 from zapstack.zap.transcript import transcript_digest
 from zapstack.zap.views import BlockView, FrameView, TxView
 
-__all__ = [
-    "END",
-    "MAGIC",
-    "NEED_DATA",
-    "FrameAccepted",
-    "FrameRejected",
-    "IngressMachine",
-    "Sentinel",
-]
-
-MAGIC: Final = b"\x7fZAP"
-VERSION: Final = 1
-FLAG_SIGNED: Final = 0x01
-HEADER_SIZE: Final = 21
+__all__ = ["IngressMachine"]
 
 _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
-_HEADER = struct.Struct("<4sBBBBIIHHB")
-
-
-@functools.cache
-def _table(count: int) -> struct.Struct:
-    """Precompiled reader of an offsets table of ``count`` u32 entries."""
-    return struct.Struct(f"<{count}I")
-
-
-@functools.cache
-def _bounds(schema: Schema, scheme: SigScheme) -> tuple[tuple[int, int], ...]:
-    """Per-field (min, max) sizes of ``schema`` signed with ``scheme``."""
-    return tuple(f.size_bounds(scheme) for f in schema.fields)
-
-
-class Sentinel:
-    """A named marker returned by :meth:`IngressMachine.next_event`."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA: Final = Sentinel("NEED_DATA")
-END: Final = Sentinel("END")
-
-
-@dataclass(frozen=True, slots=True)
-class FrameAccepted:
-    """A complete frame that passed stages 1-4."""
-
-    view: FrameView
-    """A :class:`TxView` or :class:`BlockView` over the one received buffer."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRejected:
-    """The stream's bytes prove the frame bad: reset the stream with ``code``."""
-
-    stage: Stage
-    """Pipeline stage that caught it."""
-    code: WireCode
-    """Application error code for RESET_STREAM / STOP_SENDING."""
-    offset: int
-    """0-based index of the byte that proves the frame bad."""
-    reason: str
-    """Human-readable explanation."""
-
-    def error(self) -> RemoteProtocolError:
-        """The same verdict as an exception."""
-        return RemoteProtocolError(
-            f"stage {self.stage.name} byte {self.offset}: {self.reason}",
-            code=self.code,
-            stage=self.stage,
-            offset=self.offset,
-        )
-
-
-Event = FrameAccepted | FrameRejected | Sentinel
 
 
 class _Reject(Exception):
@@ -228,52 +165,25 @@ class IngressMachine:
 
     # -- fast path --------------------------------------------------------------
     def _fast_whole(self) -> bool:
-        """Accept a frame that arrived whole in one immutable chunk, in straight-line code.
+        """Accept a frame that arrived whole in one immutable chunk (:mod:`.fastpath`).
 
         It only ever *accepts*: on any anomaly it returns False and the readable
         check-by-byte machinery below re-derives the exact verdict, so both paths
         give identical events (tested).  Payload and signature checks are shared.
         """
-        data = self._data
-        n = len(data)
-        if n < HEADER_SIZE:
+        assert not isinstance(self._data, bytearray)
+        whole = check_whole(self._data, self._schemas, self._chain_id)
+        if whole is None:
             return False
-        magic, kind, ver, flags, scheme, total, chain, count, sig_len, res = _HEADER.unpack_from(
-            data, 0
-        )
-        schema = self._schemas.get(kind)
-        if (
-            schema is None
-            or magic != MAGIC
-            or ver != VERSION
-            or flags != FLAG_SIGNED
-            or scheme not in schema.schemes
-            or total != n
-            or res != 0
-            or count != len(schema.fields)
-            or (self._chain_id is not None and chain != self._chain_id)
-        ):
-            return False
-        sch = SigScheme(scheme)
-        if sig_len != SIG_SIZE[sch] or not schema.min_size(sch) <= total <= schema.max_size:
-            return False
-        ends = _table(count).unpack_from(data, HEADER_SIZE)
-        start = schema.table_end
-        for end, (low, high) in zip(ends, _bounds(schema, sch), strict=True):
-            if end < start + low or end > start + high:
-                return False
-            start = end
-        if start != total - sig_len:
-            return False
-        self._schema, self._scheme, self._total = schema, sch, total
+        self._schema, self._scheme, ends = whole
+        self._total = self._n = len(self._data)
         self._ends = list(ends)
-        self._n = n
         self._heap.clear()
-        with memoryview(data) as mv:
+        with memoryview(self._data) as mv:
             try:
-                if schema.kind is FrameKind.BLOCK:
+                if self._schema.kind is FrameKind.BLOCK:
                     self._check_payload(mv, ends[-1] - 1)
-                self._complete(mv, total - 1)
+                self._complete(mv, self._total - 1)
             except _Reject as rej:
                 self._events.append(rej.verdict)
                 self._state = "failed"

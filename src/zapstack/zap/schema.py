@@ -6,28 +6,44 @@ size (``U32``, ``U64``, ``B32``), ties it to the frame's signature scheme
 ``0..max`` bytes, ``PAYLOAD``: a concatenation of tx frames).  The ingress
 machine validates every offset-table entry against these sizes as soon as the
 entry's four bytes arrive.  ``docs/formats/zap.md`` lists the same tables; a
-test keeps the document and this module equal.
+test keeps the document and this module equal.  The fixed 21-byte header that
+precedes every body (``MAGIC``, ``VERSION``, ``FLAG_SIGNED``, ``HEADER_SIZE``)
+is defined here too.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
 
 from zapstack.zap.sigschemes import PK_SIZE, SIG_SIZE, SigScheme
 
 __all__ = [
     "BLOCK_SCHEMAS",
+    "FLAG_SIGNED",
+    "HEADER_SIZE",
+    "MAGIC",
     "MAX_BLOCK_SIZE",
     "MAX_CALL_DATA",
     "MAX_TXS_PER_BLOCK",
     "MAX_TX_SIZE",
     "TX_SCHEMAS",
+    "VERSION",
     "FieldSpec",
     "FieldType",
     "FrameKind",
     "Schema",
 ]
+
+MAGIC: Final = b"\x7fZAP"
+"""Bytes 0..3 of every frame."""
+VERSION: Final = 1
+"""Byte 5: the only frame version."""
+FLAG_SIGNED: Final = 0x01
+"""Byte 6: the signature-present bit (the only flag; mandatory)."""
+HEADER_SIZE: Final = 21
+"""Bytes before the offsets table."""
 
 MAX_TX_SIZE = 32 * 1024
 """Largest tx frame in bytes (an ML-DSA-65 call tx with 16 KiB data fits)."""
@@ -101,7 +117,7 @@ class Schema:
     @property
     def table_end(self) -> int:
         """Offset of the first body field (end of the offsets table)."""
-        return 21 + 4 * len(self.fields)
+        return HEADER_SIZE + 4 * len(self.fields)
 
     def min_size(self, scheme: SigScheme) -> int:
         """Smallest total length of a frame of this kind signed with ``scheme``."""

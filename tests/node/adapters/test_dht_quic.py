@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 
 from zapstack.dht.blocks import synthetic_block, synthetic_layout
-from zapstack.dht.wire import GetChunk, Message
+from zapstack.dht.messages import GetChunk, Message
 from zapstack.node.adapters.dht_quic import QuicDht
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import TransportConfig

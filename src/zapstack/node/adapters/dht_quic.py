@@ -45,18 +45,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zapstack.dht import CancelRequest, PullComplete, RequestChunk, RequestHeader, Stalled
 from zapstack.dht.blocks import BlockLayout
-from zapstack.dht.chunks import (
-    CancelRequest,
-    ChunkPull,
-    PullComplete,
-    RequestChunk,
-    RequestHeader,
-    Stalled,
-)
+from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
+from zapstack.dht.messages import AddProvider, Message
 from zapstack.dht.node import CancelRpc, DhtNode, OpDone, SendRpc
-from zapstack.dht.wire import AddProvider, Message, MessageReader, encode
+from zapstack.dht.wire import MessageReader, encode
 from zapstack.errors import RemoteProtocolError, TransportError, WireCode
 from zapstack.node.adapters.dht_streams import ReplyStream, ServeStream, wire_code
 from zapstack.transport.driver import Binding, Endpoint, OutStream, Peer, TransportConfig

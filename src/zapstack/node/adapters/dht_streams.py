@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from zapstack.dht.wire import GetChunk, GetHeader, Message, MessageReader
+from zapstack.dht.messages import GetChunk, GetHeader, Message
+from zapstack.dht.wire import MessageReader
 from zapstack.errors import WireCode
 from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo

@@ -61,14 +61,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from zapstack.errors import WireCode, ZapError
+from zapstack.mempool.actions import TxAdmitted, TxRejected, VerifyRequest, verify_batch
 from zapstack.mempool.handler import TxSubmitService
-from zapstack.mempool.receive import (
-    TxAdmitted,
-    TxReceiver,
-    TxRejected,
-    VerifyRequest,
-    verify_batch,
-)
+from zapstack.mempool.receive import TxReceiver
 from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import HandlerFactory, StreamHandler, StreamInfo

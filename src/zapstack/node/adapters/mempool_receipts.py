@@ -28,7 +28,7 @@ from zapstack.transport.events import End, HandlerAction
 from zapstack.transport.handler import NO_ACTIONS, HandlerFactory, StreamHandler, StreamInfo
 from zapstack.transport.streams import StreamType
 from zapstack.zap import MAX_TX_SIZE
-from zapstack.zap.ingress import HEADER_SIZE
+from zapstack.zap.schema import HEADER_SIZE
 
 __all__ = ["FrameSplitter", "ReceiptTracker"]
 

@@ -1,0 +1,32 @@
+"""The bootstrap client's knobs: state chunking, stall and push timeouts, subscriptions.
+
+One frozen value per client; every time is in seconds of the client's
+injected clock (``now``), never the wall clock.  The client checks ``depth``
+and ``batch`` against the wire limits when it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zapstack.bootstrap.wire import SUB_BLOCKS, SUB_MEMPOOL, SUB_VOTES
+
+__all__ = ["BootstrapConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapConfig:
+    """Client knobs (times in seconds of the injected clock)."""
+
+    depth: int = 8
+    """State chunks: the key-hash space is split into ``2**depth`` chunks."""
+    batch: int = 16
+    """Chunks per STATE_CHUNK request."""
+    stall_timeout: float = 5.0
+    """A request stream with no whole record for this long is cancelled (TIMEOUT)."""
+    push_timeout: float = 10.0
+    """A BLOCK_PUSH / MEMPOOL_GOSSIP stream open this long without FIN is stopped."""
+    subscribe: int = SUB_BLOCKS | SUB_MEMPOOL | SUB_VOTES
+    """Pushes asked of every peer."""
+    chain_id: int | None = None
+    """Chain id blocks must carry (None: any)."""

@@ -1,0 +1,52 @@
+"""Request bookkeeping: readers by kind, exclusions with another round, the gap request."""
+
+from __future__ import annotations
+
+from zapstack.bootstrap.readers import ChunkReplyReader, RangeReplyReader
+from zapstack.bootstrap.requests import RequestStreams
+from zapstack.bootstrap.wire import MAX_RANGE
+from zapstack.transport.streams import StreamType
+
+SC, HR = StreamType.STATE_CHUNK, StreamType.HEADER_RANGE
+
+
+def test_open_requests_get_the_reader_of_their_kind_and_a_deadline() -> None:
+    reqs = RequestStreams(depth=4, stall_timeout=5.0)
+    assert reqs.add_peer(b"a") and not reqs.add_peer(b"a")
+    r1 = reqs.open(b"a", SC, 0, 4, 1.0, False)
+    r2 = reqs.open(b"a", HR, 0, 1, 2.0, True)
+    assert isinstance(reqs.get(r1).reader, ChunkReplyReader)  # type: ignore[union-attr]
+    assert isinstance(reqs.get(r2).reader, RangeReplyReader)  # type: ignore[union-attr]
+    assert reqs.deadlines() == [6.0, 7.0] and reqs.of_peer(b"a") == [r1, r2]
+    assert reqs.listing(None) == {r1: (b"a", SC, 0, 4), r2: (b"a", HR, 0, 1)}
+    assert reqs.load(b"a", SC) == 1 and reqs.free(SC) == [] and not reqs.fetching_gaps()
+    reqs.pop(r1)
+    assert r1 not in reqs and reqs.free(SC) == [b"a"]
+
+
+def test_when_everyone_is_excluded_they_get_another_round() -> None:
+    reqs = RequestStreams(depth=4, stall_timeout=5.0)
+    for p in (b"a", b"b", b"c"):
+        reqs.add_peer(p)
+    reqs.peers[b"c"].gone = True
+    reqs.peers[b"a"].excluded.add(SC)
+    assert reqs.usable(SC) == [b"b"]
+    reqs.peers[b"b"].excluded.add(SC)
+    assert reqs.usable(SC) == [b"a", b"b"]  # the gone peer stays out
+    assert not reqs.peers[b"a"].excluded and not reqs.peers[b"b"].excluded
+
+
+def test_the_gap_goes_to_the_least_loaded_peer_whose_head_covers_it() -> None:
+    reqs = RequestStreams(depth=4, stall_timeout=5.0)
+    for p in (b"a", b"b", b"c"):
+        reqs.add_peer(p)
+    reqs.peers[b"a"].head, reqs.peers[b"b"].head, reqs.peers[b"c"].head = 3, 900, 900
+    reqs.open(b"b", HR, 0, 1, 0.0, True)
+
+    def missing(upto: int) -> list[int]:
+        return [h for h in range(11, upto + 1)]
+
+    assert reqs.next_gap(10, missing) == (b"c", 11, MAX_RANGE)
+    reqs.open(b"c", HR, 11, MAX_RANGE, 0.0, False)
+    assert reqs.fetching_gaps() and reqs.next_gap(10, missing) is None
+    assert RequestStreams(4, 5.0).next_gap(0, missing) is None  # no peer, no head

@@ -1,0 +1,177 @@
+"""A Peer over real QUIC on 127.0.0.1, for qh3 and aioquic: stream isolation, credit, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from zapstack.errors import LocalProtocolError, WireCode
+from zapstack.transport.bindings import run_bounded
+from zapstack.transport.driver import Binding
+from zapstack.transport.events import ConnectionEnded, End, HandlerAction, StreamEnded
+from zapstack.transport.handler import NO_ACTIONS
+from zapstack.transport.streams import StreamType
+
+from .conftest import setup, teardown
+
+
+def test_rejected_streams_do_not_disturb_others(binding: Binding) -> None:
+    async def main() -> None:
+        sink, listener, dialers, (pa, pb), inbound = await setup(binding, 2)
+        a_id, b_id = dialers[0].identity.node_id, dialers[1].identity.node_id
+        assert set(inbound) == {a_id, b_id}
+        sent = []
+        for i in range(8):
+            stream = await pa.open_stream(StreamType.TX_SUBMIT)
+            payload = (b"BAD" if i % 3 == 0 else b"OK!") + bytes([i]) * 500
+            await stream.write(payload[:200])
+            await stream.write(payload[200:], fin=i % 3 != 0)
+            sent.append((a_id, stream, payload))
+        for i in range(5):
+            stream = await pb.open_stream(StreamType.TX_SUBMIT)
+            await stream.finish(b"OK!" + bytes([i]) * 3000)
+            sent.append((b_id, stream, b"OK!" + bytes([i]) * 3000))
+
+        def settled() -> bool:
+            keys = [(peer, s.stream_id) for peer, s, _ in sent]
+            return all(k in sink.streams and sink.streams[k].end for k in keys)
+
+        await sink.wait(settled)
+        for peer, stream, payload in sent:
+            handler = sink.streams[(peer, stream.stream_id)]
+            if payload.startswith(b"BAD"):
+                assert handler.end == (End.REJECTED, WireCode.BAD_MAGIC)
+            else:
+                assert handler.end == (End.FIN, None)
+                assert bytes(handler.data) == payload
+        # the senders of rejected streams see STOP_SENDING(code) and stop
+        bad = [s for _, s, p in sent if p.startswith(b"BAD")]
+        for _ in range(200):
+            if all(s.end is not None for s in bad):
+                break
+            await asyncio.sleep(0.01)
+        assert all(s.end == (End.STOPPED, WireCode.BAD_MAGIC) for s in bad)
+        with pytest.raises(LocalProtocolError):
+            await bad[0].write(b"more")
+        assert not pa.session.closed and not pb.session.closed
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
+
+
+def test_connection_close_ends_only_that_peers_streams(binding: Binding) -> None:
+    async def main() -> None:
+        sink, listener, dialers, (pa, pb), inbound = await setup(binding, 2)
+        a_id, b_id = dialers[0].identity.node_id, dialers[1].identity.node_id
+        a_streams = []
+        for _ in range(5):
+            stream = await pa.open_stream(StreamType.VOTE)
+            await stream.write(b"vote" * 10)
+            a_streams.append(stream)
+        b_first = await pb.open_stream(StreamType.VOTE)
+        await b_first.write(b"live")
+        await sink.wait(lambda: len(sink.streams) == 6)
+        pa.close(WireCode.INTERNAL, "killed")
+        keys = [(a_id, s.stream_id) for s in a_streams]
+        await sink.wait(lambda: all(sink.streams[k].end for k in keys))
+        for key in keys:
+            assert sink.streams[key].end == (End.ABORTED, WireCode.INTERNAL)
+        ended = [e for e in inbound[a_id].events if isinstance(e, ConnectionEnded)]
+        assert len(ended) == 1 and set(ended[0].streams) >= {s.stream_id for s in a_streams}
+        # the other peer's connection and its open stream continue
+        assert sink.streams[(b_id, b_first.stream_id)].end is None
+        await b_first.finish(b"-more")
+        second = await pb.open_stream(StreamType.TX_SUBMIT)
+        await second.finish(b"OK!after")
+        await sink.wait(
+            lambda: (
+                (b_id, second.stream_id) in sink.streams
+                and sink.streams[(b_id, second.stream_id)].end is not None
+            )
+        )
+        assert bytes(sink.streams[(b_id, b_first.stream_id)].data) == b"live-more"
+        assert sink.streams[(b_id, second.stream_id)].end == (End.FIN, None)
+        with pytest.raises(LocalProtocolError):
+            await pa.open_stream(StreamType.VOTE)
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
+
+
+def test_64_streams_in_flight_and_the_65th_waits(binding: Binding) -> None:
+    async def main() -> None:
+        sink, listener, dialers, (pa,), _ = await setup(binding, 1)
+        a_id = dialers[0].identity.node_id
+        # the HELLO stream has finished; 64 concurrent streams are allowed
+        streams = [await pa.open_stream(StreamType.PROBE) for _ in range(64)]
+        for stream in streams:
+            await stream.write(b"p" * 100)
+        await sink.wait(lambda: sum(len(h.data) == 100 for h in sink.streams.values()) == 64)
+        assert all(h.end is None for h in sink.streams.values())  # all 64 in flight
+        waiting = asyncio.ensure_future(pa.open_stream(StreamType.PROBE))
+        await asyncio.sleep(0.1)
+        assert not waiting.done() and pa.session.queued_opens() == 1
+        await streams[0].finish()
+        extra = await asyncio.wait_for(waiting, 5)
+        await extra.finish(b"65th")
+        await sink.wait(
+            lambda: (
+                (a_id, extra.stream_id) in sink.streams
+                and sink.streams[(a_id, extra.stream_id)].end is not None
+            )
+        )
+        for stream in streams[1:]:
+            await stream.finish()
+        await sink.wait(lambda: all(h.end == (End.FIN, None) for h in sink.streams.values()))
+        assert len(sink.streams) == 65
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
+
+
+def test_request_reply_and_cancel_flushes(binding: Binding) -> None:
+    async def main() -> None:
+        sink, listener, dialers, (pa,), inbound = await setup(binding, 1)
+        a_id = dialers[0].identity.node_id
+
+        class Reply_:
+            def __init__(self) -> None:
+                self.data = bytearray()
+                self.done = asyncio.Event()
+
+            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+                self.data += data
+                return NO_ACTIONS
+
+            def on_end(self) -> Sequence[HandlerAction]:
+                self.done.set()
+                return NO_ACTIONS
+
+            def on_terminated(self, end: End, code: int | None) -> None:
+                self.done.set()
+
+        reply = Reply_()
+        request = await pa.open_stream(StreamType.DHT_RPC, reply)
+        await request.finish(b"ping")
+        await asyncio.wait_for(reply.done.wait(), 5)
+        assert bytes(reply.data) == b"pong:ping"
+        # a flushed cancel delivers everything written before it, then the reset
+        probe = await pa.open_stream(StreamType.PROBE)
+        await probe.write(b"x" * 70_000)
+        await probe.cancel_write(WireCode.CANCELLED)
+        await probe.cancel_write(WireCode.CANCELLED)  # idempotent
+        key = (a_id, probe.stream_id)
+        await sink.wait(lambda: key in sink.streams and sink.streams[key].end is not None)
+        assert len(sink.streams[key].data) == 70_000
+        assert sink.streams[key].end == (End.RESET, WireCode.CANCELLED)
+        ends = [
+            e
+            for e in inbound[a_id].events
+            if isinstance(e, StreamEnded) and e.stream_id == probe.stream_id
+        ]
+        assert [(e.end, e.bytes_received) for e in ends] == [(End.RESET, 70_000)]
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
