@@ -241,6 +241,26 @@ def test_zero_funds_flood_is_refused_by_lookups_alone() -> None:
     assert len(pool) == 0 and len(looked) == 20
 
 
+def test_precheck_applies_rules_1_to_7_and_changes_nothing() -> None:
+    balances = {sender_id(0): 6}
+    pool = Mempool(balance=lambda s: balances.get(s, 0), max_per_sender=2)
+    held = pool.insert(tx_view(0, 0, 4))  # cost 5
+    cases = [
+        (tx_view(0, 0, 4), WireCode.DUPLICATE),
+        (tx_view(0, 1, 0), WireCode.FEE_TOO_LOW),
+        (tx_view(0, 1, 2), WireCode.INSUFFICIENT_BALANCE),  # 5 + 3 > 6
+        (tx_view(1, 0, 2), WireCode.INSUFFICIENT_BALANCE),  # unfunded
+    ]
+    for view, code in cases:
+        with pytest.raises(InvalidTx) as info:
+            pool.precheck(view)
+        assert info.value.code is code
+    balances[sender_id(0)] = 100
+    pool.precheck(tx_view(0, 1, 2))  # passes: nothing is admitted
+    assert len(pool) == 1 and pool.get(held.tx_id) is not None
+    assert pool.stats.admitted == 1
+
+
 # -- selection ---------------------------------------------------------------------
 def test_select_orders_by_fee_and_keeps_nonce_order() -> None:
     pool = Mempool()

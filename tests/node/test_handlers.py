@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from zapstack.errors import WireCode
+import pytest
+
+from zapstack.errors import Stage, WireCode
 from zapstack.mempool import Mempool
+from zapstack.node import handlers
 from zapstack.node.genesis import devnet_user, load_genesis
 from zapstack.node.handlers import Collect, take_gossip
 from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.verify.sigcache import VerifiedCache
+from zapstack.zap import Signer, SigScheme
 from zapstack.zap.frames import build_transfer, parse_tx
 
 
@@ -69,3 +75,31 @@ def test_gossip_takes_good_txs_skips_bad_ones_and_stops_at_a_bad_length(
     take_gossip(pool, g.chain_id, good[0] + bytes(bad) + good[2] + truncated)
     assert [parse_tx(t).tx_id in pool for t in good] == [True, False, True]
     assert len(pool) == 2
+
+
+def test_gossip_obeys_admission_and_checks_the_pool_before_the_signature(
+    devnet_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zero-funds flood by gossip costs lookups, not verifies; admitted ones are cached."""
+    g = load_genesis(devnet_home / "genesis.json")
+    seed = bytes.fromhex(g.raw["devnet_seed"])
+    funded = devnet_user(seed, 0)
+    to = hashlib.sha256(devnet_user(seed, 1).public_key).digest()
+    broke = [Signer(SigScheme.ED25519, hashlib.sha256(b"broke%d" % i).digest()) for i in range(5)]
+    flood = b"".join(build_transfer(s, to, 10, 9, 0, g.chain_id) for s in broke)
+    honest = [build_transfer(funded, to, 10, 2, n, g.chain_id) for n in range(2)]
+    balances = {hashlib.sha256(funded.public_key).digest(): 1_000}
+    pool = Mempool(balance=lambda s: balances.get(s, 0))
+    verified: list[bytes] = []
+    real = handlers.verify_tx
+
+    def counting(view: Any) -> bool:
+        verified.append(view.tx_id)
+        return real(view)
+
+    monkeypatch.setattr(handlers, "verify_tx", counting)
+    cache = VerifiedCache()
+    assert take_gossip(pool, g.chain_id, flood + b"".join(honest), cache) == 2
+    assert len(verified) == 2  # the 5 unfunded txs never reached a signature check
+    assert pool.stats.rejected[(Stage.MEMPOOL, WireCode.INSUFFICIENT_BALANCE)] == 5
+    assert all(cache.verified(parse_tx(t)) for t in honest) and len(cache) == 2

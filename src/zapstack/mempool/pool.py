@@ -47,7 +47,8 @@ If rule 8 passes with evictions, the lowest-priority txs are evicted (their
 ids are reported in :class:`Admitted`), each *with its sender's higher
 nonces*: evicting a sender's low nonce never keeps the ones it would strand.
 
-After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck,
+:meth:`Mempool.precheck` applies rules 1-7 without admitting (before a
+signature check).  After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck,
 geth's reset): for each sender, in nonce order, it drops txs below the new
 committed nonce, the first tx the committed balance can no longer cover
 together with every later one, and txs that have waited behind a nonce gap for
@@ -84,6 +85,7 @@ from zapstack.mempool.senders import (
     nonce_verdict,
     recheck_plan,
     slot_verdict,
+    tx_cost,
 )
 from zapstack.mempool.stats import PipelineStats
 from zapstack.zap.views import TxView
@@ -193,19 +195,10 @@ class Mempool:
     # -- admission ---------------------------------------------------------------
     def insert(self, view: TxView) -> Admitted:
         """Admit ``view`` (stage 5) or raise ``InvalidTx``; see the rule table above."""
-        tx_id, fee, nonce = view.tx_id, view.fee, view.nonce  # pure reads of the view
         with self._lock:
-            if tx_id in self._by_id:
-                raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
-            if fee < self.min_fee:
-                raise self._reject(
-                    WireCode.FEE_TOO_LOW, f"fee {fee} below the floor {self.min_fee}"
-                )
-            sender = view.sender
-            old = self._check_sender(sender, nonce, fee)
+            old = self._admissible(view)
             self._seq += 1
-            entry = Entry(view, tx_id, sender, self._seq)
-            self._check_balance(entry, old)
+            entry = Entry(view, view.tx_id, view.sender, self._seq)
             if old is not None:
                 self._unlink(old)
             victims = self._make_room(entry)
@@ -219,29 +212,34 @@ class Mempool:
             if old is not None:
                 self.stats.replaced += 1
             return Admitted(
-                tx_id, tuple(v.tx_id for v in victims), old.tx_id if old is not None else None
+                entry.tx_id, tuple(v.tx_id for v in victims), old.tx_id if old else None
             )
 
-    def _check_sender(self, sender: bytes, nonce: int, fee: int) -> Entry | None:
-        """Rules 3-6; returns the tx this one would replace."""
+    def precheck(self, view: TxView) -> None:
+        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature."""
+        with self._lock:
+            self._admissible(view)
+
+    def _admissible(self, view: TxView) -> Entry | None:
+        """Rules 1-7; returns the tx ``view`` would replace."""
+        if view.tx_id in self._by_id:
+            raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
+        if view.fee < self.min_fee:
+            raise self._reject(
+                WireCode.FEE_TOO_LOW, f"fee {view.fee} below the floor {self.min_fee}"
+            )
+        sender = view.sender
         slots = self._by_sender.get(sender, {})
-        old = slots.get(nonce)
-        verdict = nonce_verdict(nonce, self.nonce_floor(sender), self.limits) or slot_verdict(
-            len(slots), old.fee if old is not None else None, fee, self.limits
+        old = slots.get(view.nonce)
+        verdict = nonce_verdict(view.nonce, self.nonce_floor(sender), self.limits) or slot_verdict(
+            len(slots), old.fee if old is not None else None, view.fee, self.limits
         )
+        if verdict is None and self.balance is not None:
+            pending = sum(e.cost for e in slots.values() if e is not old)
+            verdict = balance_verdict(self.balance(sender), pending, tx_cost(view))
         if verdict is not None:
             raise self._reject(*verdict)
         return old
-
-    def _check_balance(self, entry: Entry, old: Entry | None) -> None:
-        """Rule 7: the committed balance covers this tx plus the sender's other pooled txs."""
-        if self.balance is None:
-            return
-        held = self._by_sender.get(entry.sender, {}).values()
-        pending = sum(e.cost for e in held if e is not old)
-        verdict = balance_verdict(self.balance(entry.sender), pending, entry.cost)
-        if verdict is not None:
-            raise self._reject(*verdict)
 
     def _make_room(self, entry: Entry) -> list[Entry] | None:
         """Rule 8: evict until ``entry`` fits; ``None`` (pool restored) if it cannot."""

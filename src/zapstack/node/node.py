@@ -67,7 +67,7 @@ from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
 from zapstack.transport.streams import StreamType
-from zapstack.verify import Account, ThreadVerifier, account_key, apply_genesis
+from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key, apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
 from zapstack.zapdb import ZapDB
 
@@ -112,9 +112,11 @@ class Node:
         """Empty data dir + ``state_sync``: download a recent state before voting."""
         if not self.needs_sync:
             self.init_genesis_state()
-        self.verifier = ThreadVerifier(2)
+        self.sigcache = VerifiedCache()
+        """Tx signatures verified here (admission, gossip): block verify skips them."""
+        self.verifier = ThreadVerifier(2, cache=self.sigcache)
         self.blocks = BlockStore(home / "blocks")
-        self.mempool = Mempool(nonce_floor=self._nonce_floor)
+        self.mempool = Mempool(nonce_floor=self._nonce_floor, balance=self._balance)
         self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
         self.txsvc = TxSubmitService(
             self.rx, clock=time.monotonic, stop_stream=self.conns.stop_stream
@@ -166,12 +168,18 @@ class Node:
         finally:
             txn.discard()
 
-    def _nonce_floor(self, sender: bytes) -> int:
+    def _account(self, sender: bytes) -> Account:
         view = self.db.read()
         try:
-            return Account.decode(view.get(account_key(sender))).nonce
+            return Account.decode(view.get(account_key(sender)))
         finally:
             view.close()
+
+    def _nonce_floor(self, sender: bytes) -> int:
+        return self._account(sender).nonce
+
+    def _balance(self, sender: bytes) -> int:
+        return self._account(sender).balance
 
     # ------------------------------------------------------------ Io protocol
     def now_ms(self) -> int:
@@ -221,7 +229,8 @@ class Node:
                 action = self.txsvc.outbox.popleft()
                 if isinstance(action, TxAdmitted):
                     view = self.mempool.get(action.result.tx_id)
-                    if view is not None:
+                    if view is not None:  # its signature was verified at stage 4
+                        self.sigcache.add(view)
                         self.gossip_out.append(bytes(view.buffer))
             if not self.sync.catching_up:
                 try:

@@ -34,6 +34,9 @@ from zapstack.zap.views import BlockView
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
+RECHECK_ALL_EVERY = 8
+"""Every this many heights the mempool recheck covers every sender (else the block's)."""
+
 __all__ = ["commit", "on_final", "on_upgrade"]
 
 
@@ -67,7 +70,11 @@ async def commit(
     block = parse_block(block_bytes, chain_id=c.g.chain_id)
     bid = block.block_id
     await _store(c, block, bid, block_bytes, cert_bytes)
-    c.mempool.remove([tx.tx_id for tx in block.txs()])
+    txs = list(block.txs())
+    c.mempool.remove([tx.tx_id for tx in txs])
+    # recheck (nonces moved, balances fell): the block's senders, everyone now and then
+    everyone = block.height % RECHECK_ALL_EVERY == 0
+    c.mempool.recheck(None if everyone else {tx.sender for tx in txs})
     record = _record(c, block, bid, cert_bytes, round_, proposer)
     c.history.append(record)
     del c.history[:-256]

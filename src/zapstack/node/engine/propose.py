@@ -5,7 +5,8 @@ Contract
 :func:`propose` (called from the engine's timer when this validator is the
 (height, round) proposer and the block interval has passed) selects txs from
 the mempool, runs them on a speculative ZapDB snapshot in a worker thread,
-drops the txs that fail for good (not those whose nonce is merely ahead),
+drops the txs that fail for good with their senders' later nonces (not
+those whose nonce is merely ahead),
 builds and signs the block frame with the post-state root, opens a
 :class:`~zapstack.consensus.round.ConsensusRound` as the round's aggregator
 and broadcasts PROPOSAL.  The snapshot is always discarded (``finally``); a
@@ -48,9 +49,9 @@ async def propose(c: Consensus, height: int, round_: int) -> None:
             root = branch.root()
         finally:
             branch.discard()
-        drop = [f.tx_id for f in failed if not f.nonce_ahead]
-        if drop:
-            c.mempool.remove(drop)
+        for f in failed:  # failed for good: it and the sender's later nonces go
+            if not f.nonce_ahead:
+                c.mempool.drop_with_successors(f.tx_id)
         return build_block(
             c.keys.proposer,
             height=height,
