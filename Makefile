@@ -8,10 +8,12 @@ FUZZ_SMOKE_SECONDS ?= 30
 SOAK_SECONDS ?= 300
 STRESS_COUNT ?= 20
 # The concurrency-heavy tests `make stress` repeats: the threaded producer, the
-# verify pools, ZapDB speculation and unwind, the consensus round and leg pool.
+# verify pools and the verified-signature cache, ZapDB speculation and unwind, the
+# consensus round and leg pool, and the engine's calls into one round racing on threads.
 STRESS_TESTS := tests/producer tests/verify/test_parallel.py tests/verify/test_procpool.py \
-	tests/verify/test_executor.py tests/zapdb/test_speculate.py tests/zapdb/test_unwind.py \
-	tests/consensus/test_round.py tests/consensus/test_pool.py
+	tests/verify/test_executor.py tests/verify/test_sigcache.py tests/zapdb/test_speculate.py \
+	tests/zapdb/test_unwind.py tests/consensus/test_round.py tests/consensus/test_pool.py \
+	tests/node/engine/test_aggregate.py::test_calls_into_one_round_never_overlap
 
 .PHONY: run test lint bench fuzz fuzz-smoke soak stress vectors vectors-check clean install
 
