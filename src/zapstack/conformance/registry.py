@@ -16,6 +16,9 @@ SUITES: dict[str, str] = {
     "cert_tiers": "zapstack.conformance.cert_tiers",
     "stream_reset": "zapstack.conformance.stream_reset",
     "dht_refetch": "zapstack.conformance.dht_refetch",
+    "tx_signatures": "zapstack.conformance.tx_signatures",
+    "state_root": "zapstack.conformance.state_root",
+    "quasar_cert": "zapstack.conformance.quasar_cert",
 }
 """Every suite zapstack knows.  A suite whose module is not present yet is skipped
 by ``generate`` and reported as unknown by ``run``."""
