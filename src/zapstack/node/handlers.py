@@ -118,6 +118,8 @@ def _consensus_handler(node: Node, info: StreamInfo) -> StreamHandler:
         return [Reject(code)]
 
     def first(kind: int) -> list[HandlerAction]:
+        if sender is None:  # the transport disconnects such a peer; never buffer it
+            return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
         if kind in _MSG_TYPES and STREAM_OF[MsgType(kind)] == info.stream_type:
             return []
         return refuse(WireCode.STREAM_PROTOCOL_VIOLATION)

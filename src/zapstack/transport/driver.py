@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from zapstack.errors import LocalProtocolError, TransportError, WireCode
 from zapstack.transport.handler import HandlerFactory
 from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.limits import LimitPolicy
 from zapstack.transport.peer import OutStream, Peer
 from zapstack.transport.streams import StreamType
 
@@ -185,11 +186,15 @@ class Endpoint:
         identity: NodeIdentity,
         handlers: Mapping[StreamType, HandlerFactory],
         config: TransportConfig | None = None,
+        limits: LimitPolicy | None = None,
     ) -> None:
         self.binding = binding
         self.identity = identity
         self.handlers = dict(handlers)
         self.config = config or TransportConfig()
+        self.limits = limits
+        """Bounds on every peer-opened stream of the connections made from now on
+        (:mod:`~zapstack.transport.limits`); ``None``: unbounded at this layer."""
         self.port = 0
         self.inbound: asyncio.Queue[Peer] = asyncio.Queue()
         self._server: Any = None
