@@ -80,11 +80,8 @@ def test_budget_across_streams_byte_at_a_time_and_returned_at_the_end() -> None:
     acct = PeerLimits(POLICY, STRANGER)
     for sid in (0, 4, 8):
         acct.opened(sid, StreamType.TX_SUBMIT, 0.0)
-    fed = 0
-    for _ in range(POLICY.peer_budget):
-        sid = (0, 4, 8)[fed // SMALL.max_bytes]
-        assert acct.received(sid, 1, 0.0) is None
-        fed += 1
+    for fed in range(POLICY.peer_budget):
+        assert acct.received((0, 4, 8)[fed // SMALL.max_bytes], 1, 0.0) is None
     breach = acct.received(8, 1, 0.0)
     assert breach is not None and (breach.rule, breach.code) == (Rule.BUDGET, WireCode.RATE_LIMITED)
     acct.ended(0)  # a finished stream returns its bytes
