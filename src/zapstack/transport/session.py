@@ -334,7 +334,9 @@ class Session(StreamTable):
 
     def _apply(self, stream: StreamRecord, actions: Sequence[HandlerAction]) -> None:
         for action in actions:
-            if isinstance(action, Reject):
+            if isinstance(action, Reject) and stream.stream_type is StreamType.HELLO:
+                self.close(WireCode.BAD_SIGNATURE, "HELLO refused")  # even after its FIN
+            elif isinstance(action, Reject):
                 if stream.recv in (Half.WAITING, Half.OPEN):
                     self._refuse(stream, action.code)
                 else:
