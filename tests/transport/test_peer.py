@@ -10,9 +10,9 @@ import pytest
 from zapstack.errors import LocalProtocolError, WireCode
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Binding, Endpoint
-from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.events import ConnectionEnded, End, HandlerAction, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS
+from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.streams import StreamType
 
 from .conftest import setup, teardown
