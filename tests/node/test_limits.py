@@ -4,6 +4,7 @@ states exactly the code's table."""
 
 from __future__ import annotations
 
+import contextlib
 import types
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from zapstack.node.genesis import load_genesis
 from zapstack.node.handlers import stream_handlers
 from zapstack.node.limits import VALIDATORS_ONLY, largest_cert, node_limits
-from zapstack.transport.limits import LimitPolicy
+from zapstack.transport.limits import LimitPolicy, Rule
 from zapstack.transport.streams import StreamType
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "formats" / "streams.md"
@@ -97,3 +98,125 @@ def test_the_documented_table_is_the_code() -> None:
     text = " ".join(DOC.read_text(encoding="utf-8").split())
     assert f"= {p4.peer_budget} bytes" in text
     assert f"({p4.validator_budget} bytes at n = 4, {p40.validator_budget} at n = 40)" in text
+
+
+# ------------------------------------------------------- real QUIC, a real validator
+
+_ATTACKER = r"""
+import asyncio, json, sys
+from zapstack.errors import ZapError
+from zapstack.transport.driver import Endpoint
+from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.qh3_adapter import Qh3Binding
+from zapstack.transport.streams import StreamType
+from zapstack.zap.schema import MAGIC
+
+host, port, node_id, mode = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]), sys.argv[4]
+
+
+async def flood(peer, out):
+    # 40 PROPOSAL streams, 8 MiB each in 1 MiB writes, never finished
+    streams = [await peer.open_stream(StreamType.PROPOSAL) for _ in range(40)]
+    for _ in range(8):
+        for s in streams:
+            await s.write(b"\x01" + bytes((1 << 20) - 1))  # msg type PROPOSAL first
+            out["written"] += 1 << 20
+
+
+async def slowloris(peer, out):
+    # 50 TX_SUBMIT streams, one byte of a tx frame's magic each every 3 s
+    streams = [await peer.open_stream(StreamType.TX_SUBMIT) for _ in range(50)]
+    for i in range(len(MAGIC)):
+        for s in streams:
+            await s.write(MAGIC[i : i + 1])
+            out["written"] += 1
+        await asyncio.sleep(3.0)
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    endpoint = Endpoint(Qh3Binding(), NodeIdentity.generate(), {})
+    peer = await endpoint.dial(host, port, node_id)
+    out = {"written": 0}
+    start = loop.time()
+    try:
+        await asyncio.wait_for({"flood": flood, "slowloris": slowloris}[mode](peer, out), 20)
+    except (ZapError, TimeoutError) as exc:
+        out["stopped_by"] = type(exc).__name__
+    try:
+        await peer.wait_closed(20 - (loop.time() - start))
+    except TimeoutError:
+        pass
+    info = peer.close_info
+    out.update(closed=peer.session.closed, code=info.code if info else None,
+               reason=info.reason if info else "", after=loop.time() - start)
+    print(json.dumps(out))
+    await asyncio.wait_for(endpoint.close(), 5)
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_non_validator_cannot_make_a_validator_hold_memory(tmp_path: Path) -> None:
+    """Issue 13: a non-validator's 40 unfinished 8 MiB consensus streams raise a real
+    validator's RSS by <= 64 MiB and that peer is disconnected (before the fix: ~440 MiB,
+    never disconnected); 50 slowloris TX_SUBMIT streams (one byte every 3 s) get the peer
+    disconnected too.  The attacker runs in its own process, so its own send buffers do
+    not count; RSS is the validator process's (psutil)."""
+    import asyncio
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    from zapstack.devnet.processes import free_port_base
+    from zapstack.errors import WireCode
+    from zapstack.node.genesis import make_devnet
+    from zapstack.node.node import Node
+    from zapstack.transport.bindings import run_bounded
+
+    home = tmp_path / "net"
+    make_devnet(home, 4, base_port=free_port_base(4), users=4)
+    g = load_genesis(home / "genesis.json")
+    a0 = g.addresses[0]
+    me = psutil.Process()
+
+    def breaches(node: Node) -> list[Rule]:
+        assert node.endpoint is not None
+        return [b.rule for _, b in node.endpoint.breaches]
+
+    async def attack(mode: str) -> tuple[dict[str, object], int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ATTACKER, a0.host, str(a0.port), a0.node_id.hex(), mode,
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        base = peak = me.memory_info().rss
+        while proc.returncode is None:
+            peak = max(peak, me.memory_info().rss)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.01)
+        assert proc.stdout is not None
+        report = json.loads((await proc.stdout.read()).decode().strip().splitlines()[-1])
+        return report, peak - base
+
+    async def main() -> tuple[dict[str, object], int, dict[str, object]]:
+        node = Node(home / "node-0")
+        serving = asyncio.create_task(node.serve())
+        try:
+            await asyncio.sleep(1.0)  # listening, warm
+            flood, grew = await attack("flood")
+            assert breaches(node) == [Rule.PRIVILEGED]  # the node disconnected it
+            slow, _ = await attack("slowloris")
+            assert breaches(node) == [Rule.PRIVILEGED, Rule.RATE]
+            assert not serving.done()
+            return flood, grew, slow
+        finally:
+            node.stop()
+            await asyncio.wait_for(serving, 10)
+
+    flood, grew, slow = run_bounded(main(), 60)
+    print(f"flood: RSS +{grew / MiB:.1f} MiB, {flood}; slowloris: {slow}")
+    assert flood["closed"] and grew <= 64 * MiB
+    assert slow["closed"] and slow["code"] == WireCode.TIMEOUT

@@ -348,6 +348,8 @@ class Peer:
                 self.session.close(WireCode.BAD_SIGNATURE, "HELLO refused")
         elif isinstance(event, ConnectionEnded):
             self.close_info = event
+            if self.session.breach is not None:
+                self.endpoint._breached(self, self.session.breach)
             self.closed.set()
             error = TransportError(f"connection ended: {event.reason}", code=WireCode.INTERNAL)
             for future in self._ready.values():
