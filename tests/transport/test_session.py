@@ -365,3 +365,14 @@ def test_streams_first_seen_out_of_order_are_all_accepted() -> None:
     listener.stream_data(6, b"late", True)  # forgotten: ignored
     assert bytes(reg.handlers[6].data) == b"x"
     assert listener.next_command() is None
+
+
+def test_a_reply_nobody_reads_is_discarded_not_held() -> None:
+    pair = LoopbackPair(listener_handlers={StreamType.DHT_RPC: Registry(reply=b"r" * 1000)})
+    for _ in range(1200):  # 1.2 MB of replies: more than the 1 MiB pre-HELLO hold
+        sid = pair.dialer.open_stream(StreamType.DHT_RPC)
+        pair.dialer.send(sid, b"ping", fin=True)
+        pair.pump()
+        assert ended(pair.dialer_events, sid, receiving=True).end is End.FIN
+    assert not pair.dialer.closed and pair.dialer._held_bytes == 0
+    assert pair.dialer.open_streams() == ()

@@ -113,8 +113,7 @@ class Session(StreamTable):
         return self._authenticated
 
     def queued_opens(self, *, bidirectional: bool = False) -> int:
-        """How many local opens wait for stream credit."""
-        return self._ids.queued(bidirectional)
+        return self._ids.queued(bidirectional)  # local opens waiting for stream credit
 
     def open_stream(self, stream_type: StreamType, handler: StreamHandler | None = None) -> int:
         """Open a stream of ``stream_type``; return its QUIC stream id.
@@ -122,7 +121,7 @@ class Session(StreamTable):
         The type byte is queued at once when stream credit allows; otherwise
         the open waits (STREAM_LIMIT -> WAIT_FOR_CREDIT) and :class:`StreamReady`
         reports when it may be written.  ``handler`` receives the reply of a
-        bidirectional stream.
+        bidirectional stream (without one, the reply is discarded).
         """
         if self._closed:
             raise LocalProtocolError("open_stream on a closed connection")
@@ -184,10 +183,13 @@ class Session(StreamTable):
             return
         if data and self._broke(self._acct.received(stream_id, len(data), self._now)):
             return  # bounds first: nothing is buffered past them
-        if stream.handler is None:  # held until the HELLO authenticates the peer
+        if stream.handler is None and stream.local:  # a reply nobody reads: discarded
+            if fin:
+                self._end_recv(stream, End.FIN, None, notify_handler=False)
+        elif stream.handler is None:  # held until the HELLO authenticates the peer
             self._hold(stream, data, fin)
-            return
-        self._deliver(stream, data, fin)
+        else:
+            self._deliver(stream, data, fin)
 
     def stream_reset(self, stream_id: int, code: int) -> None:
         """The peer sent RESET_STREAM(code)."""
@@ -200,8 +202,7 @@ class Session(StreamTable):
     def send_blocked(self, stream_id: int, blocked: bool) -> None:
         """Flow control blocks (``True``) or unblocks (``False``) our sending half."""
         if blocked:
-            self._signal(QuicSignal.STREAM_DATA_BLOCKED, stream_id, 0)
-            return
+            return self._signal(QuicSignal.STREAM_DATA_BLOCKED, stream_id, 0)
         stream = self._streams.get(stream_id)
         if stream is not None and stream.blocked:
             stream.blocked = False
@@ -315,8 +316,7 @@ class Session(StreamTable):
         if self._held_bytes > self._max_held:
             self.close(WireCode.RATE_LIMITED, "too much data before HELLO")
             return
-        if data:
-            stream.held.append(bytes(data))
+        stream.held += [bytes(data)] if data else []
         stream.held_fin = stream.held_fin or fin
 
     def _deliver(self, stream: StreamRecord, data: bytes, fin: bool) -> None:
