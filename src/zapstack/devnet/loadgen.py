@@ -119,6 +119,8 @@ class LoadGenerator:
         self.pending: list[bytes | None] = [None] * len(self.users)
         """Per user: the frame at its current nonce, until an answer settles it."""
         self.fee = fee
+        self.sent_at: dict[bytes, float] = {}
+        """Each user frame -> when it was first submitted (loop time)."""
         self._busy: set[int] = set()
         self._paused: dict[int, float] = {}
         self.rate = rate
@@ -229,7 +231,9 @@ class LoadGenerator:
             task = asyncio.create_task(self._submit(index, None, frame))
         else:
             self._busy.add(u)
-            task = asyncio.create_task(self._submit(index, u, self._next_tx(u)[1]))
+            frame = self._next_tx(u)[1]
+            self.sent_at.setdefault(frame, asyncio.get_running_loop().time())
+            task = asyncio.create_task(self._submit(index, u, frame))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return True
