@@ -13,6 +13,7 @@ from zapstack.mempool import (
     VerifyRequest,
     verify_tx,
 )
+from zapstack.mempool.answer import decode_answer
 from zapstack.mempool.handler import TxSubmitService
 from zapstack.testing import MockClock
 from zapstack.testing.loopback import LoopbackPair
@@ -108,3 +109,78 @@ def test_connection_close_drops_every_partial_buffer() -> None:
     pair.pump()
     assert rx.in_flight == 0 and rx.admission.buffers == 0 and rx.stats.peer_resets == 5
     assert len(rx.pool) == 0
+
+
+class _Answer:
+    """The submitter's reply handler: keeps the record or the reset code."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.end: tuple[End, int | None] | None = None
+
+    def on_data(self, data: bytes) -> tuple[()]:
+        self.data += data
+        return ()
+
+    def on_end(self) -> tuple[()]:
+        self.end = (End.FIN, None)
+        return ()
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self.end = (end, code)
+
+
+def _submit(pair: LoopbackPair, raw: bytes) -> _Answer:
+    reply = _Answer()
+    sid = pair.dialer.open_stream(StreamType.TX_SUBMIT, handler=reply)
+    pair.dialer.send(sid, raw, fin=True)
+    return reply
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_every_submitter_gets_its_answer_with_the_code(defer: bool) -> None:
+    pool = Mempool(min_fee=2, max_txs=100)
+    rx = TxReceiver(pool, defer_verification=defer)
+    pair, svc = wire(rx, chunk=7)
+
+    def refuse(_peer: bytes, sid: int, code: int) -> None:  # what Peer.refuse does
+        pair.listener.stop_reading(sid, code)
+        pair.listener.cancel_write(sid, code)
+
+    svc.stop_stream = refuse
+    svc.reply_stream = lambda _p, sid, record: pair.listener.send(sid, record, fin=True)
+    good, cheap = tx_bytes(1, 0, 5), tx_bytes(2, 0, 1)
+    cases = {
+        "admitted": (_submit(pair, good), WireCode.NO_ERROR, parse_tx(good).tx_id),
+        "fee": (_submit(pair, cheap), WireCode.FEE_TOO_LOW, parse_tx(cheap).tx_id),
+        "magic": (_submit(pair, MALFORMED["magic"][0]), WireCode.BAD_MAGIC, None),
+        "sig": (_submit(pair, MALFORMED["signature"][0]), WireCode.BAD_SIGNATURE, None),
+    }
+    pair.pump()
+    for r in [a for a in svc.outbox if isinstance(a, VerifyRequest)]:
+        svc.verified(r.peer, r.stream_id, verify_tx(r.view))
+    pair.pump()
+    dup = _submit(pair, good)  # the same frame again: answered DUPLICATE
+    cases["dup"] = (dup, WireCode.DUPLICATE, parse_tx(good).tx_id)
+    pair.pump()
+    for what, (reply, code, tx_id) in cases.items():
+        if tx_id is None:  # refused at stages 1-4: the reset's code is the answer
+            assert reply.end == (End.RESET, code) and not reply.data, what
+            continue
+        assert reply.end == (End.FIN, None), what
+        answer = decode_answer(bytes(reply.data))
+        # credit: 75 of 100 txs is the high water; the pool holds one tx
+        assert (answer.code, answer.tx_id, answer.credit) == (code, tx_id, 64), what
+        assert answer.account_nonce == 0
+
+
+def test_pushback_before_the_pool_is_full() -> None:
+    pool = Mempool(max_txs=8)
+    rx = TxReceiver(pool, high_water=0.5)  # 4 of 8
+    pair, _svc = wire(rx, chunk=0)
+    replies = [_submit(pair, tx_bytes(s, 0, 5)) for s in range(6)]
+    pair.pump()
+    answers = [decode_answer(bytes(r.data)) for r in replies]
+    assert [a.code for a in answers] == [WireCode.NO_ERROR] * 4 + [WireCode.RATE_LIMITED] * 2
+    assert [a.credit for a in answers] == [3, 2, 1, 0, 0, 0]
+    assert len(pool) == 4 < pool.max_txs and rx.stats.pushed_back == 2

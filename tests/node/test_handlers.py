@@ -103,3 +103,27 @@ def test_gossip_obeys_admission_and_checks_the_pool_before_the_signature(
     assert len(verified) == 2  # the 5 unfunded txs never reached a signature check
     assert pool.stats.rejected[(Stage.MEMPOOL, WireCode.INSUFFICIENT_BALANCE)] == 5
     assert all(cache.verified(parse_tx(t)) for t in honest) and len(cache) == 2
+
+
+def test_a_consensus_stream_from_a_non_validator_is_refused_on_its_first_byte() -> None:
+    import types
+
+    from zapstack.mempool.reputation import Reputation
+    from zapstack.node.wire import MsgType
+    from zapstack.transport.handler import StreamInfo
+    from zapstack.transport.streams import STREAM_TYPES, StreamType
+
+    node: Any = types.SimpleNamespace(
+        conns=types.SimpleNamespace(by_node_id={b"v" * 32: 1}),
+        rx=types.SimpleNamespace(reputation=Reputation()),
+        inbox=None,
+    )
+    spec = STREAM_TYPES[StreamType.PROPOSAL]
+    stranger = StreamInfo(2, StreamType.PROPOSAL, spec, False, b"s" * 32)
+    h = handlers._consensus_handler(node, stranger)
+    assert h.on_data(bytes([MsgType.PROPOSAL]) + bytes(100)) == [
+        Reject(WireCode.STREAM_PROTOCOL_VIOLATION)
+    ]
+    validator = StreamInfo(2, StreamType.PROPOSAL, spec, False, b"v" * 32)
+    h = handlers._consensus_handler(node, validator)
+    assert h.on_data(bytes([MsgType.PROPOSAL]) + bytes(100)) == []

@@ -13,6 +13,10 @@ from zapstack.node.peers import Connections
 @dataclass
 class _Session:
     closed: bool = False
+    writable: set[int] = field(default_factory=set)
+
+    def is_writable(self, stream_id: int) -> bool:
+        return stream_id in self.writable
 
 
 @dataclass
@@ -20,9 +24,13 @@ class FakePeer:
     node_id: bytes
     session: _Session = field(default_factory=_Session)
     stopped: list[tuple[int, int]] = field(default_factory=list)
+    replies: list[tuple[int, bytes]] = field(default_factory=list)
 
-    def stop_reading(self, stream_id: int, code: int) -> None:
+    def refuse(self, stream_id: int, code: int) -> None:
         self.stopped.append((stream_id, code))
+
+    def reply(self, stream_id: int, data: bytes) -> None:
+        self.replies.append((stream_id, data))
 
 
 def conns(devnet_home: Path) -> Connections:
@@ -57,3 +65,31 @@ def test_stop_stream_reaches_every_connection_of_the_peer(devnet_home: Path) -> 
     c.clients += [client, other]  # type: ignore[list-item]
     c.stop_stream(node_id, 4, 0x10)
     assert validator.stopped == client.stopped == [(4, 0x10)] and other.stopped == []
+
+
+def test_reply_stream_answers_the_one_connection_that_holds_the_stream(
+    devnet_home: Path,
+) -> None:
+    c = conns(devnet_home)
+    node_id = c.g.addresses[1].node_id
+    old, new, other = FakePeer(node_id), FakePeer(node_id), FakePeer(b"z" * 32)
+    new.session.writable.add(4)
+    other.session.writable.add(4)
+    c.peers[1] = old  # type: ignore[assignment]
+    c.clients += [new, other]  # type: ignore[list-item]
+    c.reply_stream(node_id, 4, b"answer")
+    assert new.replies == [(4, b"answer")] and old.replies == other.replies == []
+    c.reply_stream(node_id, 8, b"late")  # no connection holds it open: dropped
+    assert new.replies == [(4, b"answer")]
+
+
+def test_attach_sets_the_node_stream_bounds_on_the_endpoint(devnet_home: Path) -> None:
+    c = conns(devnet_home)
+
+    class _Endpoint:
+        limits = None
+
+    endpoint = _Endpoint()
+    c.attach(endpoint)  # type: ignore[arg-type]
+    assert endpoint.limits is not None
+    assert endpoint.limits.validators == frozenset(a.node_id for a in c.g.addresses)

@@ -9,9 +9,10 @@ import pytest
 
 from zapstack.errors import LocalProtocolError, WireCode
 from zapstack.transport.bindings import run_bounded
-from zapstack.transport.driver import Binding
+from zapstack.transport.driver import Binding, Endpoint
 from zapstack.transport.events import ConnectionEnded, End, HandlerAction, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS
+from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.streams import StreamType
 
 from .conftest import setup, teardown
@@ -173,5 +174,35 @@ def test_request_reply_and_cancel_flushes(binding: Binding) -> None:
         ]
         assert [(e.end, e.bytes_received) for e in ends] == [(End.RESET, 70_000)]
         await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [b"\x00\x05junk", bytes(2) + bytes(2)],  # malformed; well-formed framing, no key
+)
+def test_a_refused_hello_really_closes_the_connection(
+    binding: Binding, monkeypatch: pytest.MonkeyPatch, hello: bytes
+) -> None:
+    """The listener refuses the HELLO and closes: the CONNECTION_CLOSE reaches the
+    dialer (it used to stay queued in the session, the connection open)."""
+    import zapstack.transport.peer as peer_module
+
+    monkeypatch.setattr(peer_module, "encode_hello", lambda *_args: hello)
+
+    async def main() -> None:
+        listener = Endpoint(binding, NodeIdentity.generate(100), {})
+        port = await listener.listen()
+        dialer = Endpoint(binding, NodeIdentity.generate(1), {})
+        try:
+            peer = await dialer.dial("127.0.0.1", port, listener.identity.node_id)
+            await peer.wait_closed(3.0)
+            assert peer.close_info is not None
+            assert peer.close_info.code == WireCode.BAD_SIGNATURE
+            assert listener.inbound.empty()  # never handed out as authenticated
+        finally:
+            await dialer.close()
+            await listener.close()
 
     run_bounded(main(), 15)

@@ -86,13 +86,13 @@ def ended(events: list[object], stream_id: int, *, receiving: bool) -> StreamEnd
 
 def test_type_dispatch_and_fin() -> None:
     reg = Registry()
-    pair = LoopbackPair(listener_handlers={StreamType.TX_SUBMIT: reg})
-    sid = pair.dialer.open_stream(StreamType.TX_SUBMIT)
+    pair = LoopbackPair(listener_handlers={StreamType.BLOCK_PUSH: reg})
+    sid = pair.dialer.open_stream(StreamType.BLOCK_PUSH)
     pair.dialer.send(sid, b"hello ")
     pair.dialer.send(sid, b"world", fin=True)
     pair.pump()
     rec = reg.handlers[sid]
-    assert rec.info is not None and rec.info.stream_type is StreamType.TX_SUBMIT
+    assert rec.info is not None and rec.info.stream_type is StreamType.BLOCK_PUSH
     assert bytes(rec.data) == b"hello world" and rec.ended and rec.terminated is None
     end = ended(pair.listener_events, sid, receiving=True)
     assert end.end is End.FIN and end.bytes_received == 11
@@ -109,7 +109,7 @@ def test_type_dispatch_and_fin() -> None:
     ],
 )
 def test_refused_types(first_byte: int, code: WireCode) -> None:
-    listener = Session(is_client=False, handlers={StreamType.TX_SUBMIT: Registry()})
+    listener = Session(is_client=False, handlers={StreamType.BLOCK_PUSH: Registry()})
     listener.stream_data(2, bytes([first_byte]) + b"payload", False)
     assert listener.next_command() == StopSending(2, code)
     listener.stream_data(2, b"more", True)  # nothing after the refusal is delivered
@@ -182,8 +182,8 @@ def test_reset_drops_partial_and_marks_request_peer_down() -> None:
 
 def test_push_stream_reset_is_not_peer_down() -> None:
     reg = Registry()
-    pair = LoopbackPair(listener_handlers={StreamType.TX_SUBMIT: reg})
-    sid = pair.dialer.open_stream(StreamType.TX_SUBMIT)
+    pair = LoopbackPair(listener_handlers={StreamType.BLOCK_PUSH: reg})
+    sid = pair.dialer.open_stream(StreamType.BLOCK_PUSH)
     pair.dialer.send(sid, b"12345")
     pair.dialer.cancel_write(sid, WireCode.CANCELLED)
     pair.pump()
@@ -365,3 +365,14 @@ def test_streams_first_seen_out_of_order_are_all_accepted() -> None:
     listener.stream_data(6, b"late", True)  # forgotten: ignored
     assert bytes(reg.handlers[6].data) == b"x"
     assert listener.next_command() is None
+
+
+def test_a_reply_nobody_reads_is_discarded_not_held() -> None:
+    pair = LoopbackPair(listener_handlers={StreamType.DHT_RPC: Registry(reply=b"r" * 1000)})
+    for _ in range(1200):  # 1.2 MB of replies: more than the 1 MiB pre-HELLO hold
+        sid = pair.dialer.open_stream(StreamType.DHT_RPC)
+        pair.dialer.send(sid, b"ping", fin=True)
+        pair.pump()
+        assert ended(pair.dialer_events, sid, receiving=True).end is End.FIN
+    assert not pair.dialer.closed and pair.dialer._held_bytes == 0
+    assert pair.dialer.open_streams() == ()

@@ -5,10 +5,11 @@ What it does, in order:
 1. Deals a devnet (``genesis.make_devnet``) into a home folder and starts N
    ``zap node`` processes (each its own ZapDB, QUIC listener, metrics port),
    all told to halt after ``blocks`` heights.
-2. Starts a load generator submitting signed txs over QUIC (one uni stream per
-   tx; every ``malformed_every``-th stream carries a malformed frame, rejected
-   at its stage) and a rich live view: heights, per-leg arrival and tier per
-   height, mempool sizes, admits/s, rejects by stage.
+2. Starts a load generator submitting signed txs over QUIC (one TX_SUBMIT
+   stream per tx, answered by the node; every ``malformed_every``-th stream
+   carries a malformed frame, rejected at its stage) and a rich live view:
+   heights, per-leg arrival and tier per height, mempool sizes, admits/s,
+   rejects by stage.
 3. When every validator has halted at the target height it checks that they
    agree on the block id and the state root there, has a light client
    re-fetch finalized blocks through the DHT (certs over HEADER_RANGE, block
@@ -133,6 +134,8 @@ async def _drive(
         "sent": load.stats.sent,
         "malformed": load.stats.malformed,
         "failed": load.stats.failed,
+        "admitted": load.stats.admitted,
+        "rejected": dict(load.stats.rejected),
     }
     _agreement(result, statuses, len(homes))
     client = LightClient(genesis)

@@ -1,35 +1,50 @@
 """A load generator: signed txs submitted over real QUIC TX_SUBMIT streams.
 
-Each devnet user account (``genesis.devnet_user``) sends transfers with
-consecutive nonces; every tx travels alone on its own unidirectional stream
-(up to the transport's 64 concurrent streams per connection), round-robin
-over the validators.  A fraction of streams can carry deliberately malformed
-frames (the devnet's "malicious peer") to exercise the reject path; a
-malformed tx does not consume its user's nonce.
+Each devnet user account (``genesis.devnet_user``) sends transfers; every tx
+travels alone on its own TX_SUBMIT stream (up to the transport's 64
+concurrent streams per connection), round-robin over the validators, and the
+node's answer (``docs/formats/streams.md`` §TX_SUBMIT answer) decides what the
+user does next (``NEXT``):
 
-It runs on the caller's event loop: one task per submitted tx, so a slow
-validator never stalls the others; :meth:`LoadGenerator.run` gives in-flight
-sends up to 5 s after ``stop`` and :meth:`LoadGenerator.close` closes the one
-endpoint (bounded, 5 s).  A send that fails is counted, never retried.
+* a user has at most one tx in flight, and its nonce advances only when the
+  answer says the nonce is taken: admitted, ``DUPLICATE`` (this very frame,
+  or another tx at this nonce, is already pooled) or ``NONCE_TOO_LOW`` (the
+  chain is past it; resync to the answer's account nonce);
+* ``BAD_NONCE`` (ahead of the pool's window): resync to the answer's account
+  nonce (the walk back up answers ``DUPLICATE`` for nonces already pooled);
+* any other rejection (``RATE_LIMITED``, ``MEMPOOL_FULL``,
+  ``INSUFFICIENT_BALANCE``, ...) or a failed submit (no answer): the *same
+  frame* is resubmitted later, so a tx admitted whose answer was lost comes
+  back ``DUPLICATE``;
+* an answer with no credit pauses that validator for ``PAUSE_S``.
+
+A fraction of streams can carry deliberately malformed frames (the devnet's
+"malicious peer") to exercise the reject path; they never touch a user's
+nonce.  It runs on the caller's event loop: one task per submitted tx, so a
+slow validator never stalls the others; :meth:`LoadGenerator.run` gives
+in-flight sends up to 5 s after ``stop`` and :meth:`LoadGenerator.close`
+closes the one endpoint (bounded, 5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import random
 from dataclasses import dataclass, field
 
-from zapstack.errors import TransportError, ZapError
+from zapstack.errors import TransportError, WireCode, ZapError
+from zapstack.mempool.answer import SubmitAnswer
+from zapstack.node.adapters.submit import submit_tx
 from zapstack.node.genesis import Genesis, devnet_user
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.identity import NodeIdentity
-from zapstack.transport.streams import StreamType
 from zapstack.zap.frames import build_transfer
 from zapstack.zap.sigschemes import Signer
 
-__all__ = ["LoadGenerator", "LoadStats"]
+__all__ = ["NEXT", "PAUSE_S", "LoadGenerator", "LoadStats", "Next"]
 
 _BAD_FRAMES = (
     lambda f: b"\x7fZIP" + f[4:],  # stage 1: magic
@@ -39,15 +54,46 @@ _BAD_FRAMES = (
     lambda f: f[:-1] + bytes([f[-1] ^ 1]),  # stage 4: bad signature
 )
 
+PAUSE_S = 0.2
+"""Seconds a validator that answered with no credit is left alone."""
+
+
+class Next(enum.Enum):
+    """What a user does after an answer."""
+
+    ADVANCE = "advance"
+    """The nonce is taken: the next tx uses the next nonce."""
+    RESYNC = "resync"
+    """Restart from the answer's account nonce."""
+    RETRY = "retry"
+    """Resubmit the same frame later."""
+
+
+NEXT: dict[WireCode, Next] = {
+    WireCode.NO_ERROR: Next.ADVANCE,
+    WireCode.DUPLICATE: Next.ADVANCE,
+    WireCode.NONCE_TOO_LOW: Next.RESYNC,
+    WireCode.BAD_NONCE: Next.RESYNC,
+}
+"""Answer code -> the user's next step (any other code, or no answer: RETRY)."""
+
 
 @dataclass(slots=True)
 class LoadStats:
     """What the generator did."""
 
     sent: int = 0
+    """Submits started (malformed ones included)."""
     malformed: int = 0
+    """Deliberately malformed frames sent."""
     failed: int = 0
+    """Submits with no answer (connection lost, timeout)."""
+    admitted: int = 0
+    """Txs the node admitted."""
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Answer code name -> count of rejections (malformed frames included)."""
     per_validator: dict[int, int] = field(default_factory=dict)
+    """Validator index -> answers received from it."""
 
 
 class LoadGenerator:
@@ -61,11 +107,22 @@ class LoadGenerator:
         rate: float = 200.0,
         malformed_every: int = 0,
         seed: int = 1,
+        signers: list[Signer] | None = None,
+        fee: tuple[int, int] = (1, 50),
     ) -> None:
+        """``signers``: the accounts to send from (default: the first ``users`` devnet
+        users); ``fee``: the range fees are drawn from."""
         self.g = genesis
         devnet_seed = bytes.fromhex(genesis.raw.get("devnet_seed", ""))
-        self.users: list[Signer] = [devnet_user(devnet_seed, i) for i in range(users)]
-        self.nonces = [0] * users
+        self.users: list[Signer] = signers or [devnet_user(devnet_seed, i) for i in range(users)]
+        self.nonces = [0] * len(self.users)
+        self.pending: list[bytes | None] = [None] * len(self.users)
+        """Per user: the frame at its current nonce, until an answer settles it."""
+        self.fee = fee
+        self.sent_at: dict[bytes, float] = {}
+        """Each user frame -> when it was first submitted (loop time)."""
+        self._busy: set[int] = set()
+        self._paused: dict[int, float] = {}
         self.rate = rate
         self.malformed_every = malformed_every
         self.rng = random.Random(seed)
@@ -93,32 +150,93 @@ class LoadGenerator:
         ]
         await asyncio.gather(*(dial(i) for i in missing))
 
-    def _next_tx(self, advance: bool = True) -> bytes:
-        """A signed transfer from a random user; ``advance`` consumes its nonce."""
-        u = self.rng.randrange(len(self.users))
-        recipient = hashlib.sha256(self.users[(u + 1) % len(self.users)].public_key).digest()
-        frame = build_transfer(
-            self.users[u],
-            recipient,
-            self.rng.randrange(1, 1000),
-            self.rng.randrange(1, 50),
-            self.nonces[u],
-            self.g.chain_id,
-        )
-        self.nonces[u] += advance
-        return frame
+    def _next_tx(self, u: int | None = None) -> tuple[int, bytes]:
+        """An idle user (``u`` or a random one) and its frame at its current nonce
+        (the same frame again until an answer settles it)."""
+        if u is None:
+            u = self.rng.randrange(len(self.users))
+        frame = self.pending[u]
+        if frame is None:
+            recipient = hashlib.sha256(self.users[(u + 1) % len(self.users)].public_key).digest()
+            amount, fee = self.rng.randrange(1, 1000), self.rng.randrange(*self.fee)
+            frame = build_transfer(
+                self.users[u], recipient, amount, fee, self.nonces[u], self.g.chain_id
+            )
+            self.pending[u] = frame
+        return u, frame
 
-    async def _submit(self, index: int, frame: bytes) -> None:
+    def settle(self, u: int, answer: SubmitAnswer | None) -> Next:
+        """Apply the node's answer (``None``: the submit failed) to user ``u``."""
+        step = NEXT.get(answer.code, Next.RETRY) if answer is not None else Next.RETRY
+        if step is Next.RETRY:
+            return step
+        assert answer is not None
+        self.pending[u] = None
+        if step is Next.ADVANCE:
+            self.nonces[u] += 1
+        elif answer.code is WireCode.NONCE_TOO_LOW:
+            self.nonces[u] = max(self.nonces[u] + 1, answer.account_nonce)
+        else:
+            self.nonces[u] = answer.account_nonce
+        return step
+
+    def _count(self, index: int, answer: SubmitAnswer) -> None:
+        st = self.stats
+        st.per_validator[index] = st.per_validator.get(index, 0) + 1
+        if answer.admitted:
+            st.admitted += 1
+        else:
+            st.rejected[answer.code.name] = st.rejected.get(answer.code.name, 0) + 1
+        if answer.credit == 0 and not answer.admitted:
+            self._paused[index] = asyncio.get_running_loop().time() + PAUSE_S
+
+    async def _submit(self, index: int, u: int | None, frame: bytes) -> None:
+        """One submit; ``u`` is the user whose pending frame this is (``None``: malformed)."""
         peer = self.peers.get(index)
-        if peer is None or peer.session.closed:
-            self.stats.failed += 1
-            return
+        answer: SubmitAnswer | None = None
         try:
-            out = await peer.open_stream(StreamType.TX_SUBMIT)
-            await out.finish(frame)
-            self.stats.per_validator[index] = self.stats.per_validator.get(index, 0) + 1
+            if peer is None or peer.session.closed:
+                raise TransportError("not connected")
+            answer = await submit_tx(peer, frame)
+            self._count(index, answer)
         except (TransportError, ZapError):
             self.stats.failed += 1
+        finally:
+            if u is not None:
+                self.settle(u, answer)
+                self._busy.discard(u)
+
+    def _target(self, targets: list[int]) -> int | None:
+        now = asyncio.get_running_loop().time()
+        ready = [i for i in targets if self._paused.get(i, 0.0) <= now]
+        return ready[self.stats.sent % len(ready)] if ready else None
+
+    def _idle_user(self) -> int | None:
+        for _ in range(8):
+            u = self.rng.randrange(len(self.users))
+            if u not in self._busy:
+                return u
+        idle = [u for u in range(len(self.users)) if u not in self._busy]
+        return self.rng.choice(idle) if idle else None
+
+    def _start_one(self, targets: list[int], tasks: set[asyncio.Task[None]]) -> bool:
+        index, u = self._target(targets), self._idle_user()
+        if index is None or u is None:
+            return False
+        self.stats.sent += 1
+        bad = bool(self.malformed_every) and self.stats.sent % self.malformed_every == 0
+        if bad:
+            frame = self.rng.choice(_BAD_FRAMES)(self._next_tx(u)[1])
+            self.stats.malformed += 1
+            task = asyncio.create_task(self._submit(index, None, frame))
+        else:
+            self._busy.add(u)
+            frame = self._next_tx(u)[1]
+            self.sent_at.setdefault(frame, asyncio.get_running_loop().time())
+            task = asyncio.create_task(self._submit(index, u, frame))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Submit until ``stop`` is set."""
@@ -130,16 +248,8 @@ class LoadGenerator:
         tasks: set[asyncio.Task[None]] = set()
         while not stop.is_set() and targets:
             for _ in range(per_tick):
-                index = targets[self.stats.sent % len(targets)]
-                self.stats.sent += 1
-                bad = bool(self.malformed_every) and self.stats.sent % self.malformed_every == 0
-                frame = self._next_tx(advance=not bad)
-                if bad:
-                    frame = self.rng.choice(_BAD_FRAMES)(frame)
-                    self.stats.malformed += 1
-                task = asyncio.create_task(self._submit(index, frame))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                if not self._start_one(targets, tasks):
+                    break
             await asyncio.sleep(tick)
         if tasks:
             await asyncio.wait(tasks, timeout=5)

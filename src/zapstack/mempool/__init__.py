@@ -33,12 +33,14 @@ from zapstack.mempool.actions import (
     verify_tx,
 )
 from zapstack.mempool.admission import AdmissionController
+from zapstack.mempool.answer import ANSWER_SIZE, SubmitAnswer, decode_answer, encode_answer
 from zapstack.mempool.pool import Admitted, Mempool, NonceFloor
 from zapstack.mempool.receive import TxReceiver
 from zapstack.mempool.reputation import Reputation
 from zapstack.mempool.stats import PipelineStats
 
 __all__ = [
+    "ANSWER_SIZE",
     "Action",
     "AdmissionController",
     "Admitted",
@@ -48,11 +50,14 @@ __all__ = [
     "RejectStream",
     "Reputation",
     "Resume",
+    "SubmitAnswer",
     "TxAdmitted",
     "TxReceiver",
     "TxRejected",
     "VerifyRequest",
     "WaitForCredit",
+    "decode_answer",
+    "encode_answer",
     "verify_batch",
     "verify_tx",
 ]

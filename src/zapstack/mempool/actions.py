@@ -95,6 +95,8 @@ class TxAdmitted:
     """QUIC stream id."""
     result: Admitted
     """Its id, and what it evicted or replaced."""
+    account_nonce: int = 0
+    """The sender's committed account nonce (what the pool's nonce rules start from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +110,11 @@ class TxRejected:
     tx_id: bytes
     """The refused tx's id."""
     code: WireCode
-    """DUPLICATE, FEE_TOO_LOW, NONCE_TOO_LOW or MEMPOOL_FULL."""
+    """The pool's reject code (``pool.py`` rules 1-8), or RATE_LIMITED (pushback)."""
     reason: str
     """Human-readable explanation."""
+    account_nonce: int = 0
+    """The sender's committed account nonce (what the pool's nonce rules start from)."""
 
 
 Action = RejectStream | WaitForCredit | Resume | VerifyRequest | TxAdmitted | TxRejected

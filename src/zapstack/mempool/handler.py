@@ -21,10 +21,17 @@ WaitForCredit       hold the stream's further chunks in the handler.  The
                     already accepted wait here; QUIC's per-stream receive
                     window (the transport's ``max_stream_data``) bounds them
 Resume              replay the held chunks (and FIN) into the receiver
-VerifyRequest,      appended to :attr:`TxSubmitService.outbox` for ``node/``
-TxAdmitted,         (verify off-thread, then call :meth:`TxSubmitService.verified`;
-TxRejected          gossip admitted txs; metrics)
+TxAdmitted,         the submitter's answer (:mod:`~zapstack.mempool.answer`: code,
+TxRejected          tx id, :meth:`TxReceiver.credit`) on the stream: this stream's
+                    ``Reply(record, fin=True)``, another stream's
+                    ``reply_stream(peer, stream_id, record)``; then, like
+VerifyRequest       appended to :attr:`TxSubmitService.outbox` for ``node/``
+                    (verify off-thread, then call :meth:`TxSubmitService.verified`;
+                    gossip admitted txs; metrics)
 ==================  ==========================================================
+
+``stop_stream`` must refuse both halves of the (bidirectional) TX_SUBMIT
+stream, so the submitter reads the code as its answer.
 
 Peer identity is the session's authenticated node id (``StreamInfo.peer``):
 run sessions with ``require_auth=True`` so it is never ``b""``.  Time comes
@@ -36,18 +43,33 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from zapstack.mempool.actions import Action, RejectStream, Resume, VerifyRequest, WaitForCredit
+from zapstack.errors import WireCode
+from zapstack.mempool.actions import (
+    Action,
+    RejectStream,
+    Resume,
+    TxAdmitted,
+    TxRejected,
+    WaitForCredit,
+)
+from zapstack.mempool.answer import SubmitAnswer, encode_answer
 from zapstack.mempool.receive import TxReceiver
-from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.transport.events import End, HandlerAction, Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamHandler, StreamInfo
 
 __all__ = ["TxSubmitService"]
 
 StopStream = Callable[[bytes, int, int], None]
-"""``(peer, stream_id, wire code)``: stop reading another stream of that peer."""
+"""``(peer, stream_id, wire code)``: refuse another stream of that peer."""
+ReplyStream = Callable[[bytes, int, bytes], None]
+"""``(peer, stream_id, record)``: answer another stream of that peer (then FIN)."""
 
 
 def _no_stop(_peer: bytes, _stream_id: int, _code: int) -> None:
+    return None
+
+
+def _no_reply(_peer: bytes, _stream_id: int, _record: bytes) -> None:
     return None
 
 
@@ -90,10 +112,12 @@ class TxSubmitService:
         *,
         clock: Callable[[], float],
         stop_stream: StopStream = _no_stop,
+        reply_stream: ReplyStream = _no_reply,
     ) -> None:
         self.rx = rx
         self.clock = clock
         self.stop_stream = stop_stream
+        self.reply_stream = reply_stream
         self.outbox: deque[Action] = deque()
         """Actions for ``node/``: VerifyRequest, TxAdmitted, TxRejected."""
         self._handlers: dict[tuple[bytes, int], _Handler] = {}
@@ -113,6 +137,14 @@ class TxSubmitService:
     def tick(self) -> None:
         """Time out stalled streams (call periodically)."""
         self._route(None, self.rx.tick(self.clock()))
+
+    def _answer(self, a: TxAdmitted | TxRejected) -> bytes:
+        credit = self.rx.credit()
+        if isinstance(a, TxAdmitted):
+            answer = SubmitAnswer(WireCode.NO_ERROR, a.result.tx_id, credit, a.account_nonce)
+        else:
+            answer = SubmitAnswer(a.code, a.tx_id, credit, a.account_nonce)
+        return encode_answer(answer)
 
     def _route(
         self, current: tuple[bytes, int] | None, actions: Sequence[Action]
@@ -139,8 +171,13 @@ class TxSubmitService:
                 else:
                     self.stop_stream(a.peer, a.stream_id, a.code)
                 continue
-            if not isinstance(a, VerifyRequest):
+            if isinstance(a, TxAdmitted | TxRejected):
                 self._handlers.pop(key, None)  # admitted or rejected: the stream is done
+                record = self._answer(a)
+                if key == current:
+                    mine.append(Reply(record, fin=True))
+                else:
+                    self.reply_stream(a.peer, a.stream_id, record)
             self.outbox.append(a)
         for h in resumed:  # replay what arrived while the stream waited for credit
             held, h.held = h.held, []

@@ -37,6 +37,11 @@ signature); at FIN the accepted :class:`~zapstack.zap.TxView` goes to stage 5,
   :class:`~zapstack.mempool.admission.AdmissionController`).  When credit is
   short the answer is :class:`WaitForCredit`: the driver must deliver nothing
   more on that stream (not even FIN) until a :class:`Resume` names it.
+* Pushback before the pool is full: once the pool holds ``high_water`` of its
+  ``max_txs`` or ``max_bytes``, stage 5 answers :class:`TxRejected`
+  ``RATE_LIMITED`` (retry later) instead of inserting; :meth:`TxReceiver.credit`
+  (the room left below the high water, at most ``CREDIT_MAX``) rides on every
+  answer (``mempool.answer``) so submitters slow down before that.
 * ``defer_verification=True``: ingress skips the signature; at FIN the
   receiver answers :class:`VerifyRequest` and the driver runs
   :func:`verify_batch` wherever it likes (a thread pool: ``cryptography``
@@ -70,10 +75,13 @@ from zapstack.mempool.pool import Mempool
 from zapstack.mempool.reputation import Reputation
 from zapstack.zap.events import END, NEED_DATA, FrameAccepted, FrameRejected
 from zapstack.zap.ingress import IngressMachine
-from zapstack.zap.schema import TX_SCHEMAS
+from zapstack.zap.schema import MAX_TX_SIZE, TX_SCHEMAS
 from zapstack.zap.views import TxView
 
-__all__ = ["TxReceiver"]
+__all__ = ["CREDIT_MAX", "TxReceiver"]
+
+CREDIT_MAX = 64
+"""Most credit one answer grants (one connection's TX_SUBMIT stream window)."""
 
 _LEN = struct.Struct("<I")
 _LENGTH_END = 12  # header bytes 8..11 hold the frame's total length
@@ -124,6 +132,7 @@ class TxReceiver:
         chain_id: int | None = None,
         defer_verification: bool = False,
         stream_timeout: float = 30.0,
+        high_water: float = 0.75,
     ) -> None:
         self.pool = pool
         self.stats = pool.stats
@@ -134,11 +143,22 @@ class TxReceiver:
         self.chain_id = chain_id
         self.defer_verification = defer_verification
         self.stream_timeout = stream_timeout
+        self.high_water = high_water
+        """Fraction of the pool's capacity past which submits are pushed back."""
         self._streams: dict[tuple[PeerId, int], _Stream] = {}
         self._by_peer: dict[PeerId, set[int]] = {}
         self._clock = float(
             "-inf"
         )  # latest ``now`` seen: a resumed stream's idle clock starts here
+
+    def credit(self) -> int:
+        """Submissions invited now: the pool's room below its high water (<= CREDIT_MAX)."""
+        pool = self.pool
+        room = min(
+            int(pool.max_txs * self.high_water) - len(pool),
+            (int(pool.max_bytes * self.high_water) - pool.bytes_used) // MAX_TX_SIZE,
+        )
+        return max(0, min(CREDIT_MAX, room))
 
     @property
     def in_flight(self) -> int:
@@ -280,12 +300,18 @@ class TxReceiver:
 
     def _stage5(self, s: _Stream, view: TxView) -> list[Action]:
         peer, sid = s.key
+        floor = self.pool.nonce_floor(view.sender)
         action: Action
+        if self.credit() == 0 and view.tx_id not in self.pool:
+            self.stats.pushed_back += 1
+            reason = "pool past its high water: retry later"
+            action = TxRejected(peer, sid, view.tx_id, WireCode.RATE_LIMITED, reason, floor)
+            return [action, *self._finish(s)]
         try:
-            action = TxAdmitted(peer, sid, self.pool.insert(view))
+            action = TxAdmitted(peer, sid, self.pool.insert(view), floor)
         except InvalidTx as exc:
             self.reputation.penalize(peer, exc.code)
-            action = TxRejected(peer, sid, view.tx_id, exc.code, str(exc))
+            action = TxRejected(peer, sid, view.tx_id, exc.code, str(exc), floor)
         return [action, *self._finish(s)]
 
     def _finish(self, s: _Stream) -> list[Action]:

@@ -43,6 +43,8 @@ class PipelineStats:
     """Streams resumed after credit was released."""
     peer_resets: int = 0
     """Streams the peer reset (or lost with its connection) before completion."""
+    pushed_back: int = 0
+    """Submits answered RATE_LIMITED because the pool was past its high water."""
 
     def reject(self, stage: Stage, code: WireCode) -> None:
         """Count one rejection."""

@@ -5,12 +5,16 @@ Contract
 :func:`stream_handlers` builds the endpoint's table (stream type -> handler
 factory) for one node:
 
-* TX_SUBMIT -> the tx receive pipeline (stages 1-5) -> mempool;
+* TX_SUBMIT -> the tx receive pipeline (stages 1-5) -> mempool; the
+  submitter is answered on the stream (``mempool.answer``);
 * PROPOSAL / CERT_SHARES / BLOCK_PUSH -> the consensus :class:`~zapstack.node.inbox.Inbox`:
-  the whole message is buffered (:class:`Collect`, at most ``MAX_MESSAGE``),
-  its first byte must be a message type that belongs on that stream, it must
-  decode, and it must come from the validator it names (otherwise it is
-  ignored).  A malformed stream is reset with its wire code and costs the
+  only validators may open these (the transport disconnects anyone else on
+  the type byte, :mod:`zapstack.node.limits`; a stream from a non-validator
+  that still reaches here is refused on its first byte), the whole message
+  is buffered (:class:`Collect`, at most ``MAX_MESSAGE`` and the transport's
+  per-type bound), its first byte must be a message type that belongs on
+  that stream, it must decode, and it must come from the validator it names
+  (otherwise it is ignored).  A malformed stream is reset with its wire code and costs the
   sending peer reputation, one score per offence;
 * MEMPOOL_GOSSIP -> every well-formed tx of the batch into the mempool
   (:func:`take_gossip`: the pool's lookups before the signature; a bad or
@@ -118,6 +122,8 @@ def _consensus_handler(node: Node, info: StreamInfo) -> StreamHandler:
         return [Reject(code)]
 
     def first(kind: int) -> list[HandlerAction]:
+        if sender is None:  # the transport disconnects such a peer; never buffer it
+            return [Reject(WireCode.STREAM_PROTOCOL_VIOLATION)]
         if kind in _MSG_TYPES and STREAM_OF[MsgType(kind)] == info.stream_type:
             return []
         return refuse(WireCode.STREAM_PROTOCOL_VIOLATION)

@@ -119,7 +119,10 @@ class Node:
         self.mempool = Mempool(nonce_floor=self._nonce_floor, balance=self._balance)
         self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
         self.txsvc = TxSubmitService(
-            self.rx, clock=time.monotonic, stop_stream=self.conns.stop_stream
+            self.rx,
+            clock=time.monotonic,
+            stop_stream=self.conns.stop_stream,
+            reply_stream=self.conns.reply_stream,
         )
         self.halt_height = halt_height
         self.build_chain()

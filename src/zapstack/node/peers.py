@@ -9,6 +9,8 @@ Contract
 * A restarted validator dials the validators below it once
   (:meth:`Connections.rejoin`): they still hold a connection to its previous
   process, which QUIC only declares dead at the idle timeout.
+* Every connection of the attached endpoint enforces the node's stream bounds
+  (:mod:`zapstack.node.limits`): a peer that breaks one is disconnected.
 * :meth:`Connections.send` writes one whole message on a fresh stream; a
   failed send is logged and dropped (consensus retries by rounds, gossip by
   the next batch).  No method raises on a dead peer.
@@ -27,6 +29,7 @@ import logging
 from zapstack.errors import TransportError, ZapError
 from zapstack.node.config import DIAL_RETRY_S
 from zapstack.node.genesis import Genesis
+from zapstack.node.limits import node_limits
 from zapstack.transport.driver import Endpoint, Peer
 from zapstack.transport.streams import StreamType
 
@@ -53,8 +56,10 @@ class Connections:
         self.endpoint: Endpoint | None = None
 
     def attach(self, endpoint: Endpoint) -> None:
-        """The endpoint the loops accept on and dial from."""
+        """The endpoint the loops accept on and dial from; it enforces the node's
+        stream bounds (:func:`~zapstack.node.limits.node_limits`) on every connection."""
         self.endpoint = endpoint
+        endpoint.limits = node_limits(self.g)
 
     def _endpoint(self) -> Endpoint:
         assert self.endpoint is not None, "Connections.attach first"
@@ -77,10 +82,18 @@ class Connections:
         return None
 
     def stop_stream(self, peer: bytes, stream_id: int, code: int) -> None:
-        """STOP_SENDING ``stream_id`` on every connection to ``peer``."""
+        """Refuse ``stream_id`` (both halves) on every connection to ``peer``."""
         for p in [*self.peers.values(), *self.clients]:
             if p.node_id == peer:
-                p.stop_reading(stream_id, code)
+                p.refuse(stream_id, code)
+
+    def reply_stream(self, peer: bytes, stream_id: int, record: bytes) -> None:
+        """Answer ``stream_id`` (``record``, then FIN) on the live connection to ``peer``
+        that still has it open (a TX_SUBMIT answer after a deferred verdict)."""
+        for p in [*self.peers.values(), *self.clients]:
+            if p.node_id == peer and p.session.is_writable(stream_id):
+                p.reply(stream_id, record)
+                return
 
     # -------------------------------------------------------------------- send
     async def send(self, to: int, stream: StreamType, data: bytes) -> None:

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,10 +37,13 @@ from typing import Any, Protocol
 from zapstack.errors import LocalProtocolError, TransportError, WireCode
 from zapstack.transport.handler import HandlerFactory
 from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.limits import Breach, LimitPolicy
 from zapstack.transport.peer import OutStream, Peer
 from zapstack.transport.streams import StreamType
 
 __all__ = ["Binding", "Endpoint", "OutStream", "Peer", "TransportConfig"]
+
+log = logging.getLogger("zapstack.transport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +190,17 @@ class Endpoint:
         identity: NodeIdentity,
         handlers: Mapping[StreamType, HandlerFactory],
         config: TransportConfig | None = None,
+        limits: LimitPolicy | None = None,
     ) -> None:
         self.binding = binding
         self.identity = identity
         self.handlers = dict(handlers)
         self.config = config or TransportConfig()
+        self.limits = limits
+        self.breaches: deque[tuple[bytes, Breach]] = deque(maxlen=256)
+        """The latest peers disconnected for breaking a bound: (node id, breach)."""
+        """Bounds on every peer-opened stream of the connections made from now on
+        (:mod:`~zapstack.transport.limits`); ``None``: unbounded at this layer."""
         self.port = 0
         self.inbound: asyncio.Queue[Peer] = asyncio.Queue()
         self._server: Any = None
@@ -206,6 +217,10 @@ class Endpoint:
 
     def _inbound(self, peer: Peer) -> None:
         self.inbound.put_nowait(peer)
+
+    def _breached(self, peer: Peer, breach: Breach) -> None:
+        self.breaches.append((peer.node_id, breach))
+        log.warning("peer %s disconnected: %s", peer.node_id.hex()[:16], breach.detail)
 
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start accepting connections; return the bound UDP port."""

@@ -100,7 +100,12 @@ class Peer:
             handlers[StreamType.HELLO] = lambda info: HelloHandler(
                 endpoint.identity.node_id, self.binding.odcid(quic)
             )
-        self.session = Session(is_client=is_client, handlers=handlers, require_auth=not is_client)
+        self.session = Session(
+            is_client=is_client,
+            handlers=handlers,
+            require_auth=not is_client,
+            limits=endpoint.limits,
+        )
         self.authenticated: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.closed = asyncio.Event()
         self.close_info: ConnectionEnded | None = None
@@ -109,6 +114,8 @@ class Peer:
         self._send_ends: dict[int, tuple[End, int | None]] = {}
         self._ready: dict[int, asyncio.Future[None]] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        if endpoint.limits is not None:
+            self._check_limits()
 
     @property
     def node_id(self) -> bytes:
@@ -134,6 +141,21 @@ class Peer:
         """StopSending(code) on our receiving half of ``stream_id``.  Idempotent."""
         self.session.stop_reading(stream_id, code)
         self._service()
+
+    def refuse(self, stream_id: int, code: int) -> None:
+        """StopSending(code) on our receiving half and, on a bidirectional stream,
+        CancelWrite(code) on our sending half: the peer reads ``code`` as the answer.
+        Idempotent."""
+        self.session.stop_reading(stream_id, code)
+        self.session.cancel_write(stream_id, code)
+        self._service()
+
+    def reply(self, stream_id: int, data: bytes) -> None:
+        """Write ``data`` and FIN on our half of a peer-opened bidirectional stream
+        (a no-op if that half already ended)."""
+        if self.session.is_writable(stream_id):
+            self.session.send(stream_id, data, fin=True)
+            self._service()
 
     def close(self, code: int = WireCode.NO_ERROR, reason: str = "") -> None:
         """CONNECTION_CLOSE: every stream of this peer ends.  Idempotent."""
@@ -196,7 +218,18 @@ class Peer:
             handler(self, event)
 
     def _on_data(self, event: Any) -> None:
-        self.session.stream_data(event.stream_id, event.data, event.end_stream)
+        now = asyncio.get_running_loop().time()
+        self.session.stream_data(event.stream_id, event.data, event.end_stream, now)
+
+    def _check_limits(self) -> None:
+        """Rate and deadline of the peer's unfinished streams, every check interval."""
+        if self.session.closed or self.endpoint.limits is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self.session.check_limits(loop.time()) is not None:
+            self._service()
+            return
+        loop.call_later(self.endpoint.limits.check_interval, self._check_limits)
 
     def _on_reset(self, event: Any) -> None:
         self.session.stream_reset(event.stream_id, event.error_code)
@@ -216,7 +249,7 @@ class Peer:
         if got != self.expected:
             self.session.close(WireCode.BAD_SIGNATURE, "listener identity mismatch")
             return
-        self.session.peer = got
+        self.session.identify(got)
         uni, bidi = self.binding.credit(quic)
         self.initial_credit = (uni, bidi)
         self.session.set_credit(uni=uni, bidi=bidi)
@@ -240,9 +273,12 @@ class Peer:
         session = self.session
         uni, bidi = self.binding.credit(quic)
         session.set_credit(uni=uni, bidi=bidi)
-        while (command := session.next_command()) is not None:
-            self._execute(quic, command)
-        while (event := session.next_event()) is not None:
+        while True:  # an event may queue commands (a refused HELLO closes): drain both
+            while (command := session.next_command()) is not None:
+                self._execute(quic, command)
+            event = session.next_event()
+            if event is None:
+                break
             self._on_session_event(event)
         self._wake_waiters()
         if transmit:
@@ -312,6 +348,8 @@ class Peer:
                 self.session.close(WireCode.BAD_SIGNATURE, "HELLO refused")
         elif isinstance(event, ConnectionEnded):
             self.close_info = event
+            if self.session.breach is not None:
+                self.endpoint._breached(self, self.session.breach)
             self.closed.set()
             error = TransportError(f"connection ended: {event.reason}", code=WireCode.INTERNAL)
             for future in self._ready.values():

@@ -13,11 +13,11 @@ transport, LP-0202).
 Each stream is two halves with their own state machines; those, the output
 queues and every per-stream transition are :class:`~zapstack.transport.streamtable.StreamTable`'s,
 which this class extends with the connection: stream ids and credit
-(:mod:`~zapstack.transport.streamids`: peer ids may first be seen out of
-order; a forgotten stream's late frames are ignored), type dispatch of peer
-streams to handlers, the HELLO gate (``require_auth``: peer streams but HELLO
-are held, bounded, until a handler authenticates the peer) and the consumer
-actions.
+(:mod:`~zapstack.transport.streamids`), type dispatch of peer streams to
+handlers, the HELLO gate (``require_auth``: peer streams but HELLO are held,
+bounded, until a handler authenticates the peer), the per-peer stream bounds
+(``limits``: checked before a byte is buffered; a breach closes the
+connection) and the consumer actions.
 
 Stream-level QUIC conditions map to consumer actions through one table,
 ``signals.CONSUMER_ACTIONS`` (LP-0202 §"QUIC stream isolation invariants"), and
@@ -50,6 +50,7 @@ from zapstack.transport.events import (
     StreamStopped,
 )
 from zapstack.transport.handler import HandlerFactory, StreamHandler, StreamInfo
+from zapstack.transport.limits import UNBOUNDED, Breach, LimitPolicy, PeerLimits
 from zapstack.transport.signals import (
     CONSUMER_ACTIONS,
     FLOW_CONTROL_ERROR,
@@ -74,6 +75,7 @@ class Session(StreamTable):
         peer: bytes = b"",
         require_auth: bool = False,
         max_held_bytes: int = 1 << 20,
+        limits: LimitPolicy | None = None,
     ) -> None:
         """Create a session.
 
@@ -82,7 +84,9 @@ class Session(StreamTable):
         ``peer`` -- the peer's node id when already known (the dialer knows
         whom it dialed); ``require_auth`` -- hold every peer stream but HELLO
         until a handler returns :class:`Authenticate` (bounded by
-        ``max_held_bytes``, past which the connection is closed).
+        ``max_held_bytes``, past which the connection is closed);
+        ``limits`` -- per-peer stream bounds (:mod:`~zapstack.transport.limits`):
+        a peer stream that breaks one closes the connection with the rule's code.
         """
         super().__init__(is_client=is_client)
         self.peer = peer
@@ -91,6 +95,10 @@ class Session(StreamTable):
         self._max_held = max_held_bytes
         self._held_bytes = 0
         self._bug_reason = ""
+        self._acct = PeerLimits(limits or UNBOUNDED, peer)
+        self._now = 0.0
+        self.breach: Breach | None = None
+        """The bound the peer broke, when that closed the connection."""
         self._actions: dict[ConsumerAction, Callable[[int, int], None]] = {
             ConsumerAction.BACK_OFF: self._back_off,
             ConsumerAction.DROP_PARTIAL: self._drop_partial,
@@ -99,18 +107,13 @@ class Session(StreamTable):
             ConsumerAction.WAIT_FOR_CREDIT: self._wait_for_credit,
         }
 
-    # --------------------------------------------------------- inspection
-
     @property
     def authenticated(self) -> bool:
         """Whether peer streams are dispatched (no HELLO pending)."""
         return self._authenticated
 
     def queued_opens(self, *, bidirectional: bool = False) -> int:
-        """How many local opens wait for stream credit."""
-        return self._ids.queued(bidirectional)
-
-    # ----------------------------------------------------- local actions
+        return self._ids.queued(bidirectional)  # local opens waiting for stream credit
 
     def open_stream(self, stream_type: StreamType, handler: StreamHandler | None = None) -> int:
         """Open a stream of ``stream_type``; return its QUIC stream id.
@@ -118,7 +121,7 @@ class Session(StreamTable):
         The type byte is queued at once when stream credit allows; otherwise
         the open waits (STREAM_LIMIT -> WAIT_FOR_CREDIT) and :class:`StreamReady`
         reports when it may be written.  ``handler`` receives the reply of a
-        bidirectional stream.
+        bidirectional stream (without one, the reply is discarded).
         """
         if self._closed:
             raise LocalProtocolError("open_stream on a closed connection")
@@ -155,15 +158,15 @@ class Session(StreamTable):
         self._commands.append(CloseConnection(code, reason))
         self._abort_all(code, reason)
 
-    # --------------------------------------------------- inputs from QUIC
-
     def set_credit(self, *, uni: int, bidi: int) -> None:
         """The peer's cumulative MAX_STREAMS for each kind; releases queued opens."""
         for stream_id in self._ids.raise_credit(uni=uni, bidi=bidi):
             self._grant(stream_id)
 
-    def stream_data(self, stream_id: int, data: bytes, fin: bool) -> None:
-        """Bytes (in order) the QUIC library delivered on ``stream_id``."""
+    def stream_data(self, stream_id: int, data: bytes, fin: bool, now: float | None = None) -> None:
+        """Bytes (in order) the QUIC library delivered on ``stream_id`` (at ``now``)."""
+        if now is not None:
+            self._now = now
         if self._closed:
             return
         stream = self._streams.get(stream_id)
@@ -178,10 +181,15 @@ class Session(StreamTable):
             if stream.recv is Half.WAITING and fin:  # FIN before any type byte
                 self._end_recv(stream, End.FIN, None, notify_handler=False)
             return
-        if stream.handler is None:  # held until the HELLO authenticates the peer
+        if data and self._broke(self._acct.received(stream_id, len(data), self._now)):
+            return  # bounds first: nothing is buffered past them
+        if stream.handler is None and stream.local:  # a reply nobody reads: discarded
+            if fin:
+                self._end_recv(stream, End.FIN, None, notify_handler=False)
+        elif stream.handler is None:  # held until the HELLO authenticates the peer
             self._hold(stream, data, fin)
-            return
-        self._deliver(stream, data, fin)
+        else:
+            self._deliver(stream, data, fin)
 
     def stream_reset(self, stream_id: int, code: int) -> None:
         """The peer sent RESET_STREAM(code)."""
@@ -194,8 +202,7 @@ class Session(StreamTable):
     def send_blocked(self, stream_id: int, blocked: bool) -> None:
         """Flow control blocks (``True``) or unblocks (``False``) our sending half."""
         if blocked:
-            self._signal(QuicSignal.STREAM_DATA_BLOCKED, stream_id, 0)
-            return
+            return self._signal(QuicSignal.STREAM_DATA_BLOCKED, stream_id, 0)
         stream = self._streams.get(stream_id)
         if stream is not None and stream.blocked:
             stream.blocked = False
@@ -206,11 +213,23 @@ class Session(StreamTable):
         self._bug_reason = reason
         self._signal(QuicSignal.FLOW_CONTROL_ERROR, -1, FLOW_CONTROL_ERROR)
 
+    def identify(self, node_id: bytes) -> None:
+        """The dialer verified the listener's certificate: it is ``node_id``."""
+        self.peer = node_id
+        self._broke(self._acct.authenticated(node_id))
+
+    def check_limits(self, now: float) -> Breach | None:
+        """Rate and deadline of every unfinished peer stream (call periodically)."""
+        self._now = now
+        if self._closed:
+            return None
+        breach = self._acct.check(now)
+        self._broke(breach)
+        return breach
+
     def connection_terminated(self, code: int, reason: str) -> None:
         """The QUIC connection ended (CONNECTION_CLOSE, idle timeout, TLS error)."""
         self._abort_all(code, reason)
-
-    # ------------------------------------------------ consumer actions
 
     def _signal(self, signal: QuicSignal, stream_id: int, code: int) -> None:
         if self._closed:
@@ -247,8 +266,6 @@ class Session(StreamTable):
         if self._ids.enqueue(stream_id):
             self._commands.append(RequestCredit(is_bidi(stream_id)))
 
-    # ----------------------------------------------------------- helpers
-
     def _accept(self, stream_id: int) -> StreamRecord | None:
         if not self._ids.admit_remote(stream_id):
             return None  # ours, or forgotten: late frames are ignored
@@ -283,6 +300,8 @@ class Session(StreamTable):
         stream.stream_type = spec.type
         stream.recv = Half.OPEN
         self._events.append(StreamOpened(stream.stream_id, spec.type))
+        if self._broke(self._acct.opened(stream.stream_id, spec.type, self._now)):
+            return
         if self._authenticated or spec.type is StreamType.HELLO:
             stream.handler = factory(self._info(stream))
 
@@ -297,8 +316,7 @@ class Session(StreamTable):
         if self._held_bytes > self._max_held:
             self.close(WireCode.RATE_LIMITED, "too much data before HELLO")
             return
-        if data:
-            stream.held.append(bytes(data))
+        stream.held += [bytes(data)] if data else []
         stream.held_fin = stream.held_fin or fin
 
     def _deliver(self, stream: StreamRecord, data: bytes, fin: bool) -> None:
@@ -316,7 +334,9 @@ class Session(StreamTable):
 
     def _apply(self, stream: StreamRecord, actions: Sequence[HandlerAction]) -> None:
         for action in actions:
-            if isinstance(action, Reject):
+            if isinstance(action, Reject) and stream.stream_type is StreamType.HELLO:
+                self.close(WireCode.BAD_SIGNATURE, "HELLO refused")  # even after its FIN
+            elif isinstance(action, Reject):
                 if stream.recv in (Half.WAITING, Half.OPEN):
                     self._refuse(stream, action.code)
                 else:
@@ -332,6 +352,8 @@ class Session(StreamTable):
             return
         self._authenticated = True
         self.peer = node_id
+        if self._broke(self._acct.authenticated(node_id)):
+            return  # a validators-only stream opened before the HELLO
         for stream_id in sorted(self._streams):
             stream = self._streams.get(stream_id)
             if stream is None or stream.local or stream.recv is not Half.OPEN:
@@ -346,6 +368,20 @@ class Session(StreamTable):
                     self._deliver(stream, chunk, False)
             if stream.held_fin and stream.recv is Half.OPEN:
                 self._deliver(stream, b"", True)
+
+    def _broke(self, breach: Breach | None) -> bool:
+        """Disconnect the peer for ``breach`` (if any); ``True`` when it did."""
+        if breach is None:
+            return False
+        self.breach = breach
+        self.close(breach.code, f"{breach.rule.value}: {breach.stream_type.name} {breach.detail}")
+        return True
+
+    def _end_recv(
+        self, stream: StreamRecord, end: End, code: int | None, *, notify_handler: bool
+    ) -> None:
+        self._acct.ended(stream.stream_id)
+        super()._end_recv(stream, end, code, notify_handler=notify_handler)
 
     def _abort_all(self, code: int, reason: str) -> None:
         if self._closed:

@@ -110,8 +110,11 @@ _ROWS = (
         "signature over the hello transcript (docs/formats/streams.md §Hello)",
     ),
     StreamSpec(
-        StreamType.TX_SUBMIT, Direction.UNI, Role.PUSH, Opener.ANY,
-        "exactly one tx ZAP frame; FIN ends it (tx receive pipeline, stages 1-5)",
+        StreamType.TX_SUBMIT, Direction.BI, Role.REQUEST, Opener.ANY,
+        "request: exactly one tx ZAP frame, then FIN (tx receive pipeline, stages "
+        "1-5); reply: one 45-byte answer (code, tx id, credit, account nonce), then FIN; a frame "
+        "refused at stages 1-4 is answered by resetting the stream with the stage's "
+        "code (docs/formats/streams.md §TX_SUBMIT answer)",
     ),
     StreamSpec(
         StreamType.BLOCK_PUSH, Direction.UNI, Role.PUSH, Opener.ANY,

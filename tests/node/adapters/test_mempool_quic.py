@@ -200,3 +200,30 @@ def test_colliding_stream_key_is_refused() -> None:
         await server.close()
 
     run_bounded(main(), BOUND)
+
+
+def test_deferred_verdicts_answer_the_submitter_on_its_stream() -> None:
+    """With the signature checked off-thread, the answer comes after FIN from another
+    call path (``reply_stream`` / ``refuse``): the submitter still reads it."""
+    from zapstack.node.adapters.submit import submit_tx
+
+    rx = TxReceiver(Mempool(min_fee=2), chain_id=DEFAULT_CHAIN_ID, defer_verification=True)
+    net = Net(rx, TxAdmitConfig(tick_interval=0.05))
+    good, cheap = tx_bytes(1, 0, 5), tx_bytes(2, 0, 1)
+
+    async def main() -> list[WireCode]:
+        (peer,) = await net.up(1)
+        try:
+            frames = [good, good, cheap, MALFORMED["signature"][0]]
+            answers = [await submit_tx(peer, f) for f in frames]
+            return [a.code for a in answers]
+        finally:
+            await net.down()
+
+    codes = run_bounded(main(), BOUND)
+    assert codes == [
+        WireCode.NO_ERROR,
+        WireCode.DUPLICATE,
+        WireCode.FEE_TOO_LOW,
+        WireCode.BAD_SIGNATURE,
+    ]

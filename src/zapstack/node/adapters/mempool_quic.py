@@ -15,11 +15,13 @@ never imports asyncio; this module (in the node's adapter layer) does.
   (the driver does this for every inbound connection), so ``StreamInfo.peer``,
   the receiver's peer key and the reputation key are the dialer's verified
   node id, never ``b""``.
-* **stop_stream -> stop_reading**: a verdict on a stream other than the one
-  being fed (a deferred signature check, a resumed stream, a timeout) is
-  carried out with :meth:`Peer.stop_reading <zapstack.transport.driver.Peer.stop_reading>`
-  on the connection of that node id (the most recently attached one).  A
-  verdict on the stream being fed is the handler's ``Reject``.
+* **stop_stream -> refuse, reply_stream -> reply**: a verdict on a stream
+  other than the one being fed (a deferred signature check, a resumed stream,
+  a timeout) is carried out with :meth:`Peer.refuse <zapstack.transport.driver.Peer.refuse>`
+  (both halves reset with the code) or :meth:`Peer.reply
+  <zapstack.transport.driver.Peer.reply>` (the answer record, then FIN) on the
+  connection of that node id (the most recently attached one).  A verdict on
+  the stream being fed is the handler's ``Reject`` or ``Reply``.
 * **verify batches on a thread pool**: with ``defer_verification=True`` the
   receiver answers ``VerifyRequest`` at FIN; requests collected during one
   event-loop turn become one :func:`~zapstack.mempool.verify_batch` task (at
@@ -144,7 +146,9 @@ class TxAdmitServer:
         """
         self.rx = rx
         self.config = config or TxAdmitConfig()
-        self.service = TxSubmitService(rx, clock=self._now, stop_stream=self._stop)
+        self.service = TxSubmitService(
+            rx, clock=self._now, stop_stream=self._stop, reply_stream=self._reply
+        )
         self.peers: dict[bytes, Peer] = {}
         """Attached connections by node id (the latest one per node id)."""
         self.admitted = 0
@@ -263,7 +267,12 @@ class TxAdmitServer:
         self.changed.set()
         peer = self.peers.get(peer_id)
         if peer is not None:
-            peer.stop_reading(stream_id, code)
+            peer.refuse(stream_id, code)
+
+    def _reply(self, peer_id: bytes, stream_id: int, record: bytes) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.reply(stream_id, record)
 
     def _after(
         self, key: tuple[bytes, int], actions: Sequence[HandlerAction]
