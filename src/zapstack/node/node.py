@@ -127,6 +127,7 @@ class Node:
         )
         self.halt_height = halt_height
         self.build_chain()
+        self.blocks.check(self.executor.height, self.executor.head)  # against ZapDB's head
         self.boot = BootstrapServer(
             self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
         )
