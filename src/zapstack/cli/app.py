@@ -170,6 +170,7 @@ def node(
     ),
 ) -> None:
     """Run one validator until SIGINT/SIGTERM; exit 1 if a fault halted it."""
+    from zapstack.cli.repair import repair_blocks
     from zapstack.node.run import run_node
 
     fatal = run_node(
@@ -178,6 +179,7 @@ def node(
         binding=binding,
         halt_height=halt_height or None,
         state_sync=state_sync,
+        repair=repair_blocks,
     )
     if fatal is not None:
         _fail(f"node halted: {fatal} (see {home / 'node.log'})", 1)

@@ -16,10 +16,12 @@ Contract
   immutable once written except through ``upgrade_cert``; readers never see
   a partial file.
 * :meth:`BlockStore.check` (at every start, against ZapDB's head) raises
-  :class:`~zapstack.errors.FatalStoreError` with one line when a block or cert
-  from the lowest held height up to the head is missing, when one of the
-  last :data:`CHECKED_AT_START` heights fails its checksum, or when the head
-  block is not the block ZapDB's head names.
+  :class:`DamagedBlocks` (a :class:`~zapstack.errors.FatalStoreError`, one
+  line, with the damaged heights) when a block or cert from the lowest held
+  height up to the head is missing, when one of the last
+  :data:`CHECKED_AT_START` heights fails its checksum, or when the head block
+  is not the block ZapDB's head names.  ``zap node`` then re-fetches those
+  heights from its peers (:mod:`zapstack.cli.repair`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from pathlib import Path
 
 from zapstack.errors import FatalStoreError
 
-__all__ = ["CHECKED_AT_START", "HEADER", "MAGIC", "BlockStore", "decode_file", "encode_file"]
+__all__ = [
+    "CHECKED_AT_START",
+    "HEADER",
+    "MAGIC",
+    "BlockStore",
+    "DamagedBlocks",
+    "decode_file",
+    "encode_file",
+]
 
 log = logging.getLogger("zapstack.node")
 
@@ -111,25 +121,51 @@ class BlockStore:
         """Cert bytes at ``height``."""
         return self._read(height, "qc")
 
-    def check(self, head_height: int, head_id: bytes) -> None:
-        """Check the files against ZapDB's head (see the module contract)."""
+    def damaged(self, head_height: int, head_id: bytes) -> list[tuple[int, str]]:
+        """``(height, problem)`` of every damaged height up to the head, oldest first."""
         names = set(os.listdir(self.root))
         held = [int(n[:-4]) for n in names if n.endswith(".blk") and n[:-4].isdigit()]
         lowest = min((h for h in held if h <= head_height), default=head_height)
+        out: list[tuple[int, str]] = []
         for h in range(max(1, lowest), head_height + 1):
             for ext in ("blk", "qc"):
-                path = self._path(h, ext)
-                if path.name not in names:
-                    raise FatalStoreError(
-                        f"{path} is missing (the store's head is height {head_height}); "
-                        "restore the data folder, or state-sync an empty one"
-                    )
-                if h > head_height - CHECKED_AT_START:
-                    decoded = decode_file(path.read_bytes())
-                    if decoded is None:
-                        raise FatalStoreError(f"{path} is corrupt (header or checksum)")
-                    if ext == "blk" and h == head_height and decoded[1] != head_id:
-                        raise FatalStoreError(
-                            f"{path} is not the head block ZapDB names "
-                            f"({decoded[1].hex()[:16]} != {head_id.hex()[:16]})"
-                        )
+                problem = self._problem(h, ext, names, head_height, head_id)
+                if problem:
+                    out.append((h, problem))
+                    break
+        return out
+
+    def _problem(self, h: int, ext: str, names: set[str], head_height: int, head_id: bytes) -> str:
+        path = self._path(h, ext)
+        if path.name not in names:
+            return f"{path} is missing (the store's head is height {head_height})"
+        if h <= head_height - CHECKED_AT_START:
+            return ""
+        decoded = decode_file(path.read_bytes())
+        if decoded is None:
+            return f"{path} is corrupt (header or checksum)"
+        if ext == "blk" and h == head_height and decoded[1] != head_id:
+            return (
+                f"{path} is not the head block ZapDB names "
+                f"({decoded[1].hex()[:16]} != {head_id.hex()[:16]})"
+            )
+        return ""
+
+    def check(self, head_height: int, head_id: bytes) -> None:
+        """Raise :class:`DamagedBlocks` if any height up to the head is damaged."""
+        problems = self.damaged(head_height, head_id)
+        if problems:
+            raise DamagedBlocks(problems, head_height, head_id)
+
+
+class DamagedBlocks(FatalStoreError):
+    """Block or cert files up to ZapDB's head are missing or damaged (one line)."""
+
+    def __init__(self, problems: list[tuple[int, str]], head_height: int, head_id: bytes) -> None:
+        more = f"; {len(problems) - 1} more damaged heights" if len(problems) > 1 else ""
+        super().__init__(
+            f"{problems[0][1]}{more}; restore the data folder, or state-sync an empty one"
+        )
+        self.heights = tuple(h for h, _ in problems)
+        self.head_height = head_height
+        self.head_id = head_id

@@ -127,7 +127,13 @@ class Node:
         )
         self.halt_height = halt_height
         self.build_chain()
-        self.blocks.check(self.executor.height, self.executor.head)  # against ZapDB's head
+        try:
+            self.blocks.check(self.executor.height, self.executor.head)  # against ZapDB's head
+        except ZapError:
+            self.verifier.close()
+            self.work.shutdown(wait=False)
+            self.db.close()
+            raise
         self.boot = BootstrapServer(
             self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
         )

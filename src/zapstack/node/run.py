@@ -8,7 +8,9 @@ folder, nobody else holds its lock (:class:`~zapstack.node.datadir.HomeLock`),
 genesis and ``node.json`` decode and every key matches genesis, the
 validator's host resolves and its UDP port (and the metrics port) is free,
 the data folder belongs to this chain (``chain.json``), and the store files
-are sound (:meth:`~zapstack.zapdb.ZapDB.open`, the block files at the head).
+are sound (:meth:`~zapstack.zapdb.ZapDB.open`, the block files at the head;
+damaged block files are re-fetched by ``repair`` when one is given, under the
+home's lock, and the node starts when that succeeded).
 Each failure is a :class:`~zapstack.errors.ZapError` with one line (``zap
 node``: exit 2).  A node that halts on a fault returns the reason after
 writing it to its log and ``status.json`` (:mod:`zapstack.node.halt`; ``zap
@@ -21,15 +23,21 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from zapstack.errors import ConfigError
+from zapstack.node.blockstore import DamagedBlocks
 from zapstack.node.config import find_genesis
 from zapstack.node.datadir import HomeLock, check_chain, check_home, record_chain
-from zapstack.node.genesis import load_genesis, load_node_keys
+from zapstack.node.genesis import Genesis, load_genesis, load_node_keys
+
+Repair = Callable[[Genesis, Path, DamagedBlocks], Awaitable[None]]
+"""Re-fetch the damaged block files of a home (``zap node`` passes
+:func:`zapstack.cli.repair.repair_blocks`; the node layer cannot import the light client)."""
 
 __all__ = ["check_ports", "configure_logging", "run_node"]
 
@@ -79,6 +87,7 @@ def run_node(
     binding: str = "qh3",
     halt_height: int | None = None,
     state_sync: bool = False,
+    repair: Repair | None = None,
 ) -> str | None:
     """Run the node in ``home`` until SIGINT/SIGTERM (None) or a fault halts it (the reason)."""
     import uvloop
@@ -97,8 +106,8 @@ def run_node(
         if first_start:
             record_chain(home, g)
 
-        async def main() -> str | None:
-            node = Node(
+        def make() -> Node:
+            return Node(
                 home,
                 genesis=g,
                 keys=keys,
@@ -107,6 +116,15 @@ def run_node(
                 halt_height=halt_height,
                 state_sync=state_sync,
             )
+
+        async def main() -> str | None:
+            try:
+                node = make()
+            except DamagedBlocks as damaged:
+                if repair is None:
+                    raise
+                await repair(g, home, damaged)  # raises with one line when it cannot
+                node = make()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, node.stop)
