@@ -25,6 +25,12 @@ Contract
   catches up the heights it missed before it votes again; with
   ``state_sync`` and an empty ZapDB it first downloads a recent finalized
   state from its peers (:mod:`zapstack.node.sync`).
+* Faults: every loop runs under :func:`zapstack.node.halt.guarded`; a
+  protocol error is dropped with a warning inside its loop, anything else
+  that escapes (a :class:`FatalStoreError` -- also one the engine recorded in
+  ``Consensus.fatal`` --, an ``OSError``, a bug) halts the node at its last
+  committed block with the reason in :attr:`Node.fatal`, the log and
+  ``status.json``.
 * Shutdown (SIGINT/SIGTERM or :meth:`Node.stop`) cancels the loops, closes
   the pushes, the DHT and the endpoint (each bounded, 5 s), then the store
   and the worker pools (:meth:`Node.close`, idempotent); a kill -9 loses
