@@ -121,50 +121,86 @@ def foreign_chain(net: Path) -> None:
 
 NODE = ["node", "--home", "{home}"]
 
-# (row id, how to spoil the data folder first, a context held during the run, argv)
-ROWS: list[tuple[str, Callable[[Path], None] | None, Any, list[str]]] = [
-    ("missing home", None, nothing, ["node", "--home", "{net}/node-9"]),
-    ("read-only home", None, read_only, NODE),
-    ("home that is a file", None, nothing, ["node", "--home", "{net}/genesis.json"]),
-    ("UDP port in use", None, udp_taken, NODE),
-    ("metrics port in use", None, tcp_taken, [*NODE, "--metrics-port", "{metrics}"]),
-    ("unresolvable host", lambda n: edit_json(n / "genesis.json", set_host), nothing, NODE),
-    ("--metrics-port 70000", None, nothing, [*NODE, "--metrics-port", "70000"]),
-    ("--quic quiche", None, nothing, [*NODE, "--quic", "quiche"]),
+# (row id, what the one line must say, how to spoil the data folder first, a context held
+# during the run, argv)
+ROWS: list[tuple[str, str, Callable[[Path], None] | None, Any, list[str]]] = [
+    ("missing home", "does not exist", None, nothing, ["node", "--home", "{net}/node-9"]),
+    ("read-only home", "is not writable", None, read_only, NODE),
+    (
+        "home that is a file",
+        "is not a folder",
+        None,
+        nothing,
+        ["node", "--home", "{net}/genesis.json"],
+    ),
+    ("UDP port in use", "UDP port 127.0.0.1:", None, udp_taken, NODE),
+    (
+        "metrics port in use",
+        "metrics port",
+        None,
+        tcp_taken,
+        [*NODE, "--metrics-port", "{metrics}"],
+    ),
+    (
+        "unresolvable host",
+        "cannot resolve the validator's host",
+        lambda n: edit_json(n / "genesis.json", set_host),
+        nothing,
+        NODE,
+    ),
+    ("--metrics-port 70000", "'--metrics-port'", None, nothing, [*NODE, "--metrics-port", "70000"]),
+    ("--quic quiche", "'quiche' is not one of", None, nothing, [*NODE, "--quic", "quiche"]),
     (
         "genesis allocations: 5",
+        "at `$.allocations`",
         lambda n: edit_json(n / "genesis.json", lambda g: {**g, "allocations": 5}),
         nothing,
         NODE,
     ),
     (
         "node.json that is a list",
+        "node keys",
         lambda n: edit_json(n / "node-0" / "node.json", lambda k: [k]),
         nothing,
         NODE,
     ),
     (
         "cert_policy a string",
+        "at `$.quasar.cert_policy`",
         lambda n: edit_json(n / "genesis.json", set_policy_string),
         nothing,
         NODE,
     ),
-    ("--halt-height -3", None, nothing, [*NODE, "--halt-height", "-3"]),
-    ("--rate -5", None, nothing, ["devnet", "--home", "{net}/dn", "--rate", "-5"]),
-    ("devnet --blocks 0", None, nothing, ["devnet", "--home", "{net}/dn", "--blocks", "0"]),
-    ("soak --seconds 0", None, nothing, ["soak", "--seconds", "0"]),
+    ("--halt-height -3", "'--halt-height'", None, nothing, [*NODE, "--halt-height", "-3"]),
+    ("--rate -5", "'--rate'", None, nothing, ["devnet", "--home", "{net}/dn", "--rate", "-5"]),
+    (
+        "devnet --blocks 0",
+        "'--blocks'",
+        None,
+        nothing,
+        ["devnet", "--home", "{net}/dn", "--blocks", "0"],
+    ),
+    ("soak --seconds 0", "'--seconds'", None, nothing, ["soak", "--seconds", "0"]),
     (
         "--suite nope",
+        "unknown suite 'nope'",
         None,
         nothing,
         ["conformance", "generate", "{net}/vectors", "--suite", "nope"],
     ),
-    ("conformance generate FILE", None, nothing, ["conformance", "generate", "{net}/genesis.json"]),
-    ("devnet --home FILE", None, nothing, ["devnet", "--home", "{net}/genesis.json"]),
-    ("second node on a locked home", None, locked, NODE),
-    ("data folder of another chain", foreign_chain, nothing, NODE),
+    (
+        "conformance generate FILE",
+        "'out_dir'",
+        None,
+        nothing,
+        ["conformance", "generate", "{net}/genesis.json"],
+    ),
+    ("devnet --home FILE", "'--home'", None, nothing, ["devnet", "--home", "{net}/genesis.json"]),
+    ("second node on a locked home", "in use by another zap node", None, locked, NODE),
+    ("data folder of another chain", "holds chain 0x7", foreign_chain, nothing, NODE),
     (
         "garbage BLS key",
+        "bls_sk is not a valid key",
         lambda n: edit_json(n / "node-0" / "node.json", lambda k: {**k, "bls_sk": "ff" * 32}),
         nothing,
         NODE,
@@ -173,10 +209,10 @@ ROWS: list[tuple[str, Callable[[Path], None] | None, Any, list[str]]] = [
 
 
 @pytest.mark.parametrize(
-    ("spoil", "during", "argv"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
+    ("expect", "spoil", "during", "argv"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
 )
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(
-    template: Path, tmp_path: Path, spoil: Any, during: Any, argv: list[str]
+    template: Path, tmp_path: Path, expect: str, spoil: Any, during: Any, argv: list[str]
 ) -> None:
     net = tmp_path / "net"
     shutil.copytree(template, net)
@@ -196,6 +232,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert expect in lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert tree_digest(net) == before
 
