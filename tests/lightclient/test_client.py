@@ -28,6 +28,7 @@ from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
 from zapstack.errors import TransportError
 from zapstack.lightclient import LightClient
+from zapstack.node.blockstore import BlockStore
 from zapstack.node.genesis import devnet_user, load_genesis, make_devnet
 from zapstack.transport.bindings import BINDINGS, run_bounded
 from zapstack.transport.driver import Endpoint
@@ -76,7 +77,7 @@ def test_light_client_pulls_multi_chunk_block_while_a_provider_disconnects(
         blocks = tmp_path / "net" / "node-0" / "blocks"
         sizes = {int(p.stem): p.stat().st_size for p in blocks.glob("*.blk")}
         height = max(sizes, key=lambda h: sizes[h])
-        out["block"] = (blocks / f"{height:012d}.blk").read_bytes()
+        out["block"] = BlockStore(blocks).block(height)
         lc = LightClient(g, k=3)
         cut: dict[str, Any] = {}
 

@@ -36,7 +36,15 @@ def mutate(home: Path, fn) -> dict:  # type: ignore[no-untyped-def]
         (lambda g: g["quasar"]["cert_policy"].__setitem__("TimeoutMs", 10), "rule 3"),
         (lambda g: g["quasar"]["cert_policy"].__setitem__("Fallback", "PQ-heavy"), "rule 2"),
         (lambda g: g.__setitem__("chain_id", -1), "chain_id"),
-        (lambda g: g["validators"][0].__setitem__("node_id", "zz"), "not hex"),
+        (lambda g: g["validators"][0].__setitem__("node_id", "zz"), "`$.validators[0].node_id`"),
+        (lambda g: g.__setitem__("allocations", 5), "got `int` - at `$.allocations`"),
+        (
+            lambda g: g["quasar"].__setitem__("cert_policy", "PQ-fast"),
+            "Expected `object`, got `str` - at `$.quasar.cert_policy`",
+        ),
+        (lambda g: g["validators"][1].__setitem__("port", 70000), "`$.validators[1].port`"),
+        (lambda g: g["validators"][0].__setitem__("weight", True), "got `bool`"),
+        (lambda g: g.pop("quasar"), "missing required field `quasar`"),
         (lambda g: g["allocations"].append(g["allocations"][0]), "distinct"),
         (lambda g: g.__setitem__("validators", []), "validators"),
     ],
@@ -48,6 +56,11 @@ def test_bad_genesis_is_rejected_with_a_clear_error(
     with pytest.raises(ConfigError) as exc:
         genesis_from_dict(raw)
     assert message in str(exc.value)
+
+
+def test_genesis_that_is_not_an_object_names_the_root() -> None:
+    with pytest.raises(ConfigError, match=r"got `array` - at `\$`"):
+        genesis_from_dict([1, 2])
 
 
 def test_node_keys_must_match_genesis(devnet_home: Path, tmp_path: Path) -> None:

@@ -260,3 +260,86 @@ def test_bank_total_constant_across_threads_conflicts_and_restarts(tmp_path: Pat
         assert _total(db) == total
         assert db.root() == reference_root(_contents(db))
         db.close()
+
+
+# ----------------------------------------------------- file checks before mapping
+
+_OPEN_AND_READ = """
+import sys
+from zapstack.errors import FatalStoreError
+from zapstack.zapdb import ZapDB
+try:
+    db = ZapDB.open(sys.argv[1], map_size=1 << 26)
+    with db.read() as view:
+        print(len(dict(view.iterate())))
+except FatalStoreError as exc:
+    print("refused:", exc)
+"""
+
+_RAW_LMDB_READ = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], map_size=1 << 26, max_dbs=3)
+db = env.open_db(b"data")
+with env.begin() as txn:
+    print(sum(len(v) for _, v in txn.cursor(db=db)))
+"""
+
+
+def _filled_store(path: Path, commits: int = 40) -> int:
+    db = ZapDB.open(path, map_size=1 << 26)
+    rng = random.Random(7)
+    for c in range(commits):
+        _commit(db, {f"{c}/{i}".encode(): rng.randbytes(300) for i in range(40)})
+    db.close()
+    return (path / "data.mdb").stat().st_size
+
+
+def _run(code: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_meta_pages_read_as_lmdb_reports_them(tmp_path: Path) -> None:
+    """The reader of ``check_files`` agrees with LMDB's own ``env.info()``."""
+    import lmdb
+
+    from zapstack.zapdb.store import _meta
+
+    _filled_store(tmp_path / "db")
+    raw = (tmp_path / "db" / "data.mdb").read_bytes()
+    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 26, max_dbs=3, readonly=True)
+    info, psize = env.info(), env.stat()["psize"]
+    env.close()
+    metas = [_meta(raw, 0), _meta(raw, psize)]
+    assert all(m is not None and m[0] == psize for m in metas)
+    newest = max(metas, key=lambda m: m[2])  # type: ignore[arg-type, return-value]
+    assert newest is not None and (newest[1], newest[2]) == (info["last_pgno"], info["last_txnid"])
+    assert len(raw) == (info["last_pgno"] + 1) * psize
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.97, 3 * 4096 // 2, 100, 0])
+def test_truncated_data_file_is_a_clear_error_not_sigbus(tmp_path: Path, keep: float) -> None:
+    """A truncated ``data.mdb`` kills a plain LMDB reader with SIGBUS; ZapDB.open refuses it
+    with one line before mapping it."""
+    size = _filled_store(tmp_path / "db")
+    assert _run(_OPEN_AND_READ, tmp_path / "db").stdout.strip() == str(40 * 40)
+    cut = int(size * keep) if keep < 1 else int(keep)
+    os.truncate(tmp_path / "db" / "data.mdb", cut)
+    result = _run(_OPEN_AND_READ, tmp_path / "db")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused: ")
+    assert "truncated" in result.stdout or "not an LMDB file" in result.stdout
+    assert len(result.stdout.strip().splitlines()) == 1
+    if keep == 0.5:  # the hazard the check removes
+        assert _run(_RAW_LMDB_READ, tmp_path / "db").returncode == -signal.SIGBUS
+
+
+@pytest.mark.parametrize("at", [16, 4096 + 16])
+def test_corrupt_meta_page_is_a_clear_error(tmp_path: Path, at: int) -> None:
+    _filled_store(tmp_path / "db", commits=2)
+    with open(tmp_path / "db" / "data.mdb", "r+b") as fh:
+        fh.seek(at)
+        fh.write(b"\x00\x00\x00\x00")  # the meta page's magic
+    with pytest.raises(FatalStoreError, match="meta page is corrupt"):
+        ZapDB.open(tmp_path / "db", map_size=1 << 26)

@@ -1,8 +1,11 @@
 """The ``zap`` command line (typer + rich): one function per command.
 
 The commands import what they drive lazily (``zap --help`` stays fast); the
-console-script entry point is :func:`main` (``zapstack.cli:main``), which
-turns a :class:`~zapstack.errors.ZapError` into a one-line message and exit 2.
+console-script entry point is :func:`main` (``zapstack.cli:main``).  Bad input
+never prints a traceback: an option out of its range (checked at parse time,
+the table in ``docs/operations.md`` §9), a :class:`~zapstack.errors.ZapError`
+(bad genesis, busy port, foreign data folder ...) or an ``OSError`` becomes ONE
+line ``error: ...`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import ClickException  # typer's vendored click
 
-from zapstack.conformance import generate_all, run_files
+from zapstack.conformance import SUITES, generate_all, run_files
 from zapstack.errors import ZapError
 
 app = typer.Typer(
@@ -27,6 +31,41 @@ app.add_typer(conformance_app, name="conformance")
 
 console = Console()
 
+QUIC_BINDINGS = ("qh3", "aioquic")
+"""``--quic`` choices: the keys of ``zapstack.transport.bindings.BINDINGS`` (a test keeps
+them equal; importing the bindings here would load both QUIC stacks for ``zap --help``)."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """Print ONE line ``error: message`` on stderr and exit with ``code``."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _not_a_file(value: Path | None) -> Path | None:
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} exists and is not a folder")
+    return value
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} must be > 0")
+    return value
+
+
+def _binding(value: str) -> str:
+    if value not in QUIC_BINDINGS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(QUIC_BINDINGS)}")
+    return value
+
+
+def _suites(value: list[str] | None) -> list[str] | None:
+    for name in value or []:
+        if name not in SUITES:
+            raise typer.BadParameter(f"unknown suite {name!r}; known: {', '.join(sorted(SUITES))}")
+    return value
+
 
 @conformance_app.command("run")
 def conformance_run(
@@ -34,11 +73,7 @@ def conformance_run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every failure."),
 ) -> None:
     """Run vector files; print per-suite pass/fail; exit 1 on any failure."""
-    try:
-        reports = run_files(paths)
-    except (ZapError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    reports = run_files(paths)  # ZapError / OSError: one line, exit 2 (main)
     table = Table(title="conformance")
     table.add_column("suite")
     table.add_column("passed", justify="right")
@@ -60,8 +95,10 @@ def conformance_run(
 
 @conformance_app.command("generate")
 def conformance_generate(
-    out_dir: Path = typer.Argument(Path("vectors/pipeline"), help="Output folder."),
-    suite: list[str] = typer.Option(None, "--suite", help="Only these suites."),
+    out_dir: Path = typer.Argument(
+        Path("vectors/pipeline"), help="Output folder.", callback=_not_a_file
+    ),
+    suite: list[str] = typer.Option(None, "--suite", help="Only these suites.", callback=_suites),
 ) -> None:
     """Regenerate the seeded vector files."""
     counts = generate_all(out_dir, suite or None)
@@ -79,14 +116,22 @@ def demo() -> None:
 
 @app.command("devnet")
 def devnet(
-    n: int = typer.Option(4, "-n", help="Validators (separate processes on loopback)."),
-    blocks: int = typer.Option(20, "--blocks", help="Stop after this many finalized heights."),
-    rate: float = typer.Option(150.0, "--rate", help="Load: signed txs per second over QUIC."),
-    malformed_every: int = typer.Option(
-        40, "--malformed-every", help="Every k-th tx stream is malformed (0: none)."
+    n: int = typer.Option(4, "-n", min=1, help="Validators (separate processes on loopback)."),
+    blocks: int = typer.Option(
+        20, "--blocks", min=1, help="Stop after this many finalized heights."
     ),
-    home: Path = typer.Option(None, "--home", help="Data folder (default: a new temp folder)."),
-    timeout: float = typer.Option(600.0, "--timeout", help="Give up after this many seconds."),
+    rate: float = typer.Option(
+        150.0, "--rate", callback=_positive, help="Load: signed txs per second over QUIC."
+    ),
+    malformed_every: int = typer.Option(
+        40, "--malformed-every", min=0, help="Every k-th tx stream is malformed (0: none)."
+    ),
+    home: Path = typer.Option(
+        None, "--home", callback=_not_a_file, help="Data folder (default: a new temp folder)."
+    ),
+    timeout: float = typer.Option(
+        600.0, "--timeout", callback=_positive, help="Give up after this many seconds."
+    ),
     no_live: bool = typer.Option(False, "--no-live", help="No live view (CI logs)."),
 ) -> None:
     """Run a local devnet: validators, load, light client, live view; check agreement."""
@@ -112,11 +157,11 @@ def node(
         ..., "--home", help="Node home (node.json; genesis.json here or in the parent)."
     ),
     metrics_port: int = typer.Option(
-        0, "--metrics-port", help="Serve /metrics on 127.0.0.1:PORT (0: off)."
+        0, "--metrics-port", min=0, max=65535, help="Serve /metrics on 127.0.0.1:PORT (0: off)."
     ),
-    binding: str = typer.Option("qh3", "--quic", help="QUIC stack: qh3 or aioquic."),
+    binding: str = typer.Option("qh3", "--quic", callback=_binding, help="qh3 or aioquic."),
     halt_height: int = typer.Option(
-        0, "--halt-height", help="Stop deciding after this height (0: never)."
+        0, "--halt-height", min=0, help="Stop deciding after this height (0: never)."
     ),
     state_sync: bool = typer.Option(
         False,
@@ -124,22 +169,26 @@ def node(
         help="With an empty data dir: download and verify a recent finalized state from peers.",
     ),
 ) -> None:
-    """Run one validator until SIGINT/SIGTERM."""
+    """Run one validator until SIGINT/SIGTERM; exit 1 if a fault halted it."""
+    from zapstack.cli.repair import repair_blocks
     from zapstack.node.run import run_node
 
-    run_node(
+    fatal = run_node(
         home,
         metrics_port=metrics_port,
         binding=binding,
         halt_height=halt_height or None,
         state_sync=state_sync,
+        repair=repair_blocks,
     )
+    if fatal is not None:
+        _fail(f"node halted: {fatal} (see {home / 'node.log'})", 1)
 
 
 @app.command("bench")
 def bench(
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes (about 2 minutes)."),
-    validators: int = typer.Option(0, "--validators", help="Consensus row validators."),
+    validators: int = typer.Option(0, "--validators", min=0, help="Consensus row validators."),
     out: Path = typer.Option(Path("bench/out"), "--out", help="Where perf.json/perf.png go."),
 ) -> None:
     """LP-0202's performance table: each row pipelined vs serial, measured in one run."""
@@ -152,8 +201,8 @@ def bench(
 
 @app.command("soak")
 def soak(
-    seconds: float = typer.Option(300.0, "--seconds", help="How long to soak (bounded)."),
-    n: int = typer.Option(4, "-n", help="Validators (separate processes, n >= 4)."),
+    seconds: float = typer.Option(300.0, "--seconds", min=1, help="How long to soak (bounded)."),
+    n: int = typer.Option(4, "-n", min=4, help="Validators (separate processes, n >= 4)."),
 ) -> None:
     """Soak a devnet: load, a validator SIGKILLed and restarted, a malicious peer; exit 1
     if any validator lost a committed block or they disagree."""
@@ -163,10 +212,16 @@ def soak(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run ``zap``; bad input is one line on stderr, exit 2."""
     try:
-        app()
-    except ZapError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+        code = app(args=argv, prog_name="zap", standalone_mode=False)
+    except ClickException as exc:  # usage errors, options out of range: exit 2
+        if not exc.format_message().strip():
+            sys.exit(exc.exit_code)  # no arguments: the help was printed
+        _fail(exc.format_message(), exc.exit_code)
+    except (ZapError, OSError) as exc:
+        _fail(str(exc))
+    except typer.Abort:
+        _fail("aborted", 130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -34,8 +34,8 @@ from zapstack.consensus.validators import (
     ValidatorSet,
     generate_validators,
 )
-from zapstack.crypto.slhdsa import ParamSet
-from zapstack.errors import ConfigError
+from zapstack.errors import ConfigError, ZapError
+from zapstack.node.schema import GenesisDoc, NodeFile, decode_file, decode_obj
 from zapstack.transport.identity import NodeIdentity
 from zapstack.zap.sigschemes import Signer, SigScheme
 
@@ -110,113 +110,85 @@ class NodeKeys:
     secrets: ValidatorSecrets
 
 
-def _hex(obj: Mapping[str, Any], key: str, where: str) -> bytes:
-    value = obj.get(key, "")
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a hex string")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {key} is not hex") from exc
-
-
-def _int(obj: Mapping[str, Any], key: str, where: str, low: int = 0, high: int = 2**64 - 1) -> int:
-    value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{where}: {key} must be an integer in {low}..{high}")
-    return value
-
-
 def load_genesis(path: Path | str) -> Genesis:
     """Read and admit ``genesis.json``."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read genesis {path}: {exc}") from exc
-    return genesis_from_dict(raw)
+    doc, raw = decode_file(Path(path), GenesisDoc, "genesis")
+    return _admit(doc, raw)
 
 
 def genesis_from_dict(raw: Any) -> Genesis:
     """Admit a genesis object (see :func:`load_genesis`)."""
-    if not isinstance(raw, dict):
-        raise ConfigError("genesis must be a JSON object")
-    chain_id = _int(raw, "chain_id", "genesis", 0, 2**32 - 1)
-    interval = _int(raw, "block_interval_ms", "genesis", 1, 3_600_000)
-    entries = raw.get("validators")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError("genesis: validators must be a non-empty list")
-    block = (
-        raw.get("quasar", {}).get("cert_policy") if isinstance(raw.get("quasar"), dict) else None
-    )
-    params = (
-        parse_policy(block).magnetar_params if isinstance(block, Mapping) else ParamSet.SHAKE_192S
-    )
+    return _admit(decode_obj(raw, GenesisDoc, "genesis"), raw)
+
+
+def _admit(doc: GenesisDoc, raw: dict[str, Any]) -> Genesis:
+    """The checks past types and ranges: PoPs, the set, the policy, the allocations."""
+    params = parse_policy(doc.quasar.cert_policy).magnetar_params
     validators: list[Validator] = []
     addresses: list[ValidatorAddress] = []
-    for i, v in enumerate(entries):
-        where = f"genesis validator {i}"
-        if not isinstance(v, dict):
-            raise ConfigError(f"{where}: must be an object")
+    for i, v in enumerate(doc.validators):
         validators.append(
             Validator(
-                index=_int(v, "index", where, 0, 4095),
-                weight=_int(v, "weight", where, 1, 1 << 48),
-                bls_pk=_hex(v, "bls_pk", where),
-                bls_pop=_hex(v, "bls_pop", where),
-                mldsa_pk=_hex(v, "mldsa_pk", where),
-                slhdsa_pk=_hex(v, "slhdsa_pk", where),
+                index=v.index,
+                weight=v.weight,
+                bls_pk=bytes.fromhex(v.bls_pk),
+                bls_pop=bytes.fromhex(v.bls_pop),
+                mldsa_pk=bytes.fromhex(v.mldsa_pk),
+                slhdsa_pk=bytes.fromhex(v.slhdsa_pk),
             )
         )
-        node_id, proposer_pk = _hex(v, "node_id", where), _hex(v, "proposer_pk", where)
-        if len(node_id) != 32 or len(proposer_pk) != 32:
-            raise ConfigError(f"{where}: node_id and proposer_pk must be 32 bytes")
-        host = v.get("host")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(f"{where}: host must be a non-empty string")
-        addresses.append(
-            ValidatorAddress(i, host, _int(v, "port", where, 1, 65535), node_id, proposer_pk)
-        )
-    vset = ValidatorSet.create(validators, params, _hex(raw, "corona_pk", "genesis"))
+        node_id, proposer_pk = bytes.fromhex(v.node_id), bytes.fromhex(v.proposer_pk)
+        addresses.append(ValidatorAddress(i, v.host, v.port, node_id, proposer_pk))
+    vset = ValidatorSet.create(validators, params, bytes.fromhex(doc.corona_pk))
     policy = load_policy(raw, vset)
     allocations: dict[bytes, int] = {}
-    for j, a in enumerate(raw.get("allocations", [])):
-        where = f"genesis allocation {j}"
-        if not isinstance(a, dict):
-            raise ConfigError(f"{where}: must be an object")
-        acct = _hex(a, "account", where)
-        if len(acct) != 32 or acct in allocations:
-            raise ConfigError(f"{where}: account must be a distinct 32-byte id")
-        allocations[acct] = _int(a, "balance", where)
+    for j, a in enumerate(doc.allocations):
+        acct = bytes.fromhex(a.account)
+        if acct in allocations:
+            raise ConfigError(f"genesis allocation {j}: account must be a distinct 32-byte id")
+        allocations[acct] = a.balance
     if sum(allocations.values()) > 2**64 - 1:
         raise ConfigError("genesis: total allocation exceeds 2^64 - 1")
-    return Genesis(chain_id, interval, vset, tuple(addresses), allocations, policy, raw)
+    return Genesis(
+        doc.chain_id, doc.block_interval_ms, vset, tuple(addresses), allocations, policy, raw
+    )
 
 
 def load_node_keys(path: Path | str, genesis: Genesis) -> NodeKeys:
-    """Read ``node.json`` and check it matches its genesis entry."""
-    from zapstack.crypto.ringtail import KeyShare
+    """Read ``node.json`` and check every key against its genesis entry.
 
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read node keys {path}: {exc}") from exc
+    Raises ConfigError naming the field (a bad type or range) or the key that
+    does not derive the public key genesis lists for this validator
+    (:func:`zapstack.node.keycheck.check_keys`).
+    """
+    from zapstack.crypto.ringtail import KeyShare
+    from zapstack.node.keycheck import check_keys
+
+    doc, _ = decode_file(Path(path), NodeFile, "node keys")
     where = f"node keys {path}"
-    index = _int(raw, "index", where, 0, genesis.vset.n - 1)
-    identity = NodeIdentity.generate(_int(raw, "transport_seed", where))
-    proposer = Signer(SigScheme.ED25519, _hex(raw, "proposer_seed", where))
-    share_bytes = _hex(raw, "corona_share", where)
+    if doc.index >= genesis.vset.n:
+        n = genesis.vset.n
+        raise ConfigError(f"{where}: index {doc.index} is not a validator (genesis has {n})")
+    if doc.transport_seed > 2**64 - 1:
+        raise ConfigError(f"{where}: transport_seed must be below 2^64 - at `$.transport_seed`")
+    identity = NodeIdentity.generate(doc.transport_seed)
+    proposer = Signer(SigScheme.ED25519, bytes.fromhex(doc.proposer_seed))
+    share_bytes = bytes.fromhex(doc.corona_share)
+    try:
+        share = KeyShare.from_bytes(share_bytes) if share_bytes else None
+    except ZapError as exc:
+        raise ConfigError(f"{where}: corona_share does not decode: {exc}") from exc
     secrets = ValidatorSecrets(
-        index,
-        _hex(raw, "bls_sk", where),
-        _hex(raw, "mldsa_sk", where),
-        _hex(raw, "slhdsa_sk", where),
-        KeyShare.from_bytes(share_bytes) if share_bytes else None,
-        _hex(raw, "nonce_seed", where),
+        doc.index,
+        bytes.fromhex(doc.bls_sk),
+        bytes.fromhex(doc.mldsa_sk),
+        bytes.fromhex(doc.slhdsa_sk),
+        share,
+        bytes.fromhex(doc.nonce_seed),
     )
-    address = genesis.addresses[index]
-    if identity.node_id != address.node_id or proposer.public_key != address.proposer_pk:
-        raise ConfigError(f"{where}: keys do not match genesis validator {index}")
-    return NodeKeys(index, identity, proposer, secrets)
+    keys = NodeKeys(doc.index, identity, proposer, secrets)
+    check_keys(keys, genesis, where)
+    return keys
 
 
 def devnet_user(seed: bytes, i: int) -> Signer:

@@ -25,6 +25,12 @@ Contract
   catches up the heights it missed before it votes again; with
   ``state_sync`` and an empty ZapDB it first downloads a recent finalized
   state from its peers (:mod:`zapstack.node.sync`).
+* Faults: every loop runs under :func:`zapstack.node.halt.guarded`; a
+  protocol error is dropped with a warning inside its loop, anything else
+  that escapes (a :class:`FatalStoreError` -- also one the engine recorded in
+  ``Consensus.fatal`` --, an ``OSError``, a bug) halts the node at its last
+  committed block with the reason in :attr:`Node.fatal`, the log and
+  ``status.json``.
 * Shutdown (SIGINT/SIGTERM or :meth:`Node.stop`) cancels the loops, closes
   the pushes, the DHT and the endpoint (each bounded, 5 s), then the store
   and the worker pools (:meth:`Node.close`, idempotent); a kill -9 loses
@@ -46,7 +52,7 @@ from typing import Any
 
 from zapstack.bootstrap.server import BootstrapServer
 from zapstack.dht.ids import Contact
-from zapstack.errors import ZapError
+from zapstack.errors import FatalStoreError, ZapError
 from zapstack.mempool import Mempool
 from zapstack.mempool.actions import TxAdmitted
 from zapstack.mempool.handler import TxSubmitService
@@ -57,6 +63,7 @@ from zapstack.node.bootstrap_driver import PushWriter, StoreBlocks
 from zapstack.node.config import GOSSIP_PERIOD_S, TICK_PERIOD_S, find_genesis
 from zapstack.node.engine import Consensus, HeightRecord
 from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
+from zapstack.node.halt import guarded, hold_reserve
 from zapstack.node.handlers import stream_handlers
 from zapstack.node.inbox import Inbox
 from zapstack.node.metrics import NodeMetrics
@@ -90,6 +97,7 @@ class Node:
         home: Path,
         *,
         genesis: Genesis | None = None,
+        keys: NodeKeys | None = None,
         binding: str = "qh3",
         metrics_port: int = 0,
         halt_height: int | None = None,
@@ -97,7 +105,7 @@ class Node:
     ) -> None:
         self.home = home
         self.g = genesis or load_genesis(find_genesis(home))
-        self.keys: NodeKeys = load_node_keys(home / "node.json", self.g)
+        self.keys: NodeKeys = keys or load_node_keys(home / "node.json", self.g)
         self.binding = binding
         self.metrics_port = metrics_port
         self.me = self.keys.index
@@ -106,6 +114,8 @@ class Node:
         self.gossip_out: list[bytes] = []
         self.started = time.monotonic()
         self.stop_event = asyncio.Event()
+        self.fatal: str | None = None
+        """Why the node halted on a fault (:func:`zapstack.node.halt.halt`), or None."""
         self.work = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"node{self.me}")
         self.db = ZapDB.open(home / "db")
         self.needs_sync = state_sync and self.db.meta_get(HEAD_HEIGHT_META) is None
@@ -126,6 +136,13 @@ class Node:
         )
         self.halt_height = halt_height
         self.build_chain()
+        try:
+            self.blocks.check(self.executor.height, self.executor.head)  # against ZapDB's head
+        except ZapError:
+            self.verifier.close()
+            self.work.shutdown(wait=False)
+            self.db.close()
+            raise
         self.boot = BootstrapServer(
             self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
         )
@@ -221,8 +238,12 @@ class Node:
                 await self.sync.catch_up(msg.sender, msg.height)
             try:
                 await self.consensus.handle(msg)
+            except FatalStoreError:
+                raise
             except ZapError as exc:
                 log.warning("message %s from %d dropped: %s", msg.type.name, msg.sender, exc)
+            if self.consensus.fatal is not None:
+                raise self.consensus.fatal  # halts the node (halt.guarded)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -238,8 +259,12 @@ class Node:
             if not self.sync.catching_up:
                 try:
                     await self.consensus.tick()
+                except FatalStoreError:
+                    raise
                 except ZapError as exc:
                     log.warning("consensus tick: %s", exc)
+                if self.consensus.fatal is not None:
+                    raise self.consensus.fatal
 
     async def _gossip_loop(self) -> None:
         while True:
@@ -258,12 +283,7 @@ class Node:
     async def _chain_loops(self) -> None:
         """State-sync first when the data dir is empty, then run consensus."""
         if self.needs_sync:
-            try:
-                await self.sync.state_sync()
-            except ZapError as exc:
-                log.error("state sync failed: %s", exc)
-                self.stop()
-                return
+            await self.sync.state_sync()  # a failure halts the node (halt.guarded)
         await asyncio.gather(self._consensus_loop(), self._tick_loop())
 
     async def _final(self, record: HeightRecord, block: bytes) -> None:
@@ -309,11 +329,12 @@ class Node:
             self.endpoint, f"{addr.host}:{addr.port}", self.blocks, rng=random.Random(self.me)
         )
         self.endpoint.handlers.update(self.dht.handlers())
+        hold_reserve(self.home)
         await self.endpoint.listen(addr.host, addr.port)
         await self.dht.start()
         if self.metrics_port:
             self.metrics.serve(self.metrics_port)
-        tasks = [asyncio.create_task(c) for c in self._loops()]
+        tasks = [asyncio.create_task(guarded(self, c)) for c in self._loops()]
         log.info(
             "node %d listening on %s:%d at height %d",
             self.me,

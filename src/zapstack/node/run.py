@@ -1,17 +1,45 @@
-"""Process entry points: run a node with signals, logging and uvloop."""
+"""Process entry points: check, lock, then run a node with signals, logging and uvloop.
+
+Contract
+--------
+:func:`run_node` checks everything an operator can get wrong *before* it
+writes a byte into the data folder, in this order: the home is a writable
+folder, nobody else holds its lock (:class:`~zapstack.node.datadir.HomeLock`),
+genesis and ``node.json`` decode and every key matches genesis, the
+validator's host resolves and its UDP port (and the metrics port) is free,
+the data folder belongs to this chain (``chain.json``), and the store files
+are sound (:meth:`~zapstack.zapdb.ZapDB.open`, the block files at the head;
+damaged block files are re-fetched by ``repair`` when one is given, under the
+home's lock, and the node starts when that succeeded).
+Each failure is a :class:`~zapstack.errors.ZapError` with one line (``zap
+node``: exit 2).  A node that halts on a fault returns the reason after
+writing it to its log and ``status.json`` (:mod:`zapstack.node.halt`; ``zap
+node``: one line, exit 1).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from zapstack.node.node import Node
+from zapstack.errors import ConfigError
+from zapstack.node.blockstore import DamagedBlocks
+from zapstack.node.config import find_genesis
+from zapstack.node.datadir import HomeLock, check_chain, check_home, record_chain
+from zapstack.node.genesis import Genesis, load_genesis, load_node_keys
 
-__all__ = ["configure_logging", "run_node"]
+Repair = Callable[[Genesis, Path, DamagedBlocks], Awaitable[None]]
+"""Re-fetch the damaged block files of a home (``zap node`` passes
+:func:`zapstack.cli.repair.repair_blocks`; the node layer cannot import the light client)."""
+
+__all__ = ["check_ports", "configure_logging", "run_node"]
 
 
 def configure_logging(path: Path, level: int = logging.INFO) -> None:
@@ -32,6 +60,26 @@ def configure_logging(path: Path, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+def check_ports(host: str, port: int, metrics_port: int = 0) -> None:
+    """Resolve ``host`` and bind probes on UDP ``port`` and TCP ``metrics_port``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve the validator's host {host!r}: {exc.strerror}") from None
+    probes: list[tuple[socket.AddressFamily, socket.SocketKind, Any, str]] = [
+        (infos[0][0], socket.SOCK_DGRAM, infos[0][4], f"UDP port {host}:{port}")
+    ]
+    if metrics_port:
+        where = ("127.0.0.1", metrics_port)
+        probes.append((socket.AF_INET, socket.SOCK_STREAM, where, f"metrics port {metrics_port}"))
+    for family, kind, addr, what in probes:
+        with socket.socket(family, kind) as probe:
+            try:
+                probe.bind(addr)
+            except OSError as exc:
+                raise ConfigError(f"{what} is not available: {exc.strerror}") from None
+
+
 def run_node(
     home: Path,
     *,
@@ -39,23 +87,50 @@ def run_node(
     binding: str = "qh3",
     halt_height: int | None = None,
     state_sync: bool = False,
-) -> None:
-    """Run the node in ``home`` until SIGINT/SIGTERM; graceful shutdown."""
+    repair: Repair | None = None,
+) -> str | None:
+    """Run the node in ``home`` until SIGINT/SIGTERM (None) or a fault halts it (the reason)."""
     import uvloop
 
-    configure_logging(home / "node.log")
+    from zapstack.node.node import Node
 
-    async def main() -> None:
-        node = Node(
-            home,
-            binding=binding,
-            metrics_port=metrics_port,
-            halt_height=halt_height,
-            state_sync=state_sync,
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, node.stop)
-        await node.serve()
+    check_home(home)
+    lock = HomeLock(home)
+    try:
+        g = load_genesis(find_genesis(home))
+        keys = load_node_keys(home / "node.json", g)
+        addr = g.addresses[keys.index]
+        check_ports(addr.host, addr.port, metrics_port)
+        first_start = check_chain(home, g)
+        configure_logging(home / "node.log")  # the first write into the data folder
+        if first_start:
+            record_chain(home, g)
 
-    uvloop.run(main())
+        def make() -> Node:
+            return Node(
+                home,
+                genesis=g,
+                keys=keys,
+                binding=binding,
+                metrics_port=metrics_port,
+                halt_height=halt_height,
+                state_sync=state_sync,
+            )
+
+        async def main() -> str | None:
+            try:
+                node = make()
+            except DamagedBlocks as damaged:
+                if repair is None:
+                    raise
+                await repair(g, home, damaged)  # raises with one line when it cannot
+                node = make()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, node.stop)
+            await node.serve()
+            return node.fatal
+
+        return uvloop.run(main())
+    finally:
+        lock.release()

@@ -52,8 +52,8 @@ def node_status(node: Node) -> dict[str, Any]:
         "stats": dict(consensus.stats),
         "recent": [dataclasses.asdict(r) for r in consensus.history[-20:]],
         "uptime_s": round(time.monotonic() - node.started, 1),
-        "halted": consensus.halted,
-        "fatal": None if consensus.fatal is None else str(consensus.fatal),
+        "halted": consensus.halted or node.fatal is not None,
+        "fatal": node.fatal or (None if consensus.fatal is None else str(consensus.fatal)),
         "sync": node.sync.stats,
         "dht": {
             "contacts": len(dht.node.routing) if dht and dht.node else 0,

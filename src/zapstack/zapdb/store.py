@@ -27,6 +27,7 @@ import errno
 import itertools
 import os
 import random
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ from zapstack.zapdb import smt
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
-__all__ = ["DEFAULT_MAP_SIZE", "FailAt", "FaultInjector", "ZapDB"]
+__all__ = ["DEFAULT_MAP_SIZE", "FailAt", "FaultInjector", "ZapDB", "check_files"]
 
 DEFAULT_MAP_SIZE = 1 << 32
 """Largest size the LMDB file may grow to (4 GiB, sparse; raise for big states)."""
@@ -67,6 +68,62 @@ class FailAt:
         if self.armed and index >= self.at and (self.ops is None or op in self.ops):
             self.fired += 1
             raise OSError(self.err, f"injected {os.strerror(self.err)} at {op} #{index}")
+
+
+_META_HEAD = struct.Struct("<II")
+"""LMDB's ``MDB_meta`` (lmdb 0.9 ``mdb.c``, 64-bit), after the 16-byte page header:
+``mm_magic``, ``mm_version``; ``mm_psize`` (``mm_dbs[FREE_DBI].md_pad``) is the u32 at
+offset 24; ``mm_last_pg`` and ``mm_txnid`` are the u64s at offset 120 (:data:`_META_TAIL`)."""
+_META_TAIL = struct.Struct("<QQ")
+_PAGE_HEADER = 16
+_LMDB_MAGIC = 0xBEEFC0DE
+
+
+def _meta(raw: bytes, at: int) -> tuple[int, int, int] | None:
+    """``(psize, last_pg, txnid)`` of the meta page at byte ``at``, or None if it is not one."""
+    meta = at + _PAGE_HEADER
+    if len(raw) < meta + 136:
+        return None
+    magic, version = _META_HEAD.unpack_from(raw, meta)
+    (psize,) = struct.unpack_from("<I", raw, meta + 24)
+    last_pg, txnid = _META_TAIL.unpack_from(raw, meta + 120)
+    if magic != _LMDB_MAGIC or version != 1 or psize < 512 or psize & (psize - 1):
+        return None
+    return psize, last_pg, txnid
+
+
+def check_files(path: str | os.PathLike[str]) -> None:
+    """Check ``<path>/data.mdb`` before LMDB maps it (a short file would SIGBUS on access).
+
+    Both meta pages must carry LMDB's magic and version, and the file must hold every
+    page up to the newest meta's ``last_pg``.  A missing file is a new store.  Raises
+    FatalStoreError with one line naming the file and what is wrong.
+    """
+    data = os.path.join(os.fspath(path), "data.mdb")
+    try:
+        with open(data, "rb") as fh:
+            head = fh.read(4096 + _PAGE_HEADER + 136)
+            size = os.fstat(fh.fileno()).st_size
+            first = _meta(head, 0)
+            if first is not None and first[0] != 4096:
+                fh.seek(first[0])
+                head = head[: first[0]] + fh.read(_PAGE_HEADER + 136)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FatalStoreError(f"cannot read {data}: {exc.strerror}") from None
+    if first is None:
+        raise FatalStoreError(f"{data} is not an LMDB file or its first meta page is corrupt")
+    second = _meta(head, first[0])
+    if second is None:
+        raise FatalStoreError(f"{data} is truncated or its second meta page is corrupt")
+    psize, last_pg, _ = max(first, second, key=lambda m: m[2])
+    need = (last_pg + 1) * psize
+    if size < need:
+        raise FatalStoreError(
+            f"{data} is truncated: {size} bytes, but its last commit uses {need} "
+            f"(page {last_pg} of {psize} bytes); restore the data folder or state-sync"
+        )
 
 
 class ZapDB:
@@ -110,9 +167,11 @@ class ZapDB:
         ``write_order_seed`` shuffles the order in which commits physically
         apply writes and tree updates (the root must not depend on it).
         ``sync=False`` trades crash durability for speed (benchmarks only).
-        Raises FatalStoreError if LMDB cannot open the files or the stored
-        tree does not match the stored root.
+        Raises FatalStoreError if ``data.mdb`` is truncated or its meta pages are
+        corrupt (:func:`check_files`, before LMDB maps it), LMDB cannot open the
+        files, or the stored tree does not match the stored root.
         """
+        check_files(path)
         try:
             env = lmdb.open(
                 os.fspath(path),
