@@ -122,27 +122,11 @@ class Node:
         """Empty data dir + ``state_sync``: download a recent state before voting."""
         if not self.needs_sync:
             self.init_genesis_state()
-        self.sigcache = VerifiedCache()
-        """Tx signatures verified here (admission, gossip): block verify skips them."""
-        self.verifier = ThreadVerifier(2, cache=self.sigcache)
         self.blocks = BlockStore(home / "blocks")
-        self.mempool = Mempool(nonce_floor=self._nonce_floor, balance=self._balance)
-        self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
-        self.txsvc = TxSubmitService(
-            self.rx,
-            clock=time.monotonic,
-            stop_stream=self.conns.stop_stream,
-            reply_stream=self.conns.reply_stream,
-        )
+        self._init_tx_pipeline()
         self.halt_height = halt_height
         self.build_chain()
-        try:
-            self.blocks.check(self.executor.height, self.executor.head)  # against ZapDB's head
-        except ZapError:
-            self.verifier.close()
-            self.work.shutdown(wait=False)
-            self.db.close()
-            raise
+        self._check_block_files()
         self.boot = BootstrapServer(
             self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
         )
@@ -153,6 +137,30 @@ class Node:
         self.metrics = NodeMetrics(self)
         self.endpoint: Endpoint | None = None
         self.sync = ChainSync(self)
+
+    def _init_tx_pipeline(self) -> None:
+        """The verify pool and its cache, the mempool, TX_SUBMIT (stages 1-5 and answers)."""
+        self.sigcache = VerifiedCache()
+        """Tx signatures verified here (admission, gossip): block verify skips them."""
+        self.verifier = ThreadVerifier(2, cache=self.sigcache)
+        self.mempool = Mempool(nonce_floor=self._nonce_floor, balance=self._balance)
+        self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
+        self.txsvc = TxSubmitService(
+            self.rx,
+            clock=time.monotonic,
+            stop_stream=self.conns.stop_stream,
+            reply_stream=self.conns.reply_stream,
+        )
+
+    def _check_block_files(self) -> None:
+        """The block files agree with ZapDB's head, or the node closes what it opened."""
+        try:
+            self.blocks.check(self.executor.height, self.executor.head)
+        except ZapError:
+            self.verifier.close()
+            self.work.shutdown(wait=False)
+            self.db.close()
+            raise
 
     @property
     def peers(self) -> dict[int, Peer]:
