@@ -17,7 +17,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from zapstack.conformance.envelope import Case
+from zapstack.conformance.envelope import Case, CaseRejected
+from zapstack.conformance.mvcc_input import EDGES, OP_FIELDS, check_input
 from zapstack.errors import ConflictError, StoreError
 from zapstack.zapdb.smt import reference_root
 from zapstack.zapdb.store import ZapDB
@@ -64,6 +65,17 @@ class _MBranch:
         return "noop"
 
 
+class _NeverOpened(_MBranch):
+    """A branch name no ``snapshot`` op opened: it behaves as a closed branch."""
+
+    def __init__(self) -> None:
+        super().__init__({}, 0)
+        self.closed = True
+
+
+_NEVER_OPENED = _NeverOpened()
+
+
 def _hex_or_none(value: str | None) -> bytes | None:
     return None if value is None else bytes.fromhex(value)
 
@@ -85,10 +97,12 @@ class _Model:
     def apply(self, op: dict[str, Any]) -> str:
         """Apply one op; return its result (``docs/formats/vectors-mvcc.md``)."""
         kind = op["op"]
+        if kind not in OP_FIELDS:
+            raise CaseRejected("BAD_INPUT", f"unknown op {kind!r}")
         head_op = _HEAD_OPS.get(kind)
         if head_op is not None:
             return head_op(self, op)
-        br = self.snaps[op["snap"]]
+        br = self.snaps.get(op["snap"], _NEVER_OPENED)
         if kind == "discard":
             br.closed = True
             return "ok"
@@ -96,10 +110,7 @@ class _Model:
             return br.rollback(op["diff"])
         if br.closed:
             return "closed"
-        branch_op = _BRANCH_OPS.get(kind)
-        if branch_op is None:
-            raise ValueError(f"unknown op {kind!r}")
-        return branch_op(self, br, op)
+        return _BRANCH_OPS[kind](self, br, op)
 
     def _insert(self, op: dict[str, Any]) -> str:
         self.head[bytes.fromhex(op["key"])] = bytes.fromhex(op["value"])
@@ -112,6 +123,9 @@ class _Model:
         return "ok"
 
     def _snapshot(self, op: dict[str, Any]) -> str:
+        old = self.snaps.get(op["snap"])
+        if old is not None:  # the name is reused: the old branch is discarded first
+            old.closed = True
         self.snaps[op["snap"]] = _MBranch(self.head, self.version)
         return "ok"
 
@@ -216,19 +230,43 @@ def generate(seed: int) -> list[Case]:
             "ops": _draw_ops(rng),
             "write_order_seed": rng.getrandbits(32),
         }
-        model = _Model(initial)
-        results = [model.apply(op) for op in inp["ops"]]
-        expected = {
-            "results": results,
-            "root": reference_root(model.head).hex(),
-            "version": model.version,
-            "entries": len(model.head),
-        }
-        cases.append(Case(NAME, f"mvcc-{i:03d}", inp, expected))
+        cases.append(_model_case(f"mvcc-{i:03d}", initial, inp))
+    for name, ops in EDGES.items():
+        inp = {"initial": [["6b00", "01"]], "ops": ops, "write_order_seed": 7}
+        cases.append(_model_case(f"mvcc-edge-{name}", {b"k\x00": b"\x01"}, inp))
+    bad = {"initial": [], "ops": [{"op": "rename", "snap": "s0"}], "write_order_seed": 7}
+    cases.append(Case(NAME, "mvcc-edge-unknown-op", bad, {"error": "BAD_INPUT"}))
     return cases
 
 
-def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[str, Any]) -> str:
+def _model_case(case_id: str, initial: dict[bytes, bytes], inp: dict[str, Any]) -> Case:
+    model = _Model(initial)
+    results = [model.apply(op) for op in inp["ops"]]
+    expected = {
+        "results": results,
+        "root": reference_root(model.head).hex(),
+        "version": model.version,
+        "entries": len(model.head),
+    }
+    return Case(NAME, case_id, inp, expected)
+
+
+_CLOSED_RESULT = {"discard": "ok", "rollback": "noop"}
+"""Results of ops on a closed (or never-opened) branch other than ``closed``."""
+
+_Diffs = dict[tuple[str, str], list[Diff]]
+"""(branch name, diff name) -> the diffs recorded under that name, oldest first."""
+
+
+def _rollback(br: Txn, recorded: list[Diff]) -> str:
+    """Undo the most recent tx of that name not undone yet (``noop`` if none)."""
+    for diff in reversed(recorded):
+        if br.rollback(diff):
+            return "ok"
+    return "noop"
+
+
+def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: _Diffs, op: dict[str, Any]) -> str:
     kind = op["op"]
     if kind in ("insert", "delete"):
         with db.begin() as txn:
@@ -240,15 +278,21 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
             txn.commit()
         return "ok"
     if kind == "snapshot":
+        old = snaps.get(op["snap"])
+        if old is not None:  # a reused name: the old branch is discarded first
+            old.discard()
+        for stale in [k for k in diffs if k[0] == op["snap"]]:
+            del diffs[stale]
         snaps[op["snap"]] = db.snapshot()
         return "ok"
-    br = snaps[op["snap"]]
+    br = snaps.get(op["snap"])
+    if br is None:  # never opened: behaves as a closed branch
+        return _CLOSED_RESULT.get(kind, "closed")
     if kind == "discard":
         br.discard()
         return "ok"
-    if kind == "rollback":
-        diff = diffs.get(op["diff"])  # absent if its tx ran on a closed branch
-        return "ok" if diff is not None and br.rollback(diff) else "noop"
+    if kind == "rollback":  # a diff recorded only on a closed branch, or elsewhere: noop
+        return _rollback(br, diffs.get((op["snap"], op["diff"]), []))
     try:
         if kind == "insert_on":
             br.set(bytes.fromhex(op["key"]), bytes.fromhex(op["value"]))
@@ -262,13 +306,11 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
                     else:
                         br.set(bytes.fromhex(key), bytes.fromhex(value))
             assert scope.diff is not None
-            diffs[op["diff"]] = scope.diff
+            diffs.setdefault((op["snap"], op["diff"]), []).append(scope.diff)
         elif kind == "root_on":
             return br.root().hex()
-        elif kind == "commit":
-            br.commit()
         else:
-            raise ValueError(f"unknown op {kind!r}")
+            br.commit()
     except ConflictError:
         return "conflict"
     except StoreError:
@@ -279,6 +321,7 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
 def run_case(case: Case, *, write_order_seed: int | None = None) -> dict[str, Any]:
     """Replay ``case`` on a fresh ZapDB; ``write_order_seed`` overrides the case's."""
     inp = case.input
+    check_input(inp)
     seed = inp["write_order_seed"] if write_order_seed is None else write_order_seed
     tmp = tempfile.mkdtemp(prefix="zapdb-vec-")
     try:
@@ -289,7 +332,7 @@ def run_case(case: Case, *, write_order_seed: int | None = None) -> dict[str, An
                     txn.set(bytes.fromhex(key), bytes.fromhex(value))
                 txn.commit()
             snaps: dict[str, Txn] = {}
-            diffs: dict[str, Diff] = {}
+            diffs: _Diffs = {}
             results = [_run_op(db, snaps, diffs, op) for op in inp["ops"]]
             for br in snaps.values():
                 br.discard()
