@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from zapstack.conformance import generate_all, run_files
@@ -37,7 +38,7 @@ def conformance_run(
     try:
         reports = run_files(paths)
     except (ZapError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     table = Table(title="conformance")
     table.add_column("suite")
@@ -51,7 +52,8 @@ def conformance_run(
     console.print(table)
     for report in reports.values():
         for result in report.failures[: None if verbose else 3]:
-            console.print(f"[red]FAIL[/red] {result.suite}/{result.id}: {result.detail}")
+            detail = escape(f"{result.suite}/{result.id}: {result.detail}")
+            console.print(f"[red]FAIL[/red] {detail}")
     total = sum(r.passed + r.failed for r in reports.values())
     print(f"{total - failed} passed, {failed} failed")
     if failed or total == 0:
