@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from zapstack.conformance.oracles.cert_tiers import OracleReject, expected
+from zapstack.conformance.oracles.cert_tiers import OracleReject, expected, expected_or_error
 
 VECTORS = Path(__file__).resolve().parents[3] / "vectors" / "pipeline" / "cert_tiers.jsonl"
 POLICY = {"Mode": "PQ-heavy", "Variant": "hybrid", "TimeoutMs": 800, "Fallback": "PQ-fast"}
@@ -19,7 +19,7 @@ def test_checked_in_vectors_match_the_independent_model() -> None:
     assert len(lines) >= 64
     for line in lines:
         case = json.loads(line)
-        assert expected(case["input"]) == case["expected"], case["id"]
+        assert expected_or_error(case["input"]) == case["expected"], case["id"]
 
 
 def test_the_doc_example() -> None:
@@ -49,7 +49,14 @@ def test_the_doc_example() -> None:
     [
         ({**POLICY, "Mode": "nope"}, "rule 1"),
         ({**POLICY, "Variant": "pure-pq"}, "rule 1"),
-        ({**POLICY, "Fallback": "PQ-heavy"}, "rule 2"),
+        ({**POLICY, "Mode": "PQ-strict", "Fallback": "PQ-heavy"}, "rule 2"),
+        ({**POLICY, "Fallback": "PQ-ultra"}, "rule 2"),
+        ({**POLICY, "Fallback": "strict-PQ-heavy"}, "rule 2"),
+        ({**POLICY, "Mode": "strict-PQ-heavy", "Variant": "hybrid"}, "rule 1"),
+        ({**POLICY, "Variant": "classical"}, "rule 1"),
+        ({**POLICY, "MagnetarParams": "slh-dsa-sha2-256f"}, "policy"),
+        ({**POLICY, "TimeoutMs": True}, "policy"),
+        ({**POLICY, "TimeoutMs": 800.0}, "policy"),
         ({**POLICY, "Fallback": "strict-PQ-fast"}, "rule 2"),
         ({**POLICY, "TimeoutMs": 799}, "rule 3"),
         ({**POLICY, "TimeoutMs": 0}, "policy"),
@@ -79,3 +86,25 @@ def test_mode_names_are_case_insensitive() -> None:
     a = expected({"policy": lower, "start_ms": 0, "events": []})
     b = expected({"policy": POLICY, "start_ms": 0, "events": []})
     assert a == b
+
+
+def test_lp217_spellings_are_equivalents() -> None:
+    strict = {"Mode": "strict-PQ-heavy", "Variant": "strict", "TimeoutMs": 800}
+    pure = {**strict, "Variant": "pure-pq"}
+    assert expected({"policy": strict, "start_ms": 0, "events": []}) == expected(
+        {"policy": pure, "start_ms": 0, "events": []}
+    )
+    same = expected({"policy": {**POLICY, "Fallback": "PQ-heavy"}, "start_ms": 0, "events": []})
+    none = expected({"policy": {**POLICY, "Fallback": "none"}, "start_ms": 0, "events": []})
+    assert same == none and same["final"]["action"] == "wait"
+
+
+def test_the_first_failing_check_in_the_documented_order_wins() -> None:
+    # an unknown Mode (rule 1) is reported before a bad TimeoutMs (policy) and
+    # an unknown Fallback (rule 2); a bad TimeoutMs before an unknown Fallback
+    both = {**POLICY, "Mode": "nope", "TimeoutMs": 0, "Fallback": "nope"}
+    assert expected_or_error({"policy": both, "start_ms": 0, "events": []}) == {"error": "RULE_1"}
+    later = {**POLICY, "TimeoutMs": 0, "Fallback": "nope"}
+    got = expected_or_error({"policy": later, "start_ms": 0, "events": []})
+    assert got == {"error": "BAD_POLICY"}
+    assert expected_or_error({"policy": POLICY, "start_ms": 0}) == {"error": "BAD_INPUT"}
