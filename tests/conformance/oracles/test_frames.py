@@ -1,0 +1,81 @@
+"""The frames oracle (zap.md read alone) agrees with every vector and with ingress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from zapstack.conformance import Case, encode_line, frames
+from zapstack.conformance.oracles.frames import CODES, verdict
+from zapstack.conformance.runner import run_case
+from zapstack.zap.frames import build_transfer
+from zapstack.zap.ingress import IngressMachine
+from zapstack.zap.sigschemes import Signer, SigScheme
+
+VECTORS = Path(__file__).resolve().parents[3] / "vectors" / "pipeline" / "frames.jsonl"
+ED = Signer(SigScheme.ED25519, bytes(range(32)))
+TX = build_transfer(ED, b"r" * 32, 5, 2, 1)
+
+
+def test_checked_in_vectors_match_the_independent_model() -> None:
+    lines = VECTORS.read_text().splitlines()
+    assert len(lines) >= 66
+    for line in lines:
+        case = json.loads(line)
+        if "error" in case["expected"]:
+            continue
+        inp = case["input"]
+        got = verdict(bytes.fromhex(inp["frame"]), inp["stream"], inp["chain_id"])
+        assert got == case["expected"], case["id"]
+
+
+def test_bytes_after_a_frame_are_trailing_data() -> None:
+    want = {"verdict": "rejected", "stage": "BODY", "code": CODES["TRAILING_DATA"], "offset": 193}
+    assert verdict(TX + b"\x00", "tx", None) == want
+    assert run_case(Case("frames", "t", {"stream": "tx", "frame": (TX + TX).hex()}, want)).passed
+
+
+def test_every_prefix_agrees_with_ingress() -> None:
+    """Truncations at every byte: TRUNCATED in the stage of the next pending check."""
+    for n in range(len(TX) + 1):
+        case = Case("frames", "p", {"stream": "tx", "frame": TX[:n].hex(), "split": 1}, {})
+        assert frames.run_case(case) == verdict(TX[:n], "tx", None), n
+
+
+def test_the_10001st_frame_is_bad_field_at_its_first_byte() -> None:
+    txs = [build_transfer(ED, bytes(32), 1, 1, i) for i in range(10_001)]
+    block = frames.edge_block(ED, b"".join(txs))
+    want = verdict(block, "block", None)
+    payload_start = len(block) - 64 - 193 * 10_001
+    assert want == {
+        "verdict": "rejected",
+        "stage": "BODY",
+        "code": CODES["BAD_FIELD"],
+        "offset": payload_start + 193 * 10_000,
+    }
+    assert run_case(Case("frames", "big", {"stream": "block", "frame": block.hex()}, want)).passed
+
+
+def test_expected_values_do_not_come_from_ingress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingress that skips the chain check generates the same file, and fails it."""
+    monkeypatch.setattr(IngressMachine, "_check_chain", lambda self, mv, pos: None)
+    cases = frames.generate(frames.SEED)
+    assert "".join(encode_line(c) + "\n" for c in cases) == VECTORS.read_text(encoding="utf-8")
+    failed = {c.id for c in cases if not run_case(c).passed}
+    assert failed == {"tx-chain-mismatch", "block-payload-frame-of-another-chain"}
+
+
+@pytest.mark.parametrize(
+    "inp",
+    [
+        {"stream": "quic", "frame": ""},
+        {"stream": "tx", "frame": "zz"},
+        {"stream": "tx", "frame": "00", "split": -1},
+        {"stream": "tx", "frame": "00", "chain_id": "1"},
+        {"stream": "tx", "frame": "00", "extra": 1},
+    ],
+)
+def test_malformed_inputs_are_refused(inp: dict[str, object]) -> None:
+    assert run_case(Case("frames", "m", inp, {"error": "BAD_INPUT"})).passed
