@@ -37,10 +37,10 @@ from zapstack.errors import ConfigError
 __all__ = [
     "LEG_REFERENCE_MS",
     "MODES",
+    "VARIANT_ALIASES",
     "CertPolicy",
     "Mode",
     "ModeSpec",
-    "VARIANT_ALIASES",
     "Variant",
     "accepted_tier",
     "floor_latency_ms",
