@@ -16,6 +16,7 @@ from zapstack.conformance import (
 )
 from zapstack.conformance.mvcc_input import EDGES
 from zapstack.conformance.runner import actual_output
+from zapstack.zapdb.txn import Txn
 
 FILE = Path(__file__).resolve().parents[2] / "vectors" / "pipeline" / "mvcc_unwind.jsonl"
 
@@ -122,3 +123,12 @@ def test_malformed_inputs_are_refused_with_bad_input(inp: dict[str, object]) -> 
     with pytest.raises(CaseRejected):
         mvcc_unwind.run_case(case)
     assert actual_output(case) == {"error": "BAD_INPUT"}
+
+
+def test_expected_values_do_not_come_from_zapdb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ZapDB whose rollback undoes nothing generates the same file, and fails it."""
+    monkeypatch.setattr(Txn, "rollback", lambda self, diff: False)
+    cases = mvcc_unwind.generate(mvcc_unwind.SEED)
+    assert "".join(encode_line(c) + "\n" for c in cases) == FILE.read_text(encoding="utf-8")
+    failed = [c.id for c in cases if actual_output(c) != c.expected]
+    assert "mvcc-edge-reused-diff-name" in failed and len(failed) >= 5
