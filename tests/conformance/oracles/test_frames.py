@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zapstack.conformance import Case, encode_line, frames
 from zapstack.conformance.oracles.frames import CODES, verdict
@@ -79,3 +81,25 @@ def test_expected_values_do_not_come_from_ingress(monkeypatch: pytest.MonkeyPatc
 )
 def test_malformed_inputs_are_refused(inp: dict[str, object]) -> None:
     assert run_case(Case("frames", "m", inp, {"error": "BAD_INPUT"})).passed
+
+
+BLOCK = frames.edge_block(ED, TX + build_transfer(ED, b"s" * 32, 9, 3, 2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["tx", "block"]),
+    st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=3),
+    st.integers(min_value=-3, max_value=3),
+    st.sampled_from([0, 1, 5, 64]),
+)
+def test_ingress_agrees_with_the_model_on_mutated_frames(
+    stream: str, writes: list[tuple[int, int]], cut: int, split: int
+) -> None:
+    """Random byte writes, truncations and extensions of a valid tx or block, fed in pieces."""
+    data = bytearray(TX if stream == "tx" else BLOCK)
+    for at, value in writes:
+        data[at % len(data)] = value
+    frame = bytes(data[:cut] if cut < 0 else data + bytes(cut))
+    inp = {"stream": stream, "frame": frame.hex(), "chain_id": None, "split": split}
+    assert frames.run_case(Case("frames", "h", inp, {})) == verdict(frame, stream, None)
