@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zapstack.conformance import dht_refetch, encode_line
 from zapstack.conformance.oracles import dht_refetch as oracle
@@ -69,7 +71,37 @@ def test_expected_values_do_not_come_from_the_pull(monkeypatch: pytest.MonkeyPat
     ],
 )
 def test_malformed_inputs_are_refused(change: dict[str, Any]) -> None:
-    case = next(c for c in dht_refetch.generate(dht_refetch.SEED) if c.id == "edge-end-mid-message")
+    case = dht_refetch._edge_case("x", *dht_refetch._edges()["end-mid-message"])
     bad = type(case)(case.suite, case.id, {**case.input, **change}, {"error": "BAD_INPUT"})
     assert oracle.expected_or_error(bad.input) == {"error": "BAD_INPUT"}
     assert run_case(bad).passed
+
+
+_PEERS = st.sampled_from(["p0", "p1", "x0", "x1"])
+_INDEX = st.integers(min_value=0, max_value=2)
+_OP = st.one_of(
+    st.fixed_dictionaries(
+        {"op": st.just("header"), "peer": _PEERS,
+         "tamper": st.sampled_from(["none", "none", "filler", "root"])}
+    ),
+    st.fixed_dictionaries(
+        {"op": st.just("chunk"), "peer": _PEERS, "index": _INDEX,
+         "tamper": st.sampled_from(["none", "none", "none", *sorted(oracle.CHUNK_TAMPERS)])}
+    ),
+    st.fixed_dictionaries(
+        {"op": st.just("bytes"), "peer": _PEERS, "index": _INDEX,
+         "len": st.sampled_from([1, 5, 6, 7, 100, 70_000])}
+    ),
+    st.fixed_dictionaries({"op": st.sampled_from(["end", "garbage"]), "peer": _PEERS,
+                           "index": _INDEX}),
+    st.fixed_dictionaries({"op": st.just("disconnect"), "peer": _PEERS}),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.booleans(), st.lists(_OP, max_size=14))
+def test_the_pull_agrees_with_the_model_on_random_schedules(
+    trusted: bool, schedule: list[dict[str, Any]]
+) -> None:
+    case = dht_refetch._edge_case("h", trusted, schedule)
+    assert dht_refetch.run_case(case) == case.expected

@@ -34,6 +34,14 @@ OPS = {
     "bytes": {"peer", "index", "len"}, "end": {"peer", "index"},
     "garbage": {"peer", "index"}, "disconnect": {"peer"},
 }  # fmt: skip
+PAYLOAD_BOUNDS = {
+    0x01: (0, 0), 0x81: (0, 0), 0x02: (32, 32), 0x82: (1, 1 + 20 * 288),
+    0x03: (32, 32), 0x83: (33, 32 + 65536), 0x04: (33, 32 + 65536), 0x84: (0, 0),
+    0x05: (34, 288), 0x85: (0, 0), 0x06: (32, 32), 0x86: (2, 2 + 40 * 288),
+    0x07: (32, 32), 0x87: (37, 36 + 2 * 16384), 0x08: (36, 36),
+    0x88: (42, 32 + 4 + 4 + 65536 + 1 + 32 * 32),
+}  # fmt: skip
+"""dht.md §4: message type -> payload_len bounds (any other type: UNKNOWN_KIND)."""
 HEADER_TAMPERS = {"none", "filler", "root"}
 CHUNK_TAMPERS = {"none", "data", "proof", "short", "wrong_index", "block_id"}
 
@@ -184,28 +192,36 @@ class _Pull:
             self.kept = (self.commit, self.have)
             self.commit = self.header = self.header_from = None
 
-    # dht.md §2 and chunks.md §2: one CHUNK message per response stream
+    # dht.md §2 and chunks.md §2: one message per response stream, which must be a CHUNK
     def stream_bytes(self, peer: str, index: int, data: bytes) -> None:
         buf = self.streams.get((peer, index), b"") + data
         self.streams[(peer, index)] = buf
+        bounds = PAYLOAD_BOUNDS.get(buf[1]) if len(buf) >= 2 else (0, 0)
         plen = int.from_bytes(buf[2:6], "little") if len(buf) >= 6 else None
         bad = (
             buf[0] != 1
-            or (len(buf) >= 2 and buf[1] != 0x88)
-            or (plen is not None and not 42 <= plen <= 32 + 4 + 4 + CHUNK + 1 + 32 * 32)
+            or bounds is None
+            or (plen is not None and not bounds[0] <= plen <= bounds[1])
         )
         if bad:
             del self.streams[(peer, index)]
             self.liars.add(peer)
         elif plen is not None and len(buf) >= 6 + plen:
-            del self.streams[(peer, index)]
-            self.message(peer, index, buf[6 : 6 + plen])
+            del self.streams[(peer, index)]  # the message ended the stream
+            self.message(peer, index, buf[1], buf[6 : 6 + plen])
 
-    def message(self, peer: str, index: int, p: bytes) -> None:
-        """A whole CHUNK payload from stream ``(peer, index)`` (well formed in these vectors)."""
+    def message(self, peer: str, index: int, kind: int, p: bytes) -> None:
+        """A whole message from stream ``(peer, index)``: only a well-formed CHUNK counts."""
         dlen = int.from_bytes(p[36:40], "little")
-        data, count = p[40 : 40 + dlen], p[40 + dlen]
-        proof = [p[41 + 32 * j : 73 + 32 * j] for j in range(count)]
+        count = p[40 + dlen] if kind == 0x88 and 40 + dlen < len(p) else -1
+        if kind != 0x88 or not 1 <= dlen <= CHUNK or not 0 <= count <= 32:
+            self.liars.add(peer)  # a reply of another type, or a malformed CHUNK
+            return
+        if len(p) != 41 + dlen + 32 * count:
+            self.liars.add(peer)
+            return
+        data, at = p[40 : 40 + dlen], 41 + dlen
+        proof = [p[at + 32 * j : at + 32 * (j + 1)] for j in range(count)]
         if int.from_bytes(p[32:36], "little") != index:
             self.liars.add(peer)  # a wrong echo
         else:
@@ -252,6 +268,7 @@ def _apply(pull: _Pull, op: dict[str, Any]) -> None:
             i = (i + 1) % pull.n
         elif tamper == "block_id":
             block_id = _flip(block_id, 0)
+        pull.streams.pop((peer, i), None)  # the whole response of stream (peer, i)
         pull.chunk(peer, block_id, i, data, proof)
     elif kind == "bytes":
         pull.stream_bytes(peer, op["index"], _encode_chunk(pull, op["index"])[: op["len"]])
