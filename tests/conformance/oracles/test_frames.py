@@ -103,3 +103,17 @@ def test_ingress_agrees_with_the_model_on_mutated_frames(
     frame = bytes(data[:cut] if cut < 0 else data + bytes(cut))
     inp = {"stream": stream, "frame": frame.hex(), "chain_id": None, "split": split}
     assert frames.run_case(Case("frames", "h", inp, {})) == verdict(frame, stream, None)
+
+
+def test_ml_dsa_frames_agree_too() -> None:
+    """ML-DSA-65 signing is randomised, so these are not in the file; the model still agrees."""
+    pq = Signer(SigScheme.MLDSA65, bytes(range(1, 33)))
+    tx = build_transfer(pq, b"r" * 32, 5, 2, 1)
+    assert len(tx) == 21 + 20 + 1952 + 32 + 24 + 3309
+    bad_sig = tx[:-1] + bytes([tx[-1] ^ 1])
+    in_block = frames.edge_block(pq, tx)
+    for stream, frame in (("tx", tx), ("tx", bad_sig), ("block", in_block)):
+        inp = {"stream": stream, "frame": frame.hex(), "split": 0}
+        assert frames.run_case(Case("frames", "pq", inp, {})) == verdict(frame, stream, None)
+    assert verdict(tx, "tx", None)["verdict"] == "accepted"
+    assert verdict(bad_sig, "tx", None)["code"] == CODES["BAD_SIGNATURE"]
