@@ -21,7 +21,7 @@ def test_regeneration_is_byte_identical() -> None:
 def test_checked_in_vectors_pass_over_both_stacks() -> None:
     reports = run_files([VECTORS])
     assert reports["stream_reset"].failed == 0, reports["stream_reset"].failures
-    assert reports["stream_reset"].passed == 20
+    assert reports["stream_reset"].passed == 21
 
 
 def test_model_pins_reset_semantics() -> None:
@@ -55,4 +55,21 @@ def test_stacks_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_case_ids_unique_and_about_twenty() -> None:
     ids = [c.id for c in stream_reset.generate(stream_reset.SEED)]
-    assert len(ids) == len(set(ids)) == 20
+    assert len(ids) == len(set(ids)) == 21
+
+
+@pytest.mark.parametrize(
+    "inp",
+    [
+        {"ops": [["open", 1]]},  # indices open in order
+        {"ops": [["open", 0], ["write", 0]]},
+        {"ops": [["open", 0], ["cancel", 0, -1]]},
+        {"ops": [["open", 0], ["stop", 0, 1 << 62]]},
+        {"ops": [["open", 0], ["shout", 0]]},
+        {"ops": "open"},
+        {"ops": [], "extra": 1},
+    ],
+)
+def test_malformed_inputs_are_refused(inp: dict[str, object]) -> None:
+    case = stream_reset.generate(stream_reset.SEED)[0]
+    assert run_one(replace(case, input=inp, expected={"error": "BAD_INPUT"})).passed

@@ -84,7 +84,8 @@ def _p(mode: str, variant: str, timeout: int, fallback: str | None = None) -> Ce
         (lambda: _p("PQ-fast", "pure-pq", 100), "rule 1"),
         (lambda: _p("strict-PQ-strict", "hybrid", 1000), "rule 1"),
         (lambda: _p("PQ-strict", "hybrid", 1000, "PQ-heavy"), "rule 2"),
-        (lambda: _p("PQ-strict", "hybrid", 1000, "PQ-strict"), "rule 2"),
+        (lambda: _p("PQ-strict", "hybrid", 1000, "PQ-ultra"), "rule 2"),
+        (lambda: _p("PQ-strict", "hybrid", 1000, 3), "rule 2"),  # type: ignore[arg-type]
         (lambda: _p("PQ-strict", "hybrid", 1000, "strict-PQ-fast"), "rule 2"),
         (lambda: _p("PQ-strict", "hybrid", 699), "rule 3"),
         (lambda: _p("PQ-off", "hybrid", 19), "rule 3"),
@@ -160,3 +161,27 @@ def test_rule4_key_material(vset: ValidatorSet) -> None:
         with pytest.raises(ConfigError, match="rule 4: Magnetar keys are slh-dsa-sha2-128f"):
             validate_policy(CertPolicy(Mode.PQ_HEAVY, Variant.HYBRID, 800, None), vset)
         validate_policy(heavy, vset)
+
+
+def test_lp217_spellings_are_equivalents() -> None:
+    """LP-217 spells pure-pq ``strict``; ``Fallback == Mode`` means no degradation."""
+    assert _p("strict-PQ-heavy", "strict", 800) == _p("strict-PQ-heavy", "pure-pq", 800)
+    assert _p("PQ-heavy", "hybrid", 800, "PQ-heavy").fallback is None
+    assert _p("pq-HEAVY", "Hybrid", 800, "pq-heavy").fallback is None
+
+
+def test_every_value_is_case_insensitive() -> None:
+    want = _p("PQ-heavy", "hybrid", 800, "PQ-fast")
+    got = parse_policy(
+        {
+            "Mode": "pq-HEAVY",
+            "Variant": "HYBRID",
+            "TimeoutMs": 800,
+            "Fallback": "Pq-Fast",
+            "MagnetarParams": "SLH-DSA-SHAKE-192S",
+        }
+    )
+    assert got == want
+    assert _p("PQ-heavy", "hybrid", 800, "NONE").fallback is None
+    with pytest.raises(ConfigError):  # key names are not
+        parse_policy({"mode": "PQ-heavy", "Variant": "hybrid", "TimeoutMs": 800})

@@ -124,3 +124,18 @@ def test_stage_reports_progress() -> None:
     assert m.stage == Stage.BODY
     m.receive_data(TX[30:])
     assert m.stage == Stage.NONE and m.finished
+
+
+@pytest.mark.parametrize("declared", [0, 5, 11])
+def test_an_embedded_frame_declaring_under_12_bytes_is_bad_length_at_its_byte_11(
+    declared: int,
+) -> None:
+    """zap.md §6: an embedded frame is read as a tx stream of the rest of the payload."""
+    from zapstack.conformance.frames import edge_block
+
+    block = edge_block(ED, u32_at(TX, 8, declared) + CALL)
+    payload_start = len(block) - 64 - len(TX) - len(CALL)
+    for step in (None, 1, 7):
+        assert feed(block, step, BLOCK_SCHEMAS) == [
+            ("rejected", Stage.BODY, WireCode.BAD_FIELD, payload_start + 11)
+        ]

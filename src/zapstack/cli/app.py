@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer._click.exceptions import ClickException  # typer's vendored click
 
@@ -86,7 +87,8 @@ def conformance_run(
     console.print(table)
     for report in reports.values():
         for result in report.failures[: None if verbose else 3]:
-            console.print(f"[red]FAIL[/red] {result.suite}/{result.id}: {result.detail}")
+            detail = escape(f"{result.suite}/{result.id}: {result.detail}")
+            console.print(f"[red]FAIL[/red] {detail}")
     total = sum(r.passed + r.failed for r in reports.values())
     print(f"{total - failed} passed, {failed} failed")
     if failed or total == 0:

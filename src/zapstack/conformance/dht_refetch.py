@@ -16,7 +16,8 @@ import hashlib
 import random
 from typing import Any
 
-from zapstack.conformance.envelope import Case
+from zapstack.conformance.envelope import Case, CaseRejected
+from zapstack.conformance.oracles import dht_refetch as oracle
 from zapstack.dht.blocks import ServedBlock, synthetic_block, synthetic_layout
 from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.messages import ChunkMsg, HeaderMsg
@@ -65,8 +66,17 @@ def build_message(served: ServedBlock, op: dict[str, Any]) -> HeaderMsg | ChunkM
 
 
 def run_case(case: Case) -> dict[str, Any]:
-    """Replay the schedule through a passive ChunkPull; report the outcome."""
+    """Replay the schedule through a passive ChunkPull; report the outcome.
+
+    An input without the documented shape is refused with ``BAD_INPUT``; the
+    shape check (keys, op rows, the seed reproducing ``block_id``) is the
+    vector format's and is shared with the oracle, the behaviour is not.
+    """
     inp = case.input
+    try:
+        oracle.check_input(inp)
+    except (oracle.BadInput, ValueError) as exc:
+        raise CaseRejected("BAD_INPUT", str(exc)) from exc
     seed = bytes.fromhex(inp["block_seed"])
     block = synthetic_block(seed, inp["header_len"], inp["payload_len"])
     layout = synthetic_layout(block[: inp["header_len"]])
@@ -151,7 +161,7 @@ def _schedule(rng: random.Random, n: int, trusted: bool, case_no: int) -> dict[s
 
 
 def generate(seed: int) -> list[Case]:
-    """``CASES`` seeded cases; the expected output is what :func:`run_case` yields."""
+    """``CASES`` seeded cases, then hand-picked edges; expected values come from the oracle."""
     rng = random.Random(seed)
     cases: list[Case] = []
     for case_no in range(CASES):
@@ -174,6 +184,66 @@ def generate(seed: int) -> list[Case]:
             "trusted_header": trusted,
             **_schedule(rng, n, trusted, case_no),
         }
-        case = Case(NAME, f"refetch-{case_no:02d}", inp, {})
-        cases.append(Case(NAME, case.id, inp, run_case(case)))
+        cases.append(Case(NAME, f"refetch-{case_no:02d}", inp, oracle.expected_or_error(inp)))
+    for name, (trusted, schedule) in _edges().items():
+        cases.append(_edge_case(f"edge-{name}", trusted, schedule))
+    bad = _edge_case("bad-input-unknown-op", True, [{"op": "shout", "peer": "p0"}])
+    cases.append(bad)
     return cases
+
+
+_EDGE_SEED, _EDGE_HEADER, _EDGE_PAYLOAD = bytes(range(32)), 60, 2 * CHUNK_SIZE + 5
+
+
+def _edge_case(case_id: str, trusted: bool, schedule: list[dict[str, Any]]) -> Case:
+    block = synthetic_block(_EDGE_SEED, _EDGE_HEADER, _EDGE_PAYLOAD)
+    inp: dict[str, Any] = {
+        "block_seed": _EDGE_SEED.hex(),
+        "header_len": _EDGE_HEADER,
+        "payload_len": _EDGE_PAYLOAD,
+        "block_id": hashlib.sha256(block).hexdigest(),
+        "chunk_root": synthetic_layout(block[:_EDGE_HEADER]).chunk_root.hex(),
+        "chunk_count": 3,
+        "trusted_header": trusted,
+        "providers": sorted({op["peer"] for op in schedule}),
+        "schedule": schedule,
+    }
+    return Case(NAME, case_id, inp, oracle.expected_or_error(inp))
+
+
+def _chunks(peer: str, indices: range = range(3)) -> list[dict[str, Any]]:
+    return [{"op": "chunk", "peer": peer, "index": i, "tamper": "none"} for i in indices]
+
+
+def _edges() -> dict[str, tuple[bool, list[dict[str, Any]]]]:
+    """Hand-picked schedules for the rules of vectors-dht.md §"Rules"."""
+    honest = {"op": "header", "peer": "p0", "tamper": "none"}
+    return {
+        "end-mid-message": (
+            True,
+            [{"op": "bytes", "peer": "x0", "index": 0, "len": 10},
+             {"op": "end", "peer": "x0", "index": 0}, *_chunks("p0")],
+        ),
+        "end-with-nothing-buffered": (True, [{"op": "end", "peer": "x0", "index": 1}]),
+        "lying-root-header": (
+            False, [{"op": "header", "peer": "x0", "tamper": "root"}, *_chunks("p0")]
+        ),
+        "chunk-before-header": (False, [*_chunks("p0", range(1)), honest, *_chunks("p1")]),
+        "second-header-ignored": (
+            False, [honest, {"op": "header", "peer": "x0", "tamper": "filler"}, *_chunks("p0")]
+        ),
+        "liar-not-caught-before-honest-header": (
+            False,
+            [{"op": "header", "peer": "x0", "tamper": "filler"}, *_chunks("p0", range(2)),
+             honest, *_chunks("p1", range(2))],
+        ),
+        "ops-after-complete-ignored": (
+            True,
+            [*_chunks("p0"), {"op": "garbage", "peer": "x0", "index": 0},
+             {"op": "chunk", "peer": "x1", "index": 0, "tamper": "block_id"}, *_chunks("p1")],
+        ),
+        "liar-chunk-still-counts": (
+            True,
+            [{"op": "garbage", "peer": "x0", "index": 0}, *_chunks("x0"), *_chunks("p0", range(1))],
+        ),
+    }  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 from zapstack.errors import ConfigError
 
-__all__ = ["Case", "CaseResult", "decode_line", "encode_line"]
+__all__ = ["Case", "CaseRejected", "CaseResult", "decode_line", "encode_line"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,19 @@ class Case:
     """Suite-specific input (see the suite's format doc)."""
     expected: dict[str, Any]
     """The output every conformant implementation must reproduce exactly."""
+
+
+class CaseRejected(ConfigError):
+    """A suite refuses a case's input with a documented error code.
+
+    The runner turns it into the actual output ``{"error": error}``, which is
+    compared with ``expected`` like any other output (``docs/formats/vectors.md``).
+    """
+
+    def __init__(self, error: str, detail: str = "") -> None:
+        super().__init__(f"{error}: {detail}" if detail else error)
+        self.error = error
+        """The documented error code, e.g. ``BAD_INPUT`` or ``RULE_2``."""
 
 
 @dataclass(frozen=True, slots=True)

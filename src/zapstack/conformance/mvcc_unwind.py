@@ -1,9 +1,9 @@
 """Conformance suite ``mvcc_unwind`` (LP-0202 cross-impl vector 1).
 
 Line schema: ``docs/formats/vectors-mvcc.md``.  The generator draws random
-operation sequences from ``SEED`` and computes ``expected`` with a plain
-dict model (:class:`_Model`) and the readable root definition
-(:func:`~zapstack.zapdb.smt.reference_root`) -- never with ZapDB itself.
+operation sequences from ``SEED`` and takes ``expected`` from the independent
+model :mod:`zapstack.conformance.oracles.mvcc_unwind` (plain dicts and the
+readable root definition) -- never from ZapDB itself.
 :func:`run_case` replays the sequence on a real ZapDB opened with the case's
 ``write_order_seed`` (which shuffles how commits and root updates physically
 apply writes) and reports what it observed.
@@ -14,12 +14,12 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 from zapstack.conformance.envelope import Case
+from zapstack.conformance.mvcc_input import EDGES, check_input
+from zapstack.conformance.oracles import mvcc_unwind as oracle
 from zapstack.errors import ConflictError, StoreError
-from zapstack.zapdb.smt import reference_root
 from zapstack.zapdb.store import ZapDB
 from zapstack.zapdb.txn import Diff, Txn
 
@@ -29,130 +29,6 @@ NAME = "mvcc_unwind"
 SEED = 0x2D5A_DB01
 CASES = 50
 _KEYS = [bytes([0x6B, i]) for i in range(12)] + [b"\x00", b"\xff" * 3, b"acct/alice", b"acct/bob"]
-
-
-class _MBranch:
-    """Model of one branch: a full copy of the state plus an undo log."""
-
-    def __init__(self, base: dict[bytes, bytes], version: int) -> None:
-        self.state = dict(base)
-        self.version = version
-        self.log: list[tuple[bytes, bytes | None]] = []
-        self.marks: list[tuple[str, int]] = []
-        self.closed = False
-
-    def write(self, key: bytes, value: bytes | None) -> None:
-        self.log.append((key, self.state.get(key)))
-        if value is None:
-            self.state.pop(key, None)
-        else:
-            self.state[key] = value
-
-    def rollback(self, diff: str) -> str:
-        """Undo the writes of tx ``diff`` and every later one; ``noop`` if unknown or closed."""
-        for i in range(len(self.marks) - 1, -1, -1):
-            if self.marks[i][0] == diff and not self.closed:
-                start = self.marks[i][1]
-                for key, prior in reversed(self.log[start:]):
-                    if prior is None:
-                        self.state.pop(key, None)
-                    else:
-                        self.state[key] = prior
-                del self.log[start:]
-                del self.marks[i:]
-                return "ok"
-        return "noop"
-
-
-def _hex_or_none(value: str | None) -> bytes | None:
-    return None if value is None else bytes.fromhex(value)
-
-
-class _Model:
-    """The executable meaning of the vector format.
-
-    :meth:`apply` dispatches through two tables: ops on the head
-    (:data:`_HEAD_OPS`) and ops on an open branch (:data:`_BRANCH_OPS`);
-    ``discard`` and ``rollback`` are legal on a closed branch, every other
-    branch op answers ``closed`` there.
-    """
-
-    def __init__(self, initial: dict[bytes, bytes]) -> None:
-        self.head = dict(initial)
-        self.version = 1
-        self.snaps: dict[str, _MBranch] = {}
-
-    def apply(self, op: dict[str, Any]) -> str:
-        """Apply one op; return its result (``docs/formats/vectors-mvcc.md``)."""
-        kind = op["op"]
-        head_op = _HEAD_OPS.get(kind)
-        if head_op is not None:
-            return head_op(self, op)
-        br = self.snaps[op["snap"]]
-        if kind == "discard":
-            br.closed = True
-            return "ok"
-        if kind == "rollback":
-            return br.rollback(op["diff"])
-        if br.closed:
-            return "closed"
-        branch_op = _BRANCH_OPS.get(kind)
-        if branch_op is None:
-            raise ValueError(f"unknown op {kind!r}")
-        return branch_op(self, br, op)
-
-    def _insert(self, op: dict[str, Any]) -> str:
-        self.head[bytes.fromhex(op["key"])] = bytes.fromhex(op["value"])
-        self.version += 1
-        return "ok"
-
-    def _delete(self, op: dict[str, Any]) -> str:
-        self.head.pop(bytes.fromhex(op["key"]), None)
-        self.version += 1
-        return "ok"
-
-    def _snapshot(self, op: dict[str, Any]) -> str:
-        self.snaps[op["snap"]] = _MBranch(self.head, self.version)
-        return "ok"
-
-    def _write_on(self, br: _MBranch, op: dict[str, Any]) -> str:
-        br.write(bytes.fromhex(op["key"]), _hex_or_none(op.get("value")))
-        return "ok"
-
-    def _tx(self, br: _MBranch, op: dict[str, Any]) -> str:
-        start = len(br.log)
-        for key, value in op["writes"]:
-            br.write(bytes.fromhex(key), _hex_or_none(value))
-        br.marks.append((op["diff"], start))
-        return "ok"
-
-    def _root_on(self, br: _MBranch, op: dict[str, Any]) -> str:
-        return reference_root(br.state).hex()
-
-    def _commit(self, br: _MBranch, op: dict[str, Any]) -> str:
-        br.closed = True
-        if br.version != self.version:
-            return "conflict"
-        self.head = br.state
-        self.version += 1
-        return "ok"
-
-
-_HEAD_OPS: dict[str, Callable[[_Model, dict[str, Any]], str]] = {
-    "insert": _Model._insert,
-    "delete": _Model._delete,
-    "snapshot": _Model._snapshot,
-}
-"""Ops on the head: op name -> model method."""
-
-_BRANCH_OPS: dict[str, Callable[[_Model, _MBranch, dict[str, Any]], str]] = {
-    "insert_on": _Model._write_on,
-    "delete_on": _Model._write_on,
-    "tx": _Model._tx,
-    "root_on": _Model._root_on,
-    "commit": _Model._commit,
-}
-"""Ops on an open branch: op name -> model method."""
 
 
 def _draw_value(rng: random.Random) -> str:
@@ -216,19 +92,35 @@ def generate(seed: int) -> list[Case]:
             "ops": _draw_ops(rng),
             "write_order_seed": rng.getrandbits(32),
         }
-        model = _Model(initial)
-        results = [model.apply(op) for op in inp["ops"]]
-        expected = {
-            "results": results,
-            "root": reference_root(model.head).hex(),
-            "version": model.version,
-            "entries": len(model.head),
-        }
-        cases.append(Case(NAME, f"mvcc-{i:03d}", inp, expected))
+        cases.append(_model_case(f"mvcc-{i:03d}", inp))
+    for name, ops in EDGES.items():
+        inp = {"initial": [["6b00", "01"]], "ops": ops, "write_order_seed": 7}
+        cases.append(_model_case(f"mvcc-edge-{name}", inp))
+    bad = {"initial": [], "ops": [{"op": "rename", "snap": "s0"}], "write_order_seed": 7}
+    cases.append(_model_case("mvcc-edge-unknown-op", bad))
     return cases
 
 
-def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[str, Any]) -> str:
+def _model_case(case_id: str, inp: dict[str, Any]) -> Case:
+    return Case(NAME, case_id, inp, oracle.expected_or_error(inp))
+
+
+_CLOSED_RESULT = {"discard": "ok", "rollback": "noop"}
+"""Results of ops on a closed (or never-opened) branch other than ``closed``."""
+
+_Diffs = dict[tuple[str, str], list[Diff]]
+"""(branch name, diff name) -> the diffs recorded under that name, oldest first."""
+
+
+def _rollback(br: Txn, recorded: list[Diff]) -> str:
+    """Undo the most recent tx of that name not undone yet (``noop`` if none)."""
+    for diff in reversed(recorded):
+        if br.rollback(diff):
+            return "ok"
+    return "noop"
+
+
+def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: _Diffs, op: dict[str, Any]) -> str:
     kind = op["op"]
     if kind in ("insert", "delete"):
         with db.begin() as txn:
@@ -240,15 +132,21 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
             txn.commit()
         return "ok"
     if kind == "snapshot":
+        old = snaps.get(op["snap"])
+        if old is not None:  # a reused name: the old branch is discarded first
+            old.discard()
+        for stale in [k for k in diffs if k[0] == op["snap"]]:
+            del diffs[stale]
         snaps[op["snap"]] = db.snapshot()
         return "ok"
-    br = snaps[op["snap"]]
+    br = snaps.get(op["snap"])
+    if br is None:  # never opened: behaves as a closed branch
+        return _CLOSED_RESULT.get(kind, "closed")
     if kind == "discard":
         br.discard()
         return "ok"
-    if kind == "rollback":
-        diff = diffs.get(op["diff"])  # absent if its tx ran on a closed branch
-        return "ok" if diff is not None and br.rollback(diff) else "noop"
+    if kind == "rollback":  # a diff recorded only on a closed branch, or elsewhere: noop
+        return _rollback(br, diffs.get((op["snap"], op["diff"]), []))
     try:
         if kind == "insert_on":
             br.set(bytes.fromhex(op["key"]), bytes.fromhex(op["value"]))
@@ -262,13 +160,11 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
                     else:
                         br.set(bytes.fromhex(key), bytes.fromhex(value))
             assert scope.diff is not None
-            diffs[op["diff"]] = scope.diff
+            diffs.setdefault((op["snap"], op["diff"]), []).append(scope.diff)
         elif kind == "root_on":
             return br.root().hex()
-        elif kind == "commit":
-            br.commit()
         else:
-            raise ValueError(f"unknown op {kind!r}")
+            br.commit()
     except ConflictError:
         return "conflict"
     except StoreError:
@@ -279,6 +175,7 @@ def _run_op(db: ZapDB, snaps: dict[str, Txn], diffs: dict[str, Diff], op: dict[s
 def run_case(case: Case, *, write_order_seed: int | None = None) -> dict[str, Any]:
     """Replay ``case`` on a fresh ZapDB; ``write_order_seed`` overrides the case's."""
     inp = case.input
+    check_input(inp)
     seed = inp["write_order_seed"] if write_order_seed is None else write_order_seed
     tmp = tempfile.mkdtemp(prefix="zapdb-vec-")
     try:
@@ -289,7 +186,7 @@ def run_case(case: Case, *, write_order_seed: int | None = None) -> dict[str, An
                     txn.set(bytes.fromhex(key), bytes.fromhex(value))
                 txn.commit()
             snaps: dict[str, Txn] = {}
-            diffs: dict[str, Diff] = {}
+            diffs: _Diffs = {}
             results = [_run_op(db, snaps, diffs, op) for op in inp["ops"]]
             for br in snaps.values():
                 br.discard()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zapstack.conformance.envelope import Case
+from zapstack.conformance.envelope import Case, CaseRejected
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.transport.bindings import BINDINGS, run_bounded
 from zapstack.transport.driver import Endpoint, OutStream, Peer
@@ -161,7 +161,9 @@ def generate(seed: int) -> list[Case]:
          + [["fin", 0], ["open", 64], ["write", 64, 99], ["fin", 64]]
          + [["cancel", s, s] for s in range(1, 64)]),
     )  # fmt: skip
-    return [Case(NAME, case_id, {"ops": ops}, expected_observation(ops)) for case_id, ops in named]
+    cases = [Case(NAME, case_id, {"ops": ops}, expected_observation(ops)) for case_id, ops in named]
+    refused = {"ops": [["open", 0], ["write", 1, 5]]}  # stream 1 was never opened
+    return [*cases, Case(NAME, "bad-input-unopened-stream", refused, {"error": "BAD_INPUT"})]
 
 
 # ------------------------------------------------------------------ runner
@@ -316,9 +318,41 @@ def _canonical(
     return {"events": events, "receiver": receiver, "sender": sender, "stacks": list(STACKS)}
 
 
+_ARITY = {"open": 2, "write": 3, "fin": 2, "cancel": 3, "stop": 3}
+"""op name -> its list length (vectors-stream-reset.md §input)."""
+
+
+def check_ops(inp: dict[str, Any]) -> list[list[Any]]:
+    """The ops of a well-formed input; ``CaseRejected("BAD_INPUT")`` otherwise.
+
+    Well formed: ``{"ops": [...]}`` only; each op a list ``[name, s, ...]`` of its
+    row's length with integer arguments; ``open`` names the next index (0, 1,
+    ...), every other op an opened index; ``write`` counts are 0..2^20 and
+    codes are 0..2^62-1 (QUIC varints).
+    """
+    ops, opened = inp.get("ops"), 0
+    if set(inp) != {"ops"} or not isinstance(ops, list):
+        raise CaseRejected("BAD_INPUT", 'input must be {"ops": [...]}')
+    for op in ops:
+        ok = (
+            isinstance(op, list)
+            and bool(op)
+            and _ARITY.get(op[0]) == len(op)
+            and all(type(a) is int and a >= 0 for a in op[1:])
+        )
+        if ok and op[0] == "open":
+            ok, opened = op[1] == opened, opened + (op[1] == opened)
+        elif ok:
+            limit = 1 << 20 if op[0] == "write" else 1 << 62
+            ok = op[1] < opened and (len(op) == 2 or op[2] < limit)
+        if not ok:
+            raise CaseRejected("BAD_INPUT", f"malformed op {op!r}")
+    return ops
+
+
 def run_case(case: Case) -> dict[str, Any]:
     """Run ``case`` over every stack in :data:`STACKS`; they must agree."""
-    ops = case.input["ops"]
+    ops = check_ops(case.input)
     observed = {stack: run_bounded(_observe(stack, ops), CASE_TIMEOUT) for stack in STACKS}
     first, *others = (observed[stack] for stack in STACKS)
     for stack, other in zip(STACKS[1:], others, strict=True):

@@ -37,6 +37,7 @@ from zapstack.errors import ConfigError
 __all__ = [
     "LEG_REFERENCE_MS",
     "MODES",
+    "VARIANT_ALIASES",
     "CertPolicy",
     "Mode",
     "ModeSpec",
@@ -224,19 +225,31 @@ def _check_keys(policy: CertPolicy, vset: ValidatorSet) -> None:
 
 _FIELDS = {"Mode", "Variant", "TimeoutMs", "Fallback", "MagnetarParams"}
 
+VARIANT_ALIASES: dict[str, Variant] = {"strict": Variant.PURE_PQ}
+"""LP-217's spellings (luxfi/consensus ``config/cert_policy.go``) accepted as equivalents."""
 
-def _enum(cls: type[Mode] | type[Variant], raw: object, name: str) -> Any:
+
+def _enum(cls: type[Mode] | type[Variant], raw: object, name: str, rule: int) -> Any:
+    """The member whose value equals ``raw`` ignoring case (or a documented alias)."""
     if not isinstance(raw, str):
-        raise ConfigError(f"rule 1: cert_policy.{name} must be a string, got {raw!r}")
+        raise ConfigError(f"rule {rule}: cert_policy.{name} must be a string, got {raw!r}")
     for member in cls:
         if member.value.lower() == raw.lower():
             return member
+    if cls is Variant and raw.lower() in VARIANT_ALIASES:
+        return VARIANT_ALIASES[raw.lower()]
     known = ", ".join(m.value for m in cls)
-    raise ConfigError(f"rule 1: unknown {name} {raw!r}; known: {known}")
+    raise ConfigError(f"rule {rule}: unknown {name} {raw!r}; known: {known}")
 
 
 def parse_policy(block: Mapping[str, Any]) -> CertPolicy:
-    """Parse a ``cert_policy`` mapping (field names as in the format doc); no validation."""
+    """Parse a ``cert_policy`` mapping (field names as in the format doc); no validation.
+
+    Checks run in the documented order (certpolicy.md §"Validation at launch"):
+    the keys, then Mode (rule 1), Variant (rule 1), TimeoutMs, Fallback (rule 2),
+    MagnetarParams.  Values are case-insensitive; ``Variant`` ``strict`` is
+    ``pure-pq`` and a ``Fallback`` equal to ``Mode`` is ``none`` (LP-217).
+    """
     if not isinstance(block, Mapping):
         raise ConfigError("quasar.cert_policy must be an object")
     unknown = set(block) - _FIELDS
@@ -245,13 +258,17 @@ def parse_policy(block: Mapping[str, Any]) -> CertPolicy:
     for required in ("Mode", "Variant", "TimeoutMs"):
         if required not in block:
             raise ConfigError(f"cert_policy: missing field {required!r}")
-    mode = _enum(Mode, block["Mode"], "Mode")
-    variant = _enum(Variant, block["Variant"], "Variant")
+    mode = _enum(Mode, block["Mode"], "Mode", 1)
+    variant = _enum(Variant, block["Variant"], "Variant", 1)
     timeout = block["TimeoutMs"]
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout < 1 << 32:
         raise ConfigError(f"cert_policy.TimeoutMs must be an integer in 1..2^32-1, got {timeout!r}")
     raw_fb = block.get("Fallback")
-    fallback = None if raw_fb is None or raw_fb == "none" else _enum(Mode, raw_fb, "Fallback")
+    fallback = None
+    if raw_fb is not None and not (isinstance(raw_fb, str) and raw_fb.lower() == "none"):
+        fallback = _enum(Mode, raw_fb, "Fallback", 2)
+    if fallback is mode:  # LP-217: Fallback == Mode means no degradation
+        fallback = None
     raw_params = block.get("MagnetarParams", ParamSet.SHAKE_192S.label)
     if not isinstance(raw_params, str):
         raise ConfigError("cert_policy.MagnetarParams must be a string")

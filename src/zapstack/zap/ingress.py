@@ -334,9 +334,11 @@ class IngressMachine:
         while p < end:
             if len(spans) >= MAX_TXS_PER_BLOCK:
                 raise _Reject(Stage.BODY, WireCode.BAD_FIELD, p, "more txs than a block may hold")
+            # the frame is read as a tx stream of the rest of the payload (zap.md §6):
+            # it needs at most its declared total_length, and 12 bytes to reach that
             size = end - p
             if size >= 12:
-                size = min(size, int(_U32.unpack_from(mv, p + 8)[0])) or size
+                size = min(size, max(12, int(_U32.unpack_from(mv, p + 8)[0])))
             inner = IngressMachine(TX_SCHEMAS, chain_id=chain, verify_signatures=False)
             inner.receive_data(ro[p : p + size])
             inner.end_of_stream()

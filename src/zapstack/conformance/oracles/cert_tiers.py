@@ -7,15 +7,19 @@ only the rules of ``docs/formats/certpolicy.md``.  It shares no code with
 
 Invalid input raises :class:`OracleReject` with the rule it breaks: ``rule 1``
 to ``rule 3`` (policy validation, certpolicy.md §"Validation at launch"),
-``policy`` (unknown or mistyped keys), ``events`` (an event earlier than the
-previous one or than the start, an unknown leg or kind).
+``policy`` (unknown or missing keys, a bad TimeoutMs or MagnetarParams),
+``events`` (an event earlier than the previous one or than the start, an
+unknown leg or kind, a malformed event), ``input`` (the case input is not an
+object with exactly ``policy``, ``start_ms``, ``events``); the first failing
+check in certpolicy.md's order wins.  :func:`expected_or_error` maps the rule
+to the suite's ``{"error": CODE}`` (:data:`ERROR_CODES`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LEGS", "MODES", "OracleReject", "expected"]
+__all__ = ["ERROR_CODES", "LEGS", "MODES", "OracleReject", "expected", "expected_or_error"]
 
 LEGS = ("bls", "pulsar", "corona", "magnetar")
 """Leg labels in leg-id order (the order events at one time are sorted in)."""
@@ -32,6 +36,18 @@ MODES: dict[str, tuple[str, int, frozenset[str], int]] = {
 }
 KEYS = {"Mode", "Variant", "TimeoutMs", "Fallback", "MagnetarParams"}
 MAGNETAR = {"slh-dsa-shake-192s", "slh-dsa-sha2-128f"}
+VARIANTS = {"hybrid": "hybrid", "pure-pq": "pure-pq", "strict": "pure-pq"}
+"""Variant spellings (lowercase) -> variant; ``strict`` is LP-217's name for pure-pq."""
+
+ERROR_CODES = {
+    "input": "BAD_INPUT",
+    "policy": "BAD_POLICY",
+    "rule 1": "RULE_1",
+    "rule 2": "RULE_2",
+    "rule 3": "RULE_3",
+    "events": "BAD_EVENTS",
+}
+"""Rule broken -> the ``{"error": CODE}`` of vectors-cert.md §"Rejects"."""
 
 
 class OracleReject(Exception):
@@ -52,27 +68,37 @@ def _mode_name(value: object) -> str | None:
 
 
 def _policy(p: Any) -> tuple[str, str, int, str | None]:
-    """(mode, variant, timeout, fallback) after rules 1-3."""
+    """(mode, variant, timeout, fallback); checks in certpolicy.md's order."""
     if not isinstance(p, dict) or not {"Mode", "Variant", "TimeoutMs"} <= set(p) <= KEYS:
         raise OracleReject("policy", "keys must be Mode, Variant, TimeoutMs[, Fallback, ...]")
-    if p.get("MagnetarParams", "slh-dsa-shake-192s") not in MAGNETAR:
-        raise OracleReject("policy", "unknown MagnetarParams")
-    mode, variant = _mode_name(p["Mode"]), p["Variant"]
-    if mode is None or variant not in ("hybrid", "pure-pq") or MODES[mode][0] != variant:
-        raise OracleReject("rule 1", "unknown mode or variant, or a mode of another variant")
-    fallback_raw = p.get("Fallback")
-    fallback = None
-    if fallback_raw is not None and str(fallback_raw).lower() != "none":
-        fallback = _mode_name(fallback_raw)
-        if (
-            fallback is None
-            or MODES[fallback][0] != variant
-            or (MODES[fallback][1] >= MODES[mode][1])
-        ):
-            raise OracleReject("rule 2", "fallback must be a weaker mode of the same variant")
+    mode = _mode_name(p["Mode"])
+    if mode is None:
+        raise OracleReject("rule 1", "unknown mode")
+    variant = VARIANTS.get(p["Variant"].lower()) if isinstance(p["Variant"], str) else None
+    if variant is None:
+        raise OracleReject("rule 1", "unknown variant")
     timeout = p["TimeoutMs"]
     if type(timeout) is not int or not 1 <= timeout <= 2**32 - 1:
         raise OracleReject("policy", "TimeoutMs must be an integer in 1..2^32-1")
+    fallback_raw = p.get("Fallback")
+    fallback = None
+    if fallback_raw is not None and not (
+        isinstance(fallback_raw, str) and fallback_raw.lower() == "none"
+    ):
+        fallback = _mode_name(fallback_raw)
+        if fallback is None:
+            raise OracleReject("rule 2", "unknown fallback")
+    if fallback == mode:
+        fallback = None  # LP-217: Fallback == Mode means no degradation
+    magnetar = p.get("MagnetarParams", "slh-dsa-shake-192s")
+    if not isinstance(magnetar, str) or magnetar.lower() not in MAGNETAR:
+        raise OracleReject("policy", "unknown MagnetarParams")
+    if MODES[mode][0] != variant:
+        raise OracleReject("rule 1", "a mode of another variant")
+    if fallback is not None and (
+        MODES[fallback][0] != variant or MODES[fallback][1] >= MODES[mode][1]
+    ):
+        raise OracleReject("rule 2", "fallback must be a weaker mode of the same variant")
     if timeout < 2 * MODES[mode][3]:
         raise OracleReject("rule 3", "TimeoutMs below twice the mode's floor")
     return mode, variant, timeout, fallback
@@ -97,7 +123,9 @@ def _track(
     met: dict[str, int] = {}
     last = start
     for ev in events:
-        leg, at, kind = ev.get("leg"), ev.get("at_ms"), ev.get("kind")
+        if not isinstance(ev, dict) or set(ev) != {"leg", "at_ms", "kind"}:
+            raise OracleReject("events", f"bad event {ev!r}")
+        leg, at, kind = ev["leg"], ev["at_ms"], ev["kind"]
         if leg not in LEGS or kind not in ("arrived", "failed") or type(at) is not int:
             raise OracleReject("events", f"bad event {ev!r}")
         if at < last:
@@ -128,14 +156,24 @@ def _decide(mode: str, fallback: str | None, met: dict[str, int], deadline: int)
     return {"action": "wait", "at_ms": deadline, "tier": None}
 
 
+def expected_or_error(case_input: Any) -> dict[str, Any]:
+    """Like :func:`expected`, but a rejected input gives ``{"error": CODE}``."""
+    try:
+        return expected(case_input)
+    except OracleReject as rej:
+        return {"error": ERROR_CODES[rej.rule]}
+
+
 def expected(case_input: Any) -> dict[str, Any]:
     """The ``expected`` object for a ``cert_tiers`` input (or :class:`OracleReject`)."""
-    mode, variant, timeout, fallback = _policy(case_input.get("policy"))
-    start = case_input.get("start_ms")
-    if type(start) is not int or start < 0:
-        raise OracleReject("events", "start_ms must be a non-negative integer")
+    if not isinstance(case_input, dict) or set(case_input) != {"policy", "start_ms", "events"}:
+        raise OracleReject("input", "input keys must be policy, start_ms, events")
+    mode, variant, timeout, fallback = _policy(case_input["policy"])
+    start, events = case_input["start_ms"], case_input["events"]
+    if type(start) is not int or start < 0 or not isinstance(events, list):
+        raise OracleReject("events", "start_ms: a non-negative integer; events: a list")
     deadline = start + timeout
-    transitions, legs, met = _track(variant, start, deadline, case_input.get("events", []))
+    transitions, legs, met = _track(variant, start, deadline, events)
     decisions = {
         name: _decide(name, fallback, met, deadline)
         for name, (v, *_) in MODES.items()
