@@ -73,3 +73,27 @@ def test_case_ids_unique_and_about_twenty() -> None:
 def test_malformed_inputs_are_refused(inp: dict[str, object]) -> None:
     case = stream_reset.generate(stream_reset.SEED)[0]
     assert run_one(replace(case, input=inp, expected={"error": "BAD_INPUT"})).passed
+
+
+def test_a_wrong_transport_fails_and_the_expected_values_do_not_follow_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transport whose CancelWrite always sends code 0, on both stacks alike.
+
+    The stacks agree with each other, so only the reference model can catch it:
+    the generated file is unchanged (expected values come from the model, not
+    from running the implementation) and the cases that cancel with a code fail.
+    """
+    from zapstack.transport.peer import OutStream
+
+    real = OutStream.cancel_write
+
+    async def codeless(self: OutStream, code: int, *, flush: bool = True) -> None:
+        await real(self, 0, flush=flush)
+
+    monkeypatch.setattr(OutStream, "cancel_write", codeless)
+    cases = stream_reset.generate(stream_reset.SEED)
+    text = "".join(encode_line(c) + "\n" for c in cases)
+    assert text == VECTORS.read_text(encoding="utf-8")
+    reset_after_data = next(c for c in cases if c.id.endswith("reset-after-data"))
+    assert not run_one(reset_after_data).passed

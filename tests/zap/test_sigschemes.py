@@ -10,7 +10,11 @@ which), and the strict rule's verdict is checked against the model's.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
+import sys
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -184,3 +188,43 @@ def test_random_byte_strings_agree_with_the_model(seed: int) -> None:
     for _ in range(20):
         pk, msg, sig = rng.randbytes(32), rng.randbytes(32), rng.randbytes(64)
         assert not _agree(pk, msg, sig)
+
+
+def _interleavings(check: Callable[[], bool], per_thread: int = 200) -> int:
+    """Run ``check`` on two threads with a 30 s GIL switch interval; count a<->b switches.
+
+    With so long an interval the interpreter never takes the GIL from a thread;
+    it changes hands only when the holder releases it.  A check that holds the
+    GIL gives ``aaa...bbb`` (one switch), one that releases it interleaves.
+    """
+    order: list[str] = []
+
+    def work(tag: str) -> None:
+        for _ in range(per_thread):
+            assert check()
+            order.append(tag)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in "ab"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(old)
+    assert len(order) == 2 * per_thread
+    return sum(1 for x, y in itertools.pairwise(order) if x != y)
+
+
+def test_ed25519_verification_releases_the_gil() -> None:
+    """libsodium through cffi runs without the GIL: the verify pool's threads overlap."""
+    signer = Signer(ED, bytes(range(32)))
+    msg = _msgs(1, b"gil")[0]
+    sig = signer.sign(msg)
+    assert _interleavings(lambda: verify_signature(ED, signer.public_key, msg, sig)) > 10
+    # the probe itself tells the two apart: the pure-Python model holds the GIL
+    slow = ref.sign(bytes(range(32)), msg)
+    pk = ref.public_key(bytes(range(32)))
+    assert _interleavings(lambda: ref.verify_strict(pk, msg, slow), per_thread=3) == 1
