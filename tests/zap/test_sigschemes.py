@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from zapstack.conformance.oracles import ed25519 as ref
+from zapstack.errors import WireCode, ZapError
+from zapstack.zap.frames import build_transfer, parse_tx
 from zapstack.zap.sigschemes import Signer, SigScheme, verify_signature
 
 ED = SigScheme.ED25519
@@ -223,8 +225,22 @@ def test_ed25519_verification_releases_the_gil() -> None:
     signer = Signer(ED, bytes(range(32)))
     msg = _msgs(1, b"gil")[0]
     sig = signer.sign(msg)
-    assert _interleavings(lambda: verify_signature(ED, signer.public_key, msg, sig)) > 10
+    verify = lambda: verify_signature(ED, signer.public_key, msg, sig)  # noqa: E731
+    assert _interleavings(verify, per_thread=1000) > 1  # (how many depends on the load)
     # the probe itself tells the two apart: the pure-Python model holds the GIL
     slow = ref.sign(bytes(range(32)), msg)
     pk = ref.public_key(bytes(range(32)))
     assert _interleavings(lambda: ref.verify_strict(pk, msg, slow), per_thread=3) == 1
+
+
+def test_a_tx_from_the_all_zero_key_with_an_all_zero_signature_never_parses() -> None:
+    """The issue's must-show at the frame level: 64 txs (64 transcripts), all refused."""
+    signer = Signer(ED, bytes(range(32)))
+    for nonce in range(64):
+        raw = bytearray(build_transfer(signer, bytes(32), 1, 1, nonce))
+        at = bytes(raw).index(signer.public_key)
+        raw[at : at + 32] = bytes(32)  # the all-zero public key (a point of order 4)
+        raw[-64:] = bytes(64)  # the all-zero signature (R of order 4, S = 0)
+        with pytest.raises(ZapError) as info:
+            parse_tx(bytes(raw))
+        assert info.value.code is WireCode.BAD_SIGNATURE
