@@ -74,7 +74,11 @@ def conformance_run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every failure."),
 ) -> None:
     """Run vector files; print per-suite pass/fail; exit 1 on any failure."""
-    reports = run_files(paths)  # ZapError / OSError: one line, exit 2 (main)
+    try:
+        reports = run_files(paths)
+    except (ZapError, OSError) as exc:  # unreadable file, malformed lines: listed, exit 2
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     table = Table(title="conformance")
     table.add_column("suite")
     table.add_column("passed", justify="right")
