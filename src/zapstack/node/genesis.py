@@ -12,30 +12,29 @@ Contract
 * ``node.json`` is private to one node: its validator index and secret keys
   (transport identity seed, proposer Ed25519 seed, BLS / ML-DSA-65 / SLH-DSA
   secret keys, its Corona key share and nonce seed).
-* :func:`make_devnet` deals a whole devnet deterministically from one seed
-  (a trusted dealer: fine for a devnet, documented as such; production chains
-  run their own key ceremonies).
+  With a ``share.json`` beside it (a home ``zap init`` made), the index and
+  the share come from that file instead.
+* :func:`make_devnet` deals a whole devnet with the functions behind ``zap
+  init`` and ``zap genesis`` (:mod:`~zapstack.node.keygen`,
+  :mod:`~zapstack.node.ceremony`): fresh keys, or deterministic in a seed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zapstack.consensus.policy import CertPolicy, load_policy, parse_policy, policy_to_dict
-from zapstack.consensus.validators import (
-    Validator,
-    ValidatorSecrets,
-    ValidatorSet,
-    generate_validators,
-)
+from zapstack.consensus.policy import CertPolicy, load_policy, parse_policy
+from zapstack.consensus.validators import Validator, ValidatorSecrets, ValidatorSet
 from zapstack.errors import ConfigError, ZapError
-from zapstack.node.schema import GenesisDoc, NodeFile, decode_file, decode_obj
+from zapstack.node.keygen import SHARE_FILE
+from zapstack.node.schema import GenesisDoc, NodeFile, ShareFile, decode_file, decode_obj
 from zapstack.transport.identity import NodeIdentity
 from zapstack.zap.sigschemes import Signer, SigScheme
 
@@ -155,40 +154,79 @@ def _admit(doc: GenesisDoc, raw: dict[str, Any]) -> Genesis:
 
 
 def load_node_keys(path: Path | str, genesis: Genesis) -> NodeKeys:
-    """Read ``node.json`` and check every key against its genesis entry.
+    """Read ``node.json`` (and ``share.json`` beside it) and check every key against genesis.
 
-    Raises ConfigError naming the field (a bad type or range) or the key that
-    does not derive the public key genesis lists for this validator
-    (:func:`zapstack.node.keycheck.check_keys`).
+    The validator's index and Corona share come from ``share.json`` when that
+    file exists (a home ``zap init`` made), else from ``node.json`` itself;
+    never from both (genesis.md §2b).  Raises ConfigError naming the field (a
+    bad type or range) or the key that does not derive the public key genesis
+    lists for this validator (:func:`zapstack.node.keycheck.check_keys`).
     """
-    from zapstack.crypto.ringtail import KeyShare
     from zapstack.node.keycheck import check_keys
 
-    doc, _ = decode_file(Path(path), NodeFile, "node keys")
+    path = Path(path)
+    doc, _ = decode_file(path, NodeFile, "node keys")
     where = f"node keys {path}"
-    if doc.index >= genesis.vset.n:
-        n = genesis.vset.n
-        raise ConfigError(f"{where}: index {doc.index} is not a validator (genesis has {n})")
     if doc.transport_seed > 2**64 - 1:
         raise ConfigError(f"{where}: transport_seed must be below 2^64 - at `$.transport_seed`")
     identity = NodeIdentity.generate(doc.transport_seed)
+    index, share_hex = _index_and_share(doc, path.parent / SHARE_FILE, genesis, identity, where)
     proposer = Signer(SigScheme.ED25519, bytes.fromhex(doc.proposer_seed))
-    share_bytes = bytes.fromhex(doc.corona_share)
-    try:
-        share = KeyShare.from_bytes(share_bytes) if share_bytes else None
-    except ZapError as exc:
-        raise ConfigError(f"{where}: corona_share does not decode: {exc}") from exc
     secrets = ValidatorSecrets(
-        doc.index,
+        index,
         bytes.fromhex(doc.bls_sk),
         bytes.fromhex(doc.mldsa_sk),
         bytes.fromhex(doc.slhdsa_sk),
-        share,
+        _decode_share(share_hex, where),
         bytes.fromhex(doc.nonce_seed),
     )
-    keys = NodeKeys(doc.index, identity, proposer, secrets)
+    keys = NodeKeys(index, identity, proposer, secrets)
     check_keys(keys, genesis, where)
     return keys
+
+
+def _decode_share(share_hex: str, where: str) -> object | None:
+    from zapstack.crypto.ringtail import KeyShare
+
+    try:
+        return KeyShare.from_bytes(bytes.fromhex(share_hex)) if share_hex else None
+    except ZapError as exc:
+        raise ConfigError(f"{where}: corona_share does not decode: {exc}") from exc
+
+
+def _index_and_share(
+    doc: NodeFile, share_path: Path, g: Genesis, identity: NodeIdentity, where: str
+) -> tuple[int, str]:
+    """(index, Corona share hex) from ``share.json`` if present, else from ``node.json``."""
+    if share_path.exists():
+        if doc.index is not None or doc.corona_share:
+            raise ConfigError(
+                f"{where}: holds an index or a corona_share, and so does {share_path}; "
+                "remove one (zap init writes neither)"
+            )
+        share, _ = decode_file(share_path, ShareFile, "share")
+        if share.genesis_id.lower() != g.genesis_id.hex():
+            raise ConfigError(
+                f"share {share_path} was dealt for genesis {share.genesis_id[:16]}..., "
+                f"this genesis is {g.genesis_id.hex()[:16]}..."
+            )
+        index, share_hex, where = share.index, share.corona_share, f"share {share_path}"
+        mine = [a.index for a in g.addresses if a.node_id == identity.node_id]
+        if mine and mine[0] != index:
+            raise ConfigError(
+                f"{where}: is validator {index}'s share, but genesis lists this home's "
+                f"transport key as validator {mine[0]} (copy share-{mine[0]}.json)"
+            )
+    elif doc.index is None:
+        raise ConfigError(
+            f"{where}: no index and no {share_path}: copy share-<i>.json from whoever "
+            f"ran zap genesis to {share_path}"
+        )
+    else:
+        index, share_hex = doc.index, doc.corona_share
+    if index >= g.vset.n:
+        raise ConfigError(f"{where}: index {index} is not a validator (genesis has {g.vset.n})")
+    return index, share_hex
 
 
 def devnet_user(seed: bytes, i: int) -> Signer:
@@ -196,47 +234,62 @@ def devnet_user(seed: bytes, i: int) -> Signer:
     return Signer(SigScheme.ED25519, hashlib.sha256(seed + b"user" + struct.pack(">I", i)).digest())
 
 
-def _transport_seed(seed: bytes, i: int) -> int:
-    return int.from_bytes(
-        hashlib.sha256(seed + b"transport" + struct.pack(">I", i)).digest()[:8], "big"
+def make_devnet(
+    home: Path,
+    n: int,
+    *,
+    seed: bytes | None = None,
+    base_port: int = 9400,
+    chain_id: int = 0x4C5558,
+    block_interval_ms: int = 400,
+    users: int = 64,
+    policy: Mapping[str, Any] | None = None,
+    hosts: Sequence[str] | None = None,
+) -> list[Path]:
+    """Deal a devnet: write ``home/genesis.json`` and ``home/node-<i>/node.json``.
+
+    Each validator's keys are made as ``zap init`` makes them
+    (:func:`~zapstack.node.keygen.new_validator`) and the genesis as ``zap
+    genesis`` builds it (:func:`~zapstack.node.ceremony.build_genesis`); its
+    share is written into its ``node.json`` (one file per home).  ``hosts[i]``
+    (default ``127.0.0.1``) and ``base_port + i`` are where validator ``i``
+    listens.  With ``seed`` the whole devnet is deterministic in it (and the
+    seed, written to genesis as ``devnet_seed``, gives the validators' keys
+    away); without it every key and the dealer are fresh OS randomness and
+    ``devnet_seed`` only derives the funded user accounts.
+    """
+    from zapstack.node.ceremony import build_genesis
+    from zapstack.node.keygen import new_validator
+
+    policy_block = dict(policy or DEFAULT_POLICY)
+    params = parse_policy(policy_block).magnetar_params
+    made = [
+        new_validator(hosts[i] if hosts else "127.0.0.1", base_port + i, params, seed=seed, slot=i)
+        for i in range(n)
+    ]
+    user_seed = os.urandom(32) if seed is None else seed
+    allocations = {
+        hashlib.sha256(devnet_user(user_seed, u).public_key).digest(): USER_BALANCE
+        for u in range(users)
+    }
+    genesis, shares = build_genesis(
+        [public for _, public in made],
+        chain_id=chain_id,
+        block_interval_ms=block_interval_ms,
+        policy=policy_block,
+        allocations=allocations,
+        dealer_seed=None if seed is None else _devnet_seed(seed, "corona", 0),
+        extra={"devnet_seed": user_seed.hex()},
     )
+    node_files = [
+        {"index": i, **secret, "corona_share": share["corona_share"]}
+        for i, ((secret, _), share) in enumerate(zip(made, shares, strict=True))
+    ]
+    return _write_home(home, genesis, node_files)
 
 
-def _proposer_seed(seed: bytes, i: int) -> bytes:
-    return hashlib.sha256(seed + b"proposer" + struct.pack(">I", i)).digest()
-
-
-def _genesis_entry(i: int, v: Validator, seed: bytes, host: str, port: int) -> dict[str, Any]:
-    """Validator ``i``'s public entry in ``genesis.json``."""
-    identity = NodeIdentity.generate(_transport_seed(seed, i))
-    proposer = Signer(SigScheme.ED25519, _proposer_seed(seed, i))
-    return {
-        "index": i,
-        "weight": v.weight,
-        "host": host,
-        "port": port,
-        "node_id": identity.node_id.hex(),
-        "proposer_pk": proposer.public_key.hex(),
-        "bls_pk": v.bls_pk.hex(),
-        "bls_pop": v.bls_pop.hex(),
-        "mldsa_pk": v.mldsa_pk.hex(),
-        "slhdsa_pk": v.slhdsa_pk.hex(),
-    }
-
-
-def _node_file(i: int, s: ValidatorSecrets, seed: bytes) -> dict[str, Any]:
-    """Validator ``i``'s private ``node.json``."""
-    share = s.corona_share
-    return {
-        "index": i,
-        "transport_seed": _transport_seed(seed, i),
-        "proposer_seed": _proposer_seed(seed, i).hex(),
-        "bls_sk": s.bls_sk.hex(),
-        "mldsa_sk": s.mldsa_sk.hex(),
-        "slhdsa_sk": s.slhdsa_sk.hex(),
-        "corona_share": share.to_bytes().hex() if share is not None else "",  # type: ignore[attr-defined]
-        "nonce_seed": s.nonce_seed.hex(),
-    }
+def _devnet_seed(seed: bytes, label: str, i: int) -> bytes:
+    return hashlib.sha256(seed + label.encode() + struct.pack(">I", i)).digest()
 
 
 def _write_home(
@@ -254,46 +307,3 @@ def _write_home(
         key_path.chmod(0o600)
         homes.append(node_home)
     return homes
-
-
-def make_devnet(
-    home: Path,
-    n: int,
-    *,
-    seed: bytes = b"zapstack devnet",
-    base_port: int = 9400,
-    chain_id: int = 0x4C5558,
-    block_interval_ms: int = 400,
-    users: int = 64,
-    policy: Mapping[str, Any] | None = None,
-    hosts: Sequence[str] | None = None,
-) -> list[Path]:
-    """Deal a devnet: write ``home/genesis.json`` and ``home/node-<i>/node.json``.
-
-    Returns the node home folders.  Deterministic in ``seed``.
-    """
-    policy_block = dict(policy or DEFAULT_POLICY)
-    params = parse_policy(policy_block).magnetar_params
-    vset, secrets = generate_validators(n, seed, slh_params=params)
-    pairs = list(enumerate(zip(vset.validators, secrets, strict=True)))
-    entries = [
-        _genesis_entry(i, v, seed, hosts[i] if hosts else "127.0.0.1", base_port + i)
-        for i, (v, _) in pairs
-    ]
-    allocations = [
-        {
-            "account": hashlib.sha256(devnet_user(seed, u).public_key).hexdigest(),
-            "balance": USER_BALANCE,
-        }
-        for u in range(users)
-    ]
-    genesis = {
-        "chain_id": chain_id,
-        "block_interval_ms": block_interval_ms,
-        "validators": entries,
-        "corona_pk": vset.corona_pk.hex(),
-        "allocations": allocations,
-        "quasar": {"cert_policy": policy_to_dict(parse_policy(policy_block))},
-        "devnet_seed": seed.hex(),
-    }
-    return _write_home(home, genesis, [_node_file(i, s, seed) for i, (_, s) in pairs])

@@ -23,7 +23,16 @@ import msgspec
 
 from zapstack.errors import ConfigError
 
-__all__ = ["Allocation", "GenesisDoc", "NodeFile", "ValidatorEntry", "decode_file", "decode_obj"]
+__all__ = [
+    "Allocation",
+    "GenesisDoc",
+    "NodeFile",
+    "PublicFile",
+    "ShareFile",
+    "ValidatorEntry",
+    "decode_file",
+    "decode_obj",
+]
 
 Hex = Annotated[str, msgspec.Meta(pattern="^([0-9a-fA-F]{2})*$")]
 """A hex string of whole bytes (empty allowed)."""
@@ -73,10 +82,17 @@ class GenesisDoc(msgspec.Struct, frozen=True):
     devnet_seed: Hex = ""
 
 
-class NodeFile(msgspec.Struct, frozen=True):
-    """``node.json`` (genesis.md §2): one validator's secret keys."""
+Index = Annotated[int, msgspec.Meta(ge=0, le=4095)]
+"""A validator's position in the set."""
 
-    index: Annotated[int, msgspec.Meta(ge=0, le=4095)]
+
+class NodeFile(msgspec.Struct, frozen=True):
+    """``node.json`` (genesis.md §2): one validator's secret keys.
+
+    ``index`` and ``corona_share`` are absent in a file ``zap init`` wrote:
+    ``share.json`` beside it holds them (genesis.md §2b).
+    """
+
     transport_seed: U64
     proposer_seed: Hex32
     bls_sk: Hex = ""
@@ -84,6 +100,29 @@ class NodeFile(msgspec.Struct, frozen=True):
     slhdsa_sk: Hex = ""
     corona_share: Hex = ""
     nonce_seed: Hex = ""
+    index: Index | None = None
+
+
+class PublicFile(msgspec.Struct, frozen=True):
+    """``public.json`` (genesis.md §4): what ``zap init`` exports for genesis."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1)]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    node_id: Hex32
+    proposer_pk: Hex32
+    bls_pk: Hex
+    bls_pop: Hex
+    mldsa_pk: Hex
+    slhdsa_pk: Hex
+    slhdsa_params: str
+
+
+class ShareFile(msgspec.Struct, frozen=True):
+    """``share.json`` (genesis.md §2b): the validator's index and dealt Corona share."""
+
+    index: Index
+    genesis_id: Hex32
+    corona_share: Hex
 
 
 T = TypeVar("T")
