@@ -1,0 +1,148 @@
+"""``zap init`` / ``zap genesis`` as an operator runs them: subprocesses only.
+
+The network test brings up 4 validators on 4 loopback addresses (127.0.0.1 ..
+127.0.0.4; one address and 4 ports where the others cannot be bound) with
+nothing but the commands -- ``zap init`` x4, ``zap genesis``, the files copied
+as docs/operations.md §1a says, ``zap node`` x4 -- and waits until every
+validator has finalized a few heights and all agree on the block ids.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zapstack.devnet.processes import free_port_base, read_status
+
+TARGET = 3
+"""Heights every validator must finalize."""
+DEADLINE_S = 45.0
+
+
+def zap(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "zapstack.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def _addresses(n: int) -> list[tuple[str, int]]:
+    """127.0.0.(i+1) on one free port, or 127.0.0.1 on n ports if those cannot be bound."""
+    port = free_port_base(n)
+    try:
+        for i in range(n):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((f"127.0.0.{i + 1}", port))
+    except OSError:
+        return [("127.0.0.1", port + i) for i in range(n)]
+    return [(f"127.0.0.{i + 1}", port) for i in range(n)]
+
+
+def _init(home: Path, host: str, port: int) -> Path:
+    zap("init", "--home", str(home), "--host", host, "--port", str(port))
+    return home / "public.json"
+
+
+def test_two_inits_give_different_keys(tmp_path: Path) -> None:
+    a = json.loads(_init(tmp_path / "a", "127.0.0.1", 9400).read_text())
+    b = json.loads(_init(tmp_path / "b", "127.0.0.1", 9400).read_text())
+    for field in ("node_id", "proposer_pk", "bls_pk", "mldsa_pk", "slhdsa_pk"):
+        assert a[field] != b[field], field
+    ka = json.loads((tmp_path / "a" / "node.json").read_text())
+    kb = json.loads((tmp_path / "b" / "node.json").read_text())
+    assert all(ka[f] != kb[f] for f in ka)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["genesis", "--out", "g", "--validator", "missing.json"], "cannot read validator"),
+        (
+            ["genesis", "--out", "g", "--validator", "a/public.json", "--alloc", "ab=1"],
+            "is not ACCOUNT=AMOUNT",
+        ),
+        (
+            ["genesis", "--out", "g", "--validator", "a/public.json", "--policy", "{"],
+            "--policy: not JSON",
+        ),
+        (
+            ["genesis", "--out", "g", "--validator", "a/public.json", "--policy", '{"Mode": 1}'],
+            "cert_policy",
+        ),
+        (["init", "--home", "a"], "exists; refusing to overwrite"),
+        (["init", "--home", "b", "--slhdsa-params", "x"], "unknown SLH-DSA parameter set"),
+        (["init", "--home", "b", "--port", "0"], "greater than or equal to 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _init(tmp_path / "a", "127.0.0.1", 9400)
+    out = zap(*args, check=False)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "g" / "genesis.json").exists()
+
+
+def _wait_agreed(homes: list[Path], procs: list[subprocess.Popen[bytes]]) -> dict[int, str]:
+    """Block ids per height, once every validator finalized TARGET heights and they agree."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), [h.joinpath("out.txt") for h in homes]
+        statuses = [read_status(h) for h in homes]
+        if all(s is not None and s["height"] >= TARGET for s in statuses):
+            ids: dict[int, str] = {}
+            for s in statuses:
+                assert s is not None
+                for r in s["recent"]:
+                    assert ids.setdefault(r["height"], r["block_id"]) == r["block_id"], r
+            return ids
+        time.sleep(0.5)
+    logs = [(h / "out.txt").read_text()[-500:] for h in homes]
+    raise AssertionError(f"no agreement at height {TARGET} in {DEADLINE_S} s: {logs}")
+
+
+def test_four_validators_from_init_and_genesis_finalize(tmp_path: Path) -> None:
+    homes = [tmp_path / f"host{i}" for i in range(4)]
+    publics = [_init(h, host, port) for h, (host, port) in zip(homes, _addresses(4), strict=True)]
+    args = ["genesis", "--out", str(tmp_path / "dealer")]
+    for p in publics:
+        args += ["--validator", str(p)]
+    out = zap(*args, "--alloc", "11" * 32 + "=1000")
+    assert "must be trusted" in " ".join(out.stdout.split())
+    for i, h in enumerate(homes):
+        shutil.copy(tmp_path / "dealer" / "genesis.json", h / "genesis.json")
+        shutil.copy(tmp_path / "dealer" / f"share-{i}.json", h / "share.json")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zapstack.cli", "node", "--home", str(h)],
+            stdout=(h / "out.txt").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for h in homes
+    ]
+    try:
+        ids = _wait_agreed(homes, procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    assert set(range(1, TARGET + 1)) <= set(ids)
+    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
