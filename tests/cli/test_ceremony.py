@@ -9,6 +9,7 @@ validator has finalized a few heights and all agree on the block ids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from zapstack.devnet.processes import free_port_base, read_status
+from zapstack.node.genesis import USER_BALANCE, devnet_user
 
 TARGET = 3
 """Heights every validator must finalize."""
@@ -120,8 +122,18 @@ def test_four_validators_from_init_and_genesis_finalize(tmp_path: Path) -> None:
     args = ["genesis", "--out", str(tmp_path / "dealer")]
     for p in publics:
         args += ["--validator", str(p)]
-    out = zap(*args, "--alloc", "11" * 32 + "=1000")
+    out = zap(*args, "--alloc", "11" * 32 + "=1000", "--devnet-users", "2")
     assert "must be trusted" in " ".join(out.stdout.split())
+    g = json.loads((tmp_path / "dealer" / "genesis.json").read_text())
+    user = devnet_user(bytes.fromhex(g["devnet_seed"]), 1)
+    funded = {a["account"]: a["balance"] for a in g["allocations"]}
+    assert funded == {
+        hashlib.sha256(
+            devnet_user(bytes.fromhex(g["devnet_seed"]), 0).public_key
+        ).hexdigest(): USER_BALANCE,
+        hashlib.sha256(user.public_key).hexdigest(): USER_BALANCE,
+        "11" * 32: 1000,
+    }
     for i, h in enumerate(homes):
         shutil.copy(tmp_path / "dealer" / "genesis.json", h / "genesis.json")
         shutil.copy(tmp_path / "dealer" / f"share-{i}.json", h / "share.json")

@@ -61,6 +61,22 @@ def _policy(value: str | None) -> dict[str, Any] | None:
     return block
 
 
+def _devnet_users(n: int) -> tuple[dict[bytes, int], dict[str, Any]]:
+    """Allocations of ``n`` test accounts and the ``devnet_seed`` that derives their keys."""
+    if n == 0:
+        return {}, {}
+    import hashlib
+    import os
+
+    from zapstack.node.genesis import USER_BALANCE, devnet_user
+
+    seed = os.urandom(32)
+    accounts = {
+        hashlib.sha256(devnet_user(seed, u).public_key).digest(): USER_BALANCE for u in range(n)
+    }
+    return accounts, {"devnet_seed": seed.hex()}
+
+
 def init(
     home: Path = typer.Option(..., "--home", help="The validator's home (created, mode 0700)."),
     host: str = typer.Option(
@@ -99,6 +115,13 @@ def genesis(
     policy: str = typer.Option(
         None, "--policy", help="cert_policy block: inline JSON or a JSON file (default PQ-fast)."
     ),
+    devnet_users: int = typer.Option(
+        0,
+        "--devnet-users",
+        min=0,
+        max=100_000,
+        help="Also fund N test accounts whose keys ANYONE derives from genesis (devnet_seed).",
+    ),
     chain_id: int = typer.Option(0x4C5558, "--chain-id", min=0, max=2**32 - 1),
     block_interval_ms: int = typer.Option(400, "--block-interval-ms", min=1, max=3_600_000),
 ) -> None:
@@ -107,7 +130,7 @@ def genesis(
     from zapstack.node.genesis import DEFAULT_POLICY
 
     publics = [load_public(p) for p in validator]
-    allocations: dict[bytes, int] = {}
+    allocations, extra = _devnet_users(devnet_users)
     for a in alloc or []:
         acct, amount = _alloc(a)
         if acct in allocations:
@@ -119,6 +142,7 @@ def genesis(
         block_interval_ms=block_interval_ms,
         policy=_policy(policy) or DEFAULT_POLICY,
         allocations=allocations,
+        extra=extra,
     )
     paths = write_genesis(out, g, shares)
     console.print(f"genesis: {escape(str(out / 'genesis.json'))} ({len(paths)} validators)")

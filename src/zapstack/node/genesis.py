@@ -40,6 +40,7 @@ from zapstack.zap.sigschemes import Signer, SigScheme
 
 __all__ = [
     "DEFAULT_POLICY",
+    "USER_BALANCE",
     "Genesis",
     "NodeKeys",
     "ValidatorAddress",
