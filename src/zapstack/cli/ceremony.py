@@ -145,7 +145,7 @@ def genesis(
         extra=extra,
     )
     paths = write_genesis(out, g, shares)
-    console.print(f"genesis: {escape(str(out / 'genesis.json'))} ({len(paths)} validators)")
+    console.print(f"genesis: {escape(str(out / 'genesis.json'))} ({len(paths)} validator(s))")
     for i, path in enumerate(paths):
         console.print(f"  share for validator {i}: {escape(str(path))} (mode 0600)")
     console.print(f"[bold red]TRUST:[/bold red] {escape(DEALER_WARNING)}")
