@@ -1,6 +1,7 @@
 """The ``zap`` command line: the top layer, nothing imports it.
 
 * :mod:`~zapstack.cli.app` -- the typer app and its commands (``zap --help``).
+* :mod:`~zapstack.cli.ceremony` -- ``zap init`` and ``zap genesis``: keys and genesis.
 * :mod:`~zapstack.cli.demo` -- ``zap demo``: a rich tour of frames and ingress.
 
 The console script ``zap = "zapstack.cli:main"`` runs :func:`main`;
