@@ -122,8 +122,12 @@ def genesis(
         max=100_000,
         help="Also fund N test accounts whose keys ANYONE derives from genesis (devnet_seed).",
     ),
-    chain_id: int = typer.Option(0x4C5558, "--chain-id", min=0, max=2**32 - 1),
-    block_interval_ms: int = typer.Option(400, "--block-interval-ms", min=1, max=3_600_000),
+    chain_id: int = typer.Option(
+        0x4C5558, "--chain-id", min=0, max=2**32 - 1, help="In every frame and cert."
+    ),
+    block_interval_ms: int = typer.Option(
+        400, "--block-interval-ms", min=1, max=3_600_000, help="Wait after a final block."
+    ),
 ) -> None:
     """Build genesis.json from the validators' public files; deal the Corona shares."""
     from zapstack.node.ceremony import DEALER_WARNING, build_genesis, load_public, write_genesis
