@@ -37,9 +37,12 @@ def test_settle_counts_stopped_streams_and_keeps_open_ones(tmp_path: Path) -> No
     evil.open = [  # type: ignore[list-item]
         ("tx frame", SimpleNamespace(end=(End.STOPPED, 0x11))),
         ("tx frame", SimpleNamespace(end=(End.FIN, None))),
+        ("consensus short", SimpleNamespace(end=(End.ABORTED, None))),
         ("consensus type", still_open),
     ]
     evil._settle()
     assert evil.stats.stopped == {"tx frame": 1}
+    assert evil.stats.cut_off == {"consensus short": 1}
+    assert evil.stats.refused("tx frame") == 1 and evil.stats.refused("consensus short") == 1
     assert evil.open == [("consensus type", still_open)]
     asyncio.run(evil.close())  # safe although it never dialled

@@ -29,10 +29,15 @@ def test_a_fresh_devnet_reads_empty_and_sound_but_the_malicious_peer_must_be_sto
     assert result.heights == {0: 0, 1: 0, 2: 0, 3: 0} and result.common_height == 0
     assert result.violations == [
         "no malformed tx frame stream of the malicious peer was stopped",
-        "no malformed consensus type stream of the malicious peer was stopped",
+        "no consensus stream of the malicious (non-validator) peer was refused",
     ]
     result = SoakResult()
     result.malicious.stopped.update({"tx frame": 1, "consensus type": 2})
+    final_checks(homes, g, result)
+    assert result.violations == []
+    result = SoakResult()  # a consensus stream cut off with its connection counts too
+    result.malicious.stopped.update({"tx frame": 1})
+    result.malicious.cut_off.update({"consensus type": 1})
     final_checks(homes, g, result)
     assert result.violations == []
 

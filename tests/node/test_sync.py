@@ -55,6 +55,8 @@ def test_wiped_validator_state_syncs_follows_and_agrees(tmp_path: Path) -> None:
     stop = asyncio.Event()
 
     async def drive() -> None:
+        # the load generator dials once: wait until every node is up and listening
+        await asyncio.to_thread(_wait, homes, lambda st: len(st) == 4, 60)
         await load.connect()
         task = asyncio.create_task(load.run(stop))
         try:

@@ -1,13 +1,17 @@
 """A malicious peer: a non-validator that sends only garbage to every validator.
 
 :class:`MaliciousPeer` dials each validator of a devnet with its own throw-away
-node id and, each period until stopped, opens a TX_SUBMIT stream carrying a
-malformed tx frame (bad magic, unknown kind or an offset overrun, cut short),
-a PROPOSAL or CERT_SHARES stream whose first byte is no message type, and a
-truncated CERT_SHARES message.  It counts what it sent and which streams the
-validator stopped (STOP_SENDING) in :class:`MaliciousStats`; ``zap soak``
-requires both the bad tx frames and the bad consensus streams to be stopped
-while the validators keep their links to each other.
+node id and, each period until stopped, alternately opens a TX_SUBMIT stream
+carrying a malformed tx frame (bad magic, unknown kind or an offset overrun,
+cut short), or a PROPOSAL / CERT_SHARES stream whose first byte is no message
+type and a truncated CERT_SHARES message.  Consensus streams are for
+validators only: a validator refuses them from this peer on the first byte
+and disconnects it (docs/formats/streams.md §Limits), so the next round dials
+again.  It counts what it sent and how each stream ended for it in
+:class:`MaliciousStats` (``stopped``: STOP_SENDING on a live connection;
+``cut_off``: the validator closed the connection under it); ``zap soak``
+requires the bad tx frames to be stopped and the bad consensus streams to be
+stopped or cut off, while the validators keep their links to each other.
 
 It runs on asyncio over real QUIC; every dial is bounded (3 s) and a failed
 send is skipped.  :meth:`MaliciousPeer.close` is safe to call in any state.
@@ -48,7 +52,13 @@ class MaliciousStats:
     """Streams sent, by kind."""
     stopped: dict[str, int] = field(default_factory=dict)
     """Streams the validator stopped (the peer saw STOP_SENDING), by kind."""
+    cut_off: dict[str, int] = field(default_factory=dict)
+    """Streams whose connection the validator closed under them, by kind."""
     dials: int = 0
+
+    def refused(self, kind: str) -> int:
+        """Streams of ``kind`` the validator refused either way."""
+        return self.stopped.get(kind, 0) + self.cut_off.get(kind, 0)
 
 
 class MaliciousPeer:
@@ -95,8 +105,9 @@ class MaliciousPeer:
                 if end is None:
                     still.append((kind, out))
                 continue
-            if end[0] is End.STOPPED:
-                self.stats.stopped[kind] = self.stats.stopped.get(kind, 0) + 1
+            tally = {End.STOPPED: self.stats.stopped, End.ABORTED: self.stats.cut_off}.get(end[0])
+            if tally is not None:
+                tally[kind] = tally.get(kind, 0) + 1
         self.open = still[-2000:]
 
     async def run(self, stop: asyncio.Event, period: float = 0.25) -> None:
@@ -107,10 +118,12 @@ class MaliciousPeer:
                 if peer is None:
                     continue
                 self.k += 1
-                frame = build_transfer(self.user, bytes(32), 1, 1, self.k, self.g.chain_id)
-                bad_tx = _BAD_TX[self.k % len(_BAD_TX)](frame)
-                await self._send(peer, "tx frame", StreamType.TX_SUBMIT, bad_tx[:48], False)
-                stream = (StreamType.PROPOSAL, StreamType.CERT_SHARES)[self.k % 2]
+                if self.k % 2:  # a bad tx frame on a live connection: STOP_SENDING
+                    frame = build_transfer(self.user, bytes(32), 1, 1, self.k, self.g.chain_id)
+                    bad_tx = _BAD_TX[(self.k // 2) % len(_BAD_TX)](frame)
+                    await self._send(peer, "tx frame", StreamType.TX_SUBMIT, bad_tx[:48], False)
+                    continue
+                stream = (StreamType.PROPOSAL, StreamType.CERT_SHARES)[(self.k // 2) % 2]
                 await self._send(peer, "consensus type", stream, _BAD_TYPE, False)
                 await self._send(peer, "consensus short", StreamType.CERT_SHARES, b"\x02\x01", True)
             self._settle()

@@ -247,7 +247,9 @@ def _summary(console: Console, r: SoakResult, n: int) -> None:
     table.add_row(
         "malicious peer",
         ", ".join(
-            f"{kind}: {m.sent[kind]} sent, {m.stopped.get(kind, 0)} stopped" for kind in m.sent
+            f"{kind}: {m.sent[kind]} sent, {m.stopped.get(kind, 0)} stopped, "
+            f"{m.cut_off.get(kind, 0)} cut off"
+            for kind in m.sent
         )
         or "-",
     )

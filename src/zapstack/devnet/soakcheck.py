@@ -9,7 +9,8 @@
   and appends a *violation* to the result for each broken promise: a node's
   chain unsound, two nodes holding different blocks at a height both have, a
   killed node that lost committed blocks or never caught up, a chain that did
-  not advance after the last restart, a malicious stream kind never stopped.
+  not advance after the last restart, a malicious tx frame never stopped or a
+  malicious consensus stream never refused (stopped or its connection cut).
 
 Everything here is synchronous file IO; the data dirs must not be written
 while they are read.
@@ -135,9 +136,10 @@ def final_checks(homes: list[Path], g: Genesis, result: SoakResult) -> None:
     _count_common_chain(BlockStore(homes[0] / "blocks"), result)
     _check_restarts(chains, result)
     m = result.malicious
-    for kind in ("tx frame", "consensus type"):
-        if not m.stopped.get(kind):
-            bad(f"no malformed {kind} stream of the malicious peer was stopped")
+    if not m.stopped.get("tx frame"):
+        bad("no malformed tx frame stream of the malicious peer was stopped")
+    if not m.refused("consensus type"):
+        bad("no consensus stream of the malicious (non-validator) peer was refused")
 
 
 def _check_agreement(chains: dict[int, ChainRead], result: SoakResult) -> None:
