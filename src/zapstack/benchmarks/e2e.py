@@ -11,9 +11,10 @@ What one run does, in order (every figure comes from this run):
 2. **Devnet**: deals ``validators`` validators (``make_devnet``, the devnet
    policy) and starts them as ``zap node`` processes on 127.0.0.1 (real QUIC).
 3. **Capacity**: offers the ramp's rates one after another (warm-up, then a
-   steady window each) until a step is saturated (:func:`saturated`: under
-   80 % of the offer finalized, or under 10 % more than the best step before);
-   capacity = the highest steady finalized tx/s seen.  The ramp's first step
+   steady window each) until two steps in a row are saturated
+   (:func:`saturated`: under 80 % of the offer finalized, or under 10 % more
+   than the best step before; one alone may be a consensus stall); capacity =
+   the highest steady finalized tx/s seen.  The ramp's first step
    (light load) gives the light-load leg times.
 4. **Loads**: offers 1x, 3x and 10x the capacity, each for a warm-up then a
    steady window.  Load comes from :mod:`.e2e_load` processes (one per
@@ -69,7 +70,7 @@ class Plan:
     """How long and how hard one run loads the devnet."""
 
     validators: int = 4
-    ramp: tuple[float, ...] = (100, 250, 500, 1000, 1500, 2000, 3000, 4000)
+    ramp: tuple[float, ...] = (100, 250, 500, 1000, 2000, 4000)
     """Offered tx/s of the capacity search, in order (the first: light load)."""
     step_warmup_s: float = 4.0
     step_window_s: float = 10.0
@@ -89,12 +90,11 @@ class Plan:
 
 FULL_PLAN = Plan()
 QUICK_PLAN = Plan(
-    ramp=(100, 500, 1500, 3000),
+    ramp=(100, 400, 1600),
     step_warmup_s=2.0,
-    step_window_s=6.0,
+    step_window_s=8.0,
     warmup_s=4.0,
     window_s=10.0,
-    users=8000,
     drain_s=8.0,
     verifies=2000,
 )
@@ -191,7 +191,8 @@ class _Run:
         self.phase += 1
         outs, children = [], []
         for k in range(procs):
-            users = max(64, min(plan.users // 4, int(rate / procs * 0.5)))
+            # one tx in flight per user, answers take up to ~2 s on a busy box
+            users = max(64, min(plan.users // 4, int(rate / procs * 2.0)))
             out = self.home / f"load-{self.phase}-{k}.json"
             args = ["--genesis", str(self.home / "genesis.json"), "--out", str(out)]
             args += ["--first-user", str(self._users(users)), "--users", str(users)]
@@ -232,16 +233,16 @@ async def _drive(r: _Run, report: Report, log: Any) -> None:
     try:
         while len(r.watcher.last) < plan.validators or min(r.watcher.heights()) < 1:
             await asyncio.sleep(0.2)
-        best = 0.0
+        over = 0  # consecutive saturated steps (one alone may be a stall)
         for k, rate in enumerate(plan.ramp):
             step = await r.load(f"ramp {rate:g}", rate, plan.step_warmup_s, plan.step_window_s)
             report.ramp.append(step)
             fin = _finalized_in(r, step, final_times(r.watcher.observations))
             log(f"e2e: {step.label} tx/s offered: {fin:.0f} tx/s finalized")
-            if k and saturated(rate, fin, best):
-                report.capacity = max(best, fin)
+            over = over + 1 if k and saturated(rate, fin, report.capacity) else 0
+            report.capacity = max(report.capacity, fin)
+            if over == 2:
                 break
-            best = report.capacity = max(best, fin)
         for m in plan.multiples:
             rate = m * report.capacity
             log(f"e2e: {m:g}x capacity = {rate:.0f} tx/s offered")
