@@ -31,7 +31,8 @@ def test_plans_are_ordered_and_quick_is_shorter() -> None:
 
     def length(p: e2e.Plan) -> float:
         steps = len(p.ramp) * (p.step_warmup_s + p.step_window_s + 3)
-        return steps + len(p.multiples) * (p.warmup_s + p.window_s + 3)
+        loads = len(p.multiples) + len(p.fixed)
+        return steps + loads * (p.warmup_s + p.window_s + 3)
 
     assert length(e2e.QUICK_PLAN) < 120 < length(e2e.FULL_PLAN)
 
@@ -43,6 +44,7 @@ def test_tiny_run_measures_every_load_and_agrees(tmp_path: Path) -> None:
         step_warmup_s=1,
         step_window_s=3,
         multiples=(1.0, 3.0),
+        fixed=(),
         warmup_s=1,
         window_s=4,
         users=1000,

@@ -16,9 +16,10 @@ What one run does, in order (every figure comes from this run):
    than the best step before; one alone may be a consensus stall); capacity =
    the highest steady finalized tx/s seen.  The ramp's first step
    (light load) gives the light-load leg times.
-4. **Loads**: offers 1x, 3x and 10x the capacity, each for a warm-up then a
-   steady window.  Load comes from :mod:`.e2e_load` processes (one per
-   ``per_process_rate`` tx/s, up to ``max_processes``), each on its own devnet
+4. **Loads**: offers 1x, 3x and 10x the capacity, then each fixed load
+   (4,000 tx/s), each for a warm-up then a steady window.  Load comes from
+   :mod:`.e2e_load` processes (one per ``per_process_rate`` tx/s, up to
+   ``max_processes``; their stderr in ``load-*.log``), each on its own devnet
    users, over the answered TX_SUBMIT (a rejected tx is resubmitted later, its
    first send time kept).
 5. **Drain and agreement**: stops the load, waits for the mempools to empty,
@@ -76,6 +77,8 @@ class Plan:
     step_window_s: float = 10.0
     multiples: tuple[float, ...] = (1.0, 3.0, 10.0)
     """Offered loads, as multiples of the measured capacity."""
+    fixed: tuple[float, ...] = (4000.0,)
+    """Offered loads in tx/s, whatever the capacity (issue 14's figure: 4,000 tx/s)."""
     warmup_s: float = 10.0
     window_s: float = 30.0
     per_process_rate: float = 1000.0
@@ -129,6 +132,9 @@ class Report:
     capacity: float = 0.0
     ramp: list[LoadRun] = field(default_factory=list)
     loads: list[LoadRun] = field(default_factory=list)
+    """One per multiple of the capacity, in order."""
+    fixed: list[LoadRun] = field(default_factory=list)
+    """One per fixed offered load."""
     agreed_live: bool = False
     """Every validator reported one height, head and state root after the drain."""
     agreed_offline: bool = False
@@ -150,6 +156,7 @@ class Report:
             "capacity_tx_s": self.capacity,
             "ramp": [{"label": r.label, **r.figures} for r in self.ramp],
             "loads": [{"label": r.label, **r.figures} for r in self.loads],
+            "fixed": [{"label": r.label, **r.figures} for r in self.fixed],
             "agreed_live": self.agreed_live,
             "agreed_offline": self.agreed_offline,
             "problems": self.problems,
@@ -191,6 +198,7 @@ class _Run:
         self.phase += 1
         outs, children = [], []
         for k in range(procs):
+            logf = open(self.home / f"load-{self.phase}-{k}.log", "wb")  # noqa: SIM115
             # one tx in flight per user, answers take up to ~2 s on a busy box
             users = max(64, min(plan.users // 4, int(rate / procs * 2.0)))
             out = self.home / f"load-{self.phase}-{k}.json"
@@ -200,9 +208,10 @@ class _Run:
             args += ["--measure-at", str(run.start), "--stop-at", str(run.end)]
             children.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "zapstack.benchmarks.e2e_load", *args
+                    sys.executable, "-m", "zapstack.benchmarks.e2e_load", *args, stderr=logf
                 )
             )
+            logf.close()  # the child holds its own copy
             outs.append(out)
         await asyncio.wait_for(
             asyncio.gather(*(c.wait() for c in children)), run.end - time.monotonic() + 60
@@ -247,6 +256,9 @@ async def _drive(r: _Run, report: Report, log: Any) -> None:
             rate = m * report.capacity
             log(f"e2e: {m:g}x capacity = {rate:.0f} tx/s offered")
             report.loads.append(await r.load(f"{m:g}x", rate, plan.warmup_s, plan.window_s))
+        for rate in plan.fixed:
+            log(f"e2e: fixed {rate:.0f} tx/s offered")
+            report.fixed.append(await r.load(f"{rate:g}/s", rate, plan.warmup_s, plan.window_s))
         deadline = time.monotonic() + plan.drain_s
         while time.monotonic() < deadline and r.watcher.mempools():
             await asyncio.sleep(0.25)
@@ -338,7 +350,7 @@ def measure(plan: Plan = FULL_PLAN, home: Path | None = None, log: Any = print) 
     report.final_height = low
     blocks, where = read_blocks(homes[0], genesis, low)
     final_at = final_times(r.watcher.observations)
-    for run in [*report.ramp, *report.loads]:
+    for run in [*report.ramp, *report.loads, *report.fixed]:
         _figures(run, blocks, where, final_at, r.watcher.records)
     report.seconds = time.monotonic() - started
     return report

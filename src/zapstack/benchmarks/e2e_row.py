@@ -51,8 +51,9 @@ def _extras(report: Report) -> dict[str, float]:
     for name in ("pq_fast_ms", "pq_heavy_ms", "finalized_tx_s"):
         if light.get(name) is not None:
             out[f"light_{name}"] = float(light[name])
-    for run in report.loads:
-        tag = "x" + run.label.removesuffix("x")
+    tags = [("x" + r.label.removesuffix("x"), r) for r in report.loads]
+    tags += [("o" + r.label.removesuffix("/s"), r) for r in report.fixed]
+    for tag, run in tags:
         for name in _NUMBERS:
             if run.figures.get(name) is not None:
                 out[f"{tag}_{name}"] = float(run.figures[name])
@@ -105,7 +106,7 @@ def render(report: Report, console: Console) -> None:
     cols += ["finalized/s", "p50 s", "p99 s", "->PQ-fast ms", "->PQ-heavy ms", "procs"]
     for col in cols:
         table.add_column(col, justify="right")
-    for run in [*report.ramp, *report.loads]:
+    for run in [*report.ramp, *report.loads, *report.fixed]:
         f = run.figures
         table.add_row(
             run.label,
@@ -130,7 +131,7 @@ def render(report: Report, console: Console) -> None:
         f"data dirs {report.agreed_offline} (height {report.final_height}); "
         f"{report.seconds:.0f} s"
     )
-    for run in report.loads:
+    for run in [*report.loads, *report.fixed]:
         ratio = run.figures["finalized_tx_s"] / c.tx_per_s
         console.print(f"  {run.label}: finalized / ceiling = {ratio:.3f}")
     for p in report.problems:
