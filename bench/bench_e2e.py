@@ -1,7 +1,7 @@
 """End-to-end devnet benchmark: 4 validators on 127.0.0.1 at 1x, 3x and 10x capacity.
 
 Run: ``.venv/bin/python bench/bench_e2e.py [--quick] [--out DIR]`` (``--quick``:
-about two minutes; full: about six).  Deals a devnet, starts the validators as
+about two to three minutes; full: about five).  Deals a devnet, starts the validators as
 ``zap node`` processes (real QUIC), finds the capacity with a ramp of offered
 loads, then offers 1x, 3x and 10x of it; prints per load offered / admitted /
 rejected / finalized tx/s, p50 / p99 submit -> final, proposal -> PQ-fast and

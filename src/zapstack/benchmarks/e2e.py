@@ -22,9 +22,11 @@ What one run does, in order (every figure comes from this run):
    ``max_processes``; their stderr in ``load-*.log``), each on its own devnet
    users, over the answered TX_SUBMIT (a rejected tx is resubmitted later, its
    first send time kept).
-5. **Drain and agreement**: stops the load, waits for the mempools to empty,
-   then for every validator to report the same height, head and state root;
-   stops the nodes and reads every data dir (chains sound, same blocks).
+5. **Drain and agreement**: after every load (ramp steps included) waits up
+   to ``drain_s`` for the mempools to empty, so that no load's backlog lands in
+   the next one's window; at the end waits for every validator to report the
+   same height, head and state root; stops the nodes and reads every data dir
+   (chains sound, same blocks).
 
 Per load (see :mod:`.e2e_stats` for the definitions): offered, submitted,
 admitted tx/s and rejections by code in the window; finalized tx/s in the
@@ -84,9 +86,11 @@ class Plan:
     per_process_rate: float = 1000.0
     """Offered tx/s per load-generator process."""
     max_processes: int = 4
-    users: int = 12_000
-    """Funded devnet users (each load process takes its own slice of them)."""
+    users: int = 24_000
+    """Funded devnet users (each load process takes its own slice of them; past
+    the last, slices start again from 0 and those users resync their nonces)."""
     drain_s: float = 20.0
+    """Most seconds to wait after each load for the mempools to empty."""
     verifies: int = 4000
     """Signatures timed for the ceiling."""
 
@@ -101,7 +105,7 @@ QUICK_PLAN = Plan(
     drain_s=8.0,
     verifies=2000,
 )
-"""About two minutes on 2 cores."""
+"""About two to four minutes on 2 cores (drains take longer on a busy box)."""
 
 
 @dataclass(slots=True)
@@ -199,8 +203,8 @@ class _Run:
         outs, children = [], []
         for k in range(procs):
             logf = open(self.home / f"load-{self.phase}-{k}.log", "wb")  # noqa: SIM115
-            # one tx in flight per user, answers take up to ~2 s on a busy box
-            users = max(64, min(plan.users // 4, int(rate / procs * 2.0)))
+            # one tx in flight per user, answers take up to ~1.5 s on a busy box
+            users = max(64, min(plan.users // 4, int(rate / procs * 1.5)))
             out = self.home / f"load-{self.phase}-{k}.json"
             args = ["--genesis", str(self.home / "genesis.json"), "--out", str(out)]
             args += ["--first-user", str(self._users(users)), "--users", str(users)]
@@ -246,6 +250,7 @@ async def _drive(r: _Run, report: Report, log: Any) -> None:
         for k, rate in enumerate(plan.ramp):
             step = await r.load(f"ramp {rate:g}", rate, plan.step_warmup_s, plan.step_window_s)
             report.ramp.append(step)
+            await _drain(r, plan.drain_s)
             fin = _finalized_in(r, step, final_times(r.watcher.observations))
             log(f"e2e: {step.label} tx/s offered: {fin:.0f} tx/s finalized")
             over = over + 1 if k and saturated(rate, fin, report.capacity) else 0
@@ -256,12 +261,11 @@ async def _drive(r: _Run, report: Report, log: Any) -> None:
             rate = m * report.capacity
             log(f"e2e: {m:g}x capacity = {rate:.0f} tx/s offered")
             report.loads.append(await r.load(f"{m:g}x", rate, plan.warmup_s, plan.window_s))
+            await _drain(r, plan.drain_s)
         for rate in plan.fixed:
             log(f"e2e: fixed {rate:.0f} tx/s offered")
             report.fixed.append(await r.load(f"{rate:g}/s", rate, plan.warmup_s, plan.window_s))
-        deadline = time.monotonic() + plan.drain_s
-        while time.monotonic() < deadline and r.watcher.mempools():
-            await asyncio.sleep(0.25)
+            await _drain(r, plan.drain_s)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not r.watcher.agreed():
             await asyncio.sleep(0.1)
@@ -269,6 +273,14 @@ async def _drive(r: _Run, report: Report, log: Any) -> None:
     finally:
         stop.set()
         await watch
+
+
+async def _drain(r: _Run, seconds: float) -> None:
+    """Wait (at most ``seconds``) for every mempool to empty, so that one load's
+    backlog does not count in the next one's window."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and r.watcher.mempools():
+        await asyncio.sleep(0.25)
 
 
 def saturated(offered: float, finalized: float, best_before: float) -> bool:

@@ -70,7 +70,7 @@ class Sizes:
     repeat: int = 5
     """Repetitions for median timings."""
     e2e_plan: str = "full"
-    """End-to-end devnet: ``full`` (about six minutes) or ``quick`` (about two)."""
+    """End-to-end devnet: ``full`` (about five minutes) or ``quick`` (about two to three)."""
 
 
 FULL = Sizes()
@@ -85,7 +85,7 @@ QUICK = Sizes(
     e2e_plan="quick",
 )
 """About three minutes on 2 cores, two of them the end-to-end devnet (the full
-table: about eight, six of them the devnet)."""
+table: about seven, five of them the devnet)."""
 TINY = Sizes(
     txs=200,
     block_txs=64,
