@@ -86,9 +86,10 @@ class Plan:
     per_process_rate: float = 1000.0
     """Offered tx/s per load-generator process."""
     max_processes: int = 4
-    users: int = 24_000
+    users: int = 16_000
     """Funded devnet users (each load process takes its own slice of them; past
-    the last, slices start again from 0 and those users resync their nonces)."""
+    the last, slices start again from 0 and those users resync their nonces).
+    At most 18,446: genesis caps the total allocation at 2^64 - 1."""
     drain_s: float = 20.0
     """Most seconds to wait after each load for the mempools to empty."""
     verifies: int = 4000
