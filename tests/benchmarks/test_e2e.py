@@ -8,6 +8,7 @@ import pytest
 
 from zapstack.benchmarks import e2e
 from zapstack.benchmarks.e2e import saturated
+from zapstack.node.genesis import USER_BALANCE
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,7 @@ def test_saturated(offered: float, finalized: float, best: float, expected: bool
 def test_plans_are_ordered_and_quick_is_shorter() -> None:
     for plan in (e2e.FULL_PLAN, e2e.QUICK_PLAN):
         assert list(plan.ramp) == sorted(plan.ramp)
+        assert plan.users * USER_BALANCE <= 2**64 - 1  # genesis refuses more
         assert plan.multiples == (1.0, 3.0, 10.0)
 
     def length(p: e2e.Plan) -> float:
