@@ -19,7 +19,7 @@ def _run(label: str, offered: float, finalized: float, p99: float) -> e2e.LoadRu
         "new_tx_s": offered * 0.9,
         "admitted_tx_s": offered * 0.5,
         "rejected": {"RATE_LIMITED": 7, "MEMPOOL_FULL": 2},
-        "failed": 0,
+        "failed": 3,
         "load_processes": 1,
         "finalized_tx_s": finalized,
         "latency_txs": 100,
@@ -57,7 +57,7 @@ def test_row_compares_overload_with_capacity_under_the_ceiling(
     assert row.native_limit == 2000.0  # 8000 verifies/s over 4 checks per tx
     assert "4 checks per tx" in row.native_label
     x = row.extras
-    assert x["x10_rejected"] == 9 and x["x3_p99_s"] == 3.0
+    assert x["x10_rejected"] == 9 and x["x10_no_answer"] == 3 and x["x3_p99_s"] == 3.0
     assert math.isclose(x["x10_ratio_to_ceiling"], 0.15)
     assert x["agreed"] == 1.0 and x["light_pq_fast_ms"] == 200.0
     assert "x1_pq_heavy_ms" not in x  # never reached: no figure, not a zero

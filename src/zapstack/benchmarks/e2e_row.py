@@ -58,6 +58,7 @@ def _extras(report: Report) -> dict[str, float]:
             if run.figures.get(name) is not None:
                 out[f"{tag}_{name}"] = float(run.figures[name])
         out[f"{tag}_rejected"] = float(sum(run.figures["rejected"].values()))
+        out[f"{tag}_no_answer"] = float(run.figures["failed"])
         out[f"{tag}_ratio_to_ceiling"] = run.figures["finalized_tx_s"] / report.ceiling.tx_per_s
     return out
 
@@ -102,7 +103,7 @@ def _fmt(v: Any, spec: str) -> str:
 def render(report: Report, console: Console) -> None:
     """One line per offered load, then the ceiling and the agreement."""
     table = Table(title="end-to-end devnet, per offered load (steady window)")
-    cols = ["load", "offered", "submits/s", "new tx/s", "admitted/s", "rejected"]
+    cols = ["load", "offered", "submits/s", "new tx/s", "admitted/s", "rejected", "no answer"]
     cols += ["finalized/s", "p50 s", "p99 s", "->PQ-fast ms", "->PQ-heavy ms", "procs"]
     for col in cols:
         table.add_column(col, justify="right")
@@ -115,6 +116,7 @@ def render(report: Report, console: Console) -> None:
             _fmt(f["new_tx_s"], ",.0f"),
             _fmt(f["admitted_tx_s"], ",.0f"),
             json.dumps(f["rejected"]) if f["rejected"] else "0",
+            str(f["failed"]),
             _fmt(f["finalized_tx_s"], ",.0f"),
             _fmt(f["p50_s"], ".2f"),
             _fmt(f["p99_s"], ".2f"),
