@@ -1,6 +1,6 @@
 """Run every row of LP-0202's performance table; print it, write JSON and a PNG chart.
 
-``run_table(sizes)`` runs the five rows in order (each measures its
+``run_table(sizes)`` runs the rows in order (each measures its
 pipelined figure and its serial baseline in the same run) and returns their
 :class:`~zapstack.benchmarks.result.RowResult`; a row that raises is reported
 as failed and the others still run.  ``render`` prints a rich table with the
@@ -32,7 +32,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from zapstack.benchmarks import backup, consensus, speculation, txadmit, txadmit_quic, verify
+from zapstack.benchmarks import (
+    backup,
+    consensus,
+    e2e,
+    e2e_row,
+    speculation,
+    txadmit,
+    txadmit_quic,
+    verify,
+)
 from zapstack.benchmarks.result import RowResult, cores
 
 __all__ = ["FULL", "QUICK", "ROWS", "Sizes", "host_info", "main", "render", "run_table"]
@@ -60,15 +69,33 @@ class Sizes:
     """State backup: accounts in the state."""
     repeat: int = 5
     """Repetitions for median timings."""
+    e2e_plan: str = "full"
+    """End-to-end devnet: ``full`` (about five minutes) or ``quick`` (about two to three)."""
 
 
 FULL = Sizes()
 """The spec's sizes."""
 QUICK = Sizes(
-    txs=5000, quic_serial_txs=1000, validators=16, spec_txs=1000, accounts=50_000, repeat=3
+    txs=5000,
+    quic_serial_txs=1000,
+    validators=16,
+    spec_txs=1000,
+    accounts=50_000,
+    repeat=3,
+    e2e_plan="quick",
 )
-"""Under a minute on 2 cores (the full table: about a minute and a half)."""
-TINY = Sizes(txs=200, block_txs=64, validators=4, spec_txs=40, spec_width=2, accounts=500, repeat=1)
+"""About three minutes on 2 cores, two of them the end-to-end devnet (the full
+table: about seven, five of them the devnet)."""
+TINY = Sizes(
+    txs=200,
+    block_txs=64,
+    validators=4,
+    spec_txs=40,
+    spec_width=2,
+    accounts=500,
+    repeat=1,
+    e2e_plan="quick",
+)
 """For tests: every row, seconds in all."""
 
 ROWS: dict[str, Callable[[Sizes], RowResult | None]] = {
@@ -78,6 +105,7 @@ ROWS: dict[str, Callable[[Sizes], RowResult | None]] = {
     "consensus_round": lambda s: consensus.run(s.validators, repeat=max(1, s.repeat - 2)),
     "speculation": lambda s: speculation.run(s.spec_txs, width=s.spec_width, repeat=s.repeat + 2),
     "state_backup": lambda s: backup.run(s.accounts, repeat=s.repeat),
+    "e2e_devnet": lambda s: e2e_row.run(e2e.QUICK_PLAN if s.e2e_plan == "quick" else e2e.FULL_PLAN),
 }
 """Row key -> runner, in the spec's order (a runner returns None: row skipped)."""
 

@@ -1,0 +1,119 @@
+"""One load-generator process of the end-to-end row: submit for a fixed window, report.
+
+``python -m zapstack.benchmarks.e2e_load --genesis G --first-user F --users U
+--rate R --start-at T0 --measure-at T1 --stop-at T2 --out FILE`` runs one
+:class:`~zapstack.devnet.loadgen.LoadGenerator` over devnet users ``F..F+U-1``
+(a range no other process of the run uses, so every user starts at nonce 0):
+it dials every validator, waits for ``T0``, submits about ``R`` tx/s until
+``T2`` (times are ``time.monotonic()``, which every process on the box
+shares), and writes one JSON object to ``FILE``:
+
+* ``window`` -- submits started, admitted, failed and rejected by answer code
+  between ``T1`` and ``T2`` (the steady window; ``T0..T1`` is the warm-up);
+* ``total`` -- the same over ``T0..T2``;
+* ``sent`` -- ``[tx id hex, first send time]`` for every tx it submitted.
+
+:mod:`.e2e` starts as many of these as the offered rate needs (a single
+Python process cannot both sign and submit thousands of txs per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zapstack.devnet.loadgen import LoadGenerator, LoadStats
+from zapstack.errors import ZapError
+from zapstack.node.genesis import devnet_user, load_genesis
+from zapstack.zap.frames import parse_tx
+
+__all__ = ["main", "snapshot"]
+
+
+def snapshot(stats: LoadStats) -> dict[str, Any]:
+    """The counters of ``stats`` as a plain dict (rejections copied)."""
+    return {
+        "sent": stats.sent,
+        "admitted": stats.admitted,
+        "failed": stats.failed,
+        "rejected": dict(stats.rejected),
+    }
+
+
+def _diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    rejected = {
+        code: n - before["rejected"].get(code, 0)
+        for code, n in after["rejected"].items()
+        if n - before["rejected"].get(code, 0)
+    }
+    out = {k: after[k] - before[k] for k in ("sent", "admitted", "failed")}
+    return out | {"rejected": rejected}
+
+
+async def _sleep_until(t: float) -> None:
+    await asyncio.sleep(max(0.0, t - time.monotonic()))
+
+
+async def _drive(args: argparse.Namespace) -> dict[str, Any]:
+    g = load_genesis(args.genesis)
+    seed = bytes.fromhex(g.raw.get("devnet_seed", ""))
+    users = [devnet_user(seed, i) for i in range(args.first_user, args.first_user + args.users)]
+    load = LoadGenerator(g, signers=users, rate=args.rate, seed=args.first_user + 1)
+    try:
+        while len(load.peers) < len(g.addresses) and time.monotonic() < args.start_at:
+            await load.connect()
+            if len(load.peers) < len(g.addresses):
+                await asyncio.sleep(0.2)
+        await _sleep_until(args.start_at)
+        begin = snapshot(load.stats)
+        stop = asyncio.Event()
+        task = asyncio.create_task(load.run(stop))
+        await _sleep_until(args.measure_at)
+        mid = snapshot(load.stats)
+        await _sleep_until(args.stop_at)
+        end = snapshot(load.stats)
+        stop.set()
+        with contextlib.suppress(TimeoutError):  # sends still hanging: answers not needed
+            await asyncio.wait_for(task, 15)
+    finally:
+        # the report matters more than a clean close (a busy box can take > 5 s)
+        with contextlib.suppress(TimeoutError, ZapError, OSError):
+            await load.close()
+    sent = [
+        [parse_tx(frame, verify_signatures=False).tx_id.hex(), t]
+        for frame, t in load.sent_at.items()
+    ]
+    return {
+        "window": _diff(end, mid),
+        "total": _diff(end, begin),
+        "peers": len(load.peers),
+        "sent": sent,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one load process (see the module docstring); 0 when its report is written."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--genesis", type=Path, required=True)
+    ap.add_argument("--first-user", type=int, required=True)
+    ap.add_argument("--users", type=int, required=True)
+    ap.add_argument("--rate", type=float, required=True)
+    ap.add_argument("--start-at", type=float, required=True)
+    ap.add_argument("--measure-at", type=float, required=True)
+    ap.add_argument("--stop-at", type=float, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    report = asyncio.run(_drive(args))
+    args.out.write_text(json.dumps(report), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
