@@ -195,7 +195,11 @@ def node(
 
 @app.command("bench")
 def bench(
-    quick: bool = typer.Option(False, "--quick", help="Smaller sizes (about 2 minutes)."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Smaller sizes (minutes: the e2e devnet row).",
+    ),
     validators: int = typer.Option(0, "--validators", min=0, help="Consensus row validators."),
     out: Path = typer.Option(Path("bench/out"), "--out", help="Where perf.json/perf.png go."),
 ) -> None:
