@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -122,3 +123,40 @@ def test_limits_validated() -> None:
         patch.set_stream_limits(cfg, uni=0, bidi=1)
     patch.set_stream_limits(cfg, uni=64, bidi=3)
     assert patch.stream_limits_of(cfg) == (3, 64)
+
+
+def test_a_peer_closing_its_connection_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """qh3 reports every CONNECTION_CLOSE a peer sends at WARNING; patched, a peer's
+    close (the ordinary end of a connection) is INFO.  Real connections over qh3."""
+
+    async def main() -> None:
+        binding = BINDINGS["qh3"]()
+        listener = Endpoint(binding, NodeIdentity.generate(1), {})
+        port = await listener.listen()
+        dialer = Endpoint(binding, NodeIdentity.generate(2), {})
+        peer = await dialer.dial("127.0.0.1", port, listener.identity.node_id)
+        inbound = await listener.accept()
+        await dialer.close()  # the dialer closes: the listener sees the peer's close
+        await inbound.wait_closed(5.0)
+        assert peer.closed.is_set() and inbound.close_info is not None
+        await listener.close()
+
+    with caplog.at_level(logging.DEBUG, logger="quic"):
+        run_bounded(main(), 15)
+    quic = [r for r in caplog.records if r.name == "quic"]
+    assert [r.levelno for r in quic if r.getMessage().startswith("Native peer close")] == [
+        logging.INFO
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_other_qh3_warnings_keep_their_level(caplog: pytest.LogCaptureFixture) -> None:
+    patch.patch_qh3()
+    qconn: Any = importlib.import_module("qh3.quic.connection")
+    with caplog.at_level(logging.DEBUG, logger="quic"):
+        qconn.logger.warning("Native protocol error: %r", ("protocol_error", 1))
+        qconn.logger.warning("Native peer close: %r", ("peer_closed", True, 0))
+    assert [(r.levelno, r.getMessage()[:21]) for r in caplog.records] == [
+        (logging.WARNING, "Native protocol error"),
+        (logging.INFO, "Native peer close: ('"),
+    ]
