@@ -37,19 +37,3 @@ def test_devnet_policy_deadline_grows_with_validators() -> None:
     assert devnet_policy(4)["TimeoutMs"] == 3000
     assert devnet_policy(40)["TimeoutMs"] == 8000
     parse_policy(devnet_policy(40))  # still a well-formed policy
-
-
-def test_failed_dial_reports_are_dropped_others_kept() -> None:
-    from zapstack.devnet.devnet import _quiet_failed_dials
-
-    seen: list[dict[str, object]] = []
-
-    class Loop:
-        def default_exception_handler(self, context: dict[str, object]) -> None:
-            seen.append(context)
-
-    dial = {"message": "Future exception was never retrieved", "exception": ConnectionError()}
-    other = {"message": "Future exception was never retrieved", "exception": ValueError("bug")}
-    _quiet_failed_dials(Loop(), dial)  # type: ignore[arg-type]
-    _quiet_failed_dials(Loop(), other)  # type: ignore[arg-type]
-    assert seen == [other]

@@ -89,20 +89,6 @@ def devnet_policy(n: int) -> dict[str, Any]:
     return policy
 
 
-def _quiet_failed_dials(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Drop asyncio's "never retrieved" report of a dial that already failed.
-
-    qh3 sets ConnectionError on its connected-waiter after our bounded dial gave
-    up on it; the failure was already handled (the peer is retried or skipped).
-    Every other report goes to the default handler.
-    """
-    if isinstance(context.get("exception"), ConnectionError) and "never retrieved" in str(
-        context.get("message", "")
-    ):
-        return
-    loop.default_exception_handler(context)
-
-
 async def _drive(
     homes: list[Path],
     genesis: Genesis,
@@ -116,7 +102,6 @@ async def _drive(
 ) -> DevnetResult:
     """Load the running validators until they all halt, then check and re-fetch."""
     started = time.monotonic()
-    asyncio.get_running_loop().set_exception_handler(_quiet_failed_dials)
     load = LoadGenerator(genesis, rate=rate, malformed_every=malformed_every)
     deadline = started + timeout_s
     await _connect(load, len(homes), deadline, alive)
