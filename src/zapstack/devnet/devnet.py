@@ -43,7 +43,7 @@ from rich.live import Live
 from rich.table import Table
 
 from zapstack.devnet.loadgen import LoadGenerator
-from zapstack.devnet.processes import free_port_base, read_status, spawn_node
+from zapstack.devnet.processes import free_port_base, log_alerts, read_status, spawn_node
 from zapstack.devnet.view import AdmitRates, Statuses, render
 from zapstack.lightclient import Fetched, LightClient
 from zapstack.node.genesis import DEFAULT_POLICY, Genesis, load_genesis, make_devnet
@@ -70,6 +70,8 @@ class DevnetResult:
     load: dict[str, Any] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
+    log_alerts: dict[int, list[str]] = field(default_factory=dict)
+    """Per validator, its ``node.log`` lines at WARNING or above (none on a good run)."""
 
     @property
     def ok(self) -> bool:
@@ -242,6 +244,7 @@ def run_devnet(
         )
     finally:
         _stop(procs, homes, console)
+    result.log_alerts = {i: log_alerts(h) for i, h in enumerate(homes)}
     _summary(console, result, n)
     return result
 
@@ -285,6 +288,17 @@ def _summary(console: Console, r: DevnetResult, n: int) -> None:
         f"{r.light_client_bytes} bytes in {r.light_client_chunks} verified 64 KiB chunks "
         f"from {r.light_client_providers} providers per block",
     )
+    table.add_row("node log ERROR / WARNING lines", _alerts_row(r.log_alerts))
     console.print(table)
     verdict = "[green]OK[/green]" if r.ok else "[red]FAILED[/red]"
     console.print(f"devnet of {n} validators: {verdict}")
+
+
+def _alerts_row(alerts: dict[int, list[str]]) -> str:
+    """``0``, or the count per node and the first such line."""
+    total = sum(len(lines) for lines in alerts.values())
+    if not total:
+        return "0"
+    per_node = {i: len(lines) for i, lines in alerts.items()}
+    first = next(lines[0] for lines in alerts.values() if lines)
+    return f"{total} (per node {json.dumps(per_node)}; first: {first[:200]})"
