@@ -22,13 +22,18 @@ patch would advertise the wrong limit.  ``tests/transport/test_patch.py``
 asserts that the peer really sees the configured ``initial_max_streams_uni``
 and that another version is refused.  Applying a patch twice is a no-op.
 
+qh3 2.1.0's ``datagrams_to_send`` drops the datagrams it built when its core
+runs out of sending budget mid-round (:func:`_datagrams_within_budget` keeps
+them and ends the round instead).
+
 qh3 2.1.0 also reports *every* CONNECTION_CLOSE a peer sends at WARNING on
 its ``quic`` logger ("Native peer close: ..."), the NO_ERROR close of a client
 that is simply done included: an operator alerting on warnings would be paged
 for each light client that leaves.  :func:`patch_qh3` gives that module a
 logger whose ``warning`` looks the message up in :data:`QH3_LOG_LEVELS`
-(a peer's close: INFO; the connection still ends through the usual
-``ConnectionTerminated`` event); every other record keeps its level.
+(a peer's close and a peer's packet refused as a protocol error: INFO; the
+connection still ends through the usual ``ConnectionTerminated`` event); every
+other record keeps its level.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from zapstack.errors import ConfigError
 
 __all__ = [
     "AIOQUIC_VERSION",
+    "QH3_BUDGET_EXHAUSTED",
     "QH3_LOG_LEVELS",
     "QH3_VERSION",
     "patch_aioquic",
@@ -55,10 +61,19 @@ QH3_VERSION = "2.1.0"
 AIOQUIC_VERSION = "1.7.2"
 """The only aioquic release whose internals :func:`patch_aioquic` knows."""
 
-QH3_LOG_LEVELS: dict[str, int] = {"Native peer close: %r": logging.INFO}
-"""qh3 2.1.0 ``quic`` logger warnings (their format string) that are routine, and the
-level they are logged at instead: a peer's CONNECTION_CLOSE is how a connection
-ordinarily ends.  Any other warning (a native protocol error, ...) stays a warning."""
+QH3_LOG_LEVELS: dict[str, int] = {
+    "Native peer close: %r": logging.INFO,
+    "Native protocol error: %r": logging.INFO,
+}
+"""qh3 2.1.0 ``quic`` logger warnings (their format string) that report a peer, and
+the level they are logged at instead.  A peer's CONNECTION_CLOSE is how a connection
+ordinarily ends.  A native protocol error is qh3 refusing a peer's packet (the
+connection then ends with the error code, which its ``ConnectionTerminated`` event
+carries): the peer's input, nothing an operator can act on.  It happens at every
+devnet start: a validator that dials a peer not yet listening loses its first
+Initial, its probe Initial carries no CRYPTO frame, the qh3 listener refuses that
+("packet contains no CRYPTO frame") and the dialer redials.  Any other warning keeps
+its level."""
 
 _UNI_ATTR = "zap_max_streams_uni"
 _BIDI_ATTR = "zap_max_streams_bidi"
@@ -115,6 +130,44 @@ class _LeveledLog:
         return getattr(self._logger, name)
 
 
+QH3_BUDGET_EXHAUSTED = "packet builder capacity exhausted"
+"""What qh3 2.1.0's core raises from ``poll_transmit`` when the next packet does not
+fit what it may send now (a listener's anti-amplification budget: 3x the bytes an
+unvalidated client sent)."""
+
+
+def _datagrams_within_budget(qconn: Any) -> Any:
+    """qh3's ``QuicConnection.datagrams_to_send``, stopping where the budget ends.
+
+    The library's loop collects every datagram ``poll_transmit`` builds into a list
+    and lets :data:`QH3_BUDGET_EXHAUSTED` escape: the datagrams built before it --
+    packets the core already counts as sent -- were dropped, and the error reached
+    the event loop as an unhandled traceback from the datagram callback (seen with
+    an aioquic client's handshake).  Here "nothing more fits" ends the round and
+    the built datagrams are sent; the next datagram from the peer (or the loss
+    timer, re-armed as usual after the send) resumes.  Any other error is raised.
+    """
+
+    def datagrams_to_send(self: Any, now: float) -> list[tuple[bytes, Any]]:
+        if self._core is None:
+            return []
+        datagrams: list[tuple[bytes, Any]] = []
+        while True:
+            try:
+                transmit = self._call_core(self._core.poll_transmit, now)
+            except qconn.QuicConnectionError as exc:
+                if exc.reason_phrase != QH3_BUDGET_EXHAUSTED:
+                    raise
+                return datagrams
+            if transmit is None:
+                return datagrams
+            self._log_datagram("datagrams_sent", transmit[0])
+            self._log_packets("packet_sent", transmit[0])
+            datagrams.append((transmit[0], transmit[1]))
+
+    return datagrams_to_send
+
+
 def patch_qh3() -> None:
     """Patch qh3: ``set_stream_limits`` values advertised *and* enforced; log levels."""
     if "qh3" in _patched:
@@ -160,6 +213,7 @@ def patch_qh3() -> None:
     tls_bridge.QuicTransportParameters = params_factory
     qconn.QuicConnection._create_core = create_core
     tls_bridge.QuicTlsBridge.serialize_transport_parameters = serialize
+    qconn.QuicConnection.datagrams_to_send = _datagrams_within_budget(qconn)
     qconn.logger = _LeveledLog(qconn.logger)
     _patched.add("qh3")
 
