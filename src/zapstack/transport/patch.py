@@ -22,9 +22,9 @@ patch would advertise the wrong limit.  ``tests/transport/test_patch.py``
 asserts that the peer really sees the configured ``initial_max_streams_uni``
 and that another version is refused.  Applying a patch twice is a no-op.
 
-qh3 2.1.0's ``datagrams_to_send`` drops the datagrams it built when its core
-runs out of sending budget mid-round (:func:`_datagrams_within_budget` keeps
-them and ends the round instead).
+qh3 2.1.0's ``datagrams_to_send`` raises when its core runs out of sending
+budget mid-round, and the error escaped the datagram callback as an unhandled
+traceback (:func:`_datagrams_within_budget` ends the round instead).
 
 qh3 2.1.0 also reports *every* CONNECTION_CLOSE a peer sends at WARNING on
 its ``quic`` logger ("Native peer close: ..."), the NO_ERROR close of a client
@@ -137,33 +137,24 @@ unvalidated client sent)."""
 
 
 def _datagrams_within_budget(qconn: Any) -> Any:
-    """qh3's ``QuicConnection.datagrams_to_send``, stopping where the budget ends.
+    """qh3's ``QuicConnection.datagrams_to_send``, with a budget that ran out handled.
 
-    The library's loop collects every datagram ``poll_transmit`` builds into a list
-    and lets :data:`QH3_BUDGET_EXHAUSTED` escape: the datagrams built before it --
-    packets the core already counts as sent -- were dropped, and the error reached
-    the event loop as an unhandled traceback from the datagram callback (seen with
-    an aioquic client's handshake).  Here "nothing more fits" ends the round and
-    the built datagrams are sent; the next datagram from the peer (or the loss
-    timer, re-armed as usual after the send) resumes.  Any other error is raised.
+    The library lets :data:`QH3_BUDGET_EXHAUSTED` escape ``datagrams_to_send``, and
+    from a datagram callback it reached the event loop as an unhandled traceback
+    (seen with an aioquic client's handshake).  Here it ends the round with nothing
+    to send (what the library built before it is lost to the error either way;
+    QUIC's loss recovery resends it); the next datagram from the peer or the loss
+    timer, re-armed as usual after the round, resumes.  Any other error is raised.
     """
+    original = qconn.QuicConnection.datagrams_to_send
 
     def datagrams_to_send(self: Any, now: float) -> list[tuple[bytes, Any]]:
-        if self._core is None:
+        try:
+            return list(original(self, now))
+        except qconn.QuicConnectionError as exc:
+            if exc.reason_phrase != QH3_BUDGET_EXHAUSTED:
+                raise
             return []
-        datagrams: list[tuple[bytes, Any]] = []
-        while True:
-            try:
-                transmit = self._call_core(self._core.poll_transmit, now)
-            except qconn.QuicConnectionError as exc:
-                if exc.reason_phrase != QH3_BUDGET_EXHAUSTED:
-                    raise
-                return datagrams
-            if transmit is None:
-                return datagrams
-            self._log_datagram("datagrams_sent", transmit[0])
-            self._log_packets("packet_sent", transmit[0])
-            datagrams.append((transmit[0], transmit[1]))
 
     return datagrams_to_send
 
