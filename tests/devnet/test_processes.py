@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from zapstack.devnet.processes import _ephemeral_low, free_port_base
 
 
@@ -9,3 +11,20 @@ def test_devnet_ports_stay_below_the_ephemeral_range() -> None:
     for n in (4, 40):
         base = free_port_base(n)
         assert base >= 20000 and base + n + 1000 <= _ephemeral_low()
+
+
+def test_log_alerts_are_the_lines_an_operator_is_paged_for(tmp_path: Path) -> None:
+    from zapstack.devnet.processes import log_alerts
+
+    assert log_alerts(tmp_path) == []  # no log yet
+    lines = [
+        '{"event": "listening", "level": "info", "logger": "zapstack.node"}',
+        '{"event": "peer closed", "level": "debug", "logger": "quic"}',
+        '{"event": "catch-up failed", "level": "warning", "logger": "zapstack.node"}',
+        '{"event": "halted at height 3", "level": "error", "logger": "zapstack.node"}',
+        '{"event": "boom", "level": "CRITICAL", "logger": "x"}',
+        "Traceback (most recent call last):",
+        '{"event": "no level"}',
+    ]
+    (tmp_path / "node.log").write_text("\n".join(lines) + "\n")
+    assert log_alerts(tmp_path) == lines[2:]

@@ -210,6 +210,8 @@ def test_a_non_validator_cannot_make_a_validator_hold_memory(tmp_path: Path) -> 
             assert breaches(node) == [Rule.PRIVILEGED]  # the node disconnected it
             slow, _ = await attack("slowloris")
             assert breaches(node) == [Rule.PRIVILEGED, Rule.RATE]
+            assert node.endpoint is not None  # counted for the metric, logged at INFO
+            assert node.endpoint.breach_counts == {"privileged": 1, "rate": 1}
             assert not serving.done()
             return flood, grew, slow
         finally:

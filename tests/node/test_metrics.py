@@ -14,6 +14,7 @@ def fake_node() -> SimpleNamespace:
         consensus=consensus,
         rx=SimpleNamespace(in_flight=7),  # a property on TxReceiver
         executor=SimpleNamespace(candidates=(1, 2)),
+        endpoint=SimpleNamespace(breach_counts={"rate": 3, "privileged": 1}),
     )
 
 
@@ -48,6 +49,8 @@ def test_update_exports_status_and_legs() -> None:
         'zap_leg_ms{leg="corona"} 400.0',
         'zap_consensus_events{event="proposed"} 4.0',
         "zap_peers 2.0",
+        'zap_peer_breaches{rule="rate"} 3.0',
+        'zap_peer_breaches{rule="privileged"} 1.0',
     ):
         assert line in text, line
     assert 'leg="magnetar"' not in text  # a failed leg has no time

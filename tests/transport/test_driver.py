@@ -149,3 +149,33 @@ def test_a_transmit_that_drains_the_backlog_wakes_backed_off_writers() -> None:
     assert not before
     assert after
     assert left == 1  # the unsatisfied wait stays queued
+
+
+def test_a_dial_that_gives_up_leaves_no_unretrieved_future(binding: Binding) -> None:
+    """Issue 18: a dial to a silent port times out (TransportError to the caller); the
+    library's shielded connected-waiter used to fail later with nobody reading it, and
+    asyncio logged "Future exception was never retrieved" at ERROR in every node whose
+    peer was not up yet."""
+    import gc
+    import socket
+
+    reports: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reports.append(ctx))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))  # bound, never answers
+            port = silent.getsockname()[1]
+            dialer = Endpoint(
+                binding, NodeIdentity.generate(8), {}, TransportConfig(handshake_timeout=0.3)
+            )
+            for _ in range(2):
+                with pytest.raises(TransportError):
+                    await dialer.dial("127.0.0.1", port, NodeIdentity.generate(9).node_id)
+            await dialer.close()  # the library fails the waiters now
+        await asyncio.sleep(0.2)
+        gc.collect()  # an unretrieved exception is reported when its future is collected
+        await asyncio.sleep(0)
+
+    run_bounded(main(), 15)
+    assert [r.get("message") for r in reports] == []

@@ -68,3 +68,88 @@ def test_oversized_hello_is_rejected_early() -> None:
     assert handler.on_data(b"\0" * (MAX_HELLO_BYTES + 1)) == (
         Reject(WireCode.STREAM_PROTOCOL_VIOLATION),
     )
+
+
+# --- one key, one node id: the HELLO key has exactly one accepted encoding --------------
+# An independent model of the encodings (X9.62 point forms, RFC 5480 SPKI), written from
+# docs/formats/streams.md §HELLO, not from identity.py.
+
+_EC_ALG = bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107")  # id-ecPublicKey, P-256
+
+
+def _der(tag: int, body: bytes, *, long_form: bool = False) -> bytes:
+    if long_form or len(body) > 127:  # long form: one length byte after 0x81
+        return bytes((tag, 0x81, len(body))) + body
+    return bytes((tag, len(body))) + body
+
+
+def _spki_of_point(point: bytes, *, long_form: bool = False) -> bytes:
+    bit_string = _der(0x03, b"\x00" + point)
+    return _der(0x30, _EC_ALG + bit_string, long_form=long_form)
+
+
+def _point_forms(identity: NodeIdentity) -> dict[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+
+    public = identity.key.public_key()
+    fmt = serialization.PublicFormat
+    uncompressed = public.public_bytes(serialization.Encoding.X962, fmt.UncompressedPoint)
+    compressed = public.public_bytes(serialization.Encoding.X962, fmt.CompressedPoint)
+    y_odd = uncompressed[-1] & 1
+    return {
+        "uncompressed": uncompressed,
+        "compressed": compressed,
+        "hybrid": bytes((0x06 + y_odd,)) + uncompressed[1:],
+        "hybrid-wrong-parity": bytes((0x07 - y_odd,)) + uncompressed[1:],
+    }
+
+
+def _hello_with_spki(identity: NodeIdentity, spki: bytes, listener_id: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    digest = hashlib.sha256(b"zap/1 hello" + listener_id + bytes((len(ODCID),)) + ODCID).digest()
+    sig = identity.key.sign(digest, ec.ECDSA(hashes.SHA256()))
+    return len(spki).to_bytes(2, "big") + spki + len(sig).to_bytes(2, "big") + sig
+
+
+def test_the_canonical_spki_is_the_uncompressed_named_curve_one() -> None:
+    for seed in range(1, 6):
+        identity = NodeIdentity.generate(seed)
+        canonical = _spki_of_point(_point_forms(identity)["uncompressed"])
+        assert identity.spki == canonical
+        assert len(canonical) == 91
+        listener = NodeIdentity.generate(100 + seed)
+        payload = _hello_with_spki(identity, canonical, listener.node_id)
+        assert verify_hello(payload, listener.node_id, ODCID) == hashlib.sha256(canonical).digest()
+
+
+@pytest.mark.parametrize(
+    "form", ["compressed", "hybrid", "hybrid-wrong-parity", "uncompressed-long-form-length"]
+)
+def test_the_same_key_in_any_other_encoding_is_refused(form: str) -> None:
+    """A validly signed HELLO whose key is the dialer's key in another encoding would
+    present a second node id for the same key: refused, STREAM_PROTOCOL_VIOLATION."""
+    from cryptography.hazmat.primitives import serialization
+
+    for seed in range(1, 9):  # both parities of Y occur among these keys
+        dialer, listener = NodeIdentity.generate(seed), NodeIdentity.generate(50)
+        forms = _point_forms(dialer)
+        if form == "uncompressed-long-form-length":
+            spki = _spki_of_point(forms["uncompressed"], long_form=True)
+        else:
+            spki = _spki_of_point(forms[form])
+        if form in ("compressed", "hybrid"):  # the library reads it as the same key ...
+            loaded = serialization.load_der_public_key(spki)
+            assert loaded.public_numbers() == dialer.key.public_key().public_numbers()  # type: ignore[union-attr]
+            assert hashlib.sha256(spki).digest() != dialer.node_id  # ... under another id
+        payload = _hello_with_spki(dialer, spki, listener.node_id)
+        with pytest.raises(RemoteProtocolError) as info:
+            verify_hello(payload, listener.node_id, ODCID)
+        assert info.value.code is WireCode.STREAM_PROTOCOL_VIOLATION
+        handler = HelloHandler(listener.node_id, ODCID)
+        for i in range(len(payload)):  # byte at a time: refused only at FIN
+            assert handler.on_data(payload[i : i + 1]) == ()
+        with pytest.raises(RemoteProtocolError):
+            handler.on_end()
+        assert handler.node_id is None

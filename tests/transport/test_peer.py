@@ -206,3 +206,47 @@ def test_a_refused_hello_really_closes_the_connection(
             await listener.close()
 
     run_bounded(main(), 15)
+
+
+def test_a_hello_with_the_hybrid_encoding_of_the_dialers_key_is_refused(
+    binding: Binding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validly signed HELLO whose key is the dialer's own key, hybrid-encoded (it
+    would hash to a second node id): the listener refuses it and closes the connection."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    import zapstack.transport.peer as peer_module
+
+    def hybrid_hello(identity: NodeIdentity, listener_id: bytes, odcid: bytes) -> bytes:
+        point = identity.key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        hybrid = bytes((0x06 + (point[-1] & 1),)) + point[1:]
+        spki = identity.spki[: -len(point)] + hybrid  # same DER lengths: only the tag differs
+        assert serialization.load_der_public_key(spki).public_numbers() == (  # type: ignore[union-attr]
+            identity.key.public_key().public_numbers()
+        )
+        digest = hashlib.sha256(b"zap/1 hello" + listener_id + bytes((len(odcid),)) + odcid)
+        sig = identity.key.sign(digest.digest(), ec.ECDSA(hashes.SHA256()))
+        return len(spki).to_bytes(2, "big") + spki + len(sig).to_bytes(2, "big") + sig
+
+    monkeypatch.setattr(peer_module, "encode_hello", hybrid_hello)
+
+    async def main() -> None:
+        listener = Endpoint(binding, NodeIdentity.generate(100), {})
+        port = await listener.listen()
+        dialer = Endpoint(binding, NodeIdentity.generate(1), {})
+        try:
+            peer = await dialer.dial("127.0.0.1", port, listener.identity.node_id)
+            await peer.wait_closed(3.0)
+            assert peer.close_info is not None
+            assert peer.close_info.code == WireCode.BAD_SIGNATURE
+            assert listener.inbound.empty()  # never handed out as authenticated
+        finally:
+            await dialer.close()
+            await listener.close()
+
+    run_bounded(main(), 15)

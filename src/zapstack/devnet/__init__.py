@@ -25,7 +25,13 @@ control; node processes are always stopped in a ``finally``.
 from zapstack.devnet.devnet import DevnetResult, devnet_policy, run_devnet
 from zapstack.devnet.loadgen import LoadGenerator, LoadStats
 from zapstack.devnet.malicious import MaliciousPeer, MaliciousStats
-from zapstack.devnet.processes import ProcessCluster, free_port_base, read_status, spawn_node
+from zapstack.devnet.processes import (
+    ProcessCluster,
+    free_port_base,
+    log_alerts,
+    read_status,
+    spawn_node,
+)
 from zapstack.devnet.soak import run_soak
 from zapstack.devnet.soakcheck import ChainRead, Restart, SoakResult, read_chain
 
@@ -41,6 +47,7 @@ __all__ = [
     "SoakResult",
     "devnet_policy",
     "free_port_base",
+    "log_alerts",
     "read_chain",
     "read_status",
     "run_devnet",

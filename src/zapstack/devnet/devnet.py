@@ -43,7 +43,7 @@ from rich.live import Live
 from rich.table import Table
 
 from zapstack.devnet.loadgen import LoadGenerator
-from zapstack.devnet.processes import free_port_base, read_status, spawn_node
+from zapstack.devnet.processes import free_port_base, log_alerts, read_status, spawn_node
 from zapstack.devnet.view import AdmitRates, Statuses, render
 from zapstack.lightclient import Fetched, LightClient
 from zapstack.node.genesis import DEFAULT_POLICY, Genesis, load_genesis, make_devnet
@@ -70,6 +70,8 @@ class DevnetResult:
     load: dict[str, Any] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=dict)
     tiers: dict[str, int] = field(default_factory=dict)
+    log_alerts: dict[int, list[str]] = field(default_factory=dict)
+    """Per validator, its ``node.log`` lines at WARNING or above (none on a good run)."""
 
     @property
     def ok(self) -> bool:
@@ -89,20 +91,6 @@ def devnet_policy(n: int) -> dict[str, Any]:
     return policy
 
 
-def _quiet_failed_dials(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Drop asyncio's "never retrieved" report of a dial that already failed.
-
-    qh3 sets ConnectionError on its connected-waiter after our bounded dial gave
-    up on it; the failure was already handled (the peer is retried or skipped).
-    Every other report goes to the default handler.
-    """
-    if isinstance(context.get("exception"), ConnectionError) and "never retrieved" in str(
-        context.get("message", "")
-    ):
-        return
-    loop.default_exception_handler(context)
-
-
 async def _drive(
     homes: list[Path],
     genesis: Genesis,
@@ -116,7 +104,6 @@ async def _drive(
 ) -> DevnetResult:
     """Load the running validators until they all halt, then check and re-fetch."""
     started = time.monotonic()
-    asyncio.get_running_loop().set_exception_handler(_quiet_failed_dials)
     load = LoadGenerator(genesis, rate=rate, malformed_every=malformed_every)
     deadline = started + timeout_s
     await _connect(load, len(homes), deadline, alive)
@@ -257,6 +244,7 @@ def run_devnet(
         )
     finally:
         _stop(procs, homes, console)
+    result.log_alerts = {i: log_alerts(h) for i, h in enumerate(homes)}
     _summary(console, result, n)
     return result
 
@@ -300,6 +288,17 @@ def _summary(console: Console, r: DevnetResult, n: int) -> None:
         f"{r.light_client_bytes} bytes in {r.light_client_chunks} verified 64 KiB chunks "
         f"from {r.light_client_providers} providers per block",
     )
+    table.add_row("node log ERROR / WARNING lines", _alerts_row(r.log_alerts))
     console.print(table)
     verdict = "[green]OK[/green]" if r.ok else "[red]FAILED[/red]"
     console.print(f"devnet of {n} validators: {verdict}")
+
+
+def _alerts_row(alerts: dict[int, list[str]]) -> str:
+    """``0``, or the count per node and the first such line."""
+    total = sum(len(lines) for lines in alerts.values())
+    if not total:
+        return "0"
+    per_node = {i: len(lines) for i, lines in alerts.items()}
+    first = next(lines[0] for lines in alerts.values() if lines)
+    return f"{total} (per node {json.dumps(per_node)}; first: {first[:200]})"

@@ -10,6 +10,9 @@ what each writes to its home folder (``status.json``, ``stdout.txt``).
   ``home/stdout.txt``;
 * :func:`read_status` reads a node's ``status.json`` (None while it is absent or
   being replaced);
+* :func:`log_alerts` lists the lines of a node's ``node.log`` an operator
+  alerting on the log would be paged for (ERROR, WARNING, CRITICAL, or not a
+  JSON log record at all);
 * :class:`ProcessCluster` holds N node processes over one devnet home and
   starts, kills, restarts and stops them.
 
@@ -30,7 +33,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessCluster", "free_port_base", "read_status", "spawn_node"]
+__all__ = [
+    "ALERT_LEVELS",
+    "ProcessCluster",
+    "free_port_base",
+    "log_alerts",
+    "read_status",
+    "spawn_node",
+]
+
+ALERT_LEVELS = frozenset({"warning", "error", "critical"})
+"""``node.log`` levels an operator alerts on; a devnet run must leave none."""
 
 
 def _ephemeral_low() -> int:
@@ -81,6 +94,23 @@ def read_status(home: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def log_alerts(home: Path) -> list[str]:
+    """The lines of ``home/node.log`` at an :data:`ALERT_LEVELS` level, or not JSON."""
+    path = home / "node.log"
+    if not path.exists():
+        return []
+    alerts = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            level = str(record.get("level", "")).lower() if isinstance(record, dict) else ""
+        except ValueError:
+            level = "unstructured"
+        if level in ALERT_LEVELS or level in ("", "unstructured"):
+            alerts.append(line)
+    return alerts
 
 
 def spawn_node(

@@ -22,6 +22,9 @@ zap_leg_ms{leg}                        last aggregated leg time after round star
 zap_finalize_ms                        last round's time to finality
 zap_consensus_events{event}            proposals, votes, round changes, rejects
 zap_peers                              connected validator peers
+zap_peer_breaches{rule}                peers disconnected for breaking a stream
+                                       bound since start, by rule (size,
+                                       privileged, budget, rate, deadline)
 =====================================  =========================================
 """
 
@@ -74,6 +77,9 @@ class NodeMetrics:
         )
         self.events = Gauge("zap_consensus_events", "consensus event counts", ["event"], registry=r)
         self.peers = Gauge("zap_peers", "connected validator peers", registry=r)
+        self.breaches = Gauge(
+            "zap_peer_breaches", "peers disconnected for breaking a bound", ["rule"], registry=r
+        )
 
     def serve(self, port: int) -> None:
         """Start the /metrics HTTP server on 127.0.0.1."""
@@ -91,6 +97,9 @@ class NodeMetrics:
         self.peers.set(len(status["peers"]))
         for pipeline, n in in_flight(self.node).items():
             self.in_flight.labels(pipeline=pipeline).set(n)
+        endpoint = getattr(self.node, "endpoint", None)
+        for rule, n in (endpoint.breach_counts if endpoint is not None else {}).items():
+            self.breaches.labels(rule=rule).set(n)
         for rec in status.get("recent", [])[-4:]:
             for leg, ms in rec.get("legs_ms", {}).items():
                 if ms >= 0:

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -155,6 +155,21 @@ def make_protocol_class(base: type) -> type:
             if self.zap_peer is not None:
                 self.zap_peer.service()
 
+        async def wait_connected(self) -> None:
+            # Both libraries await their connected-waiter through asyncio.shield:
+            # when our bounded dial gives up (wait_for cancels this), the waiter
+            # lives on and the library fails it with ConnectionError once the
+            # connection closes -- with nobody left to read it, asyncio would
+            # log "Future exception was never retrieved" at ERROR.  The dialer
+            # already has its TransportError: the waiter's outcome is retrieved.
+            try:
+                await super().wait_connected()
+            except asyncio.CancelledError:
+                waiter = getattr(self, "_connected_waiter", None)
+                if waiter is not None:
+                    waiter.add_done_callback(_retrieve)
+                raise
+
         def transmit(self) -> None:
             # qh3 2.1.0 intermittently raises ValueError("reserved stream is
             # missing") from its packet builder under heavy stream churn, before
@@ -181,6 +196,12 @@ def make_protocol_class(base: type) -> type:
     return ZapProtocol
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a finished future's exception as seen (its owner gave up waiting)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Endpoint:
     """A node's QUIC endpoint: listens, dials, hands out :class:`Peer` objects."""
 
@@ -197,10 +218,12 @@ class Endpoint:
         self.handlers = dict(handlers)
         self.config = config or TransportConfig()
         self.limits = limits
-        self.breaches: deque[tuple[bytes, Breach]] = deque(maxlen=256)
-        """The latest peers disconnected for breaking a bound: (node id, breach)."""
         """Bounds on every peer-opened stream of the connections made from now on
         (:mod:`~zapstack.transport.limits`); ``None``: unbounded at this layer."""
+        self.breaches: deque[tuple[bytes, Breach]] = deque(maxlen=256)
+        """The latest peers disconnected for breaking a bound: (node id, breach)."""
+        self.breach_counts: Counter[str] = Counter()
+        """Peers disconnected for breaking a bound since start, by rule (a metric)."""
         self.port = 0
         self.inbound: asyncio.Queue[Peer] = asyncio.Queue()
         self._server: Any = None
@@ -219,8 +242,10 @@ class Endpoint:
         self.inbound.put_nowait(peer)
 
     def _breached(self, peer: Peer, breach: Breach) -> None:
+        # a peer's bad input, refused: INFO and a metric, not an operator's warning
         self.breaches.append((peer.node_id, breach))
-        log.warning("peer %s disconnected: %s", peer.node_id.hex()[:16], breach.detail)
+        self.breach_counts[breach.rule.value] += 1
+        log.info("peer %s disconnected: %s", peer.node_id.hex()[:16], breach.detail)
 
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start accepting connections; return the bound UDP port."""

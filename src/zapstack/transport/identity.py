@@ -17,6 +17,13 @@ Contract
   at random by the dialer, known to both ends).  Binding the listener's id
   stops a relaying peer from replaying it elsewhere; the ODCID makes it
   specific to one connection.
+* The key's SPKI has exactly one accepted encoding (:data:`P256_SPKI_PREFIX`):
+  DER, ``id-ecPublicKey`` with the named curve ``prime256v1``, and the point
+  uncompressed (``04 || X || Y``) -- 91 bytes, what ``cryptography`` writes.
+  The same key compressed (``02``/``03``), hybrid (``06``/``07``), with
+  explicit curve parameters or in any other DER spelling would hash to a
+  different node id, so a HELLO carrying it is refused
+  (``STREAM_PROTOCOL_VIOLATION``): one key, one node id.
 * Keys can be derived from an integer seed (tests, vectors, devnets) or drawn
   from the OS.
 """
@@ -43,6 +50,8 @@ __all__ = [
     "ALPN",
     "HELLO_DOMAIN",
     "MAX_HELLO_BYTES",
+    "P256_SPKI_LEN",
+    "P256_SPKI_PREFIX",
     "HelloHandler",
     "NodeIdentity",
     "encode_hello",
@@ -58,6 +67,13 @@ HELLO_DOMAIN = b"zap/1 hello"
 """Domain separator of the HELLO signature."""
 MAX_HELLO_BYTES = 512
 """A HELLO longer than this is refused (STREAM_PROTOCOL_VIOLATION)."""
+
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004")
+"""The first 27 bytes of every accepted SPKI: SEQUENCE(89), AlgorithmIdentifier
+(id-ecPublicKey, prime256v1), BIT STRING(66) with no unused bits, then the
+uncompressed-point tag 0x04; X and Y (32 bytes each) follow."""
+P256_SPKI_LEN = len(P256_SPKI_PREFIX) + 64
+"""91: the length of every accepted SPKI."""
 
 _NOT_BEFORE = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 _NOT_AFTER = datetime.datetime(2125, 1, 1, tzinfo=datetime.UTC)
@@ -155,7 +171,9 @@ def verify_hello(payload: bytes, listener_id: bytes, odcid: bytes) -> bytes:
     """Check a HELLO payload; return the dialer's node id.
 
     Raises :class:`RemoteProtocolError` (``STREAM_PROTOCOL_VIOLATION`` for a
-    malformed payload, ``BAD_SIGNATURE`` for a signature that does not verify).
+    malformed payload or a key in any encoding but the one canonical SPKI
+    (:data:`P256_SPKI_PREFIX`), ``BAD_SIGNATURE`` for a signature that does
+    not verify).
     """
     bad = WireCode.STREAM_PROTOCOL_VIOLATION
     if len(payload) < 2:
@@ -168,12 +186,16 @@ def verify_hello(payload: bytes, listener_id: bytes, odcid: bytes) -> bytes:
     if len(payload) != sig_at + 2 + sig_len:
         raise RemoteProtocolError("HELLO length mismatch", code=bad, offset=sig_at)
     spki = payload[2:sig_at]
+    if spki_len != P256_SPKI_LEN or not spki.startswith(P256_SPKI_PREFIX):
+        raise RemoteProtocolError(
+            "HELLO key is not an uncompressed named-curve P-256 SPKI", code=bad, offset=2
+        )
     try:
         public = serialization.load_der_public_key(spki)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise RemoteProtocolError("HELLO key unparsable", code=bad, offset=2) from exc
-    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
-        raise RemoteProtocolError("HELLO key is not P-256", code=bad, offset=2)
+        raise RemoteProtocolError("HELLO key is not a P-256 point", code=bad, offset=2) from exc
+    if not isinstance(public, ec.EllipticCurvePublicKey) or _spki(public) != spki:
+        raise RemoteProtocolError("HELLO key is not canonical", code=bad, offset=2)
     try:
         public.verify(
             payload[sig_at + 2 :],

@@ -1,4 +1,4 @@
-"""Version-pinned patches that make the per-connection stream limits configurable.
+"""Version-pinned patches: configurable per-connection stream limits; qh3's log levels.
 
 Contract
 --------
@@ -21,18 +21,34 @@ version: private internals move between releases, and a silently ineffective
 patch would advertise the wrong limit.  ``tests/transport/test_patch.py``
 asserts that the peer really sees the configured ``initial_max_streams_uni``
 and that another version is refused.  Applying a patch twice is a no-op.
+
+qh3 2.1.0's ``datagrams_to_send`` raises when its core runs out of sending
+budget mid-round, and the error escaped the datagram callback as an unhandled
+traceback (:func:`_datagrams_within_budget` ends the round instead).
+
+qh3 2.1.0 also reports *every* CONNECTION_CLOSE a peer sends at WARNING on
+its ``quic`` logger ("Native peer close: ..."), the NO_ERROR close of a client
+that is simply done included: an operator alerting on warnings would be paged
+for each light client that leaves.  :func:`patch_qh3` gives that module a
+logger whose ``warning`` looks the message up in :data:`QH3_LOG_LEVELS`
+(a peer's close and a peer's packet refused as a protocol error: INFO; the
+connection still ends through the usual ``ConnectionTerminated`` event); every
+other record keeps its level.
 """
 
 from __future__ import annotations
 
 import contextvars
 import importlib
+import logging
 from typing import Any
 
 from zapstack.errors import ConfigError
 
 __all__ = [
     "AIOQUIC_VERSION",
+    "QH3_BUDGET_EXHAUSTED",
+    "QH3_LOG_LEVELS",
     "QH3_VERSION",
     "patch_aioquic",
     "patch_qh3",
@@ -44,6 +60,20 @@ QH3_VERSION = "2.1.0"
 """The only qh3 release whose internals :func:`patch_qh3` knows."""
 AIOQUIC_VERSION = "1.7.2"
 """The only aioquic release whose internals :func:`patch_aioquic` knows."""
+
+QH3_LOG_LEVELS: dict[str, int] = {
+    "Native peer close: %r": logging.INFO,
+    "Native protocol error: %r": logging.INFO,
+}
+"""qh3 2.1.0 ``quic`` logger warnings (their format string) that report a peer, and
+the level they are logged at instead.  A peer's CONNECTION_CLOSE is how a connection
+ordinarily ends.  A native protocol error is qh3 refusing a peer's packet (the
+connection then ends with the error code, which its ``ConnectionTerminated`` event
+carries): the peer's input, nothing an operator can act on.  It happens at every
+devnet start: a validator that dials a peer not yet listening loses its first
+Initial, its probe Initial carries no CRYPTO frame, the qh3 listener refuses that
+("packet contains no CRYPTO frame") and the dialer redials.  Any other warning keeps
+its level."""
 
 _UNI_ATTR = "zap_max_streams_uni"
 _BIDI_ATTR = "zap_max_streams_bidi"
@@ -86,8 +116,51 @@ def _require(name: str, pinned: str) -> None:
         )
 
 
+class _LeveledLog:
+    """A library's module logger whose ``warning`` is logged at :data:`QH3_LOG_LEVELS`."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stacklevel", 2)
+        self._logger.log(QH3_LOG_LEVELS.get(msg, logging.WARNING), msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
+QH3_BUDGET_EXHAUSTED = "packet builder capacity exhausted"
+"""What qh3 2.1.0's core raises from ``poll_transmit`` when the next packet does not
+fit what it may send now (a listener's anti-amplification budget: 3x the bytes an
+unvalidated client sent)."""
+
+
+def _datagrams_within_budget(qconn: Any) -> Any:
+    """qh3's ``QuicConnection.datagrams_to_send``, with a budget that ran out handled.
+
+    The library lets :data:`QH3_BUDGET_EXHAUSTED` escape ``datagrams_to_send``, and
+    from a datagram callback it reached the event loop as an unhandled traceback
+    (seen with an aioquic client's handshake).  Here it ends the round with nothing
+    to send (what the library built before it is lost to the error either way;
+    QUIC's loss recovery resends it); the next datagram from the peer or the loss
+    timer, re-armed as usual after the round, resumes.  Any other error is raised.
+    """
+    original = qconn.QuicConnection.datagrams_to_send
+
+    def datagrams_to_send(self: Any, now: float) -> list[tuple[bytes, Any]]:
+        try:
+            return list(original(self, now))
+        except qconn.QuicConnectionError as exc:
+            if exc.reason_phrase != QH3_BUDGET_EXHAUSTED:
+                raise
+            return []
+
+    return datagrams_to_send
+
+
 def patch_qh3() -> None:
-    """Patch qh3 so ``set_stream_limits`` values are advertised *and* enforced."""
+    """Patch qh3: ``set_stream_limits`` values advertised *and* enforced; log levels."""
     if "qh3" in _patched:
         return
     _require("qh3", QH3_VERSION)
@@ -131,6 +204,8 @@ def patch_qh3() -> None:
     tls_bridge.QuicTransportParameters = params_factory
     qconn.QuicConnection._create_core = create_core
     tls_bridge.QuicTlsBridge.serialize_transport_parameters = serialize
+    qconn.QuicConnection.datagrams_to_send = _datagrams_within_budget(qconn)
+    qconn.logger = _LeveledLog(qconn.logger)
     _patched.add("qh3")
 
 
