@@ -178,18 +178,8 @@ def test_request_reply_and_cancel_flushes(binding: Binding) -> None:
     run_bounded(main(), 15)
 
 
-@pytest.mark.parametrize(
-    "hello",
-    [b"\x00\x05junk", bytes(2) + bytes(2)],  # malformed; well-formed framing, no key
-)
-def test_a_refused_hello_really_closes_the_connection(
-    binding: Binding, monkeypatch: pytest.MonkeyPatch, hello: bytes
-) -> None:
-    """The listener refuses the HELLO and closes: the CONNECTION_CLOSE reaches the
-    dialer (it used to stay queued in the session, the connection open)."""
-    import zapstack.transport.peer as peer_module
-
-    monkeypatch.setattr(peer_module, "encode_hello", lambda *_args: hello)
+def _assert_hello_refused_and_closed(binding: Binding) -> None:
+    """Dial with the (patched) HELLO: the listener refuses it and closes the connection."""
 
     async def main() -> None:
         listener = Endpoint(binding, NodeIdentity.generate(100), {})
@@ -206,6 +196,22 @@ def test_a_refused_hello_really_closes_the_connection(
             await listener.close()
 
     run_bounded(main(), 15)
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [b"\x00\x05junk", bytes(2) + bytes(2)],  # malformed; well-formed framing, no key
+)
+def test_a_refused_hello_really_closes_the_connection(
+    binding: Binding, monkeypatch: pytest.MonkeyPatch, hello: bytes
+) -> None:
+    """The listener refuses the HELLO and closes: the CONNECTION_CLOSE reaches the
+    dialer (it used to stay queued in the session, the connection open)."""
+    import zapstack.transport.peer as peer_module
+
+    monkeypatch.setattr(peer_module, "encode_hello", lambda *_args: hello)
+
+    _assert_hello_refused_and_closed(binding)
 
 
 def test_a_hello_with_the_hybrid_encoding_of_the_dialers_key_is_refused(
@@ -235,18 +241,4 @@ def test_a_hello_with_the_hybrid_encoding_of_the_dialers_key_is_refused(
 
     monkeypatch.setattr(peer_module, "encode_hello", hybrid_hello)
 
-    async def main() -> None:
-        listener = Endpoint(binding, NodeIdentity.generate(100), {})
-        port = await listener.listen()
-        dialer = Endpoint(binding, NodeIdentity.generate(1), {})
-        try:
-            peer = await dialer.dial("127.0.0.1", port, listener.identity.node_id)
-            await peer.wait_closed(3.0)
-            assert peer.close_info is not None
-            assert peer.close_info.code == WireCode.BAD_SIGNATURE
-            assert listener.inbound.empty()  # never handed out as authenticated
-        finally:
-            await dialer.close()
-            await listener.close()
-
-    run_bounded(main(), 15)
+    _assert_hello_refused_and_closed(binding)
