@@ -8,7 +8,21 @@ from pathlib import Path
 import pytest
 
 from zapstack.verify import ThreadVerifier
-from zapstack.zapdb import ZapDB
+from zapstack.zapdb import StateChunk, ZapDB
+
+
+def state_chunks(path: Path, depth: int, keys: int, spread: int) -> tuple[bytes, list[StateChunk]]:
+    """A committed state of ``keys`` keys (value sizes 1..spread) and its 2**depth chunks."""
+    db = ZapDB.open(str(path))
+    txn = db.begin()
+    for i in range(keys):
+        txn.set(b"k%d" % i, b"v" * (i % spread + 1))
+    txn.commit()
+    with db.read() as view:
+        chunks = [view.chunk(depth, i) for i in range(1 << depth)]
+        root = view.root()
+    db.close()
+    return root, chunks
 
 
 @pytest.fixture

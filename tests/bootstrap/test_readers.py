@@ -25,20 +25,13 @@ from zapstack.bootstrap.wire import (
 )
 from zapstack.errors import RemoteProtocolError, WireCode
 from zapstack.zap import build_transfer
-from zapstack.zapdb import StateChunk, ZapDB, verify_chunk
+from zapstack.zapdb import StateChunk, verify_chunk
+
+from .conftest import state_chunks
 
 
 def _chunks(tmp: Path, depth: int) -> tuple[bytes, list[StateChunk]]:
-    db = ZapDB.open(str(tmp / "w"))
-    txn = db.begin()
-    for i in range(60):
-        txn.set(b"k%d" % i, b"v" * (i % 7 + 1))
-    txn.commit()
-    with db.read() as view:
-        out = [view.chunk(depth, i) for i in range(1 << depth)]
-        root = view.root()
-    db.close()
-    return root, out
+    return state_chunks(tmp / "w", depth, keys=60, spread=7)
 
 
 def _feed(reader, data: bytes, splits: list[int]) -> list[object]:  # type: ignore[no-untyped-def]

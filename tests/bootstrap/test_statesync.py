@@ -13,18 +13,11 @@ from zapstack.errors import RemoteProtocolError, WireCode
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
 from zapstack.zapdb import StateChunk, ZapDB
 
+from .conftest import state_chunks
+
 
 def _source(tmp: Path, depth: int) -> tuple[bytes, list[StateChunk]]:
-    db = ZapDB.open(str(tmp / "src"))
-    txn = db.begin()
-    for i in range(40):
-        txn.set(b"k%d" % i, b"v" * (i % 5 + 1))
-    txn.commit()
-    with db.read() as view:
-        chunks = [view.chunk(depth, i) for i in range(1 << depth)]
-        root = view.root()
-    db.close()
-    return root, chunks
+    return state_chunks(tmp / "src", depth, keys=40, spread=5)
 
 
 def test_batches_are_handed_out_in_order_and_a_failed_tail_comes_first(tmp_path: Path) -> None:
