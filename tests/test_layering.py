@@ -63,7 +63,7 @@ bench`` (``benchmarks/e2e*.py``) runs a devnet with the devnet's own tools."""
 ROOT_MAY_IMPORT = frozenset({"errors"})
 """What ``zapstack/__init__.py`` (the facade) may import."""
 
-IO_MODULES = frozenset({"asyncio", "socket", "qh3", "aioquic", "uvloop"})
+IO_MODULES = frozenset({"asyncio", "socket", "qh3", "aioquic", "uvloop", "aiohttp"})
 CORES = frozenset(
     {"errors", "zap", "crypto", "zapdb", "transport", "mempool", "verify", "consensus"}
     | {"producer", "bootstrap", "dht"}

@@ -135,11 +135,11 @@ ROWS: list[tuple[str, str, Callable[[Path], None] | None, Any, list[str]]] = [
     ),
     ("UDP port in use", "UDP port 127.0.0.1:", None, udp_taken, NODE),
     (
-        "metrics port in use",
-        "metrics port",
+        "HTTP port in use",
+        "HTTP port",
         None,
         tcp_taken,
-        [*NODE, "--metrics-port", "{metrics}"],
+        [*NODE, "--http-port", "{metrics}"],
     ),
     (
         "unresolvable host",
@@ -148,7 +148,7 @@ ROWS: list[tuple[str, str, Callable[[Path], None] | None, Any, list[str]]] = [
         nothing,
         NODE,
     ),
-    ("--metrics-port 70000", "'--metrics-port'", None, nothing, [*NODE, "--metrics-port", "70000"]),
+    ("--http-port 70000", "'--http-port'", None, nothing, [*NODE, "--http-port", "70000"]),
     ("--quic quiche", "'quiche' is not one of", None, nothing, [*NODE, "--quic", "quiche"]),
     (
         "genesis allocations: 5",

@@ -164,8 +164,12 @@ def node(
     home: Path = typer.Option(
         ..., "--home", help="Node home (node.json; genesis.json here or in the parent)."
     ),
-    metrics_port: int = typer.Option(
-        0, "--metrics-port", min=0, max=65535, help="Serve /metrics on 127.0.0.1:PORT (0: off)."
+    http_port: int = typer.Option(
+        0,
+        "--http-port",
+        min=0,
+        max=65535,
+        help="Serve the HTTP API, /health and /metrics on 127.0.0.1:PORT (0: off).",
     ),
     binding: str = typer.Option("qh3", "--quic", callback=_binding, help="qh3 or aioquic."),
     halt_height: int = typer.Option(
@@ -183,7 +187,7 @@ def node(
 
     fatal = run_node(
         home,
-        metrics_port=metrics_port,
+        http_port=http_port,
         binding=binding,
         halt_height=halt_height or None,
         state_sync=state_sync,

@@ -234,7 +234,7 @@ def run_devnet(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, h in enumerate(homes):
-            procs.append(spawn_node(h, metrics_port=base + 1000 + i, halt_height=blocks))
+            procs.append(spawn_node(h, http_port=base + 1000 + i, halt_height=blocks))
 
         def alive() -> bool:
             return all(p.poll() is None for p in procs)

@@ -114,11 +114,11 @@ def log_alerts(home: Path) -> list[str]:
 
 
 def spawn_node(
-    home: Path, *, metrics_port: int = 0, halt_height: int = 0, state_sync: bool = False
+    home: Path, *, http_port: int = 0, halt_height: int = 0, state_sync: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start one ``zap node`` process for ``home`` (output in ``home/stdout.txt``)."""
     args = [sys.executable, "-m", "zapstack.cli", "node", "--home", str(home)]
-    args += ["--metrics-port", str(metrics_port), "--halt-height", str(halt_height)]
+    args += ["--http-port", str(http_port), "--halt-height", str(halt_height)]
     if state_sync:
         args.append("--state-sync")
     out = open(home / "stdout.txt", "ab")  # noqa: SIM115 - owned by the child

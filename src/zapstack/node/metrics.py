@@ -1,4 +1,4 @@
-"""Prometheus metrics of one node (``/metrics`` on 127.0.0.1:<metrics port>).
+"""Prometheus metrics of one node (``/metrics`` on the node's HTTP port, :mod:`.http.ops`).
 
 Each node process has its own registry.  Exported:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 if TYPE_CHECKING:
     from zapstack.node.engine import HeightRecord
@@ -80,10 +80,6 @@ class NodeMetrics:
         self.breaches = Gauge(
             "zap_peer_breaches", "peers disconnected for breaking a bound", ["rule"], registry=r
         )
-
-    def serve(self, port: int) -> None:
-        """Start the /metrics HTTP server on 127.0.0.1."""
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
 
     def update(self, status: dict[str, Any]) -> None:
         self.height.set(status["height"])

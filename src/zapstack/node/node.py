@@ -65,6 +65,7 @@ from zapstack.node.engine import Consensus, HeightRecord
 from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
 from zapstack.node.halt import guarded, hold_reserve
 from zapstack.node.handlers import stream_handlers
+from zapstack.node.http.server import NodeHttp
 from zapstack.node.inbox import Inbox
 from zapstack.node.metrics import NodeMetrics
 from zapstack.node.peers import Connections
@@ -99,7 +100,7 @@ class Node:
         genesis: Genesis | None = None,
         keys: NodeKeys | None = None,
         binding: str = "qh3",
-        metrics_port: int = 0,
+        http_port: int = 0,
         halt_height: int | None = None,
         state_sync: bool = False,
     ) -> None:
@@ -107,7 +108,7 @@ class Node:
         self.g = genesis or load_genesis(find_genesis(home))
         self.keys: NodeKeys = keys or load_node_keys(home / "node.json", self.g)
         self.binding = binding
-        self.metrics_port = metrics_port
+        self.http_port = http_port
         self.me = self.keys.index
         self.conns = Connections(self.g, self.me)
         self.inbox = Inbox()
@@ -136,6 +137,7 @@ class Node:
         self.dht: NodeDht | None = None
         self.metrics = NodeMetrics(self)
         self.endpoint: Endpoint | None = None
+        self.http: NodeHttp | None = None
         self.sync = ChainSync(self)
 
     def _init_tx_pipeline(self) -> None:
@@ -340,8 +342,9 @@ class Node:
         hold_reserve(self.home)
         await self.endpoint.listen(addr.host, addr.port)
         await self.dht.start()
-        if self.metrics_port:
-            self.metrics.serve(self.metrics_port)
+        if self.http_port:
+            self.http = NodeHttp(self, "127.0.0.1", self.http_port)
+            await self.http.start()
         tasks = [asyncio.create_task(guarded(self, c)) for c in self._loops()]
         log.info(
             "node %d listening on %s:%d at height %d",
@@ -356,7 +359,10 @@ class Node:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for closing in (self.pusher.close, self.dht.close, self.endpoint.close):
+            closings = [self.pusher.close, self.dht.close, self.endpoint.close]
+            if self.http is not None:
+                closings.insert(0, self.http.close)
+            for closing in closings:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(closing(), 5)
             self.close()

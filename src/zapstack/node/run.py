@@ -60,8 +60,8 @@ def configure_logging(path: Path, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def check_ports(host: str, port: int, metrics_port: int = 0) -> None:
-    """Resolve ``host`` and bind probes on UDP ``port`` and TCP ``metrics_port``."""
+def check_ports(host: str, port: int, http_port: int = 0) -> None:
+    """Resolve ``host`` and bind probes on UDP ``port`` and TCP ``http_port``."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
@@ -69,9 +69,9 @@ def check_ports(host: str, port: int, metrics_port: int = 0) -> None:
     probes: list[tuple[socket.AddressFamily, socket.SocketKind, Any, str]] = [
         (infos[0][0], socket.SOCK_DGRAM, infos[0][4], f"UDP port {host}:{port}")
     ]
-    if metrics_port:
-        where = ("127.0.0.1", metrics_port)
-        probes.append((socket.AF_INET, socket.SOCK_STREAM, where, f"metrics port {metrics_port}"))
+    if http_port:
+        where = ("127.0.0.1", http_port)
+        probes.append((socket.AF_INET, socket.SOCK_STREAM, where, f"HTTP port {http_port}"))
     for family, kind, addr, what in probes:
         with socket.socket(family, kind) as probe:
             try:
@@ -83,7 +83,7 @@ def check_ports(host: str, port: int, metrics_port: int = 0) -> None:
 def run_node(
     home: Path,
     *,
-    metrics_port: int = 0,
+    http_port: int = 0,
     binding: str = "qh3",
     halt_height: int | None = None,
     state_sync: bool = False,
@@ -100,7 +100,7 @@ def run_node(
         g = load_genesis(find_genesis(home))
         keys = load_node_keys(home / "node.json", g)
         addr = g.addresses[keys.index]
-        check_ports(addr.host, addr.port, metrics_port)
+        check_ports(addr.host, addr.port, http_port)
         first_start = check_chain(home, g)
         configure_logging(home / "node.log")  # the first write into the data folder
         if first_start:
@@ -112,7 +112,7 @@ def run_node(
                 genesis=g,
                 keys=keys,
                 binding=binding,
-                metrics_port=metrics_port,
+                http_port=http_port,
                 halt_height=halt_height,
                 state_sync=state_sync,
             )

@@ -1,0 +1,1 @@
+"""The node's HTTP side: one aiohttp application per node (:mod:`.server`)."""
