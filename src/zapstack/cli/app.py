@@ -169,7 +169,10 @@ def node(
         "--http-port",
         min=0,
         max=65535,
-        help="Serve the HTTP API, /health and /metrics on 127.0.0.1:PORT (0: off).",
+        help="Serve the HTTP API, /health and /metrics on HOST:PORT (0: off).",
+    ),
+    http_host: str = typer.Option(
+        "127.0.0.1", "--http-host", help="Interface the HTTP API binds (default: loopback only)."
     ),
     binding: str = typer.Option("qh3", "--quic", callback=_binding, help="qh3 or aioquic."),
     halt_height: int = typer.Option(
@@ -188,6 +191,7 @@ def node(
     fatal = run_node(
         home,
         http_port=http_port,
+        http_host=http_host,
         binding=binding,
         halt_height=halt_height or None,
         state_sync=state_sync,

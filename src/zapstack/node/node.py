@@ -54,7 +54,7 @@ from zapstack.bootstrap.server import BootstrapServer
 from zapstack.dht.ids import Contact
 from zapstack.errors import FatalStoreError, ZapError
 from zapstack.mempool import Mempool
-from zapstack.mempool.actions import TxAdmitted
+from zapstack.mempool.actions import TxAdmitted, TxRejected
 from zapstack.mempool.handler import TxSubmitService
 from zapstack.mempool.receive import TxReceiver
 from zapstack.node.blockdht import NodeDht
@@ -71,6 +71,7 @@ from zapstack.node.metrics import NodeMetrics
 from zapstack.node.peers import Connections
 from zapstack.node.status import node_status, status_loop
 from zapstack.node.sync import ChainSync
+from zapstack.node.txindex import ChainIndex
 from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
@@ -101,6 +102,7 @@ class Node:
         keys: NodeKeys | None = None,
         binding: str = "qh3",
         http_port: int = 0,
+        http_host: str = "127.0.0.1",
         halt_height: int | None = None,
         state_sync: bool = False,
     ) -> None:
@@ -109,6 +111,8 @@ class Node:
         self.keys: NodeKeys = keys or load_node_keys(home / "node.json", self.g)
         self.binding = binding
         self.http_port = http_port
+        self.http_host = http_host
+        self.txindex = ChainIndex()  # block ids, tx inclusions, recent rejects: the HTTP API's
         self.me = self.keys.index
         self.conns = Connections(self.g, self.me)
         self.inbox = Inbox()
@@ -266,6 +270,8 @@ class Node:
                     if view is not None:  # its signature was verified at stage 4
                         self.sigcache.add(view)
                         self.gossip_out.append(bytes(view.buffer))
+                elif isinstance(action, TxRejected):
+                    self.txindex.rejected(action.tx_id, action.code, action.reason)
             if not self.sync.catching_up:
                 try:
                     await self.consensus.tick()
@@ -306,6 +312,7 @@ class Node:
         if self.dht is not None:
             self.dht.remember(record.height, block)
             asyncio.get_running_loop().create_task(self.dht.announce(record.height, block))
+        self.txindex.finalized(record.height, block, cert or b"")  # the API's index and feed
 
     async def _dht_loop(self) -> None:
         """Join the DHT off the other validators; serve and announce what we hold."""
@@ -343,7 +350,7 @@ class Node:
         await self.endpoint.listen(addr.host, addr.port)
         await self.dht.start()
         if self.http_port:
-            self.http = NodeHttp(self, "127.0.0.1", self.http_port)
+            self.http = NodeHttp(self, self.http_host, self.http_port)
             await self.http.start()
         tasks = [asyncio.create_task(guarded(self, c)) for c in self._loops()]
         log.info(

@@ -60,8 +60,8 @@ def configure_logging(path: Path, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def check_ports(host: str, port: int, http_port: int = 0) -> None:
-    """Resolve ``host`` and bind probes on UDP ``port`` and TCP ``http_port``."""
+def check_ports(host: str, port: int, http_port: int = 0, http_host: str = "127.0.0.1") -> None:
+    """Resolve ``host`` and bind probes on UDP ``port`` and TCP ``http_host:http_port``."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
@@ -70,8 +70,11 @@ def check_ports(host: str, port: int, http_port: int = 0) -> None:
         (infos[0][0], socket.SOCK_DGRAM, infos[0][4], f"UDP port {host}:{port}")
     ]
     if http_port:
-        where = ("127.0.0.1", http_port)
-        probes.append((socket.AF_INET, socket.SOCK_STREAM, where, f"HTTP port {http_port}"))
+        try:
+            tcp = socket.getaddrinfo(http_host, http_port, type=socket.SOCK_STREAM)[0]
+        except socket.gaierror as exc:
+            raise ConfigError(f"cannot resolve --http-host {http_host!r}: {exc.strerror}") from None
+        probes.append((tcp[0], socket.SOCK_STREAM, tcp[4], f"HTTP port {http_host}:{http_port}"))
     for family, kind, addr, what in probes:
         with socket.socket(family, kind) as probe:
             try:
@@ -84,6 +87,7 @@ def run_node(
     home: Path,
     *,
     http_port: int = 0,
+    http_host: str = "127.0.0.1",
     binding: str = "qh3",
     halt_height: int | None = None,
     state_sync: bool = False,
@@ -100,7 +104,7 @@ def run_node(
         g = load_genesis(find_genesis(home))
         keys = load_node_keys(home / "node.json", g)
         addr = g.addresses[keys.index]
-        check_ports(addr.host, addr.port, http_port)
+        check_ports(addr.host, addr.port, http_port, http_host)
         first_start = check_chain(home, g)
         configure_logging(home / "node.log")  # the first write into the data folder
         if first_start:
@@ -113,6 +117,7 @@ def run_node(
                 keys=keys,
                 binding=binding,
                 http_port=http_port,
+                http_host=http_host,
                 halt_height=halt_height,
                 state_sync=state_sync,
             )

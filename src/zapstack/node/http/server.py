@@ -77,7 +77,13 @@ def _ops_routes(node: Node) -> Sequence[web.AbstractRouteDef]:
     return routes(node)
 
 
-ROUTE_TABLES: tuple[RouteTable, ...] = (_ops_routes,)
+def _api_routes(node: Node) -> Sequence[web.AbstractRouteDef]:
+    from zapstack.node.http.api import routes
+
+    return routes(node)
+
+
+ROUTE_TABLES: tuple[RouteTable, ...] = (_ops_routes, _api_routes)
 """Every route table a node serves, in mounting order."""
 
 
