@@ -20,6 +20,7 @@ from rich.table import Table
 from typer._click.exceptions import ClickException  # typer's vendored click
 
 from zapstack.cli.ceremony import register as register_ceremony
+from zapstack.cli.wallet import register as register_wallet
 from zapstack.conformance import SUITES, generate_all, run_files
 from zapstack.errors import ZapError
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 conformance_app = typer.Typer(help="Cross-implementation test vectors.", no_args_is_help=True)
 app.add_typer(conformance_app, name="conformance")
 register_ceremony(app)  # zap init, zap genesis
+register_wallet(app)  # zap keys, tx, account, block, status, api-spec
 
 console = Console()
 
