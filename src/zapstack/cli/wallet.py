@@ -66,7 +66,7 @@ def _emit(doc: dict[str, Any], as_json: bool, text: str) -> None:
     if as_json:
         print(json.dumps(doc))
     else:
-        out.print(text, highlight=False)
+        out.print(text, highlight=False, soft_wrap=True)
 
 
 async def _request(node: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
@@ -219,7 +219,7 @@ def tx_send(
     result: dict[str, Any] = {"answer": answer, "nonce": nonce}
     if not as_json:
         out.print(f"admission: {answer['code']} tx {answer['tx_id']} credit {answer['credit']}",
-                  highlight=False)  # fmt: skip
+                  highlight=False, soft_wrap=True)  # fmt: skip
     if answer["admitted"] and wait:
         result["status"] = _wait_included(node, answer["tx_id"], timeout, as_json)
     included = result.get("status", {}).get("status") == "included"
