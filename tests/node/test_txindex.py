@@ -6,7 +6,7 @@ import hashlib
 
 from zapstack.errors import WireCode
 from zapstack.node.txindex import ChainIndex, Inclusion, Rejection
-from zapstack.zap import SigScheme, Signer, build_transfer
+from zapstack.zap import Signer, SigScheme, build_transfer
 from zapstack.zap.frames import build_block, parse_tx
 
 PROPOSER = Signer(SigScheme.ED25519, bytes(32))

@@ -189,5 +189,5 @@ def test_each_client_ip_is_rate_limited_with_a_429_json() -> None:
 
     replies = asyncio.run(main())
     assert [r[0] for r in replies] == [200, 200, 200, 429, 429]
-    status, retry, body = replies[3]
+    _, retry, body = replies[3]
     assert body["error"]["code"] == "rate_limited" and retry is not None and int(retry) >= 1

@@ -21,7 +21,7 @@ from zapstack.mempool.receive import TxReceiver
 from zapstack.node.http.api_submit import HTTP_PEER_PREFIX, HttpSubmitter
 from zapstack.transport.handler import StreamInfo
 from zapstack.transport.streams import STREAM_TYPES, StreamType
-from zapstack.zap import SigScheme, Signer, build_transfer, parse_tx
+from zapstack.zap import Signer, SigScheme, build_transfer, parse_tx
 
 USER = Signer(SigScheme.ED25519, b"\x07" * 32)
 
