@@ -101,6 +101,7 @@ class Node:
         keys: NodeKeys | None = None,
         binding: str = "qh3",
         http_port: int = 0,
+        http_host: str = "127.0.0.1",
         halt_height: int | None = None,
         state_sync: bool = False,
     ) -> None:
@@ -108,7 +109,7 @@ class Node:
         self.g = genesis or load_genesis(find_genesis(home))
         self.keys: NodeKeys = keys or load_node_keys(home / "node.json", self.g)
         self.binding = binding
-        self.http_port = http_port
+        self.http_host, self.http_port = http_host, http_port
         self.me = self.keys.index
         self.conns = Connections(self.g, self.me)
         self.inbox = Inbox()
@@ -136,6 +137,7 @@ class Node:
         self.pusher = PushWriter(self.boot, self.conns.find)
         self.dht: NodeDht | None = None
         self.metrics = NodeMetrics(self)
+        self.on_block: list[Callable[[HeightRecord], None]] = [self.metrics.finalized]  # + terminal
         self.endpoint: Endpoint | None = None
         self.http: NodeHttp | None = None
         self.sync = ChainSync(self)
@@ -236,6 +238,8 @@ class Node:
         asyncio.get_running_loop().create_task(self.conns.send(to, STREAM_OF[msg], data))
 
     def broadcast(self, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
+        if msg is MsgType.CERT_UPGRADE:  # our round aggregated a leg after FINAL
+            self.metrics.upgraded(height)
         for i in range(self.g.vset.n):
             self.send(i, msg, height, round_, payload)
 
@@ -243,6 +247,7 @@ class Node:
     async def _consensus_loop(self) -> None:
         while True:
             msg = await self.inbox.get()
+            self.sync.heights.note(msg.sender, msg.height)  # /health: are we behind?
             behind = msg.height > self.consensus.height and not self.consensus.halted
             if behind and msg.type is MsgType.FINAL:
                 await self.sync.catch_up(msg.sender, msg.height)
@@ -298,7 +303,8 @@ class Node:
 
     async def _final(self, record: HeightRecord, block: bytes) -> None:
         """The engine finalized a height: metrics, serve and push it, provide it."""
-        self.metrics.finalized(record)
+        for listener in self.on_block:
+            listener(record)
         cert = self.blocks.cert(record.height)
         if cert is not None:
             self.boot.add_finalized(block, cert)  # serve it, pin its state, push it
@@ -343,7 +349,7 @@ class Node:
         await self.endpoint.listen(addr.host, addr.port)
         await self.dht.start()
         if self.http_port:
-            self.http = NodeHttp(self, "127.0.0.1", self.http_port)
+            self.http = NodeHttp(self, self.http_host, self.http_port)
             await self.http.start()
         tasks = [asyncio.create_task(guarded(self, c)) for c in self._loops()]
         log.info(
