@@ -103,9 +103,7 @@ def fake_node(history: list[HeightRecord]) -> Any:
         executor=SimpleNamespace(head=b"\xab" * 32),
         mempool=[b"tx"] * 5,
         conns=SimpleNamespace(connected=lambda: [0, 3]),
-        sync=SimpleNamespace(
-            catching_up=False, heights=SimpleNamespace(peers_height=lambda: None)
-        ),
+        sync=SimpleNamespace(catching_up=False, heights=SimpleNamespace(peers_height=lambda: None)),
         needs_sync=False,
         fatal=None,
     )
