@@ -64,11 +64,6 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _int(lo: int, hi: int) -> Callable[[object], object]:
     def read(value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip(), 10)
-            except ValueError:
-                raise ValueError("not an integer") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type(value).__name__}")
         if not lo <= value <= hi:
@@ -92,9 +87,21 @@ def _choice(choices: tuple[str, ...]) -> Callable[[object], object]:
 def _bool(value: object) -> object:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{value!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+    raise ValueError(f"{value!r} is not a boolean (true or false)")
+
+
+def _from_env(text: str, default: object) -> object:
+    """An environment string as the option's type (that of its default)."""
+    if isinstance(default, bool):
+        if text.strip().lower() not in _TRUE | _FALSE:
+            raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+        return text.strip().lower() in _TRUE
+    if isinstance(default, int):
+        try:
+            return int(text.strip(), 10)
+        except ValueError:
+            raise ValueError("not an integer") from None
+    return text
 
 
 def _host(value: object) -> object:
@@ -110,7 +117,8 @@ class Option:
     default: object
     """The value when no source sets it."""
     read: Callable[[object], object]
-    """A TOML value or an environment string -> the value; ``ValueError`` with why not."""
+    """A typed value (TOML's, or an environment string converted to the default's
+    type) -> the checked value; ``ValueError`` with why not."""
     help: str
     """What it does (the options table of ``docs/operations.md`` §1)."""
 
@@ -132,7 +140,7 @@ class NodeSettings:
     """The resolved options of one ``zap node`` run."""
 
     home: Path
-    config: Path | None
+    config: Path | None = None
     """The config file read (None: none)."""
     http_port: int = 0
     http_host: str = "127.0.0.1"
@@ -234,6 +242,8 @@ def resolve(
             values[name], sources[name] = opt.default, "default"
             continue
         try:
+            if where.startswith(ENV_PREFIX):
+                raw = _from_env(str(raw), opt.default)
             values[name] = opt.read(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None

@@ -101,7 +101,9 @@ def fingerprint(node: Node) -> tuple[Any, ...]:
     )
 
 
-async def status_loop(node: Node, clock: Callable[[], float] = time.monotonic) -> None:
+async def status_loop(
+    node: Node, clock: Callable[[], float] = time.monotonic, period: float = STATUS_PERIOD_S
+) -> None:
     """Keep ``<home>/status.json`` current until cancelled (see the module contract)."""
     path = node.home / "status.json"
     seen: tuple[Any, ...] | None = None
@@ -112,4 +114,4 @@ async def status_loop(node: Node, clock: Callable[[], float] = time.monotonic) -
         if current != seen or now - written >= STATUS_REFRESH_S:
             write_status(path, node_status(node))
             seen, written = current, now
-        await asyncio.sleep(STATUS_PERIOD_S)
+        await asyncio.sleep(period)
