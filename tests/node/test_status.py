@@ -79,3 +79,16 @@ def test_status_is_written_on_change_or_once_a_second(
             expected.append(t)
             last, seen = t, p
     assert written == expected == [0.0, 0.5, 1.5, 1.75]
+
+
+def test_record_dict_equals_asdict() -> None:
+    import dataclasses
+
+    from zapstack.node.engine import HeightRecord
+    from zapstack.node.status import record_dict
+
+    r = HeightRecord(3, 1, "ab" * 32, 9, 2, "PQ-heavy", "cd" * 32, {"bls": 5, "corona": -1}, 7)
+    d = record_dict(r)
+    assert d == dataclasses.asdict(r)
+    r.legs_ms["pulsar"] = 6  # a later leg does not reach a record already written
+    assert "pulsar" not in d["legs_ms"]
