@@ -237,27 +237,25 @@ def resolve(
         if flag is not None:
             values[name], sources[name] = flag, "flag"
             continue
-        where, raw = _pick(name, env, file, path)
-        if where == "default":
-            values[name], sources[name] = opt.default, "default"
+        source, where, raw = _pick(name, env, file, path)
+        sources[name] = source
+        if source == "default":
+            values[name] = opt.default
             continue
         try:
-            if where.startswith(ENV_PREFIX):
-                raw = _from_env(str(raw), opt.default)
-            values[name] = opt.read(raw)
+            values[name] = opt.read(_from_env(str(raw), opt.default) if source == "env" else raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        sources[name] = "env" if where.startswith(ENV_PREFIX) else "file"
     return NodeSettings(home=home_dir, config=path, sources=sources, **values)  # type: ignore[arg-type]
 
 
 def _pick(
     name: str, env: Mapping[str, str], file: Mapping[str, Any], path: Path | None
-) -> tuple[str, object]:
-    """(where, raw value) of the first source below the flag that sets ``name``."""
+) -> tuple[str, str, object]:
+    """(source, where, raw value) of the first source below the flag that sets ``name``."""
     key = _env_name(name)
     if key in env and env[key] != "":
-        return f"{key}={env[key]!r}", env[key]
+        return "env", f"{key}={env[key]!r}", env[key]
     if name in file:
-        return f"{path}: {name}", file[name]
-    return "default", None
+        return "file", f"{path}: {name}", file[name]
+    return "default", "", None
