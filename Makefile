@@ -15,7 +15,8 @@ STRESS_TESTS := tests/producer tests/verify/test_parallel.py tests/verify/test_p
 	tests/zapdb/test_unwind.py tests/consensus/test_round.py tests/consensus/test_pool.py \
 	tests/node/engine/test_aggregate.py::test_calls_into_one_round_never_overlap
 
-.PHONY: run test lint bench fuzz fuzz-smoke soak stress vectors vectors-check clean install
+.PHONY: run test lint bench fuzz fuzz-smoke soak stress vectors vectors-check clean install \
+	explorer-shot
 
 install: $(STAMP)
 
@@ -66,6 +67,17 @@ vectors: $(STAMP)
 # Run every checked-in vector file (no regeneration).
 vectors-check: $(STAMP)
 	$(VENV)/bin/zap conformance run vectors/pipeline/*.jsonl
+
+# A one-validator node with its HTTP port, its /explorer rendered in headless Chromium
+# (Debian's package, installed when absent): the DOM must show a block's four legs, and
+# the screenshot is saved to EXPLORER_SHOT.
+EXPLORER_SHOT ?= build/explorer.png
+explorer-shot: $(STAMP)
+	@test -x /usr/bin/chromium || apt-get install -y chromium || \
+		(apt-get update && apt-get install -y chromium)
+	ZAP_REQUIRE_CHROMIUM=1 ZAP_EXPLORER_SHOT=$(abspath $(EXPLORER_SHOT)) $(PY) -m pytest -q -s \
+		tests/node/http/test_explorer.py::test_browser_renders_a_block_with_four_legs
+	@echo "screenshot: $(abspath $(EXPLORER_SHOT))"
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

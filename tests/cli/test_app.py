@@ -199,6 +199,35 @@ ROWS: list[tuple[str, str, Callable[[Path], None] | None, Any, list[str]]] = [
     ("second node on a locked home", "in use by another zap node", None, locked, NODE),
     ("data folder of another chain", "holds chain 0x7", foreign_chain, nothing, NODE),
     (
+        "zap.toml value of the wrong type",
+        "zap.toml: http_port: expected an integer, got str",
+        lambda n: (n / "node-0" / "zap.toml").write_text('http_port = "x"\n'),
+        nothing,
+        NODE,
+    ),
+    (
+        "zap.toml unknown key",
+        "unknown key 'http_prot'",
+        lambda n: (n / "node-0" / "zap.toml").write_text("http_prot = 1\n"),
+        nothing,
+        NODE,
+    ),
+    (
+        "--config missing",
+        "nope.toml does not exist",
+        None,
+        nothing,
+        [*NODE, "--config", "{net}/nope.toml"],
+    ),
+    (
+        "--log-format xml",
+        "'xml' is not one of text, json",
+        None,
+        nothing,
+        [*NODE, "--log-format", "xml"],
+    ),
+    ("--log-level loud", "'--log-level'", None, nothing, [*NODE, "--log-level", "loud"]),
+    (
         "garbage BLS key",
         "bls_sk is not a valid key",
         lambda n: edit_json(n / "node-0" / "node.json", lambda k: {**k, "bls_sk": "ff" * 32}),
@@ -241,3 +270,39 @@ def test_quic_choices_are_the_bindings() -> None:
     from zapstack.transport.bindings import BINDINGS
 
     assert set(QUIC_BINDINGS) == set(BINDINGS)
+
+
+@pytest.mark.parametrize(
+    ("env", "expect"),
+    [
+        ({"ZAP_HTTP_PORT": "abc"}, "ZAP_HTTP_PORT='abc': not an integer"),
+        ({"ZAP_STATE_SYNC": "maybe"}, "ZAP_STATE_SYNC='maybe': 'maybe' is not a boolean"),
+        ({"ZAP_LOG_LEVEL": "loud"}, "ZAP_LOG_LEVEL='loud': 'loud' is not one of"),
+    ],
+)
+def test_bad_environment_value_is_one_line_exit_2(
+    template: Path, tmp_path: Path, env: dict[str, str], expect: str
+) -> None:
+    net = tmp_path / "net"
+    shutil.copytree(template, net)
+    before = tree_digest(net)
+    proc = subprocess.run(
+        [sys.executable, "-m", "zapstack.cli", "node", "--home", str(net / "node-0")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and expect in lines[0]
+    assert tree_digest(net) == before
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "zapstack.cli", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout == f"zap {version('zapstack')}\n"

@@ -4,20 +4,30 @@ The network test brings up 4 validators on 4 loopback addresses (127.0.0.1 ..
 127.0.0.4; one address and 4 ports where the others cannot be bound) with
 nothing but the commands -- ``zap init`` x4, ``zap genesis``, the files copied
 as docs/operations.md §1a says, ``zap node`` x4 -- and waits until every
-validator has finalized a few heights and all agree on the block ids.
+validator has finalized a few heights and all agree on the block ids.  Each
+node's options come from a different source (flags; its home's ``zap.toml``;
+``ZAP_*`` environment variables with ``ZAP_HOME`` instead of ``--home``; a
+``zap.toml`` value overridden by a flag), and the test checks what each
+printed (the banner with its HTTP address, one line per finalized height) and
+that every ``/health`` answers 200 and ``/metrics`` counts the heights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,9 +126,67 @@ def _wait_agreed(homes: list[Path], procs: list[subprocess.Popen[bytes]]) -> dic
     raise AssertionError(f"no agreement at height {TARGET} in {DEADLINE_S} s: {logs}")
 
 
+def _launch(i: int, home: Path, http: tuple[str, int]) -> subprocess.Popen[bytes]:
+    """``zap node`` for validator i, its HTTP address given by a different source each."""
+    host, port = http
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAP_")}
+    argv = [sys.executable, "-m", "zapstack.cli", "node"]
+    if i == 0:  # flags only
+        argv += ["--home", str(home), "--http-port", str(port), "--http-host", host]
+    elif i == 1:  # the home's zap.toml
+        (home / "zap.toml").write_text(f'http_port = {port}\nhttp_host = "{host}"\n')
+        argv += ["--home", str(home)]
+    elif i == 2:  # the environment, the home too
+        env.update(ZAP_HOME=str(home), ZAP_HTTP_PORT=str(port), ZAP_HTTP_HOST=host)
+    else:  # a flag beats the file
+        (home / "zap.toml").write_text(f'http_port = 1\nhttp_host = "{host}"\n')
+        argv += ["--home", str(home), "--http-port", str(port)]
+    out = (home / "out.txt").open("wb")
+    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _check_operable(homes: list[Path], https: list[tuple[str, int]]) -> None:
+    """Banner + per-block lines on each terminal; /health 200 (within a deadline), /metrics."""
+    for i, (h, (host, port)) in enumerate(zip(homes, https, strict=True)):
+        text = (h / "out.txt").read_text()
+        lines = text.splitlines()
+        assert lines[0].startswith("zapstack ") and lines[0].endswith(" -- zap node"), text
+        banner = {ln.split(maxsplit=1)[0]: ln for ln in lines[1:12]}
+        assert banner["validator"].split()[1:] == [str(i), "of", "4"], text
+        assert f"http://{host}:{port} " in banner["http"], text
+        blocks = [
+            int(m.group(1)) for m in re.finditer(r"^height +(\d+) +id [0-9a-f]{12} ", text, re.M)
+        ]
+        assert blocks and blocks == sorted(set(blocks)), text  # each finalized height once
+        assert "Traceback" not in text and "[warning" not in text and "[error" not in text, text
+    deadline = time.monotonic() + DEADLINE_S
+    health: list[Any] = []
+    while time.monotonic() < deadline:
+        health = [_get(f"http://{host}:{port}/health") for host, port in https]
+        if all(status == 200 for status, _ in health):
+            break
+        time.sleep(0.5)
+    assert all(status == 200 for status, _ in health), health
+    for (host, port), (_, body) in zip(https, health, strict=True):
+        verdict = json.loads(body)
+        assert verdict["ok"] and len(verdict["connected"]) >= 2, verdict
+        status, metrics = _get(f"http://{host}:{port}/metrics")
+        found = re.search(rb"^zap_blocks_finalized_total (\S+)$", metrics, re.M)
+        assert status == 200 and found and float(found.group(1)) >= TARGET
+
+
 def test_four_validators_from_init_and_genesis_finalize(tmp_path: Path) -> None:
     homes = [tmp_path / f"host{i}" for i in range(4)]
-    publics = [_init(h, host, port) for h, (host, port) in zip(homes, _addresses(4), strict=True)]
+    addresses = _addresses(4)
+    publics = [_init(h, host, port) for h, (host, port) in zip(homes, addresses, strict=True)]
     args = ["genesis", "--out", str(tmp_path / "dealer")]
     for p in publics:
         args += ["--validator", str(p)]
@@ -137,16 +205,11 @@ def test_four_validators_from_init_and_genesis_finalize(tmp_path: Path) -> None:
     for i, h in enumerate(homes):
         shutil.copy(tmp_path / "dealer" / "genesis.json", h / "genesis.json")
         shutil.copy(tmp_path / "dealer" / f"share-{i}.json", h / "share.json")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "zapstack.cli", "node", "--home", str(h)],
-            stdout=(h / "out.txt").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for h in homes
-    ]
+    https = [(host, port + 1000) for host, port in addresses]
+    procs = [_launch(i, h, https[i]) for i, h in enumerate(homes)]
     try:
         ids = _wait_agreed(homes, procs)
+        _check_operable(homes, https)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

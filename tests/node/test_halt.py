@@ -206,6 +206,9 @@ def test_real_full_disk_halts_cleanly_and_the_restart_catches_up(tmp_path: Path)
             "validator 0 did not catch up after the restart",
         )
         assert others >= halted_at
+        records = [json.loads(line) for line in (disk / "node.log").read_text().splitlines()]
+        caught = [r["event"] for r in records if r["event"].startswith("caught up ")]
+        assert any(int(e.split()[2]) >= 1 and "from validators [" in e for e in caught), caught
     finally:
         if cluster is not None:
             cluster.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -23,6 +24,7 @@ from zapstack.cli.ceremony import register as register_ceremony
 from zapstack.cli.wallet import register as register_wallet
 from zapstack.conformance import SUITES, generate_all, run_files
 from zapstack.errors import ZapError
+from zapstack.node.settings import LOG_FORMATS, LOG_LEVELS, zap_version
 
 app = typer.Typer(
     help="zapstack: the Lux ZAP Stack (LP-0202) -- frames, ZapDB, QUIC, QuasarCert, DHT.",
@@ -59,10 +61,39 @@ def _positive(value: float) -> float:
     return value
 
 
-def _binding(value: str) -> str:
-    if value not in QUIC_BINDINGS:
+def _binding(value: str | None) -> str | None:
+    if value is not None and value not in QUIC_BINDINGS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(QUIC_BINDINGS)}")
     return value
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Any:
+    def check(value: str | None) -> str | None:
+        if value is not None and value.lower() not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return None if value is None else value.lower()
+
+    check.__name__ = name
+    return check
+
+
+_log_level = _choice("_log_level", LOG_LEVELS)
+_log_format = _choice("_log_format", LOG_FORMATS)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"zap {zap_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """zapstack: the Lux ZAP Stack (LP-0202) -- frames, ZapDB, QUIC, QuasarCert, DHT."""
 
 
 def _suites(value: list[str] | None) -> list[str] | None:
@@ -164,43 +195,66 @@ def devnet(
 @app.command("node")
 def node(
     home: Path = typer.Option(
-        ..., "--home", help="Node home (node.json; genesis.json here or in the parent)."
+        None,
+        "--home",
+        help="Node home (node.json; genesis.json here or in the parent). "
+        "Default: $ZAP_HOME, else ~/.zapstack.",
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="TOML config file (default: $ZAP_CONFIG, else HOME/zap.toml)."
     ),
     http_port: int = typer.Option(
-        0,
+        None,
         "--http-port",
         min=0,
         max=65535,
-        help="Serve the HTTP API, /health and /metrics on HOST:PORT (0: off).",
+        help="Serve the JSON API, /health, /metrics and the explorer on HTTP-HOST:PORT (0: off).",
     ),
     http_host: str = typer.Option(
-        "127.0.0.1", "--http-host", help="Interface the HTTP API binds (default: loopback only)."
+        None, "--http-host", help="Address the HTTP server binds (default 127.0.0.1)."
     ),
-    binding: str = typer.Option("qh3", "--quic", callback=_binding, help="qh3 or aioquic."),
+    binding: str = typer.Option(None, "--quic", callback=_binding, help="qh3 or aioquic."),
     halt_height: int = typer.Option(
-        0, "--halt-height", min=0, help="Stop deciding after this height (0: never)."
+        None, "--halt-height", min=0, help="Stop deciding after this height (0: never)."
     ),
     state_sync: bool = typer.Option(
-        False,
-        "--state-sync",
+        None,
+        "--state-sync/--no-state-sync",
         help="With an empty data dir: download and verify a recent finalized state from peers.",
     ),
+    log_level: str = typer.Option(
+        None,
+        "--log-level",
+        callback=_log_level,
+        help="Terminal log level: debug, info, warning (default), error.",
+    ),
+    log_format: str = typer.Option(
+        None, "--log-format", callback=_log_format, help="Terminal format: text or json."
+    ),
 ) -> None:
-    """Run one validator until SIGINT/SIGTERM; exit 1 if a fault halted it."""
+    """Run one validator until SIGINT/SIGTERM; exit 1 if a fault halted it.
+
+    Every option also comes from $ZAP_<OPTION> (ZAP_HTTP_PORT ...) or the config
+    file; precedence: flag > environment > file > default."""
+    import os
+
     from zapstack.cli.repair import repair_blocks
     from zapstack.node.run import run_node
+    from zapstack.node.settings import resolve
 
-    fatal = run_node(
-        home,
-        http_port=http_port,
-        http_host=http_host,
-        binding=binding,
-        halt_height=halt_height or None,
-        state_sync=state_sync,
-        repair=repair_blocks,
-    )
+    flags = {
+        "http_port": http_port,
+        "http_host": http_host,
+        "quic": binding,
+        "halt_height": halt_height,
+        "state_sync": state_sync,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
+    settings = resolve(flags, os.environ, home=home, config=config)
+    fatal = run_node(settings, repair=repair_blocks)
     if fatal is not None:
-        _fail(f"node halted: {fatal} (see {home / 'node.log'})", 1)
+        _fail(f"node halted: {fatal} (see {settings.home / 'node.log'})", 1)
 
 
 @app.command("bench")

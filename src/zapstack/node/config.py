@@ -4,8 +4,8 @@ Contract
 --------
 A node home holds ``node.json`` (its keys, :func:`~zapstack.node.genesis.load_node_keys`),
 ``db/`` (ZapDB), ``blocks/`` (finalized blocks + certs,
-:class:`~zapstack.node.blockstore.BlockStore`), ``status.json`` (refreshed 4x a
-second, :mod:`zapstack.node.status`) and ``node.log`` (JSON lines,
+:class:`~zapstack.node.blockstore.BlockStore`), ``status.json`` (rewritten when it
+changes, at least once a second, :mod:`zapstack.node.status`) and ``node.log`` (JSON lines,
 :func:`~zapstack.node.run.configure_logging`).  The genesis file is
 ``<home>/genesis.json`` or ``<home>/../genesis.json`` (:func:`find_genesis`).
 
@@ -41,7 +41,7 @@ TICK_PERIOD_S = 0.02
 GOSSIP_PERIOD_S = 0.1
 """How often admitted txs are gossiped to peers and subscribers (one batch)."""
 STATUS_PERIOD_S = 0.25
-"""How often ``status.json`` and the metrics are refreshed."""
+"""How often the node is checked for a change to write into ``status.json``."""
 DIAL_RETRY_S = 0.3
 """Pause between dials of a validator that is not (or no longer) connected."""
 

@@ -24,10 +24,14 @@ import contextlib
 import fcntl
 import json
 import os
+import struct
 from pathlib import Path
 
 from zapstack.errors import ConfigError
 from zapstack.node.genesis import Genesis
+from zapstack.verify import apply_genesis
+from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
+from zapstack.zapdb import ZapDB
 
 __all__ = ["CHAIN_FILE", "HomeLock", "check_chain", "check_home", "record_chain"]
 
@@ -101,3 +105,17 @@ def record_chain(home: Path, g: Genesis) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_genesis_state(db: ZapDB, g: Genesis) -> None:
+    """Write ``g``'s allocations and the genesis head into an empty ZapDB (else nothing)."""
+    if db.meta_get(HEAD_HEIGHT_META) is not None:
+        return
+    txn = db.begin()
+    try:
+        apply_genesis(txn, g.allocations)
+        txn.meta_set(HEAD_HEIGHT_META, struct.pack("<Q", 0))
+        txn.meta_set(HEAD_ID_META, g.genesis_id)
+        txn.commit()
+    finally:
+        txn.discard()

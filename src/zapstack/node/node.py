@@ -44,7 +44,6 @@ import concurrent.futures
 import contextlib
 import logging
 import random
-import struct
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -61,6 +60,7 @@ from zapstack.node.blockdht import NodeDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.bootstrap_driver import PushWriter, StoreBlocks
 from zapstack.node.config import GOSSIP_PERIOD_S, TICK_PERIOD_S, find_genesis
+from zapstack.node.datadir import write_genesis_state
 from zapstack.node.engine import Consensus, HeightRecord
 from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
 from zapstack.node.halt import guarded, hold_reserve
@@ -76,15 +76,14 @@ from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
 from zapstack.transport.streams import StreamType
-from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key, apply_genesis
-from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
+from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key
+from zapstack.verify.executor import HEAD_HEIGHT_META, BlockExecutor
 from zapstack.zapdb import ZapDB
 
 __all__ = ["Node", "find_genesis"]
 
 log = logging.getLogger("zapstack.node")
 
-_U64 = struct.Struct("<Q")
 _VOTES = frozenset({MsgType.SHARE, MsgType.CORONA_COMMIT})
 """Our consensus messages republished as VOTE records to subscribers."""
 _HELD_ON_RESTART = 64
@@ -110,8 +109,7 @@ class Node:
         self.g = genesis or load_genesis(find_genesis(home))
         self.keys: NodeKeys = keys or load_node_keys(home / "node.json", self.g)
         self.binding = binding
-        self.http_port = http_port
-        self.http_host = http_host
+        self.http_host, self.http_port = http_host, http_port
         self.txindex = ChainIndex()  # block ids, tx inclusions, recent rejects: the HTTP API's
         self.me = self.keys.index
         self.conns = Connections(self.g, self.me)
@@ -140,6 +138,7 @@ class Node:
         self.pusher = PushWriter(self.boot, self.conns.find)
         self.dht: NodeDht | None = None
         self.metrics = NodeMetrics(self)
+        self.on_block: list[Callable[[HeightRecord], None]] = [self.metrics.finalized]  # + terminal
         self.endpoint: Endpoint | None = None
         self.http: NodeHttp | None = None
         self.sync = ChainSync(self)
@@ -191,16 +190,7 @@ class Node:
 
     def init_genesis_state(self) -> None:
         """Write the genesis allocations and head into an empty ZapDB (else nothing)."""
-        if self.db.meta_get(HEAD_HEIGHT_META) is not None:
-            return
-        txn = self.db.begin()
-        try:
-            apply_genesis(txn, self.g.allocations)
-            txn.meta_set(HEAD_HEIGHT_META, _U64.pack(0))
-            txn.meta_set(HEAD_ID_META, self.g.genesis_id)
-            txn.commit()
-        finally:
-            txn.discard()
+        write_genesis_state(self.db, self.g)
 
     def _account(self, sender: bytes) -> Account:
         view = self.db.read()
@@ -240,6 +230,8 @@ class Node:
         asyncio.get_running_loop().create_task(self.conns.send(to, STREAM_OF[msg], data))
 
     def broadcast(self, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
+        if msg is MsgType.CERT_UPGRADE:  # our round aggregated a leg after FINAL
+            self.metrics.upgraded(height)
         for i in range(self.g.vset.n):
             self.send(i, msg, height, round_, payload)
 
@@ -247,6 +239,7 @@ class Node:
     async def _consensus_loop(self) -> None:
         while True:
             msg = await self.inbox.get()
+            self.sync.heights.note(msg.sender, msg.height)  # /health: are we behind?
             behind = msg.height > self.consensus.height and not self.consensus.halted
             if behind and msg.type is MsgType.FINAL:
                 await self.sync.catch_up(msg.sender, msg.height)
@@ -304,7 +297,8 @@ class Node:
 
     async def _final(self, record: HeightRecord, block: bytes) -> None:
         """The engine finalized a height: metrics, serve and push it, provide it."""
-        self.metrics.finalized(record)
+        for listener in self.on_block:
+            listener(record)
         cert = self.blocks.cert(record.height)
         if cert is not None:
             self.boot.add_finalized(block, cert)  # serve it, pin its state, push it

@@ -9,8 +9,12 @@ Contract
   (``verify_cert`` + ``accepted_tier``) and the frame checks, then
   ``Consensus.commit`` re-executes it and checks its state root.  One
   catch-up runs at a time (:attr:`ChainSync.catching_up`: the consensus
-  timer pauses meanwhile), bounded by ``CATCH_UP_TIMEOUT``; a failure is
-  logged and the next FINAL above us tries again.
+  timer pauses meanwhile), bounded by ``CATCH_UP_TIMEOUT``; its result is
+  logged at INFO (``caught up N heights (a -> b) from validators [..] after a
+  FINAL of v, in s``), a failure at WARNING, and the next FINAL above us
+  tries again.  :attr:`ChainSync.heights` keeps the height each validator's
+  messages named (:class:`~zapstack.node.health.PeerHeights`: is this node
+  behind?).
 * **State sync** (:meth:`ChainSync.state_sync`, ``state_sync`` with an empty
   ZapDB, before consensus starts): dial every validator, download the state
   of a recent finalized block (STATE_CHUNK, every chunk verified against the
@@ -39,6 +43,7 @@ from zapstack.consensus import cert as cert_mod
 from zapstack.errors import TransportError, ZapError
 from zapstack.node.bootstrap_driver import ClientDriver, DeferredApplier, cert_check
 from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_TIMEOUT
+from zapstack.node.health import PeerHeights
 from zapstack.transport.streams import StreamType
 from zapstack.zap.views import BlockView
 
@@ -64,6 +69,8 @@ class ChainSync:
         """True while a catch-up runs (the consensus timer waits)."""
         self.stats: dict[str, Any] = {}
         """What the state sync did (empty when none ran)."""
+        self.heights = PeerHeights(node.g.vset.n, node.me)
+        """The latest height each validator's consensus messages named."""
 
     def _client(
         self, check: Callable[[BlockView, bytes], bool]
@@ -85,7 +92,8 @@ class ChainSync:
         client.resume(node.executor.height, node.executor.head, node.db.root())
         driver = ClientDriver(client)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_TIMEOUT
+        started, start_height = loop.time(), node.executor.height
+        deadline = started + CATCH_UP_TIMEOUT
         try:
             for p in peers:
                 driver.attach(p)
@@ -100,6 +108,16 @@ class ChainSync:
         finally:
             await driver.close()
             self.catching_up = False
+        done = node.executor.height - start_height
+        log.info(
+            "caught up %d heights (%d -> %d) from validators %s after a FINAL of %d, in %.2f s",
+            done,
+            start_height,
+            node.executor.height,
+            sorted(node.conns.by_node_id.get(p.node_id, -1) for p in peers),
+            source,
+            loop.time() - started,
+        )
 
     # -------------------------------------------------------------- state sync
     async def state_sync(self) -> None:

@@ -6,7 +6,7 @@ Contract
   ``host:port`` (loopback unless the operator configures another host).  Its
   routes come from *route tables*: callables ``node -> list[RouteDef]``
   (:data:`ROUTE_TABLES`), each owned by one module (``ops``: ``/health`` and
-  ``/metrics``; the JSON API and the explorer add theirs).
+  ``/metrics``; ``explorer``: ``/`` and ``/explorer``; the JSON API adds its own).
 * Every error leaves as JSON ``{"error": {"code": <str>, "message": <str>}}``
   with its 4xx/5xx status (:func:`json_errors`); a handler raises
   :class:`ApiError` (or an aiohttp ``HTTPException``) to answer one.  An
@@ -83,7 +83,13 @@ def _api_routes(node: Node) -> Sequence[web.AbstractRouteDef]:
     return routes(node)
 
 
-ROUTE_TABLES: tuple[RouteTable, ...] = (_ops_routes, _api_routes)
+def _explorer_routes(node: Node) -> Sequence[web.AbstractRouteDef]:
+    from zapstack.node.http.explorer import routes
+
+    return routes(node)
+
+
+ROUTE_TABLES: tuple[RouteTable, ...] = (_ops_routes, _api_routes, _explorer_routes)
 """Every route table a node serves, in mounting order."""
 
 
