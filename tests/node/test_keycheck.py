@@ -11,6 +11,7 @@ import pytest
 from zapstack.errors import ConfigError
 from zapstack.node.genesis import load_genesis, load_node_keys
 from zapstack.node.keycheck import CHECKS
+from zapstack.transport.identity import NodeIdentity
 
 
 def write_keys(devnet_home: Path, tmp_path: Path, change: dict[str, Any]) -> Path:
@@ -87,7 +88,7 @@ def test_slhdsa_key_with_the_right_public_half_but_wrong_secret_is_refused(
 
 @pytest.mark.parametrize(
     ("raw", "path"),
-    [([1, 2], "`$`"), ({"index": "1"}, "`$.index`"), ({"index": 1}, "`transport_seed`")],
+    [([1, 2], "`$`"), ({"index": "1"}, "`$.index`"), ({"index": 1}, "`proposer_seed`")],
 )
 def test_node_file_shape_errors_name_the_path(
     devnet_home: Path, tmp_path: Path, raw: Any, path: str
@@ -97,3 +98,32 @@ def test_node_file_shape_errors_name_the_path(
     bad.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match=path.replace("$", r"\$").replace(".", r"\.")):
         load_node_keys(bad, g)
+
+
+def test_transport_identity_needs_exactly_one_of_key_and_seed(
+    devnet_home: Path, tmp_path: Path
+) -> None:
+    g = load_genesis(devnet_home / "genesis.json")
+    raw = json.loads((devnet_home / "node-1" / "node.json").read_text())
+    key = bytes.fromhex(raw["transport_key"])
+    assert NodeIdentity.generate(key).node_id == g.addresses[1].node_id  # the documented scalar
+    both = write_keys(devnet_home, tmp_path, {"transport_seed": 7})
+    with pytest.raises(ConfigError, match="exactly one of transport_key and transport_seed"):
+        load_node_keys(both, g)
+    neither = write_keys(devnet_home, tmp_path, {"transport_key": None})
+    with pytest.raises(ConfigError, match="exactly one of transport_key and transport_seed"):
+        load_node_keys(neither, g)
+    wrong = write_keys(
+        devnet_home, tmp_path, {"transport_key": other(devnet_home, "transport_key")}
+    )
+    with pytest.raises(ConfigError, match="transport_key does not derive the node_id"):
+        load_node_keys(wrong, g)
+
+
+def test_a_transport_seed_file_still_loads_when_genesis_lists_its_node_id(
+    devnet_home: Path, tmp_path: Path
+) -> None:
+    g = load_genesis(devnet_home / "genesis.json")
+    path = write_keys(devnet_home, tmp_path, {"transport_key": None, "transport_seed": 5})
+    with pytest.raises(ConfigError, match="transport_key does not derive the node_id"):
+        load_node_keys(path, g)  # a u64 seed is read; genesis lists another node id

@@ -36,8 +36,8 @@ def _ref(seed: bytes, label: str, slot: int) -> bytes:
 def test_a_seeded_validator_follows_the_documented_derivation(slot: int) -> None:
     seed = b"doc seed"
     secret, public = new_validator("10.0.0.9", 9401, P, seed=seed, slot=slot)
-    transport = int.from_bytes(_ref(seed, "transport", slot)[:8], "big")
-    assert secret["transport_seed"] == transport
+    transport = _ref(seed, "transport", slot)
+    assert secret["transport_key"] == transport.hex() and "transport_seed" not in secret
     assert secret["proposer_seed"] == _ref(seed, "proposer", slot).hex()
     assert secret["nonce_seed"] == _ref(seed, "nonce", slot).hex()
     assert secret["mldsa_sk"] == _ref(seed, "mldsa", slot).hex()  # FIPS 204 ξ is the seed
@@ -66,7 +66,7 @@ def test_init_home_writes_secrets_0600_and_exports_only_public_parts(tmp_path: P
     for field in ("proposer_seed", "bls_sk", "mldsa_sk", "slhdsa_sk", "nonce_seed"):
         half = secret[field][: len(secret[field]) // 2]  # slhdsa_sk's tail IS its public key
         assert half not in exported, field
-    assert str(secret["transport_seed"]) not in exported
+    assert secret["transport_key"][:32] not in exported
 
 
 def test_init_home_refuses_to_overwrite_a_key_file(tmp_path: Path) -> None:

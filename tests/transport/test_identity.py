@@ -153,3 +153,18 @@ def test_the_same_key_in_any_other_encoding_is_refused(form: str) -> None:
         with pytest.raises(RemoteProtocolError):
             handler.on_end()
         assert handler.node_id is None
+
+
+def test_a_32_byte_key_seed_follows_the_documented_scalar() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    seed = bytes(range(32))
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 n
+    scalar = int.from_bytes(hashlib.sha256(b"zap/1 node key" + seed).digest(), "big")
+    expected = ec.derive_private_key(scalar % (order - 1) + 1, ec.SECP256R1()).public_key()
+    ident = NodeIdentity.generate(seed)
+    assert ident.key.public_key().public_numbers() == expected.public_numbers()
+    assert NodeIdentity.generate(seed).node_id == ident.node_id
+    assert NodeIdentity.generate(bytes(32)).node_id != ident.node_id
+    with pytest.raises(ValueError, match="32 bytes"):
+        NodeIdentity.generate(b"short")

@@ -168,9 +168,7 @@ def load_node_keys(path: Path | str, genesis: Genesis) -> NodeKeys:
     path = Path(path)
     doc, _ = decode_file(path, NodeFile, "node keys")
     where = f"node keys {path}"
-    if doc.transport_seed > 2**64 - 1:
-        raise ConfigError(f"{where}: transport_seed must be below 2^64 - at `$.transport_seed`")
-    identity = NodeIdentity.generate(doc.transport_seed)
+    identity = NodeIdentity.generate(_transport_seed(doc, where))
     index, share_hex = _index_and_share(doc, path.parent / SHARE_FILE, genesis, identity, where)
     proposer = Signer(SigScheme.ED25519, bytes.fromhex(doc.proposer_seed))
     secrets = ValidatorSecrets(
@@ -184,6 +182,20 @@ def load_node_keys(path: Path | str, genesis: Genesis) -> NodeKeys:
     keys = NodeKeys(index, identity, proposer, secrets)
     check_keys(keys, genesis, where)
     return keys
+
+
+def _transport_seed(doc: NodeFile, where: str) -> int | bytes:
+    """``transport_key`` (32 bytes) or the older u64 ``transport_seed``: exactly one."""
+    if (doc.transport_key is None) == (doc.transport_seed is None):
+        raise ConfigError(
+            f"{where}: give exactly one of transport_key and transport_seed - at `$.transport_key`"
+        )
+    if doc.transport_key is not None:
+        return bytes.fromhex(doc.transport_key)
+    assert doc.transport_seed is not None
+    if doc.transport_seed > 2**64 - 1:
+        raise ConfigError(f"{where}: transport_seed must be below 2^64 - at `$.transport_seed`")
+    return doc.transport_seed
 
 
 def _decode_share(share_hex: str, where: str) -> object | None:

@@ -7,7 +7,7 @@ and compares it with the validator's genesis entry, in the order of
 :data:`CHECKS`; the first mismatch raises one
 :class:`~zapstack.errors.ConfigError` that names the key (``bls_sk``,
 ``mldsa_sk``, ``slhdsa_sk``, ``corona_share``, ``proposer_seed``,
-``transport_seed``).  A key genesis leaves empty must be empty in
+``transport_key``).  A key genesis leaves empty must be empty in
 ``node.json`` too, and the other way round.  SLH-DSA public keys are not
 cheap to derive (a whole hypertree root), so its secret key is checked by its
 embedded public half and one signature that must verify under the genesis
@@ -87,7 +87,7 @@ def _always(g: Genesis, i: int) -> bool:
 Check = tuple[str, str, Callable[[Genesis, int], bool], Callable[[NodeKeys, Genesis], bool]]
 
 CHECKS: tuple[Check, ...] = (
-    ("transport_seed", "node_id", _always, _transport),
+    ("transport_key", "node_id", _always, _transport),
     ("proposer_seed", "proposer_pk", _always, _proposer),
     ("bls_sk", "bls_pk", _has_bls, _bls),
     ("mldsa_sk", "mldsa_pk", _has_mldsa, _mldsa),

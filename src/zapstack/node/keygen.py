@@ -15,8 +15,8 @@ Contract
   the operator sends to whoever builds genesis.  The Corona key share and the
   validator's index are not known yet: ``zap genesis`` deals them into
   ``share-<i>.json``, which the operator copies to ``<home>/share.json``.
-* The transport identity is derived from a u64 seed (the ``node.json``
-  format, ``transport_seed``): 64 bits of entropy, not 256.
+* The transport identity is derived from a 32-byte ``transport_key``
+  (``genesis.md`` §2): 256 bits of entropy, like every other key.
 """
 
 from __future__ import annotations
@@ -62,13 +62,13 @@ def new_validator(
     ``corona_share``, which come from the dealer.
     """
     master = os.urandom(32) if seed is None else seed
-    transport_seed = int.from_bytes(_derive(master, "transport", slot)[:8], "big")
+    transport_key = _derive(master, "transport", slot)
     proposer_seed = _derive(master, "proposer", slot)
     bls_sk, bls_pk = bls.keygen(_derive(master, "bls", slot))
     ml_sk, ml_pk = mldsa.keygen(_derive(master, "mldsa", slot))
     slh_sk, slh_pk = slhdsa.keygen(_derive(master, "slhdsa", slot), slh_params)
     secret = {
-        "transport_seed": transport_seed,
+        "transport_key": transport_key.hex(),
         "proposer_seed": proposer_seed.hex(),
         "bls_sk": bls_sk.hex(),
         "mldsa_sk": ml_sk.hex(),
@@ -78,7 +78,7 @@ def new_validator(
     public = {
         "host": host,
         "port": port,
-        "node_id": NodeIdentity.generate(transport_seed).node_id.hex(),
+        "node_id": NodeIdentity.generate(transport_key).node_id.hex(),
         "proposer_pk": Signer(SigScheme.ED25519, proposer_seed).public_key.hex(),
         "bls_pk": bls_pk.hex(),
         "bls_pop": bls.pop_prove(bls_sk).hex(),

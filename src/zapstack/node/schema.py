@@ -89,12 +89,15 @@ Index = Annotated[int, msgspec.Meta(ge=0, le=4095)]
 class NodeFile(msgspec.Struct, frozen=True):
     """``node.json`` (genesis.md §2): one validator's secret keys.
 
+    Exactly one of ``transport_key`` (32 bytes, what ``zap init`` writes) and
+    the older u64 ``transport_seed`` names the transport identity.
     ``index`` and ``corona_share`` are absent in a file ``zap init`` wrote:
     ``share.json`` beside it holds them (genesis.md §2b).
     """
 
-    transport_seed: U64
     proposer_seed: Hex32
+    transport_key: Hex32 | None = None
+    transport_seed: U64 | None = None
     bls_sk: Hex = ""
     mldsa_sk: Hex = ""
     slhdsa_sk: Hex = ""

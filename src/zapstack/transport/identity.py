@@ -112,12 +112,19 @@ class NodeIdentity:
     """sha256 of the SPKI DER of the public key."""
 
     @classmethod
-    def generate(cls, seed: int | None = None) -> NodeIdentity:
-        """A fresh identity; deterministic when ``seed`` is given."""
+    def generate(cls, seed: int | bytes | None = None) -> NodeIdentity:
+        """A fresh identity; deterministic when ``seed`` is given.
+
+        ``seed``: a 32-byte key seed (``node.json``'s ``transport_key``, 256 bits
+        of entropy) or a u64 (the older ``transport_seed``; tests and vectors).
+        """
         if seed is None:
             key = ec.generate_private_key(ec.SECP256R1())
         else:
-            digest = hashlib.sha256(b"zap/1 node key" + struct.pack(">Q", seed)).digest()
+            if isinstance(seed, bytes) and len(seed) != 32:
+                raise ValueError("a transport key seed is 32 bytes")
+            material = seed if isinstance(seed, bytes) else struct.pack(">Q", seed)
+            digest = hashlib.sha256(b"zap/1 node key" + material).digest()
             scalar = int.from_bytes(digest, "big") % (_CURVE_ORDER - 1) + 1
             key = ec.derive_private_key(scalar, ec.SECP256R1())
         spki = _spki(key.public_key())
