@@ -130,6 +130,8 @@ class NodeDht(QuicDht):
         if self._closed:
             return
         self._closed = True
+        self._wake.set()  # the loops end on their next turn should a cancel be lost
+        self._provide_wake.set()
         tasks = [*self._tasks, *([self._pump] if self._pump else [])]
         for task in tasks:
             task.cancel()
@@ -203,7 +205,7 @@ class NodeDht(QuicDht):
     async def _republish(self) -> None:
         """Start the announcements the schedule hands out; until cancelled."""
         assert self.schedule is not None
-        while True:
+        while not self._closed:
             now = self.now()
             for block_id in self.schedule.take(now):
                 self._spawn(self._announce_key(block_id))
@@ -230,11 +232,11 @@ class NodeDht(QuicDht):
                 if republish is None:
                     await self.index_store(top)
                     republish = asyncio.get_running_loop().create_task(self._republish())
+                    self._tasks.add(republish)  # close() ends it too
                 await asyncio.sleep(1.0 if len(self.node.routing) < len(seeds) else 5.0)
         finally:
             if republish is not None:
                 republish.cancel()
-                await asyncio.gather(republish, return_exceptions=True)
 
     def _load(self, block_id: bytes) -> None:
         if block_id in self._loaded:
