@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from zapstack.consensus import cert as cert_mod
 from zapstack.devnet.processes import free_port_base, read_status, spawn_node
@@ -189,3 +192,69 @@ def test_a_restarted_validator_announces_its_blocks_again(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_blocks_from_before_every_validator_restarted_are_fetched_and_verified(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Must-show of issue 16: 4 validators finalize a chain and all stop; new
+    processes on the same homes hold no provider record at all.  ``head()``
+    proves the last height, and every height from 1 is pulled through the DHT
+    and verified.  The light client's logs and stderr carry no traceback and
+    nothing at WARNING (the qh3 "packet builder capacity exhausted" report)."""
+    top = 4
+    base = free_port_base(4)
+    homes = make_devnet(tmp_path / "net", 4, base_port=base)
+    g = load_genesis(tmp_path / "net" / "genesis.json")
+
+    def run_until_halted() -> list[subprocess.Popen[bytes]]:
+        for h in homes:
+            (h / "status.json").unlink(missing_ok=True)
+        procs = [spawn_node(h, halt_height=top) for h in homes]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = [read_status(h) for h in homes]
+            if all(s is not None and s["halted"] and s["height"] >= top for s in st):
+                return procs
+            time.sleep(0.25)
+        raise AssertionError(f"not halted at {top}: {[read_status(h) for h in homes]}")
+
+    def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    procs = run_until_halted()
+    stop(procs)  # every validator stops: no provider record survives
+    procs = run_until_halted()  # the same homes, new processes
+    stored = BlockStore(homes[0] / "blocks")
+
+    async def main() -> tuple[Any, list[Any]]:
+        lc = LightClient(g, k=3)
+        try:
+            return await lc.head(), await lc.refetch_range(1, top)
+        finally:
+            await lc.close()
+
+    try:
+        with caplog.at_level(logging.DEBUG):
+            head, fetched = run_bounded(main(), 60)
+    finally:
+        stop(procs)
+    assert head.height == top and head.claims == ((0, top), (1, top), (2, top), (3, top))
+    block = stored.block(top)
+    assert block is not None and head.block_id == hashlib.sha256(block).hexdigest()
+    for f in fetched:
+        assert f.ok, f
+        block = stored.block(f.height)
+        assert block is not None and f.block_id == hashlib.sha256(block).hexdigest()
+        assert f.size == len(block) and f.providers >= 1
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == [], [r.getMessage() for r in loud]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "capacity exhausted" not in err, err

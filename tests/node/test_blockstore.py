@@ -97,3 +97,16 @@ def test_check_refuses_missing_corrupt_or_foreign_files(
     damage(store)
     with pytest.raises(FatalStoreError, match=message):
         store.check(5, head)
+
+
+def test_block_id_reads_the_file_header_only(tmp_path: Path) -> None:
+    store = BlockStore(tmp_path / "b")
+    store.put(3, b"three", b"cert")
+    assert store.block_id(3) == hashlib.sha256(b"three").digest()
+    assert store.block_id(4) is None
+    path(store, 5, "blk").write_bytes(b"ZBF1" + bytes(10))  # short header
+    path(store, 6, "blk").write_bytes(b"XXXX" + reference_file(b"six")[4:])  # wrong magic
+    assert store.block_id(5) is None and store.block_id(6) is None
+    # the header is trusted as an index: a changed payload still reads by the recorded id
+    path(store, 7, "blk").write_bytes(reference_file(b"seven")[:-1] + b"X")
+    assert store.block_id(7) == hashlib.sha256(b"seven").digest() and store.block(7) is None

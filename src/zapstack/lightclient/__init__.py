@@ -14,6 +14,6 @@ await is bounded.  It imports from ``zapstack.node`` only what a library needs
 (the genesis file's loader and types).
 """
 
-from zapstack.lightclient.client import Fetched, LightClient
+from zapstack.lightclient.client import Fetched, Head, LightClient
 
-__all__ = ["Fetched", "LightClient"]
+__all__ = ["Fetched", "Head", "LightClient"]

@@ -17,6 +17,11 @@ Per height (``docs/formats/dht.md`` §7):
    do we), the frame parses (structure, roots, proposer signature) at the
    certified height, and ``verify_cert(..., block_bytes=bytes)`` once more.
 
+**Head.**  :meth:`LightClient.head` asks every validator for its latest
+finalized height and that height's cert (HEADER_RANGE ``CERTS_ONLY`` from
+``LATEST``); the highest height whose cert verifies as in step 1 wins.  A
+claim without such a cert counts for nothing.
+
 Every await is bounded.  A height whose cert or block cannot be had is
 reported with ``ok = False``.
 """
@@ -30,7 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zapstack.bootstrap.readers import RangeRecord, RangeReplyReader
-from zapstack.bootstrap.wire import CERTS_ONLY, MAX_RANGE, RangeRequest, encode_range_request
+from zapstack.bootstrap.wire import (
+    CERTS_ONLY,
+    LATEST,
+    MAX_RANGE,
+    RangeRequest,
+    encode_range_request,
+)
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.policy import accepted_tier, observed_tier
 from zapstack.dht.blocks import zap_block_layout
@@ -46,7 +57,7 @@ from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.streams import StreamType
 from zapstack.zap.frames import parse_block
 
-__all__ = ["Fetched", "LightClient"]
+__all__ = ["Fetched", "Head", "LightClient"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +81,37 @@ class Fetched:
     """Why it failed (empty when ok)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The latest finalized height the validators proved (:meth:`LightClient.head`)."""
+
+    height: int
+    """The highest height whose cert verified against the genesis."""
+    cert: bytes
+    """That height's QuasarCert (checked: every present leg, the policy, height, chain id)."""
+    block_id: str
+    """The block id the cert names (hex)."""
+    tier: str
+    """The tier the cert's legs reach."""
+    source: int
+    """Validator index that served it."""
+    claims: tuple[tuple[int, int], ...] = ()
+    """(validator index, head height it claimed) of every validator that answered."""
+
+
 class _Reply:
     def __init__(self, reader: RangeReplyReader, fut: asyncio.Future[list[RangeRecord]]) -> None:
         self.reader, self.fut = reader, fut
         self.records: list[RangeRecord] = []
+        self.head = -1
+        """The server's head height (first field of the reply; -1 until read)."""
 
     def _take(self) -> None:
         while (rec := self.reader.next_record()) is not None:
             if isinstance(rec, RangeRecord):
                 self.records.append(rec)
+            else:
+                self.head = rec
 
     def on_data(self, data: bytes) -> list[HandlerAction]:
         try:
@@ -141,15 +174,57 @@ class LightClient:
             return None
         return self.peers[index]
 
-    async def _certs(self, index: int, start: int, count: int) -> list[RangeRecord]:
+    async def _range(self, index: int, start: int, count: int) -> tuple[int, list[RangeRecord]]:
+        """HEADER_RANGE(CERTS_ONLY) to validator ``index``: (its head, the cert records)."""
         peer = await self._peer(index)
         if peer is None:
             raise TransportError(f"validator {index} unreachable")
         fut: asyncio.Future[list[RangeRecord]] = asyncio.get_running_loop().create_future()
-        reader = RangeReplyReader(count, certs_only=True)
-        out = await peer.open_stream(StreamType.HEADER_RANGE, _Reply(reader, fut))
+        reply = _Reply(RangeReplyReader(count, certs_only=True), fut)
+        out = await peer.open_stream(StreamType.HEADER_RANGE, reply)
         await out.finish(encode_range_request(RangeRequest(CERTS_ONLY, start, count)))
-        return await asyncio.wait_for(fut, 15)
+        records = await asyncio.wait_for(fut, 15)
+        return reply.head, records
+
+    async def _certs(self, index: int, start: int, count: int) -> list[RangeRecord]:
+        return (await self._range(index, start, count))[1]
+
+    async def _latest(self, index: int) -> tuple[int, bytes | None]:
+        """Validator ``index``'s claimed head and the cert it sent for it (None: none)."""
+        head, records = await self._range(index, LATEST, 1)
+        return head, (records[-1].cert if records and head > 0 else None)
+
+    async def head(self, timeout: float = 20.0) -> Head:
+        """The latest finalized height: asked of every validator, the highest one proved wins.
+
+        Each validator is asked for its head and that height's cert
+        (HEADER_RANGE, ``CERTS_ONLY``, ``start = LATEST``, ``count = 1``); a cert
+        counts only if :meth:`check_cert` passes it at the height the validator
+        claimed.  Raises :class:`~zapstack.errors.TransportError` when no
+        validator proved a height above 0.
+        """
+        await self.start()
+        n = self.g.vset.n
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(self._latest(i), timeout) for i in range(n)),
+            return_exceptions=True,
+        )
+        best: Head | None = None
+        claims = tuple((i, a[0]) for i, a in enumerate(answers) if isinstance(a, tuple))
+        for i, answer in enumerate(answers):
+            if not isinstance(answer, tuple):
+                continue
+            height, cert_bytes = answer
+            if cert_bytes is None or (best is not None and height <= best.height):
+                continue
+            try:
+                cert, tier = self.check_cert(height, cert_bytes)
+            except ZapError:
+                continue  # a claim without a cert that verifies counts for nothing
+            best = Head(height, cert_bytes, cert.block_id.hex(), tier, i, claims)
+        if best is None:
+            raise TransportError(f"no validator proved a finalized height (claims: {claims})")
+        return best
 
     def check_cert(self, height: int, cert_bytes: bytes) -> tuple[cert_mod.QuasarCert, str]:
         """Verify a cert for ``height`` without the block; return it and its tier."""

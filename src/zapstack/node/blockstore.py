@@ -121,6 +121,20 @@ class BlockStore:
         """Cert bytes at ``height``."""
         return self._read(height, "qc")
 
+    def block_id(self, height: int) -> bytes | None:
+        """The id of the block at ``height`` as its file header records it (44 bytes read).
+
+        Not checked against the payload (:meth:`block` checks): an index, not a proof.
+        """
+        try:
+            with open(self._path(height, "blk"), "rb") as fh:
+                head = fh.read(HEADER.size)
+        except FileNotFoundError:
+            return None
+        if len(head) < HEADER.size or head[:4] != MAGIC:
+            return None
+        return bytes(HEADER.unpack(head)[2])
+
     def damaged(self, head_height: int, head_id: bytes) -> list[tuple[int, str]]:
         """``(height, problem)`` of every damaged height up to the head, oldest first."""
         names = set(os.listdir(self.root))

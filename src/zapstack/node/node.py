@@ -86,8 +86,6 @@ log = logging.getLogger("zapstack.node")
 
 _VOTES = frozenset({MsgType.SHARE, MsgType.CORONA_COMMIT})
 """Our consensus messages republished as VOTE records to subscribers."""
-_HELD_ON_RESTART = 64
-"""Finalized blocks a (re)started node serves and announces on the DHT at once."""
 
 
 class Node:
@@ -309,18 +307,12 @@ class Node:
         self.txindex.finalized(record.height, block, cert or b"")  # the API's index and feed
 
     async def _dht_loop(self) -> None:
-        """Join the DHT off the other validators; serve and announce what we hold."""
+        """Join the DHT off the other validators; serve and (re-)announce every block held."""
         assert self.dht is not None
         seeds = [
             Contact(a.node_id, f"{a.host}:{a.port}") for a in self.g.addresses if a.index != self.me
         ]
-        top = self.executor.height
-        held: list[tuple[int, bytes]] = []
-        for h in range(max(1, top - _HELD_ON_RESTART + 1), top + 1):
-            block = self.blocks.block(h)  # restart: serve what we hold by id again
-            if block is not None:
-                held.append((h, block))
-        await self.dht.stay_joined(seeds, held)
+        await self.dht.stay_joined(seeds, self.executor.height)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:

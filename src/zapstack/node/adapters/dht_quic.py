@@ -271,7 +271,7 @@ class QuicDht:
     async def _run(self) -> None:
         node = self.node
         assert node is not None
-        while True:
+        while not self._closed:  # 3.11's wait_for may swallow a cancel that meets a wake
             now = self.now()
             node.handle_timer(now)
             for run in self._pulls:
