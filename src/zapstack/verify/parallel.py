@@ -61,6 +61,7 @@ __all__ = [
     "verify_range",
     "verify_range_cached",
     "verify_sequential",
+    "verify_views",
 ]
 
 
@@ -135,6 +136,25 @@ def verify_range_cached(
         if verdict.ok:
             cache.add_key(key)
         out.append(verdict)
+    return out
+
+
+def verify_views(views: Sequence[TxView], cache: VerifiedCache | None = None) -> list[bool]:
+    """One verdict per tx view, in order (a batch of admission or gossip checks).
+
+    With ``cache``: a pair already verified here is not checked again, and
+    every pair that verifies is recorded (block verify then skips it).
+    """
+    out: list[bool] = []
+    for tx in views:
+        key = cache_key(tx) if cache is not None else b""
+        if cache is not None and cache.has_key(key):
+            out.append(True)
+            continue
+        ok = verify_signature(tx.scheme, tx.pubkey, tx.digest, tx.signature)
+        if ok and cache is not None:
+            cache.add_key(key)
+        out.append(ok)
     return out
 
 
@@ -262,6 +282,17 @@ class ThreadVerifier:
 
     def verify(self, block: BlockView) -> VerdictSlice:
         return self.submit(block).result()
+
+    def submit_views(self, views: Sequence[TxView]) -> list[Future[list[bool]]]:
+        """Start :func:`verify_views` over ``views``, cut into one range per worker.
+
+        The futures' lists, concatenated in order, hold one verdict per view
+        (the pool's cache, if any, is consulted and filled).
+        """
+        return [
+            self._pool.submit(verify_views, views[lo:hi], self.cache)
+            for lo, hi in split_ranges(len(views), self.workers)
+        ]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
