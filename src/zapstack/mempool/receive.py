@@ -313,7 +313,7 @@ class TxReceiver:
 
     def _pushback(self, s: _Stream, view: TxView) -> list[Action]:
         self.stats.pushed_back += 1
-        reason = "pool past its high water: retry later"
+        reason = "pool past its pushback bound: retry later"
         floor = self.pool.nonce_floor(view.sender)
         peer, sid = s.key
         action = TxRejected(peer, sid, view.tx_id, WireCode.RATE_LIMITED, reason, floor)
