@@ -52,6 +52,7 @@ from zapstack.zap.sigschemes import verify_signature
 from zapstack.zap.views import BlockView, TxView
 
 __all__ = [
+    "MIN_VIEWS_PER_TASK",
     "PendingVerify",
     "ThreadVerifier",
     "TxVerdict",
@@ -137,6 +138,10 @@ def verify_range_cached(
             cache.add_key(key)
         out.append(verdict)
     return out
+
+
+MIN_VIEWS_PER_TASK = 32
+"""Fewest tx views one pool task checks (a hand-off costs about as much as a few verifies)."""
 
 
 def verify_views(views: Sequence[TxView], cache: VerifiedCache | None = None) -> list[bool]:
@@ -287,11 +292,13 @@ class ThreadVerifier:
         """Start :func:`verify_views` over ``views``, cut into one range per worker.
 
         The futures' lists, concatenated in order, hold one verdict per view
-        (the pool's cache, if any, is consulted and filled).
+        (the pool's cache, if any, is consulted and filled).  A range holds at
+        least :data:`MIN_VIEWS_PER_TASK` views: a small batch is one task.
         """
+        parts = min(self.workers, -(-len(views) // MIN_VIEWS_PER_TASK))
         return [
             self._pool.submit(verify_views, views[lo:hi], self.cache)
-            for lo, hi in split_ranges(len(views), self.workers)
+            for lo, hi in split_ranges(len(views), parts)
         ]
 
     def close(self) -> None:
