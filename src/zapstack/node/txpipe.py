@@ -68,10 +68,10 @@ MAX_BATCH = 1024
 """Most signature checks handed to the pool at once."""
 MAX_QUEUED = 20_000
 """Most gossiped txs waiting for a signature check."""
-PENDING_S = 5.0
+PENDING_S = 4.0
 """Seconds of finalized throughput the pool may hold before submits are pushed back."""
-MIN_PENDING = 2_000
-"""The pushback bound never falls below one full block."""
+MIN_PENDING = 500
+"""The pushback bound never falls below this (a stalled chain still takes some txs)."""
 MAX_PENDING = 16_000
 """Nor rises above this many txs."""
 RATE_WINDOW_S = 10.0
