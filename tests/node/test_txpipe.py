@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,15 +18,17 @@ from zapstack.node.txpipe import (
     MIN_PENDING,
     PENDING_S,
     RATE_WINDOW_S,
+    AccountReader,
     TxPipeline,
     pending_bound,
 )
 from zapstack.transport.events import Reply
 from zapstack.transport.handler import StreamInfo
 from zapstack.transport.streams import STREAM_TYPES, StreamType
-from zapstack.verify import parallel
+from zapstack.verify import Account, account_key, parallel
 from zapstack.zap import DEFAULT_CHAIN_ID, Signer, SigScheme
 from zapstack.zap.frames import build_transfer, parse_tx
+from zapstack.zapdb import ZapDB
 
 TO = bytes(32)
 SPEC = STREAM_TYPES[StreamType.TX_SUBMIT]
@@ -205,3 +208,30 @@ def test_finalized_heights_move_the_receivers_bound(h: Harness) -> None:
     for _ in range(40):
         h.pipe.finalized(2000)  # all at once on the clock: a huge rate
     assert h.pipe.rx.max_pending == MAX_PENDING
+
+
+def _commit(db: ZapDB, sender: bytes, acct: Account) -> None:
+    txn = db.begin()
+    try:
+        txn.set(account_key(sender), acct.encode())
+        txn.commit()
+    finally:
+        txn.discard()
+
+
+def test_account_reader_reads_once_per_sender_per_committed_version(tmp_path: Path) -> None:
+    db = ZapDB.open(tmp_path / "db")
+    try:
+        a, b = _acct(0), _acct(1)
+        _commit(db, a, Account(balance=70, nonce=3))
+        reader = AccountReader(db)
+        assert reader(a) == (3, 70) and reader(a) == (3, 70)
+        assert reader(b) == (0, 0)  # an absent account: the fresh one
+        assert reader.reads == 2  # a's second lookup came from the memo
+        _commit(db, a, Account(balance=40, nonce=4))  # a commit moves the version
+        assert reader(a) == (4, 40) and reader.reads == 3  # never a stale answer
+        full = AccountReader(db, cap=1)
+        full(a), full(b), full(b)
+        assert full.reads == 3  # past the cap nothing more is memoised
+    finally:
+        db.close()

@@ -68,12 +68,12 @@ from zapstack.node.metrics import NodeMetrics
 from zapstack.node.peers import Connections
 from zapstack.node.status import node_status, status_loop
 from zapstack.node.sync import ChainSync
-from zapstack.node.txpipe import TxPipeline
+from zapstack.node.txpipe import AccountReader, TxPipeline
 from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
 from zapstack.transport.streams import StreamType
-from zapstack.verify import Account, account_key, apply_genesis
+from zapstack.verify import apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
 from zapstack.zapdb import ZapDB
 
@@ -140,7 +140,7 @@ class Node:
     def _init_tx_pipeline(self) -> None:
         """The verify pool and its cache, the mempool, TX_SUBMIT and gossip admission."""
         self.tx = TxPipeline(
-            self._account,
+            AccountReader(self.db),
             self.g.chain_id,
             stop_stream=self.conns.stop_stream,
             reply_stream=self.conns.reply_stream,
@@ -195,15 +195,6 @@ class Node:
             txn.commit()
         finally:
             txn.discard()
-
-    def _account(self, sender: bytes) -> tuple[int, int]:
-        """The sender's committed (nonce, balance): one read (the mempool's state hook)."""
-        view = self.db.read()
-        try:
-            acct = Account.decode(view.get(account_key(sender)))
-        finally:
-            view.close()
-        return acct.nonce, acct.balance
 
     # ------------------------------------------------------------ Io protocol
     def now_ms(self) -> int:

@@ -28,6 +28,10 @@ and the verify thread pool.  The event loop only moves bytes and runs lookups:
   ``RATE_LIMITED`` before any signature check, and the credit in every answer
   falls to 0 before that.
 
+State: :class:`AccountReader` is the mempool's state hook: a sender's
+committed (nonce, balance) read once per committed version (a tx is looked up
+before its signature check and again at insert: one store read).
+
 Bounds: gossip views waiting for the pool are capped at :data:`MAX_QUEUED`
 (beyond it gossip is dropped: it is best effort, the submitter's validator
 holds the tx); submits are bounded by the receiver's admission controller.
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -48,10 +53,11 @@ from zapstack.mempool.actions import TxAdmitted, VerifyRequest
 from zapstack.mempool.handler import ReplyStream, StopStream, TxSubmitService
 from zapstack.mempool.pool import AccountState
 from zapstack.mempool.receive import TxReceiver
-from zapstack.verify import ThreadVerifier, VerifiedCache
+from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key
 from zapstack.zap.frames import parse_tx
 from zapstack.zap.schema import MAX_TX_SIZE
 from zapstack.zap.views import TxView
+from zapstack.zapdb import ZapDB
 
 __all__ = [
     "MAX_BATCH",
@@ -60,6 +66,7 @@ __all__ = [
     "MIN_PENDING",
     "PENDING_S",
     "RATE_WINDOW_S",
+    "AccountReader",
     "TxPipeline",
     "pending_bound",
 ]
@@ -79,6 +86,46 @@ RATE_WINDOW_S = 10.0
 
 Queued = VerifyRequest | TxView
 """A submit waiting for its verdict, or a gossiped tx waiting to enter the pool."""
+
+
+class AccountReader:
+    """``sender -> (committed nonce, balance)``, memoised per committed version.
+
+    The memo is emptied whenever the store's version moves (a commit) and
+    holds at most ``cap`` senders; an entry is kept only if it was read at
+    the version the memo is for.  Thread-safe (one lock, O(1) under it).
+    """
+
+    def __init__(self, db: ZapDB, cap: int = 1 << 16) -> None:
+        self.db = db
+        self.cap = cap
+        self.reads = 0
+        """Store reads done (the rest were answered from the memo)."""
+        self._memo: dict[bytes, tuple[int, int]] = {}
+        self._version = -1
+        self._lock = threading.Lock()
+
+    def __call__(self, sender: bytes) -> tuple[int, int]:
+        version = self.db.version
+        with self._lock:
+            if version != self._version:
+                self._memo.clear()
+                self._version = version
+            hit = self._memo.get(sender)
+        if hit is not None:
+            return hit
+        view = self.db.read()
+        try:
+            read_at = view.version
+            acct = Account.decode(view.get(account_key(sender)))
+        finally:
+            view.close()
+        out = (acct.nonce, acct.balance)
+        with self._lock:
+            self.reads += 1
+            if read_at == self._version and len(self._memo) < self.cap:
+                self._memo[sender] = out
+        return out
 
 
 def pending_bound(finals: Sequence[tuple[float, int]], now: float) -> int:
