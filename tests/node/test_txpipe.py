@@ -235,3 +235,29 @@ def test_account_reader_reads_once_per_sender_per_committed_version(tmp_path: Pa
         assert full.reads == 3  # past the cap nothing more is memoised
     finally:
         db.close()
+
+
+def test_the_run_task_wakes_on_new_work_and_batches_it(h: Harness) -> None:
+    batches: list[int] = []
+    real = h.pipe.verify_batch
+
+    async def recording(batch):  # type: ignore[no-untyped-def]
+        batches.append(len(batch))
+        return await real(batch)
+
+    h.pipe.verify_batch = recording  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(h.pipe.run())
+        for k in range(3):
+            h.submit(4 * k, _tx(k, 0))  # three submits in one go: one wake-up
+        while len(h.replies) < 3:
+            await asyncio.sleep(0.005)
+        h.pipe.take_gossip(_tx(3, 0))  # later work wakes it again
+        while len(h.pipe.mempool) < 4:
+            await asyncio.sleep(0.005)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert batches == [3, 1]
+    assert set(h.codes().values()) == {WireCode.NO_ERROR}

@@ -11,8 +11,10 @@ and the verify thread pool.  The event loop only moves bytes and runs lookups:
   :class:`~zapstack.mempool.actions.VerifyRequest` in the service's outbox.
 * **MEMPOOL_GOSSIP** (:meth:`TxPipeline.take_gossip`): each frame is parsed
   (no signature) and prechecked on the loop; a tx that passes is queued.
-* :meth:`TxPipeline.run` (a node task) takes everything queued, in arrival
-  order, as one batch (at most :data:`MAX_BATCH`), verifies it on the verify
+* :meth:`TxPipeline.run` (a node task), woken by new work, lets more arrive
+  for :data:`COALESCE_S` (one hand-off to the pool per batch, not per tx), then
+  takes everything queued, in arrival order, as one batch (at most
+  :data:`MAX_BATCH`), verifies it on the verify
   pool's threads (:meth:`ThreadVerifier.submit_views
   <zapstack.verify.ThreadVerifier.submit_views>`: the crypto releases the
   GIL; the cache skips pairs seen before and records the ones that verify, so
@@ -60,6 +62,7 @@ from zapstack.zap.views import TxView
 from zapstack.zapdb import ZapDB
 
 __all__ = [
+    "COALESCE_S",
     "MAX_BATCH",
     "MAX_PENDING",
     "MAX_QUEUED",
@@ -73,6 +76,8 @@ __all__ = [
 
 MAX_BATCH = 1024
 """Most signature checks handed to the pool at once."""
+COALESCE_S = 0.02
+"""Seconds the verify task waits after a wake-up for more work to batch with it."""
 MAX_QUEUED = 20_000
 """Most gossiped txs waiting for a signature check."""
 PENDING_S = 4.0
@@ -277,6 +282,7 @@ class TxPipeline:
         """Forever: wait for work, then verify batches until the queue is empty."""
         while True:
             await self._wake.wait()
+            await asyncio.sleep(COALESCE_S)
             self._wake.clear()
             while await self.step():
                 pass
