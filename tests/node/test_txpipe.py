@@ -189,10 +189,12 @@ def test_pushback_answers_rate_limited_before_verifying_once_the_bound_is_reache
     ("finals", "now", "rate"),
     [
         ([], 0.0, None),  # nothing final yet: the floor
-        ([(0.0, 1000), (2.0, 1000), (4.0, 1000)], 4.0, 3000 / 4.0),
-        ([(0.0, 100)], 0.5, 100 / 1.0),  # a span under a second counts as one
-        ([(0.0, 9000), (20.0, 2000)], 20.0, 2000 / 1.0),  # older than the window: ignored
-        ([(t, 2000) for t in range(11)], 10.0, 22000 / RATE_WINDOW_S),
+        ([(0.0, 100)], 0.5, None),  # one height gives no rate
+        # the oldest height's txs were gathered before the span: 2 x 1000 over 4 s
+        ([(0.0, 1000), (2.0, 1000), (4.0, 1000)], 4.0, 2000 / 4.0),
+        ([(0.0, 100), (0.5, 300)], 0.5, 300 / 1.0),  # a span under a second counts as one
+        ([(0.0, 9000), (20.0, 2000)], 20.0, None),  # older than the window: ignored
+        ([(t, 2000) for t in range(11)], 10.0, 20000 / RATE_WINDOW_S),
     ],
 )
 def test_pending_bound_is_seconds_of_finalized_throughput_clamped(

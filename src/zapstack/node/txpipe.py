@@ -136,16 +136,17 @@ class AccountReader:
 def pending_bound(finals: Sequence[tuple[float, int]], now: float) -> int:
     """The pushback bound from ``(time, txs)`` of recent finalized heights.
 
-    Throughput = txs final in the last :data:`RATE_WINDOW_S` over that window
-    (or over the time since the oldest record, if shorter, at least 1 s);
-    the bound is :data:`PENDING_S` of it, clamped to
-    ``[MIN_PENDING, MAX_PENDING]``.
+    Throughput = the txs of the heights final after the oldest one of the last
+    :data:`RATE_WINDOW_S`, over the time since that one (at least 1 s): the
+    oldest height's own txs were gathered before the span began, so they do
+    not count.  The bound is :data:`PENDING_S` of it, clamped to
+    ``[MIN_PENDING, MAX_PENDING]``; under two heights: ``MIN_PENDING``.
     """
     recent = [(t, n) for t, n in finals if now - t <= RATE_WINDOW_S]
-    if not recent:
+    if len(recent) < 2:
         return MIN_PENDING
-    span = max(1.0, min(RATE_WINDOW_S, now - recent[0][0]))
-    rate = sum(n for _, n in recent) / span
+    span = max(1.0, now - recent[0][0])
+    rate = sum(n for _, n in recent[1:]) / span
     return max(MIN_PENDING, min(MAX_PENDING, int(rate * PENDING_S)))
 
 
