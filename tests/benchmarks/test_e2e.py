@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,24 @@ def test_tiny_run_measures_every_load_and_agrees(tmp_path: Path) -> None:
         assert f["finalized_tx_s"] > 0 and f["latency_txs"] > 0
         assert 0 < f["p50_s"] <= f["p99_s"]
         assert f["pq_fast_ms"] is not None and f["pq_fast_ms"] <= f["pq_heavy_ms"]
+
+
+def test_admitted_latency_counts_from_the_submit_that_got_in(tmp_path: Path) -> None:
+    """Tx a, pushed back at t=1 and admitted on its retry at t=4, final at t=6: 5 s from
+    its first send, 2 s from its admission (b: 4 s both ways); the merge reads both lists."""
+    a, b = bytes([1]) * 32, bytes([2]) * 32
+    doc = {
+        "window": {"sent": 3, "admitted": 2, "failed": 0, "rejected": {"RATE_LIMITED": 1}},
+        "sent": [[a.hex(), 1.0], [b.hex(), 2.0]],
+        "admitted": [[a.hex(), 4.0], [b.hex(), 2.0]],
+    }
+    out = tmp_path / "load.json"
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    run = e2e.LoadRun("1x", 100.0, 0.0, 10.0, 1)
+    e2e._merge(run, [out])
+    assert run.admitted == {a: 4.0, b: 2.0} and run.sent == {a: 1.0, b: 2.0}
+    e2e._figures(run, {1: 2}, {a: 1, b: 1}, {1: 6.0}, {})
+    f = run.figures
+    # nearest rank over two txs: p50 = the lower, p99 = the higher
+    assert (f["p50_s"], f["p99_s"]) == (4.0, 5.0)  # a: 6 - 1, b: 6 - 2
+    assert (f["admitted_p50_s"], f["admitted_p99_s"]) == (2.0, 4.0)  # a: 6 - 4, b: 6 - 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zapstack.devnet.loadgen import _BAD_FRAMES, LoadGenerator, Next
+from zapstack.devnet.loadgen import _BAD_FRAMES, CREDIT_START, PAUSE_S, LoadGenerator, Next
 from zapstack.errors import WireCode, ZapError
 from zapstack.mempool.answer import SubmitAnswer
 from zapstack.node.genesis import load_genesis, make_devnet
@@ -75,3 +75,44 @@ def test_every_malformed_frame_is_rejected(tmp_path: Path, corrupt: object) -> N
     parse_tx(frame, chain_id=load.g.chain_id)
     with pytest.raises(ZapError):
         parse_tx(corrupt(frame), chain_id=load.g.chain_id)  # type: ignore[operator]
+
+
+def _credit_answer(code: WireCode, credit: int) -> SubmitAnswer:
+    return SubmitAnswer(code, bytes(32), credit, 0)
+
+
+def _spend(load: LoadGenerator, index: int, n: int) -> None:
+    """What ``_start_one`` does per submit to validator ``index``."""
+    for _ in range(n):
+        load.credit[index] = load.credit.get(index, CREDIT_START) - 1
+
+
+def test_credit_is_spent_per_submit_and_reset_by_each_answer(tmp_path: Path) -> None:
+    load = _load(tmp_path)
+    assert load._target([0], 0.0) == 0  # CREDIT_START before any answer
+    _spend(load, 0, CREDIT_START)
+    assert load._target([0, 1], 0.0) == 1  # validator 0 spent its allowance
+    assert load._target([0], 0.0) is None  # and is not probed while answers are due
+    load._count(0, _credit_answer(WireCode.NO_ERROR, 3), 0.0)
+    assert load.credit[0] == 3 and load._target([0], 0.0) == 0
+
+
+def test_no_credit_pauses_a_validator_then_allows_one_probe(tmp_path: Path) -> None:
+    load = _load(tmp_path)
+    load._count(2, _credit_answer(WireCode.RATE_LIMITED, 0), 10.0)
+    assert load._target([2], 10.0) is None
+    assert load._target([2], 10.0 + PAUSE_S / 2) is None
+    assert load._target([2], 10.0 + PAUSE_S) == 2  # the pause is over: one probe
+    assert load.credit[2] == 1
+    _spend(load, 2, 1)
+    assert load._target([2], 10.0 + PAUSE_S) is None  # the probe's answer is due
+    assert load.stats.rejected == {"RATE_LIMITED": 1}
+
+
+def test_a_failed_submit_pauses_and_a_reset_does_not_touch_credit(tmp_path: Path) -> None:
+    load = _load(tmp_path)
+    load._count(1, None, 5.0)
+    assert load.stats.failed == 1 and load._target([1], 5.0) is None
+    reset = SubmitAnswer(WireCode.BAD_MAGIC, b"", 0)  # a malformed frame's stream reset
+    load._count(3, reset, 5.0)
+    assert 3 not in load.credit and load._target([3], 5.0) == 3

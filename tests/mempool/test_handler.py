@@ -184,3 +184,19 @@ def test_pushback_before_the_pool_is_full() -> None:
     assert [a.code for a in answers] == [WireCode.NO_ERROR] * 4 + [WireCode.RATE_LIMITED] * 2
     assert [a.credit for a in answers] == [3, 2, 1, 0, 0, 0]
     assert len(pool) == 4 < pool.max_txs and rx.stats.pushed_back == 2
+
+
+def test_notify_fires_once_per_call_that_grew_the_outbox() -> None:
+    rx = TxReceiver(Mempool(), defer_verification=True)
+    pair, svc = wire(rx, chunk=0)
+    calls: list[int] = []
+    svc.notify = lambda: calls.append(len(svc.outbox))
+    _submit(pair, tx_bytes(1, 0, 5))
+    _submit(pair, MALFORMED["magic"][0])  # refused at stage 1: nothing for the outbox
+    pair.pump()
+    assert calls == [1]  # the VerifyRequest of the good one
+    (req,) = svc.outbox
+    assert isinstance(req, VerifyRequest)
+    svc.outbox.clear()
+    svc.verified(req.peer, req.stream_id, True)
+    assert calls == [1, 1] and isinstance(svc.outbox[0], TxAdmitted)

@@ -177,6 +177,32 @@ def test_balance_must_cover_the_tx_and_the_senders_pending_txs() -> None:
     assert len(pool) == 2
 
 
+def test_account_hook_reads_the_state_once_per_admission_with_the_same_verdicts() -> None:
+    state = {sender_id(0): (3, 12), sender_id(1): (0, 0), sender_id(2): (7, 100)}
+    reads: list[bytes] = []  # state: (committed nonce, balance)
+
+    def account(s: bytes) -> tuple[int, int]:
+        reads.append(s)
+        return state.get(s, (0, 0))
+
+    one = Mempool(account=account)
+    two = Mempool(nonce_floor=lambda s: state[s][0], balance=lambda s: state[s][1])
+    cases = [(0, 3, 4), (0, 2, 4), (0, 4, 3), (0, 5, 3), (1, 0, 2), (0, 200, 1)]
+    for sender, nonce, fee in cases:
+        v = tx_view(sender, nonce, fee)
+        verdicts = []
+        for pool in (one, two):
+            try:
+                verdicts.append(pool.insert(v))
+            except InvalidTx as exc:
+                verdicts.append(exc.code)
+        assert verdicts[0] == verdicts[1]
+    assert len(reads) == len(cases)  # one read per insert, not one per rule
+    assert one.insert(tx_view(0, 5, 1)) == Admitted(tx_view(0, 5, 1).tx_id, (), None, 3)
+    assert one.precheck(tx_view(2, 7, 1)) == 7  # precheck reports the floor it used
+    assert one.nonce_floor(sender_id(0)) == 3
+
+
 def test_eviction_takes_a_senders_higher_nonces_with_its_low_nonce() -> None:
     pool = Mempool(max_txs=3)
     low, mid = tx_view(0, 0, 2), tx_view(0, 1, 9)  # nonce 1 pays more, but needs nonce 0
@@ -479,7 +505,8 @@ class PoolMachine(RuleBasedStateMachine):
             assert exc.code is want_code
             return
         assert want_code is None
-        assert got == Admitted(v.tx_id, want_evicted, want_replaced)
+        floor = self.floors.get(v.sender, 0)
+        assert got == Admitted(v.tx_id, want_evicted, want_replaced, floor)
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())

@@ -335,3 +335,63 @@ def test_input_after_a_verdict_is_ignored() -> None:
     rx.stream_opened(b"q", 0)
     with pytest.raises(LocalProtocolError):
         rx.stream_opened(b"q", 0)
+
+
+def _deliver(rx: TxReceiver, peer: bytes, sid: int, raw: bytes) -> list[Action]:
+    rx.stream_opened(peer, sid)
+    rx.data_received(peer, sid, raw)
+    return rx.stream_ended(peer, sid)
+
+
+def test_deferred_path_runs_the_cheap_checks_before_any_signature() -> None:
+    pool = Mempool(nonce_floor=lambda s: 4, balance=lambda s: 10)
+    rx = TxReceiver(pool, chain_id=DEFAULT_CHAIN_ID, defer_verification=True)
+    bad_sig = patch(tx_bytes(0, 0, 5), len(VALID) - 1, bytes([VALID[-1] ^ 1]))
+    low = _deliver(rx, b"p", 0, bad_sig)  # nonce 0 < committed 4: refused on a lookup
+    poor = _deliver(rx, b"p", 4, tx_bytes(1, 4, 50))  # fee 50 > balance 10
+    assert [type(a) for a in low + poor] == [TxRejected, TxRejected]  # no VerifyRequest
+    assert [a.code for a in low + poor if isinstance(a, TxRejected)] == [
+        WireCode.NONCE_TOO_LOW,
+        WireCode.INSUFFICIENT_BALANCE,
+    ]
+    assert [a.account_nonce for a in low + poor if isinstance(a, TxRejected)] == [4, 4]
+    (req,) = _deliver(rx, b"p", 8, tx_bytes(2, 4, 5))  # passes: only now the signature
+    assert isinstance(req, VerifyRequest)
+    (adm,) = rx.verified(b"p", 8, True)
+    assert isinstance(adm, TxAdmitted) and adm.account_nonce == 4
+
+
+def test_max_pending_pushes_back_before_the_signature_and_credit_falls_to_zero() -> None:
+    rx = TxReceiver(Mempool(), chain_id=DEFAULT_CHAIN_ID, defer_verification=True, max_pending=2)
+    assert rx.credit() == 2
+    for sid, sender in enumerate(range(2)):
+        (req,) = _deliver(rx, b"p", 4 * sid, tx_bytes(sender, 0, 5))
+        assert isinstance(req, VerifyRequest)
+        rx.verified(b"p", 4 * sid, True)
+    assert len(rx.pool) == 2 and rx.credit() == 0
+    (out,) = _deliver(rx, b"p", 8, tx_bytes(2, 0, 5))  # answered at once: no VerifyRequest
+    assert isinstance(out, TxRejected) and out.code is WireCode.RATE_LIMITED
+    assert rx.stats.pushed_back == 1
+    rx.max_pending = None  # the driver raised the bound: the high water alone rules again
+    assert rx.credit() == 64
+
+
+def test_a_verified_request_is_admitted_even_if_credit_ran_out_while_it_was_checked() -> None:
+    rx = TxReceiver(Mempool(), chain_id=DEFAULT_CHAIN_ID, defer_verification=True, max_pending=1)
+    (a,) = _deliver(rx, b"p", 0, tx_bytes(0, 0, 5))
+    (b,) = _deliver(rx, b"p", 4, tx_bytes(1, 0, 5))  # both screened while the pool was empty
+    assert isinstance(a, VerifyRequest) and isinstance(b, VerifyRequest)
+    got = rx.verified(b"p", 0, True) + rx.verified(b"p", 4, True)
+    assert [type(x) for x in got] == [TxAdmitted, TxAdmitted]  # the check was paid for
+    assert len(rx.pool) == 2 and rx.credit() == 0
+
+
+def test_deferred_results_in_request_order_keep_a_senders_nonce_order() -> None:
+    rx = receiver(defer_verification=True)
+    reqs = [_deliver(rx, b"p", 4 * n, tx_bytes(0, n, 5))[0] for n in range(3)]
+    assert all(isinstance(r, VerifyRequest) for r in reqs)
+    admitted = [rx.verified(b"p", 4 * n, True)[0] for n in range(3)]
+    assert [a.result.tx_id for a in admitted if isinstance(a, TxAdmitted)] == [
+        parse_tx(tx_bytes(0, n, 5)).tx_id for n in range(3)
+    ]
+    assert rx.pool.sender_nonces(parse_tx(tx_bytes(0, 0, 5)).sender) == [0, 1, 2]

@@ -1,22 +1,13 @@
-"""The node's stream glue: whole-message buffering and gossip batches."""
+"""The node's stream glue: whole-message buffering, consensus streams (gossip: test_txpipe)."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from zapstack.errors import Stage, WireCode
-from zapstack.mempool import Mempool
+from zapstack.errors import WireCode
 from zapstack.node import handlers
-from zapstack.node.genesis import devnet_user, load_genesis
-from zapstack.node.handlers import Collect, take_gossip
+from zapstack.node.handlers import Collect
 from zapstack.transport.events import End, HandlerAction, Reject
-from zapstack.verify.sigcache import VerifiedCache
-from zapstack.zap import Signer, SigScheme
-from zapstack.zap.frames import build_transfer, parse_tx
 
 
 def test_collect_hands_over_the_whole_message_at_fin() -> None:
@@ -58,51 +49,6 @@ def test_collect_drops_a_partial_message_when_the_stream_ends_early() -> None:
     c.on_data(b"partial")
     c.on_terminated(End.RESET, int(WireCode.STREAM_PROTOCOL_VIOLATION))
     assert c.buf == bytearray() and got == []
-
-
-def test_gossip_takes_good_txs_skips_bad_ones_and_stops_at_a_bad_length(
-    devnet_home: Path,
-) -> None:
-    g = load_genesis(devnet_home / "genesis.json")
-    seed = bytes.fromhex(g.raw["devnet_seed"])
-    to = hashlib.sha256(devnet_user(seed, 1).public_key).digest()
-    user = devnet_user(seed, 0)
-    good = [build_transfer(user, to, 10, 2, nonce, g.chain_id) for nonce in range(3)]
-    bad = bytearray(good[1])
-    bad[-1] ^= 1  # signature broken: parse fails, the batch goes on
-    truncated = good[2][:-1]  # its length field runs past the batch: the batch ends
-    pool = Mempool()
-    take_gossip(pool, g.chain_id, good[0] + bytes(bad) + good[2] + truncated)
-    assert [parse_tx(t).tx_id in pool for t in good] == [True, False, True]
-    assert len(pool) == 2
-
-
-def test_gossip_obeys_admission_and_checks_the_pool_before_the_signature(
-    devnet_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A zero-funds flood by gossip costs lookups, not verifies; admitted ones are cached."""
-    g = load_genesis(devnet_home / "genesis.json")
-    seed = bytes.fromhex(g.raw["devnet_seed"])
-    funded = devnet_user(seed, 0)
-    to = hashlib.sha256(devnet_user(seed, 1).public_key).digest()
-    broke = [Signer(SigScheme.ED25519, hashlib.sha256(b"broke%d" % i).digest()) for i in range(5)]
-    flood = b"".join(build_transfer(s, to, 10, 9, 0, g.chain_id) for s in broke)
-    honest = [build_transfer(funded, to, 10, 2, n, g.chain_id) for n in range(2)]
-    balances = {hashlib.sha256(funded.public_key).digest(): 1_000}
-    pool = Mempool(balance=lambda s: balances.get(s, 0))
-    verified: list[bytes] = []
-    real = handlers.verify_tx
-
-    def counting(view: Any) -> bool:
-        verified.append(view.tx_id)
-        return real(view)
-
-    monkeypatch.setattr(handlers, "verify_tx", counting)
-    cache = VerifiedCache()
-    assert take_gossip(pool, g.chain_id, flood + b"".join(honest), cache) == 2
-    assert len(verified) == 2  # the 5 unfunded txs never reached a signature check
-    assert pool.stats.rejected[(Stage.MEMPOOL, WireCode.INSUFFICIENT_BALANCE)] == 5
-    assert all(cache.verified(parse_tx(t)) for t in honest) and len(cache) == 2
 
 
 def test_a_consensus_stream_from_a_non_validator_is_refused_on_its_first_byte() -> None:

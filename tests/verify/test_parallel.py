@@ -12,13 +12,24 @@ from hypothesis import strategies as st
 from zapstack.errors import InvalidBlock, LocalProtocolError, WireCode
 from zapstack.testing.unwind import check_unwind_contract
 from zapstack.verify.parallel import (
+    MIN_VIEWS_PER_TASK,
     PendingVerify,
     ThreadVerifier,
     TxVerdict,
     split_ranges,
     verify_sequential,
+    verify_views,
 )
-from zapstack.zap import BlockView, Signer, SigScheme, build_block, build_transfer, parse_block
+from zapstack.verify.sigcache import VerifiedCache
+from zapstack.zap import (
+    BlockView,
+    Signer,
+    SigScheme,
+    build_block,
+    build_transfer,
+    parse_block,
+    parse_tx,
+)
 
 
 def _signer(i: int, scheme: SigScheme = SigScheme.ED25519) -> Signer:
@@ -146,3 +157,32 @@ def test_drop_cancels_queued_ranges() -> None:
     p2.drop()
     assert queued.cancelled() and not running.cancelled()
     del p
+
+
+def test_submit_views_gives_one_verdict_per_view_in_order_and_fills_the_cache() -> None:
+    raws = _txs(2 * MIN_VIEWS_PER_TASK + 3)
+    bad = {1, 40, len(raws) - 1}
+    views = [
+        parse_tx(_tamper(r) if i in bad else r, verify_signatures=False) for i, r in enumerate(raws)
+    ]
+    want = [i not in bad for i in range(len(raws))]  # the reference: which were tampered
+    cache = VerifiedCache()
+    with ThreadVerifier(2, cache=cache) as pool:
+        futures = pool.submit_views(views)
+        assert len(futures) == 2  # a batch this size is cut in one range per worker
+        got = [ok for f in futures for ok in f.result()]
+        assert got == want
+        assert len(cache) == len(raws) - len(bad)  # only successes are recorded
+        assert len(pool.submit_views(views[:5])) == 1  # a small batch is one task
+        assert pool.submit_views([]) == []
+    assert verify_views(views) == want  # no cache: the same verdicts
+
+
+def test_verify_views_trusts_a_cached_pair_and_never_caches_a_failure() -> None:
+    good, broken = _txs(2)
+    g, b = parse_tx(good), parse_tx(_tamper(broken), verify_signatures=False)
+    cache = VerifiedCache()
+    assert verify_views([g, b], cache) == [True, False]
+    assert (cache.hits, len(cache)) == (0, 1)
+    assert verify_views([g, b], cache) == [True, False]
+    assert cache.hits == 1 and len(cache) == 1  # g from the cache, b checked again

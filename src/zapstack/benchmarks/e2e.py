@@ -31,7 +31,10 @@ What one run does, in order (every figure comes from this run):
 Per load (see :mod:`.e2e_stats` for the definitions): offered, submitted,
 admitted tx/s and rejections by code in the window; finalized tx/s in the
 window; p50 / p99 submit -> final of the txs first sent in the window (final
-= first seen final by any validator's status file); medians of proposal ->
+= first seen final by any validator's status file); p50 / p99 admitted -> final
+of the txs admitted in the window, from the start of the submit that was
+admitted (what admission control bounds: a pushed-back tx waits at its
+client, not in the pool); medians of proposal ->
 PQ-fast and -> PQ-heavy (the aggregator's leg times, ms after its round
 started) over the heights final in the window.
 """
@@ -124,6 +127,8 @@ class LoadRun:
     """Summed load counters of the window: sent, admitted, failed, rejected."""
     sent: dict[bytes, float] = field(default_factory=dict)
     """Tx id -> first send."""
+    admitted: dict[bytes, float] = field(default_factory=dict)
+    """Tx id -> start of the submit that was admitted."""
     figures: dict[str, Any] = field(default_factory=dict)
     """Computed after the run (:func:`_figures`)."""
 
@@ -236,6 +241,8 @@ def _merge(run: LoadRun, outs: list[Path]) -> None:
             total["rejected"][code] = total["rejected"].get(code, 0) + n
         for tx_hex, t in doc["sent"]:
             run.sent.setdefault(bytes.fromhex(tx_hex), t)
+        for tx_hex, t in doc.get("admitted", []):
+            run.admitted.setdefault(bytes.fromhex(tx_hex), t)
     run.window = total
 
 
@@ -305,6 +312,7 @@ def _figures(
     """Fill ``run.figures`` from the blocks and final times (see the module docstring)."""
     span = run.end - run.start
     lat, missing = latencies(run.sent, where, final_at, run.start, run.end)
+    adm, _ = latencies(run.admitted, where, final_at, run.start, run.end)
     in_window = [h for h, t in final_at.items() if run.start <= t < run.end and h in records]
     fast = [MODES[Mode.PQ_FAST].legs, MODES[Mode.PQ_HEAVY].legs]
     tiers = [
@@ -329,6 +337,8 @@ def _figures(
         "sent_not_final": missing,
         "p50_s": percentile(lat, 50) if lat else None,
         "p99_s": percentile(lat, 99) if lat else None,
+        "admitted_p50_s": percentile(adm, 50) if adm else None,
+        "admitted_p99_s": percentile(adm, 99) if adm else None,
         "pq_fast_ms": median_or_none(tiers[0]),
         "pq_heavy_ms": median_or_none(tiers[1]),
         "heights": len(in_window),

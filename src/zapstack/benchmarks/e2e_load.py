@@ -11,7 +11,10 @@ shares), and writes one JSON object to ``FILE``:
 * ``window`` -- submits started, admitted, failed and rejected by answer code
   between ``T1`` and ``T2`` (the steady window; ``T0..T1`` is the warm-up);
 * ``total`` -- the same over ``T0..T2``;
-* ``sent`` -- ``[tx id hex, first send time]`` for every tx it submitted.
+* ``sent`` -- ``[tx id hex, first send time]`` for every tx it submitted;
+* ``admitted`` -- ``[tx id hex, start of the admitted submit]`` for every tx
+  a validator admitted (a tx pushed back and resubmitted counts from the
+  submit that got in).
 
 :mod:`.e2e` starts as many of these as the offered rate needs (a single
 Python process cannot both sign and submit thousands of txs per second).
@@ -86,15 +89,18 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
         # the report matters more than a clean close (a busy box can take > 5 s)
         with contextlib.suppress(TimeoutError, ZapError, OSError):
             await load.close()
-    sent = [
-        [parse_tx(frame, verify_signatures=False).tx_id.hex(), t]
-        for frame, t in load.sent_at.items()
-    ]
+
+    def ids(times: dict[bytes, float]) -> list[list[Any]]:
+        return [
+            [parse_tx(frame, verify_signatures=False).tx_id.hex(), t] for frame, t in times.items()
+        ]
+
     return {
         "window": _diff(end, mid),
         "total": _diff(end, begin),
         "peers": len(load.peers),
-        "sent": sent,
+        "sent": ids(load.sent_at),
+        "admitted": ids(load.admitted_at),
     }
 
 

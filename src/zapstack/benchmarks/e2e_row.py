@@ -35,6 +35,8 @@ _NUMBERS = (
     "finalized_tx_s",
     "p50_s",
     "p99_s",
+    "admitted_p50_s",
+    "admitted_p99_s",
     "pq_fast_ms",
     "pq_heavy_ms",
 )
@@ -104,7 +106,8 @@ def render(report: Report, console: Console) -> None:
     """One line per offered load, then the ceiling and the agreement."""
     table = Table(title="end-to-end devnet, per offered load (steady window)")
     cols = ["load", "offered", "submits/s", "new tx/s", "admitted/s", "rejected", "no answer"]
-    cols += ["finalized/s", "p50 s", "p99 s", "->PQ-fast ms", "->PQ-heavy ms", "procs"]
+    cols += ["finalized/s", "p50 s", "p99 s", "adm p50 s", "adm p99 s"]
+    cols += ["->PQ-fast ms", "->PQ-heavy ms", "procs"]
     for col in cols:
         table.add_column(col, justify="right")
     for run in [*report.ramp, *report.loads, *report.fixed]:
@@ -120,6 +123,8 @@ def render(report: Report, console: Console) -> None:
             _fmt(f["finalized_tx_s"], ",.0f"),
             _fmt(f["p50_s"], ".2f"),
             _fmt(f["p99_s"], ".2f"),
+            _fmt(f.get("admitted_p50_s"), ".2f"),
+            _fmt(f.get("admitted_p99_s"), ".2f"),
             _fmt(f["pq_fast_ms"], ".0f"),
             _fmt(f["pq_heavy_ms"], ".0f"),
             str(f["load_processes"]),

@@ -16,7 +16,13 @@ user does next (``NEXT``):
   ``INSUFFICIENT_BALANCE``, ...) or a failed submit (no answer): the *same
   frame* is resubmitted later, so a tx admitted whose answer was lost comes
   back ``DUPLICATE``;
-* an answer with no credit pauses that validator for ``PAUSE_S``.
+* credit (``docs/formats/streams.md``): each validator has an allowance of
+  new submits, ``CREDIT_START`` at first, one spent per submit, and reset to
+  the credit of every answer that names a tx; at 0 the validator gets nothing
+  more.  An answer with no credit (or a failed submit) pauses that validator
+  for ``PAUSE_S``, after which one probe submit is allowed.  When every
+  validator is out of credit the generator sends nothing: it offers less than
+  its rate instead of queueing work the chain cannot finalize.
 
 A fraction of streams can carry deliberately malformed frames (the devnet's
 "malicious peer") to exercise the reject path; they never touch a user's
@@ -44,7 +50,7 @@ from zapstack.transport.identity import NodeIdentity
 from zapstack.zap.frames import build_transfer
 from zapstack.zap.sigschemes import Signer
 
-__all__ = ["NEXT", "PAUSE_S", "LoadGenerator", "LoadStats", "Next"]
+__all__ = ["CREDIT_START", "NEXT", "PAUSE_S", "LoadGenerator", "LoadStats", "Next"]
 
 _BAD_FRAMES = (
     lambda f: b"\x7fZIP" + f[4:],  # stage 1: magic
@@ -56,6 +62,8 @@ _BAD_FRAMES = (
 
 PAUSE_S = 0.2
 """Seconds a validator that answered with no credit is left alone."""
+CREDIT_START = 64
+"""Submits a validator is sent before its first answer (one connection's stream window)."""
 
 
 class Next(enum.Enum):
@@ -121,8 +129,12 @@ class LoadGenerator:
         self.fee = fee
         self.sent_at: dict[bytes, float] = {}
         """Each user frame -> when it was first submitted (loop time)."""
+        self.admitted_at: dict[bytes, float] = {}
+        """Each admitted user frame -> when the submit that was admitted started."""
         self._busy: set[int] = set()
         self._paused: dict[int, float] = {}
+        self.credit: dict[int, int] = {}
+        """Validator index -> new submits it may still be sent (``CREDIT_START`` at first)."""
         self.rate = rate
         self.malformed_every = malformed_every
         self.rng = random.Random(seed)
@@ -180,15 +192,24 @@ class LoadGenerator:
             self.nonces[u] = answer.account_nonce
         return step
 
-    def _count(self, index: int, answer: SubmitAnswer) -> None:
+    def _count(self, index: int, answer: SubmitAnswer | None, now: float) -> None:
+        """Book an answer from validator ``index`` (``None``: the submit failed)."""
         st = self.stats
+        if answer is None:
+            st.failed += 1
+            self._paused[index] = now + PAUSE_S
+            return
         st.per_validator[index] = st.per_validator.get(index, 0) + 1
         if answer.admitted:
             st.admitted += 1
         else:
             st.rejected[answer.code.name] = st.rejected.get(answer.code.name, 0) + 1
-        if answer.credit == 0 and not answer.admitted:
-            self._paused[index] = asyncio.get_running_loop().time() + PAUSE_S
+        if answer.tx_id:  # a stream reset (stages 1-4) carries no credit figure
+            self.credit[index] = answer.credit
+            if answer.credit == 0:
+                self._paused[index] = now + PAUSE_S
+            else:
+                self._paused.pop(index, None)
 
     async def _submit(self, index: int, u: int | None, frame: bytes) -> None:
         """One submit; ``u`` is the user whose pending frame this is (``None``: malformed)."""
@@ -197,18 +218,30 @@ class LoadGenerator:
         try:
             if peer is None or peer.session.closed:
                 raise TransportError("not connected")
+            started = asyncio.get_running_loop().time()
             answer = await submit_tx(peer, frame)
-            self._count(index, answer)
+            if answer.admitted and u is not None:
+                self.admitted_at.setdefault(frame, started)
         except (TransportError, ZapError):
-            self.stats.failed += 1
+            answer = None
         finally:
+            self._count(index, answer, asyncio.get_running_loop().time())
             if u is not None:
                 self.settle(u, answer)
                 self._busy.discard(u)
 
-    def _target(self, targets: list[int]) -> int | None:
-        now = asyncio.get_running_loop().time()
-        ready = [i for i in targets if self._paused.get(i, 0.0) <= now]
+    def _target(self, targets: list[int], now: float) -> int | None:
+        """The next validator to send to: not paused and with credit (round-robin)."""
+        ready = []
+        for i in targets:
+            if self._paused.get(i, 0.0) > now:
+                continue
+            if self.credit.get(i, CREDIT_START) <= 0:
+                if i not in self._paused:
+                    continue  # out of credit, answers still to come
+                del self._paused[i]  # the pause is over: one probe
+                self.credit[i] = 1
+            ready.append(i)
         return ready[self.stats.sent % len(ready)] if ready else None
 
     def _idle_user(self) -> int | None:
@@ -220,9 +253,11 @@ class LoadGenerator:
         return self.rng.choice(idle) if idle else None
 
     def _start_one(self, targets: list[int], tasks: set[asyncio.Task[None]]) -> bool:
-        index, u = self._target(targets), self._idle_user()
+        index = self._target(targets, asyncio.get_running_loop().time())
+        u = self._idle_user()
         if index is None or u is None:
             return False
+        self.credit[index] = self.credit.get(index, CREDIT_START) - 1
         self.stats.sent += 1
         bad = bool(self.malformed_every) and self.stats.sent % self.malformed_every == 0
         if bad:

@@ -27,7 +27,8 @@ TxRejected          tx id, :meth:`TxReceiver.credit`) on the stream: this stream
                     ``reply_stream(peer, stream_id, record)``; then, like
 VerifyRequest       appended to :attr:`TxSubmitService.outbox` for ``node/``
                     (verify off-thread, then call :meth:`TxSubmitService.verified`;
-                    gossip admitted txs; metrics)
+                    gossip admitted txs; metrics); ``notify`` (if given) is
+                    called once per call that appended to the outbox
 ==================  ==========================================================
 
 ``stop_stream`` must refuse both halves of the (bidirectional) TX_SUBMIT
@@ -113,8 +114,11 @@ class TxSubmitService:
         clock: Callable[[], float],
         stop_stream: StopStream = _no_stop,
         reply_stream: ReplyStream = _no_reply,
+        notify: Callable[[], None] | None = None,
     ) -> None:
         self.rx = rx
+        self.notify = notify
+        """Called after the outbox grew (``node/`` wakes the task that drains it)."""
         self.clock = clock
         self.stop_stream = stop_stream
         self.reply_stream = reply_stream
@@ -152,6 +156,7 @@ class TxSubmitService:
         """Carry out ``actions``; return the handler actions for ``current``."""
         mine: list[HandlerAction] = []
         resumed: list[_Handler] = []
+        queued = len(self.outbox)
         for a in actions:
             key = (a.peer, a.stream_id)
             h = self._handlers.get(key)
@@ -189,4 +194,6 @@ class TxSubmitService:
             if h.fin and not h.paused and h.key in self._handlers and not h.held:
                 h.fin = False
                 self._route(None, self.rx.stream_ended(*h.key, self.clock()))
+        if self.notify is not None and len(self.outbox) > queued:
+            self.notify()
         return mine

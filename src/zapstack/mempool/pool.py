@@ -90,13 +90,16 @@ from zapstack.mempool.senders import (
 from zapstack.mempool.stats import PipelineStats
 from zapstack.zap.views import TxView
 
-__all__ = ["Admitted", "Balance", "Mempool", "NonceFloor"]
+__all__ = ["AccountState", "Admitted", "Balance", "Mempool", "NonceFloor"]
 
 NonceFloor = Callable[[bytes], int]
 """``sender -> next nonce the committed state expects`` (0 for a fresh account)."""
 
 Balance = Callable[[bytes], int]
 """``sender -> committed balance`` (0 for a fresh account)."""
+
+AccountState = Callable[[bytes], tuple[int, int]]
+"""``sender -> (committed nonce, committed balance)``: both rules' state in one read."""
 
 
 def _zero_floor(_sender: bytes) -> int:
@@ -113,6 +116,8 @@ class Admitted:
     """Ids of lower-fee txs evicted to make room, lowest priority first."""
     replaced: bytes | None
     """Id of the same-sender, same-nonce tx it replaced, if any."""
+    account_nonce: int = 0
+    """The sender's committed nonce the rules were checked against."""
 
 
 class Mempool:
@@ -131,30 +136,21 @@ class Mempool:
         replace_bump_pct: int = 10,
         queued_rounds: int = 16,
         stats: PipelineStats | None = None,
+        account: AccountState | None = None,
     ) -> None:
-        """
-        Parameters
-        ----------
-        max_txs, max_bytes:
-            Capacity: number of txs and sum of their frame sizes.
-        min_fee:
-            The fee floor: a tx paying less is rejected ``FEE_TOO_LOW``.
-        nonce_floor:
-            State hook: the account's next expected (committed) nonce.
-        balance:
-            State hook: the account's committed balance (``None``: not checked,
-            for pools with no state behind them, e.g. benchmarks).
-        max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds:
-            Per-sender bounds, see :class:`~zapstack.mempool.senders.SenderLimits`.
-        stats:
-            Counters to bump; a fresh :class:`PipelineStats` by default.
-        """
+        """``max_txs``, ``max_bytes``: capacity (txs, sum of frame sizes); ``min_fee``: the
+        fee floor (rule 2); state hooks: ``nonce_floor`` (the account's committed nonce),
+        ``balance`` (its committed balance; ``None``: not checked, for pools with no
+        state behind them) or ``account`` (both in one read; replaces the other two and
+        checks the balance); per-sender bounds: :class:`~zapstack.mempool.senders.SenderLimits`;
+        ``stats``: counters to bump (a fresh :class:`PipelineStats` by default)."""
         if max_txs < 1 or max_bytes < 1 or min_fee < 0:
             raise LocalProtocolError("mempool capacity must be positive and min_fee >= 0")
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.min_fee = min_fee
-        self.nonce_floor = nonce_floor
+        self.account = account
+        self.nonce_floor: NonceFloor = (lambda s: account(s)[0]) if account else nonce_floor
         self.balance = balance
         self.limits = SenderLimits(max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds)
         """Per-sender bounds (see :mod:`zapstack.mempool.senders`)."""
@@ -196,7 +192,7 @@ class Mempool:
     def insert(self, view: TxView) -> Admitted:
         """Admit ``view`` (stage 5) or raise ``InvalidTx``; see the rule table above."""
         with self._lock:
-            old = self._admissible(view)
+            old, floor = self._admissible(view)
             self._seq += 1
             entry = Entry(view, view.tx_id, view.sender, self._seq)
             if old is not None:
@@ -211,17 +207,24 @@ class Mempool:
             self.stats.evicted += len(victims)
             if old is not None:
                 self.stats.replaced += 1
-            return Admitted(
-                entry.tx_id, tuple(v.tx_id for v in victims), old.tx_id if old else None
-            )
+            evicted = tuple(v.tx_id for v in victims)
+            return Admitted(entry.tx_id, evicted, old.tx_id if old else None, floor)
 
-    def precheck(self, view: TxView) -> None:
-        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature."""
+    def precheck(self, view: TxView) -> int:
+        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature.
+
+        Returns the sender's committed nonce they were checked against.
+        """
         with self._lock:
-            self._admissible(view)
+            return self._admissible(view)[1]
 
-    def _admissible(self, view: TxView) -> Entry | None:
-        """Rules 1-7; returns the tx ``view`` would replace."""
+    def _state(self, sender: bytes) -> tuple[int, int | None]:  # (nonce, balance or None)
+        if self.account is not None:
+            return self.account(sender)
+        return self.nonce_floor(sender), None if self.balance is None else self.balance(sender)
+
+    def _admissible(self, view: TxView) -> tuple[Entry | None, int]:
+        """Rules 1-7; returns the tx ``view`` would replace and the sender's nonce floor."""
         if view.tx_id in self._by_id:
             raise self._reject(WireCode.DUPLICATE, "tx already in the mempool")
         if view.fee < self.min_fee:
@@ -231,15 +234,16 @@ class Mempool:
         sender = view.sender
         slots = self._by_sender.get(sender, {})
         old = slots.get(view.nonce)
-        verdict = nonce_verdict(view.nonce, self.nonce_floor(sender), self.limits) or slot_verdict(
+        floor, have = self._state(sender)
+        verdict = nonce_verdict(view.nonce, floor, self.limits) or slot_verdict(
             len(slots), old.fee if old is not None else None, view.fee, self.limits
         )
-        if verdict is None and self.balance is not None:
+        if verdict is None and have is not None:
             pending = sum(e.cost for e in slots.values() if e is not old)
-            verdict = balance_verdict(self.balance(sender), pending, tx_cost(view))
+            verdict = balance_verdict(have, pending, tx_cost(view))
         if verdict is not None:
             raise self._reject(*verdict)
-        return old
+        return old, floor
 
     def _make_room(self, entry: Entry) -> list[Entry] | None:
         """Rule 8: evict until ``entry`` fits; ``None`` (pool restored) if it cannot."""
@@ -353,8 +357,8 @@ class Mempool:
         slots = self._by_sender.get(sender)
         if not slots:
             return 0
-        budget = self.balance(sender) if self.balance is not None else None
-        gone = recheck_plan(slots, self.nonce_floor(sender), budget, self.limits.queued_rounds)
+        floor, budget = self._state(sender)
+        gone = recheck_plan(slots, floor, budget, self.limits.queued_rounds)
         for e in gone:
             self._unlink(e)
         return len(gone)

@@ -38,16 +38,21 @@ signature); at FIN the accepted :class:`~zapstack.zap.TxView` goes to stage 5,
   short the answer is :class:`WaitForCredit`: the driver must deliver nothing
   more on that stream (not even FIN) until a :class:`Resume` names it.
 * Pushback before the pool is full: once the pool holds ``high_water`` of its
-  ``max_txs`` or ``max_bytes``, stage 5 answers :class:`TxRejected`
+  ``max_txs`` or ``max_bytes``, or ``max_pending`` txs (the driver sets it to
+  what the chain finalizes in a few seconds), stage 5 answers :class:`TxRejected`
   ``RATE_LIMITED`` (retry later) instead of inserting; :meth:`TxReceiver.credit`
-  (the room left below the high water, at most ``CREDIT_MAX``) rides on every
+  (the room left below both, at most ``CREDIT_MAX``) rides on every
   answer (``mempool.answer``) so submitters slow down before that.
 * ``defer_verification=True``: ingress skips the signature; at FIN the
-  receiver answers :class:`VerifyRequest` and the driver runs
-  :func:`verify_batch` wherever it likes (a thread pool: ``cryptography``
-  releases the GIL) and reports each result with :meth:`TxReceiver.verified`.
-  A tx whose id the pool already holds skips the signature check and goes
-  straight to stage 5 (which rejects it ``DUPLICATE``).
+  receiver first runs the cheap checks (pushback, then the pool's lookups,
+  :meth:`Mempool.precheck <zapstack.mempool.Mempool.precheck>`) and answers a
+  tx they refuse at once, without a signature check; otherwise it answers
+  :class:`VerifyRequest` and the driver runs :func:`verify_batch` wherever it
+  likes (a thread pool: ``cryptography`` releases the GIL) and reports each
+  result with :meth:`TxReceiver.verified`, which inserts (stage 5, no second
+  pushback: the check is paid for).  Requests reported in the order they were
+  made are admitted in that order.  A tx whose id the pool already holds skips
+  the signature check and goes straight to stage 5 (which rejects it ``DUPLICATE``).
 
 After a stream's terminal action (reject, admit, reset) further input for it
 is ignored, so a transport racing a reset cannot confuse the receiver.  Every
@@ -133,6 +138,7 @@ class TxReceiver:
         defer_verification: bool = False,
         stream_timeout: float = 30.0,
         high_water: float = 0.75,
+        max_pending: int | None = None,
     ) -> None:
         self.pool = pool
         self.stats = pool.stats
@@ -145,6 +151,8 @@ class TxReceiver:
         self.stream_timeout = stream_timeout
         self.high_water = high_water
         """Fraction of the pool's capacity past which submits are pushed back."""
+        self.max_pending = max_pending
+        """Pooled txs past which submits are pushed back (``None``: only the high water)."""
         self._streams: dict[tuple[PeerId, int], _Stream] = {}
         self._by_peer: dict[PeerId, set[int]] = {}
         self._clock = float(
@@ -158,6 +166,8 @@ class TxReceiver:
             int(pool.max_txs * self.high_water) - len(pool),
             (int(pool.max_bytes * self.high_water) - pool.bytes_used) // MAX_TX_SIZE,
         )
+        if self.max_pending is not None:
+            room = min(room, self.max_pending - len(pool))
         return max(0, min(CREDIT_MAX, room))
 
     @property
@@ -221,6 +231,9 @@ class TxReceiver:
         view = s.view
         assert view is not None, "ingress ended without a verdict"
         if self.defer_verification and view.tx_id not in self.pool:
+            refused = self._screen(s, view)
+            if refused:
+                return refused
             s.phase = _Phase.VERIFYING
             return [VerifyRequest(peer, stream_id, view)]
         return self._stage5(s, view)
@@ -234,7 +247,7 @@ class TxReceiver:
             offset = len(s.view) - 1
             reason = "signature does not verify"
             return self._reject(s, Stage.BODY, WireCode.BAD_SIGNATURE, offset, reason)
-        return self._stage5(s, s.view)
+        return self._stage5(s, s.view, push_back=False)
 
     def stream_reset(self, peer: PeerId, stream_id: int) -> list[Action]:
         """The peer reset the stream: drop the partial buffer, return its credit."""
@@ -298,21 +311,39 @@ class TxReceiver:
         self.reputation.penalize(peer, code)
         return [RejectStream(peer, sid, stage, code, offset, reason), *self._finish(s)]
 
-    def _stage5(self, s: _Stream, view: TxView) -> list[Action]:
-        peer, sid = s.key
+    def _pushback(self, s: _Stream, view: TxView) -> list[Action]:
+        self.stats.pushed_back += 1
+        reason = "pool past its pushback bound: retry later"
         floor = self.pool.nonce_floor(view.sender)
-        action: Action
-        if self.credit() == 0 and view.tx_id not in self.pool:
-            self.stats.pushed_back += 1
-            reason = "pool past its high water: retry later"
-            action = TxRejected(peer, sid, view.tx_id, WireCode.RATE_LIMITED, reason, floor)
-            return [action, *self._finish(s)]
-        try:
-            action = TxAdmitted(peer, sid, self.pool.insert(view), floor)
-        except InvalidTx as exc:
-            self.reputation.penalize(peer, exc.code)
-            action = TxRejected(peer, sid, view.tx_id, exc.code, str(exc), floor)
+        peer, sid = s.key
+        action = TxRejected(peer, sid, view.tx_id, WireCode.RATE_LIMITED, reason, floor)
         return [action, *self._finish(s)]
+
+    def _refuse(self, s: _Stream, view: TxView, exc: InvalidTx) -> list[Action]:
+        peer, sid = s.key
+        self.reputation.penalize(peer, exc.code)
+        floor = self.pool.nonce_floor(view.sender)
+        return [TxRejected(peer, sid, view.tx_id, exc.code, str(exc), floor), *self._finish(s)]
+
+    def _screen(self, s: _Stream, view: TxView) -> list[Action]:
+        """The cheap checks before a deferred signature check: pushback, rules 1-7."""
+        if self.credit() == 0:
+            return self._pushback(s, view)
+        try:
+            self.pool.precheck(view)
+        except InvalidTx as exc:
+            return self._refuse(s, view, exc)
+        return []
+
+    def _stage5(self, s: _Stream, view: TxView, push_back: bool = True) -> list[Action]:
+        if push_back and self.credit() == 0 and view.tx_id not in self.pool:
+            return self._pushback(s, view)
+        try:
+            admitted = self.pool.insert(view)
+        except InvalidTx as exc:
+            return self._refuse(s, view, exc)
+        peer, sid = s.key
+        return [TxAdmitted(peer, sid, admitted, admitted.account_nonce), *self._finish(s)]
 
     def _finish(self, s: _Stream) -> list[Action]:
         """Forget the stream and return its credit; resume whoever it unblocks."""

@@ -6,7 +6,8 @@ Contract
 factory) for one node:
 
 * TX_SUBMIT -> the tx receive pipeline (stages 1-5) -> mempool; the
-  submitter is answered on the stream (``mempool.answer``);
+  submitter is answered on the stream (``mempool.answer``); the signature is
+  checked off the event loop (:mod:`zapstack.node.txpipe`);
 * PROPOSAL / CERT_SHARES / BLOCK_PUSH -> the consensus :class:`~zapstack.node.inbox.Inbox`:
   only validators may open these (the transport disconnects anyone else on
   the type byte, :mod:`zapstack.node.limits`; a stream from a non-validator
@@ -16,9 +17,10 @@ factory) for one node:
   that stream, it must decode, and it must come from the validator it names
   (otherwise it is ignored).  A malformed stream is reset with its wire code and costs the
   sending peer reputation, one score per offence;
-* MEMPOOL_GOSSIP -> every well-formed tx of the batch into the mempool
-  (:func:`take_gossip`: the pool's lookups before the signature; a bad or
-  refused tx is skipped, a bad length ends the batch);
+* MEMPOOL_GOSSIP -> every well-formed tx of the batch towards the mempool
+  (:meth:`TxPipeline.take_gossip <zapstack.node.txpipe.TxPipeline.take_gossip>`:
+  the pool's lookups on the loop, the signatures batched on the verify pool;
+  a bad or refused tx is skipped, a bad length ends the batch);
 * HEADER_RANGE / STATE_CHUNK -> the bootstrap server.
 
 The DHT adds its own entries (DHT_RPC, BLOCK_CHUNK).  Handlers run on the
@@ -28,26 +30,20 @@ reset or its connection ends.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from zapstack.errors import RemoteProtocolError, WireCode, ZapError
-from zapstack.mempool import Mempool
-from zapstack.mempool.actions import verify_tx
+from zapstack.errors import RemoteProtocolError, WireCode
 from zapstack.node.config import MAX_GOSSIP
 from zapstack.node.wire import MAX_MESSAGE, STREAM_OF, MsgType, decode
 from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import StreamHandler, StreamInfo
 from zapstack.transport.streams import StreamType
-from zapstack.verify.sigcache import VerifiedCache
-from zapstack.zap.frames import parse_tx
-from zapstack.zap.schema import MAX_TX_SIZE
 
 if TYPE_CHECKING:
     from zapstack.node.node import Node
 
-__all__ = ["Collect", "stream_handlers", "take_gossip"]
+__all__ = ["Collect", "stream_handlers"]
 
 _MSG_TYPES = frozenset(int(t) for t in MsgType)
 
@@ -86,33 +82,6 @@ class Collect:
         self.buf = bytearray()  # drop the partial buffer (RESET_STREAM / connection gone)
 
 
-def take_gossip(
-    mempool: Mempool, chain_id: int, data: bytes, cache: VerifiedCache | None = None
-) -> int:
-    """Insert every admissible tx of a MEMPOOL_GOSSIP batch (concatenated tx frames).
-
-    Gossip obeys the admission rules of TX_SUBMIT.  Per tx: the frame checks,
-    then the pool's lookups (:meth:`Mempool.precheck`: duplicate, fee, nonce
-    window, per-sender cap, balance), and only then the signature, which goes
-    into ``cache`` (block verify skips it later).  Returns how many were admitted.
-    """
-    at, admitted = 0, 0
-    while at + 12 <= len(data):
-        size = int.from_bytes(data[at + 8 : at + 12], "little")
-        if not 0 < size <= MAX_TX_SIZE or at + size > len(data):
-            break
-        with contextlib.suppress(ZapError):
-            view = parse_tx(data[at : at + size], chain_id=chain_id, verify_signatures=False)
-            mempool.precheck(view)
-            if verify_tx(view):
-                if cache is not None:
-                    cache.add(view)
-                mempool.insert(view)
-                admitted += 1
-        at += size
-    return admitted
-
-
 def _consensus_handler(node: Node, info: StreamInfo) -> StreamHandler:
     """A PROPOSAL / CERT_SHARES / BLOCK_PUSH stream into the consensus inbox."""
     sender = node.conns.by_node_id.get(info.peer)
@@ -149,7 +118,7 @@ def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], Strea
 
     def gossip(info: StreamInfo) -> StreamHandler:
         def done(data: bytes) -> list[HandlerAction] | None:
-            take_gossip(node.mempool, node.g.chain_id, data, node.sigcache)
+            node.tx.take_gossip(data)
             return None
 
         return Collect(MAX_GOSSIP, done)

@@ -7,7 +7,8 @@ Contract
   (:mod:`zapstack.node.status`) and ``node.log`` (JSON lines).
 * Wiring: QUIC endpoint (qh3) with one stream handler per stream type
   (:mod:`zapstack.node.handlers`): TX_SUBMIT -> tx receive pipeline (stages
-  1-5) -> mempool; PROPOSAL / CERT_SHARES / BLOCK_PUSH -> consensus
+  1-5, signatures batched on the verify pool: :mod:`zapstack.node.txpipe`)
+  -> mempool; PROPOSAL / CERT_SHARES / BLOCK_PUSH -> consensus
   (:mod:`zapstack.node.engine`, through :mod:`zapstack.node.inbox`);
   MEMPOOL_GOSSIP -> mempool; HEADER_RANGE / STATE_CHUNK -> the bootstrap
   server (``docs/formats/bootstrap.md``: finalized blocks + certs from the
@@ -52,10 +53,6 @@ from typing import Any
 from zapstack.bootstrap.server import BootstrapServer
 from zapstack.dht.ids import Contact
 from zapstack.errors import FatalStoreError, ZapError
-from zapstack.mempool import Mempool
-from zapstack.mempool.actions import TxAdmitted, TxRejected
-from zapstack.mempool.handler import TxSubmitService
-from zapstack.mempool.receive import TxReceiver
 from zapstack.node.blockdht import NodeDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.bootstrap_driver import PushWriter, StoreBlocks
@@ -72,11 +69,11 @@ from zapstack.node.peers import Connections
 from zapstack.node.status import node_status, status_loop
 from zapstack.node.sync import ChainSync
 from zapstack.node.txindex import ChainIndex
+from zapstack.node.txpipe import AccountReader, TxPipeline
 from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
 from zapstack.transport.streams import StreamType
-from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key
 from zapstack.verify.executor import HEAD_HEIGHT_META, BlockExecutor
 from zapstack.zapdb import ZapDB
 
@@ -112,7 +109,6 @@ class Node:
         self.me = self.keys.index
         self.conns = Connections(self.g, self.me)
         self.inbox = Inbox()
-        self.gossip_out: list[bytes] = []
         self.started = time.monotonic()
         self.stop_event = asyncio.Event()
         self.fatal: str | None = None
@@ -142,18 +138,20 @@ class Node:
         self.sync = ChainSync(self)
 
     def _init_tx_pipeline(self) -> None:
-        """The verify pool and its cache, the mempool, TX_SUBMIT (stages 1-5 and answers)."""
-        self.sigcache = VerifiedCache()
-        """Tx signatures verified here (admission, gossip): block verify skips them."""
-        self.verifier = ThreadVerifier(2, cache=self.sigcache)
-        self.mempool = Mempool(nonce_floor=self._nonce_floor, balance=self._balance)
-        self.rx = TxReceiver(self.mempool, chain_id=self.g.chain_id)
-        self.txsvc = TxSubmitService(
-            self.rx,
-            clock=time.monotonic,
+        """The verify pool and its cache, the mempool, TX_SUBMIT and gossip admission."""
+        self.tx = TxPipeline(
+            AccountReader(self.db),
+            self.g.chain_id,
             stop_stream=self.conns.stop_stream,
             reply_stream=self.conns.reply_stream,
+            on_rejected=lambda r: self.txindex.rejected(r.tx_id, r.code, r.reason),
         )
+        self.sigcache = self.tx.sigcache
+        """Tx signatures verified here (admission, gossip): block verify skips them."""
+        self.verifier = self.tx.verifier
+        self.mempool = self.tx.mempool
+        self.rx = self.tx.rx
+        self.txsvc = self.tx.txsvc
 
     def _check_block_files(self) -> None:
         """The block files agree with ZapDB's head, or the node closes what it opened."""
@@ -189,19 +187,6 @@ class Node:
     def init_genesis_state(self) -> None:
         """Write the genesis allocations and head into an empty ZapDB (else nothing)."""
         write_genesis_state(self.db, self.g)
-
-    def _account(self, sender: bytes) -> Account:
-        view = self.db.read()
-        try:
-            return Account.decode(view.get(account_key(sender)))
-        finally:
-            view.close()
-
-    def _nonce_floor(self, sender: bytes) -> int:
-        return self._account(sender).nonce
-
-    def _balance(self, sender: bytes) -> int:
-        return self._account(sender).balance
 
     # ------------------------------------------------------------ Io protocol
     def now_ms(self) -> int:
@@ -253,16 +238,7 @@ class Node:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_PERIOD_S)
-            self.txsvc.tick()
-            while self.txsvc.outbox:
-                action = self.txsvc.outbox.popleft()
-                if isinstance(action, TxAdmitted):
-                    view = self.mempool.get(action.result.tx_id)
-                    if view is not None:  # its signature was verified at stage 4
-                        self.sigcache.add(view)
-                        self.gossip_out.append(bytes(view.buffer))
-                elif isinstance(action, TxRejected):
-                    self.txindex.rejected(action.tx_id, action.code, action.reason)
+            self.txsvc.tick()  # stalled TX_SUBMIT streams time out
             if not self.sync.catching_up:
                 try:
                     await self.consensus.tick()
@@ -276,9 +252,9 @@ class Node:
     async def _gossip_loop(self) -> None:
         while True:
             await asyncio.sleep(GOSSIP_PERIOD_S)
-            if not self.gossip_out:
+            if not self.tx.gossip_out:
                 continue
-            batch, self.gossip_out = self.gossip_out, []
+            batch, self.tx.gossip_out = self.tx.gossip_out, []
             self.boot.publish_txs(batch)  # to MEMPOOL_GOSSIP subscribers
             self.pusher.flush()
             data = b"".join(batch)
@@ -297,6 +273,7 @@ class Node:
         """The engine finalized a height: metrics, serve and push it, provide it."""
         for listener in self.on_block:
             listener(record)
+        self.tx.finalized(record.txs)  # the pushback bound follows what the chain finalizes
         cert = self.blocks.cert(record.height)
         if cert is not None:
             self.boot.add_finalized(block, cert)  # serve it, pin its state, push it
@@ -366,6 +343,7 @@ class Node:
             self.conns.accept_loop(),
             self._chain_loops(),
             self._gossip_loop(),
+            self.tx.run(),
             status_loop(self),
             self._dht_loop(),
             *(self.conns.dial_loop(j) for j in range(self.me + 1, self.g.vset.n)),
@@ -381,6 +359,6 @@ class Node:
         """Release the store and worker pools (idempotent)."""
         self.executor.abandon()
         self.boot.close()
-        self.verifier.close()
+        self.tx.close()
         self.work.shutdown(wait=False, cancel_futures=True)
         self.db.close()

@@ -12,11 +12,23 @@ builds and signs the block frame with the post-state root, opens a
 and broadcasts PROPOSAL.  The snapshot is always discarded (``finally``); a
 block built while the chain moved on (another height, round or head) is
 dropped without a round.
+
+Block size under overload: a block too large to verify, execute and certify
+before the round deadline fails its round and the next proposer tries again,
+so an overloaded devnet that always fills its blocks stalls for good.  Each
+proposer bounds its blocks with a :class:`BlockBudget` (additive increase,
+multiplicative decrease): at each proposal, if any round changed since its
+previous one the bound halves (not below :data:`MIN_BLOCK_TXS`); otherwise it
+grows by :data:`GROW_TXS` per height finalized since (up to
+:data:`MAX_BLOCK_TXS`).  Local state only; every validator still checks every
+block against the same rules.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from zapstack.consensus.round import ConsensusRound
@@ -28,17 +40,54 @@ from zapstack.zap.frames import build_block
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
-__all__ = ["MAX_BLOCK_BYTES", "MAX_BLOCK_TXS", "propose"]
+__all__ = [
+    "GROW_TXS",
+    "MAX_BLOCK_BYTES",
+    "MAX_BLOCK_TXS",
+    "MIN_BLOCK_TXS",
+    "BlockBudget",
+    "propose",
+]
 
 MAX_BLOCK_TXS = 2000
 """Txs a proposer puts in one block at most."""
 MAX_BLOCK_BYTES = 4 * 1024 * 1024
 """Payload bytes a proposer puts in one block at most."""
+MIN_BLOCK_TXS = 125
+"""The budget never halves below this."""
+GROW_TXS = 100
+"""Budget regained per height finalized without a round change."""
+
+
+@dataclass(slots=True)
+class BlockBudget:
+    """One proposer's bound on its blocks' tx count (AIMD, see the module docstring)."""
+
+    size: int = MAX_BLOCK_TXS
+    """The current bound."""
+    round_changes: int = 0
+    """Round changes counted at the previous proposal."""
+    height: int = 0
+    """Height of the previous proposal."""
+
+    def next(self, round_changes: int, height: int) -> int:
+        """The bound for a proposal at ``height``, after ``round_changes`` round changes."""
+        if round_changes > self.round_changes:
+            self.size = max(MIN_BLOCK_TXS, self.size // 2)
+        else:
+            grown = self.size + GROW_TXS * max(0, height - self.height)
+            self.size = min(MAX_BLOCK_TXS, grown)
+        self.round_changes, self.height = round_changes, height
+        return self.size
+
+
+_BUDGETS: weakref.WeakKeyDictionary[Consensus, BlockBudget] = weakref.WeakKeyDictionary()
 
 
 async def propose(c: Consensus, height: int, round_: int) -> None:
     """Build, sign and broadcast our block for (height, round_); aggregate its votes."""
-    txs = c.mempool.select(MAX_BLOCK_TXS, MAX_BLOCK_BYTES)
+    budget = _BUDGETS.setdefault(c, BlockBudget())
+    txs = c.mempool.select(budget.next(c.stats["round_changes"], height), MAX_BLOCK_BYTES)
     parent = c.executor.head
     proposer_acct = hashlib.sha256(c.keys.proposer.public_key).digest()
 
