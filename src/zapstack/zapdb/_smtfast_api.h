@@ -54,6 +54,31 @@ static int load_leaves(PyObject *keys, PyObject *values, Leaf *leaves, Leaf **or
     return 0;
 }
 
+/* Store the writes into dict `into` in sorted order (no tuples); 0 or -1. */
+static int writes_into(Ctx *c, PyObject *into) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
+    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
+    size_t *order = PyMem_Malloc((c->n ? c->n : 1) * sizeof(size_t));
+    if (!order) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < c->n; i++) order[count[c->em[i].depth]++] = i;
+    int rc = 0;
+    for (size_t j = 0; j < c->n && rc == 0; j++) {
+        Emit *e = &c->em[order[j]];
+        uint8_t k[33];
+        k[0] = e->depth;
+        memcpy(k + 1, e->path, 32);
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+        rc = key ? PyDict_SetItem(into, key, e->rec ? e->rec : Py_None) : -1;
+        Py_XDECREF(key);
+    }
+    PyMem_Free(order);
+    return rc;
+}
+
 static PyObject *writes_list(Ctx *c) {
     size_t count[257] = {0};
     for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
@@ -78,8 +103,10 @@ static PyObject *writes_list(Ctx *c) {
 }
 
 PyDoc_STRVAR(merge_doc,
-             "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False)\n"
+             "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False, into=None)\n"
              "-> (hash, record | None, writes) or None\n\n"
+             "With a dict `into`, the writes go into it (in sorted order) and `writes` is\n"
+             "their count.\n"
              "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix), reading\n"
              "records through get(path) (None: the subtree starts empty).  Returns the new hash,\n"
              "the record for the subtree's own position, and [(path, record | None)] below it,\n"
@@ -87,13 +114,17 @@ PyDoc_STRVAR(merge_doc,
              "ascending by sha256, inside the prefix, with no None value, else returns None.");
 
 static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"get", "keys", "values", "depth", "prefix", "strict", NULL};
-    PyObject *get, *keys, *values;
+    static char *names[] = {"get", "keys", "values", "depth", "prefix", "strict", "into", NULL};
+    PyObject *get, *keys, *values, *into = Py_None;
     int depth = 0, strict = 0;
     Py_buffer prefix = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*p", names, &get, &PyList_Type, &keys,
-                                     &PyList_Type, &values, &depth, &prefix, &strict))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pO", names, &get, &PyList_Type, &keys,
+                                     &PyList_Type, &values, &depth, &prefix, &strict, &into))
         return NULL;
+    if (into != Py_None && !PyDict_Check(into)) {
+        PyBuffer_Release(&prefix);
+        return PyErr_Format(PyExc_TypeError, "into must be a dict or None");
+    }
     uint8_t pfx[32] = {0};
     if (prefix.buf) {
         int ok = prefix.len == 32;
@@ -127,7 +158,12 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     if (fetch(&c, depth, pfx, &old) < 0) goto done;
     if (kept ? merge(&c, order, kept, depth, pfx, old, &out) < 0 : content_of(old, &out) < 0)
         goto done;
-    writes = writes_list(&c);
+    if (into != Py_None) {
+        if (writes_into(&c, into) < 0) goto done;
+        writes = PyLong_FromSize_t(c.n);
+    } else {
+        writes = writes_list(&c);
+    }
     if (!writes) goto done;
     result = Py_BuildValue("(y#ON)", (const char *)out.hash, (Py_ssize_t)32,
                            out.rec ? out.rec : Py_None, writes);
@@ -141,6 +177,27 @@ done:
     Py_XDECREF(out.rec);
     Py_XDECREF(writes);
     return result;
+}
+
+static PyObject *py_scan(PyObject *self, PyObject *d) {
+    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "scan needs a dict");
+    Py_ssize_t pos = 0;
+    PyObject *k, *v, *prev = NULL;
+    int has_none = 0, ascending = 1;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (v == Py_None) has_none = 1;
+        if (ascending && PyBytes_Check(k)) {
+            if (prev) {
+                Py_ssize_t la = PyBytes_GET_SIZE(prev), lb = PyBytes_GET_SIZE(k);
+                int r = memcmp(PyBytes_AS_STRING(prev), PyBytes_AS_STRING(k), la < lb ? la : lb);
+                if (r > 0 || (r == 0 && la >= lb)) ascending = 0;
+            }
+            prev = k;
+        } else {
+            ascending = 0;
+        }
+    }
+    return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
 }
 
 static PyObject *py_sha256(PyObject *self, PyObject *data) {
@@ -196,6 +253,8 @@ static PyObject *py_backend(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_VARARGS | METH_KEYWORDS, merge_doc},
+    {"scan", py_scan, METH_O,
+     "scan(dict) -> (has a None value, bytes keys strictly ascending in insertion order)"},
     {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
     {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},

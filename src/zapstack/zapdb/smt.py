@@ -23,6 +23,13 @@ Two implementations that tests keep equal:
   level where it is alone.  Proofs and chunks (:mod:`zapstack.zapdb.proofs`) are
   served from the same node store.
 
+A third, :func:`apply_batch`, is the same merge done by the optional C
+extension :mod:`zapstack.zapdb._smtfast` (built at ``pip install``): it sorts the
+batch by key hash and walks the tree once, reading each touched record once and
+hashing each changed node once; with an empty base it is a bottom-up bulk build.
+:func:`apply_updates` uses it when it is importable (``FAST``) and falls back to
+the pure-Python walk otherwise; tests hold all three equal.
+
 Node store layout (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
 path ``p`` lives under the 33-byte key ``bytes([d]) || p_masked`` (``p`` with
 bits ``d..255`` cleared).  A record is ``0x01 || hash`` for an interior node
@@ -35,23 +42,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from zapstack.errors import StoreError
 
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
+
 __all__ = [
     "EMPTY",
+    "FAST",
+    "BulkNodeStore",
     "NodeStore",
+    "apply_batch",
     "apply_updates",
     "bit",
     "child_hash",
     "key_hash",
     "leaf_hash",
     "leaf_record",
+    "merge_lists",
     "node_hash",
     "path_key",
     "reference_root",
     "root_of_store",
+    "scan_writes",
     "subtree_hash",
 ]
 
@@ -74,6 +91,23 @@ class NodeStore(Protocol):
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         """Store ``record`` at ``path`` (None deletes it)."""
+        ...
+
+
+FAST = _smtfast is not None
+"""Whether the C extension is available (apply_updates then uses :func:`apply_batch`)."""
+
+
+@runtime_checkable
+class BulkNodeStore(Protocol):
+    """A :class:`NodeStore` whose writes are a dict the C merge can fill (the txn overlay)."""
+
+    def get_node(self, path: bytes) -> bytes | None: ...
+
+    def put_node(self, path: bytes, record: bytes | None) -> None: ...
+
+    def overlay(self) -> dict[bytes, bytes | None]:
+        """The dict of written records (None = deleted) that ``put_node`` fills."""
         ...
 
 
@@ -233,9 +267,55 @@ def apply_updates(
 ) -> bytes:
     """Apply ``(key, value_or_None)`` changes to the tree in ``store``; return the new root.
 
-    ``value`` None deletes the key.  The result depends only on the final key
-    set, never on the order of ``updates``.  Cost: O(len(updates) x depth).
+    ``value`` None deletes the key; a key given twice takes its last value.  The
+    result depends only on the final key set, never on the order of ``updates``.
+    Cost: O(len(updates) x depth).  Uses :func:`apply_batch` when :data:`FAST`.
     """
+    if FAST:
+        return apply_batch(store, updates)
+    return apply_updates_py(store, updates)
+
+
+def apply_batch(
+    store: NodeStore, updates: Iterable[tuple[bytes, bytes | memoryview | None]]
+) -> bytes:
+    """:func:`apply_updates` in one pass of the C extension (raises if it is absent)."""
+    if _smtfast is None:
+        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
+    keys: list[bytes] = []
+    values: list[bytes | memoryview | None] = []
+    for key, value in updates:
+        keys.append(key)
+        values.append(value)
+    return merge_lists(store, keys, values)
+
+
+def merge_lists(
+    store: NodeStore, keys: list[bytes], values: list[bytes | memoryview | None]
+) -> bytes:
+    """:func:`apply_batch` given ``keys[i] -> values[i]`` as two lists (no tuples)."""
+    if _smtfast is None:
+        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
+    into = store.overlay() if isinstance(store, BulkNodeStore) else None
+    if into is not None:
+        into.setdefault(_ROOT_PATH, None)
+    try:
+        root, record, writes = _smtfast.merge(store.get_node, keys, values, into=into)
+    except OverflowError as exc:
+        raise StoreError(str(exc)) from None
+    if into is not None:
+        into[_ROOT_PATH] = record  # first in the dict: set before the merge (sorted order)
+        return bytes(root)
+    for path, rec in writes:
+        store.put_node(path, rec)
+    store.put_node(_ROOT_PATH, record)
+    return bytes(root)
+
+
+def apply_updates_py(
+    store: NodeStore, updates: Iterable[tuple[bytes, bytes | memoryview | None]]
+) -> bytes:
+    """:func:`apply_updates` key by key in pure Python (the fallback; tests keep it equal)."""
     dirty: set[bytes] = set()
     for key, value in updates:
         kh = key_hash(key)
@@ -245,6 +325,15 @@ def apply_updates(
             _insert(store, kh, _sha256(value).digest(), key, dirty)
     _rehash(store, dirty)
     return root_of_store(store)
+
+
+def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
+    """(any value is None, keys strictly ascending in iteration order) of a write dict."""
+    if _smtfast is not None and isinstance(writes, dict):
+        return _smtfast.scan(writes)
+    keys = list(writes)
+    has_none = any(v is None for v in writes.values())
+    return has_none, all(a < b for a, b in zip(keys, keys[1:], strict=False))
 
 
 def root_of_store(store: NodeStore) -> bytes:

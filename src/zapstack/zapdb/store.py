@@ -126,6 +126,32 @@ def check_files(path: str | os.PathLike[str]) -> None:
         )
 
 
+def _put_many(txn: Any, db: Any, ops: dict[bytes, Any], *, ordered: bool) -> None:
+    """Write ``ops`` (None = delete) with one cursor ``putmulti``; ``ordered`` sorts the
+    puts first and appends them when every key sorts after the last one stored."""
+    if not ops:
+        return
+    has_none, ascending = smt.scan_writes(ops)
+    puts: Any = ops.items()  # as they are when sorted without deletes: no copy
+    if has_none:
+        for key in [k for k, v in ops.items() if v is None]:
+            txn.delete(key, db=db)
+        puts = [(k, v) for k, v in ops.items() if v is not None]
+    if ordered and not ascending:
+        puts = sorted(puts)
+    if not puts:
+        return
+    cur = txn.cursor(db=db)
+    try:
+        append = False
+        if ordered:
+            first = next(iter(puts))[0]
+            append = not cur.last() or cur.key() < first
+        cur.putmulti(puts, append=append)
+    finally:
+        cur.close()
+
+
 class ZapDB:
     """The persistent MVCC store.  Open with :meth:`open`; see the package docs."""
 
@@ -301,16 +327,59 @@ class ZapDB:
                 raise ConflictError(
                     f"commit on version {base.version} but the head is at {self._version}"
                 )
-            data_ops = sorted(writes.items())
-            node_ops = sorted(nodes.items())
-            if rng is not None:
-                rng.shuffle(data_ops)
-                rng.shuffle(node_ops)
             try:
+                if self._fault is None and rng is None:
+                    self._write_bulk(writes, nodes, meta, root)
+                    return
+                data_ops = sorted(writes.items())
+                node_ops = sorted(nodes.items())
+                if rng is not None:
+                    rng.shuffle(data_ops)
+                    rng.shuffle(node_ops)
                 self._write(data_ops, node_ops, meta, root)
             except (lmdb.Error, OSError) as exc:
                 self._halted = exc
                 raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
+
+    def _write_bulk(
+        self,
+        writes: dict[bytes, Value | None],
+        nodes: dict[bytes, bytes | None],
+        meta: dict[bytes, bytes],
+        root: bytes,
+    ) -> None:
+        """The commit without a fault injector or shuffle: one ``putmulti`` per database
+        (tree nodes sorted, appended when they all sort after the stored ones)."""
+        data_db, node_db, _ = self._dbs
+        txn = self._env.begin(write=True)
+        try:
+            _put_many(txn, data_db, writes, ordered=False)
+            _put_many(txn, node_db, nodes, ordered=True)
+            self._finish(txn, meta, root, None, 0)
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _finish(
+        self, txn: Any, meta: dict[bytes, bytes], root: bytes, inject: FaultInjector | None, n: int
+    ) -> None:
+        meta_db = self._dbs[2]
+        meta_ops = [(META_PREFIX + k, v) for k, v in sorted(meta.items())]
+        meta_ops += [(_VERSION, (self._version + 1).to_bytes(8, "big")), (_ROOT, root)]
+        for key, value in meta_ops:
+            if inject is not None:
+                inject("meta", n)
+            txn.put(key, value, db=meta_db)
+            n += 1
+        if inject is not None:
+            inject("commit", n)
+        with self._head_lock:
+            txn.commit()
+            self._version += 1
+            self._root = root
+            old, self._head = self._head, None
+            if old is not None:
+                self._drop_locked(old)
 
     def _write(
         self,
@@ -319,7 +388,7 @@ class ZapDB:
         meta: dict[bytes, bytes],
         root: bytes,
     ) -> None:
-        data_db, node_db, meta_db = self._dbs
+        data_db, node_db, _ = self._dbs
         inject = self._fault
         n = 0
         txn = self._env.begin(write=True)
@@ -336,22 +405,7 @@ class ZapDB:
                     else:
                         txn.put(key, value, db=db)
                     n += 1
-            meta_ops = [(META_PREFIX + k, v) for k, v in sorted(meta.items())]
-            meta_ops += [(_VERSION, (self._version + 1).to_bytes(8, "big")), (_ROOT, root)]
-            for key, value in meta_ops:
-                if inject is not None:
-                    inject("meta", n)
-                txn.put(key, value, db=meta_db)
-                n += 1
-            if inject is not None:
-                inject("commit", n)
-            with self._head_lock:
-                txn.commit()
-                self._version += 1
-                self._root = root
-                old, self._head = self._head, None
-                if old is not None:
-                    self._drop_locked(old)
+            self._finish(txn, meta, root, inject, n)
         except BaseException:
             txn.abort()
             raise

@@ -147,6 +147,9 @@ class _NodeOverlay:
     def put_node(self, path: bytes, record: bytes | None) -> None:
         self.nodes[path] = record
 
+    def overlay(self) -> dict[bytes, bytes | None]:
+        return self.nodes
+
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
     """Validate a key; raise :class:`LocalProtocolError` outside 1..511 bytes."""
@@ -307,15 +310,22 @@ class Txn:
     def _flush(self, work: _Work) -> bytes:
         if not work.pending:
             return work.root
-        keys = sorted(work.pending)
+        keys = list(work.pending)
         if self._rng is not None:
+            keys.sort()
             self._rng.shuffle(keys)
         base = self._base
-        updates: list[tuple[bytes, Value | None]] = []
-        for key in keys:
-            entry = work.writes.get(key, _MISSING)
-            updates.append((key, base.get(key) if isinstance(entry, _Missing) else entry))
-        work.root = smt.apply_updates(_NodeOverlay(work.nodes, work.cache, base), updates)
+        get = work.writes.get
+        values: list[Value | None] = [get(key, _MISSING) for key in keys]  # type: ignore[misc]
+        if _MISSING in values:  # keys rolled back to the snapshot's value
+            for i, entry in enumerate(values):
+                if entry is _MISSING:
+                    values[i] = base.get(keys[i])
+        store = _NodeOverlay(work.nodes, work.cache, base)
+        if smt.FAST:
+            work.root = smt.merge_lists(store, keys, values)
+        else:
+            work.root = smt.apply_updates(store, zip(keys, values, strict=True))
         work.pending.clear()
         return work.root
 
