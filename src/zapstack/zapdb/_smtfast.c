@@ -46,6 +46,10 @@ typedef struct {
     PyObject *get;
     Emit *em;
     size_t n, cap;
+    PyObject *nodes; /* dict consulted first (the txn's own writes), or NULL */
+    PyObject *upper; /* memo for depths < split, or NULL */
+    PyObject *lower; /* memo for deeper nodes, or NULL */
+    int split;
 } Ctx;
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
@@ -136,7 +140,21 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
     mask_path(path, depth, k + 1);
     PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
     if (!key) return -1;
-    PyObject *r = PyObject_CallOneArg(c->get, key);
+    PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
+    for (int layer = 0; layer < 2 && r == NULL; layer++) {
+        PyObject *dict = layer ? memo : c->nodes;
+        if (dict == NULL) continue;
+        r = PyDict_GetItemWithError(dict, key); /* borrowed; None = empty subtree */
+        if (r == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        Py_XINCREF(r);
+    }
+    if (r == NULL) {
+        r = PyObject_CallOneArg(c->get, key);
+        if (r && memo && PyDict_SetItem(memo, key, r) < 0) Py_CLEAR(r);
+    }
     Py_DECREF(key);
     if (!r) return -1;
     if (r == Py_None) {

@@ -11,6 +11,9 @@ def merge(
     prefix: bytes = ...,
     strict: bool = False,
     into: dict[bytes, bytes | None] | None = None,
+    upper: dict[bytes, bytes | None] | None = None,
+    lower: dict[bytes, bytes | None] | None = None,
+    split: int = 0,
 ) -> Any:
     """(hash, record | None, writes list or count), or None (strict input rejected)."""
 

@@ -106,7 +106,8 @@ PyDoc_STRVAR(merge_doc,
              "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False, into=None)\n"
              "-> (hash, record | None, writes) or None\n\n"
              "With a dict `into`, the writes go into it (in sorted order) and `writes` is\n"
-             "their count.\n"
+             "their count; reads look in `into`, then in `upper` (depth < split) or `lower`,\n"
+             "then call get and remember its answer there.\n"
              "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix), reading\n"
              "records through get(path) (None: the subtree starts empty).  Returns the new hash,\n"
              "the record for the subtree's own position, and [(path, record | None)] below it,\n"
@@ -114,16 +115,19 @@ PyDoc_STRVAR(merge_doc,
              "ascending by sha256, inside the prefix, with no None value, else returns None.");
 
 static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"get", "keys", "values", "depth", "prefix", "strict", "into", NULL};
-    PyObject *get, *keys, *values, *into = Py_None;
-    int depth = 0, strict = 0;
+    static char *names[] = {"get",  "keys",  "values", "depth", "prefix",
+                            "strict", "into", "upper",  "lower", "split", NULL};
+    PyObject *get, *keys, *values, *into = Py_None, *upper = Py_None, *lower = Py_None;
+    int depth = 0, strict = 0, split = 0;
     Py_buffer prefix = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pO", names, &get, &PyList_Type, &keys,
-                                     &PyList_Type, &values, &depth, &prefix, &strict, &into))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pOOOi", names, &get, &PyList_Type,
+                                     &keys, &PyList_Type, &values, &depth, &prefix, &strict,
+                                     &into, &upper, &lower, &split))
         return NULL;
-    if (into != Py_None && !PyDict_Check(into)) {
+    if ((into != Py_None && !PyDict_Check(into)) || (upper != Py_None && !PyDict_Check(upper)) ||
+        (lower != Py_None && !PyDict_Check(lower))) {
         PyBuffer_Release(&prefix);
-        return PyErr_Format(PyExc_TypeError, "into must be a dict or None");
+        return PyErr_Format(PyExc_TypeError, "into, upper and lower must be dicts or None");
     }
     uint8_t pfx[32] = {0};
     if (prefix.buf) {
@@ -139,7 +143,8 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     mask_path(pfx, depth, masked);
     if (memcmp(masked, pfx, 32) != 0)
         return PyErr_Format(PyExc_ValueError, "prefix has bits set beyond depth");
-    Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0};
+    Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, into == Py_None ? NULL : into,
+             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split};
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
     PyObject *old = NULL, *result = NULL, *writes = NULL;

@@ -41,8 +41,8 @@ An absent record is an empty subtree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from zapstack.errors import StoreError
 
@@ -55,6 +55,7 @@ __all__ = [
     "EMPTY",
     "FAST",
     "BulkNodeStore",
+    "Layers",
     "NodeStore",
     "apply_batch",
     "apply_updates",
@@ -98,16 +99,31 @@ FAST = _smtfast is not None
 """Whether the C extension is available (apply_updates then uses :func:`apply_batch`)."""
 
 
+class Layers(NamedTuple):
+    """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
+
+    get: Callable[[bytes], bytes | None]
+    """The base read (LMDB), called only when no dict below has the path."""
+    writes: dict[bytes, bytes | None]
+    """Records written so far (None = deleted); the merge adds its writes here."""
+    upper: dict[bytes, bytes | None]
+    """Memo of base reads at depths < ``split``."""
+    lower: dict[bytes, bytes | None]
+    """Memo of the deeper base reads."""
+    split: int
+    """Depth bound of ``upper``."""
+
+
 @runtime_checkable
 class BulkNodeStore(Protocol):
-    """A :class:`NodeStore` whose writes are a dict the C merge can fill (the txn overlay)."""
+    """A :class:`NodeStore` whose reads and writes are dicts over a base read (the txn overlay)."""
 
     def get_node(self, path: bytes) -> bytes | None: ...
 
     def put_node(self, path: bytes, record: bytes | None) -> None: ...
 
-    def overlay(self) -> dict[bytes, bytes | None]:
-        """The dict of written records (None = deleted) that ``put_node`` fills."""
+    def layers(self) -> Layers:
+        """Its dicts and base read."""
         ...
 
 
@@ -296,16 +312,19 @@ def merge_lists(
     """:func:`apply_batch` given ``keys[i] -> values[i]`` as two lists (no tuples)."""
     if _smtfast is None:
         raise StoreError("the zapstack.zapdb._smtfast extension is not built")
-    into = store.overlay() if isinstance(store, BulkNodeStore) else None
-    if into is not None:
-        into.setdefault(_ROOT_PATH, None)
     try:
-        root, record, writes = _smtfast.merge(store.get_node, keys, values, into=into)
+        if isinstance(store, BulkNodeStore):
+            lay = store.layers()
+            into = lay.writes
+            into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
+            root, record, _ = _smtfast.merge(
+                lay.get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
+            )
+            into[_ROOT_PATH] = record
+            return bytes(root)
+        root, record, writes = _smtfast.merge(store.get_node, keys, values)
     except OverflowError as exc:
         raise StoreError(str(exc)) from None
-    if into is not None:
-        into[_ROOT_PATH] = record  # first in the dict: set before the merge (sorted order)
-        return bytes(root)
     for path, rec in writes:
         store.put_node(path, rec)
     store.put_node(_ROOT_PATH, record)

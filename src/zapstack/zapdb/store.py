@@ -49,6 +49,8 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
+_UNCACHED = 4
+"""Tree levels read from LMDB below the memoised upper tree (see :func:`_carry_upper`)."""
 
 
 class FailAt:
@@ -152,6 +154,21 @@ def _put_many(txn: Any, db: Any, ops: dict[bytes, Any], *, ordered: bool) -> Non
         cur.close()
 
 
+def _carry_upper(
+    base: Snapshot, nodes: dict[bytes, bytes | None], version: int
+) -> tuple[int, int, dict[bytes, bytes | None], bool] | None:
+    """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
+    records at depths < split applied, so block after block reads only the deepest
+    ~``_UNCACHED`` levels of a changed path from LMDB (a per-key cost that stays flat as
+    the state grows).  None (start cold) after a commit larger than the memo itself."""
+    if len(nodes) > 4 * len(base.upper) + 4096:
+        return None
+    split = base.split
+    upper = base.upper.copy()
+    upper.update((k, v) for k, v in nodes.items() if k[0] < split)
+    return version, split, upper, base.warm
+
+
 class ZapDB:
     """The persistent MVCC store.  Open with :meth:`open`; see the package docs."""
 
@@ -177,6 +194,8 @@ class ZapDB:
         self._live: set[Snapshot] = set()
         self._halted: BaseException | None = None
         self._closed = False
+        self._carry: tuple[int, int, dict[bytes, bytes | None], bool] | None = None
+        """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
 
     @classmethod
     def open(
@@ -267,7 +286,14 @@ class ZapDB:
                     txn = self._env.begin(write=False)
                 except lmdb.Error as exc:
                     raise FatalStoreError(f"cannot open a read snapshot: {exc}") from exc
-                snap = Snapshot(txn, self._dbs, self._version, self._root, self._release)
+                split = max(0, txn.stat(self._dbs[0])["entries"].bit_length() - _UNCACHED)
+                upper, warm = None, False
+                if self._carry is not None and self._carry[:2] == (self._version, split):
+                    upper, warm = self._carry[2], self._carry[3]
+                self._carry = None
+                snap = Snapshot(
+                    txn, self._dbs, self._version, self._root, self._release, upper, split, warm
+                )
                 snap.refs = 1  # the database's own reference while it is the head
                 self._head = snap
                 self._live.add(snap)
@@ -330,6 +356,7 @@ class ZapDB:
             try:
                 if self._fault is None and rng is None:
                     self._write_bulk(writes, nodes, meta, root)
+                    self._carry = _carry_upper(base, nodes, self._version)
                     return
                 data_ops = sorted(writes.items())
                 node_ops = sorted(nodes.items())

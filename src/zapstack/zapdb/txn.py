@@ -122,9 +122,9 @@ class _Work:
 class _NodeOverlay:
     """NodeStore: the txn's changed tree nodes over the snapshot's.
 
-    Base reads are memoised in ``cache`` (the snapshot is immutable, so the
-    memo never goes stale); a walk and the rehash that follows read each base
-    node from LMDB once.
+    Base reads are memoised (the snapshot is immutable, so the memo never goes
+    stale): the upper levels in the snapshot's shared ``upper`` (carried from
+    commit to commit by the store), the rest in this txn's ``cache``.
     """
 
     __slots__ = ("base", "cache", "nodes")
@@ -139,16 +139,18 @@ class _NodeOverlay:
     def get_node(self, path: bytes) -> bytes | None:
         rec = self.nodes.get(path, _MISSING)
         if rec is _MISSING:
-            rec = self.cache.get(path, _MISSING)
+            memo = self.base.upper if path[0] < self.base.split else self.cache
+            rec = memo.get(path, _MISSING)
             if rec is _MISSING:
-                rec = self.cache[path] = self.base.get_node(path)
+                rec = memo[path] = self.base.get_node(path)
         return rec  # type: ignore[return-value]
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         self.nodes[path] = record
 
-    def overlay(self) -> dict[bytes, bytes | None]:
-        return self.nodes
+    def layers(self) -> smt.Layers:
+        base = self.base
+        return smt.Layers(base.get_node, self.nodes, base.upper, self.cache, base.split)
 
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
@@ -322,6 +324,7 @@ class Txn:
                 if entry is _MISSING:
                     values[i] = base.get(keys[i])
         store = _NodeOverlay(work.nodes, work.cache, base)
+        base.warm_upper()
         if smt.FAST:
             work.root = smt.merge_lists(store, keys, values)
         else:

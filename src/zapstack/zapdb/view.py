@@ -41,7 +41,20 @@ def key_range(prefix: bytes, start: bytes | None, end: bytes | None) -> tuple[by
 class Snapshot:
     """One LMDB read transaction shared by every user at one committed version."""
 
-    __slots__ = ("_data", "_lock", "_meta", "_nodes", "_release", "refs", "root", "txn", "version")
+    __slots__ = (
+        "_data",
+        "_lock",
+        "_meta",
+        "_nodes",
+        "_release",
+        "refs",
+        "root",
+        "split",
+        "txn",
+        "upper",
+        "version",
+        "warm",
+    )
 
     def __init__(
         self,
@@ -50,6 +63,9 @@ class Snapshot:
         version: int,
         root: bytes,
         release: Callable[[Snapshot], None],
+        upper: dict[bytes, bytes | None] | None = None,
+        split: int = 0,
+        warm: bool = False,
     ) -> None:
         self.txn: Any = txn
         """The LMDB read txn (None once released)."""
@@ -62,6 +78,13 @@ class Snapshot:
         """Users holding this snapshot (guarded by the database's head lock)."""
         self._lock = threading.Lock()
         self._release = release
+        self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
+        """Memo of this version's tree records at depths < ``split`` (None = empty),
+        shared by every txn on it; only ever grows, and only with this version's facts."""
+        self.split = split
+        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
+        self.warm = warm
+        """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
     def _txn(self) -> Any:
         txn = self.txn
@@ -86,6 +109,28 @@ class Snapshot:
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         raise StoreError("a snapshot is read-only")
+
+    def warm_upper(self) -> None:
+        """Load every tree record above ``split`` into ``upper`` with one cursor scan
+        (keys start with the depth byte, so they are the first ones of ``nodes``).
+        Done once, by the first txn that computes a root here: about 2**split records,
+        n/16 for n entries, so every later walk reads only the deepest levels."""
+        if self.warm:
+            return
+        end = bytes((self.split,))
+        with self._lock:
+            if self.warm:
+                return
+            cur = self._txn().cursor(db=self._nodes)
+            try:
+                upper = self.upper
+                for key, rec in cur.iternext():
+                    if key >= end:
+                        break
+                    upper.setdefault(key, rec)
+            finally:
+                cur.close()
+            self.warm = True
 
     def meta(self, name: bytes) -> bytes | None:
         """A metadata value (user namespace) at this version."""
