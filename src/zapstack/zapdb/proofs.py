@@ -24,6 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zapstack.errors import LocalProtocolError
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
 from zapstack.zapdb.smt import (
     EMPTY,
     LEAF_TAG,
@@ -32,6 +37,7 @@ from zapstack.zapdb.smt import (
     child_hash,
     key_hash,
     leaf_hash,
+    leaf_record,
     node_hash,
     path_key,
     subtree_hash,
@@ -44,6 +50,7 @@ __all__ = [
     "make_chunk",
     "prove",
     "verify_chunk",
+    "verify_chunk_tree",
     "verify_proof",
 ]
 
@@ -172,6 +179,44 @@ def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
     if value is None:
         raise LocalProtocolError("chunk lookup does not match the node store's version")
     return key, bytes(value)
+
+
+def verify_chunk_tree(
+    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None]
+) -> tuple[bytes, bytes | None] | None:
+    """:func:`verify_chunk` that keeps what it hashed (needs the C extension).
+
+    On success the chunk's subtree records strictly below its position go into
+    ``into`` and the result is ``(hash, record)`` of the chunk's position (record
+    None for an empty subtree); a failing chunk returns None and adds nothing.
+    """
+    depth, index = chunk.depth, chunk.index
+    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
+        return None
+    if len(chunk.siblings) > depth or any(len(s) != 32 for s in chunk.siblings):
+        return None
+    if len(chunk.siblings) < depth:  # a terminal: at most one leaf, checked the plain way
+        if not verify_chunk(root, chunk):
+            return None
+        if not chunk.entries:
+            return EMPTY, None
+        key, value = chunk.entries[0]
+        kh, vh = key_hash(key), hashlib.sha256(value).digest()
+        return leaf_hash(kh, vh), leaf_record(kh, vh, key)
+    if chunk.terminal is not None or _smtfast is None:
+        return None
+    prefix = (index << (256 - depth)).to_bytes(32, "big")
+    keys = [k for k, _ in chunk.entries]
+    values: list[bytes | memoryview | None] = [v for _, v in chunk.entries]
+    below: dict[bytes, bytes | None] = {}
+    try:
+        built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
+    except (OverflowError, ValueError):
+        return None
+    if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
+        return None
+    into.update(below)
+    return bytes(built[0]), built[1]
 
 
 def verify_chunk(root: bytes, chunk: StateChunk) -> bool:

@@ -41,6 +41,7 @@ An absent record is an empty subtree.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -54,12 +55,14 @@ except ImportError:  # pragma: no cover - the extension is optional
 __all__ = [
     "EMPTY",
     "FAST",
+    "ROOT_PATH",
     "BulkNodeStore",
     "Layers",
     "NodeStore",
     "apply_batch",
     "apply_updates",
     "bit",
+    "build",
     "child_hash",
     "key_hash",
     "leaf_hash",
@@ -79,7 +82,9 @@ EMPTY = bytes(32)
 LEAF_TAG = 0x00
 NODE_TAG = 0x01
 _PENDING = b"\x01" + EMPTY  # a freshly created interior node awaiting rehash
-_ROOT_PATH = bytes(33)
+ROOT_PATH = bytes(33)
+"""Node-store key of the root node."""
+_ROOT_PATH = ROOT_PATH
 _sha256 = hashlib.sha256
 
 
@@ -346,13 +351,34 @@ def apply_updates_py(
     return root_of_store(store)
 
 
+def build(
+    keys: list[bytes],
+    values: list[bytes | memoryview | None],
+    into: dict[bytes, bytes | None],
+    depth: int = 0,
+    prefix: bytes = EMPTY,
+) -> tuple[bytes, bytes | None]:
+    """Bottom-up build of the subtree at ``(depth, prefix)`` from nothing (C extension).
+
+    Its records strictly below that position go into ``into`` (sorted); returns the
+    subtree's hash and the record for its own position (None if it is empty).
+    """
+    if _smtfast is None:
+        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
+    try:
+        root, record, _ = _smtfast.merge(None, keys, values, depth, prefix, into=into)
+    except OverflowError as exc:
+        raise StoreError(str(exc)) from None
+    return bytes(root), record
+
+
 def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
     """(any value is None, keys strictly ascending in iteration order) of a write dict."""
     if _smtfast is not None and isinstance(writes, dict):
         return _smtfast.scan(writes)
     keys = list(writes)
     has_none = any(v is None for v in writes.values())
-    return has_none, all(a < b for a, b in zip(keys, keys[1:], strict=False))
+    return has_none, all(a < b for a, b in itertools.pairwise(keys))
 
 
 def root_of_store(store: NodeStore) -> bytes:

@@ -35,7 +35,7 @@ from typing import Any
 import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
-from zapstack.zapdb import smt
+from zapstack.zapdb import bulk, smt
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
@@ -50,7 +50,7 @@ FaultInjector = Callable[[str, int], None]
 _VERSION = b"version"
 _ROOT = b"root"
 _UNCACHED = 4
-"""Tree levels read from LMDB below the memoised upper tree (see :func:`_carry_upper`)."""
+"""Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
 
 class FailAt:
@@ -126,47 +126,6 @@ def check_files(path: str | os.PathLike[str]) -> None:
             f"{data} is truncated: {size} bytes, but its last commit uses {need} "
             f"(page {last_pg} of {psize} bytes); restore the data folder or state-sync"
         )
-
-
-def _put_many(txn: Any, db: Any, ops: dict[bytes, Any], *, ordered: bool) -> None:
-    """Write ``ops`` (None = delete) with one cursor ``putmulti``; ``ordered`` sorts the
-    puts first and appends them when every key sorts after the last one stored."""
-    if not ops:
-        return
-    has_none, ascending = smt.scan_writes(ops)
-    puts: Any = ops.items()  # as they are when sorted without deletes: no copy
-    if has_none:
-        for key in [k for k, v in ops.items() if v is None]:
-            txn.delete(key, db=db)
-        puts = [(k, v) for k, v in ops.items() if v is not None]
-    if ordered and not ascending:
-        puts = sorted(puts)
-    if not puts:
-        return
-    cur = txn.cursor(db=db)
-    try:
-        append = False
-        if ordered:
-            first = next(iter(puts))[0]
-            append = not cur.last() or cur.key() < first
-        cur.putmulti(puts, append=append)
-    finally:
-        cur.close()
-
-
-def _carry_upper(
-    base: Snapshot, nodes: dict[bytes, bytes | None], version: int
-) -> tuple[int, int, dict[bytes, bytes | None], bool] | None:
-    """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
-    records at depths < split applied, so block after block reads only the deepest
-    ~``_UNCACHED`` levels of a changed path from LMDB (a per-key cost that stays flat as
-    the state grows).  None (start cold) after a commit larger than the memo itself."""
-    if len(nodes) > 4 * len(base.upper) + 4096:
-        return None
-    split = base.split
-    upper = base.upper.copy()
-    upper.update((k, v) for k, v in nodes.items() if k[0] < split)
-    return version, split, upper, base.warm
 
 
 class ZapDB:
@@ -356,7 +315,7 @@ class ZapDB:
             try:
                 if self._fault is None and rng is None:
                     self._write_bulk(writes, nodes, meta, root)
-                    self._carry = _carry_upper(base, nodes, self._version)
+                    self._carry = bulk.carry_upper(base, nodes, self._version)
                     return
                 data_ops = sorted(writes.items())
                 node_ops = sorted(nodes.items())
@@ -380,8 +339,8 @@ class ZapDB:
         data_db, node_db, _ = self._dbs
         txn = self._env.begin(write=True)
         try:
-            _put_many(txn, data_db, writes, ordered=False)
-            _put_many(txn, node_db, nodes, ordered=True)
+            bulk.put_many(txn, data_db, writes, ordered=False)
+            bulk.put_many(txn, node_db, nodes, ordered=True)
             self._finish(txn, meta, root, None, 0)
         except BaseException:
             txn.abort()

@@ -317,12 +317,12 @@ class Txn:
             keys.sort()
             self._rng.shuffle(keys)
         base = self._base
-        get = work.writes.get
-        values: list[Value | None] = [get(key, _MISSING) for key in keys]  # type: ignore[misc]
-        if _MISSING in values:  # keys rolled back to the snapshot's value
-            for i, entry in enumerate(values):
-                if entry is _MISSING:
-                    values[i] = base.get(keys[i])
+        values: list[Value | None] = list(map(work.writes.get, keys))
+        gone = work.pending.difference(work.writes)  # rolled back to the snapshot's value
+        if gone:
+            for i, key in enumerate(keys):
+                if key in gone:
+                    values[i] = base.get(key)
         store = _NodeOverlay(work.nodes, work.cache, base)
         base.warm_upper()
         if smt.FAST:
@@ -331,6 +331,24 @@ class Txn:
             work.root = smt.apply_updates(store, zip(keys, values, strict=True))
         work.pending.clear()
         return work.root
+
+    def base_root(self) -> bytes:
+        """The state root of the snapshot this txn was opened on."""
+        return self._base.root
+
+    def install(
+        self, writes: dict[bytes, Value | None], nodes: dict[bytes, bytes | None], root: bytes
+    ) -> None:
+        """Take a whole state built and checked elsewhere (:mod:`.bulk`): ``writes``
+        become this txn's data writes, ``nodes`` its tree records, ``root`` its root.
+        Only for a txn with no writes yet; the dicts are kept, not copied."""
+        work = self._live()
+        if work.writes or work.nodes:
+            raise LocalProtocolError("install into a txn that already has writes")
+        work.writes = writes
+        work.nodes = nodes
+        work.root = root
+        work.pending.clear()
 
     # ---------------------------------------------------------- end of life
     def commit(self) -> bytes:
