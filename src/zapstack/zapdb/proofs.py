@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from zapstack.errors import LocalProtocolError
 
@@ -85,6 +86,16 @@ class StateChunk:
     terminal: bytes | None
     """When ``len(siblings) < depth``: the lone leaf (``kh || vh``) or None that the
     walk toward the prefix stopped at.  Unused (None) when ``len(siblings) == depth``."""
+
+
+@runtime_checkable
+class LeafScanner(Protocol):
+    """A node store that lists a subtree's leaves itself (the LMDB snapshot: range scans)."""
+
+    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+        """``(key, value)`` of every leaf below ``(depth, prefix)`` (a 256-bit int), sorted
+        by key hash, read at the store's own version."""
+        ...
 
 
 def _fold(kh: bytes, node: bytes, siblings: tuple[bytes, ...]) -> bytes:
@@ -167,6 +178,8 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
             return StateChunk(depth, index, entries, tuple(siblings), term)
         sib = path_key(pint ^ (1 << (255 - d)), d + 1)
         siblings.append(child_hash(store.get_node(sib)))
+    if isinstance(store, LeafScanner):
+        return StateChunk(depth, index, store.entries_under(depth, pint), tuple(siblings), None)
     leaves: list[bytes] = []
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])

@@ -110,6 +110,35 @@ class Snapshot:
     def put_node(self, path: bytes, record: bytes | None) -> None:
         raise StoreError("a snapshot is read-only")
 
+    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+        """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: one
+        cursor range scan of ``nodes`` per depth (keys start with their depth, down to the
+        first depth with none), then the values, under one hold of the lock."""
+        lo_path = prefix.to_bytes(32, "big")
+        hi = prefix + (1 << (256 - depth)) if depth else 1 << 256
+        hi_path = None if hi >> 256 else hi.to_bytes(32, "big")
+        out: list[bytes] = []
+        with self._lock:
+            cur = self._txn().cursor(db=self._nodes)
+            try:
+                for d in range(depth, 256):
+                    end = bytes((d,)) + hi_path if hi_path is not None else bytes((d + 1,))
+                    if not cur.set_range(bytes((d,)) + lo_path) or cur.key() >= end:
+                        break
+                    for key, rec in cur.iternext():
+                        if key >= end:
+                            break
+                        if rec[0] == smt.LEAF_TAG:
+                            out.append(rec)
+                out.sort(key=lambda r: r[1:33])
+                get, data = self._txn().get, self._data
+                entries = tuple((rec[65:], get(rec[65:], db=data)) for rec in out)
+            finally:
+                cur.close()
+        if any(value is None for _, value in entries):
+            raise StoreError("a tree leaf has no stored value: the store is corrupt")
+        return entries
+
     def warm_upper(self) -> None:
         """Load every tree record above ``split`` into ``upper`` with one cursor scan
         (keys start with the depth byte, so they are the first ones of ``nodes``).
