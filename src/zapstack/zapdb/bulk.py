@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import smt
+from zapstack.zapdb.batch import FAST, build, scan_writes
 from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk, verify_chunk_tree
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def put_many(txn: Any, db: Any, ops: dict[bytes, Any], *, ordered: bool) -> None
     puts first and appends them when every key sorts after the last one stored."""
     if not ops:
         return
-    has_none, ascending = smt.scan_writes(ops)
+    has_none, ascending = scan_writes(ops)
     puts: Any = ops.items()  # as they are when sorted without deletes: no copy
     if has_none:
         for key in [k for k, v in ops.items() if v is None]:
@@ -86,7 +87,7 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
     try:
         if txn.base_root() != smt.EMPTY:
             raise StoreError("bulk_load needs an empty store")
-        if not smt.FAST:
+        if not FAST:
             for key, value in items:
                 txn.set(key, value)
             return txn.commit()
@@ -95,7 +96,7 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
             if not 0 < len(key) <= 511:
                 raise LocalProtocolError(f"key length {len(key)} outside 1..511")
         nodes: Nodes = {smt.ROOT_PATH: None}
-        root, record = smt.build(list(data), list(data.values()), nodes)
+        root, record = build(list(data), list(data.values()), nodes)
         nodes[smt.ROOT_PATH] = record
         txn.install(data, nodes, root)
         return txn.commit()
@@ -129,7 +130,7 @@ class ChunkLoader:
             return False
         if chunk.index in self._tops:  # a repeat: checked, nothing more kept
             return verify_chunk(self.root, chunk)
-        if not smt.FAST:  # the fallback: verify, then ordinary txn writes
+        if not FAST:  # the fallback: verify, then ordinary txn writes
             if not verify_chunk(self.root, chunk):
                 return False
             for key, value in chunk.entries:
@@ -147,7 +148,7 @@ class ChunkLoader:
         """Join the chunks, check the root, install into the txn; return the root."""
         if len(self._tops) != 1 << self.depth:
             raise LocalProtocolError("state sync finished before every chunk was added")
-        if not smt.FAST:
+        if not FAST:
             if self._txn.root() != self.root:  # unreachable with verified chunks: a bug
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root

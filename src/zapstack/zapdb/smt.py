@@ -23,7 +23,7 @@ Two implementations that tests keep equal:
   level where it is alone.  Proofs and chunks (:mod:`zapstack.zapdb.proofs`) are
   served from the same node store.
 
-A third, :func:`apply_batch`, is the same merge done by the optional C
+A third, :func:`zapstack.zapdb.batch.apply_batch`, is the same merge done by the optional C
 extension :mod:`zapstack.zapdb._smtfast` (built at ``pip install``): it sorts the
 batch by key hash and walks the tree once, reading each touched record once and
 hashing each changed node once; with an empty base it is a bottom-up bulk build.
@@ -41,38 +41,34 @@ An absent record is an empty subtree.
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from zapstack.errors import StoreError
 
 try:
-    from zapstack.zapdb import _smtfast
+    from zapstack.zapdb import _smtfast  # noqa: F401 - only whether it is built
+
+    FAST = True
 except ImportError:  # pragma: no cover - the extension is optional
-    _smtfast = None  # type: ignore[assignment]
+    FAST = False
 
 __all__ = [
     "EMPTY",
     "FAST",
     "ROOT_PATH",
-    "BulkNodeStore",
-    "Layers",
     "NodeStore",
-    "apply_batch",
     "apply_updates",
+    "apply_updates_py",
     "bit",
-    "build",
     "child_hash",
     "key_hash",
     "leaf_hash",
     "leaf_record",
-    "merge_lists",
     "node_hash",
     "path_key",
     "reference_root",
     "root_of_store",
-    "scan_writes",
     "subtree_hash",
 ]
 
@@ -97,38 +93,6 @@ class NodeStore(Protocol):
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         """Store ``record`` at ``path`` (None deletes it)."""
-        ...
-
-
-FAST = _smtfast is not None
-"""Whether the C extension is available (apply_updates then uses :func:`apply_batch`)."""
-
-
-class Layers(NamedTuple):
-    """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
-
-    get: Callable[[bytes], bytes | None]
-    """The base read (LMDB), called only when no dict below has the path."""
-    writes: dict[bytes, bytes | None]
-    """Records written so far (None = deleted); the merge adds its writes here."""
-    upper: dict[bytes, bytes | None]
-    """Memo of base reads at depths < ``split``."""
-    lower: dict[bytes, bytes | None]
-    """Memo of the deeper base reads."""
-    split: int
-    """Depth bound of ``upper``."""
-
-
-@runtime_checkable
-class BulkNodeStore(Protocol):
-    """A :class:`NodeStore` whose reads and writes are dicts over a base read (the txn overlay)."""
-
-    def get_node(self, path: bytes) -> bytes | None: ...
-
-    def put_node(self, path: bytes, record: bytes | None) -> None: ...
-
-    def layers(self) -> Layers:
-        """Its dicts and base read."""
         ...
 
 
@@ -290,50 +254,13 @@ def apply_updates(
 
     ``value`` None deletes the key; a key given twice takes its last value.  The
     result depends only on the final key set, never on the order of ``updates``.
-    Cost: O(len(updates) x depth).  Uses :func:`apply_batch` when :data:`FAST`.
+    Cost: O(len(updates) x depth).  Uses :func:`.batch.apply_batch` when :data:`FAST`.
     """
     if FAST:
+        from zapstack.zapdb.batch import apply_batch
+
         return apply_batch(store, updates)
     return apply_updates_py(store, updates)
-
-
-def apply_batch(
-    store: NodeStore, updates: Iterable[tuple[bytes, bytes | memoryview | None]]
-) -> bytes:
-    """:func:`apply_updates` in one pass of the C extension (raises if it is absent)."""
-    if _smtfast is None:
-        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
-    keys: list[bytes] = []
-    values: list[bytes | memoryview | None] = []
-    for key, value in updates:
-        keys.append(key)
-        values.append(value)
-    return merge_lists(store, keys, values)
-
-
-def merge_lists(
-    store: NodeStore, keys: list[bytes], values: list[bytes | memoryview | None]
-) -> bytes:
-    """:func:`apply_batch` given ``keys[i] -> values[i]`` as two lists (no tuples)."""
-    if _smtfast is None:
-        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
-    try:
-        if isinstance(store, BulkNodeStore):
-            lay = store.layers()
-            into = lay.writes
-            into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
-            root, record, _ = _smtfast.merge(
-                lay.get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
-            )
-            into[_ROOT_PATH] = record
-            return bytes(root)
-        root, record, writes = _smtfast.merge(store.get_node, keys, values)
-    except OverflowError as exc:
-        raise StoreError(str(exc)) from None
-    for path, rec in writes:
-        store.put_node(path, rec)
-    store.put_node(_ROOT_PATH, record)
-    return bytes(root)
 
 
 def apply_updates_py(
@@ -349,36 +276,6 @@ def apply_updates_py(
             _insert(store, kh, _sha256(value).digest(), key, dirty)
     _rehash(store, dirty)
     return root_of_store(store)
-
-
-def build(
-    keys: list[bytes],
-    values: list[bytes | memoryview | None],
-    into: dict[bytes, bytes | None],
-    depth: int = 0,
-    prefix: bytes = EMPTY,
-) -> tuple[bytes, bytes | None]:
-    """Bottom-up build of the subtree at ``(depth, prefix)`` from nothing (C extension).
-
-    Its records strictly below that position go into ``into`` (sorted); returns the
-    subtree's hash and the record for its own position (None if it is empty).
-    """
-    if _smtfast is None:
-        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
-    try:
-        root, record, _ = _smtfast.merge(None, keys, values, depth, prefix, into=into)
-    except OverflowError as exc:
-        raise StoreError(str(exc)) from None
-    return bytes(root), record
-
-
-def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
-    """(any value is None, keys strictly ascending in iteration order) of a write dict."""
-    if _smtfast is not None and isinstance(writes, dict):
-        return _smtfast.scan(writes)
-    keys = list(writes)
-    has_none = any(v is None for v in writes.values())
-    return has_none, all(a < b for a, b in itertools.pairwise(keys))
 
 
 def root_of_store(store: NodeStore) -> bytes:

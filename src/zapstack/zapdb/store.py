@@ -313,76 +313,38 @@ class ZapDB:
                     f"commit on version {base.version} but the head is at {self._version}"
                 )
             try:
-                if self._fault is None and rng is None:
-                    self._write_bulk(writes, nodes, meta, root)
-                    self._carry = bulk.carry_upper(base, nodes, self._version)
-                    return
-                data_ops = sorted(writes.items())
-                node_ops = sorted(nodes.items())
-                if rng is not None:
-                    rng.shuffle(data_ops)
-                    rng.shuffle(node_ops)
-                self._write(data_ops, node_ops, meta, root)
+                self._write(writes, nodes, meta, root, rng)
             except (lmdb.Error, OSError) as exc:
                 self._halted = exc
                 raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
+            if self._fault is None and rng is None:
+                self._carry = bulk.carry_upper(base, nodes, self._version)
 
-    def _write_bulk(
+    def _write(
         self,
         writes: dict[bytes, Value | None],
         nodes: dict[bytes, bytes | None],
         meta: dict[bytes, bytes],
         root: bytes,
+        rng: random.Random | None,
     ) -> None:
-        """The commit without a fault injector or shuffle: one ``putmulti`` per database
-        (tree nodes sorted, appended when they all sort after the stored ones)."""
-        data_db, node_db, _ = self._dbs
+        """One LMDB txn: data, tree records, meta.  Without a fault injector or shuffle,
+        one ``putmulti`` per database (:func:`.bulk.put_many`); else write by write."""
+        (data_db, node_db, meta_db), inject, n = self._dbs, self._fault, 0
         txn = self._env.begin(write=True)
         try:
-            bulk.put_many(txn, data_db, writes, ordered=False)
-            bulk.put_many(txn, node_db, nodes, ordered=True)
-            self._finish(txn, meta, root, None, 0)
-        except BaseException:
-            txn.abort()
-            raise
-
-    def _finish(
-        self, txn: Any, meta: dict[bytes, bytes], root: bytes, inject: FaultInjector | None, n: int
-    ) -> None:
-        meta_db = self._dbs[2]
-        meta_ops = [(META_PREFIX + k, v) for k, v in sorted(meta.items())]
-        meta_ops += [(_VERSION, (self._version + 1).to_bytes(8, "big")), (_ROOT, root)]
-        for key, value in meta_ops:
-            if inject is not None:
-                inject("meta", n)
-            txn.put(key, value, db=meta_db)
-            n += 1
-        if inject is not None:
-            inject("commit", n)
-        with self._head_lock:
-            txn.commit()
-            self._version += 1
-            self._root = root
-            old, self._head = self._head, None
-            if old is not None:
-                self._drop_locked(old)
-
-    def _write(
-        self,
-        data_ops: list[tuple[bytes, Value | None]],
-        node_ops: list[tuple[bytes, bytes | None]],
-        meta: dict[bytes, bytes],
-        root: bytes,
-    ) -> None:
-        data_db, node_db, _ = self._dbs
-        inject = self._fault
-        n = 0
-        txn = self._env.begin(write=True)
-        try:
-            for db, ops, put_op, del_op in (
-                (data_db, data_ops, "put", "delete"),
-                (node_db, node_ops, "node_put", "node_delete"),
-            ):
+            one_by_one: tuple[tuple[Any, list[tuple[bytes, Any]], str, str], ...] = ()
+            if inject is None and rng is None:
+                bulk.put_many(txn, data_db, writes, ordered=False)
+                bulk.put_many(txn, node_db, nodes, ordered=True)
+            else:
+                one_by_one = (
+                    (data_db, sorted(writes.items()), "put", "delete"),
+                    (node_db, sorted(nodes.items()), "node_put", "node_delete"),
+                )
+            for db, ops, put_op, del_op in one_by_one:
+                if rng is not None:
+                    rng.shuffle(ops)
                 for key, value in ops:
                     if inject is not None:
                         inject(del_op if value is None else put_op, n)
@@ -391,7 +353,22 @@ class ZapDB:
                     else:
                         txn.put(key, value, db=db)
                     n += 1
-            self._finish(txn, meta, root, inject, n)
+            meta_ops = [(META_PREFIX + k, v) for k, v in sorted(meta.items())]
+            meta_ops += [(_VERSION, (self._version + 1).to_bytes(8, "big")), (_ROOT, root)]
+            for key, value in meta_ops:
+                if inject is not None:
+                    inject("meta", n)
+                txn.put(key, value, db=meta_db)
+                n += 1
+            if inject is not None:
+                inject("commit", n)
+            with self._head_lock:
+                txn.commit()
+                self._version += 1
+                self._root = root
+                old, self._head = self._head, None
+                if old is not None:
+                    self._drop_locked(old)
         except BaseException:
             txn.abort()
             raise

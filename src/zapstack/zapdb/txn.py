@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Final
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import smt
+from zapstack.zapdb.batch import FAST, NodeOverlay, merge_lists
 from zapstack.zapdb.view import Snapshot, key_range
 
 if TYPE_CHECKING:
@@ -117,40 +118,6 @@ class _Work:
         self.cache: dict[bytes, bytes | None] = {}
         self.meta: dict[bytes, bytes] = {}
         self.root = root
-
-
-class _NodeOverlay:
-    """NodeStore: the txn's changed tree nodes over the snapshot's.
-
-    Base reads are memoised (the snapshot is immutable, so the memo never goes
-    stale): the upper levels in the snapshot's shared ``upper`` (carried from
-    commit to commit by the store), the rest in this txn's ``cache``.
-    """
-
-    __slots__ = ("base", "cache", "nodes")
-
-    def __init__(
-        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
-    ) -> None:
-        self.nodes = nodes
-        self.cache = cache
-        self.base = base
-
-    def get_node(self, path: bytes) -> bytes | None:
-        rec = self.nodes.get(path, _MISSING)
-        if rec is _MISSING:
-            memo = self.base.upper if path[0] < self.base.split else self.cache
-            rec = memo.get(path, _MISSING)
-            if rec is _MISSING:
-                rec = memo[path] = self.base.get_node(path)
-        return rec  # type: ignore[return-value]
-
-    def put_node(self, path: bytes, record: bytes | None) -> None:
-        self.nodes[path] = record
-
-    def layers(self) -> smt.Layers:
-        base = self.base
-        return smt.Layers(base.get_node, self.nodes, base.upper, self.cache, base.split)
 
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
@@ -323,12 +290,12 @@ class Txn:
             for i, key in enumerate(keys):
                 if key in gone:
                     values[i] = base.get(key)
-        store = _NodeOverlay(work.nodes, work.cache, base)
+        store = NodeOverlay(work.nodes, work.cache, base)
         base.warm_upper()
-        if smt.FAST:
-            work.root = smt.merge_lists(store, keys, values)
+        if FAST:
+            work.root = merge_lists(store, keys, values)
         else:
-            work.root = smt.apply_updates(store, zip(keys, values, strict=True))
+            work.root = smt.apply_updates_py(store, zip(keys, values, strict=True))
         work.pending.clear()
         return work.root
 
