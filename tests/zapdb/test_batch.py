@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zapstack.zapdb import ZapDB, batch, smt
-from zapstack.zapdb import txn as txn_module
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
 fast = pytest.importorskip("zapstack.zapdb._smtfast")
@@ -165,7 +164,6 @@ def test_txn_roots_equal_with_and_without_the_extension(
     for use_fast in (True, False):
         monkeypatch.setattr(smt, "FAST", use_fast)
         monkeypatch.setattr(batch, "FAST", use_fast)
-        monkeypatch.setattr(txn_module, "FAST", use_fast)
         db = ZapDB.open(f"{tmp_path}/db{use_fast}", map_size=1 << 24)
         model: dict[bytes, bytes] = {}
         for block in blocks:

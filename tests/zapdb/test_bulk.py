@@ -136,3 +136,23 @@ def test_upper_memo_matches_lmdb_block_after_block(tmp_path: Path) -> None:
                 assert snap.split > 0 and snap.upper  # carried and warm
                 for path, rec in snap.upper.items():
                     assert snap.get_node(path) == rec
+
+
+def test_fallback_without_the_extension_gives_the_same_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zapstack.zapdb import batch
+
+    state = _state(250, 21)
+    monkeypatch.setattr(batch, "FAST", False)
+    monkeypatch.setattr(smt, "FAST", False)
+    with ZapDB.open(tmp_path / "a", map_size=1 << 26) as db:
+        assert bulk.bulk_load(db, state.items()) == reference_root(state)
+        with db.read() as view:
+            chunks = [view.chunk(2, i) for i in range(4)]
+        with ZapDB.open(tmp_path / "b", map_size=1 << 26) as dst:
+            txn = dst.begin()
+            loader = bulk.ChunkLoader(txn, db.root(), 2)
+            assert all(loader.add(c) for c in chunks[::-1])
+            assert loader.finish() == db.root() == txn.commit()
+            assert _records(dst) == _records(db) == _python_records(state)

@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
-from zapstack.zapdb import smt
-from zapstack.zapdb.batch import FAST, build, scan_writes
+from zapstack.zapdb import batch, smt
+from zapstack.zapdb.batch import build, scan_writes
 from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk, verify_chunk_tree
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
     try:
         if txn.base_root() != smt.EMPTY:
             raise StoreError("bulk_load needs an empty store")
-        if not FAST:
+        if not batch.FAST:
             for key, value in items:
                 txn.set(key, value)
             return txn.commit()
@@ -130,7 +130,7 @@ class ChunkLoader:
             return False
         if chunk.index in self._tops:  # a repeat: checked, nothing more kept
             return verify_chunk(self.root, chunk)
-        if not FAST:  # the fallback: verify, then ordinary txn writes
+        if not batch.FAST:  # the fallback: verify, then ordinary txn writes
             if not verify_chunk(self.root, chunk):
                 return False
             for key, value in chunk.entries:
@@ -148,7 +148,7 @@ class ChunkLoader:
         """Join the chunks, check the root, install into the txn; return the root."""
         if len(self._tops) != 1 << self.depth:
             raise LocalProtocolError("state sync finished before every chunk was added")
-        if not FAST:
+        if not batch.FAST:
             if self._txn.root() != self.root:  # unreachable with verified chunks: a bug
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root

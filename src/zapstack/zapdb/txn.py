@@ -44,8 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from zapstack.errors import LocalProtocolError, StoreError
-from zapstack.zapdb import smt
-from zapstack.zapdb.batch import FAST, NodeOverlay, merge_lists
+from zapstack.zapdb import batch, smt
 from zapstack.zapdb.view import Snapshot, key_range
 
 if TYPE_CHECKING:
@@ -290,10 +289,10 @@ class Txn:
             for i, key in enumerate(keys):
                 if key in gone:
                     values[i] = base.get(key)
-        store = NodeOverlay(work.nodes, work.cache, base)
+        store = batch.NodeOverlay(work.nodes, work.cache, base)
         base.warm_upper()
-        if FAST:
-            work.root = merge_lists(store, keys, values)
+        if batch.FAST:
+            work.root = batch.merge_lists(store, keys, values)
         else:
             work.root = smt.apply_updates_py(store, zip(keys, values, strict=True))
         work.pending.clear()
