@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from zapstack.errors import StoreError
@@ -47,8 +48,8 @@ _ROOT_PATH = ROOT_PATH
 class Layers(NamedTuple):
     """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
 
-    get: Callable[[bytes], bytes | None]
-    """The base read (LMDB), called only when no dict below has the path."""
+    reader: Callable[[], AbstractContextManager[Callable[[bytes], bytes | None]]]
+    """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
     writes: dict[bytes, bytes | None]
     """Records written so far (None = deleted); the merge adds its writes here."""
     upper: dict[bytes, bytes | None]
@@ -95,9 +96,10 @@ def merge_lists(
             lay = store.layers()
             into = lay.writes
             into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
-            root, record, _ = _smtfast.merge(
-                lay.get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
-            )
+            with lay.reader() as get:
+                root, record, _ = _smtfast.merge(
+                    get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
+                )
             into[_ROOT_PATH] = record
             return bytes(root)
         root, record, writes = _smtfast.merge(store.get_node, keys, values)
@@ -170,4 +172,4 @@ class NodeOverlay:
 
     def layers(self) -> Layers:
         base = self.base
-        return Layers(base.get_node, self.nodes, base.upper, self.cache, base.split)
+        return Layers(base.node_reader, self.nodes, base.upper, self.cache, base.split)

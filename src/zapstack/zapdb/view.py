@@ -15,8 +15,10 @@ range scan).  Views are safe to use from any thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from zapstack.errors import StoreError
@@ -109,6 +111,13 @@ class Snapshot:
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         raise StoreError("a snapshot is read-only")
+
+    @contextmanager
+    def node_reader(self) -> Iterator[Callable[[bytes], bytes | None]]:
+        """Hold this snapshot's lock and yield LMDB's own ``get`` on ``nodes`` (no Python
+        frame per read): for one C merge, which calls nothing else on this snapshot."""
+        with self._lock:
+            yield functools.partial(self._txn().get, db=self._nodes)
 
     def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
         """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: one
