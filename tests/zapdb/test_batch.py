@@ -142,6 +142,19 @@ def test_later_duplicate_wins_like_sequential_updates() -> None:
     assert batch.apply_batch(store, ops) == reference_root({b"b": b"3"})
 
 
+def test_sorted_items_sorts_like_python() -> None:
+    rng = random.Random(5)
+    d: dict[bytes, bytes | None] = {
+        rng.randbytes(rng.randrange(1, 6)): rng.choice([None, b"v"]) for _ in range(500)
+    }
+    d[b"ab"], d[b"a"], d[b"abc"] = b"1", b"2", None  # prefixes sort first
+    got = fast.sorted_items(d)
+    assert list(got.items()) == sorted(d.items(), key=lambda kv: kv[0])
+    assert batch.sort_writes(d) == got and list(batch.sort_writes(d)) == list(got)
+    with pytest.raises(TypeError):
+        fast.sorted_items({"text": b"x"})
+
+
 def test_scan_reports_deletes_and_order() -> None:
     assert fast.scan({b"a": b"1", b"b": b"2"}) == (False, True)
     assert fast.scan({b"b": b"1", b"a": b"2"}) == (False, False)

@@ -205,6 +205,36 @@ static PyObject *py_scan(PyObject *self, PyObject *d) {
     return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
 }
 
+static int cmp_bytes_obj(const void *x, const void *y) {
+    PyObject *a = *(PyObject *const *)x, *b = *(PyObject *const *)y;
+    Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b);
+    int r = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)(la < lb ? la : lb));
+    return r ? r : (la > lb) - (la < lb);
+}
+
+/* sorted_items(dict) -> a new dict with the same items, bytes keys in ascending order. */
+static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
+    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "sorted_items needs a dict");
+    Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0, i = 0;
+    PyObject **keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *)), *k, *v;
+    if (!keys) return PyErr_NoMemory();
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (!PyBytes_Check(k)) {
+            PyMem_Free(keys);
+            return PyErr_Format(PyExc_TypeError, "sorted_items needs bytes keys");
+        }
+        keys[i++] = k;
+    }
+    qsort(keys, (size_t)n, sizeof(PyObject *), cmp_bytes_obj);
+    PyObject *out = PyDict_New();
+    for (i = 0; out && i < n; i++) {
+        v = PyDict_GetItemWithError(d, keys[i]);
+        if (!v || PyDict_SetItem(out, keys[i], v) < 0) Py_CLEAR(out);
+    }
+    PyMem_Free(keys);
+    return out;
+}
+
 static PyObject *py_sha256(PyObject *self, PyObject *data) {
     uint8_t out[32];
     if (hash_buffer(data, out) < 0) return NULL;
@@ -260,6 +290,8 @@ static PyMethodDef methods[] = {
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_VARARGS | METH_KEYWORDS, merge_doc},
     {"scan", py_scan, METH_O,
      "scan(dict) -> (has a None value, bytes keys strictly ascending in insertion order)"},
+    {"sorted_items", py_sorted_items, METH_O,
+     "sorted_items(dict) -> a new dict, the same items with bytes keys ascending"},
     {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
     {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},

@@ -39,28 +39,25 @@ __all__ = ["ChunkLoader", "bulk_load", "carry_upper", "put_many"]
 Nodes = dict[bytes, bytes | None]
 
 
-def put_many(txn: Any, db: Any, ops: dict[bytes, Any], *, ordered: bool) -> None:
-    """Write ``ops`` (None = delete) with one cursor ``putmulti``; ``ordered`` sorts the
-    puts first and appends them when every key sorts after the last one stored."""
+def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
+    """Write ``ops`` (None = delete) with one cursor ``putmulti``, keys sorted (in C when
+    the extension is built) and appended when every key sorts after the last one stored."""
     if not ops:
         return
     has_none, ascending = scan_writes(ops)
+    if not ascending:
+        ops = batch.sort_writes(ops)
     puts: Any = ops.items()  # as they are when sorted without deletes: no copy
     if has_none:
         for key in [k for k, v in ops.items() if v is None]:
             txn.delete(key, db=db)
         puts = [(k, v) for k, v in ops.items() if v is not None]
-    if ordered and not ascending:
-        puts = sorted(puts)
     if not puts:
         return
     cur = txn.cursor(db=db)
     try:
-        append = False
-        if ordered:
-            first = next(iter(puts))[0]
-            append = not cur.last() or cur.key() < first
-        cur.putmulti(puts, append=append)
+        first = next(iter(puts))[0]
+        cur.putmulti(puts, append=not cur.last() or cur.key() < first)
     finally:
         cur.close()
 

@@ -335,8 +335,8 @@ class ZapDB:
         try:
             one_by_one: tuple[tuple[Any, list[tuple[bytes, Any]], str, str], ...] = ()
             if inject is None and rng is None:
-                bulk.put_many(txn, data_db, writes, ordered=False)
-                bulk.put_many(txn, node_db, nodes, ordered=True)
+                bulk.put_many(txn, data_db, writes)
+                bulk.put_many(txn, node_db, nodes)
             else:
                 one_by_one = (
                     (data_db, sorted(writes.items()), "put", "delete"),
