@@ -5,7 +5,8 @@ serial baseline, ratio, units, native limit where one exists, notes):
 :mod:`.txadmit` (tx admit), :mod:`.verify` (block verify), :mod:`.consensus`
 (consensus round, 4 legs), :mod:`.speculation` (speculative execution),
 :mod:`.backup` (state backup stream, with its stream format in
-:mod:`.backupstream`), and the end-to-end devnet (:mod:`.e2e`: a
+:mod:`.backupstream`), :mod:`.statebench` (state commit incl. root, incremental
+blocks, bulk load and state sync next to raw LMDB), and the end-to-end devnet (:mod:`.e2e`: a
 4-validator devnet at 1x, 3x and 10x its measured capacity next to its
 verify-bound ceiling; :mod:`.e2e_load` its load processes, :mod:`.e2e_watch`
 what it reads off the nodes, :mod:`.e2e_stats` its arithmetic, :mod:`.e2e_row`

@@ -38,6 +38,7 @@ from zapstack.benchmarks import (
     e2e,
     e2e_row,
     speculation,
+    statebench,
     txadmit,
     txadmit_quic,
     verify,
@@ -67,6 +68,10 @@ class Sizes:
     """Speculative execution: branches."""
     accounts: int = 100_000
     """State backup: accounts in the state."""
+    state_keys: int = 100_000
+    """State commit / sync: fresh keys committed (and synced)."""
+    state_big: int = 1_000_000
+    """State commit: the large store for incremental blocks and the bulk load (0: skip)."""
     repeat: int = 5
     """Repetitions for median timings."""
     e2e_plan: str = "full"
@@ -81,6 +86,8 @@ QUICK = Sizes(
     validators=16,
     spec_txs=1000,
     accounts=50_000,
+    state_keys=50_000,
+    state_big=0,
     repeat=3,
     e2e_plan="quick",
 )
@@ -93,6 +100,8 @@ TINY = Sizes(
     spec_txs=40,
     spec_width=2,
     accounts=500,
+    state_keys=2000,
+    state_big=0,
     repeat=1,
     e2e_plan="quick",
 )
@@ -105,6 +114,9 @@ ROWS: dict[str, Callable[[Sizes], RowResult | None]] = {
     "consensus_round": lambda s: consensus.run(s.validators, repeat=max(1, s.repeat - 2)),
     "speculation": lambda s: speculation.run(s.spec_txs, width=s.spec_width, repeat=s.repeat + 2),
     "state_backup": lambda s: backup.run(s.accounts, repeat=s.repeat),
+    "state_commit": lambda s: statebench.run(
+        s.state_keys, s.state_big, repeat=max(1, s.repeat - 2)
+    ),
     "e2e_devnet": lambda s: e2e_row.run(e2e.QUICK_PLAN if s.e2e_plan == "quick" else e2e.FULL_PLAN),
 }
 """Row key -> runner, in the spec's order (a runner returns None: row skipped)."""

@@ -4,11 +4,15 @@
 the chunk indices into batches of ``batch`` consecutive chunks
 (:meth:`StateDownload.next_batch`; a failed request hands its unfinished tail
 back with :meth:`StateDownload.give_back`, to be asked first).  Every chunk is
-checked with :func:`~zapstack.zapdb.proofs.verify_chunk` against the target
-root *before* its entries are written (:meth:`StateDownload.write` raises
-``RemoteProtocolError(BAD_CHUNK)`` otherwise, and writes nothing).  With
-every chunk in, :meth:`StateDownload.commit` checks that the txn rebuilds the
-target root and commits it with the verify pipeline's head metadata.
+checked against the target root *before* its entries are kept
+(:meth:`StateDownload.write` raises ``RemoteProtocolError(BAD_CHUNK)``
+otherwise, and keeps nothing).  Each hash is computed once: a
+:class:`~zapstack.zapdb.bulk.ChunkLoader` keeps the subtree it hashed while
+verifying a chunk as the store's tree records; with every chunk in,
+:meth:`StateDownload.commit` joins them under the root (2**depth - 1 hashes),
+checks it against the target and commits with the verify pipeline's head
+metadata.  (Into a store that is not empty -- never the case for a fresh node --
+chunks are checked with ``verify_chunk`` and written as ordinary txn writes.)
 
 Unwind: :meth:`StateDownload.discard` drops the txn; idempotent, safe after a
 commit.  Single-threaded (the client's), no IO beyond the ZapDB txn.
@@ -21,7 +25,9 @@ from collections import deque
 from zapstack.bootstrap.events import StateSynced, TargetChosen
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
+from zapstack.zapdb.bulk import ChunkLoader
 from zapstack.zapdb.proofs import StateChunk, verify_chunk
+from zapstack.zapdb.smt import EMPTY
 from zapstack.zapdb.store import ZapDB
 from zapstack.zapdb.txn import Txn
 
@@ -40,6 +46,9 @@ class StateDownload:
         self.entries_written = 0
         """State entries written from them."""
         self._txn: Txn | None = db.begin()
+        self._loader: ChunkLoader | None = None
+        if self._txn.base_root() == EMPTY:
+            self._loader = ChunkLoader(self._txn, target.state_root, depth)
         self._todo: deque[tuple[int, int]] = deque(
             (s, min(batch, self.total - s)) for s in range(0, self.total, batch)
         )
@@ -60,12 +69,17 @@ class StateDownload:
     def write(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the target root and write it; True once every chunk is in."""
         assert self._txn is not None
-        if not verify_chunk(self.target.state_root, chunk):
+        if self._loader is not None:
+            ok = self._loader.add(chunk)
+        else:
+            ok = verify_chunk(self.target.state_root, chunk)
+            if ok:
+                for key, value in chunk.entries:
+                    self._txn.set(key, value)
+        if not ok:
             raise RemoteProtocolError(
                 f"state chunk {chunk.index} fails the root", code=WireCode.BAD_CHUNK
             )
-        for key, value in chunk.entries:
-            self._txn.set(key, value)
         self.entries_written += len(chunk.entries)
         self.chunks_done += 1
         return self.chunks_done == self.total
@@ -74,7 +88,11 @@ class StateDownload:
         """Commit the complete state with the head metadata of the target block."""
         assert self._txn is not None
         txn, self._txn = self._txn, None
-        root = txn.root()
+        try:
+            root = self._loader.finish() if self._loader is not None else txn.root()
+        except BaseException:
+            txn.discard()
+            raise
         if root != self.target.state_root:  # unreachable with verified chunks: a bug
             txn.discard()
             raise LocalProtocolError("verified chunks do not rebuild the target root")

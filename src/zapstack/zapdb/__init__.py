@@ -13,8 +13,11 @@ Public API
 ``db.begin() -> Txn``; ``db.snapshot() -> Branch``; ``db.read() -> ReadView``;
 ``db.root()``, ``db.version``, ``db.meta_get(name)``, ``db.close()``.
 ``Txn``/``Branch``: ``get set delete iterate begin_tx end_tx tx abort_tx
-rollback root meta_set commit discard``.  ``speculate(db, candidates, apply_fn,
-max_width=3) -> Speculation`` with ``decide(winner_id)`` / ``abandon()``.
+rollback root meta_set commit discard``.  ``bulk_load(db, items)`` fills an
+empty store in one commit; ``ChunkLoader(txn, root, depth)`` loads verified state
+chunks (state sync) keeping the subtrees it hashed (:mod:`.bulk`).
+``speculate(db, candidates, apply_fn, max_width=3) -> Speculation`` with
+``decide(winner_id)`` / ``abandon()``.
 
 Errors (each says when it occurs)
 ---------------------------------
@@ -41,6 +44,7 @@ and never raise in any state; ``tests/zapdb`` runs each through
 :func:`zapstack.testing.unwind.check_unwind_contract`.
 """
 
+from zapstack.zapdb.bulk import ChunkLoader, bulk_load
 from zapstack.zapdb.proofs import Proof, StateChunk, verify_chunk, verify_proof
 from zapstack.zapdb.smt import EMPTY, reference_root
 from zapstack.zapdb.store import DEFAULT_MAP_SIZE, FailAt, FaultInjector, ZapDB
@@ -52,6 +56,7 @@ __all__ = [
     "EMPTY",
     "MAX_KEY_LEN",
     "Branch",
+    "ChunkLoader",
     "Diff",
     "FailAt",
     "FaultInjector",
@@ -61,6 +66,7 @@ __all__ = [
     "TxScope",
     "Txn",
     "ZapDB",
+    "bulk_load",
     "reference_root",
     "verify_chunk",
     "verify_proof",

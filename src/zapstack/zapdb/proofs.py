@@ -22,8 +22,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from zapstack.errors import LocalProtocolError
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
 from zapstack.zapdb.smt import (
     EMPTY,
     LEAF_TAG,
@@ -32,6 +38,7 @@ from zapstack.zapdb.smt import (
     child_hash,
     key_hash,
     leaf_hash,
+    leaf_record,
     node_hash,
     path_key,
     subtree_hash,
@@ -44,6 +51,7 @@ __all__ = [
     "make_chunk",
     "prove",
     "verify_chunk",
+    "verify_chunk_tree",
     "verify_proof",
 ]
 
@@ -78,6 +86,16 @@ class StateChunk:
     terminal: bytes | None
     """When ``len(siblings) < depth``: the lone leaf (``kh || vh``) or None that the
     walk toward the prefix stopped at.  Unused (None) when ``len(siblings) == depth``."""
+
+
+@runtime_checkable
+class LeafScanner(Protocol):
+    """A node store that lists a subtree's leaves itself (the LMDB snapshot: range scans)."""
+
+    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+        """``(key, value)`` of every leaf below ``(depth, prefix)`` (a 256-bit int), sorted
+        by key hash, read at the store's own version."""
+        ...
 
 
 def _fold(kh: bytes, node: bytes, siblings: tuple[bytes, ...]) -> bytes:
@@ -160,6 +178,8 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
             return StateChunk(depth, index, entries, tuple(siblings), term)
         sib = path_key(pint ^ (1 << (255 - d)), d + 1)
         siblings.append(child_hash(store.get_node(sib)))
+    if isinstance(store, LeafScanner):
+        return StateChunk(depth, index, store.entries_under(depth, pint), tuple(siblings), None)
     leaves: list[bytes] = []
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
@@ -172,6 +192,44 @@ def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
     if value is None:
         raise LocalProtocolError("chunk lookup does not match the node store's version")
     return key, bytes(value)
+
+
+def verify_chunk_tree(
+    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None]
+) -> tuple[bytes, bytes | None] | None:
+    """:func:`verify_chunk` that keeps what it hashed (needs the C extension).
+
+    On success the chunk's subtree records strictly below its position go into
+    ``into`` and the result is ``(hash, record)`` of the chunk's position (record
+    None for an empty subtree); a failing chunk returns None and adds nothing.
+    """
+    depth, index = chunk.depth, chunk.index
+    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
+        return None
+    if len(chunk.siblings) > depth or any(len(s) != 32 for s in chunk.siblings):
+        return None
+    if len(chunk.siblings) < depth:  # a terminal: at most one leaf, checked the plain way
+        if not verify_chunk(root, chunk):
+            return None
+        if not chunk.entries:
+            return EMPTY, None
+        key, value = chunk.entries[0]
+        kh, vh = key_hash(key), hashlib.sha256(value).digest()
+        return leaf_hash(kh, vh), leaf_record(kh, vh, key)
+    if chunk.terminal is not None or _smtfast is None:
+        return None
+    prefix = (index << (256 - depth)).to_bytes(32, "big")
+    keys = [k for k, _ in chunk.entries]
+    values: list[bytes | memoryview | None] = [v for _, v in chunk.entries]
+    below: dict[bytes, bytes | None] = {}
+    try:
+        built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
+    except (OverflowError, ValueError):
+        return None
+    if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
+        return None
+    into.update(below)
+    return bytes(built[0]), built[1]
 
 
 def verify_chunk(root: bytes, chunk: StateChunk) -> bool:

@@ -23,6 +23,13 @@ Two implementations that tests keep equal:
   level where it is alone.  Proofs and chunks (:mod:`zapstack.zapdb.proofs`) are
   served from the same node store.
 
+A third, :func:`zapstack.zapdb.batch.apply_batch`, is the same merge done by the optional C
+extension :mod:`zapstack.zapdb._smtfast` (built at ``pip install``): it sorts the
+batch by key hash and walks the tree once, reading each touched record once and
+hashing each changed node once; with an empty base it is a bottom-up bulk build.
+:func:`apply_updates` uses it when it is importable (``FAST``) and falls back to
+the pure-Python walk otherwise; tests hold all three equal.
+
 Node store layout (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
 path ``p`` lives under the 33-byte key ``bytes([d]) || p_masked`` (``p`` with
 bits ``d..255`` cleared).  A record is ``0x01 || hash`` for an interior node
@@ -39,10 +46,20 @@ from typing import Protocol
 
 from zapstack.errors import StoreError
 
+try:
+    from zapstack.zapdb import _smtfast  # noqa: F401 - only whether it is built
+
+    FAST = True
+except ImportError:  # pragma: no cover - the extension is optional
+    FAST = False
+
 __all__ = [
     "EMPTY",
+    "FAST",
+    "ROOT_PATH",
     "NodeStore",
     "apply_updates",
+    "apply_updates_py",
     "bit",
     "child_hash",
     "key_hash",
@@ -61,7 +78,9 @@ EMPTY = bytes(32)
 LEAF_TAG = 0x00
 NODE_TAG = 0x01
 _PENDING = b"\x01" + EMPTY  # a freshly created interior node awaiting rehash
-_ROOT_PATH = bytes(33)
+ROOT_PATH = bytes(33)
+"""Node-store key of the root node."""
+_ROOT_PATH = ROOT_PATH
 _sha256 = hashlib.sha256
 
 
@@ -233,9 +252,21 @@ def apply_updates(
 ) -> bytes:
     """Apply ``(key, value_or_None)`` changes to the tree in ``store``; return the new root.
 
-    ``value`` None deletes the key.  The result depends only on the final key
-    set, never on the order of ``updates``.  Cost: O(len(updates) x depth).
+    ``value`` None deletes the key; a key given twice takes its last value.  The
+    result depends only on the final key set, never on the order of ``updates``.
+    Cost: O(len(updates) x depth).  Uses :func:`.batch.apply_batch` when :data:`FAST`.
     """
+    if FAST:
+        from zapstack.zapdb.batch import apply_batch
+
+        return apply_batch(store, updates)
+    return apply_updates_py(store, updates)
+
+
+def apply_updates_py(
+    store: NodeStore, updates: Iterable[tuple[bytes, bytes | memoryview | None]]
+) -> bytes:
+    """:func:`apply_updates` key by key in pure Python (the fallback; tests keep it equal)."""
     dirty: set[bytes] = set()
     for key, value in updates:
         kh = key_hash(key)

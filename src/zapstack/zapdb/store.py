@@ -35,7 +35,7 @@ from typing import Any
 import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
-from zapstack.zapdb import smt
+from zapstack.zapdb import bulk, smt
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
@@ -49,6 +49,8 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
+_UNCACHED = 4
+"""Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
 
 class FailAt:
@@ -151,6 +153,8 @@ class ZapDB:
         self._live: set[Snapshot] = set()
         self._halted: BaseException | None = None
         self._closed = False
+        self._carry: tuple[int, int, dict[bytes, bytes | None], bool] | None = None
+        """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
 
     @classmethod
     def open(
@@ -241,7 +245,14 @@ class ZapDB:
                     txn = self._env.begin(write=False)
                 except lmdb.Error as exc:
                     raise FatalStoreError(f"cannot open a read snapshot: {exc}") from exc
-                snap = Snapshot(txn, self._dbs, self._version, self._root, self._release)
+                split = max(0, txn.stat(self._dbs[0])["entries"].bit_length() - _UNCACHED)
+                upper, warm = None, False
+                if self._carry is not None and self._carry[:2] == (self._version, split):
+                    upper, warm = self._carry[2], self._carry[3]
+                self._carry = None
+                snap = Snapshot(
+                    txn, self._dbs, self._version, self._root, self._release, upper, split, warm
+                )
                 snap.refs = 1  # the database's own reference while it is the head
                 self._head = snap
                 self._live.add(snap)
@@ -301,33 +312,39 @@ class ZapDB:
                 raise ConflictError(
                     f"commit on version {base.version} but the head is at {self._version}"
                 )
-            data_ops = sorted(writes.items())
-            node_ops = sorted(nodes.items())
-            if rng is not None:
-                rng.shuffle(data_ops)
-                rng.shuffle(node_ops)
             try:
-                self._write(data_ops, node_ops, meta, root)
+                self._write(writes, nodes, meta, root, rng)
             except (lmdb.Error, OSError) as exc:
                 self._halted = exc
                 raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
+            if self._fault is None and rng is None:
+                self._carry = bulk.carry_upper(base, nodes, self._version)
 
     def _write(
         self,
-        data_ops: list[tuple[bytes, Value | None]],
-        node_ops: list[tuple[bytes, bytes | None]],
+        writes: dict[bytes, Value | None],
+        nodes: dict[bytes, bytes | None],
         meta: dict[bytes, bytes],
         root: bytes,
+        rng: random.Random | None,
     ) -> None:
-        data_db, node_db, meta_db = self._dbs
-        inject = self._fault
-        n = 0
+        """One LMDB txn: data, tree records, meta.  Without a fault injector or shuffle,
+        one ``putmulti`` per database (:func:`.bulk.put_many`); else write by write."""
+        (data_db, node_db, meta_db), inject, n = self._dbs, self._fault, 0
         txn = self._env.begin(write=True)
         try:
-            for db, ops, put_op, del_op in (
-                (data_db, data_ops, "put", "delete"),
-                (node_db, node_ops, "node_put", "node_delete"),
-            ):
+            one_by_one: tuple[tuple[Any, list[tuple[bytes, Any]], str, str], ...] = ()
+            if inject is None and rng is None:
+                bulk.put_many(txn, data_db, writes)
+                bulk.put_many(txn, node_db, nodes)
+            else:
+                one_by_one = (
+                    (data_db, sorted(writes.items()), "put", "delete"),
+                    (node_db, sorted(nodes.items()), "node_put", "node_delete"),
+                )
+            for db, ops, put_op, del_op in one_by_one:
+                if rng is not None:
+                    rng.shuffle(ops)
                 for key, value in ops:
                     if inject is not None:
                         inject(del_op if value is None else put_op, n)

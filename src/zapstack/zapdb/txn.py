@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from zapstack.errors import LocalProtocolError, StoreError
-from zapstack.zapdb import smt
+from zapstack.zapdb import batch, smt
 from zapstack.zapdb.view import Snapshot, key_range
 
 if TYPE_CHECKING:
@@ -117,35 +117,6 @@ class _Work:
         self.cache: dict[bytes, bytes | None] = {}
         self.meta: dict[bytes, bytes] = {}
         self.root = root
-
-
-class _NodeOverlay:
-    """NodeStore: the txn's changed tree nodes over the snapshot's.
-
-    Base reads are memoised in ``cache`` (the snapshot is immutable, so the
-    memo never goes stale); a walk and the rehash that follows read each base
-    node from LMDB once.
-    """
-
-    __slots__ = ("base", "cache", "nodes")
-
-    def __init__(
-        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
-    ) -> None:
-        self.nodes = nodes
-        self.cache = cache
-        self.base = base
-
-    def get_node(self, path: bytes) -> bytes | None:
-        rec = self.nodes.get(path, _MISSING)
-        if rec is _MISSING:
-            rec = self.cache.get(path, _MISSING)
-            if rec is _MISSING:
-                rec = self.cache[path] = self.base.get_node(path)
-        return rec  # type: ignore[return-value]
-
-    def put_node(self, path: bytes, record: bytes | None) -> None:
-        self.nodes[path] = record
 
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
@@ -307,17 +278,43 @@ class Txn:
     def _flush(self, work: _Work) -> bytes:
         if not work.pending:
             return work.root
-        keys = sorted(work.pending)
+        keys = list(work.pending)
         if self._rng is not None:
+            keys.sort()
             self._rng.shuffle(keys)
         base = self._base
-        updates: list[tuple[bytes, Value | None]] = []
-        for key in keys:
-            entry = work.writes.get(key, _MISSING)
-            updates.append((key, base.get(key) if isinstance(entry, _Missing) else entry))
-        work.root = smt.apply_updates(_NodeOverlay(work.nodes, work.cache, base), updates)
+        values: list[Value | None] = list(map(work.writes.get, keys))
+        gone = work.pending.difference(work.writes)  # rolled back to the snapshot's value
+        if gone:
+            for i, key in enumerate(keys):
+                if key in gone:
+                    values[i] = base.get(key)
+        store = batch.NodeOverlay(work.nodes, work.cache, base)
+        base.warm_upper()
+        if batch.FAST:
+            work.root = batch.merge_lists(store, keys, values)
+        else:
+            work.root = smt.apply_updates_py(store, zip(keys, values, strict=True))
         work.pending.clear()
         return work.root
+
+    def base_root(self) -> bytes:
+        """The state root of the snapshot this txn was opened on."""
+        return self._base.root
+
+    def install(
+        self, writes: dict[bytes, Value | None], nodes: dict[bytes, bytes | None], root: bytes
+    ) -> None:
+        """Take a whole state built and checked elsewhere (:mod:`.bulk`): ``writes``
+        become this txn's data writes, ``nodes`` its tree records, ``root`` its root.
+        Only for a txn with no writes yet; the dicts are kept, not copied."""
+        work = self._live()
+        if work.writes or work.nodes:
+            raise LocalProtocolError("install into a txn that already has writes")
+        work.writes = writes
+        work.nodes = nodes
+        work.root = root
+        work.pending.clear()
 
     # ---------------------------------------------------------- end of life
     def commit(self) -> bytes:

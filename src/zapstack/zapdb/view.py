@@ -15,8 +15,10 @@ range scan).  Views are safe to use from any thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from zapstack.errors import StoreError
@@ -41,7 +43,20 @@ def key_range(prefix: bytes, start: bytes | None, end: bytes | None) -> tuple[by
 class Snapshot:
     """One LMDB read transaction shared by every user at one committed version."""
 
-    __slots__ = ("_data", "_lock", "_meta", "_nodes", "_release", "refs", "root", "txn", "version")
+    __slots__ = (
+        "_data",
+        "_lock",
+        "_meta",
+        "_nodes",
+        "_release",
+        "refs",
+        "root",
+        "split",
+        "txn",
+        "upper",
+        "version",
+        "warm",
+    )
 
     def __init__(
         self,
@@ -50,6 +65,9 @@ class Snapshot:
         version: int,
         root: bytes,
         release: Callable[[Snapshot], None],
+        upper: dict[bytes, bytes | None] | None = None,
+        split: int = 0,
+        warm: bool = False,
     ) -> None:
         self.txn: Any = txn
         """The LMDB read txn (None once released)."""
@@ -62,6 +80,13 @@ class Snapshot:
         """Users holding this snapshot (guarded by the database's head lock)."""
         self._lock = threading.Lock()
         self._release = release
+        self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
+        """Memo of this version's tree records at depths < ``split`` (None = empty),
+        shared by every txn on it; only ever grows, and only with this version's facts."""
+        self.split = split
+        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
+        self.warm = warm
+        """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
     def _txn(self) -> Any:
         txn = self.txn
@@ -86,6 +111,64 @@ class Snapshot:
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
         raise StoreError("a snapshot is read-only")
+
+    @contextmanager
+    def node_reader(self) -> Iterator[Callable[[bytes], bytes | None]]:
+        """Hold this snapshot's lock and yield LMDB's own ``get`` on ``nodes`` (no Python
+        frame per read): for one C merge, which calls nothing else on this snapshot."""
+        with self._lock:
+            yield functools.partial(self._txn().get, db=self._nodes)
+
+    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+        """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: one
+        cursor range scan of ``nodes`` per depth (keys start with their depth, down to the
+        first depth with none), then the values, under one hold of the lock."""
+        lo_path = prefix.to_bytes(32, "big")
+        hi = prefix + (1 << (256 - depth)) if depth else 1 << 256
+        hi_path = None if hi >> 256 else hi.to_bytes(32, "big")
+        out: list[bytes] = []
+        with self._lock:
+            cur = self._txn().cursor(db=self._nodes)
+            try:
+                for d in range(depth, 256):
+                    end = bytes((d,)) + hi_path if hi_path is not None else bytes((d + 1,))
+                    if not cur.set_range(bytes((d,)) + lo_path) or cur.key() >= end:
+                        break
+                    for key, rec in cur.iternext():
+                        if key >= end:
+                            break
+                        if rec[0] == smt.LEAF_TAG:
+                            out.append(rec)
+                out.sort(key=lambda r: r[1:33])
+                get, data = self._txn().get, self._data
+                entries = tuple((rec[65:], get(rec[65:], db=data)) for rec in out)
+            finally:
+                cur.close()
+        if any(value is None for _, value in entries):
+            raise StoreError("a tree leaf has no stored value: the store is corrupt")
+        return entries
+
+    def warm_upper(self) -> None:
+        """Load every tree record above ``split`` into ``upper`` with one cursor scan
+        (keys start with the depth byte, so they are the first ones of ``nodes``).
+        Done once, by the first txn that computes a root here: about 2**split records,
+        n/16 for n entries, so every later walk reads only the deepest levels."""
+        if self.warm:
+            return
+        end = bytes((self.split,))
+        with self._lock:
+            if self.warm:
+                return
+            cur = self._txn().cursor(db=self._nodes)
+            try:
+                upper = self.upper
+                for key, rec in cur.iternext():
+                    if key >= end:
+                        break
+                    upper.setdefault(key, rec)
+            finally:
+                cur.close()
+            self.warm = True
 
     def meta(self, name: bytes) -> bytes | None:
         """A metadata value (user namespace) at this version."""

@@ -1,0 +1,270 @@
+"""State at store speed: ZapDB's authenticated paths next to raw LMDB on the same entries.
+
+Each function measures one path and, in the same run on the same entries, raw LMDB
+puts (one write txn, ``txn.put`` in a loop, ``sync`` off for both: the CPU path, not
+the disk's fsync).  Timings are medians, ZapDB and raw taken in turns.
+
+* :func:`bulk_commit` -- ``n`` fresh keys (96-byte values) committed into an empty
+  store: the commit incl. its state root (``root()`` + LMDB write), and with the
+  ``set`` calls too.
+* :func:`incremental` -- blocks of ``changed`` updated keys on a store of ``n``
+  keys, after warm-up blocks (a running chain's steady state): µs per changed key
+  for the root alone and for root + commit; raw: the same puts into an LMDB store
+  holding the same ``n`` entries.
+* :func:`bulk_load_seconds` -- :func:`zapstack.zapdb.bulk_load` of ``n`` keys.
+* :func:`state_sync` -- a fresh node bootstraps the state of a real block from
+  1 or 3 in-process peers (:class:`BootstrapClient`, :class:`LoopNet`: transport
+  sessions in memory): serve, parse, verify, load, commit.  MB/s of state bytes
+  (keys + values), next to raw LMDB puts of the same entries.
+
+:func:`run` is the ``state_commit`` row of ``zap bench``; ``bench/bench_zapdb_state.py``
+prints every figure.  Temporary stores live under ``tmp`` and are removed.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lmdb
+
+from zapstack.benchmarks.result import RowResult, rate_ratio
+from zapstack.bootstrap import BootstrapClient, BootstrapConfig, BootstrapServer, StateSynced
+from zapstack.bootstrap.devchain import Chain, cert_ok
+from zapstack.testing.loopnet import LoopNet
+from zapstack.verify import BlockExecutor, ThreadVerifier
+from zapstack.zapdb import ZapDB, batch, bulk_load, smt
+
+__all__ = ["bulk_commit", "bulk_load_seconds", "entries", "incremental", "run", "state_sync"]
+
+Items = list[tuple[bytes, bytes]]
+Lap = tuple[float, float]
+"""(wall seconds, CPU seconds of this process): on a shared, oversubscribed box the CPU
+figure is the cost, the wall figure includes waiting for a core."""
+
+
+def _now() -> Lap:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: Lap) -> Lap:
+    return time.perf_counter() - t0[0], time.process_time() - t0[1]
+
+
+def _median(laps: list[Lap]) -> Lap:
+    return statistics.median(w for w, _ in laps), statistics.median(c for _, c in laps)
+
+
+def entries(n: int, seed: int, value: int = 96) -> Items:
+    """``n`` distinct ``acct/`` keys with random ``value``-byte values (deterministic)."""
+    rng = random.Random(seed)
+    return [(b"acct/%012d" % i, rng.randbytes(value)) for i in rng.sample(range(10**12), n)]
+
+
+def raw_put_seconds(path: Path, items: Items, env: lmdb.Environment | None = None) -> Lap:
+    """(wall, CPU) seconds for raw LMDB puts of ``items`` in one write txn, commit included."""
+    own = env is None
+    env = env or lmdb.open(str(path), map_size=1 << 35, sync=False, metasync=False)
+    t0 = _now()
+    with env.begin(write=True) as txn:
+        for key, value in items:
+            txn.put(key, value)
+    dt = _since(t0)
+    if own:
+        env.close()
+        shutil.rmtree(path, ignore_errors=True)
+    return dt
+
+
+def _zap_commit(path: Path, items: Items) -> tuple[Lap, Lap]:
+    """(root + commit, set + root + commit) times for ``items`` into an empty store."""
+    db = ZapDB.open(path, map_size=1 << 35, sync=False)
+    t0 = _now()
+    txn = db.begin()
+    for key, value in items:
+        txn.set(key, value)
+    t1 = _now()
+    txn.commit()
+    commit, full = _since(t1), _since(t0)
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return commit, full
+
+
+def bulk_commit(tmp: Path, n: int, repeat: int, *, fast: bool = True) -> dict[str, float]:
+    """keys/s of a commit incl. root, with sets, and of raw LMDB puts (same entries)."""
+    items = entries(n, n)
+    commit: list[Lap] = []
+    full: list[Lap] = []
+    raw: list[Lap] = []
+    saved = batch.FAST, smt.FAST
+    batch.FAST = smt.FAST = fast and saved[0]  # fast=False: the pure-Python tree
+    try:
+        for i in range(max(1, repeat)):
+            raw.append(raw_put_seconds(tmp / f"raw{i}", items))
+            c, f = _zap_commit(tmp / f"zap{i}", items)
+            commit.append(c)
+            full.append(f)
+    finally:
+        batch.FAST, smt.FAST = saved
+    out: dict[str, float] = {}
+    for name, laps in (("commit", commit), ("set_commit", full), ("raw", raw)):
+        wall, cpu = _median(laps)
+        out[f"{name}_keys_s"], out[f"{name}_keys_s_cpu"] = n / wall, n / cpu
+    return out
+
+
+def incremental(
+    tmp: Path, n: int, *, changed: int = 1000, blocks: int = 5, warm: int = 3
+) -> dict[str, float]:
+    """µs per changed key: root only, root + commit, raw LMDB puts (stores of ``n`` keys)."""
+    items = entries(n, n + 1, value=32)
+    db = ZapDB.open(tmp / f"inc{n}", map_size=1 << 35, sync=False)
+    bulk_load(db, items)
+    env = lmdb.open(str(tmp / f"incraw{n}"), map_size=1 << 35, sync=False, metasync=False)
+    with env.begin(write=True) as txn:
+        txn.cursor().putmulti(sorted(items), append=True)
+    rng = random.Random(n)
+    roots: list[Lap] = []
+    commits: list[Lap] = []
+    raws: list[Lap] = []
+    for block in range(warm + blocks):
+        change = [(items[rng.randrange(n)][0], rng.randbytes(32)) for _ in range(changed)]
+        raw = raw_put_seconds(tmp, change, env)
+        work = db.begin()
+        for key, value in change:
+            work.set(key, value)
+        t0 = _now()
+        work.root()
+        root = _since(t0)
+        work.commit()
+        if block >= warm:
+            roots.append(root)
+            commits.append(_since(t0))
+            raws.append(raw)
+    db.close()
+    env.close()
+    per = 1e6 / changed
+    out: dict[str, float] = {}
+    for name, laps in (("root", roots), ("commit", commits), ("raw", raws)):
+        wall, cpu = _median(laps)
+        out[f"{name}_us"], out[f"{name}_us_cpu"] = wall * per, cpu * per
+    return out
+
+
+def bulk_load_seconds(tmp: Path, n: int) -> dict[str, float]:
+    """Seconds to bulk-load ``n`` keys (32-byte values) and for raw puts of the same."""
+    items = entries(n, n + 2, value=32)
+    raw = raw_put_seconds(tmp / "loadraw", items)
+    db = ZapDB.open(tmp / "load", map_size=1 << 35, sync=False)
+    t0 = _now()
+    bulk_load(db, items)
+    load = _since(t0)
+    db.close()
+    return {"load_s": load[0], "load_s_cpu": load[1], "raw_s": raw[0], "raw_s_cpu": raw[1]}
+
+
+def _server(path: Path, items: Items) -> tuple[ZapDB, Chain]:
+    db = ZapDB.open(path, map_size=1 << 35, sync=False)
+    chain = Chain(0)
+    chain.genesis(db)
+    txn = db.begin()
+    for key, value in items:
+        txn.set(key, value)
+    txn.commit()
+    verifier = ThreadVerifier(1)
+    try:
+        chain.extend(db, BlockExecutor(db, verifier), 1)
+    finally:
+        verifier.close()
+    return db, chain
+
+
+class _NoApply:
+    def apply(self, block: object, cert: bytes) -> bytes:
+        raise AssertionError("no live blocks in a state-sync benchmark")
+
+
+def _sync_once(src: ZapDB, chain: Chain, peers: int, path: Path, depth: int) -> Lap:
+    db = ZapDB.open(path, map_size=1 << 35, sync=False)
+    servers = [BootstrapServer(src) for _ in range(peers)]
+    for server in servers:
+        server.add_finalized(*chain.blocks[-1])
+    client = BootstrapClient(db, cert_ok, _NoApply(), BootstrapConfig(depth=depth, batch=16))
+    net = LoopNet(client)
+    t0 = _now()
+    for i, server in enumerate(servers):
+        net.add_server(b"P%d" % i, server, pump=False)
+    net.pump()
+    dt = _since(t0)
+    synced = [e for e in net.events if isinstance(e, StateSynced)]
+    if not synced or db.root() != src.root():
+        raise AssertionError("state sync did not reach the source root")
+    for server in servers:
+        server.close()
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return dt
+
+
+def state_sync(tmp: Path, n: int, repeat: int) -> dict[str, float]:
+    """State MB/s of a full bootstrap from 1 and from 3 peers, and of raw LMDB puts."""
+    items = entries(n, n + 3)
+    src, chain = _server(tmp / "sync-src", items)
+    with src.read() as view:
+        state = sum(len(k) + len(v) for k, v in view.iterate())
+    depth = max(0, min(16, (n // 100).bit_length()))  # ~100 entries a chunk
+    one: list[Lap] = []
+    three: list[Lap] = []
+    raw: list[Lap] = []
+    for i in range(max(1, repeat)):
+        one.append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
+        three.append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
+        with src.read() as view:
+            raw.append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
+    src.close()
+    mb = state / 1e6
+    out = {"state_MB": mb, "chunk_depth": float(depth)}
+    for name, laps in (("sync1", one), ("sync3", three), ("raw", raw)):
+        wall, cpu = _median(laps)
+        out[f"{name}_MBps"], out[f"{name}_MBps_cpu"] = mb / wall, mb / cpu
+    return out
+
+
+def run(keys: int = 100_000, big: int = 1_000_000, *, repeat: int = 3) -> RowResult:
+    """The ``state_commit`` row; ``big`` = 0 skips the large-store figures."""
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="zap-state-"))
+    try:
+        fast = bulk_commit(tmp, keys, repeat)
+        slow = bulk_commit(tmp, keys, 1, fast=False)
+        extras = {"set_commit_keys_s": fast["set_commit_keys_s"]}
+        for size in sorted({max(1000, keys // 10), big} - {0}):
+            inc = incremental(tmp, size, changed=min(1000, size // 10))
+            extras |= {f"{k}_at_{size}": v for k, v in inc.items()}
+        if big:
+            extras |= {f"{k}_{big}": v for k, v in bulk_load_seconds(tmp, big).items()}
+        extras |= state_sync(tmp, keys, repeat)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return RowResult(
+        key="state_commit",
+        op=f"State commit incl. root ({keys:,} fresh keys, 96 B values)",
+        serial_label="pure-Python tree (the fallback)",
+        pipelined_label="C batch merge + one putmulti per database",
+        serial=slow["commit_keys_s"],
+        pipelined=fast["commit_keys_s"],
+        unit="keys/s",
+        higher_is_better=True,
+        ratio=rate_ratio(fast["commit_keys_s"], slow["commit_keys_s"]),
+        spec_win="-",
+        native_limit=fast["raw_keys_s"],
+        native_label="raw LMDB puts of the same entries",
+        notes="sync off for ZapDB and raw LMDB alike; state sync figures in MB/s of keys+values",
+        extras=extras,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,364 @@
+/* zapstack.zapdb._smtfast: the state tree's batch merge and bulk build in C.
+ *
+ * The same tree as zapstack/zapdb/smt.py (docs/formats/state-root.md): one call
+ * applies a whole batch of (key, value-or-None) changes to the subtree at
+ * (depth, prefix), reading each touched node record once through `get` and
+ * hashing each changed node once, or builds a subtree bottom-up from nothing
+ * when `get` is None.  It returns the subtree's new hash, the record for its own
+ * position (the caller places it: a lone leaf may move further up) and the
+ * node-store writes strictly below it, sorted by node-store key, each position
+ * at most once.  smt.py's apply_updates / reference_root are the readable
+ * definitions; tests/zapdb/test_native.py holds this module equal to them.
+ *
+ * Errors: ValueError for malformed input or a corrupt stored record,
+ * OverflowError for two key hashes sharing 255 bits (a sha256 collision).
+ * Thread-safety: holds the GIL throughout (calls back into Python for `get`). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+
+#include "_sha256.h"
+
+enum { K_EMPTY = 0, K_LEAF = 1, K_NODE = 2 };
+
+typedef struct {
+    uint8_t kh[32];
+    uint8_t vh[32];
+    PyObject *key; /* borrowed; the user key (for a new leaf record) */
+    PyObject *rec; /* owned stored leaf record (an old leaf), else NULL */
+    Py_ssize_t idx;
+    int del;
+} Leaf;
+
+typedef struct {
+    int kind;
+    uint8_t hash[32];
+    PyObject *rec; /* owned: the record for this content's position (NULL if empty) */
+} Content;
+
+typedef struct {
+    uint8_t depth;
+    uint8_t path[32];
+    PyObject *rec; /* owned; NULL = delete */
+} Emit;
+
+typedef struct {
+    PyObject *get;
+    Emit *em;
+    size_t n, cap;
+    PyObject *nodes; /* dict consulted first (the txn's own writes), or NULL */
+    PyObject *upper; /* memo for depths < split, or NULL */
+    PyObject *lower; /* memo for deeper nodes, or NULL */
+    int split;
+} Ctx;
+
+static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
+
+static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
+    int full = depth >> 3, rem = depth & 7;
+    memcpy(dst, src, full);
+    memset(dst + full, 0, 32 - full);
+    if (rem) dst[full] = src[full] & (uint8_t)(0xFF << (8 - rem));
+}
+
+static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        Emit *em = PyMem_Realloc(c->em, cap * sizeof(Emit));
+        if (!em) {
+            Py_XDECREF(rec);
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->em = em;
+        c->cap = cap;
+    }
+    Emit *e = &c->em[c->n++];
+    e->depth = (uint8_t)depth;
+    mask_path(path, depth, e->path);
+    e->rec = rec;
+    return 0;
+}
+
+static PyObject *node_record(const uint8_t hash[32]) {
+    PyObject *r = PyBytes_FromStringAndSize(NULL, 33);
+    if (!r) return NULL;
+    char *p = PyBytes_AS_STRING(r);
+    p[0] = 1;
+    memcpy(p + 1, hash, 32);
+    return r;
+}
+
+static PyObject *leaf_record(Leaf *lf) {
+    if (lf->rec) {
+        Py_INCREF(lf->rec);
+        return lf->rec;
+    }
+    Py_ssize_t klen = PyBytes_GET_SIZE(lf->key);
+    PyObject *r = PyBytes_FromStringAndSize(NULL, 65 + klen);
+    if (!r) return NULL;
+    char *p = PyBytes_AS_STRING(r);
+    p[0] = 0;
+    memcpy(p + 1, lf->kh, 32);
+    memcpy(p + 33, lf->vh, 32);
+    memcpy(p + 65, PyBytes_AS_STRING(lf->key), klen);
+    return r;
+}
+
+/* Content of a stored record (borrowed `rec`, may be NULL). */
+static int content_of(PyObject *rec, Content *out) {
+    if (rec == NULL) {
+        out->kind = K_EMPTY;
+        memset(out->hash, 0, 32);
+        out->rec = NULL;
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(rec);
+    Py_ssize_t len = PyBytes_GET_SIZE(rec);
+    if (len == 33 && p[0] == 1) {
+        out->kind = K_NODE;
+        memcpy(out->hash, p + 1, 32);
+    } else if (len >= 66 && p[0] == 0) {
+        out->kind = K_LEAF;
+        zsha256_tagged(0, p + 1, p + 33, out->hash);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
+        return -1;
+    }
+    Py_INCREF(rec);
+    out->rec = rec;
+    return 0;
+}
+
+/* The record at (depth, path) through c->get: a new reference to bytes, or NULL with
+ * *missing = 1 for an empty subtree; returns -1 on error. */
+static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
+    *out = NULL;
+    if (c->get == NULL) return 0;
+    uint8_t k[33];
+    k[0] = (uint8_t)depth;
+    mask_path(path, depth, k + 1);
+    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+    if (!key) return -1;
+    PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
+    for (int layer = 0; layer < 2 && r == NULL; layer++) {
+        PyObject *dict = layer ? memo : c->nodes;
+        if (dict == NULL) continue;
+        r = PyDict_GetItemWithError(dict, key); /* borrowed; None = empty subtree */
+        if (r == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        Py_XINCREF(r);
+    }
+    if (r == NULL) {
+        r = PyObject_CallOneArg(c->get, key);
+        if (r && memo && PyDict_SetItem(memo, key, r) < 0) Py_CLEAR(r);
+    }
+    Py_DECREF(key);
+    if (!r) return -1;
+    if (r == Py_None) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (!PyBytes_Check(r)) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(r);
+            return -1;
+        }
+        PyObject *b = PyBytes_FromStringAndSize(view.buf, view.len);
+        PyBuffer_Release(&view);
+        Py_DECREF(r);
+        if (!b) return -1;
+        r = b;
+    }
+    *out = r;
+    return 0;
+}
+
+static Py_ssize_t split_at(Leaf **a, Py_ssize_t n, int depth) {
+    Py_ssize_t lo = 0, hi = n; /* first index whose bit `depth` is 1 (a is sorted) */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (bit_at(a[mid]->kh, depth))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static int collision(void) {
+    PyErr_SetString(PyExc_OverflowError, "sha256 key-hash collision in the state tree");
+    return -1;
+}
+
+/* Bottom-up build of H(a[0..n), depth) over a fresh position (nothing stored below). */
+static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
+    out->rec = NULL;
+    if (n == 0) {
+        out->kind = K_EMPTY;
+        memset(out->hash, 0, 32);
+        return 0;
+    }
+    if (n == 1) {
+        out->kind = K_LEAF;
+        zsha256_tagged(0, a[0]->kh, a[0]->vh, out->hash);
+        out->rec = leaf_record(a[0]);
+        return out->rec ? 0 : -1;
+    }
+    if (depth >= 255) return collision();
+    Py_ssize_t m = split_at(a, n, depth);
+    Content l, r;
+    if (build(c, a, m, depth + 1, &l) < 0) return -1;
+    if (build(c, a + m, n - m, depth + 1, &r) < 0) {
+        Py_XDECREF(l.rec);
+        return -1;
+    }
+    zsha256_tagged(1, l.hash, r.hash, out->hash);
+    out->kind = K_NODE;
+    if (l.rec && emit(c, depth + 1, a[0]->kh, l.rec) < 0) {
+        Py_XDECREF(r.rec);
+        return -1;
+    }
+    if (r.rec && emit(c, depth + 1, a[m]->kh, r.rec) < 0) return -1;
+    out->rec = node_record(out->hash);
+    return out->rec ? 0 : -1;
+}
+
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+                 Content *out);
+
+/* Merge into a position that holds nothing or one leaf (borrowed `old`). */
+static int merge_flat(Ctx *c, Leaf **u, Py_ssize_t n, int depth, PyObject *old, Content *out) {
+    Leaf oldleaf;
+    Leaf **arr = PyMem_Malloc((size_t)(n + 1) * sizeof(Leaf *));
+    if (!arr) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const uint8_t *okh = old ? (const uint8_t *)PyBytes_AS_STRING(old) + 1 : NULL;
+    int placed = okh == NULL;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!placed) {
+            int cmp = memcmp(okh, u[i]->kh, 32);
+            if (cmp <= 0) {
+                placed = 1;
+                if (cmp < 0) {
+                    memcpy(oldleaf.kh, okh, 32);
+                    memcpy(oldleaf.vh, okh + 32, 32);
+                    oldleaf.rec = old;
+                    arr[k++] = &oldleaf;
+                }
+            }
+        }
+        if (!u[i]->del) arr[k++] = u[i];
+    }
+    if (!placed) {
+        memcpy(oldleaf.kh, okh, 32);
+        memcpy(oldleaf.vh, okh + 32, 32);
+        oldleaf.rec = old;
+        arr[k++] = &oldleaf;
+    }
+    int rc = build(c, arr, k, depth, out);
+    PyMem_Free(arr);
+    return rc;
+}
+
+/* Place a changed child's content at its own position (or delete what was there). */
+static int settle(Ctx *c, int depth, const uint8_t *path, Content *ch, PyObject *old, int keep) {
+    if (keep && ch->kind != K_EMPTY) {
+        PyObject *r = ch->rec;
+        ch->rec = NULL;
+        return emit(c, depth, path, r);
+    }
+    Py_CLEAR(ch->rec);
+    return old ? emit(c, depth, path, NULL) : 0;
+}
+
+static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
+                      Content *out) {
+    if (depth >= 255) return collision();
+    uint8_t side[2][32];
+    memcpy(side[0], path, 32);
+    memcpy(side[1], path, 32);
+    side[1][depth >> 3] |= (uint8_t)(0x80 >> (depth & 7));
+    Py_ssize_t m = split_at(u, n, depth);
+    Leaf **part[2] = {u, u + m};
+    Py_ssize_t cnt[2] = {m, n - m};
+    PyObject *old[2] = {NULL, NULL};
+    Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
+    int rc = -1;
+    for (int s = 0; s < 2; s++) {
+        if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
+        if (cnt[s] ? merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0
+                   : content_of(old[s], &ch[s]) < 0)
+            goto done;
+    }
+    int lone = -1; /* a side whose lone leaf moves up here */
+    if (ch[0].kind == K_EMPTY && ch[1].kind == K_LEAF) lone = 1;
+    if (ch[1].kind == K_EMPTY && ch[0].kind == K_LEAF) lone = 0;
+    if (ch[0].kind == K_EMPTY && ch[1].kind == K_EMPTY) {
+        out->kind = K_EMPTY;
+        memset(out->hash, 0, 32);
+        out->rec = NULL;
+    } else if (lone >= 0) {
+        *out = ch[lone];
+        ch[lone].rec = NULL;
+    } else {
+        out->kind = K_NODE;
+        zsha256_tagged(1, ch[0].hash, ch[1].hash, out->hash);
+        out->rec = node_record(out->hash);
+        if (!out->rec) goto done;
+    }
+    for (int s = 0; s < 2; s++) {
+        if (lone >= 0 || out->kind == K_EMPTY) {
+            if (settle(c, depth + 1, side[s], &ch[s], old[s], 0) < 0) goto done;
+        } else if (cnt[s]) {
+            if (settle(c, depth + 1, side[s], &ch[s], old[s], 1) < 0) goto done;
+        }
+    }
+    rc = 0;
+done:
+    for (int s = 0; s < 2; s++) {
+        Py_XDECREF(old[s]);
+        Py_XDECREF(ch[s].rec);
+    }
+    if (rc < 0 && out->rec) Py_CLEAR(out->rec);
+    return rc;
+}
+
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+                 Content *out) {
+    out->rec = NULL;
+    if (old == NULL) return merge_flat(c, u, n, depth, NULL, out);
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old);
+    Py_ssize_t len = PyBytes_GET_SIZE(old);
+    if (len >= 66 && p[0] == 0) return merge_flat(c, u, n, depth, old, out);
+    if (len == 33 && p[0] == 1) return merge_node(c, u, n, depth, path, out);
+    PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
+    return -1;
+}
+
+static int cmp_leaf(const void *x, const void *y) {
+    const Leaf *a = *(Leaf *const *)x, *b = *(Leaf *const *)y;
+    int r = memcmp(a->kh, b->kh, 32);
+    if (r) return r;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+static int hash_buffer(PyObject *obj, uint8_t out[32]) {
+    if (PyBytes_Check(obj)) {
+        zsha256((const uint8_t *)PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj), out);
+        return 0;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    zsha256(view.buf, (size_t)view.len, out);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+#include "_smtfast_api.h"

@@ -1,0 +1,309 @@
+/* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
+
+static const char *backend_name = "portable";
+
+/* Hash keys/values into Leaf records; sorted (and deduplicated, last wins) unless strict,
+ * where the input must already be strictly ascending by key hash (returns 1 if not). */
+static int load_leaves(PyObject *keys, PyObject *values, Leaf *leaves, Leaf **order,
+                       Py_ssize_t n, int depth, const uint8_t *prefix, int strict,
+                       Py_ssize_t *kept) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Leaf *lf = &leaves[i];
+        PyObject *k = PyList_GET_ITEM(keys, i), *v = PyList_GET_ITEM(values, i);
+        if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) < 1) {
+            PyErr_SetString(PyExc_ValueError, "keys must be non-empty bytes");
+            return -1;
+        }
+        lf->key = k;
+        lf->rec = NULL;
+        lf->idx = i;
+        lf->del = v == Py_None;
+        zsha256((const uint8_t *)PyBytes_AS_STRING(k), (size_t)PyBytes_GET_SIZE(k), lf->kh);
+        if (lf->del) {
+            if (strict) return 1;
+            memset(lf->vh, 0, 32);
+        } else if (hash_buffer(v, lf->vh) < 0) {
+            return -1;
+        }
+        uint8_t masked[32];
+        mask_path(lf->kh, depth, masked);
+        if (memcmp(masked, prefix, 32) != 0) {
+            if (strict) return 1;
+            PyErr_SetString(PyExc_ValueError, "a key hash lies outside the subtree's prefix");
+            return -1;
+        }
+        order[i] = lf;
+        if (strict && i > 0 && memcmp(order[i - 1]->kh, lf->kh, 32) >= 0) return 1;
+    }
+    *kept = n;
+    if (strict || n < 2) return 0;
+    qsort(order, (size_t)n, sizeof(Leaf *), cmp_leaf);
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (k > 0 && memcmp(order[k - 1]->kh, order[i]->kh, 32) == 0) {
+            if (PyObject_RichCompareBool(order[k - 1]->key, order[i]->key, Py_EQ) != 1) {
+                if (!PyErr_Occurred()) collision();
+                return -1;
+            }
+            order[k - 1] = order[i]; /* the later write wins */
+        } else {
+            order[k++] = order[i];
+        }
+    }
+    *kept = k;
+    return 0;
+}
+
+/* Store the writes into dict `into` in sorted order (no tuples); 0 or -1. */
+static int writes_into(Ctx *c, PyObject *into) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
+    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
+    size_t *order = PyMem_Malloc((c->n ? c->n : 1) * sizeof(size_t));
+    if (!order) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < c->n; i++) order[count[c->em[i].depth]++] = i;
+    int rc = 0;
+    for (size_t j = 0; j < c->n && rc == 0; j++) {
+        Emit *e = &c->em[order[j]];
+        uint8_t k[33];
+        k[0] = e->depth;
+        memcpy(k + 1, e->path, 32);
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+        rc = key ? PyDict_SetItem(into, key, e->rec ? e->rec : Py_None) : -1;
+        Py_XDECREF(key);
+    }
+    PyMem_Free(order);
+    return rc;
+}
+
+static PyObject *writes_list(Ctx *c) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
+    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
+    PyObject *list = PyList_New((Py_ssize_t)c->n);
+    if (!list) return NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        Emit *e = &c->em[i];
+        uint8_t k[33];
+        k[0] = e->depth;
+        memcpy(k + 1, e->path, 32);
+        PyObject *rec = e->rec ? e->rec : Py_NewRef(Py_None);
+        e->rec = NULL;
+        PyObject *t = Py_BuildValue("(y#N)", (const char *)k, (Py_ssize_t)33, rec);
+        if (!t) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)count[e->depth]++, t);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(merge_doc,
+             "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False, into=None)\n"
+             "-> (hash, record | None, writes) or None\n\n"
+             "With a dict `into`, the writes go into it (in sorted order) and `writes` is\n"
+             "their count; reads look in `into`, then in `upper` (depth < split) or `lower`,\n"
+             "then call get and remember its answer there.\n"
+             "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix), reading\n"
+             "records through get(path) (None: the subtree starts empty).  Returns the new hash,\n"
+             "the record for the subtree's own position, and [(path, record | None)] below it,\n"
+             "sorted.  strict=True (bulk build of a verified chunk): keys must be strictly\n"
+             "ascending by sha256, inside the prefix, with no None value, else returns None.");
+
+static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"get",  "keys",  "values", "depth", "prefix",
+                            "strict", "into", "upper",  "lower", "split", NULL};
+    PyObject *get, *keys, *values, *into = Py_None, *upper = Py_None, *lower = Py_None;
+    int depth = 0, strict = 0, split = 0;
+    Py_buffer prefix = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pOOOi", names, &get, &PyList_Type,
+                                     &keys, &PyList_Type, &values, &depth, &prefix, &strict,
+                                     &into, &upper, &lower, &split))
+        return NULL;
+    if ((into != Py_None && !PyDict_Check(into)) || (upper != Py_None && !PyDict_Check(upper)) ||
+        (lower != Py_None && !PyDict_Check(lower))) {
+        PyBuffer_Release(&prefix);
+        return PyErr_Format(PyExc_TypeError, "into, upper and lower must be dicts or None");
+    }
+    uint8_t pfx[32] = {0};
+    if (prefix.buf) {
+        int ok = prefix.len == 32;
+        if (ok) memcpy(pfx, prefix.buf, 32);
+        PyBuffer_Release(&prefix);
+        if (!ok) return PyErr_Format(PyExc_ValueError, "prefix must be 32 bytes");
+    }
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    if (PyList_GET_SIZE(values) != n || depth < 0 || depth > 255)
+        return PyErr_Format(PyExc_ValueError, "keys/values length mismatch or bad depth");
+    uint8_t masked[32];
+    mask_path(pfx, depth, masked);
+    if (memcmp(masked, pfx, 32) != 0)
+        return PyErr_Format(PyExc_ValueError, "prefix has bits set beyond depth");
+    Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, into == Py_None ? NULL : into,
+             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split};
+    Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
+    Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
+    PyObject *old = NULL, *result = NULL, *writes = NULL;
+    Content out = {K_EMPTY, {0}, NULL};
+    Py_ssize_t kept = 0;
+    if (!leaves || !order) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int rc = load_leaves(keys, values, leaves, order, n, depth, pfx, strict, &kept);
+    if (rc < 0) goto done;
+    if (rc > 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (fetch(&c, depth, pfx, &old) < 0) goto done;
+    if (kept ? merge(&c, order, kept, depth, pfx, old, &out) < 0 : content_of(old, &out) < 0)
+        goto done;
+    if (into != Py_None) {
+        if (writes_into(&c, into) < 0) goto done;
+        writes = PyLong_FromSize_t(c.n);
+    } else {
+        writes = writes_list(&c);
+    }
+    if (!writes) goto done;
+    result = Py_BuildValue("(y#ON)", (const char *)out.hash, (Py_ssize_t)32,
+                           out.rec ? out.rec : Py_None, writes);
+    writes = NULL;
+done:
+    for (size_t i = 0; i < c.n; i++) Py_XDECREF(c.em[i].rec);
+    PyMem_Free(c.em);
+    PyMem_Free(leaves);
+    PyMem_Free(order);
+    Py_XDECREF(old);
+    Py_XDECREF(out.rec);
+    Py_XDECREF(writes);
+    return result;
+}
+
+static PyObject *py_scan(PyObject *self, PyObject *d) {
+    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "scan needs a dict");
+    Py_ssize_t pos = 0;
+    PyObject *k, *v, *prev = NULL;
+    int has_none = 0, ascending = 1;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (v == Py_None) has_none = 1;
+        if (ascending && PyBytes_Check(k)) {
+            if (prev) {
+                Py_ssize_t la = PyBytes_GET_SIZE(prev), lb = PyBytes_GET_SIZE(k);
+                int r = memcmp(PyBytes_AS_STRING(prev), PyBytes_AS_STRING(k), la < lb ? la : lb);
+                if (r > 0 || (r == 0 && la >= lb)) ascending = 0;
+            }
+            prev = k;
+        } else {
+            ascending = 0;
+        }
+    }
+    return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
+}
+
+static int cmp_bytes_obj(const void *x, const void *y) {
+    PyObject *a = *(PyObject *const *)x, *b = *(PyObject *const *)y;
+    Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b);
+    int r = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)(la < lb ? la : lb));
+    return r ? r : (la > lb) - (la < lb);
+}
+
+/* sorted_items(dict) -> a new dict with the same items, bytes keys in ascending order. */
+static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
+    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "sorted_items needs a dict");
+    Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0, i = 0;
+    PyObject **keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *)), *k, *v;
+    if (!keys) return PyErr_NoMemory();
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (!PyBytes_Check(k)) {
+            PyMem_Free(keys);
+            return PyErr_Format(PyExc_TypeError, "sorted_items needs bytes keys");
+        }
+        keys[i++] = k;
+    }
+    qsort(keys, (size_t)n, sizeof(PyObject *), cmp_bytes_obj);
+    PyObject *out = PyDict_New();
+    for (i = 0; out && i < n; i++) {
+        v = PyDict_GetItemWithError(d, keys[i]);
+        if (!v || PyDict_SetItem(out, keys[i], v) < 0) Py_CLEAR(out);
+    }
+    PyMem_Free(keys);
+    return out;
+}
+
+static PyObject *py_sha256(PyObject *self, PyObject *data) {
+    uint8_t out[32];
+    if (hash_buffer(data, out) < 0) return NULL;
+    return PyBytes_FromStringAndSize((const char *)out, 32);
+}
+
+static PyObject *py_sha256_many(PyObject *self, PyObject *items) {
+    PyObject *seq = PySequence_Fast(items, "sha256_many needs a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 32 * n);
+    if (out) {
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (hash_buffer(PySequence_Fast_GET_ITEM(seq, i), p + 32 * i) < 0) {
+                Py_CLEAR(out);
+                break;
+            }
+        }
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *py_node_hash(PyObject *self, PyObject *args) {
+    Py_buffer a, b;
+    if (!PyArg_ParseTuple(args, "y*y*", &a, &b)) return NULL;
+    PyObject *r = NULL;
+    if (a.len == 32 && b.len == 32) {
+        uint8_t out[32];
+        zsha256_tagged(1, a.buf, b.buf, out);
+        r = PyBytes_FromStringAndSize((const char *)out, 32);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "node_hash needs two 32-byte hashes");
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return r;
+}
+
+static PyObject *py_select(PyObject *self, PyObject *arg) {
+    int portable = PyObject_IsTrue(arg);
+    if (portable < 0) return NULL;
+    backend_name = zsha_select(portable);
+    return PyUnicode_FromString(backend_name);
+}
+
+static PyObject *py_backend(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(backend_name);
+}
+
+static PyMethodDef methods[] = {
+    {"merge", (PyCFunction)(void (*)(void))py_merge, METH_VARARGS | METH_KEYWORDS, merge_doc},
+    {"scan", py_scan, METH_O,
+     "scan(dict) -> (has a None value, bytes keys strictly ascending in insertion order)"},
+    {"sorted_items", py_sorted_items, METH_O,
+     "sorted_items(dict) -> a new dict, the same items with bytes keys ascending"},
+    {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
+    {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
+    {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},
+    {"select", py_select, METH_O, "select(portable) -> name of the SHA-256 backend in use"},
+    {"backend", py_backend, METH_NOARGS, "backend() -> 'sha-ni' or 'portable'"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",
+                                    "State-tree batch merge and bulk build (see _smtfast.c).",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__smtfast(void) {
+    backend_name = zsha_select(0);
+    return PyModule_Create(&module);
+}

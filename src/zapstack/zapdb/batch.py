@@ -1,0 +1,183 @@
+"""The state tree's fast path: the C merge (:mod:`zapstack.zapdb._smtfast`) over a txn.
+
+:func:`apply_batch` / :func:`merge_lists` apply a batch of changes in one pass of
+the C extension (sorted by key hash; each touched record read once, each changed
+node hashed once); :func:`build` is the same from nothing (bulk load, state-sync
+chunks).  :class:`NodeOverlay` is a txn's view of the tree: its own writes over
+the snapshot, with base reads memoised in two dicts -- the snapshot's shared
+``upper`` levels and the txn's own ``cache`` -- which the C merge reads directly
+(:class:`Layers`) instead of calling back into Python.  ``FAST`` is False when
+the extension is not built; callers then use :func:`.smt.apply_updates_py`, which
+tests hold equal.  Same threading rules as the txn that owns the overlay.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from zapstack.errors import StoreError
+from zapstack.zapdb.smt import EMPTY, ROOT_PATH, NodeStore
+
+if TYPE_CHECKING:
+    from zapstack.zapdb.view import Snapshot
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
+
+__all__ = [
+    "FAST",
+    "BulkNodeStore",
+    "Layers",
+    "NodeOverlay",
+    "apply_batch",
+    "build",
+    "merge_lists",
+    "scan_writes",
+    "sort_writes",
+]
+
+FAST = _smtfast is not None
+"""Whether the C extension is built."""
+_ROOT_PATH = ROOT_PATH
+
+
+class Layers(NamedTuple):
+    """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
+
+    reader: Callable[[], AbstractContextManager[Callable[[bytes], bytes | None]]]
+    """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
+    writes: dict[bytes, bytes | None]
+    """Records written so far (None = deleted); the merge adds its writes here."""
+    upper: dict[bytes, bytes | None]
+    """Memo of base reads at depths < ``split``."""
+    lower: dict[bytes, bytes | None]
+    """Memo of the deeper base reads."""
+    split: int
+    """Depth bound of ``upper``."""
+
+
+@runtime_checkable
+class BulkNodeStore(Protocol):
+    """A :class:`NodeStore` whose reads and writes are dicts over a base read (the txn overlay)."""
+
+    def get_node(self, path: bytes) -> bytes | None: ...
+
+    def put_node(self, path: bytes, record: bytes | None) -> None: ...
+
+    def layers(self) -> Layers:
+        """Its dicts and base read."""
+        ...
+
+
+def apply_batch(
+    store: NodeStore, updates: Iterable[tuple[bytes, bytes | memoryview | None]]
+) -> bytes:
+    """:func:`apply_updates` in one pass of the C extension (raises if it is absent)."""
+    keys: list[bytes] = []
+    values: list[bytes | memoryview | None] = []
+    for key, value in updates:
+        keys.append(key)
+        values.append(value)
+    return merge_lists(store, keys, values)
+
+
+def merge_lists(
+    store: NodeStore, keys: list[bytes], values: list[bytes | memoryview | None]
+) -> bytes:
+    """:func:`apply_batch` given ``keys[i] -> values[i]`` as two lists (no tuples)."""
+    if _smtfast is None:  # pragma: no cover
+        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
+    try:
+        if isinstance(store, BulkNodeStore):
+            lay = store.layers()
+            into = lay.writes
+            into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
+            with lay.reader() as get:
+                root, record, _ = _smtfast.merge(
+                    get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
+                )
+            into[_ROOT_PATH] = record
+            return bytes(root)
+        root, record, writes = _smtfast.merge(store.get_node, keys, values)
+    except OverflowError as exc:
+        raise StoreError(str(exc)) from None
+    for path, rec in writes:
+        store.put_node(path, rec)
+    store.put_node(_ROOT_PATH, record)
+    return bytes(root)
+
+
+def build(
+    keys: list[bytes],
+    values: list[bytes | memoryview | None],
+    into: dict[bytes, bytes | None],
+    depth: int = 0,
+    prefix: bytes = EMPTY,
+) -> tuple[bytes, bytes | None]:
+    """Bottom-up build of the subtree at ``(depth, prefix)`` from nothing (C extension).
+
+    Its records strictly below that position go into ``into`` (sorted); returns the
+    subtree's hash and the record for its own position (None if it is empty).
+    """
+    if _smtfast is None:
+        raise StoreError("the zapstack.zapdb._smtfast extension is not built")
+    try:
+        root, record, _ = _smtfast.merge(None, keys, values, depth, prefix, into=into)
+    except OverflowError as exc:
+        raise StoreError(str(exc)) from None
+    return bytes(root), record
+
+
+def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
+    """(any value is None, keys strictly ascending in iteration order) of a write dict."""
+    if _smtfast is not None and isinstance(writes, dict):
+        return _smtfast.scan(writes)
+    keys = list(writes)
+    has_none = any(v is None for v in writes.values())
+    return has_none, all(a < b for a, b in itertools.pairwise(keys))
+
+
+def sort_writes(writes: dict[bytes, Any]) -> dict[bytes, Any]:
+    """The same items in a new dict, keys ascending (a C sort when the extension is built)."""
+    if _smtfast is not None:
+        return _smtfast.sorted_items(writes)
+    return dict(sorted(writes.items()))
+
+
+class NodeOverlay:
+    """NodeStore: the txn's changed tree nodes over the snapshot's.
+
+    Base reads are memoised (the snapshot is immutable, so the memo never goes
+    stale): the upper levels in the snapshot's shared ``upper`` (carried from
+    commit to commit by the store), the rest in this txn's ``cache``.
+    """
+
+    __slots__ = ("base", "cache", "nodes")
+
+    def __init__(
+        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
+    ) -> None:
+        self.nodes = nodes
+        self.cache = cache
+        self.base = base
+
+    def get_node(self, path: bytes) -> bytes | None:
+        if path in self.nodes:
+            return self.nodes[path]
+        memo = self.base.upper if path[0] < self.base.split else self.cache
+        if path in memo:
+            return memo[path]
+        rec = memo[path] = self.base.get_node(path)
+        return rec
+
+    def put_node(self, path: bytes, record: bytes | None) -> None:
+        self.nodes[path] = record
+
+    def layers(self) -> Layers:
+        base = self.base
+        return Layers(base.node_reader, self.nodes, base.upper, self.cache, base.split)

@@ -1,0 +1,188 @@
+"""Bulk paths of the state tree: commit writes, the upper-tree memo, bulk load, state sync.
+
+* :func:`put_many` -- a commit's writes to one LMDB database with one cursor
+  ``putmulti`` (tree records sorted and *appended* when they all sort after the
+  stored ones, as in a fresh store), deletes apart.
+* :func:`carry_upper` -- the next head's memo of the upper tree levels (see
+  :class:`~zapstack.zapdb.view.Snapshot`), so a block's root reads only the
+  deepest few levels of each changed path from LMDB.
+* :func:`bulk_load` -- many entries into an empty store in one commit: one
+  bottom-up build (each node hashed once) whose records come out sorted.
+* :class:`ChunkLoader` -- state sync: each verified chunk's subtree, hashed once
+  while verifying it, *becomes* the tree's records under that chunk; the levels
+  above the chunks are combined from the chunks' subtree hashes (2**depth - 1
+  hashes) and the result is checked against the target root, never recomputed.
+
+The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`);
+without it :func:`bulk_load` and :class:`ChunkLoader` fall back to ordinary txn
+writes and :func:`~zapstack.zapdb.proofs.verify_chunk` (same results, slower).
+Single-threaded; a loader's txn is the caller's to commit or discard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from zapstack.errors import LocalProtocolError, StoreError
+from zapstack.zapdb import batch, smt
+from zapstack.zapdb.batch import build, scan_writes
+from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk, verify_chunk_tree
+
+if TYPE_CHECKING:
+    from zapstack.zapdb.store import ZapDB
+    from zapstack.zapdb.txn import Txn, Value
+    from zapstack.zapdb.view import Snapshot
+
+__all__ = ["ChunkLoader", "bulk_load", "carry_upper", "put_many"]
+
+Nodes = dict[bytes, bytes | None]
+
+
+def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
+    """Write ``ops`` (None = delete) with one cursor ``putmulti``, keys sorted (in C when
+    the extension is built) and appended when every key sorts after the last one stored."""
+    if not ops:
+        return
+    has_none, ascending = scan_writes(ops)
+    if not ascending:
+        ops = batch.sort_writes(ops)
+    puts: Any = ops.items()  # as they are when sorted without deletes: no copy
+    if has_none:
+        for key in [k for k, v in ops.items() if v is None]:
+            txn.delete(key, db=db)
+        puts = [(k, v) for k, v in ops.items() if v is not None]
+    if not puts:
+        return
+    cur = txn.cursor(db=db)
+    try:
+        first = next(iter(puts))[0]
+        cur.putmulti(puts, append=not cur.last() or cur.key() < first)
+    finally:
+        cur.close()
+
+
+def carry_upper(base: Snapshot, nodes: Nodes, version: int) -> tuple[int, int, Nodes, bool] | None:
+    """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
+    records at depths < split applied, so block after block reads only the deepest
+    levels of a changed path from LMDB (a per-key cost that stays flat as the state
+    grows).  None (the next head starts cold) after a commit larger than the memo."""
+    if len(nodes) > 4 * len(base.upper) + 4096:
+        return None
+    split = base.split
+    upper = base.upper.copy()
+    upper.update((k, v) for k, v in nodes.items() if k[0] < split)
+    return version, split, upper, base.warm
+
+
+def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Load ``items`` into the empty store ``db`` in one commit; return the state root.
+
+    Raises StoreError if the store is not empty (use a txn to change a state).
+    """
+    txn = db.begin()
+    try:
+        if txn.base_root() != smt.EMPTY:
+            raise StoreError("bulk_load needs an empty store")
+        if not batch.FAST:
+            for key, value in items:
+                txn.set(key, value)
+            return txn.commit()
+        data: dict[bytes, Value | None] = dict(items)
+        for key in data:
+            if not 0 < len(key) <= 511:
+                raise LocalProtocolError(f"key length {len(key)} outside 1..511")
+        nodes: Nodes = {smt.ROOT_PATH: None}
+        root, record = build(list(data), list(data.values()), nodes)
+        nodes[smt.ROOT_PATH] = record
+        txn.install(data, nodes, root)
+        return txn.commit()
+    finally:
+        txn.discard()
+
+
+class ChunkLoader:
+    """The ``2**depth`` chunks of ``root`` into ``txn`` (on an empty store), hashing once.
+
+    :meth:`add` verifies one chunk and keeps its entries and its subtree's records;
+    :meth:`finish` joins the chunks' subtrees under the root, checks it, and installs
+    everything into the txn (which the caller commits).
+    """
+
+    def __init__(self, txn: Txn, root: bytes, depth: int) -> None:
+        if not 0 <= depth <= MAX_CHUNK_DEPTH:
+            raise LocalProtocolError(f"chunk depth {depth} out of range")
+        if txn.base_root() != smt.EMPTY:
+            raise StoreError("state sync needs an empty store")
+        self.root = root
+        self.depth = depth
+        self._txn = txn
+        self._data: dict[bytes, Value | None] = {}
+        self._nodes: Nodes = {smt.ROOT_PATH: None}
+        self._tops: dict[int, tuple[bytes, bytes | None]] = {}
+
+    def add(self, chunk: StateChunk) -> bool:
+        """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails."""
+        if chunk.depth != self.depth:
+            return False
+        if chunk.index in self._tops:  # a repeat: checked, nothing more kept
+            return verify_chunk(self.root, chunk)
+        if not batch.FAST:  # the fallback: verify, then ordinary txn writes
+            if not verify_chunk(self.root, chunk):
+                return False
+            for key, value in chunk.entries:
+                self._txn.set(key, value)
+            self._tops[chunk.index] = (smt.EMPTY, None)
+            return True
+        top = verify_chunk_tree(self.root, chunk, self._nodes)
+        if top is None:
+            return False
+        self._tops[chunk.index] = top
+        self._data.update(chunk.entries)
+        return True
+
+    def finish(self) -> bytes:
+        """Join the chunks, check the root, install into the txn; return the root."""
+        if len(self._tops) != 1 << self.depth:
+            raise LocalProtocolError("state sync finished before every chunk was added")
+        if not batch.FAST:
+            if self._txn.root() != self.root:  # unreachable with verified chunks: a bug
+                raise LocalProtocolError("verified chunks do not rebuild the target root")
+            return self.root
+        level = [self._tops[i] for i in range(1 << self.depth)]
+        for depth in range(self.depth, 0, -1):
+            level = [
+                _join(self._nodes, depth, i, level[2 * i], level[2 * i + 1])
+                for i in range(len(level) // 2)
+            ]
+        root, record = level[0]
+        if root != self.root:  # unreachable with verified chunks: a bug
+            raise LocalProtocolError("verified chunks do not rebuild the target root")
+        self._nodes[smt.ROOT_PATH] = record
+        self._txn.install(self._data, self._nodes, root)
+        return root
+
+
+def _join(
+    nodes: Nodes,
+    depth: int,
+    index: int,
+    left: tuple[bytes, bytes | None],
+    right: tuple[bytes, bytes | None],
+) -> tuple[bytes, bytes | None]:
+    """The content of the depth-1 position over chunks-level children ``2i`` and ``2i+1``:
+    a lone leaf moves up (its record is placed by the caller), else both children's
+    records are placed at depth ``depth``."""
+    (lh, lrec), (rh, rrec) = left, right
+    if lrec is None and rrec is None:
+        return smt.EMPTY, None
+    if lrec is None and rrec is not None and rrec[0] == smt.LEAF_TAG:
+        return rh, rrec
+    if rrec is None and lrec is not None and lrec[0] == smt.LEAF_TAG:
+        return lh, lrec
+    shift = 256 - depth
+    for side, rec in ((0, lrec), (1, rrec)):
+        if rec is not None:
+            nodes[smt.path_key((2 * index + side) << shift, depth)] = rec
+    h = smt.node_hash(lh, rh)
+    return h, b"\x01" + h

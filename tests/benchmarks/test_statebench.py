@@ -1,0 +1,60 @@
+"""Row "State commit": its inputs are what it says, its figures come from real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zapstack.benchmarks import statebench
+from zapstack.zapdb import ZapDB, batch, reference_root, smt
+
+
+def test_entries_are_distinct_deterministic_and_sized() -> None:
+    a = statebench.entries(500, 1)
+    assert a == statebench.entries(500, 1) != statebench.entries(500, 2)
+    assert len({k for k, _ in a}) == 500 and all(len(v) == 96 for _, v in a)
+    assert all(len(v) == 32 for _, v in statebench.entries(10, 1, value=32))
+
+
+def test_zap_commit_stores_exactly_the_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = statebench.entries(300, 4)
+    kept: list[bytes] = []
+    real_open = ZapDB.open
+
+    def spy(path: Path, **kw: object) -> ZapDB:
+        db = real_open(path, **kw)  # type: ignore[arg-type]
+        real_close = db.close
+
+        def close() -> None:
+            kept.append(db.root())
+            real_close()
+
+        db.close = close  # type: ignore[method-assign]
+        return db
+
+    monkeypatch.setattr(ZapDB, "open", spy)
+    statebench._zap_commit(tmp_path / "z", items)
+    assert kept == [reference_root(dict(items))]
+    assert not (tmp_path / "z").exists()
+
+
+def test_bulk_commit_pure_python_mode_is_restored(tmp_path: Path) -> None:
+    before = (batch.FAST, smt.FAST)
+    figs = statebench.bulk_commit(tmp_path, 400, 1, fast=False)
+    assert before == (batch.FAST, smt.FAST)
+    names = {"commit_keys_s", "set_commit_keys_s", "raw_keys_s"}
+    assert set(figs) == names | {f"{n}_cpu" for n in names}
+    assert all(v > 0 for v in figs.values()) and figs["set_commit_keys_s"] <= figs["commit_keys_s"]
+
+
+def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
+    row = statebench.run(600, 0, repeat=1)
+    assert row.key == "state_commit" and row.unit == "keys/s" and row.native_limit
+    assert row.pipelined > 0 and row.serial > 0
+    for name in ("root_us_at_1000", "commit_us_at_1000", "raw_us_at_1000"):
+        assert row.extras[name] > 0
+    assert row.extras["sync1_MBps"] > 0 and row.extras["sync3_MBps"] > 0
+    assert row.extras["state_MB"] == pytest.approx(600 * (17 + 96) / 1e6, rel=0.05)

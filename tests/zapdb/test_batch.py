@@ -1,0 +1,196 @@
+"""The fast path (zapdb.batch and its C extension) equals the readable definitions: SHA-256 == hashlib, merge == the
+pure-Python tree (same root as ``reference_root``, the very same node records)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zapstack.zapdb import ZapDB, batch, smt
+from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
+
+fast = pytest.importorskip("zapstack.zapdb._smtfast")
+
+keys = st.binary(min_size=1, max_size=4)
+values = st.binary(max_size=6)
+ops_batch = st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=40)
+
+
+@pytest.fixture(params=["portable", "native"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    name = fast.select(request.param == "portable")
+    if request.param == "native" and name == "portable":
+        fast.select(False)
+        pytest.skip("no SHA extensions on this CPU")
+    try:
+        yield name
+    finally:
+        fast.select(False)
+
+
+def test_sha256_equals_hashlib_at_every_length(backend: str) -> None:
+    rng = random.Random(7)
+    for n in range(0, 300):
+        data = rng.randbytes(n)
+        assert fast.sha256(data) == hashlib.sha256(data).digest(), (backend, n)
+    big = rng.randbytes(100_003)
+    assert fast.sha256(memoryview(big)[3:]) == hashlib.sha256(big[3:]).digest()
+    items = [rng.randbytes(rng.randrange(200)) for _ in range(50)]
+    assert fast.sha256_many(items) == b"".join(hashlib.sha256(x).digest() for x in items)
+
+
+def test_node_hash_is_the_tagged_hash(backend: str) -> None:
+    a, b = bytes(range(32)), bytes(range(32, 64))
+    assert fast.node_hash(a, b) == hashlib.sha256(b"\x01" + a + b).digest()
+    with pytest.raises(ValueError):
+        fast.node_hash(a, b[:31])
+
+
+def _python_tree(state: dict[bytes, bytes]) -> dict[bytes, bytes | None]:
+    store = DictNodeStore()
+    apply_updates_py(store, state.items())
+    return store.nodes
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ops_batch, max_size=5))
+def test_merge_equals_python_tree_batch_after_batch(
+    batches: list[list[tuple[bytes, bytes | None]]],
+) -> None:
+    store = DictNodeStore()
+    model: dict[bytes, bytes] = {}
+    for ops in batches:
+        for key, value in ops:
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+        root, record, writes = fast.merge(store.get_node, [k for k, _ in ops], [v for _, v in ops])
+        assert [w[0] for w in writes] == sorted({w[0] for w in writes})  # sorted, each once
+        for path, rec in [*writes, (smt.ROOT_PATH, record)]:
+            store.put_node(path, rec)
+        assert root == reference_root(model)
+        assert store.nodes == _python_tree(model)  # byte-identical records
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops_batch, ops_batch)
+def test_into_and_memo_layers_give_the_same_tree(
+    first: list[tuple[bytes, bytes | None]], second: list[tuple[bytes, bytes | None]]
+) -> None:
+    base = DictNodeStore()
+    apply_updates_py(base, first)
+    plain = DictNodeStore()
+    plain.nodes = dict(base.nodes)
+    want = apply_updates_py(plain, second)
+    writes: dict[bytes, bytes | None] = {smt.ROOT_PATH: base.get_node(smt.ROOT_PATH)}
+    upper: dict[bytes, bytes | None] = {}
+    lower: dict[bytes, bytes | None] = {}
+    root, record, count = fast.merge(
+        base.get_node,
+        [k for k, _ in second],
+        [v for _, v in second],
+        into=writes,
+        upper=upper,
+        lower=lower,
+        split=2,
+    )
+    writes[smt.ROOT_PATH] = record
+    assert root == want and count == len(writes) - 1
+    merged = {**base.nodes, **writes}
+    assert {k: v for k, v in merged.items() if v is not None} == plain.nodes
+    for memo in (upper, lower):  # memoised reads are the base's records
+        assert all(base.get_node(k) == v for k, v in memo.items())
+    assert all(k[0] < 2 for k in upper) and all(k[0] >= 2 for k in lower)
+
+
+def test_strict_build_rejects_what_verify_chunk_rejects() -> None:
+    ks = sorted((b"k%d" % i for i in range(20)), key=smt.key_hash)
+    vs: list[bytes | memoryview | None] = [b"v"] * len(ks)
+    ok = fast.merge(None, ks, vs, 0, bytes(32), True)
+    assert ok is not None and ok[0] == reference_root(dict.fromkeys(ks, b"v"))
+    assert fast.merge(None, ks[::-1], vs, 0, bytes(32), True) is None  # unsorted
+    assert fast.merge(None, ks + ks[-1:], [*vs, b"v"], 0, bytes(32), True) is None  # repeat
+    assert fast.merge(None, ks, [*vs[:-1], None], 0, bytes(32), True) is None  # a delete
+    inside = [k for k in ks if smt.bit(smt.key_hash(k), 0) == 1]
+    prefix = bytes([0x80]) + bytes(31)
+    built = fast.merge(None, inside, [b"v"] * len(inside), 1, prefix, True)
+    assert built is not None
+    assert built[0] == smt.subtree_hash([(smt.key_hash(k), smt.key_hash(b"v")) for k in inside], 1)
+    assert fast.merge(None, ks, vs, 1, prefix, True) is None  # outside the prefix
+
+
+def test_malformed_input_and_corrupt_records_raise() -> None:
+    with pytest.raises(ValueError):
+        fast.merge(None, [b"a"], [b"1", b"2"])
+    with pytest.raises(ValueError):
+        fast.merge(None, [b""], [b"1"])
+    with pytest.raises(ValueError):
+        fast.merge(None, [b"a"], [b"1"], 1, bytes([0x40]) + bytes(31))  # bits past depth
+    with pytest.raises(ValueError):
+        fast.merge(lambda _p: b"\x07garbage", [b"a"], [b"1"])
+
+
+def test_later_duplicate_wins_like_sequential_updates() -> None:
+    store = DictNodeStore()
+    ops: list[tuple[bytes, bytes | None]] = [(b"a", b"1"), (b"b", b"2"), (b"a", None), (b"b", b"3")]
+    assert batch.apply_batch(store, ops) == reference_root({b"b": b"3"})
+
+
+def test_sorted_items_sorts_like_python() -> None:
+    rng = random.Random(5)
+    d: dict[bytes, bytes | None] = {
+        rng.randbytes(rng.randrange(1, 6)): rng.choice([None, b"v"]) for _ in range(500)
+    }
+    d[b"ab"], d[b"a"], d[b"abc"] = b"1", b"2", None  # prefixes sort first
+    got = fast.sorted_items(d)
+    assert list(got.items()) == sorted(d.items(), key=lambda kv: kv[0])
+    assert batch.sort_writes(d) == got and list(batch.sort_writes(d)) == list(got)
+    with pytest.raises(TypeError):
+        fast.sorted_items({"text": b"x"})
+
+
+def test_scan_reports_deletes_and_order() -> None:
+    assert fast.scan({b"a": b"1", b"b": b"2"}) == (False, True)
+    assert fast.scan({b"b": b"1", b"a": b"2"}) == (False, False)
+    assert fast.scan({b"a": None, b"ab": b"2"}) == (True, True)
+    assert batch.scan_writes({b"b": b"1", b"a": None}) == fast.scan({b"b": b"1", b"a": None})
+
+
+def test_txn_roots_equal_with_and_without_the_extension(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    blocks = [
+        {
+            b"k%d" % rng.randrange(300): (None if rng.random() < 0.2 else rng.randbytes(5))
+            for _ in range(120)
+        }
+        for _ in range(4)
+    ]
+    roots = []
+    for use_fast in (True, False):
+        monkeypatch.setattr(smt, "FAST", use_fast)
+        monkeypatch.setattr(batch, "FAST", use_fast)
+        db = ZapDB.open(f"{tmp_path}/db{use_fast}", map_size=1 << 24)
+        model: dict[bytes, bytes] = {}
+        for block in blocks:
+            txn = db.begin()
+            for key, value in block.items():
+                if value is None:
+                    txn.delete(key)
+                    model.pop(key, None)
+                else:
+                    txn.set(key, value)
+                    model[key] = value
+            assert txn.commit() == reference_root(model)
+        with db.read() as view:
+            assert view.tree_root() == db.root()
+            roots.append(db.root())
+        db.close()
+    assert roots[0] == roots[1]
