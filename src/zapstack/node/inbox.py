@@ -18,7 +18,14 @@ from zapstack.node.wire import Message, MsgType
 
 __all__ = ["SLOW", "Inbox"]
 
-SLOW = frozenset({MsgType.CORONA_COMMIT, MsgType.CORONA_SIGNERS, MsgType.CORONA_RESPONSE})
+SLOW = frozenset(
+    {
+        MsgType.CORONA_COMMIT,
+        MsgType.CORONA_SIGNERS,
+        MsgType.CORONA_RESPONSE,
+        MsgType.CORONA_PRECOMMIT,
+    }
+)
 """Messages of the slowest leg: handled only when nothing else waits, so Corona's
 large round-1 traffic never delays the fast legs, proposals or FINALs."""
 

@@ -8,10 +8,15 @@ public key is part of the validator set (and of its root).
 One signing session per (chain, height, round, validator set):
 
 1. round 1 (message independent): each validator commits with nonces derived
-   from ``HMAC-SHA256(nonce_seed, session_id)`` -- bound to the session, never
-   to the key share alone;
+   from ``HMAC-SHA256(nonce_seed, session_id || entropy)`` -- bound to the
+   session, never to the key share alone; a running node passes fresh random
+   ``entropy`` so a restarted node never re-derives a nonce it may have used.
+   Because nothing of the block enters round 1, a validator prepares it
+   *ahead* for upcoming sessions (:class:`Presessions`) and sends the
+   commitment to that session's aggregator before the proposal exists;
 2. the aggregator fixes the signer set (the first t committers in validator
-   order) and sends it with their commitments;
+   order, preprocessed ones when it holds t) and sends it with their
+   commitments;
 3. round 2: each chosen signer answers once with its response over the Corona
    leg digest -- a :class:`CoronaSigner` refuses a second round 2 (a reused
    nonce with two messages would leak the share);
@@ -33,7 +38,15 @@ from zapstack.consensus.validators import ValidatorSecrets, ValidatorSet
 from zapstack.crypto import ringtail
 from zapstack.errors import InvalidCert, LocalProtocolError
 
-__all__ = ["CoronaSigner", "aggregate", "choose_signers", "deal_epoch", "session_of", "verify"]
+__all__ = [
+    "CoronaSigner",
+    "Presessions",
+    "aggregate",
+    "choose_signers",
+    "deal_epoch",
+    "session_of",
+    "verify",
+]
 
 LEG = LegId.CORONA
 _L = LEG.label
@@ -56,13 +69,13 @@ class CoronaSigner:
 
     __slots__ = ("_responded", "_state", "commitment", "index", "session_id")
 
-    def __init__(self, secrets: ValidatorSecrets, session_id: bytes) -> None:
+    def __init__(self, secrets: ValidatorSecrets, session_id: bytes, entropy: bytes = b"") -> None:
         if secrets.corona_share is None:
             raise LocalProtocolError(f"validator {secrets.index} holds no Corona key share")
         share = secrets.corona_share
         if not isinstance(share, ringtail.KeyShare):
             raise LocalProtocolError("corona_share is not a ringtail.KeyShare")
-        rng_seed = hmac.new(secrets.nonce_seed, session_id, hashlib.sha256).digest()
+        rng_seed = hmac.new(secrets.nonce_seed, session_id + entropy, hashlib.sha256).digest()
         state, commitment = ringtail.round1(share, session_id, rng_seed)
         self.index = secrets.index
         """Validator index (0-based)."""
@@ -71,6 +84,11 @@ class CoronaSigner:
         """Round-1 commitment to broadcast."""
         self._state: ringtail.SignerSession | None = state
         self._responded = False
+
+    @property
+    def open(self) -> bool:
+        """True until round 2 answered or the session was discarded."""
+        return self._state is not None
 
     def respond(
         self, ctx: CertContext, signers: Sequence[int], commitments: Mapping[int, bytes]
@@ -94,7 +112,79 @@ class CoronaSigner:
 
     def discard(self) -> None:
         """Drop the session's secret state (idempotent)."""
+        if self._state is not None:
+            self._state.discard()
         self._state = None
+
+
+Key = tuple[int, int]
+"""(height, round) of one Corona session."""
+
+
+class Presessions:
+    """One validator's round-1 sessions prepared ahead of their proposals.
+
+    Keys are (height, round); only round 0 of the next ``lookahead`` heights is
+    prepared (:meth:`wanted`).  A key is reserved before its round 1 runs
+    (:meth:`reserve`, so two concurrent preparers never both make it), filled
+    at most once (:meth:`add` refuses anything else), handed out at most once
+    (:meth:`take` pops it) and destroyed, nonces erased, when the chain passes
+    it (:meth:`drop_before`: a commit or a round change).  A session never
+    serves two keys: its id is bound to (chain, height, round, validator set).
+    """
+
+    __slots__ = ("_ready", "_reserved", "_taken", "lookahead")
+
+    def __init__(self, lookahead: int = 2) -> None:
+        if lookahead < 1:
+            raise LocalProtocolError("Presessions needs a lookahead of at least one height")
+        self.lookahead = lookahead
+        self._ready: dict[Key, CoronaSigner] = {}
+        self._reserved: set[Key] = set()
+        self._taken: set[Key] = set()
+
+    def wanted(self, height: int) -> list[Key]:
+        """Keys to prepare next, nearest first: round 0 of height .. height+lookahead-1."""
+        keys = [(h, 0) for h in range(height, height + self.lookahead)]
+        return [k for k in keys if k not in self._reserved]
+
+    def reserve(self, key: Key) -> bool:
+        """Claim ``key`` for one round 1; False if it was claimed before."""
+        if key in self._reserved:
+            return False
+        self._reserved.add(key)
+        return True
+
+    def add(self, key: Key, signer: CoronaSigner) -> None:
+        """Keep ``signer`` for reserved ``key``; anything else is refused (and discarded)."""
+        if key not in self._reserved or key in self._ready or key in self._taken:
+            signer.discard()
+            raise LocalProtocolError(f"Corona session {key} is not reserved or was prepared")
+        self._ready[key] = signer
+
+    def commitment(self, key: Key) -> bytes | None:
+        """The prepared commitment for ``key`` (None: none ready)."""
+        signer = self._ready.get(key)
+        return None if signer is None else signer.commitment
+
+    def take(self, key: Key) -> CoronaSigner | None:
+        """Hand out the prepared session for ``key`` once (None: none ready)."""
+        signer = self._ready.pop(key, None)
+        if signer is not None:
+            self._taken.add(key)
+        return signer
+
+    def drop_before(self, height: int, round_: int = 0) -> int:
+        """Destroy every prepared session for a key before (height, round_); count them."""
+        gone = [k for k in self._ready if k < (height, round_)]
+        for k in gone:
+            self._ready.pop(k).discard()
+        self._reserved = {k for k in self._reserved if k[0] >= height}
+        self._taken = {k for k in self._taken if k[0] >= height}
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._ready)
 
 
 def choose_signers(vset: ValidatorSet, committed: Sequence[int]) -> list[int] | None:

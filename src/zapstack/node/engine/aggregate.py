@@ -8,10 +8,12 @@ Contract
   a round we do not aggregate, or naming an unknown leg, is ignored.
 * :func:`emit` turns round events into messages, one handler per event type
   (:data:`_ON_EVENT`): t Corona commitments in -> CORONA_SIGNERS to the chosen
-  signers; the observed tier meets the policy Mode -> FINAL (cert + block) to
-  everyone, exactly once per round; a leg aggregated after that -> one
-  CERT_UPGRADE carrying the stronger cert.  A leg that never reaches
-  threshold only leaves its field empty: the cert never waits for it.
+  signers (the other validators get the signer indices without commitments,
+  so they erase their round-1 state at once); the observed tier meets the
+  policy Mode -> FINAL (cert + block) to everyone, exactly once per round;
+  a leg aggregated after that -> one CERT_UPGRADE carrying the stronger
+  cert.  A leg that never reaches threshold only leaves its field empty: the
+  cert never waits for it.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ def _signers_chosen(
     c: Consensus, agg: Aggregation, key: tuple[int, int], ev: CoronaSignersChosen
 ) -> bool:
     payload = encode_signers(dict(ev.commitments))
-    for i in ev.signers:
-        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload)
+    notice = encode_signers({i: b"" for i in ev.signers})  # "the set is fixed without you"
+    for i in range(c.g.vset.n):
+        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload if i in ev.signers else notice)
     return False
 
 
