@@ -146,7 +146,7 @@ class Presessions:
     def wanted(self, height: int) -> list[Key]:
         """Keys to prepare next, nearest first: round 0 of height .. height+lookahead-1."""
         keys = [(h, 0) for h in range(height, height + self.lookahead)]
-        return [k for k in keys if k not in self._reserved]
+        return [k for k in keys if k not in self._reserved and k not in self._taken]
 
     def reserve(self, key: Key) -> bool:
         """Claim ``key`` for one round 1; False if it was claimed before."""
@@ -168,11 +168,14 @@ class Presessions:
         return None if signer is None else signer.commitment
 
     def take(self, key: Key) -> CoronaSigner | None:
-        """Hand out the prepared session for ``key`` once (None: none ready)."""
-        signer = self._ready.pop(key, None)
-        if signer is not None:
-            self._taken.add(key)
-        return signer
+        """Hand out the prepared session for ``key`` once (None: none ready).
+
+        Either way ``key`` is spent: a round 1 for it still in flight is
+        refused by :meth:`add` when it lands (the caller signs with a fresh
+        session instead, whose commitment is the only one it sends).
+        """
+        self._taken.add(key)
+        return self._ready.pop(key, None)
 
     def drop_before(self, height: int, round_: int = 0) -> int:
         """Destroy every prepared session for a key before (height, round_); count them."""

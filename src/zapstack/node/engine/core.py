@@ -108,6 +108,8 @@ class Consensus:
             "blocks_rejected": 0,
             "certs_rejected": 0,
             "cert_upgrades": 0,
+            "corona_prepared": 0,
+            "corona_fresh": 0,
         }
 
     # ----------------------------------------------------------------- helpers

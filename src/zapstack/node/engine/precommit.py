@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from zapstack.consensus.digest import corona_session_id
 from zapstack.consensus.legs.corona import CoronaSigner, Key
 from zapstack.crypto.ringtail.params import PARAMS as RINGTAIL_PARAMS
+from zapstack.errors import LocalProtocolError
 from zapstack.node.engine import aggregate
 from zapstack.node.wire import Message, MsgType, encode_signers
 
@@ -76,7 +77,10 @@ async def refill(c: Consensus) -> None:
     if key < (c.height, c.round):  # the chain passed it while we computed
         signer.discard()
         return
-    c.presessions.add(key, signer)
+    try:
+        c.presessions.add(key, signer)
+    except LocalProtocolError:  # we voted meanwhile with a fresh session: this one is void
+        return
     c.io.send(c.g.proposer_of(*key), MsgType.CORONA_PRECOMMIT, *key, signer.commitment)
 
 

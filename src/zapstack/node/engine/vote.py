@@ -106,6 +106,9 @@ async def _corona(c: Consensus, to: int, h: int, r: int) -> None:
     if signer is None:  # none prepared (a round change, a restart, a slow start)
         signer = await c.io.run(CoronaSigner, c.keys.secrets, session_id(c, (h, r)), c.entropy(32))
         c.io.send(to, MsgType.CORONA_COMMIT, h, r, signer.commitment)
+        c.stats["corona_fresh"] += 1
+    else:
+        c.stats["corona_prepared"] += 1
     c.corona[(h, r)] = (signer, c.io.now_ms())
     early = c.early_signers.pop((h, r), None)
     if early is not None:
