@@ -37,7 +37,7 @@ from zapstack.zap.frames import parse_block
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
-__all__ = ["emit", "on_share"]
+__all__ = ["emit", "on_share", "send_signers"]
 
 _SHARE_LEGS = (1, 2, 4)
 """Leg ids a SHARE message may carry (BLS, Pulsar, Magnetar; Corona has its own messages)."""
@@ -79,11 +79,19 @@ def emit(c: Consensus, agg: Aggregation, key: tuple[int, int], events: list[Roun
 def _signers_chosen(
     c: Consensus, agg: Aggregation, key: tuple[int, int], ev: CoronaSignersChosen
 ) -> bool:
-    payload = encode_signers(dict(ev.commitments))
-    notice = encode_signers({i: b"" for i in ev.signers})  # "the set is fixed without you"
-    for i in range(c.g.vset.n):
-        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload if i in ev.signers else notice)
+    if c.signers_fixed.get(key) != tuple(ev.signers):  # else announced ahead already
+        send_signers(c, key, tuple(ev.signers), dict(ev.commitments))
     return False
+
+
+def send_signers(
+    c: Consensus, key: tuple[int, int], signers: tuple[int, ...], commitments: dict[int, bytes]
+) -> None:
+    """CORONA_SIGNERS to the chosen signers; the indices alone to everyone else."""
+    payload = encode_signers(commitments)
+    notice = encode_signers({i: b"" for i in signers})  # "the set is fixed without you"
+    for i in range(c.g.vset.n):
+        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload if i in signers else notice)
 
 
 def _leg_aggregated(

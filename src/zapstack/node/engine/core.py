@@ -97,6 +97,8 @@ class Consensus:
         """Aggregator side: commitments prepared ahead for sessions we will aggregate."""
         self.early_signers: dict[Key, Message] = {}
         """CORONA_SIGNERS that arrived before our vote of that (height, round)."""
+        self.signers_fixed: dict[Key, tuple[int, ...]] = {}
+        """Aggregator side: signer sets announced ahead of our proposal."""
         self.aggs: dict[tuple[int, int], Aggregation] = {}
         self.future: list[Message] = []
         self.history: list[HeightRecord] = []

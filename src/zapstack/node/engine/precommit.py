@@ -15,12 +15,17 @@ set root) -- nothing of the block.  So round 1 moves off the critical path:
   aggregate: ``height .. height + lookahead`` of our chain, a round not older
   than ours, we are its proposer, and the exact commitment size; at most one
   per validator per key, so the store is bounded by (lookahead + 1) x n
-  commitments.  One arriving after our proposal goes straight into the round.
+  commitments.  The moment t are held -- before the block exists -- the
+  signer set is fixed (the first t in validator order) and CORONA_SIGNERS
+  goes out (the others get the indices only), so round 2's inputs are at the
+  voters before the proposal.  One arriving after our proposal goes straight
+  into the round.
 * :func:`feed` (right after we propose) hands the held commitments to the
-  round: with t of them the signer set is fixed at once and CORONA_SIGNERS
-  goes out with the proposal; with fewer, CORONA_SIGNERS with k = 0 asks the
-  validators we hold nothing from for their commitment (one prepared ahead,
-  or a fresh round 1 if they have none -- never a reused nonce).
+  round -- exactly the announced signers' when the set was fixed ahead, so
+  the round chooses the same set; with fewer than t, CORONA_SIGNERS with
+  k = 0 asks the validators we hold nothing from for their commitment (one
+  prepared ahead, or a fresh round 1 if they have none -- never a reused
+  nonce).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 from typing import TYPE_CHECKING
 
 from zapstack.consensus.digest import corona_session_id
-from zapstack.consensus.legs.corona import CoronaSigner, Key
+from zapstack.consensus.legs.corona import CoronaSigner, Key, choose_signers
 from zapstack.crypto.ringtail.params import PARAMS as RINGTAIL_PARAMS
 from zapstack.errors import LocalProtocolError
 from zapstack.node.engine import aggregate
@@ -62,8 +67,9 @@ def _quiet(c: Consensus, now: int) -> bool:
 async def refill(c: Consensus) -> None:
     """Prepare one missing round-1 session ahead and send its commitment (see module doc)."""
     c.presessions.drop_before(c.height, c.round)
-    for key in [k for k in c.precommits if k[0] < c.height]:
-        del c.precommits[key]
+    for stale in (c.precommits, c.signers_fixed, c.early_signers):
+        for key in [k for k in stale if k[0] < c.height]:
+            del stale[key]
     sk = c.keys.secrets
     if sk.corona_share is None or not c.g.vset.corona_pk or c.halted:
         return
@@ -96,7 +102,12 @@ async def on_precommit(c: Consensus, msg: Message) -> None:
     if key in c.aggs:  # we proposed already: it is a late commitment like any other
         await aggregate.on_share(c, Message(MsgType.CORONA_COMMIT, *key, msg.sender, msg.payload))
         return
-    c.precommits.setdefault(key, {}).setdefault(msg.sender, msg.payload)
+    held = c.precommits.setdefault(key, {})
+    held.setdefault(msg.sender, msg.payload)
+    chosen = choose_signers(c.g.vset, list(held))
+    if chosen is not None and key not in c.signers_fixed:
+        c.signers_fixed[key] = tuple(chosen)
+        aggregate.send_signers(c, key, tuple(chosen), {i: held[i] for i in chosen})
 
 
 async def feed(c: Consensus, key: Key) -> None:
@@ -105,6 +116,9 @@ async def feed(c: Consensus, key: Key) -> None:
     agg = c.aggs.get(key)
     if agg is None:
         return
+    fixed = c.signers_fixed.get(key)
+    if fixed is not None:  # announced ahead: the round must choose exactly these
+        held = {i: held[i] for i in fixed}
     for sender in sorted(held):
         await aggregate.on_share(c, Message(MsgType.CORONA_COMMIT, *key, sender, held[sender]))
     if len(held) < c.g.vset.corona_threshold:
