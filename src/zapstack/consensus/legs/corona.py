@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from zapstack.consensus.digest import CertContext, LegId, corona_session_id, leg_digest
@@ -44,6 +46,7 @@ __all__ = [
     "aggregate",
     "choose_signers",
     "deal_epoch",
+    "prepare_session",
     "session_of",
     "verify",
 ]
@@ -110,6 +113,16 @@ class CoronaSigner:
             {i + 1: c for i, c in commitments.items()},
         )
 
+    def prime(self, signers: Sequence[int], commitments: Mapping[int, bytes]) -> None:
+        """Compute round 2's message-independent half now that the signer set is known.
+
+        Public data only (decoded commitments, their sum, the session digest,
+        the spread check); :meth:`respond` reuses it for exactly these inputs.
+        """
+        state = self._state
+        if state is not None:
+            state.prime([i + 1 for i in signers], {i + 1: c for i, c in commitments.items()})
+
     def discard(self) -> None:
         """Drop the session's secret state (idempotent)."""
         if self._state is not None:
@@ -167,6 +180,10 @@ class Presessions:
         signer = self._ready.get(key)
         return None if signer is None else signer.commitment
 
+    def peek(self, key: Key) -> CoronaSigner | None:
+        """The prepared session for ``key`` without handing it out (to prime it)."""
+        return self._ready.get(key)
+
     def take(self, key: Key) -> CoronaSigner | None:
         """Hand out the prepared session for ``key`` once (None: none ready).
 
@@ -196,6 +213,29 @@ def choose_signers(vset: ValidatorSet, committed: Sequence[int]) -> list[int] | 
     return chosen if len(chosen) == vset.corona_threshold else None
 
 
+_PREPARED: OrderedDict[bytes, ringtail.Prepared] = OrderedDict()
+_PREPARED_LOCK = threading.Lock()
+PREPARED_KEEP = 8
+"""Sessions whose combine half is kept ready (a cache of public data, per process)."""
+
+
+def prepare_session(
+    vset: ValidatorSet, session_id: bytes, signers: Sequence[int], commitments: Mapping[int, bytes]
+) -> None:
+    """Aggregator: compute combine's message-independent half ahead of the responses.
+
+    Kept for the last :data:`PREPARED_KEEP` sessions; :func:`aggregate` uses it
+    only when session, signer set and every commitment byte match.
+    """
+    pk = ringtail.GroupPublicKey.from_bytes(vset.corona_pk)
+    ordered = tuple(sorted(i + 1 for i in signers))
+    prep = ringtail.prepare(pk, session_id, ordered, {i + 1: c for i, c in commitments.items()})
+    with _PREPARED_LOCK:
+        _PREPARED[session_id] = prep
+        while len(_PREPARED) > PREPARED_KEEP:
+            _PREPARED.popitem(last=False)
+
+
 def aggregate(
     vset: ValidatorSet,
     ctx: CertContext,
@@ -216,6 +256,8 @@ def aggregate(
         raise InvalidCert(f"corona: no commitment/response from signers {missing}", leg=_L)
     pk = ringtail.GroupPublicKey.from_bytes(vset.corona_pk)
     message = leg_digest(ctx, LEG)
+    with _PREPARED_LOCK:
+        prepared = _PREPARED.get(session_of(ctx))
     try:
         sig = ringtail.combine(
             pk,
@@ -224,6 +266,7 @@ def aggregate(
             [i + 1 for i in signers],
             {i + 1: commitments[i] for i in signers},
             {i + 1: responses[i] for i in signers},
+            prepared,
         )
     except Exception as exc:  # a bad response from a signer: the leg fails, never a crash
         raise InvalidCert(f"corona: combine failed: {exc}", leg=_L) from exc

@@ -34,7 +34,7 @@ import os
 from typing import TYPE_CHECKING
 
 from zapstack.consensus.digest import corona_session_id
-from zapstack.consensus.legs.corona import CoronaSigner, Key, choose_signers
+from zapstack.consensus.legs.corona import CoronaSigner, Key, choose_signers, prepare_session
 from zapstack.crypto.ringtail.params import PARAMS as RINGTAIL_PARAMS
 from zapstack.errors import LocalProtocolError
 from zapstack.node.engine import aggregate
@@ -107,7 +107,10 @@ async def on_precommit(c: Consensus, msg: Message) -> None:
     chosen = choose_signers(c.g.vset, list(held))
     if chosen is not None and key not in c.signers_fixed:
         c.signers_fixed[key] = tuple(chosen)
-        aggregate.send_signers(c, key, tuple(chosen), {i: held[i] for i in chosen})
+        commitments = {i: held[i] for i in chosen}
+        aggregate.send_signers(c, key, tuple(chosen), commitments)
+        sid = session_id(c, key)
+        await c.io.run(prepare_session, c.g.vset, sid, chosen, commitments)
 
 
 async def feed(c: Consensus, key: Key) -> None:

@@ -128,6 +128,19 @@ async def on_signers(c: Consensus, msg: Message) -> None:
         c.early_signers[key] = msg  # answered right after our vote
         for old in [k for k in c.early_signers if k < (c.height, c.round)]:
             del c.early_signers[old]
+        await _prime(c, key, msg)
+
+
+async def _prime(c: Consensus, key: tuple[int, int], msg: Message) -> None:
+    """Signer set known before the block: compute round 2's message-free half now."""
+    signer = c.presessions.peek(key)
+    commitments = decode_signers(msg.payload)
+    if signer is None or not commitments.get(c.me):
+        return
+    try:
+        await c.io.run(signer.prime, sorted(commitments), commitments)
+    except ZapError as exc:  # a bad commitment: round 2 will refuse it again, and say so
+        log.info("corona: priming round 2 failed: %s", exc)
 
 
 def _send_commitment(c: Consensus, msg: Message) -> None:
