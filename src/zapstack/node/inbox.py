@@ -6,8 +6,9 @@ Contract
 streams and from ourselves) for the single consensus task.  Two classes,
 FIFO within each: Corona messages (:data:`SLOW`) are handed out only when no
 other message waits, so Corona's large round-1 traffic never delays the fast
-legs, proposals or FINALs (round-2 responses, small, are ordinary messages).  ``put`` never blocks (unbounded: the stream
-handlers already bound each message); it and ``get`` belong to one event loop.
+legs, proposals or FINALs (round-2 responses, small, are ordinary messages).
+``put`` never blocks (unbounded: the stream handlers already bound each
+message); it and ``get`` belong to one event loop.
 """
 
 from __future__ import annotations
