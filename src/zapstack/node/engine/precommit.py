@@ -12,14 +12,14 @@ set root) -- nothing of the block.  So round 1 moves off the critical path:
   proposal is due, not while a round-2 answer of ours is pending.  Prepared
   sessions of passed keys are destroyed here too (the chain moved on).
 * :func:`on_precommit` (aggregator side) holds commitments for keys we will
-  aggregate: ``height .. height + lookahead`` of our chain, a round not older
-  than ours, we are its proposer, and the exact commitment size; at most one
-  per validator per key, so the store is bounded by (lookahead + 1) x n
-  commitments.  The moment t are held -- before the block exists -- the
-  signer set is fixed (the first t in validator order) and CORONA_SIGNERS
-  goes out (the others get the indices only), so round 2's inputs are at the
-  voters before the proposal.  One arriving after our proposal goes straight
-  into the round.
+  aggregate: ``height .. height + lookahead`` of our chain, round 0 and not
+  older than our (height, round), we are its proposer, and the exact
+  commitment size; at most one per validator per key, so the store is
+  bounded by (lookahead + 1) x n commitments.  The moment t are held --
+  before the block exists -- the signer set is fixed (the first t in
+  validator order) and CORONA_SIGNERS goes out (the others get the indices
+  only), so round 2's inputs are at the voters before the proposal.  One
+  arriving after our proposal goes straight into the round.
 * :func:`feed` (right after we propose) hands the held commitments to the
   round -- exactly the announced signers' when the set was fixed ahead, so
   the round chooses the same set; with fewer than t, CORONA_SIGNERS with
@@ -102,6 +102,8 @@ async def on_precommit(c: Consensus, msg: Message) -> None:
     if key in c.aggs:  # we proposed already: it is a late commitment like any other
         await aggregate.on_share(c, Message(MsgType.CORONA_COMMIT, *key, msg.sender, msg.payload))
         return
+    if msg.round != 0:
+        return  # only round 0 is prepared ahead: the store stays bounded
     held = c.precommits.setdefault(key, {})
     held.setdefault(msg.sender, msg.payload)
     chosen = choose_signers(c.g.vset, list(held))

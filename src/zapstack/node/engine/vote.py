@@ -19,10 +19,11 @@ Contract
   signature.  Each result is sent to the aggregator as soon as it exists.
 * :func:`on_signers` answers CORONA_SIGNERS with our round-2 response; the
   round-1 session is used once (popped) and a refused response is logged.
-  One that arrives before our vote waits (one per (height, round), from that
-  round's proposer only) until we voted.  CORONA_SIGNERS with no signers is
-  the aggregator asking for our commitment: we send the one we hold for that
-  session (prepared or fresh), never a new round 1 for a session we hold.
+  One that arrives before our vote waits (one per (height, round), this
+  round or the next, from that round's proposer only) until we voted.
+  CORONA_SIGNERS with no signers is the aggregator asking for our
+  commitment: we send the one we hold for that session (prepared or fresh),
+  never a new round 1 for a session we hold.
   One that names the signers without their commitments tells us we are not
   among them: our session is discarded (its nonces erased) at once.
 """
@@ -124,7 +125,7 @@ async def on_signers(c: Consensus, msg: Message) -> None:
         _send_commitment(c, msg)
     elif key in c.voted:
         await _respond(c, msg)
-    elif msg.height == c.height and msg.round >= c.round:
+    elif msg.height == c.height and c.round <= msg.round <= c.round + 1:
         c.early_signers[key] = msg  # answered right after our vote
         for old in [k for k in c.early_signers if k < (c.height, c.round)]:
             del c.early_signers[old]
