@@ -6,11 +6,13 @@ set root) -- nothing of the block.  So round 1 moves off the critical path:
 
 * :func:`refill` (from the engine's tick, one session per call, on the worker
   pool) prepares our round-1 session for round 0 of the next
-  ``Presessions.lookahead`` heights that lack one, and sends its commitment as
-  CORONA_PRECOMMIT to that session's aggregator (its proposer; ourselves
-  included).  It runs only while this validator is quiet: not while our own
-  proposal is due, not while a round-2 answer of ours is pending.  Prepared
-  sessions of passed keys are destroyed here too (the chain moved on).
+  ``Presessions.lookahead`` heights that lack one, and sends its commitment
+  as CORONA_PRECOMMIT to that session's aggregator (its proposer; ourselves
+  included).  It runs only while this validator is quiet: not while a
+  round-2 answer of ours may be asked for, and before our vote of the
+  current round only in the first half of the block interval (the proposal
+  is not due yet).  Prepared sessions of passed keys are destroyed here too
+  (the chain moved on).
 * :func:`on_precommit` (aggregator side) holds commitments for keys we will
   aggregate: ``height .. height + lookahead`` of our chain, round 0 and not
   older than our (height, round), we are its proposer, and the exact
@@ -58,10 +60,9 @@ def _quiet(c: Consensus, now: int) -> bool:
     """True when preparing round 1 delays nothing of ours on the critical path."""
     if any(s.open and now - t < c.round_timeout_ms() for s, t in c.corona.values()):
         return False  # a round-2 answer of ours may still be asked for
-    key = (c.height, c.round)
-    if c.g.proposer_of(*key) == c.me and key not in c.proposed:
-        return now - c.last_final_ms < c.g.block_interval_ms // 2  # our proposal is not due
-    return True
+    if (c.height, c.round) in c.voted:
+        return True  # this round's vote is done: the next proposal is a block interval away
+    return now - c.last_final_ms < c.g.block_interval_ms // 2  # the proposal is not due yet
 
 
 async def refill(c: Consensus) -> None:
