@@ -128,3 +128,87 @@ def test_accountable_aggregation_takes_fewest_signers(
     assert bls_leg.verify(vset, ctx, bls_all) == [0, 1, 2, 3, 4]  # BLS keeps every signer
     with pytest.raises(InvalidCert, match="below threshold"):
         pulsar.aggregate(vset, ctx, {i: pulsar.sign_share(secrets[i], ctx) for i in range(3)})
+
+
+def test_entropy_gives_fresh_nonces_and_none_keeps_the_derivation(
+    secrets: list[ValidatorSecrets], ctx: CertContext
+) -> None:
+    sess = corona.session_of(ctx)
+    plain = corona.CoronaSigner(secrets[0], sess).commitment
+    assert corona.CoronaSigner(secrets[0], sess, b"").commitment == plain
+    a = corona.CoronaSigner(secrets[0], sess, b"\x01" * 32).commitment
+    b = corona.CoronaSigner(secrets[0], sess, b"\x02" * 32).commitment
+    assert len({plain, a, b}) == 3
+
+
+def test_presessions_prepare_each_key_once_and_hand_it_out_once(
+    secrets: list[ValidatorSecrets], ctx: CertContext
+) -> None:
+    pool = corona.Presessions(lookahead=2)
+    assert pool.wanted(7) == [(7, 0), (8, 0)]
+    assert pool.reserve((7, 0)) and not pool.reserve((7, 0))
+    assert pool.wanted(7) == [(8, 0)]
+    signer = corona.CoronaSigner(secrets[0], corona.session_of(ctx), b"\x07" * 32)
+    pool.add((7, 0), signer)
+    assert pool.commitment((7, 0)) == signer.commitment and len(pool) == 1
+    again = corona.CoronaSigner(secrets[0], corona.session_of(ctx), b"\x08" * 32)
+    with pytest.raises(LocalProtocolError, match="not reserved or was prepared"):
+        pool.add((7, 0), again)
+    assert not again.open  # a refused session is erased, never kept around
+    assert pool.take((7, 0)) is signer
+    assert pool.take((7, 0)) is None  # consumed on use
+    assert pool.wanted(7) == [(8, 0)]  # and never prepared again
+
+
+def test_a_vote_spends_a_key_whose_round1_is_still_in_flight(
+    secrets: list[ValidatorSecrets], ctx: CertContext
+) -> None:
+    pool = corona.Presessions()
+    assert pool.reserve((7, 0))
+    assert pool.take((7, 0)) is None  # the vote went ahead with a fresh session
+    late = corona.CoronaSigner(secrets[0], corona.session_of(ctx), b"\x09" * 32)
+    with pytest.raises(LocalProtocolError):
+        pool.add((7, 0), late)  # the late one is void: one session per key
+    assert not late.open
+
+
+def test_presessions_are_destroyed_when_the_chain_passes_them(
+    secrets: list[ValidatorSecrets], ctx: CertContext
+) -> None:
+    pool = corona.Presessions(lookahead=3)
+    made = {}
+    for h in (7, 8, 9):
+        assert pool.reserve((h, 0))
+        made[h] = corona.CoronaSigner(secrets[0], corona.session_of(ctx), bytes([h]) * 32)
+        pool.add((h, 0), made[h])
+    assert pool.drop_before(7, 1) == 1  # round change at height 7: (7, 0) never runs
+    assert not made[7].open and pool.take((7, 0)) is None
+    assert pool.drop_before(9) == 1  # heights 7 and 8 committed
+    assert not made[8].open and made[9].open and len(pool) == 1
+
+
+def test_preprocessed_session_answers_round2_once(
+    vset: ValidatorSet, secrets: list[ValidatorSecrets], ctx: CertContext, other_ctx: CertContext
+) -> None:
+    # round 1 for (height 7, round 0) runs before the block exists; the block
+    # only enters round 2, which the prepared state answers exactly once
+    sess = corona.session_of(ctx)
+    signers = [0, 1, 2, 3]
+    pool = {i: corona.Presessions() for i in signers}
+    for i in signers:
+        assert pool[i].reserve((7, 0))
+        pool[i].add((7, 0), corona.CoronaSigner(secrets[i], sess, bytes([i]) * 32))
+    commits = {i: pool[i].commitment((7, 0)) or b"" for i in signers}
+    party = {i: pool[i].take((7, 0)) for i in signers}
+    corona.prepare_session(vset, sess, signers, commits)
+    responses = {}
+    for i, signer in party.items():
+        assert signer is not None
+        signer.prime(signers, commits)
+        responses[i] = signer.respond(ctx, signers, commits)
+    sig = corona.aggregate(vset, ctx, signers, commits, responses)
+    assert corona.verify(vset, ctx, sig) == []
+    with pytest.raises(LocalProtocolError, match="already answered"):
+        party[0].respond(ctx, signers, commits)  # same prepared state, same block: refused
+    with pytest.raises(LocalProtocolError, match="already answered"):
+        party[1].respond(other_ctx, signers, commits)  # or another block

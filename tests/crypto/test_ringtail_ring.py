@@ -15,6 +15,7 @@ from zapstack.crypto.ringtail.ring import (
     center,
     intt,
     mulmod,
+    mulmod_limbs,
     mulmod_reference,
     negmod,
     ntt,
@@ -47,6 +48,29 @@ def test_mulmod_equals_bigint(pairs: list[tuple[int, int]]) -> None:
     a = np.array([p[0] for p in pairs], dtype=np.int64)
     b = np.array([p[1] for p in pairs], dtype=np.int64)
     assert mulmod(a, b).tolist() == [mulmod_reference(x, y) for x, y in pairs]
+
+
+@given(st.lists(st.tuples(coeff, coeff), min_size=1, max_size=64))
+def test_mulmod_limbs_equals_bigint(pairs: list[tuple[int, int]]) -> None:
+    a = np.array([p[0] for p in pairs], dtype=np.int64)
+    b = np.array([p[1] for p in pairs], dtype=np.int64)
+    assert mulmod_limbs(a, b).tolist() == [mulmod_reference(x, y) for x, y in pairs]
+
+
+@given(st.lists(st.tuples(st.integers(1, Q - 1), st.integers(-3, 3)), min_size=1, max_size=64))
+def test_mulmod_at_quotient_boundaries(pairs: list[tuple[int, int]]) -> None:
+    # b = d / a (mod q): a*b lands within 3 of a multiple of q, where a float
+    # quotient estimate is most likely off by one -- the corrections must hold
+    a = np.array([x for x, _ in pairs], dtype=np.int64)
+    b = np.array([(d * pow(x, -1, Q)) % Q for x, d in pairs], dtype=np.int64)
+    assert mulmod(a, b).tolist() == [d % Q for _, d in pairs]
+
+
+def test_mulmod_equals_limbs_on_a_million_products() -> None:
+    rng = np.random.default_rng(20261205)
+    a = rng.integers(0, Q, size=1 << 20, dtype=np.int64)
+    b = rng.integers(0, Q, size=1 << 20, dtype=np.int64)
+    assert np.array_equal(mulmod(a, b), mulmod_limbs(a, b))
 
 
 @given(st.lists(st.tuples(coeff, coeff), min_size=1, max_size=64))

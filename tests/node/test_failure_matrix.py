@@ -168,7 +168,14 @@ def test_peer_sends_malformed_frame(tmp_path: Path) -> None:
                 return [decode(m, StreamType.CERT_SHARES) for m in got]
 
             # BLS + Pulsar (+ Magnetar) shares and the Corona commitment come back
-            await until(lambda: {m.type for m in votes()} >= {MsgType.SHARE, MsgType.CORONA_COMMIT})
+            # (prepared ahead of the proposal, or fresh after it)
+            corona = {MsgType.CORONA_PRECOMMIT, MsgType.CORONA_COMMIT}
+            await until(
+                lambda: (
+                    MsgType.SHARE in {m.type for m in votes()}
+                    and bool(corona & {m.type for m in votes()})
+                )
+            )
             assert all(m.sender == 0 and m.height == 1 for m in votes())
             assert not peer.session.closed and not node.peers[1].session.closed
             assert node.rx.reputation.score(me) == score  # valid streams cost nothing

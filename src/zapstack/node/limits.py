@@ -12,7 +12,7 @@ validator set of ``n``):
 * PROPOSAL = header 15 + the largest block frame (``MAX_BLOCK_SIZE``);
 * BLOCK_PUSH (FINAL) = 15 + u32 + the largest cert + the largest block;
 * CERT_SHARES = 15 + the largest of SHARE (u8 leg + a Magnetar signature),
-  CORONA_COMMIT, CORONA_SIGNERS (n commitments), CORONA_RESPONSE and
+  CORONA_COMMIT / CORONA_PRECOMMIT, CORONA_SIGNERS (n commitments), CORONA_RESPONSE and
   CERT_UPGRADE (the largest cert);
 * the largest cert = 105 + BLS (bitmap + 96) + Pulsar (bitmap + n x 3309) +
   Corona (15,648) + Magnetar (bitmap + n x 17,088) (quasarcert.md);
@@ -76,7 +76,7 @@ def largest_message(stream_type: StreamType, n: int) -> int:
         StreamType.BLOCK_PUSH: 4 + cert + MAX_BLOCK_SIZE,
         StreamType.CERT_SHARES: max(
             1 + SLH_SIG_MAX,  # SHARE
-            RINGTAIL_COMMIT,  # CORONA_COMMIT
+            RINGTAIL_COMMIT,  # CORONA_COMMIT, CORONA_PRECOMMIT
             2 + n * (2 + 4 + RINGTAIL_COMMIT),  # CORONA_SIGNERS
             RINGTAIL_RESPONSE,  # CORONA_RESPONSE
             cert,  # CERT_UPGRADE

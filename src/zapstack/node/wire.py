@@ -16,7 +16,12 @@ Layout, little-endian::
  5     CORONA_RESPONSE   CERT_SHARES   Ringtail round-2 response
  6     FINAL             BLOCK_PUSH    u32 cert_len | QuasarCert | block ZAP frame
  7     CERT_UPGRADE      CERT_SHARES   QuasarCert (a stronger cert of a final block)
+ 8     CORONA_PRECOMMIT  CERT_SHARES   Ringtail round-1 commitment prepared ahead,
+                                       for (height, round) before its proposal
 =====  ================  ============  =========================================
+
+CORONA_SIGNERS with k = 0 is the aggregator's request "send me your round-1
+commitment for this session" (it holds fewer than t preprocessed ones).
 
 ``decode`` is strict: unknown message types, short payloads and trailing
 bytes raise :class:`~zapstack.errors.RemoteProtocolError` carrying
@@ -64,6 +69,7 @@ class MsgType(enum.IntEnum):
     CORONA_RESPONSE = 5
     FINAL = 6
     CERT_UPGRADE = 7
+    CORONA_PRECOMMIT = 8
 
 
 STREAM_OF: dict[MsgType, StreamType] = {
@@ -74,6 +80,7 @@ STREAM_OF: dict[MsgType, StreamType] = {
     MsgType.CORONA_RESPONSE: StreamType.CERT_SHARES,
     MsgType.FINAL: StreamType.BLOCK_PUSH,
     MsgType.CERT_UPGRADE: StreamType.CERT_SHARES,
+    MsgType.CORONA_PRECOMMIT: StreamType.CERT_SHARES,
 }
 """Which stream type carries each message (a mismatch is a protocol violation)."""
 

@@ -141,8 +141,8 @@ _ROWS = (
     StreamSpec(
         StreamType.CERT_SHARES, Direction.UNI, Role.PUSH, Opener.ANY,
         "one consensus message per stream: SHARE (one BLS, Pulsar or Magnetar leg "
-        "share), CORONA_COMMIT, CORONA_SIGNERS, CORONA_RESPONSE or CERT_UPGRADE; FIN "
-        "ends it (docs/formats/consensus-wire.md)",
+        "share), CORONA_COMMIT, CORONA_SIGNERS, CORONA_RESPONSE, CERT_UPGRADE or "
+        "CORONA_PRECOMMIT; FIN ends it (docs/formats/consensus-wire.md)",
     ),
     StreamSpec(
         StreamType.HEADER_RANGE, Direction.BI, Role.REQUEST, Opener.ANY,

@@ -17,6 +17,7 @@ Formats: ``docs/formats/ringtail.md``.
 
 from zapstack.crypto.ringtail.keys import GroupPublicKey, KeyShare, deal
 from zapstack.crypto.ringtail.params import PARAMS, Params
+from zapstack.crypto.ringtail.prepared import Prepared, prepare
 from zapstack.crypto.ringtail.signing import (
     SignerSession,
     combine,
@@ -32,11 +33,13 @@ __all__ = [
     "GroupPublicKey",
     "KeyShare",
     "Params",
+    "Prepared",
     "Signature",
     "SignerSession",
     "combine",
     "combine_unchecked",
     "deal",
+    "prepare",
     "round1",
     "round2",
     "sign_in_process",

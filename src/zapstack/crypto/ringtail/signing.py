@@ -45,7 +45,7 @@ from zapstack.crypto.ringtail.codec import (
     round_bits,
 )
 from zapstack.crypto.ringtail.keys import GroupPublicKey, KeyShare, expanded
-from zapstack.crypto.ringtail.params import Params
+from zapstack.crypto.ringtail.prepared import Prepared, prepare, spread_ok
 from zapstack.crypto.ringtail.ring import (
     DEGREE,
     Q,
@@ -61,12 +61,10 @@ from zapstack.crypto.ringtail.ring import (
 from zapstack.crypto.ringtail.sampling import challenge, gaussian
 from zapstack.crypto.ringtail.shamir import lagrange_at_zero
 from zapstack.crypto.ringtail.transcript import (
-    commitment_digest,
     hash_c,
     hash_u,
     mask_prf,
     nonce_xof,
-    session_digest,
     sid_digest,
 )
 from zapstack.crypto.ringtail.verify import Signature, norm_sq, recompute_h
@@ -76,6 +74,7 @@ __all__ = [
     "SignerSession",
     "combine",
     "combine_unchecked",
+    "prepare",
     "round1",
     "round2",
     "sign_in_process",
@@ -93,7 +92,7 @@ _Z_LIMIT: Final = 1 << 47
 class SignerSession:
     """One party's private state between round 1 and round 2 (single use)."""
 
-    __slots__ = ("_r_hat", "_used", "commitment", "session_id", "share")
+    __slots__ = ("_r_hat", "_used", "commitment", "prepared", "session_id", "share")
 
     def __init__(self, share: KeyShare, session_id: bytes, r_hat: I64, commitment: bytes) -> None:
         self.share = share
@@ -104,11 +103,22 @@ class SignerSession:
         """This party's encoded round-1 message."""
         self._r_hat = r_hat
         self._used = False
+        self.prepared: Prepared | None = None
+        """Round 2's message-independent half, when :meth:`prime` ran (public data only)."""
 
     @property
     def used(self) -> bool:
         """True once round 2 answered or the session was discarded."""
         return self._used
+
+    def prime(self, signers: Sequence[int], commitments: Mapping[int, Blob]) -> Prepared:
+        """Compute round 2's message-independent half now (the signer set is known).
+
+        Touches no secret: round 2 reuses it only for exactly these inputs.
+        """
+        ordered = _check_signers(signers, self.share.n)
+        self.prepared = prepare(self.share.public_key, self.session_id, ordered, commitments)
+        return self.prepared
 
     def discard(self) -> None:
         """Erase the nonces; safe to call any number of times, in any state."""
@@ -147,12 +157,15 @@ def round1(share: KeyShare, session_id: bytes, rng_seed: bytes) -> tuple[SignerS
 class _Context:
     """Everything round 2 and combine derive identically from public data."""
 
-    digest: bytes
-    d_sum: I64
+    prep: Prepared
     u_hat: I64
     h: I64
     c_tilde: bytes
     c_hat: I64
+
+    @property
+    def digest(self) -> bytes:
+        return self.prep.digest
 
 
 def _check_signers(signers: Sequence[int], n: int | None = None) -> tuple[int, ...]:
@@ -166,59 +179,23 @@ def _check_signers(signers: Sequence[int], n: int | None = None) -> tuple[int, .
     return ordered
 
 
-def _decode_commitment(blob: memoryview, index: int, sid_dig: bytes, p: Params) -> I64:
-    cols = p.dbar + 1
-    if len(blob) != _HEAD + 7 * p.rows * cols * DEGREE:
-        raise malformed(f"commitment of party {index} has the wrong length")
-    if _INDEX.unpack_from(blob)[0] != index:
-        raise malformed(f"commitment filed under {index} names another party")
-    if bytes(blob[2:_HEAD]) != sid_dig:
-        raise malformed(f"commitment of party {index} belongs to another session")
-    return decode_mod_q(blob[_HEAD:], p.rows * cols * DEGREE).reshape(p.rows, cols, DEGREE)
-
-
 def _context(
     pk: GroupPublicKey,
     message: bytes,
     session_id: bytes,
     signers: tuple[int, ...],
     commitments: Mapping[int, Blob],
+    prepared: Prepared | None = None,
 ) -> _Context:
+    """The message-dependent half; the rest from ``prepared`` when it matches exactly."""
     p = pk.params
-    if set(commitments) != set(signers):
-        raise LocalProtocolError("need exactly one commitment per signer")
-    exp = expanded(pk)
-    sid_dig = sid_digest(session_id)
-    d_sum = np.zeros((p.rows, p.dbar + 1, DEGREE), dtype=np.int64)
-    d_digests = []
-    for j in signers:
-        blob = memoryview(commitments[j])
-        d_sum = addmod(d_sum, _decode_commitment(blob, j, sid_dig, p))
-        d_digests.append(commitment_digest(blob[_HEAD:]))
-    digest = session_digest(exp.digest, sid_dig, signers, d_digests)
-    u_hat = ntt(hash_u(digest, message, p))
-    h = round_bits(intt(matvec_ntt(ntt(d_sum), u_hat)), p.nu)
-    c_tilde = hash_c(exp.digest, pack_bits(h, p.log_q_nu), message)
+    if prepared is None or not prepared.matches(session_id, signers, commitments):
+        prepared = prepare(pk, session_id, signers, commitments)
+    u_hat = ntt(hash_u(prepared.digest, message, p))
+    h = round_bits(intt(matvec_ntt(prepared.d_hat, u_hat)), p.nu)
+    c_tilde = hash_c(expanded(pk).digest, pack_bits(h, p.log_q_nu), message)
     c_hat = ntt(challenge(c_tilde, p.kappa) % Q)
-    return _Context(digest, d_sum, u_hat, h, c_tilde, c_hat)
-
-
-def spread_ok(d_sum: I64, p: Params) -> bool:
-    """Well-spreadness of columns 1..dbar of D (round-2 guard).
-
-    In every one of the 256 complex embeddings X -> exp(i*pi*(2k+1)/256) the
-    rows x dbar matrix must have smallest singular value s with
-    s / 256 > eta_epsilon * q / sigma_u (the threshold of the authors'
-    prototype).  A uniformly random D passes with an enormous margin.
-    """
-    bar = center(d_sum[:, 1:, :]).astype(np.float64)
-    twist = np.exp(1j * np.pi * np.arange(DEGREE) / DEGREE)
-    slots = np.fft.fft(bar * twist, axis=-1)  # (rows, dbar, 256)
-    # Gram matrices per slot, (256, rows, rows); einsum keeps this off the BLAS
-    # thread pool, which oversubscribes the cores when signers run in processes.
-    gram = np.einsum("ikj,lkj->jil", slots, np.conj(slots))
-    smallest = float(np.sqrt(max(float(np.linalg.eigvalsh(gram).min()), 0.0)))
-    return smallest / DEGREE > p.eta_epsilon * p.q / p.sigma_u
+    return _Context(prepared, u_hat, h, c_tilde, c_hat)
 
 
 def _mask(share: KeyShare, signers: tuple[int, ...], digest: bytes, message: bytes) -> I64:
@@ -260,9 +237,10 @@ def _respond(
 ) -> bytes:
     """Round-2 arithmetic (no threshold policy): used by round2 and by tests."""
     share = state.share
-    p = share.public_key.params
-    ctx = _context(share.public_key, message, state.session_id, signers, commitments)
-    if not spread_ok(ctx.d_sum, p):
+    ctx = _context(
+        share.public_key, message, state.session_id, signers, commitments, state.prepared
+    )
+    if not ctx.prep.spread:
         raise InvalidCert("ringtail: combined commitment is degenerate", leg="corona")
     lam = lagrange_at_zero(share.index, signers)
     s_hat = ntt(share.secret_vector())
@@ -282,13 +260,14 @@ def combine_unchecked(
     signers: Sequence[int],
     commitments: Mapping[int, Blob],
     responses: Mapping[int, Blob],
+    prepared: Prepared | None = None,
 ) -> Signature:
     """Assemble (c~, z, Delta) without checking the bound (tests use it on bad inputs)."""
     p = pk.params
     ordered = _check_signers(signers)
     if set(responses) != set(ordered):
         raise LocalProtocolError("need exactly one response per signer")
-    ctx = _context(pk, bytes(message), session_id, ordered, commitments)
+    ctx = _context(pk, bytes(message), session_id, ordered, commitments, prepared)
     z = np.zeros((p.cols, DEGREE), dtype=np.int64)
     for j in ordered:
         blob = bytes(responses[j])
@@ -311,9 +290,14 @@ def combine(
     signers: Sequence[int],
     commitments: Mapping[int, Blob],
     responses: Mapping[int, Blob],
+    prepared: Prepared | None = None,
 ) -> bytes:
-    """Sum the responses into a signature; InvalidCert if it would not verify."""
-    sig = combine_unchecked(pk, message, session_id, signers, commitments, responses)
+    """Sum the responses into a signature; InvalidCert if it would not verify.
+
+    ``prepared`` (from :func:`prepare` on the same inputs) skips the
+    message-independent half; it is recomputed if it does not match exactly.
+    """
+    sig = combine_unchecked(pk, message, session_id, signers, commitments, responses, prepared)
     p = pk.params
     if int(np.abs(sig.z).max()) >= _Z_LIMIT or norm_sq(sig.z, sig.delta, p.nu) > p.bound_sq:
         raise InvalidCert(

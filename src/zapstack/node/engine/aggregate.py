@@ -8,10 +8,12 @@ Contract
   a round we do not aggregate, or naming an unknown leg, is ignored.
 * :func:`emit` turns round events into messages, one handler per event type
   (:data:`_ON_EVENT`): t Corona commitments in -> CORONA_SIGNERS to the chosen
-  signers; the observed tier meets the policy Mode -> FINAL (cert + block) to
-  everyone, exactly once per round; a leg aggregated after that -> one
-  CERT_UPGRADE carrying the stronger cert.  A leg that never reaches
-  threshold only leaves its field empty: the cert never waits for it.
+  signers (the other validators get the signer indices without commitments,
+  so they erase their round-1 state at once); the observed tier meets the
+  policy Mode -> FINAL (cert + block) to everyone, exactly once per round;
+  a leg aggregated after that -> one CERT_UPGRADE carrying the stronger
+  cert.  A leg that never reaches threshold only leaves its field empty: the
+  cert never waits for it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from zapstack.zap.frames import parse_block
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
-__all__ = ["emit", "on_share"]
+__all__ = ["emit", "on_share", "send_signers"]
 
 _SHARE_LEGS = (1, 2, 4)
 """Leg ids a SHARE message may carry (BLS, Pulsar, Magnetar; Corona has its own messages)."""
@@ -77,10 +79,19 @@ def emit(c: Consensus, agg: Aggregation, key: tuple[int, int], events: list[Roun
 def _signers_chosen(
     c: Consensus, agg: Aggregation, key: tuple[int, int], ev: CoronaSignersChosen
 ) -> bool:
-    payload = encode_signers(dict(ev.commitments))
-    for i in ev.signers:
-        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload)
+    if c.signers_fixed.get(key) != tuple(ev.signers):  # else announced ahead already
+        send_signers(c, key, tuple(ev.signers), dict(ev.commitments))
     return False
+
+
+def send_signers(
+    c: Consensus, key: tuple[int, int], signers: tuple[int, ...], commitments: dict[int, bytes]
+) -> None:
+    """CORONA_SIGNERS to the chosen signers; the indices alone to everyone else."""
+    payload = encode_signers(commitments)
+    notice = encode_signers({i: b"" for i in signers})  # "the set is fixed without you"
+    for i in range(c.g.vset.n):
+        c.io.send(i, MsgType.CORONA_SIGNERS, *key, payload if i in signers else notice)
 
 
 def _leg_aggregated(

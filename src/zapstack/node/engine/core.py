@@ -19,7 +19,11 @@ functions over it (:mod:`.propose`, :mod:`.vote`, :mod:`.aggregate`,
   goes through :data:`_HANDLERS`.
 * Round change (:meth:`Consensus.change_round`) abandons the rounds of this
   height we aggregate that did not finalize (``ConsensusRound.abandon``,
-  idempotent).  Each failed round lengthens the next one's timeout
+  idempotent) and destroys our Corona sessions prepared for older rounds.
+* Corona round 1 runs ahead (:mod:`.precommit`): the tick prepares the next
+  sessions when quiet, CORONA_PRECOMMIT (for a later height by design) is
+  held for the proposal, and our proposal feeds what we hold to its round.
+* Each failed round lengthens the next one's timeout
   (:meth:`Consensus.round_timeout_ms`).
 * After ``halt_height`` or a fatal store failure (:attr:`Consensus.fatal`)
   nothing new starts; finished heights still aggregate their late legs.
@@ -34,11 +38,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from zapstack.consensus.digest import CertContext
-from zapstack.consensus.legs.corona import CoronaSigner
+from zapstack.consensus.legs.corona import CoronaSigner, Key, Presessions
 from zapstack.errors import FatalStoreError
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
-from zapstack.node.engine import aggregate, commit, propose, vote
+from zapstack.node.engine import aggregate, commit, precommit, propose, vote
 from zapstack.node.engine.state import Aggregation, HeightRecord, Io, log
 from zapstack.node.genesis import Genesis, NodeKeys
 from zapstack.node.wire import Message, MsgType
@@ -61,6 +65,7 @@ class Consensus:
         *,
         on_final: Callable[[HeightRecord, bytes], Awaitable[None]] | None = None,
         halt_height: int | None = None,
+        entropy: Callable[[int], bytes] = precommit.default_entropy,
     ) -> None:
         self.g = genesis
         self.keys = keys
@@ -84,6 +89,16 @@ class Consensus:
         self.corona: dict[tuple[int, int], tuple[CoronaSigner, int]] = {}
         """(height, round) -> our Corona round-1 session and when it was opened.
         Kept past finality: Corona upgrades the cert until the policy deadline."""
+        self.entropy = entropy
+        """Fresh randomness for Corona round-1 nonces (injected; tests fix it)."""
+        self.presessions = Presessions()
+        """Our Corona round-1 sessions prepared ahead of their proposals."""
+        self.precommits: dict[Key, dict[int, bytes]] = {}
+        """Aggregator side: commitments prepared ahead for sessions we will aggregate."""
+        self.early_signers: dict[Key, Message] = {}
+        """CORONA_SIGNERS that arrived before our vote of that (height, round)."""
+        self.signers_fixed: dict[Key, tuple[int, ...]] = {}
+        """Aggregator side: signer sets announced ahead of our proposal."""
         self.aggs: dict[tuple[int, int], Aggregation] = {}
         self.future: list[Message] = []
         self.history: list[HeightRecord] = []
@@ -95,6 +110,8 @@ class Consensus:
             "blocks_rejected": 0,
             "certs_rejected": 0,
             "cert_upgrades": 0,
+            "corona_prepared": 0,
+            "corona_fresh": 0,
         }
 
     # ----------------------------------------------------------------- helpers
@@ -141,6 +158,8 @@ class Consensus:
         if due and key not in self.proposed and self.g.proposer_of(*key) == self.me:
             self.proposed.add(key)
             await propose.propose(self, *key)
+            await precommit.feed(self, key)
+        await precommit.refill(self)
 
     async def change_round(self, round_: int, now: int) -> None:
         """Move to ``round_`` of the current height; abandon our unfinished older rounds.
@@ -157,6 +176,7 @@ class Consensus:
         self.round = round_
         self.round_started_ms = now
         self.stats["round_changes"] += 1
+        self.presessions.drop_before(self.height, round_)  # never used: nonces erased
         for agg in stale:  # a round that finalized meanwhile ignores abandon
             async with agg.lock:
                 agg.round.abandon()
@@ -176,6 +196,9 @@ class Consensus:
             return
         if msg.type is MsgType.CERT_UPGRADE:
             await commit.on_upgrade(self, msg)
+            return
+        if msg.type is MsgType.CORONA_PRECOMMIT:
+            await precommit.on_precommit(self, msg)  # for a later height by design
             return
         if msg.height > self.height:
             self.future.append(msg)  # we are behind; replay when we get there
