@@ -208,7 +208,9 @@ def test_real_full_disk_halts_cleanly_and_the_restart_catches_up(tmp_path: Path)
         assert others >= halted_at
         records = [json.loads(line) for line in (disk / "node.log").read_text().splitlines()]
         caught = [r["event"] for r in records if r["event"].startswith("caught up ")]
-        assert any(int(e.split()[2]) >= 1 and "from validators [" in e for e in caught), caught
+        assert all("from validators [" in e for e in caught), caught
+        if others >= halted_at + 2:  # one height behind is decided by the next FINAL itself
+            assert any(int(e.split()[2]) >= 1 for e in caught), caught
     finally:
         if cluster is not None:
             cluster.stop()
