@@ -88,8 +88,7 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         loader = bulk.ChunkLoader(txn, src.root(), 3)
         for chunk in bad:
             assert not loader.add(chunk)
-        assert loader._tops == {} and loader._data == {}
-        assert loader._nodes == {smt.ROOT_PATH: None}
+        assert loader._tops == {} and loader._entries == {} and loader._below == {}
         assert loader.add(good)
         txn.discard()
         with dst.begin() as other:
@@ -110,6 +109,8 @@ def test_snapshot_chunk_scan_equals_the_tree_walk(tmp_path: Path) -> None:
             for depth, index in [(0, 0), (2, 1), (5, 17), (12, 4095)]:
                 want = make_chunk(store, state.get, depth, index)
                 assert view.chunk(depth, index) == want
+                snap, prefix = view._s(), index << (256 - depth)
+                assert snap.entries_under(depth, prefix) == snap.entries_under_py(depth, prefix)
 
 
 def test_upper_memo_matches_lmdb_block_after_block(tmp_path: Path) -> None:

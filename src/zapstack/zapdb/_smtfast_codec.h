@@ -283,3 +283,78 @@ static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
     }
     return keys;
 }
+
+/* by_depth(dicts, into): every item of `dicts` (node-store records, each dict ascending,
+ * the dicts in ascending prefix order: chunk subtrees) into `into`, ordered by the key's
+ * depth byte and, within a depth, as given: a stable counting sort, so `into` ends up
+ * ascending without comparing keys. */
+static PyObject *py_by_depth(PyObject *self, PyObject *args) {
+    PyObject *dicts, *into, *k, *v;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &dicts, &PyDict_Type, &into)) return NULL;
+    Py_ssize_t nd = PyList_GET_SIZE(dicts), total = 0, count[257] = {0};
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        PyObject *d = PyList_GET_ITEM(dicts, i);
+        if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "by_depth needs dicts");
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(d, &pos, &k, &v)) {
+            if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) < 1)
+                return PyErr_Format(PyExc_TypeError, "by_depth needs non-empty bytes keys");
+            count[(uint8_t)PyBytes_AS_STRING(k)[0] + 1]++;
+            total++;
+        }
+    }
+    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
+    SortKey *items = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(SortKey));
+    if (!items) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(PyList_GET_ITEM(dicts, i), &pos, &k, &v)) {
+            SortKey *s = &items[count[(uint8_t)PyBytes_AS_STRING(k)[0]]++];
+            s->o = k;
+            s->v = v;
+        }
+    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < total && rc == 0; i++) rc = PyDict_SetItem(into, items[i].o, items[i].v);
+    PyMem_Free(items);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* sorted_entries(groups) -> dict: the (key, value) pairs of every tuple in list `groups`
+ * as one dict with the keys ascending; ValueError if a key is repeated. */
+static PyObject *py_sorted_entries(PyObject *self, PyObject *groups) {
+    if (!PyList_Check(groups)) return PyErr_Format(PyExc_TypeError, "sorted_entries needs a list");
+    Py_ssize_t ng = PyList_GET_SIZE(groups), total = 0, n = 0;
+    for (Py_ssize_t i = 0; i < ng; i++) {
+        PyObject *g = PyList_GET_ITEM(groups, i);
+        if (!PyTuple_Check(g)) return PyErr_Format(PyExc_TypeError, "groups must be tuples");
+        total += PyTuple_GET_SIZE(g);
+    }
+    SortKey *keys = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(SortKey));
+    if (!keys) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < ng; i++) {
+        PyObject *g = PyList_GET_ITEM(groups, i);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(g); j++, n++) {
+            PyObject *e = PyTuple_GET_ITEM(g, j);
+            if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(e, 0))) {
+                PyMem_Free(keys);
+                return PyErr_Format(PyExc_TypeError, "entries must be (bytes, value) pairs");
+            }
+            keys[n].o = PyTuple_GET_ITEM(e, 0);
+            keys[n].v = PyTuple_GET_ITEM(e, 1);
+        }
+    }
+    sort_keys(keys, n, 0, common_prefix(keys, n));
+    PyObject *out = _PyDict_NewPresized(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        if (i > 0 && cmp_sortkey(&keys[i - 1], &keys[i]) == 0) {
+            Py_CLEAR(out);
+            PyErr_SetString(PyExc_ValueError, "sorted_entries: a key is repeated");
+        } else if (PyDict_SetItem(out, keys[i].o, keys[i].v) < 0) {
+            Py_CLEAR(out);
+        }
+    }
+    PyMem_Free(keys);
+    return out;
+}

@@ -117,8 +117,9 @@ class ChunkLoader:
         self.root = root
         self.depth = depth
         self._txn = txn
-        self._data: dict[bytes, Value | None] = {}
-        self._nodes: Nodes = {smt.ROOT_PATH: None}
+        self._entries: dict[int, tuple[tuple[bytes, bytes], ...]] = {}
+        self._below: dict[int, Nodes] = {}
+        """Per chunk index: its entries and its subtree's records (ascending)."""
         self._tops: dict[int, tuple[bytes, bytes | None]] = {}
 
     def add(self, chunk: StateChunk) -> bool:
@@ -134,11 +135,13 @@ class ChunkLoader:
                 self._txn.set(key, value)
             self._tops[chunk.index] = (smt.EMPTY, None)
             return True
-        top = verify_chunk_tree(self.root, chunk, self._nodes)
+        below: Nodes = {}
+        top = verify_chunk_tree(self.root, chunk, below)
         if top is None:
             return False
         self._tops[chunk.index] = top
-        self._data.update(chunk.entries)
+        self._below[chunk.index] = below
+        self._entries[chunk.index] = chunk.entries
         return True
 
     def finish(self) -> bytes:
@@ -150,16 +153,23 @@ class ChunkLoader:
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root
         level = [self._tops[i] for i in range(1 << self.depth)]
+        joins: Nodes = {}
         for depth in range(self.depth, 0, -1):
             level = [
-                _join(self._nodes, depth, i, level[2 * i], level[2 * i + 1])
+                _join(joins, depth, i, level[2 * i], level[2 * i + 1])
                 for i in range(len(level) // 2)
             ]
         root, record = level[0]
         if root != self.root:  # unreachable with verified chunks: a bug
             raise LocalProtocolError("verified chunks do not rebuild the target root")
-        self._nodes[smt.ROOT_PATH] = record
-        self._txn.install(self._data, self._nodes, root)
+        # Ascending without a sort of the whole: the root, the joined levels (depths
+        # 1..depth), then the chunks' subtrees level by level, chunk after chunk.
+        nodes: Nodes = {smt.ROOT_PATH: record}
+        nodes.update(sorted(joins.items()))
+        order = range(1 << self.depth)
+        batch.by_depth([self._below[i] for i in order], nodes)
+        data = batch.sorted_entries([self._entries[i] for i in order])
+        self._txn.install(data, nodes, root)
         return root
 
 

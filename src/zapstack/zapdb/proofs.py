@@ -178,8 +178,9 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
             return StateChunk(depth, index, entries, tuple(siblings), term)
         sib = path_key(pint ^ (1 << (255 - d)), d + 1)
         siblings.append(child_hash(store.get_node(sib)))
-    if isinstance(store, LeafScanner):
-        return StateChunk(depth, index, store.entries_under(depth, pint), tuple(siblings), None)
+    scan = getattr(store, "entries_under", None)  # a LeafScanner (cheaper than isinstance)
+    if scan is not None:
+        return StateChunk(depth, index, scan(depth, pint), tuple(siblings), None)
     leaves: list[bytes] = []
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
@@ -221,14 +222,16 @@ def verify_chunk_tree(
     prefix = (index << (256 - depth)).to_bytes(32, "big")
     keys = [k for k, _ in chunk.entries]
     values: list[bytes | memoryview | None] = [v for _, v in chunk.entries]
-    below: dict[bytes, bytes | None] = {}
+    below: dict[bytes, bytes | None] = {} if into else into  # an empty `into` is filled directly
     try:
         built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
     except (OverflowError, ValueError):
-        return None
+        built = None
     if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
+        below.clear()
         return None
-    into.update(below)
+    if below is not into:
+        into.update(below)
     return bytes(built[0]), built[1]
 
 
