@@ -21,7 +21,9 @@ Single-threaded; a loader's txn is the caller's to commit or discard.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
@@ -88,17 +90,41 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
             for key, value in items:
                 txn.set(key, value)
             return txn.commit()
-        data: dict[bytes, Value | None] = dict(items)
-        for key in data:
-            if not 0 < len(key) <= 511:
-                raise LocalProtocolError(f"key length {len(key)} outside 1..511")
-        nodes: Nodes = {smt.ROOT_PATH: None}
-        root, record = build(list(data), list(data.values()), nodes)
-        nodes[smt.ROOT_PATH] = record
-        txn.install(data, nodes, root)
-        return txn.commit()
+        with _no_gc():  # millions of new objects, none of them cyclic
+            data = _sorted_data(items)
+            if data and not (0 < min(map(len, data)) and max(map(len, data)) <= 511):
+                bad = next(len(k) for k in data if not 0 < len(k) <= 511)
+                raise LocalProtocolError(f"key length {bad} outside 1..511")
+            nodes: Nodes = {smt.ROOT_PATH: None}
+            root, record = build(list(data), list(data.values()), nodes)
+            nodes[smt.ROOT_PATH] = record
+            txn.install(data, nodes, root)
+            return txn.commit()
     finally:
         txn.discard()
+
+
+def _sorted_data(items: Iterable[tuple[bytes, bytes]]) -> dict[bytes, Value | None]:
+    """``dict(items)`` (a repeated key takes its last value) with the keys ascending, so
+    the commit appends it without sorting it again: one C sort, one dict."""
+    pairs = tuple(items)
+    try:
+        return batch.sorted_entries([pairs])
+    except StoreError:  # a repeated key: dict semantics, then sort
+        return batch.sort_writes(dict(pairs))
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector paused (restored as it was): a bulk path allocates millions
+    of acyclic objects, and each full collection would walk all of them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class ChunkLoader:
