@@ -92,7 +92,7 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
             return txn.commit()
         with _no_gc():  # millions of new objects, none of them cyclic
             data = _sorted_data(items)
-            if data and not (0 < min(map(len, data)) and max(map(len, data)) <= 511):
+            if data and not (min(map(len, data)) > 0 and max(map(len, data)) <= 511):
                 bad = next(len(k) for k in data if not 0 < len(k) <= 511)
                 raise LocalProtocolError(f"key length {bad} outside 1..511")
             nodes: Nodes = {smt.ROOT_PATH: None}
