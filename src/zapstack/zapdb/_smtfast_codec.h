@@ -358,3 +358,38 @@ static PyObject *py_sorted_entries(PyObject *self, PyObject *groups) {
     PyMem_Free(keys);
     return out;
 }
+
+/* fold(path, node, siblings) -> the root: `node` at depth len(siblings) on `path` hashed up
+ * with siblings[d-1] at each depth d (left or right by bit d-1 of path); proofs._fold. */
+static PyObject *py_fold(PyObject *self, PyObject *args) {
+    Py_buffer path, node;
+    PyObject *sibs;
+    if (!PyArg_ParseTuple(args, "y*y*O!", &path, &node, &PyTuple_Type, &sibs)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(sibs);
+    uint8_t h[32];
+    if (path.len != 32 || node.len != 32 || n > 256) {
+        PyErr_SetString(PyExc_ValueError, "fold needs a 32-byte path and node, <= 256 siblings");
+        goto done;
+    }
+    memcpy(h, node.buf, 32);
+    for (Py_ssize_t d = n; d > 0; d--) {
+        PyObject *s = PyTuple_GET_ITEM(sibs, d - 1);
+        if (!PyBytes_Check(s) || PyBytes_GET_SIZE(s) != 32) {
+            PyErr_SetString(PyExc_ValueError, "siblings must be 32-byte bytes");
+            goto done;
+        }
+        const uint8_t *sb = (const uint8_t *)PyBytes_AS_STRING(s);
+        uint8_t cur[32];
+        memcpy(cur, h, 32);
+        if (bit_at(path.buf, (int)(d - 1)))
+            zsha256_tagged(1, sb, cur, h);
+        else
+            zsha256_tagged(1, cur, sb, h);
+    }
+    out = PyBytes_FromStringAndSize((const char *)h, 32);
+done:
+    PyBuffer_Release(&path);
+    PyBuffer_Release(&node);
+    return out;
+}
