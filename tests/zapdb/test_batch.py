@@ -215,11 +215,15 @@ def test_sorted_items_and_sorted_entries_equal_sorted(raw: list[bytes]) -> None:
     distinct = list(d.items())
     half = len(distinct) // 2
     groups = [tuple(distinct[:half]), tuple(distinct[half:])]
-    got = batch.sorted_entries(groups)
-    assert list(got.items()) == sorted(distinct)
-    if distinct:
-        with pytest.raises(StoreError):
-            batch.sorted_entries([*groups, (distinct[0],)])
+    for fast_path in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast_path:
+                mp.setattr(batch, "_smtfast", None)
+            got = batch.sorted_entries(groups)
+            assert list(got.items()) == sorted(distinct)
+            if distinct:
+                with pytest.raises(StoreError):
+                    batch.sorted_entries([*groups, (distinct[0],)])
 
 
 @settings(max_examples=100, deadline=None)
@@ -232,10 +236,14 @@ def test_by_depth_gives_ascending_records(raw: list[bytes], parts: int) -> None:
     dicts = [
         dict(sorted((k, records[k]) for k in cuts[i : i + size])) for i in range(0, len(cuts), size)
     ]
-    into: dict[bytes, bytes | None] = {bytes(33): None}
-    fast.by_depth(dicts, into)
     want = {bytes(33): None, **dict(sorted(records.items(), key=lambda kv: (kv[0][0], kv[0][1:])))}
-    assert list(into.items()) == list(want.items())
+    for fast_path in (True, False):
+        into: dict[bytes, bytes | None] = {bytes(33): None}
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast_path:
+                mp.setattr(batch, "_smtfast", None)
+            batch.by_depth(dicts, into)
+        assert list(into.items()) == list(want.items())
 
 
 @settings(max_examples=100, deadline=None)

@@ -150,9 +150,9 @@ def by_depth(dicts: list[dict[bytes, bytes | None]], into: dict[bytes, bytes | N
     if _smtfast is not None:
         _smtfast.by_depth(dicts, into)
         return
-    for depth in range(256):  # pragma: no cover - the readable form of the C
-        for d in dicts:
-            into.update((k, v) for k, v in d.items() if k[0] == depth)
+    items = [kv for d in dicts for kv in d.items()]
+    items.sort(key=lambda kv: kv[0][0])  # stable: by depth, then as given
+    into.update(items)
 
 
 def sorted_entries(groups: list[tuple[tuple[bytes, Any], ...]]) -> dict[bytes, Any]:
