@@ -13,7 +13,11 @@ setup(
         Extension(
             "zapstack.zapdb._smtfast",
             sources=["src/zapstack/zapdb/_smtfast.c"],
-            depends=["src/zapstack/zapdb/_sha256.h", "src/zapstack/zapdb/_smtfast_api.h"],
+            depends=[
+                "src/zapstack/zapdb/_sha256.h",
+                "src/zapstack/zapdb/_smtfast_api.h",
+                "src/zapstack/zapdb/_smtfast_codec.h",
+            ],
             extra_compile_args=["-O2", "-std=c11"],
             optional=True,
         )

@@ -79,7 +79,11 @@ def main() -> None:
         print("\n[state sync] 100k keys x 96 B from a real block's state, in-process peers")
         sync = statebench.state_sync(tmp, 100_000, 3)
         rw, rc = sync["raw_MBps"], sync["raw_MBps_cpu"]
-        for label, key in (("1 peer", "sync1_MBps"), ("3 peers", "sync3_MBps")):
+        for label, key in (
+            ("1 peer", "sync1_MBps"),
+            ("3 peers", "sync3_MBps"),
+            ("client", "client_MBps"),
+        ):
             w, c = sync[key], sync[f"{key}_cpu"]
             print(
                 f"  state sync, {label:<7}: {w:7.2f} / {c:7.2f} MB/s  "
@@ -89,6 +93,7 @@ def main() -> None:
             f"  raw LMDB puts      : {rw:7.2f} / {rc:7.2f} MB/s  "
             f"({sync['state_MB']:.1f} MB of keys + values, chunks of depth {sync['chunk_depth']:.0f})"
         )
+        print("  (client: parse + verify + load + commit of replies served beforehand)")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

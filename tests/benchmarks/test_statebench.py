@@ -57,4 +57,5 @@ def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
     for name in ("root_us_at_1000", "commit_us_at_1000", "raw_us_at_1000"):
         assert row.extras[name] > 0
     assert row.extras["sync1_MBps"] > 0 and row.extras["sync3_MBps"] > 0
+    assert row.extras["client_MBps"] > 0 and row.extras["client_MBps_cpu"] > 0
     assert row.extras["state_MB"] == pytest.approx(600 * (17 + 96) / 1e6, rel=0.05)

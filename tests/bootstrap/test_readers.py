@@ -20,6 +20,7 @@ from zapstack.bootstrap.readers import (
 )
 from zapstack.bootstrap.wire import (
     encode_chunk,
+    encode_chunk_py,
     encode_range_record,
     encode_vote,
 )
@@ -28,6 +29,11 @@ from zapstack.zap import build_transfer
 from zapstack.zapdb import StateChunk, verify_chunk
 
 from .conftest import state_chunks
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
 
 
 def _chunks(tmp: Path, depth: int) -> tuple[bytes, list[StateChunk]]:
@@ -121,3 +127,48 @@ def test_range_reply_and_pushes() -> None:
         v.receive_data(bytes(4))
         v.next_record()
     assert exc.value.code == WireCode.BAD_LENGTH
+
+
+# ------------------------------------------------------------ the C parser vs the reference
+
+_entry = st.tuples(st.binary(min_size=0, max_size=12), st.binary(max_size=20))
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    """Chunk record bodies: well-formed ones, then mangled (cut, flipped, extended)."""
+    entries = draw(st.lists(_entry, max_size=6))
+    sibs = draw(st.lists(st.binary(min_size=32, max_size=32), max_size=5))
+    term = draw(st.one_of(st.none(), st.binary(min_size=64, max_size=64)))
+    body = encode_chunk_py(StateChunk(5, 3, tuple(entries), tuple(sibs), term))[4:]
+    raw = bytearray(body)
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(raw)))
+        kind = draw(st.sampled_from(["cut", "flip", "add"]))
+        if kind == "cut":
+            del raw[at:]
+        elif kind == "flip" and at < len(raw):
+            raw[at] ^= draw(st.integers(1, 255))
+        else:
+            raw[at:at] = draw(st.binary(min_size=1, max_size=4))
+    if len(raw) < 8:
+        raw += bytes(8 - len(raw))
+    raw[0:4] = (3).to_bytes(4, "little")  # the index the reader expects
+    return bytes(raw)
+
+
+def _outcome(parse, body: bytes) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return parse(body, 100)
+    except RemoteProtocolError as exc:
+        return (str(exc), exc.code, exc.offset)
+
+
+@pytest.mark.skipif(_smtfast is None, reason="the C extension is not built")
+@settings(max_examples=400, deadline=None)
+@given(_bodies())
+def test_c_chunk_parser_equals_the_python_reference(body: bytes) -> None:
+    reader = ChunkReplyReader(5, 3, 1)
+    fast = _outcome(lambda b, base: reader._body(memoryview(b), base), body)
+    slow = _outcome(reader._body_py, body)
+    assert fast == slow

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zapstack.errors import StoreError
 from zapstack.zapdb import ZapDB, batch, smt
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
@@ -194,3 +195,72 @@ def test_txn_roots_equal_with_and_without_the_extension(
             roots.append(db.root())
         db.close()
     assert roots[0] == roots[1]
+
+
+# ------------------------------------------------------------ byte helpers vs sorted()
+
+_prefixed = st.lists(
+    st.tuples(
+        st.sampled_from([b"", b"acct/", b"acct/0000000", b"\x05"]), st.binary(max_size=12)
+    ).map(lambda t: t[0] + t[1]),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_prefixed)
+def test_sorted_items_and_sorted_entries_equal_sorted(raw: list[bytes]) -> None:
+    d = {k: len(k) for k in raw}
+    assert list(fast.sorted_items(d).items()) == sorted(d.items())
+    distinct = list(d.items())
+    half = len(distinct) // 2
+    groups = [tuple(distinct[:half]), tuple(distinct[half:])]
+    for fast_path in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast_path:
+                mp.setattr(batch, "_smtfast", None)
+            got = batch.sorted_entries(groups)
+            assert list(got.items()) == sorted(distinct)
+            if distinct:
+                with pytest.raises(StoreError):
+                    batch.sorted_entries([*groups, (distinct[0],)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=33, max_size=33), max_size=80), st.integers(1, 5))
+def test_by_depth_gives_ascending_records(raw: list[bytes], parts: int) -> None:
+    records = {k: k[1:2] for k in raw}
+    # subtrees: split by the path's first byte into `parts` ascending ranges, each ascending
+    cuts = sorted(records, key=lambda k: k[1:])
+    size = -(-len(cuts) // parts) if cuts else 1
+    dicts = [
+        dict(sorted((k, records[k]) for k in cuts[i : i + size])) for i in range(0, len(cuts), size)
+    ]
+    want = {bytes(33): None, **dict(sorted(records.items(), key=lambda kv: (kv[0][0], kv[0][1:])))}
+    for fast_path in (True, False):
+        into: dict[bytes, bytes | None] = {bytes(33): None}
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast_path:
+                mp.setattr(batch, "_smtfast", None)
+            batch.by_depth(dicts, into)
+        assert list(into.items()) == list(want.items())
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(min_size=33, max_size=33), st.binary(min_size=0, max_size=90)),
+        max_size=40,
+    )
+)
+def test_leaf_scan_helpers_equal_python(rows: list[tuple[bytes, bytes]]) -> None:
+    rows = sorted(dict(rows).items())
+    end = rows[len(rows) // 2][0] if rows else b"\xff"
+    leaves: list[bytes] = []
+    stopped = fast.collect_leaves(iter(rows), end, leaves)
+    before = [r for k, r in rows if k < end]
+    assert leaves == [r for r in before if len(r) >= 66 and r[0] == 0]
+    assert stopped == any(k >= end for k, _ in rows)
+    keys = fast.leaf_keys(leaves)
+    assert [r[1:33] for r in leaves] == sorted(r[1:33] for r in leaves)
+    assert keys == [r[65:] for r in leaves]

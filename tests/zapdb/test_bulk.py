@@ -88,8 +88,7 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         loader = bulk.ChunkLoader(txn, src.root(), 3)
         for chunk in bad:
             assert not loader.add(chunk)
-        assert loader._tops == {} and loader._data == {}
-        assert loader._nodes == {smt.ROOT_PATH: None}
+        assert loader._tops == {} and loader._entries == {} and loader._below == {}
         assert loader.add(good)
         txn.discard()
         with dst.begin() as other:
@@ -110,6 +109,8 @@ def test_snapshot_chunk_scan_equals_the_tree_walk(tmp_path: Path) -> None:
             for depth, index in [(0, 0), (2, 1), (5, 17), (12, 4095)]:
                 want = make_chunk(store, state.get, depth, index)
                 assert view.chunk(depth, index) == want
+                snap, prefix = view._s(), index << (256 - depth)
+                assert snap.entries_under(depth, prefix) == snap.entries_under_py(depth, prefix)
 
 
 def test_upper_memo_matches_lmdb_block_after_block(tmp_path: Path) -> None:
@@ -156,3 +157,30 @@ def test_fallback_without_the_extension_gives_the_same_store(
             assert all(loader.add(c) for c in chunks[::-1])
             assert loader.finish() == db.root() == txn.commit()
             assert _records(dst) == _records(db) == _python_records(state)
+
+
+def test_upper_memo_of_a_snapshot_still_held_is_not_changed_by_a_commit(tmp_path: Path) -> None:
+    state = _state(3000, 12)
+    with ZapDB.open(tmp_path / "db", map_size=1 << 27) as db:
+        bulk.bulk_load(db, state.items())
+        keys = sorted(state)
+        for step in range(3):
+            held = db.begin()  # a second user of the head snapshot: the memo must be copied
+            held.set(b"probe", b"%d" % step)
+            before = held.root()
+            work = db.begin()
+            for key in keys[step * 50 : step * 50 + 50]:
+                work.set(key, b"changed")
+                state[key] = b"changed"
+            assert work.commit() == reference_root(state)
+            snap = held._base
+            for path, rec in snap.upper.items():
+                assert snap.get_node(path) == rec  # still the old version's records
+            held.set(b"probe2", b"x")
+            held.delete(b"probe2")
+            assert held.root() == before
+            held.discard()
+        with db.read() as view:  # and the new head's memo (taken in place or copied) is right
+            view_snap = view._s()
+            for path, rec in view_snap.upper.items():
+                assert view_snap.get_node(path) == rec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -105,3 +106,22 @@ def test_chunk_range_checked() -> None:
         make_chunk(store, lambda k: None, 2, 4)
     with pytest.raises(LocalProtocolError):
         make_chunk(store, lambda k: None, 25, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.binary(min_size=32, max_size=32),
+    st.lists(st.binary(min_size=32, max_size=32), max_size=40),
+)
+def test_c_fold_equals_the_python_fold(path: bytes, node: bytes, sibs: list[bytes]) -> None:
+    from zapstack.zapdb.proofs import _fold, _fold_py
+
+    want = _fold_py(path, node, tuple(sibs))
+    assert _fold(path, node, tuple(sibs)) == want
+    if sibs:  # one level by hand: the deepest sibling sits left or right by the path's bit
+        d = len(sibs)
+        left = (path[(d - 1) >> 3] >> (7 - ((d - 1) & 7))) & 1
+        pair = sibs[-1] + node if left else node + sibs[-1]
+        up = hashlib.sha256(b"\x01" + pair).digest()
+        assert want == _fold_py(path, up, tuple(sibs[:-1]))

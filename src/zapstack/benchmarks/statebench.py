@@ -15,7 +15,9 @@ the disk's fsync).  Timings are medians, ZapDB and raw taken in turns.
 * :func:`state_sync` -- a fresh node bootstraps the state of a real block from
   1 or 3 in-process peers (:class:`BootstrapClient`, :class:`LoopNet`: transport
   sessions in memory): serve, parse, verify, load, commit.  MB/s of state bytes
-  (keys + values), next to raw LMDB puts of the same entries.
+  (keys + values), next to raw LMDB puts of the same entries; ``client``: the
+  client's share alone (parse, verify, load, commit of replies built beforehand),
+  what a node pays when its peers are other machines.
 
 :func:`run` is the ``state_commit`` row of ``zap bench``; ``bench/bench_zapdb_state.py``
 prints every figure.  Temporary stores live under ``tmp`` and are removed.
@@ -35,9 +37,11 @@ import lmdb
 from zapstack.benchmarks.result import RowResult, rate_ratio
 from zapstack.bootstrap import BootstrapClient, BootstrapConfig, BootstrapServer, StateSynced
 from zapstack.bootstrap.devchain import Chain, cert_ok
+from zapstack.bootstrap.readers import ChunkReplyReader
+from zapstack.bootstrap.wire import StateRequest, encode_state_request
 from zapstack.testing.loopnet import LoopNet
 from zapstack.verify import BlockExecutor, ThreadVerifier
-from zapstack.zapdb import ZapDB, batch, bulk_load, smt
+from zapstack.zapdb import ChunkLoader, ZapDB, batch, bulk_load, smt
 
 __all__ = ["bulk_commit", "bulk_load_seconds", "entries", "incremental", "run", "state_sync"]
 
@@ -211,6 +215,43 @@ def _sync_once(src: ZapDB, chain: Chain, peers: int, path: Path, depth: int) -> 
     return dt
 
 
+def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
+    """The client's share of one sync, timed alone: the STATE_CHUNK replies are built
+    first (not timed), then parsed, verified and kept (ChunkLoader), joined and committed."""
+    server = BootstrapServer(src)
+    root = server.pin()
+    total = 1 << depth
+    batches = [(start, min(16, total - start)) for start in range(0, total, 16)]
+    replies = [
+        (
+            start,
+            count,
+            server.answer_state(encode_state_request(StateRequest(root, depth, start, count))),
+        )
+        for start, count in batches
+    ]
+    server.close()
+    db = ZapDB.open(path, map_size=1 << 35, sync=False)
+    t0 = _now()
+    txn = db.begin()
+    loader = ChunkLoader(txn, root, depth)
+    for start, count, reply in replies:
+        reader = ChunkReplyReader(depth, start, count)
+        reader.receive_data(reply)
+        while (chunk := reader.next_record()) is not None:
+            if not loader.add(chunk):
+                raise AssertionError("a served chunk fails the root")
+        reader.end_of_stream()
+    loader.finish()
+    txn.commit()
+    dt = _since(t0)
+    if db.root() != root:
+        raise AssertionError("the client did not reach the source root")
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return dt
+
+
 def state_sync(tmp: Path, n: int, repeat: int) -> dict[str, float]:
     """State MB/s of a full bootstrap from 1 and from 3 peers, and of raw LMDB puts."""
     items = entries(n, n + 3)
@@ -220,16 +261,18 @@ def state_sync(tmp: Path, n: int, repeat: int) -> dict[str, float]:
     depth = max(0, min(16, (n // 100).bit_length()))  # ~100 entries a chunk
     one: list[Lap] = []
     three: list[Lap] = []
+    client: list[Lap] = []
     raw: list[Lap] = []
     for i in range(max(1, repeat)):
         one.append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
         three.append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
+        client.append(_client_once(src, depth, tmp / f"syncc-{i}"))
         with src.read() as view:
             raw.append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
     src.close()
     mb = state / 1e6
     out = {"state_MB": mb, "chunk_depth": float(depth)}
-    for name, laps in (("sync1", one), ("sync3", three), ("raw", raw)):
+    for name, laps in (("sync1", one), ("sync3", three), ("client", client), ("raw", raw)):
         wall, cpu = _median(laps)
         out[f"{name}_MBps"], out[f"{name}_MBps_cpu"] = mb / wall, mb / cpu
     return out

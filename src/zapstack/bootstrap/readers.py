@@ -21,6 +21,11 @@ from typing import Generic, TypeVar
 from zapstack.bootstrap.wire import MAX_CERT_LEN, MAX_CHUNK_RECORD, MAX_VOTE_LEN, _bad
 from zapstack.errors import WireCode
 from zapstack.zap.schema import MAGIC, MAX_BLOCK_SIZE, MAX_TX_SIZE
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
 from zapstack.zapdb.proofs import StateChunk
 from zapstack.zapdb.txn import MAX_KEY_LEN
 
@@ -117,11 +122,27 @@ class ChunkReplyReader(_Reader[StateChunk]):
         end = at + 4 + n
         mv = memoryview(buf)[at + 4 : end]
         try:
-            return self._body(bytes(mv), self._off(at + 4)), end
+            return self._body(mv, self._off(at + 4)), end
         finally:
             mv.release()
 
-    def _body(self, body: bytes, base: int) -> StateChunk:
+    def _body(self, body: memoryview, base: int) -> StateChunk:
+        """One record's body: the C parser when it is built, else :meth:`_body_py`."""
+        if _smtfast is None:
+            return self._body_py(bytes(body), base)
+        index = _U32.unpack_from(body, 0)[0]
+        if index != self.start + self.records:
+            raise _bad("chunk index out of order", WireCode.BAD_FIELD, base)
+        try:
+            entries, siblings, terminal = _smtfast.parse_chunk(body, self.depth, MAX_KEY_LEN)
+        except ValueError as exc:
+            msg, code, pos = exc.args
+            raise _bad(msg, WireCode[code], base + pos) from None
+        return StateChunk(self.depth, index, entries, siblings, terminal)
+
+    def _body_py(self, body: bytes, base: int) -> StateChunk:
+        """:meth:`_body` in pure Python (the reference; tests hold the two equal)."""
+
         def need(pos: int, size: int) -> None:
             if pos + size > len(body):
                 raise _bad("chunk record truncated", WireCode.TRUNCATED, base + len(body))

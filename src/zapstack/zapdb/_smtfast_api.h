@@ -1,5 +1,7 @@
 /* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
 
+#include "_smtfast_codec.h"
+
 static const char *backend_name = "portable";
 
 /* Hash keys/values into Leaf records; sorted (and deduplicated, last wins) unless strict,
@@ -205,32 +207,25 @@ static PyObject *py_scan(PyObject *self, PyObject *d) {
     return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
 }
 
-static int cmp_bytes_obj(const void *x, const void *y) {
-    PyObject *a = *(PyObject *const *)x, *b = *(PyObject *const *)y;
-    Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b);
-    int r = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)(la < lb ? la : lb));
-    return r ? r : (la > lb) - (la < lb);
-}
-
 /* sorted_items(dict) -> a new dict with the same items, bytes keys in ascending order. */
 static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
     if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "sorted_items needs a dict");
     Py_ssize_t n = PyDict_GET_SIZE(d), pos = 0, i = 0;
-    PyObject **keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(PyObject *)), *k, *v;
+    SortKey *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SortKey));
+    PyObject *k, *v;
     if (!keys) return PyErr_NoMemory();
     while (PyDict_Next(d, &pos, &k, &v)) {
         if (!PyBytes_Check(k)) {
             PyMem_Free(keys);
             return PyErr_Format(PyExc_TypeError, "sorted_items needs bytes keys");
         }
-        keys[i++] = k;
+        keys[i].o = k;
+        keys[i++].v = v;
     }
-    qsort(keys, (size_t)n, sizeof(PyObject *), cmp_bytes_obj);
-    PyObject *out = PyDict_New();
-    for (i = 0; out && i < n; i++) {
-        v = PyDict_GetItemWithError(d, keys[i]);
-        if (!v || PyDict_SetItem(out, keys[i], v) < 0) Py_CLEAR(out);
-    }
+    sort_keys(keys, n, 0, common_prefix(keys, n));
+    PyObject *out = _PyDict_NewPresized(n);
+    for (i = 0; out && i < n; i++)
+        if (PyDict_SetItem(out, keys[i].o, keys[i].v) < 0) Py_CLEAR(out);
     PyMem_Free(keys);
     return out;
 }
@@ -292,6 +287,20 @@ static PyMethodDef methods[] = {
      "scan(dict) -> (has a None value, bytes keys strictly ascending in insertion order)"},
     {"sorted_items", py_sorted_items, METH_O,
      "sorted_items(dict) -> a new dict, the same items with bytes keys ascending"},
+    {"parse_chunk", py_parse_chunk, METH_VARARGS,
+     "parse_chunk(body, depth, max_key) -> (entries, siblings, terminal); ValueError(msg, "
+     "code, offset)"},
+    {"encode_chunk", py_encode_chunk, METH_VARARGS,
+     "encode_chunk(index, entries, siblings, terminal) -> u32 body_len | body"},
+    {"collect_leaves", py_collect_leaves, METH_VARARGS,
+     "collect_leaves(iterator, end, out) -> stopped at end (leaf records appended to out)"},
+    {"leaf_keys", py_leaf_keys, METH_O,
+     "leaf_keys(records) -> keys (records sorted in place by key hash)"},
+    {"by_depth", py_by_depth, METH_VARARGS,
+     "by_depth(dicts, into): node records into `into` by depth, stable (see the C)"},
+    {"sorted_entries", py_sorted_entries, METH_O,
+     "sorted_entries(groups) -> dict of every (key, value), keys ascending and distinct"},
+    {"fold", py_fold, METH_VARARGS, "fold(path, node, siblings) -> root (see proofs._fold)"},
     {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
     {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},

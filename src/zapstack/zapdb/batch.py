@@ -36,9 +36,11 @@ __all__ = [
     "NodeOverlay",
     "apply_batch",
     "build",
+    "by_depth",
     "merge_lists",
     "scan_writes",
     "sort_writes",
+    "sorted_entries",
 ]
 
 FAST = _smtfast is not None
@@ -140,6 +142,32 @@ def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
     keys = list(writes)
     has_none = any(v is None for v in writes.values())
     return has_none, all(a < b for a, b in itertools.pairwise(keys))
+
+
+def by_depth(dicts: list[dict[bytes, bytes | None]], into: dict[bytes, bytes | None]) -> None:
+    """Add the records of ``dicts`` (each ascending; subtrees in ascending prefix order)
+    to ``into`` ordered by depth, then as given: ascending overall, with no key compared."""
+    if _smtfast is not None:
+        _smtfast.by_depth(dicts, into)
+        return
+    items = [kv for d in dicts for kv in d.items()]
+    items.sort(key=lambda kv: kv[0][0])  # stable: by depth, then as given
+    into.update(items)
+
+
+def sorted_entries(groups: list[tuple[tuple[bytes, Any], ...]]) -> dict[bytes, Any]:
+    """Every ``(key, value)`` of ``groups`` in one dict, keys ascending (StoreError if a
+    key is repeated)."""
+    if _smtfast is not None:
+        try:
+            return _smtfast.sorted_entries(groups)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+    flat = sorted(e for group in groups for e in group)
+    out = dict(flat)
+    if len(out) != len(flat):
+        raise StoreError("sorted_entries: a key is repeated")
+    return out
 
 
 def sort_writes(writes: dict[bytes, Any]) -> dict[bytes, Any]:

@@ -21,7 +21,9 @@ Single-threaded; a loader's txn is the caller's to commit or discard.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
@@ -62,15 +64,19 @@ def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
         cur.close()
 
 
-def carry_upper(base: Snapshot, nodes: Nodes, version: int) -> tuple[int, int, Nodes, bool] | None:
+def carry_upper(
+    base: Snapshot, nodes: Nodes, version: int, *, steal: bool = False
+) -> tuple[int, int, Nodes, bool] | None:
     """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
     records at depths < split applied, so block after block reads only the deepest
     levels of a changed path from LMDB (a per-key cost that stays flat as the state
-    grows).  None (the next head starts cold) after a commit larger than the memo."""
+    grows).  None (the next head starts cold) after a commit larger than the memo.
+    ``steal``: no one but the committing txn holds ``base`` any more, so its memo is
+    updated in place rather than copied (a copy costs O(memo) = O(n/16) per block)."""
     if len(nodes) > 4 * len(base.upper) + 4096:
         return None
     split = base.split
-    upper = base.upper.copy()
+    upper = base.upper if steal else base.upper.copy()
     upper.update((k, v) for k, v in nodes.items() if k[0] < split)
     return version, split, upper, base.warm
 
@@ -88,17 +94,41 @@ def bulk_load(db: ZapDB, items: Iterable[tuple[bytes, bytes]]) -> bytes:
             for key, value in items:
                 txn.set(key, value)
             return txn.commit()
-        data: dict[bytes, Value | None] = dict(items)
-        for key in data:
-            if not 0 < len(key) <= 511:
-                raise LocalProtocolError(f"key length {len(key)} outside 1..511")
-        nodes: Nodes = {smt.ROOT_PATH: None}
-        root, record = build(list(data), list(data.values()), nodes)
-        nodes[smt.ROOT_PATH] = record
-        txn.install(data, nodes, root)
-        return txn.commit()
+        with _no_gc():  # millions of new objects, none of them cyclic
+            data = _sorted_data(items)
+            if data and not (min(map(len, data)) > 0 and max(map(len, data)) <= 511):
+                bad = next(len(k) for k in data if not 0 < len(k) <= 511)
+                raise LocalProtocolError(f"key length {bad} outside 1..511")
+            nodes: Nodes = {smt.ROOT_PATH: None}
+            root, record = build(list(data), list(data.values()), nodes)
+            nodes[smt.ROOT_PATH] = record
+            txn.install(data, nodes, root)
+            return txn.commit()
     finally:
         txn.discard()
+
+
+def _sorted_data(items: Iterable[tuple[bytes, bytes]]) -> dict[bytes, Value | None]:
+    """``dict(items)`` (a repeated key takes its last value) with the keys ascending, so
+    the commit appends it without sorting it again: one C sort, one dict."""
+    pairs = tuple(items)
+    try:
+        return batch.sorted_entries([pairs])
+    except StoreError:  # a repeated key: dict semantics, then sort
+        return batch.sort_writes(dict(pairs))
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic collector paused (restored as it was): a bulk path allocates millions
+    of acyclic objects, and each full collection would walk all of them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class ChunkLoader:
@@ -117,8 +147,9 @@ class ChunkLoader:
         self.root = root
         self.depth = depth
         self._txn = txn
-        self._data: dict[bytes, Value | None] = {}
-        self._nodes: Nodes = {smt.ROOT_PATH: None}
+        self._entries: dict[int, tuple[tuple[bytes, bytes], ...]] = {}
+        self._below: dict[int, Nodes] = {}
+        """Per chunk index: its entries and its subtree's records (ascending)."""
         self._tops: dict[int, tuple[bytes, bytes | None]] = {}
 
     def add(self, chunk: StateChunk) -> bool:
@@ -134,11 +165,13 @@ class ChunkLoader:
                 self._txn.set(key, value)
             self._tops[chunk.index] = (smt.EMPTY, None)
             return True
-        top = verify_chunk_tree(self.root, chunk, self._nodes)
+        below: Nodes = {}
+        top = verify_chunk_tree(self.root, chunk, below)
         if top is None:
             return False
         self._tops[chunk.index] = top
-        self._data.update(chunk.entries)
+        self._below[chunk.index] = below
+        self._entries[chunk.index] = chunk.entries
         return True
 
     def finish(self) -> bytes:
@@ -150,16 +183,23 @@ class ChunkLoader:
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root
         level = [self._tops[i] for i in range(1 << self.depth)]
+        joins: Nodes = {}
         for depth in range(self.depth, 0, -1):
             level = [
-                _join(self._nodes, depth, i, level[2 * i], level[2 * i + 1])
+                _join(joins, depth, i, level[2 * i], level[2 * i + 1])
                 for i in range(len(level) // 2)
             ]
         root, record = level[0]
         if root != self.root:  # unreachable with verified chunks: a bug
             raise LocalProtocolError("verified chunks do not rebuild the target root")
-        self._nodes[smt.ROOT_PATH] = record
-        self._txn.install(self._data, self._nodes, root)
+        # Ascending without a sort of the whole: the root, the joined levels (depths
+        # 1..depth), then the chunks' subtrees level by level, chunk after chunk.
+        nodes: Nodes = {smt.ROOT_PATH: record}
+        nodes.update(sorted(joins.items()))
+        order = range(1 << self.depth)
+        batch.by_depth([self._below[i] for i in order], nodes)
+        data = batch.sorted_entries([self._entries[i] for i in order])
+        self._txn.install(data, nodes, root)
         return root
 
 

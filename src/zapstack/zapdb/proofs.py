@@ -99,6 +99,14 @@ class LeafScanner(Protocol):
 
 
 def _fold(kh: bytes, node: bytes, siblings: tuple[bytes, ...]) -> bytes:
+    """Hash ``node`` (at depth ``len(siblings)`` on path ``kh``) up to the root."""
+    if _smtfast is not None and type(siblings) is tuple:
+        return _smtfast.fold(kh, node, siblings)
+    return _fold_py(kh, node, siblings)
+
+
+def _fold_py(kh: bytes, node: bytes, siblings: tuple[bytes, ...]) -> bytes:
+    """:func:`_fold` in plain Python (the reference; tests hold them equal)."""
     for depth in range(len(siblings), 0, -1):
         sib = siblings[depth - 1]
         node = node_hash(sib, node) if bit(kh, depth - 1) else node_hash(node, sib)
@@ -167,23 +175,40 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
     if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
         raise LocalProtocolError(f"chunk {index} of depth {depth} out of range")
     pint = index << (256 - depth)
-    siblings: list[bytes] = []
-    for d in range(depth):
-        rec = store.get_node(path_key(pint, d))
-        if rec is None or rec[0] == LEAF_TAG:
-            term = None if rec is None else bytes(rec[1:65])
-            entries: tuple[tuple[bytes, bytes], ...] = ()
-            if rec is not None and _shares_prefix(rec[1:33], pint.to_bytes(32, "big"), depth):
-                entries = (_entry(rec, lookup),)
-            return StateChunk(depth, index, entries, tuple(siblings), term)
-        sib = path_key(pint ^ (1 << (255 - d)), d + 1)
-        siblings.append(child_hash(store.get_node(sib)))
-    if isinstance(store, LeafScanner):
-        return StateChunk(depth, index, store.entries_under(depth, pint), tuple(siblings), None)
+    reader = getattr(store, "node_reader", None)  # the snapshot: LMDB's get, one lock hold
+    if reader is not None:
+        with reader() as get:
+            siblings, stop = _walk(get, depth, pint)
+    else:
+        siblings, stop = _walk(store.get_node, depth, pint)
+    if stop is not None:
+        rec = stop[0]
+        term = None if rec is None else bytes(rec[1:65])
+        entries: tuple[tuple[bytes, bytes], ...] = ()
+        if rec is not None and _shares_prefix(rec[1:33], pint.to_bytes(32, "big"), depth):
+            entries = (_entry(rec, lookup),)
+        return StateChunk(depth, index, entries, siblings, term)
+    scan = getattr(store, "entries_under", None)  # a LeafScanner (cheaper than isinstance)
+    if scan is not None:
+        return StateChunk(depth, index, scan(depth, pint), siblings, None)
     leaves: list[bytes] = []
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
-    return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), tuple(siblings), None)
+    return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), siblings, None)
+
+
+def _walk(
+    get: Lookup, depth: int, pint: int
+) -> tuple[tuple[bytes, ...], tuple[bytes | None] | None]:
+    """Siblings from the root toward the chunk at ``(depth, pint)``, and ``(record,)`` of
+    the empty subtree or lone leaf the walk stopped at above ``depth`` (None if it got there)."""
+    siblings: list[bytes] = []
+    for d in range(depth):
+        rec = get(path_key(pint, d))
+        if rec is None or rec[0] == LEAF_TAG:
+            return tuple(siblings), (rec,)
+        siblings.append(child_hash(get(path_key(pint ^ (1 << (255 - d)), d + 1))))
+    return tuple(siblings), None
 
 
 def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
@@ -221,14 +246,16 @@ def verify_chunk_tree(
     prefix = (index << (256 - depth)).to_bytes(32, "big")
     keys = [k for k, _ in chunk.entries]
     values: list[bytes | memoryview | None] = [v for _, v in chunk.entries]
-    below: dict[bytes, bytes | None] = {}
+    below: dict[bytes, bytes | None] = {} if into else into  # an empty `into` is filled directly
     try:
         built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
     except (OverflowError, ValueError):
-        return None
+        built = None
     if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
+        below.clear()
         return None
-    into.update(below)
+    if below is not into:
+        into.update(below)
     return bytes(built[0]), built[1]
 
 

@@ -318,7 +318,9 @@ class ZapDB:
                 self._halted = exc
                 raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
             if self._fault is None and rng is None:
-                self._carry = bulk.carry_upper(base, nodes, self._version)
+                with self._head_lock:  # no longer the head: nobody new can take it
+                    alone = base.refs == 1  # only the committing txn still holds it
+                self._carry = bulk.carry_upper(base, nodes, self._version, steal=alone)
 
     def _write(
         self,
