@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zapstack.devnet.processes import _ephemeral_low, free_port_base
+from zapstack.devnet.processes import _ephemeral_low, free_port_base, stop_processes
 
 
 def test_devnet_ports_stay_below_the_ephemeral_range() -> None:
@@ -28,3 +28,27 @@ def test_log_alerts_are_the_lines_an_operator_is_paged_for(tmp_path: Path) -> No
     ]
     (tmp_path / "node.log").write_text("\n".join(lines) + "\n")
     assert log_alerts(tmp_path) == lines[2:]
+
+
+def test_stop_processes_terms_then_kills_one_that_ignores_sigterm() -> None:
+    import subprocess
+    import sys
+
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    stop_processes([polite, stubborn], grace=0.5)
+    assert polite.returncode == -15  # SIGTERM ended it
+    assert stubborn.returncode == -9  # it ignored SIGTERM: killed after the grace
+    stubborn.stdout.close()
+    stop_processes([polite, stubborn])  # already stopped: nothing to do

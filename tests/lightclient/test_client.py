@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 
 from zapstack.consensus import cert as cert_mod
-from zapstack.devnet.processes import free_port_base, read_status, spawn_node
+from zapstack.devnet.processes import free_port_base, read_status, spawn_node, stop_processes
 from zapstack.dht.chunks import ChunkPull
 from zapstack.dht.ids import Contact
 from zapstack.errors import TransportError
@@ -111,14 +110,7 @@ def test_light_client_pulls_multi_chunk_block_while_a_provider_disconnects(
     try:
         run_bounded(main(), 150)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
     block: bytes = out["block"]
     pull: ChunkPull = out["pull"]
     print(
@@ -219,18 +211,8 @@ def test_blocks_from_before_every_validator_restarted_are_fetched_and_verified(
             time.sleep(0.25)
         raise AssertionError(f"not halted at {top}: {[read_status(h) for h in homes]}")
 
-    def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
     procs = run_until_halted()
-    stop(procs)  # every validator stops: no provider record survives
+    stop_processes(procs)  # every validator stops: no provider record survives
     procs = run_until_halted()  # the same homes, new processes
     stored = BlockStore(homes[0] / "blocks")
 
@@ -245,7 +227,7 @@ def test_blocks_from_before_every_validator_restarted_are_fetched_and_verified(
         with caplog.at_level(logging.DEBUG):
             head, fetched = run_bounded(main(), 60)
     finally:
-        stop(procs)
+        stop_processes(procs)
     assert head.height == top and head.claims == ((0, top), (1, top), (2, top), (3, top))
     block = stored.block(top)
     assert block is not None and head.block_id == hashlib.sha256(block).hexdigest()

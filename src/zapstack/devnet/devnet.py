@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import subprocess
 import tempfile
 import time
@@ -43,7 +42,13 @@ from rich.live import Live
 from rich.table import Table
 
 from zapstack.devnet.loadgen import LoadGenerator
-from zapstack.devnet.processes import free_port_base, log_alerts, read_status, spawn_node
+from zapstack.devnet.processes import (
+    free_port_base,
+    log_alerts,
+    read_status,
+    spawn_node,
+    stop_processes,
+)
 from zapstack.devnet.view import AdmitRates, Statuses, render
 from zapstack.lightclient import Fetched, LightClient
 from zapstack.node.genesis import DEFAULT_POLICY, Genesis, load_genesis, make_devnet
@@ -257,14 +262,7 @@ def _stop(procs: list[subprocess.Popen[bytes]], homes: list[Path], console: Cons
             console.print(
                 f"[red]node {i} exited with {p.returncode}[/red]: {lines[-1] if lines else ''}"
             )
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop_processes(procs)
 
 
 def _summary(console: Console, r: DevnetResult, n: int) -> None:

@@ -176,15 +176,20 @@ class ProcessCluster:
 
     def stop(self) -> None:
         """Graceful stop of every process (SIGTERM, then SIGKILL after 15 s)."""
-        for i in list(self.procs):
-            if self.alive(i):
-                self.procs[i].send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(list(self.procs.values()), 15)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = 10) -> None:
+    """SIGTERM every live process, then SIGKILL whichever is still up after ``grace`` s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _fsize_limiter(limit: int) -> Any:
