@@ -5,9 +5,9 @@
 :class:`~zapstack.devnet.loadgen.LoadGenerator` over devnet users ``F..F+U-1``
 (a range no other process of the run uses, so every user starts at nonce 0):
 it dials every validator, signs up to ``--presign`` frames per user ahead
-(until ``T0``; the rest are signed as they are sent), waits for ``T0``, submits about ``R`` tx/s until
-``T2`` (times are ``time.monotonic()``, which every process on the box
-shares), and writes one JSON object to ``FILE``:
+(until ``T0``; the rest are signed as they are sent), waits for ``T0``,
+submits about ``R`` tx/s until ``T2`` (times are ``time.monotonic()``,
+which every process on the box shares), and writes one JSON object to ``FILE``:
 
 * ``window`` -- submits started, admitted, failed and rejected by answer code
   between ``T1`` and ``T2`` (the steady window; ``T0..T1`` is the warm-up);
