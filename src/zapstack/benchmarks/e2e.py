@@ -96,8 +96,8 @@ class Plan:
     the last, slices start again from 0 and those users resync their nonces).
     At most 18,446: genesis caps the total allocation at 2^64 - 1."""
     presign_s: float = 3.0
-    """Seconds each load's processes get, before it starts, to sign their users'
-    frames ahead (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`):
+    """Seconds each load's processes get (times half their number, if more than
+    two), before it starts, to sign their users' frames ahead (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`):
     a client signing on the validators' 2 cores during the window would take
     CPU from them; what is not signed by then is signed as it is sent."""
     drain_s: float = 20.0
@@ -210,7 +210,8 @@ class _Run:
         """Offer ``rate`` tx/s for ``warmup + window`` seconds from load processes."""
         plan = self.plan
         procs = min(plan.max_processes, max(1, math.ceil(rate / plan.per_process_rate)))
-        t0 = time.monotonic() + 3.0 + plan.presign_s  # import, dial, sign ahead
+        # import, dial, sign ahead (more processes share the cores: more time)
+        t0 = time.monotonic() + 3.0 + plan.presign_s * max(1.0, procs / 2)
         run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
         self.phase += 1
         outs, children = [], []
