@@ -97,9 +97,10 @@ class Plan:
     At most 18,446: genesis caps the total allocation at 2^64 - 1."""
     presign_s: float = 3.0
     """Seconds each load's processes get (times half their number, if more than
-    two), before it starts, to sign their users' frames ahead (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`):
-    a client signing on the validators' 2 cores during the window would take
-    CPU from them; what is not signed by then is signed as it is sent."""
+    two), before it starts, to sign their users' frames ahead
+    (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`): a client signing
+    on the validators' 2 cores during the window would take CPU from them; what
+    is not signed by then is signed as it is sent."""
     drain_s: float = 20.0
     """Most seconds to wait after each load for the mempools to empty."""
     verifies: int = 4000
