@@ -182,3 +182,17 @@ def test_parse_block_memo_is_bounded() -> None:
     assert parse_block(blocks[-1]) is views[-1]
     assert parse_block(blocks[0]) is not views[0]  # long evicted: parsed again
     assert parse_block(blocks[0]).block_id == views[0].block_id
+
+
+def test_block_tx_views_carry_their_ids_and_are_made_once() -> None:
+    block = _block(300)
+    view = parse_block(block)
+    first = view.txs()
+    assert [t.tx_id for t in first] == [
+        parse_tx(block[s:e], chain_id=0x4C5558).tx_id for s, e in view.tx_spans()
+    ]
+    assert [t.sender for t in first] == [hashlib.sha256(ED.public_key).digest()] * 3
+    first.clear()  # the caller's list only
+    again = view.txs()
+    assert len(again) == 3 and again[1] is view.tx(1)
+    assert [t.nonce for t in again] == [0, 1, 2]
