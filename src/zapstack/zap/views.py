@@ -127,11 +127,7 @@ class FrameView:
 class TxView(FrameView):
     """A validated tx frame (transfer or call)."""
 
-    __slots__ = ("_sender",)
-
-    def __init__(self, mv: memoryview, schema: Schema, ends: tuple[int, ...]) -> None:
-        super().__init__(mv, schema, ends)
-        self._sender: bytes | None = None
+    __slots__ = ("_sender",)  # unset until the first ``sender`` (no __init__ of its own)
 
     @property
     def tx_id(self) -> bytes:
@@ -141,9 +137,11 @@ class TxView(FrameView):
     @property
     def sender(self) -> bytes:
         """The sender's account id: sha256(pubkey) (hashed once per view)."""
-        if self._sender is None:
-            self._sender = hashlib.sha256(self.field("pubkey")).digest()
-        return self._sender
+        try:
+            return self._sender
+        except AttributeError:
+            self._sender: bytes = hashlib.sha256(self.field("pubkey")).digest()
+            return self._sender
 
     @property
     def fee(self) -> int:
