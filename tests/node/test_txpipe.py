@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from zapstack.errors import Stage, WireCode
 from zapstack.mempool.actions import VerifyRequest
@@ -23,23 +21,13 @@ from zapstack.node.txpipe import (
     AccountReader,
     TxPipeline,
     pending_bound,
-    touched_accounts,
 )
 from zapstack.transport.events import Reply
 from zapstack.transport.handler import StreamInfo
 from zapstack.transport.streams import STREAM_TYPES, StreamType
-from zapstack.verify import (
-    Account,
-    ThreadVerifier,
-    account_key,
-    apply_genesis,
-    execute_candidates,
-    parallel,
-)
-from zapstack.verify.executor import BlockExecutor
-from zapstack.verify.state import ACCOUNT_PREFIX
+from zapstack.verify import Account, account_key, parallel
 from zapstack.zap import DEFAULT_CHAIN_ID, Signer, SigScheme
-from zapstack.zap.frames import build_block, build_call, build_transfer, parse_block, parse_tx
+from zapstack.zap.frames import build_transfer, parse_tx
 from zapstack.zapdb import ZapDB
 
 TO = bytes(32)
@@ -248,106 +236,6 @@ def test_account_reader_reads_once_per_sender_per_committed_version(tmp_path: Pa
         full(a), full(b), full(b)
         assert full.reads == 3  # past the cap nothing more is memoised
     finally:
-        db.close()
-
-
-def test_account_reader_keeps_senders_an_announced_commit_does_not_touch(
-    tmp_path: Path,
-) -> None:
-    db = ZapDB.open(tmp_path / "db")
-    try:
-        a, b = _acct(0), _acct(1)
-        _commit(db, a, Account(balance=70, nonce=3))
-        _commit(db, b, Account(balance=9, nonce=0))
-        reader = AccountReader(db)
-        assert reader(a) == (3, 70) and reader(b) == (0, 9) and reader.reads == 2
-        _commit(db, a, Account(balance=40, nonce=4))
-        reader.expect(db.version, db.root(), {a})  # announced: this commit changes a only
-        assert reader(b) == (0, 9) and reader.reads == 2  # b kept
-        assert reader(a) == (4, 40) and reader.reads == 3  # a read again
-        assert reader.carried == 1
-        _commit(db, b, Account(balance=5, nonce=1))
-        reader.expect(db.version, bytes(32), {b})  # not the root the store is at
-        assert reader(a) == (4, 40) and reader.reads == 4  # everything dropped
-        assert reader(b) == (1, 5) and reader.reads == 5
-        _commit(db, a, Account(balance=1, nonce=5))
-        version, root = db.version, db.root()
-        _commit(db, b, Account(balance=2, nonce=2))  # a second commit, unannounced
-        reader.expect(version, root, {a})  # true of the first commit only
-        assert reader(b) == (2, 2) and reader(a) == (5, 1) and reader.carried == 1
-    finally:
-        db.close()
-
-
-def test_touched_accounts_are_senders_recipients_and_the_fee_account() -> None:
-    txs = [_tx(0, 0), _tx(1, 0), _tx(0, 1)]
-    proposer = _user(9)
-    block = parse_block(
-        build_block(
-            proposer,
-            height=1,
-            parent=bytes(32),
-            timestamp_ms=0,
-            state_root=bytes(32),
-            txs=txs,
-            chain_id=DEFAULT_CHAIN_ID,
-        )
-    )
-    fee_account = hashlib.sha256(proposer.public_key).digest()
-    assert touched_accounts(block) == {_acct(0), _acct(1), TO, fee_account}
-
-
-_SENDS = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 5), st.booleans(), st.integers(0, 2_000)),
-    max_size=12,
-)
-"""(sender, recipient: user 0-3 or a fresh address 4-5, a call?, amount)."""
-
-
-@settings(max_examples=15, deadline=None)
-@given(_SENDS)
-def test_a_committed_block_changes_no_account_outside_touched_accounts(
-    tmp_path_factory: pytest.TempPathFactory, sends: list[tuple[int, int, bool, int]]
-) -> None:
-    db = ZapDB.open(tmp_path_factory.mktemp("db") / "db")
-    verifier = ThreadVerifier(1)
-    try:
-        txn = db.begin()
-        apply_genesis(txn, {_acct(i): 1_000 for i in range(4)})
-        txn.commit()
-        nonces = [0] * 4
-        frames = []
-        for sender, to, call, amount in sends:
-            target = _acct(to) if to < 4 else hashlib.sha256(b"fresh/%d" % to).digest()
-            if call:
-                frames.append(build_call(_user(sender), target, b"x", 1, nonces[sender]))
-            else:
-                frames.append(build_transfer(_user(sender), target, amount, 1, nonces[sender]))
-            nonces[sender] += 1
-        proposer = _user(7)
-        branch = db.snapshot()
-        try:  # the honest proposer's block: what fails is left out
-            views = [parse_tx(f) for f in frames]
-            included, _ = execute_candidates(branch, views, _acct(7))
-            root = branch.root()
-        finally:
-            branch.discard()
-        block = parse_block(
-            build_block(
-                proposer, height=1, parent=bytes(32), timestamp_ms=0, state_root=root, txs=included
-            )
-        )
-        with db.read() as view:
-            before = dict(view.iterate(ACCOUNT_PREFIX))
-        executor = BlockExecutor(db, verifier)
-        executor.receive(block)
-        executor.finalize(block.block_id)
-        with db.read() as view:
-            after = dict(view.iterate(ACCOUNT_PREFIX))
-        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-        assert changed <= {account_key(a) for a in touched_accounts(block)}
-    finally:
-        verifier.close()
         db.close()
 
 

@@ -69,13 +69,12 @@ from zapstack.node.peers import Connections
 from zapstack.node.status import node_status, status_loop
 from zapstack.node.sync import ChainSync
 from zapstack.node.txindex import ChainIndex
-from zapstack.node.txpipe import AccountReader, TxPipeline, touched_accounts
+from zapstack.node.txpipe import AccountReader, TxPipeline
 from zapstack.node.wire import STREAM_OF, MsgType, decode, encode
 from zapstack.transport.bindings import BINDINGS
 from zapstack.transport.driver import Endpoint, Peer, TransportConfig
 from zapstack.transport.streams import StreamType
 from zapstack.verify.executor import HEAD_HEIGHT_META, BlockExecutor
-from zapstack.zap.views import BlockView
 from zapstack.zapdb import ZapDB
 
 __all__ = ["Node", "find_genesis"]
@@ -140,10 +139,8 @@ class Node:
 
     def _init_tx_pipeline(self) -> None:
         """The verify pool and its cache, the mempool, TX_SUBMIT and gossip admission."""
-        self.accounts = AccountReader(self.db)
-        """The mempool's view of committed accounts (told of each commit ahead)."""
         self.tx = TxPipeline(
-            self.accounts,
+            AccountReader(self.db),
             self.g.chain_id,
             stop_stream=self.conns.stop_stream,
             reply_stream=self.conns.reply_stream,
@@ -184,13 +181,8 @@ class Node:
             self.blocks,
             self,
             on_final=self._final,
-            before_commit=self._before_commit,
             halt_height=self.halt_height,
         )
-
-    def _before_commit(self, block: BlockView) -> None:
-        """The block's commit is next: tell the account memo what it changes."""
-        self.accounts.expect(self.db.version + 1, block.state_root, touched_accounts(block))
 
     def init_genesis_state(self) -> None:
         """Write the genesis allocations and head into an empty ZapDB (else nothing)."""

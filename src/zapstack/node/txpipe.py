@@ -31,10 +31,8 @@ and the verify thread pool.  The event loop only moves bytes and runs lookups:
   falls to 0 before that.
 
 State: :class:`AccountReader` is the mempool's state hook: a sender's
-committed (nonce, balance) read once, and kept across commits that do not
-touch it (a tx is looked up before its signature check and again at insert:
-one store read; the consensus announces each block's accounts before its
-commit, :func:`touched_accounts`).
+committed (nonce, balance) read once per committed version (a tx is looked up
+before its signature check and again at insert: one store read).
 
 Bounds: gossip views waiting for the pool are capped at :data:`MAX_QUEUED`
 (beyond it gossip is dropped: it is best effort, the submitter's validator
@@ -49,7 +47,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from zapstack.errors import ZapError
 from zapstack.mempool import Mempool
@@ -57,10 +55,10 @@ from zapstack.mempool.actions import TxAdmitted, TxRejected, VerifyRequest
 from zapstack.mempool.handler import ReplyStream, StopStream, TxSubmitService
 from zapstack.mempool.pool import AccountState
 from zapstack.mempool.receive import TxReceiver
-from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_id, account_key
+from zapstack.verify import Account, ThreadVerifier, VerifiedCache, account_key
 from zapstack.zap.frames import parse_tx
 from zapstack.zap.schema import MAX_TX_SIZE
-from zapstack.zap.views import BlockView, TxView
+from zapstack.zap.views import TxView
 from zapstack.zapdb import ZapDB
 
 __all__ = [
@@ -74,7 +72,6 @@ __all__ = [
     "AccountReader",
     "TxPipeline",
     "pending_bound",
-    "touched_accounts",
 ]
 
 MAX_BATCH = 1024
@@ -97,17 +94,11 @@ Queued = VerifyRequest | TxView
 
 
 class AccountReader:
-    """``sender -> (committed nonce, balance)``, memoised across committed versions.
+    """``sender -> (committed nonce, balance)``, memoised per committed version.
 
-    When the store's version moves (a commit) the memo is emptied, unless the
-    commit was announced by :meth:`expect` (the next version, its post-state
-    root and every account it may change) and the store is at exactly that
-    version and root: then only the announced accounts are dropped, and every
-    other sender's entry stays (it did not change).  Any other move -- a jump
-    of more than one version, a root that is not the announced one, no
-    announcement -- empties it.  It holds at most ``cap`` senders; an entry is
-    kept only if it was read at the version the memo is for.  Thread-safe (one
-    lock; O(1) under it, O(announced) on a version move).
+    The memo is emptied whenever the store's version moves (a commit) and
+    holds at most ``cap`` senders; an entry is kept only if it was read at
+    the version the memo is for.  Thread-safe (one lock, O(1) under it).
     """
 
     def __init__(self, db: ZapDB, cap: int = 1 << 16) -> None:
@@ -115,42 +106,16 @@ class AccountReader:
         self.cap = cap
         self.reads = 0
         """Store reads done (the rest were answered from the memo)."""
-        self.carried = 0
-        """Version moves that kept the memo (announced commits)."""
         self._memo: dict[bytes, tuple[int, int]] = {}
         self._version = -1
-        self._expected: tuple[int, bytes, frozenset[bytes]] | None = None
         self._lock = threading.Lock()
-
-    def expect(self, version: int, root: bytes, touched: Iterable[bytes]) -> None:
-        """Announce the commit that takes the store to ``version`` with post-state
-        ``root``: it changes no account outside ``touched``."""
-        with self._lock:
-            self._expected = (version, root, frozenset(touched))
-
-    def _move(self, version: int) -> None:
-        """The store moved to ``version`` (lock held)."""
-        exp = self._expected
-        if (
-            exp is not None
-            and exp[0] == version == self._version + 1
-            and self.db.root() == exp[1]
-            and self.db.version == version  # the root read is of this version
-        ):
-            for acct in exp[2]:
-                self._memo.pop(acct, None)
-            self.carried += 1
-        else:
-            self._memo.clear()
-        if exp is not None and exp[0] <= version:
-            self._expected = None
-        self._version = version
 
     def __call__(self, sender: bytes) -> tuple[int, int]:
         version = self.db.version
         with self._lock:
             if version != self._version:
-                self._move(version)
+                self._memo.clear()
+                self._version = version
             hit = self._memo.get(sender)
         if hit is not None:
             return hit
@@ -166,17 +131,6 @@ class AccountReader:
             if read_at == self._version and len(self._memo) < self.cap:
                 self._memo[sender] = out
         return out
-
-
-def touched_accounts(block: BlockView) -> set[bytes]:
-    """Every account applying ``block`` may change: each tx's sender and
-    recipient (a call's target too: a superset is fine) and the proposer's
-    fee account (``verify.state``'s transitions write no other account)."""
-    out = {account_id(block.pubkey)}
-    for tx in block.txs():
-        out.add(tx.sender)
-        out.add(bytes(tx.recipient))
-    return out
 
 
 def pending_bound(finals: Sequence[tuple[float, int]], now: float) -> int:

@@ -95,8 +95,6 @@ async def _store(
         await c.io.run(c.executor.receive, block)
     try:
         await c.io.run(c.blocks.put, block.height, block_bytes, cert_bytes)
-        if c.before_commit is not None:
-            c.before_commit(block)
         await c.io.run(c.executor.finalize, bid)
     except (FatalStoreError, OSError) as exc:
         c.executor.abandon()

@@ -43,7 +43,6 @@ from zapstack.node.engine.state import Aggregation, HeightRecord, Io, log
 from zapstack.node.genesis import Genesis, NodeKeys
 from zapstack.node.wire import Message, MsgType
 from zapstack.verify.executor import BlockExecutor
-from zapstack.zap.views import BlockView
 
 __all__ = ["Consensus"]
 
@@ -61,7 +60,6 @@ class Consensus:
         io: Io,
         *,
         on_final: Callable[[HeightRecord, bytes], Awaitable[None]] | None = None,
-        before_commit: Callable[[BlockView], None] | None = None,
         halt_height: int | None = None,
     ) -> None:
         self.g = genesis
@@ -71,9 +69,6 @@ class Consensus:
         self.blocks = blocks
         self.io = io
         self.on_final = on_final
-        self.before_commit = before_commit
-        """Called with each block just before its durable commit (the node announces
-        the accounts it changes to the mempool's state memo)."""
         self.halt_height = halt_height
         """Stop deciding after this height (devnets compare roots there)."""
         self.fatal: FatalStoreError | None = None
