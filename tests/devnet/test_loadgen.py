@@ -116,3 +116,30 @@ def test_a_failed_submit_pauses_and_a_reset_does_not_touch_credit(tmp_path: Path
     reset = SubmitAnswer(WireCode.BAD_MAGIC, b"", 0)  # a malformed frame's stream reset
     load._count(3, reset, 5.0)
     assert 3 not in load.credit and load._target([3], 5.0) == 3
+
+
+def test_presigned_frames_are_the_ones_sent_nonce_by_nonce(tmp_path: Path) -> None:
+    load = _load(tmp_path)
+    assert load.presign(3, until=1.0, clock=lambda: 0.0) == 24  # 8 users x 3 nonces
+    ahead = {u: dict(load.ahead[u]) for u in range(8)}
+    sent = []
+    for _ in range(3):
+        u, frame = load._next_tx(2)
+        sent.append(frame)
+        load.settle(u, _answer(WireCode.NO_ERROR))
+    assert sent == [ahead[2][0], ahead[2][1], ahead[2][2]]
+    views = [parse_tx(f, chain_id=load.g.chain_id) for f in sent]  # signatures verify
+    assert [v.nonce for v in views] == [0, 1, 2]
+    assert bytes(views[0].pubkey) == load.users[2].public_key
+    _, fourth = load._next_tx(2)  # past the signed-ahead frames: signed now
+    assert parse_tx(fourth, chain_id=load.g.chain_id).nonce == 3
+    load.settle(5, _answer(WireCode.BAD_NONCE, 2))  # user 5 resyncs to nonce 2
+    assert load._next_tx(5)[1] == ahead[5][2]  # its frame still ahead is used
+
+
+def test_presign_stops_at_the_deadline(tmp_path: Path) -> None:
+    load = _load(tmp_path)
+    assert load.presign(50, until=5.0, clock=lambda: 9.0) == 0
+    ticks = iter([0.0, 0.0, 9.0])  # the clock is read every 256 signatures
+    assert load.presign(100, until=5.0, clock=lambda: next(ticks)) == 512
+    assert [len(a) for a in load.ahead] == [64] * 8  # one nonce for everyone at a time

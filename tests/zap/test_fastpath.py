@@ -4,6 +4,8 @@ Fed whole, a frame goes through :func:`check_whole` first; fed in pieces it
 never does.  Every test here compares the two.
 """
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +63,15 @@ def test_block_byte_flip_rejected_same_way(pos: int, xor: int) -> None:
     events = feed(bad, None, BLOCK_SCHEMAS)
     assert events == feed(bad, 3, BLOCK_SCHEMAS)
     assert events[0][0] == "rejected"
+
+
+def test_sizes_are_precomputed_per_schema_object() -> None:
+    transfer = TX_SCHEMAS[TX[4]]
+    twin = dataclasses.replace(transfer)  # equal value, another object
+    assert twin == transfer and twin is not transfer
+    whole = check_whole(TX, {TX[4]: twin}, None)
+    assert whole is not None and whole[0] is twin
+    # a transfer's fields are all fixed-size: header 21, table 5 x 4, body
+    # pubkey 32 + recipient 32 + three u64, Ed25519 signature 64 (zap.md)
+    assert len(TX) == 21 + 20 + 32 + 32 + 3 * 8 + 64
+    assert check_whole(TX, TX_SCHEMAS, None) is not None

@@ -134,3 +134,65 @@ def test_builder_rejects_bad_values() -> None:
         build_transfer(ED, b"r" * 32, -1, 1, 1)
     with pytest.raises(LocalProtocolError):
         build_call(ED, b"t" * 32, b"x" * (MAX_CALL_DATA + 1), 1, 1)
+
+
+def _block(height: int, chain_id: int = 0x4C5558) -> bytes:
+    txs = [build_transfer(ED, b"r" * 32, 1, 1, n, chain_id=chain_id) for n in range(3)]
+    return build_block(
+        ED,
+        height=height,
+        parent=bytes(32),
+        timestamp_ms=0,
+        state_root=bytes(32),
+        txs=txs,
+        chain_id=chain_id,
+    )
+
+
+def test_parse_block_remembers_equal_content() -> None:
+    block = _block(101)
+    first = parse_block(block)
+    again = parse_block(bytes(bytearray(block)))  # another object, same content
+    assert again is first
+    assert parse_block(block, verify_signatures=False) is first  # fewer checks asked
+    fresh = parse_block(bytearray(block))  # mutable input: never remembered
+    assert fresh is not first and fresh.block_id == first.block_id
+
+
+def test_parse_block_memo_never_skips_a_check_it_did_not_do() -> None:
+    block = _block(102)
+    forged = block[:-1] + bytes([block[-1] ^ 1])  # proposer signature broken
+    lax = parse_block(forged, verify_signatures=False)
+    assert lax.height == 102
+    with pytest.raises(RemoteProtocolError) as exc:
+        parse_block(forged)  # the lax view is not an answer to a strict parse
+    assert exc.value.code == WireCode.BAD_SIGNATURE
+    with pytest.raises(RemoteProtocolError):
+        parse_block(forged)  # a rejection is not remembered either
+    other = _block(103, chain_id=7)
+    assert parse_block(other, chain_id=7).height == 103
+    with pytest.raises(RemoteProtocolError) as exc:
+        parse_block(other, chain_id=8)  # accepted for chain 7 only
+    assert exc.value.code == WireCode.BAD_CHAIN
+
+
+def test_parse_block_memo_is_bounded() -> None:
+    blocks = [_block(200 + k) for k in range(20)]
+    views = [parse_block(b) for b in blocks]
+    assert parse_block(blocks[-1]) is views[-1]
+    assert parse_block(blocks[0]) is not views[0]  # long evicted: parsed again
+    assert parse_block(blocks[0]).block_id == views[0].block_id
+
+
+def test_block_tx_views_carry_their_ids_and_are_made_once() -> None:
+    block = _block(300)
+    view = parse_block(block)
+    first = view.txs()
+    assert [t.tx_id for t in first] == [
+        parse_tx(block[s:e], chain_id=0x4C5558).tx_id for s, e in view.tx_spans()
+    ]
+    assert [t.sender for t in first] == [hashlib.sha256(ED.public_key).digest()] * 3
+    first.clear()  # the caller's list only
+    again = view.txs()
+    assert len(again) == 3 and again[1] is view.tx(1)
+    assert [t.nonce for t in again] == [0, 1, 2]

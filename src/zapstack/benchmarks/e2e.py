@@ -21,7 +21,9 @@ What one run does, in order (every figure comes from this run):
    :mod:`.e2e_load` processes (one per ``per_process_rate`` tx/s, up to
    ``max_processes``; their stderr in ``load-*.log``), each on its own devnet
    users, over the answered TX_SUBMIT (a rejected tx is resubmitted later, its
-   first send time kept).
+   first send time kept).  Each process signs its users' frames ahead for
+   ``presign_s`` before the load starts (the rest as they are sent), so that
+   the client's signing does not take the validators' cores in the window.
 5. **Drain and agreement**: after every load (ramp steps included) waits up
    to ``drain_s`` for the mempools to empty, so that no load's backlog lands in
    the next one's window; at the end waits for every validator to report the
@@ -93,6 +95,12 @@ class Plan:
     """Funded devnet users (each load process takes its own slice of them; past
     the last, slices start again from 0 and those users resync their nonces).
     At most 18,446: genesis caps the total allocation at 2^64 - 1."""
+    presign_s: float = 3.0
+    """Seconds each load's processes get (times half their number, if more than
+    two), before it starts, to sign their users' frames ahead
+    (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`): a client signing
+    on the validators' 2 cores during the window would take CPU from them; what
+    is not signed by then is signed as it is sent."""
     drain_s: float = 20.0
     """Most seconds to wait after each load for the mempools to empty."""
     verifies: int = 4000
@@ -203,7 +211,8 @@ class _Run:
         """Offer ``rate`` tx/s for ``warmup + window`` seconds from load processes."""
         plan = self.plan
         procs = min(plan.max_processes, max(1, math.ceil(rate / plan.per_process_rate)))
-        t0 = time.monotonic() + 3.0  # the processes import, sign set-up, dial
+        # import, dial, sign ahead (more processes share the cores: more time)
+        t0 = time.monotonic() + 3.0 + plan.presign_s * max(1.0, procs / 2)
         run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
         self.phase += 1
         outs, children = [], []
@@ -214,7 +223,8 @@ class _Run:
             out = self.home / f"load-{self.phase}-{k}.json"
             args = ["--genesis", str(self.home / "genesis.json"), "--out", str(out)]
             args += ["--first-user", str(self._users(users)), "--users", str(users)]
-            args += ["--rate", str(rate / procs), "--start-at", str(t0)]
+            ahead = math.ceil(rate / procs * (warmup + window) / users) + 2
+            args += ["--rate", str(rate / procs), "--start-at", str(t0), "--presign", str(ahead)]
             args += ["--measure-at", str(run.start), "--stop-at", str(run.end)]
             children.append(
                 await asyncio.create_subprocess_exec(

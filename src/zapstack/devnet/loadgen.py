@@ -26,7 +26,10 @@ user does next (``NEXT``):
 
 A fraction of streams can carry deliberately malformed frames (the devnet's
 "malicious peer") to exercise the reject path; they never touch a user's
-nonce.  It runs on the caller's event loop: one task per submitted tx, so a
+nonce.  :meth:`LoadGenerator.presign` signs users' next frames before a
+measurement, so that a client sharing the validators' cores does not spend
+them signing during it (the frames, and so the validators' work, are the same).
+It runs on the caller's event loop: one task per submitted tx, so a
 slow validator never stalls the others; :meth:`LoadGenerator.run` gives
 in-flight sends up to 5 s after ``stop`` and :meth:`LoadGenerator.close`
 closes the one endpoint (bounded, 5 s).
@@ -38,6 +41,7 @@ import asyncio
 import enum
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zapstack.errors import TransportError, WireCode, ZapError
@@ -126,6 +130,8 @@ class LoadGenerator:
         self.nonces = [0] * len(self.users)
         self.pending: list[bytes | None] = [None] * len(self.users)
         """Per user: the frame at its current nonce, until an answer settles it."""
+        self.ahead: list[dict[int, bytes]] = [{} for _ in self.users]
+        """Per user: frames signed ahead of time by :meth:`presign`, by nonce."""
         self.fee = fee
         self.sent_at: dict[bytes, float] = {}
         """Each user frame -> when it was first submitted (loop time)."""
@@ -169,6 +175,8 @@ class LoadGenerator:
             u = self.rng.randrange(len(self.users))
         frame = self.pending[u]
         if frame is None:
+            frame = self.ahead[u].pop(self.nonces[u], None)
+        if frame is None:
             recipient = hashlib.sha256(self.users[(u + 1) % len(self.users)].public_key).digest()
             amount, fee = self.rng.randrange(1, 1000), self.rng.randrange(*self.fee)
             frame = build_transfer(
@@ -176,6 +184,32 @@ class LoadGenerator:
             )
             self.pending[u] = frame
         return u, frame
+
+    def presign(self, per_user: int, until: float, clock: Callable[[], float]) -> int:
+        """Sign up to ``per_user`` frames ahead for every user (nonces from its
+        current one), one nonce for everyone at a time, stopping once ``clock()``
+        passes ``until``; returns how many were signed.
+
+        The frames are the very ones :meth:`_next_tx` would build (a random
+        amount and fee, the next user as recipient); only *when* the client pays
+        for the signature moves, so the validators see the same work.  A user
+        resynced to another nonce keeps the frames still ahead of it.
+        """
+        signed = 0
+        for k in range(per_user):
+            for u, signer in enumerate(self.users):
+                if signed % 256 == 0 and clock() >= until:
+                    return signed
+                nonce = self.nonces[u] + k
+                if nonce in self.ahead[u]:
+                    continue
+                recipient = hashlib.sha256(self.users[(u + 1) % len(self.users)].public_key)
+                amount, fee = self.rng.randrange(1, 1000), self.rng.randrange(*self.fee)
+                self.ahead[u][nonce] = build_transfer(
+                    signer, recipient.digest(), amount, fee, nonce, self.g.chain_id
+                )
+                signed += 1
+        return signed
 
     def settle(self, u: int, answer: SubmitAnswer | None) -> Next:
         """Apply the node's answer (``None``: the submit failed) to user ``u``."""

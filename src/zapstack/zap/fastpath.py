@@ -37,10 +37,27 @@ def _table(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
 
-@functools.cache
-def _bounds(schema: Schema, scheme: SigScheme) -> tuple[tuple[int, int], ...]:
-    """Per-field (min, max) sizes of ``schema`` signed with ``scheme``."""
-    return tuple(f.size_bounds(scheme) for f in schema.fields)
+_Plan = tuple[Schema, int, tuple[tuple[int, int], ...]]
+_PLANS: dict[tuple[int, int], _Plan] = {}
+"""(id(schema), scheme) -> (schema, min frame size, per-field (min, max) sizes).
+
+Keyed by identity, not by the schema's value: hashing a frozen schema hashes
+every field spec and enum, which cost more than the checks themselves.  The
+schema is kept in the entry (so its id cannot be reused) and compared on use;
+there are a handful of schema objects, so the table stays tiny."""
+
+
+def _plan(schema: Schema, scheme: SigScheme) -> _Plan:
+    """The precomputed sizes of ``schema`` signed with ``scheme``."""
+    key = (id(schema), scheme)
+    plan = _PLANS.get(key)
+    if plan is None or plan[0] is not schema:
+        bounds = tuple(f.size_bounds(scheme) for f in schema.fields)
+        plan = _PLANS[key] = (schema, schema.min_size(scheme), bounds)
+    return plan
+
+
+_SCHEMES = {int(s): s for s in SigScheme}
 
 
 def check_whole(
@@ -71,12 +88,13 @@ def check_whole(
         or (chain_id is not None and chain != chain_id)
     ):
         return None
-    sch = SigScheme(scheme)
-    if sig_len != SIG_SIZE[sch] or not schema.min_size(sch) <= total <= schema.max_size:
+    sch = _SCHEMES[scheme]
+    _, min_size, bounds = _plan(schema, sch)
+    if sig_len != SIG_SIZE[sch] or not min_size <= total <= schema.max_size:
         return None
     ends = _table(count).unpack_from(data, HEADER_SIZE)
     start = schema.table_end
-    for end, (low, high) in zip(ends, _bounds(schema, sch), strict=True):
+    for end, (low, high) in zip(ends, bounds, strict=True):
         if end < start + low or end > start + high:
             return None
         start = end

@@ -107,7 +107,7 @@ class IngressMachine:
         self._scheme = SigScheme.NONE
         self._total = 0
         self._ends: list[int] = []
-        self._spans: tuple[tuple[int, int, Schema, tuple[int, ...]], ...] = ()
+        self._spans: tuple[tuple[int, int, Schema, tuple[int, ...], bytes], ...] = ()
 
     # -- public API -------------------------------------------------------------
     @property
@@ -327,7 +327,7 @@ class IngressMachine:
         start = self._ends[idx["payload"] - 1]
         end = self._ends[idx["payload"]]
         chain = int(_U32.unpack_from(mv, 12)[0])
-        spans: list[tuple[int, int, Schema, tuple[int, ...]]] = []
+        spans: list[tuple[int, int, Schema, tuple[int, ...], bytes]] = []
         leaves: list[bytes] = []
         p = start
         ro = mv.toreadonly()
@@ -349,7 +349,7 @@ class IngressMachine:
                     Stage.BODY, WireCode.BAD_FIELD, p + ev.offset, f"tx {len(spans)}: {ev.reason}"
                 )
             tx = ev.view
-            spans.append((p, p + size, tx.schema, tx._ends))
+            spans.append((p, p + size, tx.schema, tx._ends, tx.digest))
             leaves.append(merkle.leaf_hash(tx.digest))
             p += size
         ro.release()

@@ -127,7 +127,7 @@ class FrameView:
 class TxView(FrameView):
     """A validated tx frame (transfer or call)."""
 
-    __slots__ = ()
+    __slots__ = ("_sender",)  # unset until the first ``sender`` (no __init__ of its own)
 
     @property
     def tx_id(self) -> bytes:
@@ -136,8 +136,12 @@ class TxView(FrameView):
 
     @property
     def sender(self) -> bytes:
-        """The sender's account id: sha256(pubkey)."""
-        return hashlib.sha256(self.field("pubkey")).digest()
+        """The sender's account id: sha256(pubkey) (hashed once per view)."""
+        try:
+            return self._sender
+        except AttributeError:
+            self._sender: bytes = hashlib.sha256(self.field("pubkey")).digest()
+            return self._sender
 
     @property
     def fee(self) -> int:
@@ -167,7 +171,7 @@ class TxView(FrameView):
 class BlockView(FrameView):
     """A validated block frame whose payload holds validated tx frames."""
 
-    __slots__ = ("_spans",)
+    __slots__ = ("_spans", "_txs")
 
     _domain = BLOCK_DOMAIN
 
@@ -176,11 +180,14 @@ class BlockView(FrameView):
         mv: memoryview,
         schema: Schema,
         ends: tuple[int, ...],
-        spans: tuple[tuple[int, int, Schema, tuple[int, ...]], ...],
+        spans: tuple[tuple[int, int, Schema, tuple[int, ...], bytes], ...],
     ) -> None:
-        """``spans``: per tx (start, end, schema, field ends relative to start)."""
+        """``spans``: per tx (start, end, schema, field ends relative to start,
+        transcript digest: computed for the tx root while validating, kept so
+        that no tx id is hashed twice)."""
         super().__init__(mv, schema, ends)
         self._spans = spans
+        self._txs: tuple[TxView, ...] | None = None
 
     @property
     def block_id(self) -> bytes:
@@ -227,13 +234,20 @@ class BlockView(FrameView):
 
     def tx_spans(self) -> list[tuple[int, int]]:
         """(start, end) of each tx frame within the block buffer, in block order."""
-        return [(s, e) for s, e, _, _ in self._spans]
+        return [(s, e) for s, e, _, _, _ in self._spans]
 
     def tx(self, i: int) -> TxView:
         """The i-th tx as a zero-copy view."""
-        start, end, schema, ends = self._spans[i]
-        return TxView(self._mv[start:end], schema, ends)
+        if self._txs is not None:
+            return self._txs[i]
+        start, end, schema, ends, digest = self._spans[i]
+        view = TxView(self._mv[start:end], schema, ends)
+        view._digest = digest
+        return view
 
     def txs(self) -> list[TxView]:
-        """Every tx, in block order, as zero-copy views."""
-        return [self.tx(i) for i in range(len(self._spans))]
+        """Every tx, in block order, as zero-copy views (made once per block view:
+        views are immutable, so every caller may share them)."""
+        if self._txs is None:
+            self._txs = tuple(self.tx(i) for i in range(len(self._spans)))
+        return list(self._txs)
