@@ -143,3 +143,21 @@ def test_presign_stops_at_the_deadline(tmp_path: Path) -> None:
     ticks = iter([0.0, 0.0, 9.0])  # the clock is read every 256 signatures
     assert load.presign(100, until=5.0, clock=lambda: next(ticks)) == 512
     assert [len(a) for a in load.ahead] == [64] * 8  # one nonce for everyone at a time
+
+
+@pytest.mark.parametrize(
+    ("share", "credit", "mine"), [(1, 10, 10), (4, 10, 3), (4, 1, 1), (3, 0, 0)]
+)
+def test_clients_sharing_the_validators_take_their_share_of_each_credit(
+    tmp_path: Path, share: int, credit: int, mine: int
+) -> None:
+    make_devnet(tmp_path, 4, users=8)
+    g = load_genesis(tmp_path / "genesis.json")
+    load = LoadGenerator(g, users=8, rate=10, credit_share=share)
+    start = -(-CREDIT_START // share)  # rounded up: a share never starves a client
+    assert load._start_credit == start
+    load._count(0, _credit_answer(WireCode.NO_ERROR, credit), 5.0)
+    assert load.credit[0] == mine
+    assert (load._target([0], 5.0) is None) == (mine == 0)  # 0: paused, no submit
+    with pytest.raises(ValueError, match="credit_share"):
+        LoadGenerator(g, users=8, credit_share=0)

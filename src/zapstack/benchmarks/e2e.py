@@ -225,6 +225,7 @@ class _Run:
             args += ["--first-user", str(self._users(users)), "--users", str(users)]
             ahead = math.ceil(rate / procs * (warmup + window) / users) + 2
             args += ["--rate", str(rate / procs), "--start-at", str(t0), "--presign", str(ahead)]
+            args += ["--credit-share", str(procs)]  # one allowance, shared by the processes
             args += ["--measure-at", str(run.start), "--stop-at", str(run.end)]
             children.append(
                 await asyncio.create_subprocess_exec(

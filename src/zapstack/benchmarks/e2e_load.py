@@ -70,7 +70,13 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
     g = load_genesis(args.genesis)
     seed = bytes.fromhex(g.raw.get("devnet_seed", ""))
     users = [devnet_user(seed, i) for i in range(args.first_user, args.first_user + args.users)]
-    load = LoadGenerator(g, signers=users, rate=args.rate, seed=args.first_user + 1)
+    load = LoadGenerator(
+        g,
+        signers=users,
+        rate=args.rate,
+        seed=args.first_user + 1,
+        credit_share=args.credit_share,
+    )
     try:
         while len(load.peers) < len(g.addresses) and time.monotonic() < args.start_at:
             await load.connect()
@@ -122,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stop-at", type=float, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--presign", type=int, default=0, help="frames per user signed ahead")
+    ap.add_argument(
+        "--credit-share", type=int, default=1, help="load processes sharing the validators"
+    )
     args = ap.parse_args(argv)
     # uvloop, as the node runs: a client on asyncio's pure-Python loop spends
     # the box's cores on loop overhead the validators need (its ``loop.time()``

@@ -18,8 +18,9 @@ user does next (``NEXT``):
   back ``DUPLICATE``;
 * credit (``docs/formats/streams.md``): each validator has an allowance of
   new submits, ``CREDIT_START`` at first, one spent per submit, and reset to
-  the credit of every answer that names a tx; at 0 the validator gets nothing
-  more.  An answer with no credit (or a failed submit) pauses that validator
+  the credit of every answer that names a tx (divided by ``credit_share``, the
+  number of such clients sharing the validators, rounded up); at 0 the
+  validator gets nothing more.  An answer with no credit (or a failed submit) pauses that validator
   for ``PAUSE_S``, after which one probe submit is allowed.  When every
   validator is out of credit the generator sends nothing: it offers less than
   its rate instead of queueing work the chain cannot finalize.
@@ -121,9 +122,15 @@ class LoadGenerator:
         seed: int = 1,
         signers: list[Signer] | None = None,
         fee: tuple[int, int] = (1, 50),
+        credit_share: int = 1,
     ) -> None:
         """``signers``: the accounts to send from (default: the first ``users`` devnet
-        users); ``fee``: the range fees are drawn from."""
+        users); ``fee``: the range fees are drawn from; ``credit_share``: how many
+        clients like this one share each validator's allowance (this one takes its
+        share of every credit figure, rounded up)."""
+        if credit_share < 1:
+            raise ValueError("credit_share >= 1")
+        self.credit_share = credit_share
         self.g = genesis
         devnet_seed = bytes.fromhex(genesis.raw.get("devnet_seed", ""))
         self.users: list[Signer] = signers or [devnet_user(devnet_seed, i) for i in range(users)]
@@ -226,6 +233,10 @@ class LoadGenerator:
             self.nonces[u] = answer.account_nonce
         return step
 
+    @property
+    def _start_credit(self) -> int:
+        return -(-CREDIT_START // self.credit_share)
+
     def _count(self, index: int, answer: SubmitAnswer | None, now: float) -> None:
         """Book an answer from validator ``index`` (``None``: the submit failed)."""
         st = self.stats
@@ -239,7 +250,7 @@ class LoadGenerator:
         else:
             st.rejected[answer.code.name] = st.rejected.get(answer.code.name, 0) + 1
         if answer.tx_id:  # a stream reset (stages 1-4) carries no credit figure
-            self.credit[index] = answer.credit
+            self.credit[index] = -(-answer.credit // self.credit_share)
             if answer.credit == 0:
                 self._paused[index] = now + PAUSE_S
             else:
@@ -270,7 +281,7 @@ class LoadGenerator:
         for i in targets:
             if self._paused.get(i, 0.0) > now:
                 continue
-            if self.credit.get(i, CREDIT_START) <= 0:
+            if self.credit.get(i, self._start_credit) <= 0:
                 if i not in self._paused:
                     continue  # out of credit, answers still to come
                 del self._paused[i]  # the pause is over: one probe
@@ -291,7 +302,7 @@ class LoadGenerator:
         u = self._idle_user()
         if index is None or u is None:
             return False
-        self.credit[index] = self.credit.get(index, CREDIT_START) - 1
+        self.credit[index] = self.credit.get(index, self._start_credit) - 1
         self.stats.sent += 1
         bad = bool(self.malformed_every) and self.stats.sent % self.malformed_every == 0
         if bad:
