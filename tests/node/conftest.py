@@ -342,3 +342,16 @@ async def others_until(c: Cluster, down: int, height: int, max_ms: int = 120_000
     while min(n.executor.height for n in up) < height and waited < max_ms:
         await c.net.advance(100)
         waited += 100
+
+
+async def dial_when_up(client: Any, address: Any, tries: int = 50, pause: float = 0.1) -> Any:
+    """Dial a validator's genesis ``address`` from ``client`` (an Endpoint) until it
+    answers: ``tries`` attempts ``pause`` s apart; fails the test if it never does."""
+    from zapstack.errors import TransportError
+
+    for _ in range(tries):
+        try:
+            return await client.dial(address.host, address.port, address.node_id)
+        except (TransportError, OSError):
+            await asyncio.sleep(pause)
+    raise AssertionError(f"{address.host}:{address.port} never answered")

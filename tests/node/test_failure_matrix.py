@@ -29,7 +29,6 @@ row failure                                       test
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import shutil
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from typing import Any
 
 from zapstack.devnet.processes import free_port_base
 from zapstack.dht.messages import GetChunk
-from zapstack.errors import TransportError, WireCode
+from zapstack.errors import WireCode
 from zapstack.lightclient import LightClient
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.genesis import Genesis, load_genesis, load_node_keys, make_devnet
@@ -52,7 +51,7 @@ from zapstack.transport.qh3_adapter import Qh3Binding
 from zapstack.transport.streams import StreamType
 from zapstack.zap.frames import build_block, build_transfer, parse_tx
 
-from .conftest import gossip, make_cluster, run, transfer, users
+from .conftest import dial_when_up, gossip, make_cluster, run, transfer, users
 
 # ------------------------------------------------------------------ real QUIC (rows 5, 6)
 
@@ -110,14 +109,7 @@ def test_peer_sends_malformed_frame(tmp_path: Path) -> None:
             Qh3Binding(), keys1.identity, {StreamType.CERT_SHARES: lambda info: Collect(got)}
         )
         try:
-            a0 = g.addresses[0]
-            peer = None
-            for _ in range(50):
-                with contextlib.suppress(TransportError, OSError):
-                    peer = await client.dial(a0.host, a0.port, a0.node_id)
-                    break
-                await asyncio.sleep(0.1)
-            assert peer is not None
+            peer = await dial_when_up(client, g.addresses[0])
             await until(lambda: 1 in node.peers)
             me = keys1.identity.node_id
             # malformed tx frames, left open: stopped by the receiver at their stage

@@ -8,12 +8,11 @@ and a frame refused at stage 1 is answered by the reset's code."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from pathlib import Path
 
 from zapstack.devnet.processes import free_port_base
-from zapstack.errors import TransportError, WireCode
+from zapstack.errors import WireCode
 from zapstack.mempool.answer import SubmitAnswer
 from zapstack.node.adapters.submit import submit_tx
 from zapstack.node.genesis import devnet_user, load_genesis, make_devnet
@@ -23,6 +22,8 @@ from zapstack.transport.driver import Endpoint
 from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.qh3_adapter import Qh3Binding
 from zapstack.zap.frames import build_transfer, parse_tx
+
+from ..conftest import dial_when_up
 
 
 def test_a_submitter_receives_admitted_or_rejected_with_the_code(tmp_path: Path) -> None:
@@ -41,14 +42,7 @@ def test_a_submitter_receives_admitted_or_rejected_with_the_code(tmp_path: Path)
         serving = asyncio.create_task(node.serve())
         client = Endpoint(Qh3Binding(), NodeIdentity.generate(), {})
         try:
-            a0 = g.addresses[0]
-            peer = None
-            for _ in range(50):
-                with contextlib.suppress(TransportError, OSError):
-                    peer = await client.dial(a0.host, a0.port, a0.node_id)
-                    break
-                await asyncio.sleep(0.1)
-            assert peer is not None
+            peer = await dial_when_up(client, g.addresses[0])
             answers = []
             for frame in (good, good, broke, ahead, b"\x7fZIP" + good[4:]):
                 answers.append(await submit_tx(peer, frame))
