@@ -80,3 +80,16 @@ def api_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiChain]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def markdown_rows(doc: Path, header_start: str) -> list[list[str]]:
+    """The body rows (cells stripped) of the first table in ``doc`` whose header line
+    starts with ``header_start``: what the format docs pin, read back by the tests."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows

@@ -16,6 +16,8 @@ from zapstack.node.limits import VALIDATORS_ONLY, largest_cert, node_limits
 from zapstack.transport.limits import LimitPolicy, Rule
 from zapstack.transport.streams import StreamType
 
+from ..conftest import markdown_rows
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "formats" / "streams.md"
 MiB = 1024 * 1024
 
@@ -68,14 +70,7 @@ def test_every_served_stream_type_has_a_row(devnet_home: Path) -> None:
 
 
 def _doc_rows() -> list[list[str]]:
-    lines = DOC.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| byte | type | max bytes"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
+    return markdown_rows(DOC, "| byte | type | max bytes")
 
 
 def test_the_documented_table_is_the_code() -> None:

@@ -16,18 +16,13 @@ from zapstack.transport.streams import (
     spec_of,
 )
 
+from ..conftest import markdown_rows
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "formats" / "streams.md"
 
 
 def doc_rows(first_header: str) -> list[list[str]]:
-    lines = DOC.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
+    return markdown_rows(DOC, f"| {first_header} |")
 
 
 def test_every_type_in_range_and_documented() -> None:
