@@ -131,6 +131,8 @@ class LoadGenerator:
         if credit_share < 1:
             raise ValueError("credit_share >= 1")
         self.credit_share = credit_share
+        self._start_credit = -(-CREDIT_START // credit_share)
+        """This client's share of ``CREDIT_START`` (rounded up)."""
         self.g = genesis
         devnet_seed = bytes.fromhex(genesis.raw.get("devnet_seed", ""))
         self.users: list[Signer] = signers or [devnet_user(devnet_seed, i) for i in range(users)]
@@ -232,10 +234,6 @@ class LoadGenerator:
         else:
             self.nonces[u] = answer.account_nonce
         return step
-
-    @property
-    def _start_credit(self) -> int:
-        return -(-CREDIT_START // self.credit_share)
 
     def _count(self, index: int, answer: SubmitAnswer | None, now: float) -> None:
         """Book an answer from validator ``index`` (``None``: the submit failed)."""
