@@ -107,7 +107,7 @@ def test_into_and_memo_layers_give_the_same_tree(
     assert {k: v for k, v in merged.items() if v is not None} == plain.nodes
     for memo in (upper, lower):  # memoised reads are the base's records
         assert all(base.get_node(k) == v for k, v in memo.items())
-    assert all(k[0] < 2 for k in upper) and all(k[0] >= 2 for k in lower)
+    assert all(k[32] < 2 for k in upper) and all(k[32] >= 2 for k in lower)
 
 
 def test_strict_build_rejects_what_verify_chunk_rejects() -> None:
@@ -224,26 +224,6 @@ def test_sorted_items_and_sorted_entries_equal_sorted(raw: list[bytes]) -> None:
             if distinct:
                 with pytest.raises(StoreError):
                     batch.sorted_entries([*groups, (distinct[0],)])
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.binary(min_size=33, max_size=33), max_size=80), st.integers(1, 5))
-def test_by_depth_gives_ascending_records(raw: list[bytes], parts: int) -> None:
-    records = {k: k[1:2] for k in raw}
-    # subtrees: split by the path's first byte into `parts` ascending ranges, each ascending
-    cuts = sorted(records, key=lambda k: k[1:])
-    size = -(-len(cuts) // parts) if cuts else 1
-    dicts = [
-        dict(sorted((k, records[k]) for k in cuts[i : i + size])) for i in range(0, len(cuts), size)
-    ]
-    want = {bytes(33): None, **dict(sorted(records.items(), key=lambda kv: (kv[0][0], kv[0][1:])))}
-    for fast_path in (True, False):
-        into: dict[bytes, bytes | None] = {bytes(33): None}
-        with pytest.MonkeyPatch.context() as mp:
-            if not fast_path:
-                mp.setattr(batch, "_smtfast", None)
-            batch.by_depth(dicts, into)
-        assert list(into.items()) == list(want.items())
 
 
 @settings(max_examples=100, deadline=None)

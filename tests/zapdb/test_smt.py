@@ -85,7 +85,7 @@ def test_large_random_batches_match_reference() -> None:
                 model[key] = value
         assert apply_updates(store, batch) == reference_root(model)
     # depth stays logarithmic: no node deeper than ~2 log2(n) + slack
-    assert max(p[0] for p in store.nodes) < 40
+    assert max(p[32] for p in store.nodes) < 40
 
 
 def test_deleting_everything_empties_the_store() -> None:

@@ -279,9 +279,10 @@ except FatalStoreError as exc:
 _RAW_LMDB_READ = """
 import sys, lmdb
 env = lmdb.open(sys.argv[1], map_size=1 << 26, max_dbs=3)
-db = env.open_db(b"data")
+dbs = [env.open_db(name) for name in (b"data", b"nodes", b"meta")]
 with env.begin() as txn:
-    print(sum(len(v) for _, v in txn.cursor(db=db)))
+    print(sum(len(v) for _, v in txn.cursor(db=dbs[0])))
+    print(sum(len(v) for db in dbs[1:] for _, v in txn.cursor(db=db)))
 """
 
 

@@ -37,8 +37,7 @@ typedef struct {
 } Content;
 
 typedef struct {
-    uint8_t depth;
-    uint8_t path[32];
+    uint8_t k[33]; /* the node-store key: masked path || depth (layout v2) */
     PyObject *rec; /* owned; NULL = delete */
 } Emit;
 
@@ -61,7 +60,8 @@ static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
     if (rem) dst[full] = src[full] & (uint8_t)(0xFF << (8 - rem));
 }
 
-static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
+/* Append a write for (depth, path) and return its index (-1 on error); `rec` is owned. */
+static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
         Emit *em = PyMem_Realloc(c->em, cap * sizeof(Emit));
@@ -73,11 +73,15 @@ static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
         c->em = em;
         c->cap = cap;
     }
-    Emit *e = &c->em[c->n++];
-    e->depth = (uint8_t)depth;
-    mask_path(path, depth, e->path);
+    Emit *e = &c->em[c->n];
+    mask_path(path, depth, e->k);
+    e->k[32] = (uint8_t)depth;
     e->rec = rec;
-    return 0;
+    return (Py_ssize_t)c->n++;
+}
+
+static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
+    return emit_at(c, depth, path, rec) < 0 ? -1 : 0;
 }
 
 static PyObject *node_record(const uint8_t hash[32]) {
@@ -136,8 +140,8 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
     *out = NULL;
     if (c->get == NULL) return 0;
     uint8_t k[33];
-    k[0] = (uint8_t)depth;
-    mask_path(path, depth, k + 1);
+    mask_path(path, depth, k);
+    k[32] = (uint8_t)depth;
     PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
     if (!key) return -1;
     PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
@@ -194,7 +198,9 @@ static int collision(void) {
     return -1;
 }
 
-/* Bottom-up build of H(a[0..n), depth) over a fresh position (nothing stored below). */
+/* Bottom-up build of H(a[0..n), depth) over a fresh position (nothing stored below).
+ * Writes come out in pre-order (a child's slot is taken before its subtree is built),
+ * which is ascending node-store key order: the caller needs no sort. */
 static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     out->rec = NULL;
     if (n == 0) {
@@ -210,19 +216,17 @@ static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     }
     if (depth >= 255) return collision();
     Py_ssize_t m = split_at(a, n, depth);
-    Content l, r;
-    if (build(c, a, m, depth + 1, &l) < 0) return -1;
-    if (build(c, a + m, n - m, depth + 1, &r) < 0) {
-        Py_XDECREF(l.rec);
-        return -1;
+    Content side[2];
+    Leaf **part[2] = {a, a + m};
+    Py_ssize_t cnt[2] = {m, n - m};
+    for (int s = 0; s < 2; s++) {
+        Py_ssize_t slot = -1; /* a non-empty side always has a record */
+        if (cnt[s] && (slot = emit_at(c, depth + 1, part[s][0]->kh, NULL)) < 0) return -1;
+        if (build(c, part[s], cnt[s], depth + 1, &side[s]) < 0) return -1;
+        if (slot >= 0) c->em[slot].rec = side[s].rec;
     }
-    zsha256_tagged(1, l.hash, r.hash, out->hash);
+    zsha256_tagged(1, side[0].hash, side[1].hash, out->hash);
     out->kind = K_NODE;
-    if (l.rec && emit(c, depth + 1, a[0]->kh, l.rec) < 0) {
-        Py_XDECREF(r.rec);
-        return -1;
-    }
-    if (r.rec && emit(c, depth + 1, a[m]->kh, r.rec) < 0) return -1;
     out->rec = node_record(out->hash);
     return out->rec ? 0 : -1;
 }

@@ -56,50 +56,48 @@ static int load_leaves(PyObject *keys, PyObject *values, Leaf *leaves, Leaf **or
     return 0;
 }
 
+static int cmp_emit(const void *x, const void *y) {
+    return memcmp(((const Emit *)x)->k, ((const Emit *)y)->k, 33);
+}
+
+/* Put the writes in ascending node-store key order: a bulk build emits them so already
+ * (checked, no sort), a merge into a stored tree in walk order (sorted here). */
+static void sort_emits(Ctx *c) {
+    for (size_t i = 1; i < c->n; i++) {
+        if (memcmp(c->em[i - 1].k, c->em[i].k, 33) > 0) {
+            qsort(c->em, c->n, sizeof(Emit), cmp_emit);
+            return;
+        }
+    }
+}
+
 /* Store the writes into dict `into` in sorted order (no tuples); 0 or -1. */
 static int writes_into(Ctx *c, PyObject *into) {
-    size_t count[257] = {0};
-    for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
-    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
-    size_t *order = PyMem_Malloc((c->n ? c->n : 1) * sizeof(size_t));
-    if (!order) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (size_t i = 0; i < c->n; i++) order[count[c->em[i].depth]++] = i;
+    sort_emits(c);
     int rc = 0;
     for (size_t j = 0; j < c->n && rc == 0; j++) {
-        Emit *e = &c->em[order[j]];
-        uint8_t k[33];
-        k[0] = e->depth;
-        memcpy(k + 1, e->path, 32);
-        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+        Emit *e = &c->em[j];
+        PyObject *key = PyBytes_FromStringAndSize((const char *)e->k, 33);
         rc = key ? PyDict_SetItem(into, key, e->rec ? e->rec : Py_None) : -1;
         Py_XDECREF(key);
     }
-    PyMem_Free(order);
     return rc;
 }
 
 static PyObject *writes_list(Ctx *c) {
-    size_t count[257] = {0};
-    for (size_t i = 0; i < c->n; i++) count[c->em[i].depth + 1]++;
-    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
+    sort_emits(c);
     PyObject *list = PyList_New((Py_ssize_t)c->n);
     if (!list) return NULL;
     for (size_t i = 0; i < c->n; i++) {
         Emit *e = &c->em[i];
-        uint8_t k[33];
-        k[0] = e->depth;
-        memcpy(k + 1, e->path, 32);
         PyObject *rec = e->rec ? e->rec : Py_NewRef(Py_None);
         e->rec = NULL;
-        PyObject *t = Py_BuildValue("(y#N)", (const char *)k, (Py_ssize_t)33, rec);
+        PyObject *t = Py_BuildValue("(y#N)", (const char *)e->k, (Py_ssize_t)33, rec);
         if (!t) {
             Py_DECREF(list);
             return NULL;
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)count[e->depth]++, t);
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
     }
     return list;
 }
@@ -296,8 +294,8 @@ static PyMethodDef methods[] = {
      "collect_leaves(iterator, end, out) -> stopped at end (leaf records appended to out)"},
     {"leaf_keys", py_leaf_keys, METH_O,
      "leaf_keys(records) -> keys (records sorted in place by key hash)"},
-    {"by_depth", py_by_depth, METH_VARARGS,
-     "by_depth(dicts, into): node records into `into` by depth, stable (see the C)"},
+    {"children", py_children, METH_VARARGS,
+     "children(found, depth) -> keys of both children of each interior record (see the C)"},
     {"sorted_entries", py_sorted_entries, METH_O,
      "sorted_entries(groups) -> dict of every (key, value), keys ascending and distinct"},
     {"fold", py_fold, METH_VARARGS, "fold(path, node, siblings) -> root (see proofs._fold)"},

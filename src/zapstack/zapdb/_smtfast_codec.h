@@ -284,41 +284,33 @@ static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
     return keys;
 }
 
-/* by_depth(dicts, into): every item of `dicts` (node-store records, each dict ascending,
- * the dicts in ascending prefix order: chunk subtrees) into `into`, ordered by the key's
- * depth byte and, within a depth, as given: a stable counting sort, so `into` ends up
- * ascending without comparing keys. */
-static PyObject *py_by_depth(PyObject *self, PyObject *args) {
-    PyObject *dicts, *into, *k, *v;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &dicts, &PyDict_Type, &into)) return NULL;
-    Py_ssize_t nd = PyList_GET_SIZE(dicts), total = 0, count[257] = {0};
-    for (Py_ssize_t i = 0; i < nd; i++) {
-        PyObject *d = PyList_GET_ITEM(dicts, i);
-        if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "by_depth needs dicts");
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(d, &pos, &k, &v)) {
-            if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) < 1)
-                return PyErr_Format(PyExc_TypeError, "by_depth needs non-empty bytes keys");
-            count[(uint8_t)PyBytes_AS_STRING(k)[0] + 1]++;
-            total++;
+/* children(found, depth) -> keys: for each interior record (tag 1) in dict `found` (node-store
+ * key -> record, all at `depth`, in key order), the keys of its two children at depth + 1. */
+static PyObject *py_children(PyObject *self, PyObject *args) {
+    PyObject *found, *k, *v;
+    int depth;
+    if (!PyArg_ParseTuple(args, "O!i", &PyDict_Type, &found, &depth)) return NULL;
+    if (depth < 0 || depth > 254) return PyErr_Format(PyExc_ValueError, "bad depth");
+    PyObject *out = PyList_New(0);
+    Py_ssize_t pos = 0;
+    while (out && PyDict_Next(found, &pos, &k, &v)) {
+        if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) != 33 || !PyBytes_Check(v) ||
+            PyBytes_GET_SIZE(v) < 1) {
+            Py_DECREF(out);
+            return PyErr_Format(PyExc_ValueError, "children needs 33-byte keys and records");
+        }
+        if (PyBytes_AS_STRING(v)[0] != 1) continue;
+        uint8_t c[33];
+        memcpy(c, PyBytes_AS_STRING(k), 32);
+        c[32] = (uint8_t)(depth + 1);
+        for (int s = 0; s < 2 && out; s++) {
+            if (s) c[depth >> 3] |= (uint8_t)(0x80 >> (depth & 7));
+            PyObject *key = PyBytes_FromStringAndSize((const char *)c, 33);
+            if (!key || PyList_Append(out, key) < 0) Py_CLEAR(out);
+            Py_XDECREF(key);
         }
     }
-    for (int d = 1; d < 257; d++) count[d] += count[d - 1];
-    SortKey *items = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(SortKey));
-    if (!items) return PyErr_NoMemory();
-    for (Py_ssize_t i = 0; i < nd; i++) {
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(PyList_GET_ITEM(dicts, i), &pos, &k, &v)) {
-            SortKey *s = &items[count[(uint8_t)PyBytes_AS_STRING(k)[0]]++];
-            s->o = k;
-            s->v = v;
-        }
-    }
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < total && rc == 0; i++) rc = PyDict_SetItem(into, items[i].o, items[i].v);
-    PyMem_Free(items);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    return out;
 }
 
 /* sorted_entries(groups) -> dict: the (key, value) pairs of every tuple in list `groups`

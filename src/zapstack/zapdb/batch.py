@@ -36,7 +36,6 @@ __all__ = [
     "NodeOverlay",
     "apply_batch",
     "build",
-    "by_depth",
     "merge_lists",
     "scan_writes",
     "sort_writes",
@@ -144,17 +143,6 @@ def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
     return has_none, all(a < b for a, b in itertools.pairwise(keys))
 
 
-def by_depth(dicts: list[dict[bytes, bytes | None]], into: dict[bytes, bytes | None]) -> None:
-    """Add the records of ``dicts`` (each ascending; subtrees in ascending prefix order)
-    to ``into`` ordered by depth, then as given: ascending overall, with no key compared."""
-    if _smtfast is not None:
-        _smtfast.by_depth(dicts, into)
-        return
-    items = [kv for d in dicts for kv in d.items()]
-    items.sort(key=lambda kv: kv[0][0])  # stable: by depth, then as given
-    into.update(items)
-
-
 def sorted_entries(groups: list[tuple[tuple[bytes, Any], ...]]) -> dict[bytes, Any]:
     """Every ``(key, value)`` of ``groups`` in one dict, keys ascending (StoreError if a
     key is repeated)."""
@@ -197,7 +185,7 @@ class NodeOverlay:
     def get_node(self, path: bytes) -> bytes | None:
         if path in self.nodes:
             return self.nodes[path]
-        memo = self.base.upper if path[0] < self.base.split else self.cache
+        memo = self.base.upper if path[32] < self.base.split else self.cache
         if path in memo:
             return memo[path]
         rec = memo[path] = self.base.get_node(path)

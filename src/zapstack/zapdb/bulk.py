@@ -77,7 +77,7 @@ def carry_upper(
         return None
     split = base.split
     upper = base.upper if steal else base.upper.copy()
-    upper.update((k, v) for k, v in nodes.items() if k[0] < split)
+    upper.update((k, v) for k, v in nodes.items() if k[32] < split)
     return version, split, upper, base.warm
 
 
@@ -192,15 +192,28 @@ class ChunkLoader:
         root, record = level[0]
         if root != self.root:  # unreachable with verified chunks: a bug
             raise LocalProtocolError("verified chunks do not rebuild the target root")
-        # Ascending without a sort of the whole: the root, the joined levels (depths
-        # 1..depth), then the chunks' subtrees level by level, chunk after chunk.
         nodes: Nodes = {smt.ROOT_PATH: record}
-        nodes.update(sorted(joins.items()))
         order = range(1 << self.depth)
-        batch.by_depth([self._below[i] for i in order], nodes)
+        _in_path_order(nodes, joins, [self._below[i] for i in order], self.depth)
         data = batch.sorted_entries([self._entries[i] for i in order])
         self._txn.install(data, nodes, root)
         return root
+
+
+def _in_path_order(nodes: Nodes, joins: Nodes, below: list[Nodes], depth: int) -> None:
+    """Add ``joins`` (records at depths 1..depth) and the chunks' subtrees ``below`` (each
+    ascending, in chunk order) to ``nodes`` in ascending key order without sorting the
+    whole: in layout v2 a subtree is one key range, so each chunk's records follow the
+    joined records whose path is at most the chunk's prefix."""
+    tops = sorted(joins.items())
+    j, shift = 0, 256 - depth
+    for i, sub in enumerate(below):
+        prefix = (i << shift).to_bytes(32, "big")
+        while j < len(tops) and tops[j][0][:32] <= prefix:
+            nodes[tops[j][0]] = tops[j][1]
+            j += 1
+        nodes.update(sub)
+    nodes.update(tops[j:])
 
 
 def _join(

@@ -163,11 +163,11 @@ def _collect(store: NodeStore, path: bytes, out: list[bytes]) -> None:
     if rec[0] == LEAF_TAG:
         out.append(rec)
         return
-    depth = path[0]
-    prefix = int.from_bytes(path[1:], "big")
-    _collect(store, bytes((depth + 1,)) + path[1:], out)
+    depth = path[32]
+    prefix = int.from_bytes(path[:32], "big")
+    _collect(store, path[:32] + bytes((depth + 1,)), out)
     right = (prefix | (1 << (255 - depth))).to_bytes(32, "big")
-    _collect(store, bytes((depth + 1,)) + right, out)
+    _collect(store, right + bytes((depth + 1,)), out)
 
 
 def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> StateChunk:

@@ -30,9 +30,10 @@ hashing each changed node once; with an empty base it is a bottom-up bulk build.
 :func:`apply_updates` uses it when it is importable (``FAST``) and falls back to
 the pure-Python walk otherwise; tests hold all three equal.
 
-Node store layout (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
-path ``p`` lives under the 33-byte key ``bytes([d]) || p_masked`` (``p`` with
-bits ``d..255`` cleared).  A record is ``0x01 || hash`` for an interior node
+Node store layout v2 (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
+path ``p`` lives under the 33-byte key ``p_masked || bytes([d])`` (``p`` with
+bits ``d..255`` cleared), so the keys sort in pre-order: a subtree's records are
+one contiguous key range, the node itself first (:func:`subtree_range`).  A record is ``0x01 || hash`` for an interior node
 (>= 2 leaves below it) or ``0x00 || kh || vh || key`` for a leaf (its hash is
 ``sha256`` of the first 65 bytes; the key is kept so chunks can be served).
 An absent record is an empty subtree.
@@ -70,6 +71,7 @@ __all__ = [
     "reference_root",
     "root_of_store",
     "subtree_hash",
+    "subtree_range",
 ]
 
 EMPTY = bytes(32)
@@ -127,7 +129,15 @@ _DEPTH = [bytes((d,)) for d in range(256)]
 
 def path_key(kint: int, depth: int) -> bytes:
     """Node-store key of the depth-``depth`` node on the path ``kint`` (a 256-bit int)."""
-    return _DEPTH[depth] + (kint & _MASKS[depth]).to_bytes(32, "big")
+    return (kint & _MASKS[depth]).to_bytes(32, "big") + _DEPTH[depth]
+
+
+def subtree_range(depth: int, prefix: int) -> tuple[bytes, bytes]:
+    """``[lo, hi)``: the node-store keys of every record in the subtree at ``(depth,
+    prefix)`` (``prefix`` a 256-bit int with bits ``depth..255`` clear), its own first."""
+    hi = prefix + (1 << (256 - depth))
+    end = hi.to_bytes(32, "big") + _DEPTH[0] if not hi >> 256 else b"\xff" * 34
+    return prefix.to_bytes(32, "big") + _DEPTH[depth], end
 
 
 def child_hash(record: bytes | None) -> bytes:
@@ -235,14 +245,14 @@ def _delete(store: NodeStore, kh: bytes, dirty: set[bytes]) -> None:
 
 
 def _rehash(store: NodeStore, dirty: set[bytes]) -> None:
-    for path in sorted(dirty, key=lambda p: -p[0]):  # deepest first
+    for path in sorted(dirty, key=lambda p: -p[32]):  # deepest first
         rec = store.get_node(path)
         if rec is None or rec[0] != NODE_TAG:
             continue  # collapsed into a leaf or removed by a later update
-        depth = path[0]
-        prefix = int.from_bytes(path[1:], "big")
-        left = store.get_node(bytes((depth + 1,)) + path[1:])
-        right_path = bytes((depth + 1,)) + (prefix | (1 << (255 - depth))).to_bytes(32, "big")
+        depth = path[32]
+        prefix = int.from_bytes(path[:32], "big")
+        left = store.get_node(path[:32] + bytes((depth + 1,)))
+        right_path = (prefix | (1 << (255 - depth))).to_bytes(32, "big") + bytes((depth + 1,))
         right = store.get_node(right_path)
         store.put_node(path, b"\x01" + node_hash(child_hash(left), child_hash(right)))
 

@@ -39,7 +39,7 @@ from zapstack.zapdb import bulk, smt
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
-__all__ = ["DEFAULT_MAP_SIZE", "FailAt", "FaultInjector", "ZapDB", "check_files"]
+__all__ = ["DEFAULT_MAP_SIZE", "LAYOUT", "FailAt", "FaultInjector", "ZapDB", "check_files"]
 
 DEFAULT_MAP_SIZE = 1 << 32
 """Largest size the LMDB file may grow to (4 GiB, sparse; raise for big states)."""
@@ -49,6 +49,9 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
+_LAYOUT = b"layout"
+LAYOUT = 2
+"""On-disk layout version (``meta/layout``, one byte): 2 = path-ordered node keys."""
 _UNCACHED = 4
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
@@ -128,6 +131,27 @@ def check_files(path: str | os.PathLike[str]) -> None:
         )
 
 
+def _check_layout(txn: Any, dbs: tuple[Any, Any, Any]) -> str | None:
+    """Why the store open in write txn ``txn`` cannot be used (None: it can).  A store
+    with nothing in it is stamped with :data:`LAYOUT`; one with data or commits but no
+    ``meta/layout`` was written by layout v1 (depth-first node keys)."""
+    raw = txn.get(_LAYOUT, db=dbs[2])
+    if raw is None:
+        used = txn.get(_VERSION, db=dbs[2]) is not None or any(
+            txn.stat(db)["entries"] for db in dbs[:2]
+        )
+        if used:
+            return (
+                "layout v1 (depth-first tree-node keys) is not readable by this version, "
+                f"which uses layout v{LAYOUT}: re-sync the state or restore from a backup"
+            )
+        txn.put(_LAYOUT, bytes((LAYOUT,)), db=dbs[2])
+        return None
+    if raw != bytes((LAYOUT,)):
+        return f"unknown layout {raw.hex()} (this version reads layout v{LAYOUT} only)"
+    return None
+
+
 class ZapDB:
     """The persistent MVCC store.  Open with :meth:`open`; see the package docs."""
 
@@ -187,12 +211,16 @@ class ZapDB:
                 readahead=False,
             )
             dbs = (env.open_db(b"data"), env.open_db(b"nodes"), env.open_db(b"meta"))
-            with env.begin() as txn:
+            with env.begin(write=True) as txn:
+                problem = _check_layout(txn, dbs)
                 raw_version = txn.get(_VERSION, db=dbs[2])
                 root = txn.get(_ROOT, db=dbs[2]) or smt.EMPTY
-                tree = smt.child_hash(txn.get(bytes(33), db=dbs[1]))
+                tree = smt.child_hash(txn.get(smt.ROOT_PATH, db=dbs[1]))
         except lmdb.Error as exc:
             raise FatalStoreError(f"cannot open ZapDB at {path}: {exc}") from exc
+        if problem is not None:
+            env.close()
+            raise FatalStoreError(f"ZapDB at {path}: {problem}")
         if tree != root:
             env.close()
             raise FatalStoreError(f"ZapDB at {path}: stored tree does not match stored root")

@@ -125,26 +125,21 @@ class Snapshot:
             yield functools.partial(self._txn().get, db=self._nodes)
 
     def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
-        """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: one
-        cursor range scan of ``nodes`` per depth (keys start with their depth, down to the
-        first depth with none), then the values, under one hold of the lock.  With the C
-        extension the scan, the sort and the value reads (one ``getmulti``) make no Python
-        call per entry; :meth:`entries_under_py` is the same in plain Python."""
+        """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: the
+        subtree's records are one key range of ``nodes`` (layout v2), read by one cursor
+        scan, then the values, under one hold of the lock.  With the C extension the scan,
+        the sort and the value reads (one ``getmulti``) make no Python call per entry;
+        :meth:`entries_under_py` is the same in plain Python."""
         if _smtfast is None:
             return self.entries_under_py(depth, prefix)
-        lo_path = prefix.to_bytes(32, "big")
-        hi = prefix + (1 << (256 - depth)) if depth else 1 << 256
-        hi_path = None if hi >> 256 else hi.to_bytes(32, "big")
+        lo, end = smt.subtree_range(depth, prefix)
         leaves: list[bytes] = []
         with self._lock:
             txn = self._txn()
             cur = txn.cursor(db=self._nodes)
             vals = txn.cursor(db=self._data)
             try:
-                for d in range(depth, 256):
-                    end = bytes((d,)) + hi_path if hi_path is not None else bytes((d + 1,))
-                    if not cur.set_range(bytes((d,)) + lo_path) or cur.key() >= end:
-                        break
+                if cur.set_range(lo):
                     _smtfast.collect_leaves(cur.iternext(), end, leaves)
                 keys = _smtfast.leaf_keys(leaves)
                 entries: tuple[tuple[bytes, bytes], ...] = tuple(vals.getmulti(keys))
@@ -157,17 +152,12 @@ class Snapshot:
 
     def entries_under_py(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
         """:meth:`entries_under` in plain Python (the reference; tests hold them equal)."""
-        lo_path = prefix.to_bytes(32, "big")
-        hi = prefix + (1 << (256 - depth)) if depth else 1 << 256
-        hi_path = None if hi >> 256 else hi.to_bytes(32, "big")
+        lo, end = smt.subtree_range(depth, prefix)
         out: list[bytes] = []
         with self._lock:
             cur = self._txn().cursor(db=self._nodes)
             try:
-                for d in range(depth, 256):
-                    end = bytes((d,)) + hi_path if hi_path is not None else bytes((d + 1,))
-                    if not cur.set_range(bytes((d,)) + lo_path) or cur.key() >= end:
-                        break
+                if cur.set_range(lo):
                     for key, rec in cur.iternext():
                         if key >= end:
                             break
@@ -183,23 +173,27 @@ class Snapshot:
         return entries
 
     def warm_upper(self) -> None:
-        """Load every tree record above ``split`` into ``upper`` with one cursor scan
-        (keys start with the depth byte, so they are the first ones of ``nodes``).
-        Done once, by the first txn that computes a root here: about 2**split records,
-        n/16 for n entries, so every later walk reads only the deepest levels."""
+        """Load every tree record above ``split`` into ``upper``, level by level from the
+        root: one ``getmulti`` per depth for the children of the interior records found
+        at the depth above (absent children are empty subtrees, memoised as None).  Done
+        once, by the first txn that computes a root here: about 2**split records, n/16
+        for n entries, so every later walk reads only the deepest levels."""
         if self.warm:
             return
-        end = bytes((self.split,))
         with self._lock:
             if self.warm:
                 return
             cur = self._txn().cursor(db=self._nodes)
             try:
                 upper = self.upper
-                for key, rec in cur.iternext():
-                    if key >= end:
+                level = [smt.ROOT_PATH]
+                for depth in range(self.split):
+                    found = dict(cur.getmulti(level))
+                    for key in level:
+                        upper.setdefault(key, found.get(key))
+                    level = _children(found, depth) if depth + 1 < self.split else []
+                    if not level:
                         break
-                    upper.setdefault(key, rec)
             finally:
                 cur.close()
             self.warm = True
@@ -235,6 +229,21 @@ class Snapshot:
     def release(self) -> None:
         """Drop one reference (the database aborts the txn when none are left)."""
         self._release(self)
+
+
+def _children(found: dict[bytes, bytes], depth: int) -> list[bytes]:
+    """Node-store keys of both children of each interior record in ``found`` (all at
+    ``depth``), ascending."""
+    if _smtfast is not None:
+        return _smtfast.children(found, depth)
+    below = bytes((depth + 1,))
+    bit = 1 << (255 - depth)
+    out: list[bytes] = []
+    for key, rec in found.items():
+        if rec[0] == smt.NODE_TAG:
+            out.append(key[:32] + below)
+            out.append((int.from_bytes(key[:32], "big") | bit).to_bytes(32, "big") + below)
+    return out
 
 
 class ReadView:
