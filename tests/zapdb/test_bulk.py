@@ -184,3 +184,47 @@ def test_upper_memo_of_a_snapshot_still_held_is_not_changed_by_a_commit(tmp_path
             view_snap = view._s()
             for path, rec in view_snap.upper.items():
                 assert view_snap.get_node(path) == rec
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3, 6])
+def test_joined_levels_and_chunk_records_come_out_ascending(depth: int) -> None:
+    rng = random.Random(depth)
+    shift = 256 - depth
+    joins: dict[bytes, bytes | None] = {}
+    below: list[dict[bytes, bytes | None]] = []
+    for i in range(1 << depth):
+        for d in range(1, depth + 1):  # the join levels over chunk i
+            if rng.random() < 0.5:
+                joins[smt.path_key(i << shift, d)] = b"j"
+        paths = {((i << shift) | rng.getrandbits(shift)) for _ in range(rng.randrange(6))}
+        below.append(
+            dict(sorted((smt.path_key(p, rng.randrange(depth + 1, 40)), b"r") for p in paths))
+        )
+    nodes: dict[bytes, bytes | None] = {smt.ROOT_PATH: b"root"}
+    bulk._in_path_order(nodes, joins, below, depth)
+    everything = {smt.ROOT_PATH: b"root", **joins}
+    for sub in below:
+        everything.update(sub)
+    assert list(nodes.items()) == sorted(everything.items())
+
+
+def test_warm_upper_holds_every_record_above_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zapstack.zapdb import view as view_mod
+
+    state = _state(5000, 21)
+    with ZapDB.open(tmp_path / "db", map_size=1 << 27) as db:
+        bulk.bulk_load(db, state.items())
+        records = _records(db)
+        for fast_path in (True, False):
+            if not fast_path:
+                monkeypatch.setattr(view_mod, "_smtfast", None)
+            with db.read() as view:
+                snap = view._s()
+                snap.upper, snap.warm = {}, False
+                snap.warm_upper()
+                assert snap.split == 9 and snap.warm  # bit_length(5000) - 4
+                want = {k: v for k, v in records.items() if k[32] < snap.split}
+                assert {k: v for k, v in snap.upper.items() if v is not None} == want
+                assert all(k not in records for k, v in snap.upper.items() if v is None)

@@ -94,3 +94,44 @@ def test_deleting_everything_empties_the_store() -> None:
     apply_updates(store, items)
     assert apply_updates(store, [(k, None) for k, _ in items]) == smt.EMPTY
     assert store.nodes == {}
+
+
+def _preorder(store: DictNodeStore, depth: int, prefix: int, out: list[tuple[int, int]]) -> None:
+    """Positions (depth, prefix) of the stored records: the node, its left subtree, its
+    right subtree -- the tree's shape only, no key encoding."""
+    rec = store.nodes.get(smt.path_key(prefix, depth))
+    if rec is None:
+        return
+    out.append((depth, prefix))
+    if rec[0] == smt.NODE_TAG:
+        _preorder(store, depth + 1, prefix, out)
+        _preorder(store, depth + 1, prefix | (1 << (255 - depth)), out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.binary(min_size=1, max_size=6), max_size=120))
+def test_node_keys_sort_in_preorder_and_subtrees_are_key_ranges(ks: set[bytes]) -> None:
+    store = DictNodeStore()
+    apply_updates(store, [(k, b"v") for k in ks])
+    order: list[tuple[int, int]] = []
+    _preorder(store, 0, 0, order)
+    assert len(order) == len(store.nodes)
+    assert [smt.path_key(p, d) for d, p in order] == sorted(store.nodes)
+    for d, p in order:  # the records under (d, p): exactly its key range
+        lo, hi = smt.subtree_range(d, p)
+        inside = {k for k in store.nodes if lo <= k < hi}
+        below = {
+            smt.path_key(q, e)
+            for e, q in order
+            if e >= d and (d == 0 or q >> (256 - d) == p >> (256 - d))
+        }
+        assert inside == below
+
+
+def test_node_key_encoding_is_path_then_depth() -> None:
+    kint = int.from_bytes(bytes([0b10110000]) + bytes(31), "big")
+    assert smt.path_key(kint, 0) == bytes(33)
+    assert smt.path_key(kint, 3) == bytes([0b10100000]) + bytes(31) + b"\x03"
+    assert bytes(33) == smt.ROOT_PATH
+    assert smt.subtree_range(1, 1 << 255) == (b"\x80" + bytes(31) + b"\x01", b"\xff" * 34)
+    assert smt.subtree_range(1, 0) == (bytes(32) + b"\x01", b"\x80" + bytes(32))

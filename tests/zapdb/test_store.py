@@ -301,24 +301,6 @@ def _run(code: str, path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_meta_pages_read_as_lmdb_reports_them(tmp_path: Path) -> None:
-    """The reader of ``check_files`` agrees with LMDB's own ``env.info()``."""
-    import lmdb
-
-    from zapstack.zapdb.store import _meta
-
-    _filled_store(tmp_path / "db")
-    raw = (tmp_path / "db" / "data.mdb").read_bytes()
-    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 26, max_dbs=3, readonly=True)
-    info, psize = env.info(), env.stat()["psize"]
-    env.close()
-    metas = [_meta(raw, 0), _meta(raw, psize)]
-    assert all(m is not None and m[0] == psize for m in metas)
-    newest = max(metas, key=lambda m: m[2])  # type: ignore[arg-type, return-value]
-    assert newest is not None and (newest[1], newest[2]) == (info["last_pgno"], info["last_txnid"])
-    assert len(raw) == (info["last_pgno"] + 1) * psize
-
-
 @pytest.mark.parametrize("keep", [0.5, 0.97, 3 * 4096 // 2, 100, 0])
 def test_truncated_data_file_is_a_clear_error_not_sigbus(tmp_path: Path, keep: float) -> None:
     """A truncated ``data.mdb`` kills a plain LMDB reader with SIGBUS; ZapDB.open refuses it

@@ -33,10 +33,11 @@ the pure-Python walk otherwise; tests hold all three equal.
 Node store layout v2 (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
 path ``p`` lives under the 33-byte key ``p_masked || bytes([d])`` (``p`` with
 bits ``d..255`` cleared), so the keys sort in pre-order: a subtree's records are
-one contiguous key range, the node itself first (:func:`subtree_range`).  A record is ``0x01 || hash`` for an interior node
-(>= 2 leaves below it) or ``0x00 || kh || vh || key`` for a leaf (its hash is
-``sha256`` of the first 65 bytes; the key is kept so chunks can be served).
-An absent record is an empty subtree.
+one contiguous key range, the node itself first (:func:`subtree_range`).  A
+record is ``0x01 || hash`` for an interior node (>= 2 leaves below it) or
+``0x00 || kh || vh || key`` for a leaf (its hash is ``sha256`` of the first 65
+bytes; the key is kept so chunks can be served).  An absent record is an empty
+subtree.
 """
 
 from __future__ import annotations

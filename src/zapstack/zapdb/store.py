@@ -27,7 +27,6 @@ import errno
 import itertools
 import os
 import random
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +35,7 @@ import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
 from zapstack.zapdb import bulk, smt
+from zapstack.zapdb.files import LAYOUT, check_files, check_layout
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
@@ -49,9 +49,6 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
-_LAYOUT = b"layout"
-LAYOUT = 2
-"""On-disk layout version (``meta/layout``, one byte): 2 = path-ordered node keys."""
 _UNCACHED = 4
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
@@ -73,83 +70,6 @@ class FailAt:
         if self.armed and index >= self.at and (self.ops is None or op in self.ops):
             self.fired += 1
             raise OSError(self.err, f"injected {os.strerror(self.err)} at {op} #{index}")
-
-
-_META_HEAD = struct.Struct("<II")
-"""LMDB's ``MDB_meta`` (lmdb 0.9 ``mdb.c``, 64-bit), after the 16-byte page header:
-``mm_magic``, ``mm_version``; ``mm_psize`` (``mm_dbs[FREE_DBI].md_pad``) is the u32 at
-offset 24; ``mm_last_pg`` and ``mm_txnid`` are the u64s at offset 120 (:data:`_META_TAIL`)."""
-_META_TAIL = struct.Struct("<QQ")
-_PAGE_HEADER = 16
-_LMDB_MAGIC = 0xBEEFC0DE
-
-
-def _meta(raw: bytes, at: int) -> tuple[int, int, int] | None:
-    """``(psize, last_pg, txnid)`` of the meta page at byte ``at``, or None if it is not one."""
-    meta = at + _PAGE_HEADER
-    if len(raw) < meta + 136:
-        return None
-    magic, version = _META_HEAD.unpack_from(raw, meta)
-    (psize,) = struct.unpack_from("<I", raw, meta + 24)
-    last_pg, txnid = _META_TAIL.unpack_from(raw, meta + 120)
-    if magic != _LMDB_MAGIC or version != 1 or psize < 512 or psize & (psize - 1):
-        return None
-    return psize, last_pg, txnid
-
-
-def check_files(path: str | os.PathLike[str]) -> None:
-    """Check ``<path>/data.mdb`` before LMDB maps it (a short file would SIGBUS on access).
-
-    Both meta pages must carry LMDB's magic and version, and the file must hold every
-    page up to the newest meta's ``last_pg``.  A missing file is a new store.  Raises
-    FatalStoreError with one line naming the file and what is wrong.
-    """
-    data = os.path.join(os.fspath(path), "data.mdb")
-    try:
-        with open(data, "rb") as fh:
-            head = fh.read(4096 + _PAGE_HEADER + 136)
-            size = os.fstat(fh.fileno()).st_size
-            first = _meta(head, 0)
-            if first is not None and first[0] != 4096:
-                fh.seek(first[0])
-                head = head[: first[0]] + fh.read(_PAGE_HEADER + 136)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise FatalStoreError(f"cannot read {data}: {exc.strerror}") from None
-    if first is None:
-        raise FatalStoreError(f"{data} is not an LMDB file or its first meta page is corrupt")
-    second = _meta(head, first[0])
-    if second is None:
-        raise FatalStoreError(f"{data} is truncated or its second meta page is corrupt")
-    psize, last_pg, _ = max(first, second, key=lambda m: m[2])
-    need = (last_pg + 1) * psize
-    if size < need:
-        raise FatalStoreError(
-            f"{data} is truncated: {size} bytes, but its last commit uses {need} "
-            f"(page {last_pg} of {psize} bytes); restore the data folder or state-sync"
-        )
-
-
-def _check_layout(txn: Any, dbs: tuple[Any, Any, Any]) -> str | None:
-    """Why the store open in write txn ``txn`` cannot be used (None: it can).  A store
-    with nothing in it is stamped with :data:`LAYOUT`; one with data or commits but no
-    ``meta/layout`` was written by layout v1 (depth-first node keys)."""
-    raw = txn.get(_LAYOUT, db=dbs[2])
-    if raw is None:
-        used = txn.get(_VERSION, db=dbs[2]) is not None or any(
-            txn.stat(db)["entries"] for db in dbs[:2]
-        )
-        if used:
-            return (
-                "layout v1 (depth-first tree-node keys) is not readable by this version, "
-                f"which uses layout v{LAYOUT}: re-sync the state or restore from a backup"
-            )
-        txn.put(_LAYOUT, bytes((LAYOUT,)), db=dbs[2])
-        return None
-    if raw != bytes((LAYOUT,)):
-        return f"unknown layout {raw.hex()} (this version reads layout v{LAYOUT} only)"
-    return None
 
 
 class ZapDB:
@@ -212,7 +132,7 @@ class ZapDB:
             )
             dbs = (env.open_db(b"data"), env.open_db(b"nodes"), env.open_db(b"meta"))
             with env.begin(write=True) as txn:
-                problem = _check_layout(txn, dbs)
+                problem = check_layout(txn, dbs)
                 raw_version = txn.get(_VERSION, db=dbs[2])
                 root = txn.get(_ROOT, db=dbs[2]) or smt.EMPTY
                 tree = smt.child_hash(txn.get(smt.ROOT_PATH, db=dbs[1]))
