@@ -244,8 +244,9 @@ def verify_chunk_tree(
     if chunk.terminal is not None or _smtfast is None:
         return None
     prefix = (index << (256 - depth)).to_bytes(32, "big")
-    keys = [k for k, _ in chunk.entries]
-    values: list[bytes | memoryview | None] = [v for _, v in chunk.entries]
+    columns = tuple(zip(*chunk.entries, strict=True)) or ((), ())  # keys, values: no loop
+    keys: list[bytes] = list(columns[0])
+    values: list[bytes | memoryview | None] = list(columns[1])
     below: dict[bytes, bytes | None] = {} if into else into  # an empty `into` is filled directly
     try:
         built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
