@@ -19,7 +19,7 @@
 
 #include "_sha256.h"
 
-enum { K_EMPTY = 0, K_LEAF = 1, K_NODE = 2 };
+enum { K_EMPTY = 0, K_LEAF = 1, K_NODE = 2, K_SOME = 3 }; /* K_SOME: non-empty, kind not read */
 
 typedef struct {
     uint8_t kh[32];
@@ -84,12 +84,15 @@ static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
     return emit_at(c, depth, path, rec) < 0 ? -1 : 0;
 }
 
-static PyObject *node_record(const uint8_t hash[32]) {
-    PyObject *r = PyBytes_FromStringAndSize(NULL, 33);
+/* An interior record (layout v2): 0x01 || left hash || right hash, whose sha256 is the
+ * node's hash, like a leaf record's first 65 bytes. */
+static PyObject *node_record(const uint8_t left[32], const uint8_t right[32]) {
+    PyObject *r = PyBytes_FromStringAndSize(NULL, 65);
     if (!r) return NULL;
     char *p = PyBytes_AS_STRING(r);
     p[0] = 1;
-    memcpy(p + 1, hash, 32);
+    memcpy(p + 1, left, 32);
+    memcpy(p + 33, right, 32);
     return r;
 }
 
@@ -119,12 +122,9 @@ static int content_of(PyObject *rec, Content *out) {
     }
     const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(rec);
     Py_ssize_t len = PyBytes_GET_SIZE(rec);
-    if (len == 33 && p[0] == 1) {
-        out->kind = K_NODE;
-        memcpy(out->hash, p + 1, 32);
-    } else if (len >= 66 && p[0] == 0) {
-        out->kind = K_LEAF;
-        zsha256_tagged(0, p + 1, p + 33, out->hash);
+    if ((len == 65 && p[0] == 1) || (len >= 66 && p[0] == 0)) {
+        out->kind = p[0] ? K_NODE : K_LEAF;
+        zsha256_tagged(p[0], p + 1, p + 33, out->hash);
     } else {
         PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
         return -1;
@@ -227,7 +227,7 @@ static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     }
     zsha256_tagged(1, side[0].hash, side[1].hash, out->hash);
     out->kind = K_NODE;
-    out->rec = node_record(out->hash);
+    out->rec = node_record(side[0].hash, side[1].hash);
     return out->rec ? 0 : -1;
 }
 
@@ -282,9 +282,13 @@ static int settle(Ctx *c, int depth, const uint8_t *path, Content *ch, PyObject 
     return old ? emit(c, depth, path, NULL) : 0;
 }
 
+/* Merge into an interior node whose record holds its children's hashes `hashes` (64 bytes):
+ * only a side with updates is read; the other keeps its hash, and is read only when the
+ * updated side ends up empty (a lone leaf there moves up). */
 static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
-                      Content *out) {
+                      const uint8_t *hashes, Content *out) {
     if (depth >= 255) return collision();
+    static const uint8_t empty[32] = {0};
     uint8_t side[2][32];
     memcpy(side[0], path, 32);
     memcpy(side[1], path, 32);
@@ -296,10 +300,23 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
     int rc = -1;
     for (int s = 0; s < 2; s++) {
-        if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
-        if (cnt[s] ? merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0
-                   : content_of(old[s], &ch[s]) < 0)
-            goto done;
+        if (cnt[s]) {
+            if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
+            if (merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0) goto done;
+        } else {
+            memcpy(ch[s].hash, hashes + 32 * s, 32);
+            ch[s].kind = memcmp(ch[s].hash, empty, 32) ? K_SOME : K_EMPTY;
+        }
+    }
+    for (int s = 0; s < 2; s++) { /* the other side emptied: is this one a lone leaf? */
+        if (ch[s].kind == K_SOME && ch[1 - s].kind == K_EMPTY) {
+            if (fetch(c, depth + 1, side[s], &old[s]) < 0 || content_of(old[s], &ch[s]) < 0)
+                goto done;
+            if (ch[s].kind == K_EMPTY || memcmp(ch[s].hash, hashes + 32 * s, 32)) {
+                PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
+                goto done;
+            }
+        }
     }
     int lone = -1; /* a side whose lone leaf moves up here */
     if (ch[0].kind == K_EMPTY && ch[1].kind == K_LEAF) lone = 1;
@@ -314,7 +331,7 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     } else {
         out->kind = K_NODE;
         zsha256_tagged(1, ch[0].hash, ch[1].hash, out->hash);
-        out->rec = node_record(out->hash);
+        out->rec = node_record(ch[0].hash, ch[1].hash);
         if (!out->rec) goto done;
     }
     for (int s = 0; s < 2; s++) {
@@ -341,7 +358,7 @@ static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
     const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old);
     Py_ssize_t len = PyBytes_GET_SIZE(old);
     if (len >= 66 && p[0] == 0) return merge_flat(c, u, n, depth, old, out);
-    if (len == 33 && p[0] == 1) return merge_node(c, u, n, depth, path, out);
+    if (len == 65 && p[0] == 1) return merge_node(c, u, n, depth, path, p + 1, out);
     PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
     return -1;
 }

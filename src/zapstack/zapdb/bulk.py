@@ -237,5 +237,4 @@ def _join(
     for side, rec in ((0, lrec), (1, rrec)):
         if rec is not None:
             nodes[smt.path_key((2 * index + side) << shift, depth)] = rec
-    h = smt.node_hash(lh, rh)
-    return h, b"\x01" + h
+    return smt.node_hash(lh, rh), b"\x01" + lh + rh

@@ -35,7 +35,6 @@ from zapstack.zapdb.smt import (
     LEAF_TAG,
     NodeStore,
     bit,
-    child_hash,
     key_hash,
     leaf_hash,
     leaf_record,
@@ -130,8 +129,8 @@ def prove(store: NodeStore, key: bytes) -> Proof:
             return Proof(tuple(siblings), None)
         if rec[0] == LEAF_TAG:
             return Proof(tuple(siblings), bytes(rec[1:65]))
+        siblings.append(_other_child(rec, (kint >> (255 - depth)) & 1))
         depth += 1
-        siblings.append(child_hash(store.get_node(path_key(kint ^ (1 << (256 - depth)), depth))))
 
 
 def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
@@ -207,8 +206,14 @@ def _walk(
         rec = get(path_key(pint, d))
         if rec is None or rec[0] == LEAF_TAG:
             return tuple(siblings), (rec,)
-        siblings.append(child_hash(get(path_key(pint ^ (1 << (255 - d)), d + 1))))
+        siblings.append(_other_child(rec, (pint >> (255 - d)) & 1))
     return tuple(siblings), None
+
+
+def _other_child(rec: bytes, side: int) -> bytes:
+    """The hash of the child of interior record ``rec`` that is not on ``side`` (0 = left):
+    the record is ``0x01 || left || right``."""
+    return bytes(rec[1:33]) if side else bytes(rec[33:65])
 
 
 def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:

@@ -34,10 +34,11 @@ Node store layout v2 (see ``docs/formats/zapdb.md``): the node at depth ``d`` on
 path ``p`` lives under the 33-byte key ``p_masked || bytes([d])`` (``p`` with
 bits ``d..255`` cleared), so the keys sort in pre-order: a subtree's records are
 one contiguous key range, the node itself first (:func:`subtree_range`).  A
-record is ``0x01 || hash`` for an interior node (>= 2 leaves below it) or
-``0x00 || kh || vh || key`` for a leaf (its hash is ``sha256`` of the first 65
-bytes; the key is kept so chunks can be served).  An absent record is an empty
-subtree.
+record is ``0x01 || left hash || right hash`` for an interior node (>= 2 leaves
+below it) or ``0x00 || kh || vh || key`` for a leaf; either's hash is ``sha256``
+of its first 65 bytes (the key is kept so chunks can be served).  An absent
+record is an empty subtree.  A walk down one path reads only that path's records:
+the siblings' hashes are in their parents.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ EMPTY = bytes(32)
 
 LEAF_TAG = 0x00
 NODE_TAG = 0x01
-_PENDING = b"\x01" + EMPTY  # a freshly created interior node awaiting rehash
+_PENDING = b"\x01" + EMPTY + EMPTY  # a freshly created interior node awaiting rehash
 ROOT_PATH = bytes(33)
 """Node-store key of the root node."""
 _ROOT_PATH = ROOT_PATH
@@ -142,12 +143,11 @@ def subtree_range(depth: int, prefix: int) -> tuple[bytes, bytes]:
 
 
 def child_hash(record: bytes | None) -> bytes:
-    """The hash a parent uses for a child given its stored record."""
+    """The hash a parent uses for a child given its stored record: sha256 of its first 65
+    bytes (``0x00 || kh || vh`` of a leaf, ``0x01 || left || right`` of an interior node)."""
     if record is None:
         return EMPTY
-    if record[0] == LEAF_TAG:
-        return _sha256(record[:65]).digest()
-    return record[1:33]
+    return _sha256(record[:65]).digest()
 
 
 # --------------------------------------------------------------------------- reference
@@ -255,7 +255,7 @@ def _rehash(store: NodeStore, dirty: set[bytes]) -> None:
         left = store.get_node(path[:32] + bytes((depth + 1,)))
         right_path = (prefix | (1 << (255 - depth))).to_bytes(32, "big") + bytes((depth + 1,))
         right = store.get_node(right_path)
-        store.put_node(path, b"\x01" + node_hash(child_hash(left), child_hash(right)))
+        store.put_node(path, b"\x01" + child_hash(left) + child_hash(right))
 
 
 def apply_updates(
