@@ -15,7 +15,6 @@ range scan).  Views are safe to use from any thread.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,10 +118,16 @@ class Snapshot:
 
     @contextmanager
     def node_reader(self) -> Iterator[Callable[[bytes], bytes | None]]:
-        """Hold this snapshot's lock and yield LMDB's own ``get`` on ``nodes`` (no Python
-        frame per read): for one C merge, which calls nothing else on this snapshot."""
+        """Hold this snapshot's lock and yield a cursor's own ``get`` on ``nodes`` (no Python
+        frame per read): for one C merge, which calls nothing else on this snapshot.  The
+        merge reads in key order (layout v2), and an LMDB cursor looks a key up within its
+        current leaf page first, so a path's records below the memo cost one descent."""
         with self._lock:
-            yield functools.partial(self._txn().get, db=self._nodes)
+            cur = self._txn().cursor(db=self._nodes)
+            try:
+                yield cur.get
+            finally:
+                cur.close()
 
     def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
         """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: the
