@@ -88,7 +88,8 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         loader = bulk.ChunkLoader(txn, src.root(), 3)
         for chunk in bad:
             assert not loader.add(chunk)
-        assert loader._tops == {} and loader._entries == {} and loader._below == {}
+        assert loader._tops == {} and loader._entries == {} and loader._early == {}
+        assert loader._nodes == {smt.ROOT_PATH: None} and loader._slots == []
         assert loader.add(good)
         txn.discard()
         with dst.begin() as other:
@@ -186,26 +187,30 @@ def test_upper_memo_of_a_snapshot_still_held_is_not_changed_by_a_commit(tmp_path
                 assert view_snap.get_node(path) == rec
 
 
-@pytest.mark.parametrize("depth", [0, 1, 3, 6])
-def test_joined_levels_and_chunk_records_come_out_ascending(depth: int) -> None:
-    rng = random.Random(depth)
-    shift = 256 - depth
-    joins: dict[bytes, bytes | None] = {}
-    below: list[dict[bytes, bytes | None]] = []
-    for i in range(1 << depth):
-        for d in range(1, depth + 1):  # the join levels over chunk i
-            if rng.random() < 0.5:
-                joins[smt.path_key(i << shift, d)] = b"j"
-        paths = {((i << shift) | rng.getrandbits(shift)) for _ in range(rng.randrange(6))}
-        below.append(
-            dict(sorted((smt.path_key(p, rng.randrange(depth + 1, 40)), b"r") for p in paths))
-        )
-    nodes: dict[bytes, bytes | None] = {smt.ROOT_PATH: b"root"}
-    bulk._in_path_order(nodes, joins, below, depth)
-    everything = {smt.ROOT_PATH: b"root", **joins}
-    for sub in below:
-        everything.update(sub)
-    assert list(nodes.items()) == sorted(everything.items())
+@pytest.mark.parametrize(("depth", "shuffle"), [(0, False), (3, False), (3, True), (6, True)])
+def test_loader_hands_the_commit_its_records_ascending(
+    tmp_path: Path, depth: int, shuffle: bool
+) -> None:
+    state = _state(500, depth + 7)
+    with ZapDB.open(tmp_path / "src", map_size=1 << 26) as src:
+        bulk.bulk_load(src, state.items())
+        root = src.root()
+        with src.read() as view:
+            chunks = [view.chunk(depth, i) for i in range(1 << depth)]
+    if shuffle:
+        random.Random(depth).shuffle(chunks)
+    bad = StateChunk(depth, chunks[0].index, chunks[0].entries[1:], chunks[0].siblings, None)
+    with ZapDB.open(tmp_path / "dst", map_size=1 << 26) as dst:
+        txn = dst.begin()
+        loader = bulk.ChunkLoader(txn, root, depth)
+        assert not loader.add(bad)  # a failing chunk leaves nothing behind
+        for chunk in chunks:
+            assert loader.add(chunk)
+        assert loader.finish() == root
+        nodes = txn._live().nodes
+        assert list(nodes) == sorted(nodes)
+        assert nodes == _python_records(state)
+        assert txn.commit() == root == reference_root(state)
 
 
 def test_warm_upper_holds_every_record_above_split(

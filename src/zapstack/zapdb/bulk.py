@@ -148,12 +148,20 @@ class ChunkLoader:
         self.depth = depth
         self._txn = txn
         self._entries: dict[int, tuple[tuple[bytes, bytes], ...]] = {}
-        self._below: dict[int, Nodes] = {}
-        """Per chunk index: its entries and its subtree's records (ascending)."""
         self._tops: dict[int, tuple[bytes, bytes | None]] = {}
+        self._nodes: Nodes = {smt.ROOT_PATH: None}
+        """The tree records in key order: the root's slot, then chunk after chunk (index
+        order) the slots of the joined levels over it and its subtree's records."""
+        self._slots: list[bytes] = []
+        """Keys of the joined-level slots in ``_nodes``, filled (or dropped) by finish."""
+        self._next = 0
+        """The chunk index ``_nodes`` takes next; later ones wait in ``_early``."""
+        self._early: dict[int, Nodes] = {}
 
     def add(self, chunk: StateChunk) -> bool:
-        """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails."""
+        """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.
+        The chunk ``_nodes`` takes next is verified straight into it (no copy); one that
+        comes early keeps its records apart until the chunks before it have come."""
         if chunk.depth != self.depth:
             return False
         if chunk.index in self._tops:  # a repeat: checked, nothing more kept
@@ -165,14 +173,41 @@ class ChunkLoader:
                 self._txn.set(key, value)
             self._tops[chunk.index] = (smt.EMPTY, None)
             return True
-        below: Nodes = {}
-        top = verify_chunk_tree(self.root, chunk, below)
-        if top is None:
-            return False
+        if chunk.index == self._next:
+            opened = self._open_slots(chunk.index)
+            top = verify_chunk_tree(self.root, chunk, self._nodes, append=True)
+            if top is None:
+                for _ in range(opened):
+                    self._nodes.popitem()
+                    self._slots.pop()
+                return False
+            self._next += 1
+            while self._next in self._early:  # the ones that came early, now in order
+                self._open_slots(self._next)
+                self._nodes.update(self._early.pop(self._next))
+                self._next += 1
+        else:
+            below: Nodes = {}
+            top = verify_chunk_tree(self.root, chunk, below)
+            if top is None:
+                return False
+            self._early[chunk.index] = below
         self._tops[chunk.index] = top
-        self._below[chunk.index] = below
         self._entries[chunk.index] = chunk.entries
         return True
+
+    def _open_slots(self, index: int) -> int:
+        """Slots in ``_nodes`` for the joined positions whose path is chunk ``index``'s
+        prefix (depths where the prefix has no set bit below), shallowest first."""
+        low = (index & -index).bit_length() - 1 if index else self.depth
+        prefix = index << (256 - self.depth)
+        opened = 0
+        for depth in range(max(1, self.depth - low), self.depth + 1):
+            key = smt.path_key(prefix, depth)
+            self._nodes[key] = None
+            self._slots.append(key)
+            opened += 1
+        return opened
 
     def finish(self) -> bytes:
         """Join the chunks, check the root, install into the txn; return the root."""
@@ -192,28 +227,18 @@ class ChunkLoader:
         root, record = level[0]
         if root != self.root:  # unreachable with verified chunks: a bug
             raise LocalProtocolError("verified chunks do not rebuild the target root")
-        nodes: Nodes = {smt.ROOT_PATH: record}
-        order = range(1 << self.depth)
-        _in_path_order(nodes, joins, [self._below[i] for i in order], self.depth)
-        data = batch.sorted_entries([self._entries[i] for i in order])
+        nodes = self._nodes
+        nodes[smt.ROOT_PATH] = record
+        for key in self._slots:  # a slot left empty (or whose leaf moved up) goes
+            if key in joins:
+                nodes[key] = joins.pop(key)
+            else:
+                del nodes[key]
+        if joins:  # unreachable: every joined position has a slot
+            raise LocalProtocolError("a joined record has no slot")
+        data = batch.sorted_entries([self._entries[i] for i in range(1 << self.depth)])
         self._txn.install(data, nodes, root)
         return root
-
-
-def _in_path_order(nodes: Nodes, joins: Nodes, below: list[Nodes], depth: int) -> None:
-    """Add ``joins`` (records at depths 1..depth) and the chunks' subtrees ``below`` (each
-    ascending, in chunk order) to ``nodes`` in ascending key order without sorting the
-    whole: in layout v2 a subtree is one key range, so each chunk's records follow the
-    joined records whose path is at most the chunk's prefix."""
-    tops = sorted(joins.items())
-    j, shift = 0, 256 - depth
-    for i, sub in enumerate(below):
-        prefix = (i << shift).to_bytes(32, "big")
-        while j < len(tops) and tops[j][0][:32] <= prefix:
-            nodes[tops[j][0]] = tops[j][1]
-            j += 1
-        nodes.update(sub)
-    nodes.update(tops[j:])
 
 
 def _join(

@@ -225,13 +225,15 @@ def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
 
 
 def verify_chunk_tree(
-    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None]
+    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None], *, append: bool = False
 ) -> tuple[bytes, bytes | None] | None:
     """:func:`verify_chunk` that keeps what it hashed (needs the C extension).
 
     On success the chunk's subtree records strictly below its position go into
     ``into`` and the result is ``(hash, record)`` of the chunk's position (record
     None for an empty subtree); a failing chunk returns None and adds nothing.
+    ``append``: none of ``into``'s keys lies in the chunk's subtree, so the records go
+    straight in, in order, and a failing chunk's are popped off the end again.
     """
     depth, index = chunk.depth, chunk.index
     if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
@@ -252,13 +254,14 @@ def verify_chunk_tree(
     columns = tuple(zip(*chunk.entries, strict=True)) or ((), ())  # keys, values: no loop
     keys: list[bytes] = list(columns[0])
     values: list[bytes | memoryview | None] = list(columns[1])
-    below: dict[bytes, bytes | None] = {} if into else into  # an empty `into` is filled directly
+    below: dict[bytes, bytes | None] = into if append or not into else {}
     try:
         built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
     except (OverflowError, ValueError):
         built = None
     if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
-        below.clear()
+        for _ in range(built[2] if built is not None else 0):
+            below.popitem()  # the last ones in: this chunk's records
         return None
     if below is not into:
         into.update(below)
