@@ -284,35 +284,6 @@ static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
     return keys;
 }
 
-/* children(found, depth) -> keys: for each interior record (tag 1) in dict `found` (node-store
- * key -> record, all at `depth`, in key order), the keys of its two children at depth + 1. */
-static PyObject *py_children(PyObject *self, PyObject *args) {
-    PyObject *found, *k, *v;
-    int depth;
-    if (!PyArg_ParseTuple(args, "O!i", &PyDict_Type, &found, &depth)) return NULL;
-    if (depth < 0 || depth > 254) return PyErr_Format(PyExc_ValueError, "bad depth");
-    PyObject *out = PyList_New(0);
-    Py_ssize_t pos = 0;
-    while (out && PyDict_Next(found, &pos, &k, &v)) {
-        if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) != 33 || !PyBytes_Check(v) ||
-            PyBytes_GET_SIZE(v) < 1) {
-            Py_DECREF(out);
-            return PyErr_Format(PyExc_ValueError, "children needs 33-byte keys and records");
-        }
-        if (PyBytes_AS_STRING(v)[0] != 1) continue;
-        uint8_t c[33];
-        memcpy(c, PyBytes_AS_STRING(k), 32);
-        c[32] = (uint8_t)(depth + 1);
-        for (int s = 0; s < 2 && out; s++) {
-            if (s) c[depth >> 3] |= (uint8_t)(0x80 >> (depth & 7));
-            PyObject *key = PyBytes_FromStringAndSize((const char *)c, 33);
-            if (!key || PyList_Append(out, key) < 0) Py_CLEAR(out);
-            Py_XDECREF(key);
-        }
-    }
-    return out;
-}
-
 /* sorted_entries(groups) -> dict: the (key, value) pairs of every tuple in list `groups`
  * as one dict with the keys ascending; ValueError if a key is repeated. */
 static PyObject *py_sorted_entries(PyObject *self, PyObject *groups) {

@@ -59,7 +59,6 @@ class Snapshot:
         "txn",
         "upper",
         "version",
-        "warm",
     )
 
     def __init__(
@@ -71,7 +70,6 @@ class Snapshot:
         release: Callable[[Snapshot], None],
         upper: dict[bytes, bytes | None] | None = None,
         split: int = 0,
-        warm: bool = False,
     ) -> None:
         self.txn: Any = txn
         """The LMDB read txn (None once released)."""
@@ -86,11 +84,11 @@ class Snapshot:
         self._release = release
         self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
         """Memo of this version's tree records at depths < ``split`` (None = empty),
-        shared by every txn on it; only ever grows, and only with this version's facts."""
+        filled as merges read them and shared by every txn on it; only ever grows, and
+        only with this version's facts.  (Layout v2 scatters these records over the whole
+        key space, so they are read as walks need them, never loaded in one scan.)"""
         self.split = split
         """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
-        self.warm = warm
-        """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
     def _txn(self) -> Any:
         txn = self.txn
@@ -177,32 +175,6 @@ class Snapshot:
             raise StoreError("a tree leaf has no stored value: the store is corrupt")
         return entries
 
-    def warm_upper(self) -> None:
-        """Load every tree record above ``split`` into ``upper``, level by level from the
-        root: one ``getmulti`` per depth for the children of the interior records found
-        at the depth above (absent children are empty subtrees, memoised as None).  Done
-        once, by the first txn that computes a root here: about 2**split records, n/16
-        for n entries, so every later walk reads only the deepest levels."""
-        if self.warm:
-            return
-        with self._lock:
-            if self.warm:
-                return
-            cur = self._txn().cursor(db=self._nodes)
-            try:
-                upper = self.upper
-                level = [smt.ROOT_PATH]
-                for depth in range(self.split):
-                    found = dict(cur.getmulti(level))
-                    for key in level:
-                        upper.setdefault(key, found.get(key))
-                    level = _children(found, depth) if depth + 1 < self.split else []
-                    if not level:
-                        break
-            finally:
-                cur.close()
-            self.warm = True
-
     def meta(self, name: bytes) -> bytes | None:
         """A metadata value (user namespace) at this version."""
         with self._lock:
@@ -234,21 +206,6 @@ class Snapshot:
     def release(self) -> None:
         """Drop one reference (the database aborts the txn when none are left)."""
         self._release(self)
-
-
-def _children(found: dict[bytes, bytes], depth: int) -> list[bytes]:
-    """Node-store keys of both children of each interior record in ``found`` (all at
-    ``depth``), ascending."""
-    if _smtfast is not None:
-        return _smtfast.children(found, depth)
-    below = bytes((depth + 1,))
-    bit = 1 << (255 - depth)
-    out: list[bytes] = []
-    for key, rec in found.items():
-        if rec[0] == smt.NODE_TAG:
-            out.append(key[:32] + below)
-            out.append((int.from_bytes(key[:32], "big") | bit).to_bytes(32, "big") + below)
-    return out
 
 
 class ReadView:
