@@ -135,7 +135,7 @@ def test_upper_memo_matches_lmdb_block_after_block(tmp_path: Path) -> None:
             assert txn.commit() == reference_root(state)
             with db.read() as view:
                 snap = view._s()
-                assert snap.split > 0 and snap.upper  # filled by the walks, carried
+                assert snap.split > 0 and snap.upper  # carried and warm
                 for path, rec in snap.upper.items():
                     assert snap.get_node(path) == rec
 
@@ -211,3 +211,19 @@ def test_loader_hands_the_commit_its_records_ascending(
         assert list(nodes) == sorted(nodes)
         assert nodes == _python_records(state)
         assert txn.commit() == root == reference_root(state)
+
+
+def test_warm_upper_holds_every_record_above_split(tmp_path: Path) -> None:
+    state = _state(5000, 21)
+    with ZapDB.open(tmp_path / "db", map_size=1 << 27) as db:
+        bulk.bulk_load(db, state.items())
+        records = _records(db)
+        for warm in ("warm_upper", "warm_upper_py"):
+            with db.read() as view:
+                snap = view._s()
+                snap.upper, snap.warm = {}, False
+                getattr(snap, warm)()
+                assert snap.split == 9 and snap.warm  # bit_length(5000) - 4
+                want = {k: v for k, v in records.items() if k[32] < snap.split}
+                assert {k: v for k, v in snap.upper.items() if v is not None} == want
+                assert all(k not in records for k, v in snap.upper.items() if v is None)

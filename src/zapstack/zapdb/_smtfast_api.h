@@ -294,6 +294,8 @@ static PyMethodDef methods[] = {
      "collect_leaves(iterator, end, out) -> stopped at end (leaf records appended to out)"},
     {"leaf_keys", py_leaf_keys, METH_O,
      "leaf_keys(records) -> keys (records sorted in place by key hash)"},
+    {"warm", py_warm, METH_VARARGS,
+     "warm(get, upper, split): every tree record at depth < split into upper (see the C)"},
     {"sorted_entries", py_sorted_entries, METH_O,
      "sorted_entries(groups) -> dict of every (key, value), keys ascending and distinct"},
     {"fold", py_fold, METH_VARARGS, "fold(path, node, siblings) -> root (see proofs._fold)"},

@@ -284,6 +284,48 @@ static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
     return keys;
 }
 
+/* One record of the upper-tree warm-up: (depth, path) read through `get` into `upper`, then,
+ * for an interior record above `split` - 1, its non-empty children (an empty child's hash
+ * is EMPTY in its parent: memoised as None unread).  Pre-order: ascending keys. */
+static int warm_walk(PyObject *get, PyObject *upper, int depth, uint8_t *path, int split,
+                     int known_empty) {
+    uint8_t k[33];
+    memcpy(k, path, 32);
+    k[32] = (uint8_t)depth;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+    if (!key) return -1;
+    PyObject *r = known_empty ? Py_NewRef(Py_None) : PyObject_CallOneArg(get, key);
+    int rc = r ? PyDict_SetItem(upper, key, r) : -1;
+    Py_DECREF(key);
+    if (rc == 0 && r != Py_None && depth + 1 < split && depth < 255) {
+        if (!PyBytes_Check(r)) {
+            PyErr_SetString(PyExc_TypeError, "warm: get must return bytes or None");
+            rc = -1;
+        } else if (PyBytes_GET_SIZE(r) == 65 && PyBytes_AS_STRING(r)[0] == 1) {
+            static const uint8_t empty[32] = {0};
+            const uint8_t *h = (const uint8_t *)PyBytes_AS_STRING(r) + 1;
+            uint8_t bit = (uint8_t)(0x80 >> (depth & 7));
+            rc = warm_walk(get, upper, depth + 1, path, split, !memcmp(h, empty, 32));
+            path[depth >> 3] |= bit;
+            if (rc == 0)
+                rc = warm_walk(get, upper, depth + 1, path, split, !memcmp(h + 32, empty, 32));
+            path[depth >> 3] &= (uint8_t)~bit;
+        }
+    }
+    Py_XDECREF(r);
+    return rc;
+}
+
+static PyObject *py_warm(PyObject *self, PyObject *args) {
+    PyObject *get, *upper;
+    int split;
+    if (!PyArg_ParseTuple(args, "OO!i", &get, &PyDict_Type, &upper, &split)) return NULL;
+    uint8_t path[32] = {0};
+    if (split > 0 && warm_walk(get, upper, 0, path, split > 256 ? 256 : split, 0) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* sorted_entries(groups) -> dict: the (key, value) pairs of every tuple in list `groups`
  * as one dict with the keys ascending; ValueError if a key is repeated. */
 static PyObject *py_sorted_entries(PyObject *self, PyObject *groups) {

@@ -97,8 +97,8 @@ class ZapDB:
         self._live: set[Snapshot] = set()
         self._halted: BaseException | None = None
         self._closed = False
-        self._carry: tuple[int, int, dict[bytes, bytes | None]] | None = None
-        """(version, split, upper): the next head snapshot's upper-tree memo."""
+        self._carry: tuple[int, int, dict[bytes, bytes | None], bool] | None = None
+        """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
 
     @classmethod
     def open(
@@ -194,12 +194,12 @@ class ZapDB:
                 except lmdb.Error as exc:
                     raise FatalStoreError(f"cannot open a read snapshot: {exc}") from exc
                 split = max(0, txn.stat(self._dbs[0])["entries"].bit_length() - _UNCACHED)
-                upper = None
+                upper, warm = None, False
                 if self._carry is not None and self._carry[:2] == (self._version, split):
-                    upper = self._carry[2]
+                    upper, warm = self._carry[2], self._carry[3]
                 self._carry = None
                 snap = Snapshot(
-                    txn, self._dbs, self._version, self._root, self._release, upper, split
+                    txn, self._dbs, self._version, self._root, self._release, upper, split, warm
                 )
                 snap.refs = 1  # the database's own reference while it is the head
                 self._head = snap

@@ -290,6 +290,7 @@ class Txn:
                 if key in gone:
                     values[i] = base.get(key)
         store = batch.NodeOverlay(work.nodes, work.cache, base)
+        base.warm_upper()
         if batch.FAST:
             work.root = batch.merge_lists(store, keys, values)
         else:

@@ -59,6 +59,7 @@ class Snapshot:
         "txn",
         "upper",
         "version",
+        "warm",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class Snapshot:
         release: Callable[[Snapshot], None],
         upper: dict[bytes, bytes | None] | None = None,
         split: int = 0,
+        warm: bool = False,
     ) -> None:
         self.txn: Any = txn
         """The LMDB read txn (None once released)."""
@@ -84,11 +86,11 @@ class Snapshot:
         self._release = release
         self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
         """Memo of this version's tree records at depths < ``split`` (None = empty),
-        filled as merges read them and shared by every txn on it; only ever grows, and
-        only with this version's facts.  (Layout v2 scatters these records over the whole
-        key space, so they are read as walks need them, never loaded in one scan.)"""
+        shared by every txn on it; only ever grows, and only with this version's facts."""
         self.split = split
         """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
+        self.warm = warm
+        """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
     def _txn(self) -> Any:
         txn = self.txn
@@ -174,6 +176,44 @@ class Snapshot:
         if any(value is None for _, value in entries):
             raise StoreError("a tree leaf has no stored value: the store is corrupt")
         return entries
+
+    def warm_upper(self) -> None:
+        """Load every tree record above ``split`` into ``upper``: a pre-order walk from the
+        root (ascending keys, one cursor), reading only non-empty children (an interior
+        record holds its children's hashes).  Done once, by the first txn that computes a
+        root here: about 2**split records, n/16 for n entries, so every later walk reads
+        only the deepest levels.  In C when built (:meth:`warm_upper_py` is the same)."""
+        if self.warm:
+            return
+        with self.node_reader() as get:
+            if not self.warm:
+                if _smtfast is not None:
+                    _smtfast.warm(get, self.upper, self.split)
+                else:
+                    self._warm_py(get, 0, 0, known_empty=False)
+                self.warm = True
+
+    def warm_upper_py(self) -> None:
+        """:meth:`warm_upper` in plain Python (the reference; tests hold them equal)."""
+        if self.warm:
+            return
+        with self.node_reader() as get:
+            if not self.warm:
+                self._warm_py(get, 0, 0, known_empty=False)
+                self.warm = True
+
+    def _warm_py(
+        self, get: Callable[[bytes], bytes | None], depth: int, prefix: int, *, known_empty: bool
+    ) -> None:
+        if depth >= self.split:
+            return
+        key = smt.path_key(prefix, depth)
+        rec = None if known_empty else get(key)
+        self.upper[key] = rec
+        if rec is not None and rec[0] == smt.NODE_TAG:
+            right = prefix | (1 << (255 - depth))
+            self._warm_py(get, depth + 1, prefix, known_empty=rec[1:33] == smt.EMPTY)
+            self._warm_py(get, depth + 1, right, known_empty=rec[33:65] == smt.EMPTY)
 
     def meta(self, name: bytes) -> bytes | None:
         """A metadata value (user namespace) at this version."""
