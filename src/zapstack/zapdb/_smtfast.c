@@ -38,6 +38,7 @@ typedef struct {
 
 typedef struct {
     uint8_t k[33]; /* the node-store key: masked path || depth (layout v2) */
+    uint8_t skip;  /* a slot taken in walk order but left unused: no write */
     PyObject *rec; /* owned; NULL = delete */
 } Emit;
 
@@ -49,6 +50,7 @@ typedef struct {
     PyObject *upper; /* memo for depths < split, or NULL */
     PyObject *lower; /* memo for deeper nodes, or NULL */
     int split;
+    int root_only; /* `nodes` holds only the root's key: looked in at depth 0 only */
 } Ctx;
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
@@ -76,12 +78,9 @@ static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec)
     Emit *e = &c->em[c->n];
     mask_path(path, depth, e->k);
     e->k[32] = (uint8_t)depth;
+    e->skip = 0;
     e->rec = rec;
     return (Py_ssize_t)c->n++;
-}
-
-static int emit(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
-    return emit_at(c, depth, path, rec) < 0 ? -1 : 0;
 }
 
 /* An interior record (layout v2): 0x01 || left hash || right hash, whose sha256 is the
@@ -146,7 +145,7 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
     if (!key) return -1;
     PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
     for (int layer = 0; layer < 2 && r == NULL; layer++) {
-        PyObject *dict = layer ? memo : c->nodes;
+        PyObject *dict = layer ? memo : (depth && c->root_only ? NULL : c->nodes);
         if (dict == NULL) continue;
         r = PyDict_GetItemWithError(dict, key); /* borrowed; None = empty subtree */
         if (r == NULL && PyErr_Occurred()) {
@@ -271,15 +270,18 @@ static int merge_flat(Ctx *c, Leaf **u, Py_ssize_t n, int depth, PyObject *old, 
     return rc;
 }
 
-/* Place a changed child's content at its own position (or delete what was there). */
-static int settle(Ctx *c, int depth, const uint8_t *path, Content *ch, PyObject *old, int keep) {
+/* Place a changed child's content in its slot (or delete what was there, or leave the
+ * slot unused). */
+static void settle(Ctx *c, Py_ssize_t slot, Content *ch, PyObject *old, int keep) {
+    Emit *e = &c->em[slot];
     if (keep && ch->kind != K_EMPTY) {
-        PyObject *r = ch->rec;
+        e->rec = ch->rec;
+        e->skip = 0;
         ch->rec = NULL;
-        return emit(c, depth, path, r);
+        return;
     }
     Py_CLEAR(ch->rec);
-    return old ? emit(c, depth, path, NULL) : 0;
+    e->skip = old == NULL;
 }
 
 /* Merge into an interior node whose record holds its children's hashes `hashes` (64 bytes):
@@ -298,8 +300,11 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     Py_ssize_t cnt[2] = {m, n - m};
     PyObject *old[2] = {NULL, NULL};
     Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
+    Py_ssize_t slot[2]; /* taken before each side's subtree: writes come out in key order */
     int rc = -1;
     for (int s = 0; s < 2; s++) {
+        if ((slot[s] = emit_at(c, depth + 1, side[s], NULL)) < 0) goto done;
+        c->em[slot[s]].skip = 1;
         if (cnt[s]) {
             if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
             if (merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0) goto done;
@@ -335,11 +340,10 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
         if (!out->rec) goto done;
     }
     for (int s = 0; s < 2; s++) {
-        if (lone >= 0 || out->kind == K_EMPTY) {
-            if (settle(c, depth + 1, side[s], &ch[s], old[s], 0) < 0) goto done;
-        } else if (cnt[s]) {
-            if (settle(c, depth + 1, side[s], &ch[s], old[s], 1) < 0) goto done;
-        }
+        if (lone >= 0 || out->kind == K_EMPTY)
+            settle(c, slot[s], &ch[s], old[s], 0);
+        else if (cnt[s])
+            settle(c, slot[s], &ch[s], old[s], 1);
     }
     rc = 0;
 done:

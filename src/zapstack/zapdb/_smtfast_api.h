@@ -60,15 +60,19 @@ static int cmp_emit(const void *x, const void *y) {
     return memcmp(((const Emit *)x)->k, ((const Emit *)y)->k, 33);
 }
 
-/* Put the writes in ascending node-store key order: a bulk build emits them so already
- * (checked, no sort), a merge into a stored tree in walk order (sorted here). */
-static void sort_emits(Ctx *c) {
-    for (size_t i = 1; i < c->n; i++) {
-        if (memcmp(c->em[i - 1].k, c->em[i].k, 33) > 0) {
-            qsort(c->em, c->n, sizeof(Emit), cmp_emit);
-            return;
-        }
+/* Drop the unused slots and check the writes are in ascending node-store key order (the
+ * walk takes each child's slot before its subtree, so they are: sorted here only if not). */
+static size_t sort_emits(Ctx *c) {
+    size_t k = 0;
+    int sorted = 1;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->em[i].skip) continue;
+        if (k > 0 && memcmp(c->em[k - 1].k, c->em[i].k, 33) > 0) sorted = 0;
+        c->em[k++] = c->em[i];
     }
+    c->n = k;
+    if (!sorted) qsort(c->em, c->n, sizeof(Emit), cmp_emit);
+    return k;
 }
 
 /* Store the writes into dict `into` in sorted order (no tuples); 0 or -1. */
@@ -144,7 +148,14 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     if (memcmp(masked, pfx, 32) != 0)
         return PyErr_Format(PyExc_ValueError, "prefix has bits set beyond depth");
     Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, into == Py_None ? NULL : into,
-             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split};
+             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split, 0};
+    if (c.nodes && PyDict_GET_SIZE(into) == 1) { /* a txn's first merge: its root's slot */
+        static const char zero[33] = {0};
+        PyObject *root_key = PyBytes_FromStringAndSize(zero, 33);
+        if (!root_key) return NULL;
+        c.root_only = PyDict_Contains(into, root_key) == 1;
+        Py_DECREF(root_key);
+    }
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
     PyObject *old = NULL, *result = NULL, *writes = NULL;
