@@ -104,3 +104,12 @@ def test_an_unstamped_empty_store_is_stamped_and_used(tmp_path: Path) -> None:
         assert txn.commit() == reference_root({b"k": b"v"})
     with ZapDB.open(tmp_path / "db", map_size=1 << 26) as db:  # reopens as layout 2
         assert db.root() == reference_root({b"k": b"v"})
+
+
+def test_the_c_extension_writes_this_layout() -> None:
+    from zapstack.zapdb import smt
+
+    if smt.FAST:  # smt refuses to import a build for another layout
+        from zapstack.zapdb import _smtfast
+
+        assert _smtfast.LAYOUT == LAYOUT == 2

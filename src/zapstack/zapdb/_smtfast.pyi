@@ -3,6 +3,9 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
+LAYOUT: int
+"""The node-store layout this build writes (docs/formats/zapdb.md)."""
+
 def merge(
     get: Callable[[bytes], bytes | None] | None,
     keys: list[bytes],

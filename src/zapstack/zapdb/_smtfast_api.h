@@ -323,5 +323,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",
 
 PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
+    return m;
 }

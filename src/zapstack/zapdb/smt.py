@@ -50,11 +50,16 @@ from typing import Protocol
 from zapstack.errors import StoreError
 
 try:
-    from zapstack.zapdb import _smtfast  # noqa: F401 - only whether it is built
+    from zapstack.zapdb import _smtfast
 
     FAST = True
 except ImportError:  # pragma: no cover - the extension is optional
     FAST = False
+if FAST and getattr(_smtfast, "LAYOUT", 1) != 2:  # pragma: no cover - a stale build
+    raise ImportError(
+        "zapstack.zapdb._smtfast was built for node-store layout v1: rebuild it "
+        "(pip install -e . or make install)"
+    )
 
 __all__ = [
     "EMPTY",
