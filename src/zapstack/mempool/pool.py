@@ -2,71 +2,70 @@
 
 Theory of operation
 -------------------
-The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView`
-that ingress handed out (a read-only ``memoryview`` of the one received
-buffer) plus the few integers decoded from it once (fee, nonce, size, arrival
-sequence) and the sender id.  No payload byte is copied on insert, select or
-removal; dropping an entry drops the last reference and the GC reclaims the
-buffer.
+The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView` that ingress
+handed out (a read-only ``memoryview`` of the one received buffer) plus the few integers
+decoded from it once (fee, nonce, size, arrival sequence and time) and the sender id.  No
+payload byte is copied on insert, select or removal; dropping an entry drops the last
+reference and the GC reclaims the buffer.
 
 Three indexes over the same entries:
 
 * ``_by_id``      tx id -> entry (duplicate check, O(1) lookup);
 * ``_by_sender``  sender -> {nonce -> entry} (nonce order, replacement);
-* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by
-  ``(fee, -seq)``: the root is the *lowest*-priority tx, the eviction victim.
-  Priority is the fee; among equal fees the earlier arrival ranks higher.
+* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by ``(fee, -seq)``:
+  the root is the *lowest*-priority tx, the eviction victim.  Priority is the fee; among
+  equal fees the earlier arrival ranks higher.
 
-Admission (:meth:`Mempool.insert`) applies these rules in order; the first that
-fails raises :class:`~zapstack.errors.InvalidTx` with the listed code and
-leaves the pool unchanged.  Rules 1-7 are lookups (no signature, no crypto):
-a flood of txs that cannot pay costs the node dictionary reads.
+Admission (:meth:`Mempool.insert`) applies these rules in order; the first that fails
+raises :class:`~zapstack.errors.InvalidTx` with the listed code and leaves the pool
+unchanged.  Rules 1-7 are lookups (no signature, no crypto): a flood of txs that cannot pay
+costs the node dictionary reads.
 
-====  =========================================================  ==============
-rule  condition                                                  code
-====  =========================================================  ==============
-1     the tx id is already in the pool                           DUPLICATE
-2     ``fee < min_fee`` (the configurable floor)                 FEE_TOO_LOW
-3     ``nonce < nonce_floor(sender)`` (committed account nonce)  NONCE_TOO_LOW
-4     ``nonce >= nonce_floor(sender) + max_nonce_gap``           BAD_NONCE
-5     the sender already has a tx at this nonce and the new fee  DUPLICATE
-      is below ``old + max(1, ceil(old * replace_bump_pct/100))``
-      (otherwise the old one is replaced)
-6     the sender already holds ``max_per_sender`` txs (not       MEMPOOL_FULL
-      counting the one replaced)
-7     ``balance`` is given and the sender's committed balance    INSUFFICIENT_
-      is below the cost of this tx plus its other pooled txs     BALANCE
-      (cost = amount + fee: what execution debits)
-8     the pool is full (``max_txs`` or ``max_bytes``) and the    MEMPOOL_FULL
-      lowest-priority txs that would have to go pay a fee
-      ``>=`` the new tx's fee, or one of them is this sender's
-      lower nonce
-====  =========================================================  ==============
+====  ===================================================================  ===============
+rule  condition                                                            code
+====  ===================================================================  ===============
+1     the tx id is already in the pool                                     DUPLICATE
+2     ``fee < min_fee`` (the configurable floor)                           FEE_TOO_LOW
+3     ``nonce < nonce_floor(sender)`` (committed account nonce)            NONCE_TOO_LOW
+4     ``nonce >= nonce_floor(sender) + max_nonce_gap``                     BAD_NONCE
+5     the sender already has a tx at this nonce and the new fee is below   DUPLICATE
+      ``old + max(1, ceil(old * replace_bump_pct/100))`` (else replaced)
+6     the sender holds ``max_per_sender`` txs (not counting the replaced)  MEMPOOL_FULL
+7     ``balance`` is given and the sender's committed balance is below     INSUFFICIENT_
+      this tx's cost plus its other pooled txs' (cost = amount + fee)      BALANCE
+8     the pool is full (``max_txs`` or ``max_bytes``) and the lowest-      MEMPOOL_FULL
+      priority txs that would go pay ``>=`` its fee, or one is the
+      sender's lower nonce
+====  ===================================================================  ===============
 
-If rule 8 passes with evictions, the lowest-priority txs are evicted (their
-ids are reported in :class:`Admitted`), each *with its sender's higher
-nonces*: evicting a sender's low nonce never keeps the ones it would strand.
+If rule 8 passes with evictions, the lowest-priority txs are evicted (their ids are reported
+in :class:`Admitted`), each *with its sender's higher nonces*: evicting a sender's low nonce
+never keeps the ones it would strand.  :meth:`Mempool.precheck` applies rules 1-7 without
+admitting (before a signature check).
 
-:meth:`Mempool.precheck` applies rules 1-7 without admitting (before a
-signature check).  After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck,
-geth's reset): for each sender, in nonce order, it drops txs below the new
-committed nonce, the first tx the committed balance can no longer cover
-together with every later one, and txs that have waited behind a nonce gap for
-more than ``queued_rounds`` rechecks.  :meth:`Mempool.drop_with_successors`
-drops a tx that failed inside a block together with the sender's later nonces.
+Block selection (:meth:`Mempool.select`) is fee priority with an age bound: a tx that has
+waited in the pool more than ``max_age`` seconds goes before every tx that has not, oldest
+first, still in each sender's nonce order (:func:`~zapstack.mempool.senders.select_rank`).
+Under sustained overload a low-fee tx the node admitted is so finalized within a bounded
+time instead of starving behind newer high-fee arrivals.  The pool reads no clock of its
+own: ``clock`` (injected; ``None``: no aging) stamps ``arrived`` at insert, ``now`` at select.
 
-Costs (N pooled, S senders, k selected): ``insert`` O(log N) (+O(log N) per
-eviction, +O(sender's txs) for rule 7); ``drop`` O(log N); ``select``
-O(S + k log S); ``recheck`` O(txs of the given senders × log N).
+After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck, geth's
+reset): for each sender, in nonce order, it drops txs below the new committed nonce, the
+first tx the committed balance can no longer cover together with every later one, and txs
+that have waited behind a nonce gap for more than ``queued_rounds`` rechecks.
+:meth:`Mempool.drop_with_successors` drops a tx that failed inside a block together with
+the sender's later nonces.
 
-Unwind: :meth:`Mempool.drop` is the primitive of LP-0202's table ("drop
-pointer, O(log N)").  It is idempotent: dropping an absent id is a no-op that
-returns ``False``, from any state.
+Costs (N pooled, S senders, k selected): ``insert`` O(log N) (+O(log N) per eviction,
++O(sender's txs) for rule 7); ``drop`` O(log N); ``select`` O(S + k log S); ``recheck``
+O(txs of the given senders × log N).  Unwind: :meth:`Mempool.drop` is the primitive of
+LP-0202's table ("drop pointer, O(log N)"), idempotent: an absent id is a no-op (``False``).
 
 Threads: every public method holds one internal lock, so the unwind calls
-(``drop``/``remove``) may come from any thread at any time (LP-0202's unwind
-contract); ``nonce_floor`` and ``balance`` run under that lock and must not
-call back into the pool.  Views handed out are immutable and may be shared with any thread.
+(``drop``/``remove``) may come from any thread at any time (LP-0202's unwind contract);
+``nonce_floor``, ``balance`` and ``clock`` run under that lock and must not call back into
+the pool.  Views handed out are immutable and may be shared with any thread.
 """
 
 from __future__ import annotations
@@ -79,11 +78,13 @@ from dataclasses import dataclass
 from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
 from zapstack.mempool.heap import IndexedHeap
 from zapstack.mempool.senders import (
+    MAX_AGE_S,
     Entry,
     SenderLimits,
     balance_verdict,
     nonce_verdict,
     recheck_plan,
+    select_rank,
     slot_verdict,
     tx_cost,
 )
@@ -137,15 +138,18 @@ class Mempool:
         queued_rounds: int = 16,
         stats: PipelineStats | None = None,
         account: AccountState | None = None,
+        clock: Callable[[], float] | None = None,
+        max_age: float = MAX_AGE_S,
     ) -> None:
-        """``max_txs``, ``max_bytes``: capacity (txs, sum of frame sizes); ``min_fee``: the
-        fee floor (rule 2); state hooks: ``nonce_floor`` (the account's committed nonce),
-        ``balance`` (its committed balance; ``None``: not checked, for pools with no
-        state behind them) or ``account`` (both in one read; replaces the other two and
-        checks the balance); per-sender bounds: :class:`~zapstack.mempool.senders.SenderLimits`;
-        ``stats``: counters to bump (a fresh :class:`PipelineStats` by default)."""
-        if max_txs < 1 or max_bytes < 1 or min_fee < 0:
-            raise LocalProtocolError("mempool capacity must be positive and min_fee >= 0")
+        """``max_txs``, ``max_bytes``: capacity (txs, sum of frame sizes); ``min_fee``: the fee
+        floor (rule 2); state hooks: ``nonce_floor`` (the account's committed nonce), ``balance``
+        (its committed balance; ``None``: not checked, for pools with no state behind them) or
+        ``account`` (both in one read; replaces the other two and checks the balance);
+        per-sender bounds: :class:`~zapstack.mempool.senders.SenderLimits`; ``stats``: counters
+        to bump (a fresh :class:`PipelineStats` by default); ``clock`` (seconds, non-decreasing;
+        ``None``: no aging) and ``max_age``: the age bound of :meth:`select`."""
+        if max_txs < 1 or max_bytes < 1 or min_fee < 0 or not max_age >= 0:
+            raise LocalProtocolError("mempool capacity must be positive, min_fee, max_age >= 0")
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.min_fee = min_fee
@@ -155,6 +159,8 @@ class Mempool:
         self.limits = SenderLimits(max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds)
         """Per-sender bounds (see :mod:`zapstack.mempool.senders`)."""
         self.stats = stats if stats is not None else PipelineStats()
+        self.clock = clock
+        self.max_age = max_age
         self._by_id: dict[bytes, Entry] = {}
         self._by_sender: dict[bytes, dict[int, Entry]] = {}
         self._ranked: IndexedHeap[Entry] = IndexedHeap()
@@ -194,7 +200,7 @@ class Mempool:
         with self._lock:
             old, floor = self._admissible(view)
             self._seq += 1
-            entry = Entry(view, view.tx_id, view.sender, self._seq)
+            entry = Entry(view, view.tx_id, view.sender, self._seq, self._now() or 0.0)
             if old is not None:
                 self._unlink(old)
             victims = self._make_room(entry)
@@ -211,10 +217,8 @@ class Mempool:
             return Admitted(entry.tx_id, evicted, old.tx_id if old else None, floor)
 
     def precheck(self, view: TxView) -> int:
-        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature.
-
-        Returns the sender's committed nonce they were checked against.
-        """
+        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature;
+        returns the sender's committed nonce they were checked against."""
         with self._lock:
             return self._admissible(view)[1]
 
@@ -272,34 +276,35 @@ class Mempool:
     def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
         """Up to ``n`` txs for a block, best first, never copying a buffer.
 
-        Greedy: repeatedly take the highest-priority tx among each sender's
-        *next* nonce (the account nonce, then one more per tx taken).  A sender
-        whose next nonce is missing (a gap) contributes nothing further; a tx
-        that would overflow ``max_bytes`` is skipped and, since its successors
-        may not precede it, so is the rest of its sender's queue.  The pool is
-        not modified (call :meth:`remove` once the block commits).
+        Greedy: repeatedly take the first-ranked tx among each sender's *next* nonce (the
+        account nonce, then one more per tx taken): aged txs (waited more than ``max_age``)
+        oldest first, then the rest by fee.  A sender whose next nonce is missing (a gap)
+        contributes nothing further; a tx that would overflow ``max_bytes`` is skipped and,
+        since its successors may not precede it, so is the rest of its sender's queue.  The
+        pool is not modified (call :meth:`remove` once the block commits).
         """
         with self._lock:
             return self._select(n, max_bytes)
 
     def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        heads: list[tuple[int, int, Entry]] = []
+        now, age = self._now(), self.max_age
+        heads: list[tuple[tuple[int, float, int], Entry]] = []
         for sender, slots in self._by_sender.items():
             e = slots.get(self.nonce_floor(sender))
             if e is not None:
-                heads.append((-e.fee, e.seq, e))
-        heapq.heapify(heads)
+                heads.append((select_rank(e, now, age), e))
+        heapq.heapify(heads)  # ranks are unique: an Entry is never compared
         out: list[TxView] = []
         used = 0
         while heads and len(out) < n:
-            _, _, e = heapq.heappop(heads)
+            _, e = heapq.heappop(heads)
             if max_bytes is not None and used + e.size > max_bytes:
                 continue
             out.append(e.view)
             used += e.size
             nxt = self._by_sender[e.sender].get(e.nonce + 1)
             if nxt is not None:
-                heapq.heappush(heads, (-nxt.fee, nxt.seq, nxt))
+                heapq.heappush(heads, (select_rank(nxt, now, age), nxt))
         return out
 
     # -- removal (unwind) --------------------------------------------------------
@@ -323,11 +328,8 @@ class Mempool:
         return True
 
     def drop_with_successors(self, tx_id: bytes) -> int:
-        """Drop a tx that failed inside a block and its sender's higher nonces.
-
-        They could never execute before it; returns how many were dropped
-        (0 if the id is absent).  Idempotent, any thread.
-        """
+        """Drop a tx that failed inside a block and its sender's higher nonces (they could never
+        execute before it); returns how many were dropped (0: absent).  Idempotent, any thread."""
         with self._lock:
             e = self._by_id.get(tx_id)
             if e is None:
@@ -339,14 +341,8 @@ class Mempool:
             return len(chain)
 
     def recheck(self, senders: Iterable[bytes] | None = None) -> int:
-        """Re-apply the state rules after a commit; returns how many txs were dropped.
-
-        For each sender (``senders``: the accounts a committed block touched;
-        every sender when ``None``), in nonce order: txs below the committed
-        nonce go; from the first tx the committed balance cannot cover (with
-        the txs before it), that tx and every later one go; a tx behind a nonce
-        gap for more than ``queued_rounds`` rechecks goes.
-        """
+        """Re-apply the state rules (module docstring) after a commit to ``senders`` (the
+        accounts a committed block touched; ``None``: all); returns how many txs were dropped."""
         with self._lock:
             targets = list(self._by_sender) if senders is None else list(senders)
             dropped = sum(self._recheck_sender(s) for s in targets)
@@ -380,6 +376,9 @@ class Mempool:
         assert all(len(s) <= self.limits.max_per_sender for s in self._by_sender.values())
 
     # -- internals ---------------------------------------------------------------
+    def _now(self) -> float | None:
+        return self.clock() if self.clock is not None else None
+
     def _reject(self, code: WireCode, reason: str) -> InvalidTx:
         self.stats.reject(Stage.MEMPOOL, code)
         return InvalidTx(reason, code=code)
