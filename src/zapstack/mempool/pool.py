@@ -2,70 +2,75 @@
 
 Theory of operation
 -------------------
-The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView` that ingress
-handed out (a read-only ``memoryview`` of the one received buffer) plus the few integers
-decoded from it once (fee, nonce, size, arrival sequence and time) and the sender id.  No
-payload byte is copied on insert, select or removal; dropping an entry drops the last
-reference and the GC reclaims the buffer.
+The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView`
+that ingress handed out (a read-only ``memoryview`` of the one received
+buffer) plus the few integers decoded from it once (fee, nonce, size, arrival
+sequence) and the sender id.  No payload byte is copied on insert, select or
+removal; dropping an entry drops the last reference and the GC reclaims the
+buffer.
 
 Three indexes over the same entries:
 
 * ``_by_id``      tx id -> entry (duplicate check, O(1) lookup);
 * ``_by_sender``  sender -> {nonce -> entry} (nonce order, replacement);
-* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by ``(fee, -seq)``:
-  the root is the *lowest*-priority tx, the eviction victim.  Priority is the fee; among
-  equal fees the earlier arrival ranks higher.
+* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by
+  ``(fee, -seq)``: the root is the *lowest*-priority tx, the eviction victim.
+  Priority is the fee; among equal fees the earlier arrival ranks higher.
 
-Admission (:meth:`Mempool.insert`) applies these rules in order; the first that fails
-raises :class:`~zapstack.errors.InvalidTx` with the listed code and leaves the pool
-unchanged.  Rules 1-7 are lookups (no signature, no crypto): a flood of txs that cannot pay
-costs the node dictionary reads.
+Block selection (:meth:`Mempool.select`) adds an age bound: a tx that waited over ``max_age``
+seconds (by the injected ``clock``; ``None``: no aging) goes before every tx that has not,
+oldest first, in nonce order (:func:`~zapstack.mempool.senders.select_rank`): no starvation.
 
-====  ===================================================================  ===============
-rule  condition                                                            code
-====  ===================================================================  ===============
-1     the tx id is already in the pool                                     DUPLICATE
-2     ``fee < min_fee`` (the configurable floor)                           FEE_TOO_LOW
-3     ``nonce < nonce_floor(sender)`` (committed account nonce)            NONCE_TOO_LOW
-4     ``nonce >= nonce_floor(sender) + max_nonce_gap``                     BAD_NONCE
-5     the sender already has a tx at this nonce and the new fee is below   DUPLICATE
-      ``old + max(1, ceil(old * replace_bump_pct/100))`` (else replaced)
-6     the sender holds ``max_per_sender`` txs (not counting the replaced)  MEMPOOL_FULL
-7     ``balance`` is given and the sender's committed balance is below     INSUFFICIENT_
-      this tx's cost plus its other pooled txs' (cost = amount + fee)      BALANCE
-8     the pool is full (``max_txs`` or ``max_bytes``) and the lowest-      MEMPOOL_FULL
-      priority txs that would go pay ``>=`` its fee, or one is the
-      sender's lower nonce
-====  ===================================================================  ===============
+Admission (:meth:`Mempool.insert`) applies these rules in order; the first that
+fails raises :class:`~zapstack.errors.InvalidTx` with the listed code and
+leaves the pool unchanged.  Rules 1-7 are lookups (no signature, no crypto):
+a flood of txs that cannot pay costs the node dictionary reads.
 
-If rule 8 passes with evictions, the lowest-priority txs are evicted (their ids are reported
-in :class:`Admitted`), each *with its sender's higher nonces*: evicting a sender's low nonce
-never keeps the ones it would strand.  :meth:`Mempool.precheck` applies rules 1-7 without
-admitting (before a signature check).
+====  =========================================================  ==============
+rule  condition                                                  code
+====  =========================================================  ==============
+1     the tx id is already in the pool                           DUPLICATE
+2     ``fee < min_fee`` (the configurable floor)                 FEE_TOO_LOW
+3     ``nonce < nonce_floor(sender)`` (committed account nonce)  NONCE_TOO_LOW
+4     ``nonce >= nonce_floor(sender) + max_nonce_gap``           BAD_NONCE
+5     the sender already has a tx at this nonce and the new fee  DUPLICATE
+      is below ``old + max(1, ceil(old * replace_bump_pct/100))``
+      (otherwise the old one is replaced)
+6     the sender already holds ``max_per_sender`` txs (not       MEMPOOL_FULL
+      counting the one replaced)
+7     ``balance`` is given and the sender's committed balance    INSUFFICIENT_
+      is below the cost of this tx plus its other pooled txs     BALANCE
+      (cost = amount + fee: what execution debits)
+8     the pool is full (``max_txs`` or ``max_bytes``) and the    MEMPOOL_FULL
+      lowest-priority txs that would have to go pay a fee
+      ``>=`` the new tx's fee, or one of them is this sender's
+      lower nonce
+====  =========================================================  ==============
 
-Block selection (:meth:`Mempool.select`) is fee priority with an age bound: a tx that has
-waited in the pool more than ``max_age`` seconds goes before every tx that has not, oldest
-first, still in each sender's nonce order (:func:`~zapstack.mempool.senders.select_rank`).
-Under sustained overload a low-fee tx the node admitted is so finalized within a bounded
-time instead of starving behind newer high-fee arrivals.  The pool reads no clock of its
-own: ``clock`` (injected; ``None``: no aging) stamps ``arrived`` at insert, ``now`` at select.
+If rule 8 passes with evictions, the lowest-priority txs are evicted (their
+ids are reported in :class:`Admitted`), each *with its sender's higher
+nonces*: evicting a sender's low nonce never keeps the ones it would strand.
 
-After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck, geth's
-reset): for each sender, in nonce order, it drops txs below the new committed nonce, the
-first tx the committed balance can no longer cover together with every later one, and txs
-that have waited behind a nonce gap for more than ``queued_rounds`` rechecks.
-:meth:`Mempool.drop_with_successors` drops a tx that failed inside a block together with
-the sender's later nonces.
+:meth:`Mempool.precheck` applies rules 1-7 without admitting (before a
+signature check).  After every commit the node calls :meth:`Mempool.recheck` (CometBFT's recheck,
+geth's reset): for each sender, in nonce order, it drops txs below the new
+committed nonce, the first tx the committed balance can no longer cover
+together with every later one, and txs that have waited behind a nonce gap for
+more than ``queued_rounds`` rechecks.  :meth:`Mempool.drop_with_successors`
+drops a tx that failed inside a block together with the sender's later nonces.
 
-Costs (N pooled, S senders, k selected): ``insert`` O(log N) (+O(log N) per eviction,
-+O(sender's txs) for rule 7); ``drop`` O(log N); ``select`` O(S + k log S); ``recheck``
-O(txs of the given senders × log N).  Unwind: :meth:`Mempool.drop` is the primitive of
-LP-0202's table ("drop pointer, O(log N)"), idempotent: an absent id is a no-op (``False``).
+Costs (N pooled, S senders, k selected): ``insert`` O(log N) (+O(log N) per
+eviction, +O(sender's txs) for rule 7); ``drop`` O(log N); ``select``
+O(S + k log S); ``recheck`` O(txs of the given senders × log N).
+
+Unwind: :meth:`Mempool.drop` is the primitive of LP-0202's table ("drop
+pointer, O(log N)").  It is idempotent: dropping an absent id is a no-op that
+returns ``False``, from any state.
 
 Threads: every public method holds one internal lock, so the unwind calls
-(``drop``/``remove``) may come from any thread at any time (LP-0202's unwind contract);
-``nonce_floor``, ``balance`` and ``clock`` run under that lock and must not call back into
-the pool.  Views handed out are immutable and may be shared with any thread.
+(``drop``/``remove``) may come from any thread at any time (LP-0202's unwind
+contract); ``nonce_floor``, ``balance`` and ``clock`` run under that lock and must not
+call back into the pool.  Views handed out are immutable and may be shared with any thread.
 """
 
 from __future__ import annotations
@@ -159,8 +164,7 @@ class Mempool:
         self.limits = SenderLimits(max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds)
         """Per-sender bounds (see :mod:`zapstack.mempool.senders`)."""
         self.stats = stats if stats is not None else PipelineStats()
-        self.clock = clock
-        self.max_age = max_age
+        self.clock, self.max_age = clock, max_age
         self._by_id: dict[bytes, Entry] = {}
         self._by_sender: dict[bytes, dict[int, Entry]] = {}
         self._ranked: IndexedHeap[Entry] = IndexedHeap()
@@ -200,7 +204,8 @@ class Mempool:
         with self._lock:
             old, floor = self._admissible(view)
             self._seq += 1
-            entry = Entry(view, view.tx_id, view.sender, self._seq, self._now() or 0.0)
+            arrived = self.clock() if self.clock else 0.0
+            entry = Entry(view, view.tx_id, view.sender, self._seq, arrived)
             if old is not None:
                 self._unlink(old)
             victims = self._make_room(entry)
@@ -277,17 +282,16 @@ class Mempool:
         """Up to ``n`` txs for a block, best first, never copying a buffer.
 
         Greedy: repeatedly take the first-ranked tx among each sender's *next* nonce (the
-        account nonce, then one more per tx taken): aged txs (waited more than ``max_age``)
-        oldest first, then the rest by fee.  A sender whose next nonce is missing (a gap)
-        contributes nothing further; a tx that would overflow ``max_bytes`` is skipped and,
-        since its successors may not precede it, so is the rest of its sender's queue.  The
-        pool is not modified (call :meth:`remove` once the block commits).
+        account nonce, then one more per tx taken): aged txs (waited over ``max_age``) oldest
+        first, then by fee.  A sender whose next nonce is missing (a gap) adds nothing more; a
+        tx that would overflow ``max_bytes`` is skipped and, since its successors may not
+        precede it, so is the rest of its sender's queue.  The pool is not modified.
         """
         with self._lock:
             return self._select(n, max_bytes)
 
     def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        now, age = self._now(), self.max_age
+        now, age = (self.clock() if self.clock else None), self.max_age
         heads: list[tuple[tuple[int, float, int], Entry]] = []
         for sender, slots in self._by_sender.items():
             e = slots.get(self.nonce_floor(sender))
@@ -376,9 +380,6 @@ class Mempool:
         assert all(len(s) <= self.limits.max_per_sender for s in self._by_sender.values())
 
     # -- internals ---------------------------------------------------------------
-    def _now(self) -> float | None:
-        return self.clock() if self.clock is not None else None
-
     def _reject(self, code: WireCode, reason: str) -> InvalidTx:
         self.stats.reject(Stage.MEMPOOL, code)
         return InvalidTx(reason, code=code)
