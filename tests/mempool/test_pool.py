@@ -1,17 +1,20 @@
 """Mempool: admission rules, capacity/eviction, nonce-ordered selection, removal, unwind.
 
 The stateful test drives the pool and a brute-force model (sorted lists, no
-heap) through random inserts, drops, removals, commits and selections and
-checks they agree on every answer.
+heap) through random inserts, drops, removals, commits, clock ticks and
+selections and checks they agree on every answer.  Selection is held equal to
+:func:`reference_select`, a plain rewrite of docs/formats/mempool.md's
+selection order (fee priority, aged txs first, per-sender nonce order).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -125,9 +128,11 @@ def test_byte_capacity_evicts_several_or_restores() -> None:
         {"max_nonce_gap": 0},
         {"replace_bump_pct": -1},
         {"queued_rounds": -1},
+        {"max_age": -0.5},
+        {"max_age": float("nan")},
     ],
 )
-def test_bad_config(bad: dict[str, int]) -> None:
+def test_bad_config(bad: dict[str, float]) -> None:
     with pytest.raises(LocalProtocolError):
         Mempool(**bad)  # type: ignore[arg-type]
 
@@ -311,6 +316,156 @@ def test_select_holds_back_gaps_and_respects_bytes() -> None:
     assert pool.select(10, max_bytes=len(small) + len(after)) == [small]
 
 
+@dataclass
+class Held:
+    """What the reference selection reads of one pooled tx."""
+
+    view: TxView
+    sender: bytes
+    nonce: int
+    fee: int
+    size: int
+    order: int  # admission order (the pool's ``seq`` up to a shift)
+    arrived: float
+
+
+def reference_select(
+    held: Iterable[Held],
+    floors: dict[bytes, int],
+    n: int,
+    max_bytes: int | None,
+    now: float | None,
+    max_age: float,
+) -> list[TxView]:
+    """docs/formats/mempool.md §select, written out plainly (no heap, no ranks).
+
+    Candidates are each sender's next nonce.  If any candidate has waited more
+    than ``max_age`` (``now`` given), the one that arrived first goes; else the
+    highest fee, the earlier admission among equal fees.  A candidate that does
+    not fit the byte budget ends its sender's turn.
+    """
+    pool = list(held)
+    nxt = {h.sender: floors.get(h.sender, 0) for h in pool}
+    done: set[bytes] = set()
+    out: list[TxView] = []
+    used = 0
+    while len(out) < n:
+        cands = [h for h in pool if h.sender not in done and h.nonce == nxt[h.sender]]
+        if not cands:
+            break
+        aged = [h for h in cands if now is not None and now - h.arrived > max_age]
+        if aged:
+            best = min(aged, key=lambda h: (h.arrived, h.order))
+        else:
+            best = max(cands, key=lambda h: (h.fee, -h.order))
+        if max_bytes is not None and used + best.size > max_bytes:
+            done.add(best.sender)
+            continue
+        out.append(best.view)
+        used += best.size
+        nxt[best.sender] += 1
+    return out
+
+
+class Clock:
+    """A settable clock for the pool."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_an_aged_tx_goes_before_higher_fees() -> None:
+    clock = Clock()
+    pool = Mempool(clock=clock, max_age=1.0)
+    low = tx_view(0, 0, 1)
+    pool.insert(low)  # arrives at 0.0
+    clock.t = 0.5
+    high, higher = tx_view(1, 0, 9), tx_view(2, 0, 20)
+    pool.insert(high)
+    pool.insert(higher)
+    clock.t = 1.0  # ``low`` has waited exactly the bound: not aged yet
+    assert pool.select(10) == [higher, high, low]
+    clock.t = 1.25  # now it has waited longer
+    assert pool.select(10) == [low, higher, high]
+    assert pool.select(1) == [low]
+    clock.t = 1.75  # all three aged: oldest first, fees no longer matter
+    assert pool.select(10) == [low, high, higher]
+
+
+def test_an_aged_tx_still_waits_for_its_senders_lower_nonce() -> None:
+    clock = Clock()
+    pool = Mempool(clock=clock, max_age=1.0)
+    late_successor = tx_view(0, 1, 1)
+    pool.insert(late_successor)  # nonce 1 first (a gap) at 0.0
+    clock.t = 2.0
+    head, other = tx_view(0, 0, 2, 1000), tx_view(1, 0, 9)
+    pool.insert(head)
+    pool.insert(other)
+    clock.t = 2.5  # only nonce 1 is aged, but it cannot pass nonce 0
+    assert pool.select(10) == [other, head, late_successor]
+    # nonce 0 does not fit: nonce 1 fits but may not go without it
+    assert pool.select(10, max_bytes=len(other) + len(late_successor)) == [other]
+
+
+def test_without_a_clock_selection_is_fee_priority() -> None:
+    pool = Mempool(max_age=0.0)
+    views = [tx_view(s, 0, fee) for s, fee in enumerate((3, 7, 5))]
+    for v in views:
+        pool.insert(v)
+    assert pool.select(10) == [views[1], views[2], views[0]]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    txs=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # sender
+            st.integers(0, 4),  # nonce
+            st.sampled_from((1, 2, 3, 5, 8, 13)),  # fee
+            st.sampled_from((-1, 60, 300)),  # call data length (-1: a transfer)
+            st.sampled_from((0.0, 0.25, 0.5, 1.0)),  # clock step before it arrives
+        ),
+        max_size=24,
+    ),
+    floors=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    wait=st.sampled_from((0.0, 0.5, 1.0, 1.5, 2.0, 4.0)),
+    max_age=st.sampled_from((0.0, 0.5, 1.0, 2.0)),
+    n=st.integers(0, 30),
+    max_bytes=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_select_equals_the_reference(
+    txs: list[tuple[int, int, int, int, float]],
+    floors: list[int],
+    wait: float,
+    max_age: float,
+    n: int,
+    max_bytes: int | None,
+) -> None:
+    clock = Clock()
+    pool = Mempool(clock=clock, max_age=max_age, max_per_sender=8, replace_bump_pct=50)
+    admitted: list[Held] = []
+    for s, nonce, fee, data_len, step in txs:
+        clock.t += step
+        v = tx_view(s, nonce, fee, data_len)
+        try:
+            pool.insert(v)
+        except InvalidTx:
+            continue
+        admitted.append(Held(v, v.sender, nonce, fee, len(v), len(admitted), clock.t))
+    clock.t += wait
+    # committed nonces move after admission (gaps, txs below the floor), no recheck yet
+    committed = {sender_id(s): f for s, f in enumerate(floors)}
+    pool.nonce_floor = lambda sender: committed.get(sender, 0)
+    held = [h for h in admitted if pool.get(h.view.tx_id) is h.view]  # replaced ones left
+    want = reference_select(held, committed, n, max_bytes, clock.t, max_age)
+    got = pool.select(n, max_bytes)
+    assert [v.tx_id for v in got] == [v.tx_id for v in want]
+    assert all(pool.get(v.tx_id) is v for v in got)
+
+
 def test_remove_after_commit_is_idempotent() -> None:
     pool = Mempool()
     views = [tx_view(s, 0, s + 1) for s in range(5)]
@@ -366,6 +521,7 @@ NONCES = 6
 FEES = (1, 2, 3, 5, 8)
 SIZES = (-1, 100, 400)
 PER_SENDER, GAP, BUMP, QUEUED = 3, 4, 50, 2
+AGE = 2.0
 
 
 @dataclass
@@ -380,6 +536,7 @@ class M:
     seq: int
     view: TxView
     cost: int
+    arrived: float
     queued: int = 0
 
 
@@ -392,7 +549,10 @@ class PoolMachine(RuleBasedStateMachine):
         self.balances: dict[bytes, int] = {}
         self.max_txs = 6
         self.max_bytes = 6 * 300
+        self.clock = Clock()
         self.pool = Mempool(
+            clock=self.clock,
+            max_age=AGE,
             max_txs=self.max_txs,
             max_bytes=self.max_bytes,
             min_fee=2,
@@ -443,7 +603,9 @@ class PoolMachine(RuleBasedStateMachine):
         for m in [*victims, *([old] if old else [])]:
             del self.model[m.tx_id]
         self.seq += 1
-        self.model[v.tx_id] = M(v.tx_id, v.sender, v.nonce, v.fee, len(v), self.seq, v, cost)
+        self.model[v.tx_id] = M(
+            v.tx_id, v.sender, v.nonce, v.fee, len(v), self.seq, v, cost, self.clock.t
+        )
         return None, tuple(m.tx_id for m in victims), old.tx_id if old else None
 
     def model_recheck(self, sender: bytes) -> list[M]:
@@ -468,26 +630,15 @@ class PoolMachine(RuleBasedStateMachine):
         return gone
 
     def model_select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        nxt = {m.sender: self.floors.get(m.sender, 0) for m in self.model.values()}
-        blocked: set[bytes] = set()
-        out: list[TxView] = []
-        used = 0
-        while len(out) < n:
-            cands = [
-                m
-                for m in self.model.values()
-                if m.sender not in blocked and m.nonce == nxt[m.sender]
-            ]
-            if not cands:
-                break
-            best = max(cands, key=lambda m: (m.fee, -m.seq))
-            if max_bytes is not None and used + best.size > max_bytes:
-                blocked.add(best.sender)
-                continue
-            out.append(best.view)
-            used += best.size
-            nxt[best.sender] += 1
-        return out
+        held = (
+            Held(m.view, m.sender, m.nonce, m.fee, m.size, m.seq, m.arrived)
+            for m in self.model.values()
+        )
+        return reference_select(held, self.floors, n, max_bytes, self.clock.t, AGE)
+
+    @rule(step=st.sampled_from((0.0, 0.5, 1.0, 2.5)))
+    def tick(self, step: float) -> None:
+        self.clock.t += step
 
     @rule(
         s=st.integers(0, SENDERS - 1),

@@ -12,6 +12,7 @@ import pytest
 from zapstack.errors import Stage, WireCode
 from zapstack.mempool.actions import VerifyRequest
 from zapstack.mempool.answer import decode_answer
+from zapstack.mempool.senders import MAX_AGE_S
 from zapstack.node import txpipe
 from zapstack.node.txpipe import (
     MAX_PENDING,
@@ -57,11 +58,13 @@ class Harness:
         self.state = {_acct(i): (0, balance) for i in range(funded)}
         self.replies: dict[int, bytes] = {}
         self.stops: dict[int, int] = {}
+        self.now = 0.0
         self.pipe = TxPipeline(
             lambda s: self.state.get(s, (0, 0)),
             DEFAULT_CHAIN_ID,
             stop_stream=lambda _p, sid, code: self.stops.__setitem__(sid, code),
             reply_stream=lambda _p, sid, record: self.replies.__setitem__(sid, record),
+            clock=lambda: self.now,
         )
 
     def submit(self, sid: int, frame: bytes) -> None:
@@ -203,6 +206,17 @@ def test_pending_bound_is_seconds_of_finalized_throughput_clamped(
     want = MIN_PENDING if rate is None else int(rate * PENDING_S)
     want = max(MIN_PENDING, min(MAX_PENDING, want))
     assert pending_bound(finals, now) == want
+
+
+def test_the_pool_ages_admitted_txs_on_the_pipelines_clock(h: Harness) -> None:
+    h.submit(1, _tx(0, 0, fee=2))
+    h.settle()
+    h.now = 0.5
+    h.submit(2, _tx(1, 0, fee=9))
+    h.settle()
+    assert [v.fee for v in h.pipe.mempool.select(10)] == [9, 2]  # fee priority
+    h.now = 0.5 + MAX_AGE_S  # the fee-2 tx has now waited longer than the bound
+    assert [v.fee for v in h.pipe.mempool.select(10)] == [2, 9]
 
 
 def test_finalized_heights_move_the_receivers_bound(h: Harness) -> None:

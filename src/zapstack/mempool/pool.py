@@ -17,6 +17,10 @@ Three indexes over the same entries:
   ``(fee, -seq)``: the root is the *lowest*-priority tx, the eviction victim.
   Priority is the fee; among equal fees the earlier arrival ranks higher.
 
+Block selection (:meth:`Mempool.select`) adds an age bound: a tx that waited over ``max_age``
+seconds (by the injected ``clock``; ``None``: no aging) goes before every tx that has not,
+oldest first, in nonce order (:func:`~zapstack.mempool.senders.select_rank`): no starvation.
+
 Admission (:meth:`Mempool.insert`) applies these rules in order; the first that
 fails raises :class:`~zapstack.errors.InvalidTx` with the listed code and
 leaves the pool unchanged.  Rules 1-7 are lookups (no signature, no crypto):
@@ -65,7 +69,7 @@ returns ``False``, from any state.
 
 Threads: every public method holds one internal lock, so the unwind calls
 (``drop``/``remove``) may come from any thread at any time (LP-0202's unwind
-contract); ``nonce_floor`` and ``balance`` run under that lock and must not
+contract); ``nonce_floor``, ``balance`` and ``clock`` run under that lock and must not
 call back into the pool.  Views handed out are immutable and may be shared with any thread.
 """
 
@@ -79,11 +83,13 @@ from dataclasses import dataclass
 from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
 from zapstack.mempool.heap import IndexedHeap
 from zapstack.mempool.senders import (
+    MAX_AGE_S,
     Entry,
     SenderLimits,
     balance_verdict,
     nonce_verdict,
     recheck_plan,
+    select_rank,
     slot_verdict,
     tx_cost,
 )
@@ -137,15 +143,18 @@ class Mempool:
         queued_rounds: int = 16,
         stats: PipelineStats | None = None,
         account: AccountState | None = None,
+        clock: Callable[[], float] | None = None,
+        max_age: float = MAX_AGE_S,
     ) -> None:
-        """``max_txs``, ``max_bytes``: capacity (txs, sum of frame sizes); ``min_fee``: the
-        fee floor (rule 2); state hooks: ``nonce_floor`` (the account's committed nonce),
-        ``balance`` (its committed balance; ``None``: not checked, for pools with no
-        state behind them) or ``account`` (both in one read; replaces the other two and
-        checks the balance); per-sender bounds: :class:`~zapstack.mempool.senders.SenderLimits`;
-        ``stats``: counters to bump (a fresh :class:`PipelineStats` by default)."""
-        if max_txs < 1 or max_bytes < 1 or min_fee < 0:
-            raise LocalProtocolError("mempool capacity must be positive and min_fee >= 0")
+        """``max_txs``, ``max_bytes``: capacity (txs, sum of frame sizes); ``min_fee``: the fee
+        floor (rule 2); state hooks: ``nonce_floor`` (the account's committed nonce), ``balance``
+        (its committed balance; ``None``: not checked, for pools with no state behind them) or
+        ``account`` (both in one read; replaces the other two and checks the balance);
+        per-sender bounds: :class:`~zapstack.mempool.senders.SenderLimits`; ``stats``: counters
+        to bump (a fresh :class:`PipelineStats` by default); ``clock`` (seconds, non-decreasing;
+        ``None``: no aging) and ``max_age``: the age bound of :meth:`select`."""
+        if max_txs < 1 or max_bytes < 1 or min_fee < 0 or not max_age >= 0:
+            raise LocalProtocolError("mempool capacity must be positive, min_fee, max_age >= 0")
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.min_fee = min_fee
@@ -155,6 +164,7 @@ class Mempool:
         self.limits = SenderLimits(max_per_sender, max_nonce_gap, replace_bump_pct, queued_rounds)
         """Per-sender bounds (see :mod:`zapstack.mempool.senders`)."""
         self.stats = stats if stats is not None else PipelineStats()
+        self.clock, self.max_age = clock, max_age
         self._by_id: dict[bytes, Entry] = {}
         self._by_sender: dict[bytes, dict[int, Entry]] = {}
         self._ranked: IndexedHeap[Entry] = IndexedHeap()
@@ -194,7 +204,8 @@ class Mempool:
         with self._lock:
             old, floor = self._admissible(view)
             self._seq += 1
-            entry = Entry(view, view.tx_id, view.sender, self._seq)
+            arrived = self.clock() if self.clock else 0.0
+            entry = Entry(view, view.tx_id, view.sender, self._seq, arrived)
             if old is not None:
                 self._unlink(old)
             victims = self._make_room(entry)
@@ -211,10 +222,8 @@ class Mempool:
             return Admitted(entry.tx_id, evicted, old.tx_id if old else None, floor)
 
     def precheck(self, view: TxView) -> int:
-        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature.
-
-        Returns the sender's committed nonce they were checked against.
-        """
+        """Rules 1-7 alone (lookups), pool unchanged: run them before verifying a signature;
+        returns the sender's committed nonce they were checked against."""
         with self._lock:
             return self._admissible(view)[1]
 
@@ -272,34 +281,34 @@ class Mempool:
     def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
         """Up to ``n`` txs for a block, best first, never copying a buffer.
 
-        Greedy: repeatedly take the highest-priority tx among each sender's
-        *next* nonce (the account nonce, then one more per tx taken).  A sender
-        whose next nonce is missing (a gap) contributes nothing further; a tx
-        that would overflow ``max_bytes`` is skipped and, since its successors
-        may not precede it, so is the rest of its sender's queue.  The pool is
-        not modified (call :meth:`remove` once the block commits).
+        Greedy: repeatedly take the first-ranked tx among each sender's *next* nonce (the
+        account nonce, then one more per tx taken): aged txs (waited over ``max_age``) oldest
+        first, then by fee.  A sender whose next nonce is missing (a gap) adds nothing more; a
+        tx that would overflow ``max_bytes`` is skipped and, since its successors may not
+        precede it, so is the rest of its sender's queue.  The pool is not modified.
         """
         with self._lock:
             return self._select(n, max_bytes)
 
     def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        heads: list[tuple[int, int, Entry]] = []
+        now, age = (self.clock() if self.clock else None), self.max_age
+        heads: list[tuple[tuple[int, float, int], Entry]] = []
         for sender, slots in self._by_sender.items():
             e = slots.get(self.nonce_floor(sender))
             if e is not None:
-                heads.append((-e.fee, e.seq, e))
-        heapq.heapify(heads)
+                heads.append((select_rank(e, now, age), e))
+        heapq.heapify(heads)  # ranks are unique: an Entry is never compared
         out: list[TxView] = []
         used = 0
         while heads and len(out) < n:
-            _, _, e = heapq.heappop(heads)
+            _, e = heapq.heappop(heads)
             if max_bytes is not None and used + e.size > max_bytes:
                 continue
             out.append(e.view)
             used += e.size
             nxt = self._by_sender[e.sender].get(e.nonce + 1)
             if nxt is not None:
-                heapq.heappush(heads, (-nxt.fee, nxt.seq, nxt))
+                heapq.heappush(heads, (select_rank(nxt, now, age), nxt))
         return out
 
     # -- removal (unwind) --------------------------------------------------------
@@ -323,11 +332,8 @@ class Mempool:
         return True
 
     def drop_with_successors(self, tx_id: bytes) -> int:
-        """Drop a tx that failed inside a block and its sender's higher nonces.
-
-        They could never execute before it; returns how many were dropped
-        (0 if the id is absent).  Idempotent, any thread.
-        """
+        """Drop a tx that failed inside a block and its sender's higher nonces (they could never
+        execute before it); returns how many were dropped (0: absent).  Idempotent, any thread."""
         with self._lock:
             e = self._by_id.get(tx_id)
             if e is None:
@@ -339,14 +345,8 @@ class Mempool:
             return len(chain)
 
     def recheck(self, senders: Iterable[bytes] | None = None) -> int:
-        """Re-apply the state rules after a commit; returns how many txs were dropped.
-
-        For each sender (``senders``: the accounts a committed block touched;
-        every sender when ``None``), in nonce order: txs below the committed
-        nonce go; from the first tx the committed balance cannot cover (with
-        the txs before it), that tx and every later one go; a tx behind a nonce
-        gap for more than ``queued_rounds`` rechecks goes.
-        """
+        """Re-apply the state rules (module docstring) after a commit to ``senders`` (the
+        accounts a committed block touched; ``None``: all); returns how many txs were dropped."""
         with self._lock:
             targets = list(self._by_sender) if senders is None else list(senders)
             dropped = sum(self._recheck_sender(s) for s in targets)

@@ -14,7 +14,11 @@ a recheck drops.  See ``docs/formats/mempool.md`` for the rules' order.
 * recheck (after a commit), in nonce order: below the committed nonce -> drop;
   from the first tx the balance cannot cover (with those before it) -> drop it
   and every later one; behind a nonce gap for more than ``queued_rounds``
-  rechecks -> drop.
+  rechecks -> drop;
+* selection rank (:func:`select_rank`): a tx that has waited in the pool more
+  than ``max_age`` seconds (``now - arrived > max_age``) is *aged* and ranks
+  above every tx that is not, oldest ``(arrived, seq)`` first; the others rank
+  by fee, highest first, earlier ``seq`` first among equal fees.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ from zapstack.errors import LocalProtocolError, WireCode
 from zapstack.zap.views import TxView
 
 __all__ = [
+    "MAX_AGE_S",
     "Entry",
     "Pooled",
+    "Rank",
     "SenderLimits",
     "Verdict",
     "balance_verdict",
     "nonce_verdict",
     "recheck_plan",
     "replacement_fee",
+    "select_rank",
     "slot_verdict",
     "tx_cost",
 ]
@@ -49,6 +56,7 @@ class Entry:
     """One pooled tx: the view (pointer) and the integers decoded from it once."""
 
     __slots__ = (
+        "arrived",
         "cost",
         "fee",
         "key",
@@ -62,7 +70,9 @@ class Entry:
         "view",
     )
 
-    def __init__(self, view: TxView, tx_id: bytes, sender: bytes, seq: int) -> None:
+    def __init__(
+        self, view: TxView, tx_id: bytes, sender: bytes, seq: int, arrived: float = 0.0
+    ) -> None:
         self.view = view
         self.tx_id = tx_id
         self.sender = sender
@@ -70,6 +80,7 @@ class Entry:
         self.nonce = view.nonce
         self.size = len(view)
         self.seq = seq
+        self.arrived = arrived  # the pool's clock at admission (seconds)
         self.key = (self.fee, -seq)
         self.pos = -1
         self.cost = tx_cost(view)
@@ -78,6 +89,24 @@ class Entry:
 
 Verdict = tuple[WireCode, str] | None
 """``None``: the rule passes; else the code and reason to reject with."""
+
+MAX_AGE_S = 1.0
+"""Default age bound of a block selection (seconds a tx may wait before it goes first)."""
+
+Rank = tuple[int, float, int]
+"""A selection rank: the smallest goes first (see :func:`select_rank`)."""
+
+
+def select_rank(e: Entry, now: float | None, max_age: float) -> Rank:
+    """Where ``e`` stands in a block selection made at ``now`` (smaller goes first).
+
+    Aged (``now - e.arrived > max_age``): ``(0, arrived, seq)``, oldest first;
+    otherwise ``(1, -fee, seq)``, fee priority.  ``now`` ``None``: no aging.
+    Unique per entry (``seq`` is), so the order is total.
+    """
+    if now is not None and now - e.arrived > max_age:
+        return 0, e.arrived, e.seq
+    return 1, -e.fee, e.seq
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,8 +80,19 @@ COALESCE_S = 0.02
 """Seconds the verify task waits after a wake-up for more work to batch with it."""
 MAX_QUEUED = 20_000
 """Most gossiped txs waiting for a signature check."""
-PENDING_S = 4.0
-"""Seconds of finalized throughput the pool may hold before submits are pushed back."""
+PENDING_S = 2.0
+"""Seconds of finalized throughput the pool may hold before submits are pushed back.
+
+The horizon it sets, at finalized rate R and height time H: the pool selects a tx that has
+waited more than ``MAX_AGE_S`` (:mod:`zapstack.mempool.senders`, 1 s) before every younger
+one, so from ``t + MAX_AGE_S`` on only older pooled txs are ahead of a tx admitted at ``t``:
+at most ``max_pending = PENDING_S * R`` of them, drained at R in ``PENDING_S`` seconds.  It
+is proposed by ``t + MAX_AGE_S + PENDING_S`` and final one height later, so admitted
+submit->final <= 1 + 2 + H s: within the 5 s target while a height takes <= 2 s.  The
+price: a block is at most the pool (~``PENDING_S * R`` txs), and a height costs a fixed c
+(consensus legs) plus its txs' verify time, so the chain reaches about
+``(PENDING_S - c) / PENDING_S`` of its verify-bound rate; lower would starve blocks (the
+pool must hold more than one height of work: ``PENDING_S > c``)."""
 MIN_PENDING = 500
 """The pushback bound never falls below this (a stalled chain still takes some txs)."""
 MAX_PENDING = 16_000
@@ -171,7 +182,7 @@ class TxPipeline:
         self.sigcache = VerifiedCache()
         """Tx signatures verified here (admission, gossip): block verify skips them."""
         self.verifier = ThreadVerifier(workers, cache=self.sigcache)
-        self.mempool = Mempool(account=account)
+        self.mempool = Mempool(account=account, clock=clock)
         self.rx = TxReceiver(
             self.mempool, chain_id=chain_id, defer_verification=True, max_pending=MIN_PENDING
         )
