@@ -311,6 +311,20 @@ def test_select_holds_back_gaps_and_respects_bytes() -> None:
     assert pool.select(10, max_bytes=len(small) + len(after)) == [small]
 
 
+def test_select_after_an_uncommitted_block_starts_past_its_txs() -> None:
+    pool = Mempool()
+    a = [tx_view(0, n, 10) for n in range(4)]
+    b = [tx_view(1, n, 20) for n in range(2)]
+    for v in (*a, *b):
+        pool.insert(v)
+    first = pool.select(3)
+    assert first == [b[0], b[1], a[0]]
+    # the next block follows ``first``: each sender starts after its last nonce there
+    floors = {v.sender: v.nonce + 1 for v in first}
+    assert pool.select(10, floors=floors) == a[1:]
+    assert pool.select(10, floors={a[0].sender: 0}) == [b[0], b[1], *a]  # never below
+
+
 def test_remove_after_commit_is_idempotent() -> None:
     pool = Mempool()
     views = [tx_view(s, 0, s + 1) for s in range(5)]
@@ -467,8 +481,14 @@ class PoolMachine(RuleBasedStateMachine):
                     gone.append(m)
         return gone
 
-    def model_select(self, n: int, max_bytes: int | None) -> list[TxView]:
-        nxt = {m.sender: self.floors.get(m.sender, 0) for m in self.model.values()}
+    def model_select(
+        self, n: int, max_bytes: int | None, after: dict[bytes, int] | None = None
+    ) -> list[TxView]:
+        raised = after or {}
+        nxt = {
+            m.sender: max(self.floors.get(m.sender, 0), raised.get(m.sender, 0))
+            for m in self.model.values()
+        }
         blocked: set[bytes] = set()
         out: list[TxView] = []
         used = 0
@@ -550,6 +570,18 @@ class PoolMachine(RuleBasedStateMachine):
         assert self.pool.recheck(None if everyone else [sender]) == len(gone)
         for m in gone:
             del self.model[m.tx_id]
+
+    @rule(
+        n=st.integers(0, 8),
+        after=st.dictionaries(st.integers(0, SENDERS - 1), st.integers(0, NONCES)),
+    )
+    def select_after(self, n: int, after: dict[int, int]) -> None:
+        """Floors raised per sender (a block on an uncommitted parent): lower nonces skipped."""
+        floors = {sender_id(s): nonce for s, nonce in after.items()}
+        got = self.pool.select(n, None, floors)
+        assert [v.tx_id for v in got] == [v.tx_id for v in self.model_select(n, None, floors)]
+        for v in got:
+            assert v.nonce >= floors.get(v.sender, 0)
 
     @rule(n=st.integers(0, 8), max_bytes=st.one_of(st.none(), st.integers(0, 1200)))
     def select(self, n: int, max_bytes: int | None) -> None:

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
@@ -269,23 +269,23 @@ class Mempool:
         return [slots[n] for n in sorted(slots) if n >= e.nonce]
 
     # -- block building ----------------------------------------------------------
-    def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
+    def select(
+        self, n: int, max_bytes: int | None = None, floors: Mapping[bytes, int] | None = None
+    ) -> list[TxView]:
         """Up to ``n`` txs for a block, best first, never copying a buffer.
 
-        Greedy: repeatedly take the highest-priority tx among each sender's
-        *next* nonce (the account nonce, then one more per tx taken).  A sender
-        whose next nonce is missing (a gap) contributes nothing further; a tx
-        that would overflow ``max_bytes`` is skipped and, since its successors
-        may not precede it, so is the rest of its sender's queue.  The pool is
-        not modified (call :meth:`remove` once the block commits).
-        """
+        Greedy: repeatedly take the highest-priority tx among each sender's next nonce
+        (the account's, or ``floors[sender]`` if higher: building on an uncommitted block;
+        then one more per tx taken).  A gap ends a sender's queue; so does a tx that would
+        overflow ``max_bytes`` (skipped: its successors may not precede it).  The pool is
+        not modified (call :meth:`remove` once the block commits)."""
         with self._lock:
-            return self._select(n, max_bytes)
+            return self._select(n, max_bytes, floors or {})
 
-    def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
+    def _select(self, n: int, max_bytes: int | None, floors: Mapping[bytes, int]) -> list[TxView]:
         heads: list[tuple[int, int, Entry]] = []
         for sender, slots in self._by_sender.items():
-            e = slots.get(self.nonce_floor(sender))
+            e = slots.get(max(self.nonce_floor(sender), floors.get(sender, 0)))
             if e is not None:
                 heads.append((-e.fee, e.seq, e))
         heapq.heapify(heads)
