@@ -20,29 +20,39 @@ functions over it (:mod:`.propose`, :mod:`.vote`, :mod:`.aggregate`,
 * Round change (:meth:`Consensus.change_round`) abandons the rounds of this
   height we aggregate that did not finalize (``ConsensusRound.abandon``,
   idempotent) and destroys our Corona sessions prepared for older rounds.
-* Corona round 1 runs ahead (:mod:`.precommit`): the tick prepares the next
-  sessions when quiet, CORONA_PRECOMMIT (for a later height by design) is
+* Corona round 1 runs ahead (:mod:`.precommit`): the tick starts preparing
+  the next sessions when quiet (a background job, one at a time: the tick
+  never waits for it), CORONA_PRECOMMIT (for a later height by design) is
   held for the proposal, and our proposal feeds what we hold to its round.
+* The next proposer pre-builds its block on the block it voted for
+  (:mod:`.prebuild`); when that block is final and the proposal is due, the
+  pre-built block goes out at once, otherwise the block is built then.
+* Background jobs (:meth:`Consensus.spawn`: round-1 preparation, pre-builds,
+  CERT_UPGRADE checks) run as tasks of their own, never awaited by the tick
+  or the message loop; their blocking work goes through ``Io.run_background``
+  (pre-builds: ``Io.run``, they are the next height's critical path).
 * Each failed round lengthens the next one's timeout
   (:meth:`Consensus.round_timeout_ms`).
 * After ``halt_height`` or a fatal store failure (:attr:`Consensus.fatal`)
   nothing new starts; finished heights still aggregate their late legs.
 
-The engine runs on one asyncio task (or a test's loop); blocking work goes
+The engine runs on one event loop (or a test's loop); blocking work goes
 through ``Io.run``.  It is not thread-safe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from zapstack.consensus.digest import CertContext
 from zapstack.consensus.legs.corona import CoronaSigner, Key, Presessions
-from zapstack.errors import FatalStoreError
+from zapstack.errors import FatalStoreError, ZapError
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
-from zapstack.node.engine import aggregate, commit, precommit, propose, vote
+from zapstack.node.engine import aggregate, commit, prebuild, precommit, propose, vote
 from zapstack.node.engine.state import Aggregation, HeightRecord, Io, log
 from zapstack.node.genesis import Genesis, NodeKeys
 from zapstack.node.wire import Message, MsgType
@@ -100,6 +110,16 @@ class Consensus:
         self.signers_fixed: dict[Key, tuple[int, ...]] = {}
         """Aggregator side: signer sets announced ahead of our proposal."""
         self.aggs: dict[tuple[int, int], Aggregation] = {}
+        self.jobs: set[asyncio.Task[None]] = set()
+        """Background jobs running (:meth:`spawn`)."""
+        self.refilling: asyncio.Task[None] | None = None
+        """The round-1 preparation in flight (one at a time)."""
+        self.prebuild = prebuild.Prebuild()
+        """The next height's block built ahead (:mod:`.prebuild`)."""
+        self.upgrades = asyncio.Lock()
+        """CERT_UPGRADE checks run as background jobs, one stored cert change at a time."""
+        self.upgrades_queued = 0
+        """CERT_UPGRADE jobs started and not finished (bounded)."""
         self.future: list[Message] = []
         self.history: list[HeightRecord] = []
         self.stats: dict[str, int] = {
@@ -112,6 +132,8 @@ class Consensus:
             "cert_upgrades": 0,
             "corona_prepared": 0,
             "corona_fresh": 0,
+            "prebuilt": 0,
+            "prebuilt_proposed": 0,
         }
 
     # ----------------------------------------------------------------- helpers
@@ -140,6 +162,29 @@ class Consensus:
         """The cert context every leg of (height, round_, block_id) signs."""
         return CertContext(self.g.chain_id, height, round_, block_id, self.g.vset.root)
 
+    # ---------------------------------------------------------- background jobs
+    def spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``job`` as a background task of its own (nobody awaits it)."""
+        task = asyncio.get_running_loop().create_task(job)
+        self.jobs.add(task)
+        task.add_done_callback(self._job_done)
+        return task
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self.jobs.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, FatalStoreError):
+            self.fatal = exc  # the loops see it and halt the node
+        elif isinstance(exc, ZapError):
+            log.warning("background job: %s", exc)
+        elif exc is not None:
+            log.error("background job failed", exc_info=exc)
+
+    async def settle(self) -> None:
+        """Wait until no background job runs (tests; a driver shutting down)."""
+        while self.jobs:
+            await asyncio.wait(set(self.jobs))
+
     # -------------------------------------------------------------------- timer
     async def tick(self) -> None:
         """Called periodically: propose when due, deadlines, round changes."""
@@ -159,9 +204,9 @@ class Consensus:
         due = now - self.last_final_ms >= self.g.block_interval_ms
         if due and key not in self.proposed and self.g.proposer_of(*key) == self.me:
             self.proposed.add(key)
-            await propose.propose(self, *key)
+            await propose.propose(self, *key, await prebuild.take(self, *key))
             await precommit.feed(self, key)
-        await precommit.refill(self)
+        precommit.refill(self)
 
     async def change_round(self, round_: int, now: int) -> None:
         """Move to ``round_`` of the current height; abandon our unfinished older rounds.
@@ -197,7 +242,7 @@ class Consensus:
                 await commit.on_final(self, msg)
             return
         if msg.type is MsgType.CERT_UPGRADE:
-            await commit.on_upgrade(self, msg)
+            commit.upgrade_later(self, msg)  # a background job: the loop moves on
             return
         if msg.type is MsgType.CORONA_PRECOMMIT:
             await precommit.on_precommit(self, msg)  # for a later height by design
