@@ -30,7 +30,9 @@ functions over it (:mod:`.propose`, :mod:`.vote`, :mod:`.aggregate`,
 * Background jobs (:meth:`Consensus.spawn`: round-1 preparation, pre-builds,
   CERT_UPGRADE checks) run as tasks of their own, never awaited by the tick
   or the message loop; their blocking work goes through ``Io.run_background``
-  (pre-builds: ``Io.run``, they are the next height's critical path).
+  (pre-builds: ``Io.run``, they are the next height's critical path).  A job
+  failing with more than a protocol error (a full disk, a bug) makes the
+  next tick or message raise it (:attr:`Consensus.crashed`): the driver halts.
 * Each failed round lengthens the next one's timeout
   (:meth:`Consensus.round_timeout_ms`).
 * After ``halt_height`` or a fatal store failure (:attr:`Consensus.fatal`)
@@ -58,7 +60,22 @@ from zapstack.node.genesis import Genesis, NodeKeys
 from zapstack.node.wire import Message, MsgType
 from zapstack.verify.executor import BlockExecutor
 
-__all__ = ["Consensus"]
+__all__ = ["STATS", "Consensus"]
+
+STATS = (
+    "proposed",
+    "votes_sent",
+    "finalized",
+    "round_changes",
+    "blocks_rejected",
+    "certs_rejected",
+    "cert_upgrades",
+    "corona_prepared",
+    "corona_fresh",
+    "prebuilt",
+    "prebuilt_proposed",
+)
+"""The engine's counters (``Consensus.stats``; the node exports them as metrics)."""
 
 
 class Consensus:
@@ -110,31 +127,10 @@ class Consensus:
         self.signers_fixed: dict[Key, tuple[int, ...]] = {}
         """Aggregator side: signer sets announced ahead of our proposal."""
         self.aggs: dict[tuple[int, int], Aggregation] = {}
-        self.jobs: set[asyncio.Task[None]] = set()
-        """Background jobs running (:meth:`spawn`)."""
-        self.refilling: asyncio.Task[None] | None = None
-        """The round-1 preparation in flight (one at a time)."""
-        self.prebuild = prebuild.Prebuild()
-        """The next height's block built ahead (:mod:`.prebuild`)."""
-        self.upgrades = asyncio.Lock()
-        """CERT_UPGRADE checks run as background jobs, one stored cert change at a time."""
-        self.upgrades_queued = 0
-        """CERT_UPGRADE jobs started and not finished (bounded)."""
+        self._init_background()
         self.future: list[Message] = []
         self.history: list[HeightRecord] = []
-        self.stats: dict[str, int] = {
-            "proposed": 0,
-            "votes_sent": 0,
-            "finalized": 0,
-            "round_changes": 0,
-            "blocks_rejected": 0,
-            "certs_rejected": 0,
-            "cert_upgrades": 0,
-            "corona_prepared": 0,
-            "corona_fresh": 0,
-            "prebuilt": 0,
-            "prebuilt_proposed": 0,
-        }
+        self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -163,6 +159,21 @@ class Consensus:
         return CertContext(self.g.chain_id, height, round_, block_id, self.g.vset.root)
 
     # ---------------------------------------------------------- background jobs
+    def _init_background(self) -> None:
+        self.jobs: set[asyncio.Task[None]] = set()
+        """Background jobs running (:meth:`spawn`)."""
+        self.crashed: BaseException | None = None
+        """What a background job raised beyond a protocol error (a full disk, a bug):
+        the next :meth:`tick` or :meth:`handle` raises it, so the driver halts."""
+        self.refilling: asyncio.Task[None] | None = None
+        """The round-1 preparation in flight (one at a time)."""
+        self.prebuild = prebuild.Prebuild()
+        """The next height's block built ahead (:mod:`.prebuild`)."""
+        self.upgrades = asyncio.Lock()
+        """CERT_UPGRADE checks run as background jobs, one stored cert change at a time."""
+        self.upgrades_queued = 0
+        """CERT_UPGRADE jobs started and not finished (bounded)."""
+
     def spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``job`` as a background task of its own (nobody awaits it)."""
         task = asyncio.get_running_loop().create_task(job)
@@ -173,12 +184,14 @@ class Consensus:
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self.jobs.discard(task)
         exc = None if task.cancelled() else task.exception()
-        if isinstance(exc, FatalStoreError):
-            self.fatal = exc  # the loops see it and halt the node
-        elif isinstance(exc, ZapError):
-            log.warning("background job: %s", exc)
-        elif exc is not None:
-            log.error("background job failed", exc_info=exc)
+        if isinstance(exc, ZapError) and not isinstance(exc, FatalStoreError):
+            log.warning("background job: %s", exc)  # a protocol error: dropped, as in a loop
+        elif exc is not None and self.crashed is None:
+            self.crashed = exc  # raised by the next tick or message: the driver halts
+
+    def _reraise(self) -> None:
+        if self.crashed is not None:
+            raise self.crashed
 
     async def settle(self) -> None:
         """Wait until no background job runs (tests; a driver shutting down)."""
@@ -188,6 +201,7 @@ class Consensus:
     # -------------------------------------------------------------------- timer
     async def tick(self) -> None:
         """Called periodically: propose when due, deadlines, round changes."""
+        self._reraise()
         now = self.io.now_ms()
         for key, agg in list(self.aggs.items()):
             # on_timer is a few comparisons (no crypto): run inline rather than
@@ -231,6 +245,7 @@ class Consensus:
     # --------------------------------------------------------------- dispatch
     async def handle(self, msg: Message) -> None:
         """One message from validator ``msg.sender`` (already authenticated)."""
+        self._reraise()
         if not 0 <= msg.sender < self.g.vset.n:
             return
         if self.halted and msg.height > (self.halt_height or 0):
