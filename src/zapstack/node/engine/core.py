@@ -214,6 +214,7 @@ class Consensus:
             return  # finished heights still aggregate their late legs; nothing new starts
         if now - self.round_started_ms > self.round_timeout_ms(self.round):
             await self.change_round(self.round + 1, now)
+        prebuild.forget_stale(self)
         key = (self.height, self.round)
         due = now - self.last_final_ms >= self.g.block_interval_ms
         if due and key not in self.proposed and self.g.proposer_of(*key) == self.me:

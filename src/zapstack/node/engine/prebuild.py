@@ -12,17 +12,20 @@ legs are still arriving, instead of after N is final:
    picked again, their senders' next nonces follow them);
 2. fork N's candidate branch (``Branch.fork()``: the same snapshot, a copy of
    N's writes -- N's branch is untouched and may still commit) and run the
-   producer's Build stage on the fork (:func:`.propose.build`: failing txs
-   left out, post-state root, block signed with parent = N's id); the fork is
-   always discarded, never committed;
-3. keep the signed block as :attr:`Prebuild.ready`.
+   producer's Build stage on the fork (:class:`~zapstack.producer.BuildChain`:
+   failing txs left out, post-state root, block signed with parent = N's id);
+   the fork is never committed;
+3. keep the signed block and its open build chain as :attr:`Prebuild.ready`.
 
 At the proposal (:func:`take`, from the engine's tick once N is final and the
 block interval passed) a block built for exactly (N+1, round 0) on the
-finalized head goes out at once, and the build leaves the critical path; a
-pre-build still running for it is awaited (it is further along than a new
-build).  Anything else -- N finalized another block, a later round, N's
-branch gone before the fork -- drops it and the proposer builds as before.
+finalized head goes out at once: if the budget has room, the txs that came
+in since are appended first (``BuildChain.extend``: only they execute), so
+building ahead never makes a tx wait a height longer; the build leaves the
+critical path.  A pre-build still running for it is awaited (it is further
+along than a new build).  Anything else -- N finalized another block, a
+later round, N's branch gone before the fork -- drops it (:func:`forget_stale`,
+every tick; the fork is discarded) and the proposer builds as before.
 
 One pre-build at a time (a job: ``Consensus.spawn``), on the critical path's
 threads (``Io.run``: it is the next height's build).  Its select and failures
@@ -38,17 +41,35 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zapstack.errors import StoreError
+from zapstack.errors import StoreError, ZapError
 from zapstack.node.engine import propose
-from zapstack.node.engine.propose import Proposal
+from zapstack.node.engine.propose import MAX_BLOCK_BYTES, Proposal
+from zapstack.node.engine.state import log
+from zapstack.producer.build import BuildChain, Built
 from zapstack.verify.executor import ChainBranch
-from zapstack.zap.views import BlockView
+from zapstack.zap.views import BlockView, TxView
 from zapstack.zapdb import Branch
 
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
-__all__ = ["Prebuild", "floors_after", "start", "take"]
+__all__ = ["Ahead", "Prebuild", "floors_after", "forget_stale", "start", "take"]
+
+
+@dataclass(slots=True)
+class Ahead:
+    """A block built ahead, its build chain still open to append txs."""
+
+    proposal: Proposal
+    """The signed block as built."""
+    chain: BuildChain
+    """Its Build stage (slot 0) on the fork; closed when the block is proposed or dropped."""
+    floors: dict[bytes, int]
+    """Sender -> next nonce after the parent's and this block's txs."""
+    room: int
+    """Txs the budget still allows."""
+    room_bytes: int
+    """Payload bytes still allowed."""
 
 
 @dataclass(slots=True)
@@ -59,8 +80,14 @@ class Prebuild:
     """(height, parent id) of the pre-build in flight or ready."""
     task: asyncio.Task[None] | None = None
     """The job building it."""
-    ready: Proposal | None = None
+    ready: Ahead | None = None
     """The block built for ``target``, not proposed yet."""
+
+    def drop(self) -> None:
+        """Forget the pre-build; its fork is discarded (idempotent)."""
+        if self.ready is not None:
+            self.ready.chain.close()
+        self.target, self.ready = None, None
 
 
 class _Fork:
@@ -76,13 +103,13 @@ class _Fork:
         return self._branch.root()
 
 
-def floors_after(block: BlockView) -> dict[bytes, int]:
-    """Sender -> the nonce after its last tx in ``block``."""
-    floors: dict[bytes, int] = {}
-    for tx in block.txs():
+def floors_after(txs: list[TxView], floors: dict[bytes, int] | None = None) -> dict[bytes, int]:
+    """``floors`` (a copy) raised to the nonce after each sender's last tx in ``txs``."""
+    out = dict(floors or {})
+    for tx in txs:
         sender = bytes(tx.sender)
-        floors[sender] = max(floors.get(sender, 0), tx.nonce + 1)
-    return floors
+        out[sender] = max(out.get(sender, 0), tx.nonce + 1)
+    return out
 
 
 def start(c: Consensus, parent: BlockView) -> None:
@@ -93,21 +120,27 @@ def start(c: Consensus, parent: BlockView) -> None:
     st, target = c.prebuild, (height, parent.block_id)
     if st.target == target or (st.task is not None and not st.task.done()):
         return  # built (or building) already; one pre-build at a time
-    st.target, st.ready = target, None
+    st.drop()
+    st.target = target
     n = propose.budget(c, height)
-    st.task = c.spawn(_job(c, target, floors_after(parent), n))
+    st.task = c.spawn(_job(c, target, floors_after(parent.txs()), n))
 
 
 async def _job(c: Consensus, target: tuple[int, bytes], floors: dict[bytes, int], n: int) -> None:
-    built: Proposal | None = await c.io.run(_build, c, target, floors, n)
-    if built is not None and c.prebuild.target == target and c.height <= target[0]:
-        c.prebuild.ready = built
-        c.stats["prebuilt"] += 1
+    ahead: Ahead | None = await c.io.run(_build, c, target, floors, n)
+    if ahead is None:
+        return
+    st = c.prebuild
+    if st.target != target or st.ready is not None:
+        ahead.chain.close()  # dropped while we built
+        return
+    st.ready = ahead
+    c.stats["prebuilt"] += 1
 
 
 def _build(
     c: Consensus, target: tuple[int, bytes], floors: dict[bytes, int], n: int
-) -> Proposal | None:
+) -> Ahead | None:
     """Worker thread: fork the parent's candidate branch, build on it (None: it is gone)."""
     height, parent = target
     entry = c.executor._candidates.get(parent)  # one dict read: safe beside the loop
@@ -117,18 +150,61 @@ def _build(
         fork = entry[1].fork()  # under the branch's lock: never half of a commit
     except StoreError:  # committed or discarded meanwhile
         return None
-    return propose.build(c, _Fork(fork), height, parent, n, floors)
+    chain = propose.build_chain(c, _Fork(fork), height, parent)
+    try:
+        built = chain.build(0, c.mempool.select(n, MAX_BLOCK_BYTES, floors))
+    except BaseException:
+        chain.close()
+        raise
+    return Ahead(
+        Proposal(height, parent, bytes(built.view.buffer), built.failures),
+        chain,
+        floors_after(list(built.included), floors),
+        n - len(built.included),
+        MAX_BLOCK_BYTES - sum(len(tx) for tx in built.included),
+    )
+
+
+def _top_up(c: Consensus, ahead: Ahead) -> Proposal:
+    """Worker thread: append the txs that arrived since the pre-build, if there is room."""
+    p = ahead.proposal
+    txs = c.mempool.select(ahead.room, ahead.room_bytes, ahead.floors) if ahead.room > 0 else []
+    if not txs:
+        return p
+    grown: Built = ahead.chain.extend(0, txs)
+    return Proposal(p.height, p.parent, bytes(grown.view.buffer), p.failures + grown.failures)
+
+
+def forget_stale(c: Consensus) -> None:
+    """Drop a pre-build whose parent can no longer be final before our round-0 proposal."""
+    st = c.prebuild
+    if st.target is None:
+        return
+    height, parent = st.target
+    if height == c.height + 1:
+        return  # built on a candidate of the height being decided
+    if (height, parent, 0) == (c.height, c.executor.head, c.round):
+        return  # its parent is final: our proposal is due soon
+    st.drop()
 
 
 async def take(c: Consensus, height: int, round_: int) -> Proposal | None:
     """The block pre-built for (height, round_) on the finalized head, or None."""
     st = c.prebuild
     if round_ != 0 or st.target != (height, c.executor.head):
-        st.target, st.ready = None, None  # built on another block (or none): dropped
+        st.drop()  # built on another block (or none)
         return None
     if st.task is not None and not st.task.done():
         await asyncio.wait({st.task})  # nearly done: sooner than a build from scratch
-    ready, st.target, st.ready = st.ready, None, None
-    if ready is not None:
-        c.stats["prebuilt_proposed"] += 1
-    return ready
+    ahead, st.ready, st.target = st.ready, None, None
+    if ahead is None:
+        return None
+    try:
+        proposal: Proposal = await c.io.run(_top_up, c, ahead)
+    except ZapError as exc:  # cannot happen (the newest slot, one builder): say so, go on
+        log.warning("height %d: appending to the pre-built block failed: %s", height, exc)
+        proposal = ahead.proposal
+    finally:
+        ahead.chain.close()
+    c.stats["prebuilt_proposed"] += 1
+    return proposal

@@ -29,7 +29,6 @@ block against the same rules.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +50,7 @@ __all__ = [
     "Proposal",
     "budget",
     "build",
+    "build_chain",
     "propose",
 ]
 
@@ -108,19 +108,9 @@ def budget(c: Consensus, height: int) -> int:
     return _BUDGETS.setdefault(c, BlockBudget()).next(c.stats["round_changes"], height)
 
 
-def build(
-    c: Consensus,
-    store: BuildStore,
-    height: int,
-    parent: bytes,
-    n: int,
-    floors: Mapping[bytes, int] | None = None,
-) -> Proposal:
-    """Select up to ``n`` txs (senders' nonces from ``floors`` on, if given) and build
-    the block at ``height`` on ``store``'s branch (``parent``'s post-state), with the
-    producer's Build stage; the branch is discarded.  Blocking: a worker thread."""
-    txs = c.mempool.select(n, MAX_BLOCK_BYTES, floors)
-    chain = BuildChain(
+def build_chain(c: Consensus, store: BuildStore, height: int, parent: bytes) -> BuildChain:
+    """The producer's Build stage for our block at ``height`` on ``store``'s branch."""
+    return BuildChain(
         store,
         c.keys.proposer,
         height=height - 1,
@@ -128,6 +118,13 @@ def build(
         chain_id=c.g.chain_id,
         now_ms=c.io.wall_ms,
     )
+
+
+def build(c: Consensus, store: BuildStore, height: int, parent: bytes, n: int) -> Proposal:
+    """Select up to ``n`` txs and build the block at ``height`` on ``store``'s branch
+    (``parent``'s post-state); the branch is discarded.  Blocking: a worker thread."""
+    txs = c.mempool.select(n, MAX_BLOCK_BYTES)
+    chain = build_chain(c, store, height, parent)
     try:
         built = chain.build(0, txs)
     finally:
