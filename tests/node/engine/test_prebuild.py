@@ -105,7 +105,7 @@ def test_a_pre_build_on_a_branch_gone_meanwhile_is_skipped(net: Net) -> None:
     block1 = parse_block(builder.blocks.block(1) or b"", chain_id=g.chain_id)
     refs = net.dbs[g.proposer_of(2, 0)].snapshot_refs()
     # block 1 is committed: its candidate branch is gone, nothing is built on it
-    assert prebuild._build(builder, (2, block1.block_id), {}, 10) is None
+    assert prebuild._build(builder, (2, block1.block_id), block1, 10) is None
     assert net.dbs[g.proposer_of(2, 0)].snapshot_refs() == refs  # and no fork left open
 
 

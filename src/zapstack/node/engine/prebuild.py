@@ -19,13 +19,16 @@ legs are still arriving, instead of after N is final:
 
 At the proposal (:func:`take`, from the engine's tick once N is final and the
 block interval passed) a block built for exactly (N+1, round 0) on the
-finalized head goes out at once: if the budget has room, the txs that came
-in since are appended first (``BuildChain.extend``: only they execute), so
-building ahead never makes a tx wait a height longer; the build leaves the
-critical path.  A pre-build still running for it is awaited (it is further
-along than a new build).  Anything else -- N finalized another block, a
-later round, N's branch gone before the fork -- drops it (:func:`forget_stale`,
-every tick; the fork is discarded) and the proposer builds as before.
+finalized head goes out at once.  A small block (under :data:`TOP_UP_TXS`
+txs) first gets the txs that came in since appended (``BuildChain.extend``:
+only they execute, but the whole block is laid out and signed again), so at
+light load building ahead does not make a tx wait a height longer; a larger
+one goes as built and the newcomers take the next block, itself built ahead.
+Either way the build leaves the critical path.  A pre-build still running
+for it is awaited (it is further along than a new build).  Anything else --
+N finalized another block, a later round, N's branch gone before the fork --
+drops it (:func:`forget_stale`, every tick; the fork is discarded) and the
+proposer builds as before.
 
 One pre-build at a time (a job: ``Consensus.spawn``), on the critical path's
 threads (``Io.run``: it is the next height's build).  Its select and failures
@@ -53,7 +56,11 @@ from zapstack.zapdb import Branch
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
 
-__all__ = ["Ahead", "Prebuild", "floors_after", "forget_stale", "start", "take"]
+__all__ = ["TOP_UP_TXS", "Ahead", "Prebuild", "floors_after", "forget_stale", "start", "take"]
+
+TOP_UP_TXS = 256
+"""A block built ahead is topped up to this many txs at most (appending re-lays out
+and re-signs the whole block on the critical path: only a small block is worth it)."""
 
 
 @dataclass(slots=True)
@@ -67,7 +74,7 @@ class Ahead:
     floors: dict[bytes, int]
     """Sender -> next nonce after the parent's and this block's txs."""
     room: int
-    """Txs the budget still allows."""
+    """Txs it may still take at the proposal (up to :data:`TOP_UP_TXS` and the budget)."""
     room_bytes: int
     """Payload bytes still allowed."""
 
@@ -123,11 +130,11 @@ def start(c: Consensus, parent: BlockView) -> None:
     st.drop()
     st.target = target
     n = propose.budget(c, height)
-    st.task = c.spawn(_job(c, target, floors_after(parent.txs()), n))
+    st.task = c.spawn(_job(c, target, parent, n))
 
 
-async def _job(c: Consensus, target: tuple[int, bytes], floors: dict[bytes, int], n: int) -> None:
-    ahead: Ahead | None = await c.io.run(_build, c, target, floors, n)
+async def _job(c: Consensus, target: tuple[int, bytes], parent: BlockView, n: int) -> None:
+    ahead: Ahead | None = await c.io.run(_build, c, target, parent, n)
     if ahead is None:
         return
     st = c.prebuild
@@ -138,9 +145,7 @@ async def _job(c: Consensus, target: tuple[int, bytes], floors: dict[bytes, int]
     c.stats["prebuilt"] += 1
 
 
-def _build(
-    c: Consensus, target: tuple[int, bytes], floors: dict[bytes, int], n: int
-) -> Ahead | None:
+def _build(c: Consensus, target: tuple[int, bytes], block: BlockView, n: int) -> Ahead | None:
     """Worker thread: fork the parent's candidate branch, build on it (None: it is gone)."""
     height, parent = target
     entry = c.executor._candidates.get(parent)  # one dict read: safe beside the loop
@@ -150,6 +155,7 @@ def _build(
         fork = entry[1].fork()  # under the branch's lock: never half of a commit
     except StoreError:  # committed or discarded meanwhile
         return None
+    floors = floors_after(block.txs())
     chain = propose.build_chain(c, _Fork(fork), height, parent)
     try:
         built = chain.build(0, c.mempool.select(n, MAX_BLOCK_BYTES, floors))
@@ -160,7 +166,7 @@ def _build(
         Proposal(height, parent, bytes(built.view.buffer), built.failures),
         chain,
         floors_after(list(built.included), floors),
-        n - len(built.included),
+        min(n, TOP_UP_TXS) - len(built.included),
         MAX_BLOCK_BYTES - sum(len(tx) for tx in built.included),
     )
 
@@ -168,7 +174,7 @@ def _build(
 def _top_up(c: Consensus, ahead: Ahead) -> Proposal:
     """Worker thread: append the txs that arrived since the pre-build, if there is room."""
     p = ahead.proposal
-    txs = c.mempool.select(ahead.room, ahead.room_bytes, ahead.floors) if ahead.room > 0 else []
+    txs = c.mempool.select(ahead.room, ahead.room_bytes, ahead.floors)
     if not txs:
         return p
     grown: Built = ahead.chain.extend(0, txs)
@@ -200,7 +206,7 @@ async def take(c: Consensus, height: int, round_: int) -> Proposal | None:
     if ahead is None:
         return None
     try:
-        proposal: Proposal = await c.io.run(_top_up, c, ahead)
+        proposal = ahead.proposal if ahead.room <= 0 else await c.io.run(_top_up, c, ahead)
     except ZapError as exc:  # cannot happen (the newest slot, one builder): say so, go on
         log.warning("height %d: appending to the pre-built block failed: %s", height, exc)
         proposal = ahead.proposal
