@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
 from typing import Any
 
 import pytest
@@ -499,3 +500,37 @@ def test_fork_outlives_its_parent_and_discard_releases_the_snapshot(db: ZapDB) -
     twice.discard()  # idempotent
     fork.discard()
     assert db.snapshot_refs() == 0
+
+
+def test_fork_racing_the_parents_commit_or_discard_is_all_or_nothing(db: ZapDB) -> None:
+    """A fork from another thread while the parent commits or is discarded either gets a
+    full copy of the parent's writes or StoreError -- never half a state, never a leak."""
+    _seed(db, {b"a": b"0"})
+    for i in range(60):
+        parent = db.snapshot()
+        for k in range(50):
+            parent.set(b"k/%d" % k, b"%d" % i)
+        parent.root()
+        forks: list[Any] = []
+        errors: list[Exception] = []
+
+        def fork(
+            parent: Any = parent, forks: list[Any] = forks, errors: list[Exception] = errors
+        ) -> None:
+            try:
+                forks.append(parent.fork())
+            except StoreError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=fork)
+        t.start()
+        if i % 2:
+            parent.commit()
+        else:
+            parent.discard()
+        t.join()
+        assert len(forks) + len(errors) == 1
+        for f in forks:
+            assert all(f.get(b"k/%d" % k) == b"%d" % i for k in range(50))
+            f.discard()
+        assert db.snapshot_refs() == 0
