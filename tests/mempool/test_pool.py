@@ -465,6 +465,19 @@ def test_select_equals_the_reference(
     assert [v.tx_id for v in got] == [v.tx_id for v in want]
     assert all(pool.get(v.tx_id) is v for v in got)
 
+def test_select_after_an_uncommitted_block_starts_past_its_txs() -> None:
+    pool = Mempool()
+    a = [tx_view(0, n, 10) for n in range(4)]
+    b = [tx_view(1, n, 20) for n in range(2)]
+    for v in (*a, *b):
+        pool.insert(v)
+    first = pool.select(3)
+    assert first == [b[0], b[1], a[0]]
+    # the next block follows ``first``: each sender starts after its last nonce there
+    floors = {v.sender: v.nonce + 1 for v in first}
+    assert pool.select(10, floors=floors) == a[1:]
+    assert pool.select(10, floors={a[0].sender: 0}) == [b[0], b[1], *a]  # never below
+
 
 def test_remove_after_commit_is_idempotent() -> None:
     pool = Mempool()
@@ -629,12 +642,19 @@ class PoolMachine(RuleBasedStateMachine):
                     gone.append(m)
         return gone
 
-    def model_select(self, n: int, max_bytes: int | None) -> list[TxView]:
+    def model_select(
+        self, n: int, max_bytes: int | None, after: dict[bytes, int] | None = None
+    ) -> list[TxView]:
+        raised = after or {}
+        floors = {
+            m.sender: max(self.floors.get(m.sender, 0), raised.get(m.sender, 0))
+            for m in self.model.values()
+        }
         held = (
             Held(m.view, m.sender, m.nonce, m.fee, m.size, m.seq, m.arrived)
             for m in self.model.values()
         )
-        return reference_select(held, self.floors, n, max_bytes, self.clock.t, AGE)
+        return reference_select(held, floors, n, max_bytes, self.clock.t, AGE)
 
     @rule(step=st.sampled_from((0.0, 0.5, 1.0, 2.5)))
     def tick(self, step: float) -> None:
@@ -701,6 +721,18 @@ class PoolMachine(RuleBasedStateMachine):
         assert self.pool.recheck(None if everyone else [sender]) == len(gone)
         for m in gone:
             del self.model[m.tx_id]
+
+    @rule(
+        n=st.integers(0, 8),
+        after=st.dictionaries(st.integers(0, SENDERS - 1), st.integers(0, NONCES)),
+    )
+    def select_after(self, n: int, after: dict[int, int]) -> None:
+        """Floors raised per sender (a block on an uncommitted parent): lower nonces skipped."""
+        floors = {sender_id(s): nonce for s, nonce in after.items()}
+        got = self.pool.select(n, None, floors)
+        assert [v.tx_id for v in got] == [v.tx_id for v in self.model_select(n, None, floors)]
+        for v in got:
+            assert v.nonce >= floors.get(v.sender, 0)
 
     @rule(n=st.integers(0, 8), max_bytes=st.one_of(st.none(), st.integers(0, 1200)))
     def select(self, n: int, max_bytes: int | None) -> None:

@@ -24,9 +24,9 @@ from zapstack.errors import InvalidBlock
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.engine import Consensus
-from zapstack.node.engine import propose as propose_mod
 from zapstack.node.genesis import Genesis, devnet_user, load_genesis, load_node_keys, make_devnet
 from zapstack.node.wire import Message, MsgType, decode, encode
+from zapstack.producer import build as producer_build
 from zapstack.verify import ThreadVerifier, apply_genesis
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META, BlockExecutor
 from zapstack.zap.frames import build_transfer, parse_block, parse_tx
@@ -57,12 +57,14 @@ class Net:
                     continue
             self.delivered.append((to, msg))
             await self.nodes[to].handle(msg)
+            await self.nodes[to].settle()  # background jobs finish in step (deterministic)
 
     async def advance(self, ms: int, step: int = 50) -> None:
         for _ in range(max(1, ms // step)):
             self.clock_ms += step
             for node in self.nodes:
                 await node.tick()
+                await node.settle()
             await self.pump()
 
     async def run_until(self, height: int, max_ms: int = 60_000) -> None:
@@ -101,6 +103,9 @@ class FakeIo:
         return 1_766_708_400_000 + self.net.clock_ms
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    async def run_background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
     def send(self, to: int, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
@@ -319,7 +324,7 @@ def evil_builder(
     """Validator ``evil``'s first block build is tampered with by ``corrupt`` (after the
     honest build ran and computed the post-state root); returns a one-item list that
     counts tampered builds."""
-    honest = propose_mod.execute_candidates
+    honest = producer_build.execute_candidates
     acct = hashlib.sha256(c.net.nodes[evil].keys.proposer.public_key).digest()
     tampered = [0]
 
@@ -331,7 +336,7 @@ def evil_builder(
         corrupt(included)
         return included, []
 
-    monkeypatch.setattr(propose_mod, "execute_candidates", build)
+    monkeypatch.setattr(producer_build, "execute_candidates", build)  # the Build stage's
     return tampered
 
 

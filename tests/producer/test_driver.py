@@ -292,3 +292,24 @@ def test_repeated_runs_continue_the_chain(node: Node) -> None:
     second = node.producer.run(1)
     included = _chain_ok(node, first + second)
     assert set(included) <= set(ids) and len(included) == len(set(included))
+
+
+def test_extend_appends_to_the_newest_block_and_abandon_undoes_both(node: Node) -> None:
+    _fill(node.pool, 2)
+    txs = node.pool.select(10)
+    first, later = txs[:4], txs[4:]
+    built = node.chain.build(1, first)
+    grown = node.chain.extend(1, later)
+    assert [t.tx_id for t in grown.included] == [t.tx_id for t in txs]
+    assert grown.failures == ()
+    assert (grown.view.height, grown.view.parent) == (built.view.height, built.view.parent)
+    assert grown.view.block_id != built.view.block_id
+    node.executor.receive(grown.view)  # the validator's executor agrees with its root
+    with pytest.raises(LocalProtocolError):
+        node.chain.extend(7, later)  # never built
+    node.chain.build(2, [])
+    with pytest.raises(LocalProtocolError, match="newest"):
+        node.chain.extend(1, [])  # a younger block is built on it
+    node.chain.abandon(1)  # undoes block 1 (both parts) and block 2
+    again = node.chain.build(3, list(txs))
+    assert again.view.height == 1 and again.view.state_root == grown.view.state_root

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+import threading
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -418,3 +419,118 @@ def test_stateful_model() -> None:
         ZapDBMachine,
         settings=settings(max_examples=100, stateful_step_count=30, deadline=None),
     )
+
+
+# --------------------------------------------------------------------------- fork
+_KEYS = st.sampled_from([b"k/%d" % i for i in range(6)])
+_OPS = st.lists(st.tuples(_KEYS, st.one_of(st.none(), st.binary(min_size=1, max_size=4))))
+
+
+def _apply(txn: Txn, model: dict[bytes, bytes], ops: list[tuple[bytes, bytes | None]]) -> None:
+    for key, value in ops:
+        if value is None:
+            txn.delete(key)
+            model.pop(key, None)
+        else:
+            txn.set(key, value)
+            model[key] = value
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.dictionaries(_KEYS, st.binary(min_size=1, max_size=4)), a=_OPS, b=_OPS, c=_OPS)
+def test_fork_sees_the_parent_and_never_touches_it(
+    seed: dict[bytes, bytes], a: list[Any], b: list[Any], c: list[Any]
+) -> None:
+    path = tempfile.mkdtemp()
+    db = ZapDB.open(path, map_size=1 << 24)
+    try:
+        _seed(db, seed)
+        parent, parent_model = db.snapshot(), dict(seed)
+        _apply(parent, parent_model, a)
+        if a and a[0][1] is not None:
+            parent.root()  # forks with and without keys queued for the root
+        child = parent.fork()
+        child_model = dict(parent_model)
+        assert child.root() == reference_root(child_model)
+        _apply(child, child_model, b)
+        _apply(parent, parent_model, c)
+        for key in {k for k, _ in a + b + c} | set(seed):
+            assert child.get(key) == child_model.get(key)
+            assert parent.get(key) == parent_model.get(key)
+        assert dict(child.iterate()) == child_model
+        assert child.root() == reference_root(child_model)
+        assert parent.root() == reference_root(parent_model)
+        child.discard()
+        assert parent.get(b"k/0") == parent_model.get(b"k/0")
+        assert parent.commit() == reference_root(parent_model)
+        assert _contents(db) == parent_model
+        assert db.snapshot_refs() == 0
+    finally:
+        db.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_fork_outlives_its_parent_and_discard_releases_the_snapshot(db: ZapDB) -> None:
+    _seed(db, {b"a": b"1"})
+    parent = db.snapshot()
+    parent.set(b"b", b"2")
+    child = parent.fork()
+    assert db.snapshot_refs() == 2
+    parent.commit()  # the head moves on; the fork still reads its snapshot + copy
+    assert db.snapshot_refs() == 1
+    child.set(b"c", b"3")
+    assert (child.get(b"a"), child.get(b"b"), child.get(b"c")) == (b"1", b"2", b"3")
+    assert child.root() == reference_root({b"a": b"1", b"b": b"2", b"c": b"3"})
+    with pytest.raises(ConflictError):  # built on a version that is no longer the head
+        child.commit()
+    assert db.snapshot_refs() == 0
+    assert _contents(db) == {b"a": b"1", b"b": b"2"}
+    grand = db.snapshot()
+    grand.discard()
+    with pytest.raises(StoreError):
+        grand.fork()  # a closed branch cannot fork
+    other = db.snapshot()
+    other.begin_tx()
+    with pytest.raises(LocalProtocolError):
+        other.fork()  # a tx bracket is open
+    other.discard()
+    fork = db.snapshot()
+    twice = fork.fork()
+    twice.discard()
+    twice.discard()  # idempotent
+    fork.discard()
+    assert db.snapshot_refs() == 0
+
+
+def test_fork_racing_the_parents_commit_or_discard_is_all_or_nothing(db: ZapDB) -> None:
+    """A fork from another thread while the parent commits or is discarded either gets a
+    full copy of the parent's writes or StoreError -- never half a state, never a leak."""
+    _seed(db, {b"a": b"0"})
+    for i in range(60):
+        parent = db.snapshot()
+        for k in range(50):
+            parent.set(b"k/%d" % k, b"%d" % i)
+        parent.root()
+        forks: list[Any] = []
+        errors: list[Exception] = []
+
+        def fork(
+            parent: Any = parent, forks: list[Any] = forks, errors: list[Exception] = errors
+        ) -> None:
+            try:
+                forks.append(parent.fork())
+            except StoreError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=fork)
+        t.start()
+        if i % 2:
+            parent.commit()
+        else:
+            parent.discard()
+        t.join()
+        assert len(forks) + len(errors) == 1
+        for f in forks:
+            assert all(f.get(b"k/%d" % k) == b"%d" % i for k in range(50))
+            f.discard()
+        assert db.snapshot_refs() == 0

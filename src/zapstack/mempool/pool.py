@@ -6,16 +6,14 @@ The pool holds *pointers*: each entry keeps the :class:`~zapstack.zap.TxView`
 that ingress handed out (a read-only ``memoryview`` of the one received
 buffer) plus the few integers decoded from it once (fee, nonce, size, arrival
 sequence) and the sender id.  No payload byte is copied on insert, select or
-removal; dropping an entry drops the last reference and the GC reclaims the
-buffer.
+removal; dropping an entry drops the last reference (the GC reclaims the buffer).
 
 Three indexes over the same entries:
 
 * ``_by_id``      tx id -> entry (duplicate check, O(1) lookup);
 * ``_by_sender``  sender -> {nonce -> entry} (nonce order, replacement);
-* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by
-  ``(fee, -seq)``: the root is the *lowest*-priority tx, the eviction victim.
-  Priority is the fee; among equal fees the earlier arrival ranks higher.
+* ``_ranked``     an :class:`~zapstack.mempool.heap.IndexedHeap` keyed by ``(fee, -seq)``: the
+  root is the *lowest*-priority tx (the eviction victim); equal fees: earlier ranks higher.
 
 Block selection (:meth:`Mempool.select`) adds an age bound: a tx that waited over ``max_age``
 seconds (by the injected ``clock``; ``None``: no aging) goes before every tx that has not,
@@ -77,7 +75,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from zapstack.errors import InvalidTx, LocalProtocolError, Stage, WireCode
@@ -278,23 +276,25 @@ class Mempool:
         return [slots[n] for n in sorted(slots) if n >= e.nonce]
 
     # -- block building ----------------------------------------------------------
-    def select(self, n: int, max_bytes: int | None = None) -> list[TxView]:
+    def select(
+        self, n: int, max_bytes: int | None = None, floors: Mapping[bytes, int] | None = None
+    ) -> list[TxView]:
         """Up to ``n`` txs for a block, best first, never copying a buffer.
 
         Greedy: repeatedly take the first-ranked tx among each sender's *next* nonce (the
-        account nonce, then one more per tx taken): aged txs (waited over ``max_age``) oldest
-        first, then by fee.  A sender whose next nonce is missing (a gap) adds nothing more; a
-        tx that would overflow ``max_bytes`` is skipped and, since its successors may not
-        precede it, so is the rest of its sender's queue.  The pool is not modified.
+        account's, or ``floors[sender]`` if higher: building on an uncommitted block; then one
+        more per tx taken): aged txs (waited over ``max_age``) oldest first, then by fee.  A gap
+        ends a sender's queue; so does a tx that would overflow ``max_bytes`` (skipped: its
+        successors may not precede it).  The pool is not modified.
         """
         with self._lock:
-            return self._select(n, max_bytes)
+            return self._select(n, max_bytes, floors or {})
 
-    def _select(self, n: int, max_bytes: int | None) -> list[TxView]:
+    def _select(self, n: int, max_bytes: int | None, floors: Mapping[bytes, int]) -> list[TxView]:
         now, age = (self.clock() if self.clock else None), self.max_age
         heads: list[tuple[tuple[int, float, int], Entry]] = []
         for sender, slots in self._by_sender.items():
-            e = slots.get(self.nonce_floor(sender))
+            e = slots.get(max(self.nonce_floor(sender), floors.get(sender, 0)))
             if e is not None:
                 heads.append((select_rank(e, now, age), e))
         heapq.heapify(heads)  # ranks are unique: an Entry is never compared

@@ -19,7 +19,10 @@ Contract
   :mod:`zapstack.node.peers` (lower indexes dial higher ones, one connection
   per pair, both directions).
 * The node is the engine's :class:`~zapstack.node.engine.Io`: a monotonic
-  clock, a two-thread worker pool for blocking work, and sends over new
+  clock, a two-thread worker pool for the critical path's blocking work
+  (build, receive, commit, FINAL verify, legs), one more thread for
+  background work (Corona round 1 ahead, cert upgrades: a separate pool, so
+  it never queues ahead of the critical path), and sends over new
   streams (our own messages go straight into the inbox; our votes are also
   published to VOTE-stream subscribers).
 * A restarted node resumes from its last committed block (ZapDB head) and
@@ -114,6 +117,11 @@ class Node:
         self.fatal: str | None = None
         """Why the node halted on a fault (:func:`zapstack.node.halt.halt`), or None."""
         self.work = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"node{self.me}")
+        self.background = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"node{self.me}-bg"
+        )
+        """Work nobody waits for (Corona round 1 ahead, cert upgrades): one thread of
+        its own, so it never queues ahead of ``work`` (the critical path's pool)."""
         self.db = ZapDB.open(home / "db")
         self.needs_sync = state_sync and self.db.meta_get(HEAD_HEIGHT_META) is None
         """Empty data dir + ``state_sync``: download a recent state before voting."""
@@ -160,6 +168,7 @@ class Node:
         except ZapError:
             self.verifier.close()
             self.work.shutdown(wait=False)
+            self.background.shutdown(wait=False)
             self.db.close()
             raise
 
@@ -201,6 +210,10 @@ class Node:
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return await self.run_blocking(fn, *args, **kw)
+
+    async def run_background(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.background, lambda: fn(*args, **kw))
 
     def send(self, to: int, msg: MsgType, height: int, round_: int, payload: bytes) -> None:
         data = encode(msg, height, round_, self.me, payload)
@@ -361,4 +374,5 @@ class Node:
         self.boot.close()
         self.tx.close()
         self.work.shutdown(wait=False, cancel_futures=True)
+        self.background.shutdown(wait=False, cancel_futures=True)
         self.db.close()

@@ -12,7 +12,10 @@ ZapDB's ``rollback(diff)`` undoes a diff and every later one, so:
   and left out of the block (:func:`~zapstack.verify.execute_candidates`);
 * abandoning block N rolls back to N's savepoint, undoing N and every younger
   block built on it -- O(their diffs);
-* a finalized block just moves the chain's head pointer.
+* a finalized block just moves the chain's head pointer;
+* the newest block may be *extended* before it is signed for its cert
+  (:meth:`BuildChain.extend`: more txs on the tip, laid out and signed again):
+  a block built ahead picks up the txs that arrived meanwhile.
 
 The branch is never committed: the node commits finalized blocks through its
 :class:`~zapstack.verify.BlockExecutor` like any validator.  Its snapshot goes
@@ -139,21 +142,45 @@ class BuildChain:
             branch.begin_tx()
             savepoint = branch.end_tx()
             included, failures = execute_candidates(branch, txs, self._proposer_id)
-            root = branch.root()
             height, parent = self._tip()
-            raw = build_block(
-                self.proposer,
-                height=height + 1,
-                parent=parent,
-                timestamp_ms=self._now_ms(),
-                state_root=root,
-                txs=included,
-                **({} if self._chain_id is None else {"chain_id": self._chain_id}),
+            view = self._lay_out(height + 1, parent, branch.root(), included)
+            self._marks[seq] = _Mark(
+                savepoint, height + 1, view.block_id, view.state_root, tuple(included)
             )
-            view = parse_block(raw, verify_signatures=False)
-            self._marks[seq] = _Mark(savepoint, height + 1, view.block_id, root, tuple(included))
             self._since_rebase += 1
             return Built(seq, view, tuple(included), tuple(failures))
+
+    def extend(self, seq: int, txs: list[TxView]) -> Built:
+        """Append ``txs`` to block ``seq``, the newest built, before it goes to SIGN.
+
+        They run on the tip after the block's own txs (failing ones left out);
+        the block is laid out and signed again (a new block id; the savepoint
+        stays, so ``abandon(seq)`` undoes both).  ``failures`` are the new txs'.
+        Raises :class:`LocalProtocolError` if ``seq`` is not the newest built slot.
+        """
+        with self._lock:
+            if not self._marks or next(reversed(self._marks)) != seq:
+                raise LocalProtocolError(f"extend of slot {seq}, which is not the newest built")
+            mark = self._marks[seq]
+            older = [m.block_id for s, m in self._marks.items() if s != seq]
+            parent = older[-1] if older else self.head[1]  # the block before it
+            included, failures = execute_candidates(self._branch, txs, self._proposer_id)
+            every = mark.txs + tuple(included)
+            view = self._lay_out(mark.height, parent, self._branch.root(), list(every))
+            self._marks[seq] = _Mark(mark.diff, mark.height, view.block_id, view.state_root, every)
+            return Built(seq, view, every, tuple(failures))
+
+    def _lay_out(self, height: int, parent: bytes, root: bytes, txs: list[TxView]) -> BlockView:
+        raw = build_block(
+            self.proposer,
+            height=height,
+            parent=parent,
+            timestamp_ms=self._now_ms(),
+            state_root=root,
+            txs=txs,
+            **({} if self._chain_id is None else {"chain_id": self._chain_id}),
+        )
+        return parse_block(raw, verify_signatures=False)
 
     def abandon(self, seq: int) -> None:
         """Roll back block ``seq`` and every younger block (idempotent).

@@ -28,10 +28,12 @@ ever sees half of it.
   O(keys changed since the last ``root()`` x depth).
 
 Metadata set with ``meta_set`` is written in the same commit but is neither
-part of the state root nor of tx diffs.
+part of the state root nor of tx diffs.  ``Branch.fork()`` copies a branch onto
+its snapshot (to build on an uncommitted block; the parent is untouched).
 
 Threads: one thread uses a txn at a time; ``discard()`` may race with it from
-any thread (the other thread's next call raises :class:`StoreError`).
+any thread (the other thread's next call raises :class:`StoreError`); ``fork()``
+from any thread, of a branch no thread is writing.
 """
 
 from __future__ import annotations
@@ -361,6 +363,27 @@ class Branch(Txn):
     its snapshot; the first to commit wins, the others get ConflictError."""
 
     __slots__ = ()
+
+    def fork(self) -> Branch:
+        """A new branch on this one's snapshot, starting from a copy of its writes,
+        tree nodes and root (O(both)); later writes stay on their side.  It takes its
+        own snapshot reference (under the head lock), so it outlives this branch;
+        ``discard()`` releases it.  StoreError if this branch is closed."""
+        db = self._db
+        with self._lock:
+            work = self._live()
+            if work.open_tx is not None:
+                raise LocalProtocolError("fork with a tx open")
+            with db._head_lock:
+                if db._closed or self._base.refs <= 0:
+                    raise StoreError("ZapDB is closed")
+                self._base.refs += 1
+            serial = next(db._serials)
+            child = Branch(db, self._base, serial, db._rng(serial))
+            copy = child._live()
+            copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
+            copy.cache, copy.pending = dict(work.cache), set(work.pending)
+            return child
 
 
 def _undo_to(work: _Work, start: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.digest import LegId
 from zapstack.mempool import Mempool
+from zapstack.node.engine.commit import MAX_UPGRADES_QUEUED
 from zapstack.node.wire import Message, MsgType, encode_final, split_final
 from zapstack.verify import Account, account_key
 from zapstack.zap.frames import parse_tx
@@ -75,3 +76,19 @@ def test_a_proposal_drops_a_failed_tx_with_its_senders_later_nonces(net: Net) ->
     run(net.run_until(1))
     assert node.mempool.sender_nonces(overdraw.sender) == []  # the chain after it went too
     assert overdraw.tx_id not in block_txs(node, 1)
+
+
+def test_cert_upgrades_are_checked_in_the_background_and_bounded(net: Net) -> None:
+    node = net.nodes[0]
+
+    async def scenario() -> None:
+        await node.upgrades.acquire()  # a stored cert change in progress
+        for i in range(MAX_UPGRADES_QUEUED + 5):
+            # the message loop is never held up by an upgrade check
+            await node.handle(Message(MsgType.CERT_UPGRADE, 1, 0, 1, bytes([i])))
+        assert node.upgrades_queued == MAX_UPGRADES_QUEUED  # the rest were dropped
+        node.upgrades.release()
+        await node.settle()
+        assert node.upgrades_queued == 0 and not node.jobs
+
+    run(scenario())

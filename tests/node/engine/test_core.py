@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from zapstack.errors import InvalidCert
 from zapstack.node.wire import Message, MsgType
 
 from ..conftest import Net, roots, run
@@ -40,3 +47,55 @@ def test_round_timeout_grows_with_failed_rounds(net: Net) -> None:
         < c.round_timeout_ms(6)
         == c.round_timeout_ms(60)
     )
+
+
+def test_the_tick_never_waits_for_round1_preparation(net: Net) -> None:
+    """Round 1 ahead is a background job, one at a time; the proposal goes out meanwhile."""
+    g = net.genesis
+    node = net.nodes[g.proposer_of(1, 0)]
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        started: list[object] = []
+
+        async def held(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            started.append(fn)
+            await gate.wait()
+            return fn(*args, **kwargs)
+
+        node.io.run_background = held  # type: ignore[method-assign]
+        await node.tick()  # starts the preparation, does not wait for it
+        await asyncio.sleep(0)  # the job runs up to its (held) background work
+        assert node.refilling is not None and not node.refilling.done() and started
+        net.clock_ms += g.block_interval_ms  # our proposal is due
+        await node.tick()
+        assert node.stats["proposed"] == 1  # proposed while round 1 is still running
+        assert len(started) == 1  # and no second preparation started beside it
+        gate.set()
+        await node.settle()
+        assert node.presessions.commitment((1, 0)) is not None
+
+    run(scenario())
+
+
+def test_a_background_job_that_crashes_halts_the_engine(net: Net) -> None:
+    node = net.nodes[0]
+
+    async def scenario() -> None:
+        async def boom() -> None:
+            raise OSError(28, "No space left on device")
+
+        async def protocol_error() -> None:
+            raise InvalidCert("a bad upgrade")
+
+        node.spawn(protocol_error())
+        await node.settle()
+        await node.tick()  # a protocol error in a job is dropped with a warning
+        node.spawn(boom())
+        await node.settle()
+        with pytest.raises(OSError, match="No space"):
+            await node.tick()
+        with pytest.raises(OSError):
+            await node.handle(Message(MsgType.SHARE, 1, 0, 1, b""))
+
+    run(scenario())

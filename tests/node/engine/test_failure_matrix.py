@@ -78,6 +78,8 @@ def test_single_tx_fails_inside_block(
         assert bad.tx_id not in txs and set(good) <= set(txs)
     assert all(r != b for r, b in zip(roots_before, (db.root() for db in c.net.dbs), strict=True))
     assert_agree(c)
+    for node in c.net.nodes:
+        node.prebuild.drop()  # a block built ahead for height 2 holds its fork
     assert [db.snapshot_refs() for db in c.net.dbs] == snaps_before  # rejected branch released
 
 
@@ -237,6 +239,7 @@ def test_late_block_in_fork_race(cluster: Cluster) -> None:
         with pytest.raises(InvalidBlock, match="late block"):
             node.executor.receive(late.payload)
         assert c.net.dbs[i].root() == roots[i]
+        node.prebuild.drop()  # a block built ahead for height 2 (on the final one) holds a fork
     assert [db.snapshot_refs() for db in c.net.dbs] == refs  # no speculative branch kept
     run(c.net.run_until(2))  # next round
     assert_agree(c)

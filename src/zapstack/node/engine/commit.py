@@ -16,7 +16,11 @@ Contract
   speculation, records ``Consensus.fatal`` and raises it: the node halts at
   its last committed block (LP-0202 failure matrix, "State write fails").
 * :func:`on_upgrade` replaces a stored cert by a verified stronger one
-  (CERT_UPGRADE) and re-labels the height's tier.
+  (CERT_UPGRADE) and re-labels the height's tier.  The message loop hands it
+  to a background job (:func:`upgrade_later`: at most
+  :data:`MAX_UPGRADES_QUEUED` waiting, the rest dropped -- an upgrade only
+  adds legs to a final height) whose verify runs on the background threads;
+  one stored cert changes at a time (``Consensus.upgrades``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ if TYPE_CHECKING:
 RECHECK_ALL_EVERY = 8
 """Every this many heights the mempool recheck covers every sender (else the block's)."""
 
-__all__ = ["commit", "on_final", "on_upgrade"]
+MAX_UPGRADES_QUEUED = 16
+"""CERT_UPGRADE checks waiting at most (more are dropped: a flood costs nothing)."""
+
+__all__ = ["MAX_UPGRADES_QUEUED", "commit", "on_final", "on_upgrade", "upgrade_later"]
 
 
 async def on_final(c: Consensus, msg: Message) -> None:
@@ -142,6 +149,21 @@ def _advance(c: Consensus, height: int) -> None:
         c.voted.pop(key)
 
 
+def upgrade_later(c: Consensus, msg: Message) -> None:
+    """Check CERT_UPGRADE ``msg`` in a background job (dropped if too many wait)."""
+    if c.upgrades_queued < MAX_UPGRADES_QUEUED:
+        c.upgrades_queued += 1
+        c.spawn(_upgrade_job(c, msg))
+
+
+async def _upgrade_job(c: Consensus, msg: Message) -> None:
+    try:
+        async with c.upgrades:
+            await on_upgrade(c, msg)
+    finally:
+        c.upgrades_queued -= 1
+
+
 async def on_upgrade(c: Consensus, msg: Message) -> None:
     """CERT_UPGRADE: keep a verified cert with more legs than the stored one."""
     old = c.blocks.cert(msg.height)
@@ -150,12 +172,12 @@ async def on_upgrade(c: Consensus, msg: Message) -> None:
         return
     try:
         cert = cert_mod.decode(msg.payload)
-        verdict = await c.io.run(cert_mod.verify_cert, cert, c.g.vset, block_bytes=block)
+        verdict = await c.io.run_background(cert_mod.verify_cert, cert, c.g.vset, block_bytes=block)
     except (InvalidCert, RemoteProtocolError):
         c.stats["certs_rejected"] += 1
         return
     if len(verdict.present) > len(present_legs(cert_mod.decode(old))):
-        await c.io.run(c.blocks.upgrade_cert, msg.height, msg.payload)
+        await c.io.run_background(c.blocks.upgrade_cert, msg.height, msg.payload)
         c.stats["cert_upgrades"] += 1
         tier = tier_name(c.g.policy, verdict.present)
         for rec in c.history:

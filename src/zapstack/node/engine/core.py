@@ -20,35 +20,62 @@ functions over it (:mod:`.propose`, :mod:`.vote`, :mod:`.aggregate`,
 * Round change (:meth:`Consensus.change_round`) abandons the rounds of this
   height we aggregate that did not finalize (``ConsensusRound.abandon``,
   idempotent) and destroys our Corona sessions prepared for older rounds.
-* Corona round 1 runs ahead (:mod:`.precommit`): the tick prepares the next
-  sessions when quiet, CORONA_PRECOMMIT (for a later height by design) is
+* Corona round 1 runs ahead (:mod:`.precommit`): the tick starts preparing
+  the next sessions when quiet (a background job, one at a time: the tick
+  never waits for it), CORONA_PRECOMMIT (for a later height by design) is
   held for the proposal, and our proposal feeds what we hold to its round.
+* The next proposer pre-builds its block on the block it voted for
+  (:mod:`.prebuild`); when that block is final and the proposal is due, the
+  pre-built block goes out at once, otherwise the block is built then.
+* Background jobs (:meth:`Consensus.spawn`: round-1 preparation, pre-builds,
+  CERT_UPGRADE checks) run as tasks of their own, never awaited by the tick
+  or the message loop; their blocking work goes through ``Io.run_background``
+  (pre-builds: ``Io.run``, they are the next height's critical path).  A job
+  failing with more than a protocol error (a full disk, a bug) makes the
+  next tick or message raise it (:attr:`Consensus.crashed`): the driver halts.
 * Each failed round lengthens the next one's timeout
   (:meth:`Consensus.round_timeout_ms`).
 * After ``halt_height`` or a fatal store failure (:attr:`Consensus.fatal`)
   nothing new starts; finished heights still aggregate their late legs.
 
-The engine runs on one asyncio task (or a test's loop); blocking work goes
+The engine runs on one event loop (or a test's loop); blocking work goes
 through ``Io.run``.  It is not thread-safe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from zapstack.consensus.digest import CertContext
 from zapstack.consensus.legs.corona import CoronaSigner, Key, Presessions
-from zapstack.errors import FatalStoreError
+from zapstack.errors import FatalStoreError, ZapError
 from zapstack.mempool import Mempool
 from zapstack.node.blockstore import BlockStore
-from zapstack.node.engine import aggregate, commit, precommit, propose, vote
+from zapstack.node.engine import aggregate, commit, prebuild, precommit, propose, vote
 from zapstack.node.engine.state import Aggregation, HeightRecord, Io, log
 from zapstack.node.genesis import Genesis, NodeKeys
 from zapstack.node.wire import Message, MsgType
 from zapstack.verify.executor import BlockExecutor
 
-__all__ = ["Consensus"]
+__all__ = ["STATS", "Consensus"]
+
+STATS = (
+    "proposed",
+    "votes_sent",
+    "finalized",
+    "round_changes",
+    "blocks_rejected",
+    "certs_rejected",
+    "cert_upgrades",
+    "corona_prepared",
+    "corona_fresh",
+    "prebuilt",
+    "prebuilt_proposed",
+)
+"""The engine's counters (``Consensus.stats``; the node exports them as metrics)."""
 
 
 class Consensus:
@@ -100,19 +127,10 @@ class Consensus:
         self.signers_fixed: dict[Key, tuple[int, ...]] = {}
         """Aggregator side: signer sets announced ahead of our proposal."""
         self.aggs: dict[tuple[int, int], Aggregation] = {}
+        self._init_background()
         self.future: list[Message] = []
         self.history: list[HeightRecord] = []
-        self.stats: dict[str, int] = {
-            "proposed": 0,
-            "votes_sent": 0,
-            "finalized": 0,
-            "round_changes": 0,
-            "blocks_rejected": 0,
-            "certs_rejected": 0,
-            "cert_upgrades": 0,
-            "corona_prepared": 0,
-            "corona_fresh": 0,
-        }
+        self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -140,9 +158,50 @@ class Consensus:
         """The cert context every leg of (height, round_, block_id) signs."""
         return CertContext(self.g.chain_id, height, round_, block_id, self.g.vset.root)
 
+    # ---------------------------------------------------------- background jobs
+    def _init_background(self) -> None:
+        self.jobs: set[asyncio.Task[None]] = set()
+        """Background jobs running (:meth:`spawn`)."""
+        self.crashed: BaseException | None = None
+        """What a background job raised beyond a protocol error (a full disk, a bug):
+        the next :meth:`tick` or :meth:`handle` raises it, so the driver halts."""
+        self.refilling: asyncio.Task[None] | None = None
+        """The round-1 preparation in flight (one at a time)."""
+        self.prebuild = prebuild.Prebuild()
+        """The next height's block built ahead (:mod:`.prebuild`)."""
+        self.upgrades = asyncio.Lock()
+        """CERT_UPGRADE checks run as background jobs, one stored cert change at a time."""
+        self.upgrades_queued = 0
+        """CERT_UPGRADE jobs started and not finished (bounded)."""
+
+    def spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``job`` as a background task of its own (nobody awaits it)."""
+        task = asyncio.get_running_loop().create_task(job)
+        self.jobs.add(task)
+        task.add_done_callback(self._job_done)
+        return task
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self.jobs.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, ZapError) and not isinstance(exc, FatalStoreError):
+            log.warning("background job: %s", exc)  # a protocol error: dropped, as in a loop
+        elif exc is not None and self.crashed is None:
+            self.crashed = exc  # raised by the next tick or message: the driver halts
+
+    def _reraise(self) -> None:
+        if self.crashed is not None:
+            raise self.crashed
+
+    async def settle(self) -> None:
+        """Wait until no background job runs (tests; a driver shutting down)."""
+        while self.jobs:
+            await asyncio.wait(set(self.jobs))
+
     # -------------------------------------------------------------------- timer
     async def tick(self) -> None:
         """Called periodically: propose when due, deadlines, round changes."""
+        self._reraise()
         now = self.io.now_ms()
         for key, agg in list(self.aggs.items()):
             # on_timer is a few comparisons (no crypto): run inline rather than
@@ -155,13 +214,14 @@ class Consensus:
             return  # finished heights still aggregate their late legs; nothing new starts
         if now - self.round_started_ms > self.round_timeout_ms(self.round):
             await self.change_round(self.round + 1, now)
+        prebuild.forget_stale(self)
         key = (self.height, self.round)
         due = now - self.last_final_ms >= self.g.block_interval_ms
         if due and key not in self.proposed and self.g.proposer_of(*key) == self.me:
             self.proposed.add(key)
-            await propose.propose(self, *key)
+            await propose.propose(self, *key, await prebuild.take(self, *key))
             await precommit.feed(self, key)
-        await precommit.refill(self)
+        precommit.refill(self)
 
     async def change_round(self, round_: int, now: int) -> None:
         """Move to ``round_`` of the current height; abandon our unfinished older rounds.
@@ -186,6 +246,7 @@ class Consensus:
     # --------------------------------------------------------------- dispatch
     async def handle(self, msg: Message) -> None:
         """One message from validator ``msg.sender`` (already authenticated)."""
+        self._reraise()
         if not 0 <= msg.sender < self.g.vset.n:
             return
         if self.halted and msg.height > (self.halt_height or 0):
@@ -197,7 +258,7 @@ class Consensus:
                 await commit.on_final(self, msg)
             return
         if msg.type is MsgType.CERT_UPGRADE:
-            await commit.on_upgrade(self, msg)
+            commit.upgrade_later(self, msg)  # a background job: the loop moves on
             return
         if msg.type is MsgType.CORONA_PRECOMMIT:
             await precommit.on_precommit(self, msg)  # for a later height by design

@@ -4,15 +4,18 @@ Ringtail's round 1 is message independent (Boschini et al., S&P 2025: only
 round 2 is online), and our session id is H(chain, height, round, validator
 set root) -- nothing of the block.  So round 1 moves off the critical path:
 
-* :func:`refill` (from the engine's tick, one session per call, on the worker
-  pool) prepares our round-1 session for round 0 of the next
-  ``Presessions.lookahead`` heights that lack one, and sends its commitment
-  as CORONA_PRECOMMIT to that session's aggregator (its proposer; ourselves
-  included).  It runs only while this validator is quiet: not while a
+* :func:`refill` (from the engine's tick) starts preparing our round-1
+  session for round 0 of the next ``Presessions.lookahead`` heights that lack
+  one -- one session at a time, as a background job (``Consensus.spawn``) on
+  the background threads (``Io.run_background``), so neither the tick nor a
+  proposal ever waits for it -- and the job sends its commitment as
+  CORONA_PRECOMMIT to that session's aggregator (its proposer; ourselves
+  included).  A job starts only while this validator is quiet: not while a
   round-2 answer of ours may be asked for, and before our vote of the
   current round only in the first half of the block interval (the proposal
-  is not due yet).  Prepared sessions of passed keys are destroyed here too
-  (the chain moved on).
+  is not due yet).  A session that lands after the chain passed its key is
+  destroyed unused, as are prepared sessions of passed keys (the chain moved
+  on).
 * :func:`on_precommit` (aggregator side) holds commitments for keys we will
   aggregate: ``height .. height + lookahead`` of our chain, round 0 and not
   older than our (height, round), we are its proposer, and the exact
@@ -20,7 +23,8 @@ set root) -- nothing of the block.  So round 1 moves off the critical path:
   bounded by (lookahead + 1) x n commitments.  The moment t are held --
   before the block exists -- the signer set is fixed (the first t in
   validator order) and CORONA_SIGNERS goes out (the others get the indices
-  only), so round 2's inputs are at the voters before the proposal.  One
+  only), so round 2's inputs are at the voters before the proposal; the
+  combine half of that session is prepared by a background job.  One
   arriving after our proposal goes straight into the round.
 * :func:`feed` (right after we propose) hands the held commitments to the
   round -- exactly the announced signers' when the set was fixed ahead, so
@@ -65,8 +69,8 @@ def _quiet(c: Consensus, now: int) -> bool:
     return now - c.last_final_ms < c.g.block_interval_ms // 2  # the proposal is not due yet
 
 
-async def refill(c: Consensus) -> None:
-    """Prepare one missing round-1 session ahead and send its commitment (see module doc)."""
+def refill(c: Consensus) -> None:
+    """Start preparing one missing round-1 session in the background (see module doc)."""
     c.presessions.drop_before(c.height, c.round)
     for stale in (c.precommits, c.signers_fixed, c.early_signers):
         for key in [k for k in stale if k[0] < c.height]:
@@ -74,13 +78,20 @@ async def refill(c: Consensus) -> None:
     sk = c.keys.secrets
     if sk.corona_share is None or not c.g.vset.corona_pk or c.halted:
         return
+    if c.refilling is not None and not c.refilling.done():
+        return  # one at a time
     wanted = c.presessions.wanted(c.height)
     if not wanted or not _quiet(c, c.io.now_ms()):
         return
     key = wanted[0]
-    if not c.presessions.reserve(key):
-        return
-    signer = await c.io.run(CoronaSigner, sk, session_id(c, key), c.entropy(32))
+    if c.presessions.reserve(key):
+        c.refilling = c.spawn(_prepare(c, key))
+
+
+async def _prepare(c: Consensus, key: Key) -> None:
+    """Round 1 of ``key`` on the background threads; keep it and send its commitment."""
+    sk = c.keys.secrets
+    signer = await c.io.run_background(CoronaSigner, sk, session_id(c, key), c.entropy(32))
     if key < (c.height, c.round):  # the chain passed it while we computed
         signer.discard()
         return
@@ -113,7 +124,7 @@ async def on_precommit(c: Consensus, msg: Message) -> None:
         commitments = {i: held[i] for i in chosen}
         aggregate.send_signers(c, key, tuple(chosen), commitments)
         sid = session_id(c, key)
-        await c.io.run(prepare_session, c.g.vset, sid, chosen, commitments)
+        c.spawn(c.io.run_background(prepare_session, c.g.vset, sid, chosen, commitments))
 
 
 async def feed(c: Consensus, key: Key) -> None:

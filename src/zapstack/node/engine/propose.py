@@ -3,15 +3,17 @@
 Contract
 --------
 :func:`propose` (called from the engine's timer when this validator is the
-(height, round) proposer and the block interval has passed) selects txs from
-the mempool, runs them on a speculative ZapDB snapshot in a worker thread,
-drops the txs that fail for good with their senders' later nonces (not
-those whose nonce is merely ahead),
-builds and signs the block frame with the post-state root, opens a
+(height, round) proposer and the block interval has passed) takes the block
+pre-built for it (:mod:`.prebuild`), if any, or else builds it now:
+:func:`build` selects txs from the mempool, runs them on a speculative ZapDB
+branch with the producer's Build stage (:class:`~zapstack.producer.BuildChain`:
+failing txs left out, post-state root, block frame laid out and signed) in a
+worker thread, and always discards the branch.  Txs that failed for good are
+dropped from the mempool with their senders' later nonces (not those whose
+nonce is merely ahead).  Then it opens a
 :class:`~zapstack.consensus.round.ConsensusRound` as the round's aggregator
-and broadcasts PROPOSAL.  The snapshot is always discarded (``finally``); a
-block built while the chain moved on (another height, round or head) is
-dropped without a round.
+and broadcasts PROPOSAL.  A block built while the chain moved on (another
+height, round or head) is dropped without a round.
 
 Block size under overload: a block too large to verify, execute and certify
 before the round deadline fails its round and the next proposer tries again,
@@ -26,7 +28,6 @@ block against the same rules.
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING
 from zapstack.consensus.round import ConsensusRound
 from zapstack.node.engine.state import Aggregation
 from zapstack.node.wire import MsgType
-from zapstack.verify.executor import execute_candidates
-from zapstack.zap.frames import build_block
+from zapstack.producer.build import BuildChain, BuildStore
+from zapstack.verify.executor import TxFailure
 
 if TYPE_CHECKING:
     from zapstack.node.engine.core import Consensus
@@ -46,6 +47,10 @@ __all__ = [
     "MAX_BLOCK_TXS",
     "MIN_BLOCK_TXS",
     "BlockBudget",
+    "Proposal",
+    "budget",
+    "build",
+    "build_chain",
     "propose",
 ]
 
@@ -84,40 +89,64 @@ class BlockBudget:
 _BUDGETS: weakref.WeakKeyDictionary[Consensus, BlockBudget] = weakref.WeakKeyDictionary()
 
 
-async def propose(c: Consensus, height: int, round_: int) -> None:
-    """Build, sign and broadcast our block for (height, round_); aggregate its votes."""
-    budget = _BUDGETS.setdefault(c, BlockBudget())
-    txs = c.mempool.select(budget.next(c.stats["round_changes"], height), MAX_BLOCK_BYTES)
-    parent = c.executor.head
-    proposer_acct = hashlib.sha256(c.keys.proposer.public_key).digest()
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A block this proposer built and signed, not yet proposed."""
 
-    def build() -> bytes:
-        branch = c.executor._db.snapshot()
-        try:
-            included, failed = execute_candidates(branch, txs, proposer_acct)
-            root = branch.root()
-        finally:
-            branch.discard()
-        for f in failed:  # failed for good: it and the sender's later nonces go
-            if not f.nonce_ahead:
-                c.mempool.drop_with_successors(f.tx_id)
-        return build_block(
-            c.keys.proposer,
-            height=height,
-            parent=parent,
-            timestamp_ms=c.io.wall_ms(),
-            state_root=root,
-            txs=included,
-            chain_id=c.g.chain_id,
-        )
+    height: int
+    """Its height."""
+    parent: bytes
+    """The block id it builds on."""
+    block: bytes
+    """The signed block frame."""
+    failures: tuple[TxFailure, ...]
+    """Selected txs the build left out (rolled back)."""
 
-    block = await c.io.run(build)
-    if (height, round_) != (c.height, c.round) or parent != c.executor.head:
+
+def budget(c: Consensus, height: int) -> int:
+    """Our tx bound for a block at ``height`` (:class:`BlockBudget`, one per engine)."""
+    return _BUDGETS.setdefault(c, BlockBudget()).next(c.stats["round_changes"], height)
+
+
+def build_chain(c: Consensus, store: BuildStore, height: int, parent: bytes) -> BuildChain:
+    """The producer's Build stage for our block at ``height`` on ``store``'s branch."""
+    return BuildChain(
+        store,
+        c.keys.proposer,
+        height=height - 1,
+        head=parent,
+        chain_id=c.g.chain_id,
+        now_ms=c.io.wall_ms,
+    )
+
+
+def build(c: Consensus, store: BuildStore, height: int, parent: bytes, n: int) -> Proposal:
+    """Select up to ``n`` txs and build the block at ``height`` on ``store``'s branch
+    (``parent``'s post-state); the branch is discarded.  Blocking: a worker thread."""
+    txs = c.mempool.select(n, MAX_BLOCK_BYTES)
+    chain = build_chain(c, store, height, parent)
+    try:
+        built = chain.build(0, txs)
+    finally:
+        chain.close()
+    return Proposal(height, parent, bytes(built.view.buffer), built.failures)
+
+
+async def propose(c: Consensus, height: int, round_: int, ready: Proposal | None = None) -> None:
+    """Propose ``ready`` (built ahead) or a block built now for (height, round_);
+    aggregate its votes."""
+    if ready is None:
+        n, parent = budget(c, height), c.executor.head
+        ready = await c.io.run(build, c, c.executor._db, height, parent, n)
+    if (height, round_) != (c.height, c.round) or ready.parent != c.executor.head:
         return  # the chain moved on while we built
+    for f in ready.failures:  # failed for good: it and the sender's later nonces go
+        if not f.nonce_ahead:
+            c.mempool.drop_with_successors(f.tx_id)
     cr = ConsensusRound(c.g.vset, c.g.policy, c.g.chain_id, height)
     cr.round = round_
     now = c.io.now_ms()
-    cr.propose(block, now)
-    c.aggs[(height, round_)] = Aggregation(cr, block, now)
+    cr.propose(ready.block, now)
+    c.aggs[(height, round_)] = Aggregation(cr, ready.block, now)
     c.stats["proposed"] += 1
-    c.io.broadcast(MsgType.PROPOSAL, height, round_, block)
+    c.io.broadcast(MsgType.PROPOSAL, height, round_, ready.block)

@@ -3,8 +3,9 @@
 Contract
 --------
 * :class:`Io` is everything the engine asks of its driver (clock, worker
-  threads, sending); the asyncio :class:`~zapstack.node.node.Node` implements it,
-  the in-process test network fakes it.
+  threads -- the critical path's and the background's, apart --, sending); the
+  asyncio :class:`~zapstack.node.node.Node` implements it, the in-process test
+  network fakes it.
 * :class:`HeightRecord` is what a node saw of one finalized height (status,
   live view, metrics); :class:`Aggregation` is the proposer's state for one
   (height, round) it aggregates.  Both are plain mutable dataclasses owned by
@@ -46,7 +47,13 @@ class Io(Protocol):
         ...
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run blocking work off the event loop (a worker thread)."""
+        """Run blocking work of the critical path off the event loop (a worker thread):
+        build, receive, commit, FINAL verify, the legs."""
+        ...
+
+    async def run_background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking work nobody waits for (Corona round 1 ahead, cert upgrades) on
+        threads of its own: it never queues ahead of :meth:`run`'s work."""
         ...
 
     def send(self, to: int, msg: MsgType, height: int, round_: int, payload: bytes) -> None:

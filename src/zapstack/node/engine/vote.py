@@ -17,6 +17,8 @@ Contract
   fresh round 1 run here and its commitment go out now; if CORONA_SIGNERS
   came before our vote, round 2 answers at once; then the Magnetar
   signature.  Each result is sent to the aggregator as soon as it exists.
+  Then, if we propose the next height, its block is pre-built on this one
+  (:mod:`.prebuild`).
 * :func:`on_signers` answers CORONA_SIGNERS with our round-2 response; the
   round-1 session is used once (popped) and a refused response is logged.
   One that arrives before our vote waits (one per (height, round), this
@@ -38,6 +40,7 @@ from zapstack.consensus.legs import magnetar as magnetar_leg
 from zapstack.consensus.legs import pulsar as pulsar_leg
 from zapstack.consensus.legs.corona import CoronaSigner
 from zapstack.errors import InvalidBlock, RemoteProtocolError, ZapError
+from zapstack.node.engine import prebuild
 from zapstack.node.engine.precommit import session_id
 from zapstack.node.engine.state import log
 from zapstack.node.wire import Message, MsgType, decode_signers, encode_signers
@@ -64,6 +67,7 @@ async def on_proposal(c: Consensus, msg: Message) -> None:
     c.voted[(h, r)] = bid
     await _sign_legs(c, msg.sender, h, r, bid)
     c.stats["votes_sent"] += 1
+    prebuild.start(c, block)  # the next proposer builds on it while it certifies
 
 
 async def _receive(c: Consensus, msg: Message) -> BlockView | None:
