@@ -465,6 +465,7 @@ def test_select_equals_the_reference(
     assert [v.tx_id for v in got] == [v.tx_id for v in want]
     assert all(pool.get(v.tx_id) is v for v in got)
 
+
 def test_select_after_an_uncommitted_block_starts_past_its_txs() -> None:
     pool = Mempool()
     a = [tx_view(0, n, 10) for n in range(4)]
