@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zapstack.devnet.devnet import devnet_policy
 from zapstack.devnet.processes import free_port_base
 from zapstack.dht.messages import GetChunk
 from zapstack.errors import WireCode
@@ -59,9 +60,13 @@ QUIC_BOUND = 40.0
 """Seconds a real-QUIC scenario may take at most."""
 
 
-def real_devnet(tmp: Path) -> tuple[Path, Genesis]:
+def real_devnet(tmp: Path, timeout_ms: int | None = None) -> tuple[Path, Genesis]:
+    """A 4-validator devnet's homes; ``timeout_ms``: the policy's round deadline."""
     home = tmp / "net"
-    make_devnet(home, 4, base_port=free_port_base(4), users=8)
+    policy = devnet_policy(4)
+    if timeout_ms is not None:
+        policy["TimeoutMs"] = timeout_ms
+    make_devnet(home, 4, base_port=free_port_base(4), users=8, policy=policy)
     return home, load_genesis(home / "genesis.json")
 
 
@@ -97,8 +102,10 @@ def test_peer_sends_malformed_frame(tmp_path: Path) -> None:
     stream alone is stopped (STOP_SENDING with its stage's code / STREAM_PROTOCOL_
     VIOLATION), the peer's reputation goes down per bad stream, and its other
     streams on the same connection -- a valid tx, a valid proposal -- still land:
-    validator 0 admits the tx and votes on the proposal (its shares come back)."""
-    home, g = real_devnet(tmp_path)
+    validator 0 admits the tx and votes on the proposal (its shares come back).
+    Validator 0 runs alone, so its round 0 is made to outlast the test (a round change
+    before the proposal arrives would make it ignore a round-0 proposal, rightly)."""
+    home, g = real_devnet(tmp_path, timeout_ms=600_000)
     keys1 = load_node_keys(home / "node-1" / "node.json", g)
 
     async def main() -> None:
