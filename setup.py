@@ -4,8 +4,8 @@
 self-contained SHA-256) needs only a C compiler and the Python headers.  It is
 ``optional``: if it cannot be built, ``pip install`` still succeeds and ZapDB
 runs its pure-Python path (``zapstack.zapdb.smt``), which tests hold equal.
-``zapstack.crypto.ringtail._ringfast`` (Ringtail's NTT, inverse NTT and
-NTT-domain matrix product) is optional the same way: without it
+``zapstack.crypto.ringtail._ringfast`` (Ringtail's NTT, inverse NTT,
+NTT-domain matrix product and polar Gaussian block) is optional the same way: without it
 ``zapstack.crypto.ringtail.ring`` runs its numpy path, which tests hold equal.
 """
 
@@ -27,7 +27,8 @@ setup(
         Extension(
             "zapstack.crypto.ringtail._ringfast",
             sources=["src/zapstack/crypto/ringtail/_ringfast.c"],
-            extra_compile_args=["-O2", "-std=c11"],
+            # -ffp-contract=off: the Gaussian block must round like sampling.py (no FMA)
+            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
             optional=True,
         ),
     ]

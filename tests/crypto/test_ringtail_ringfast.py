@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from zapstack.crypto.ringtail import ring
+from zapstack.crypto.ringtail import ring, sampling
 from zapstack.crypto.ringtail.ring import DEGREE, PSI, Q
 
 pytestmark = pytest.mark.skipif(not ring.FAST, reason="the _ringfast extension is not built")
@@ -132,3 +132,58 @@ def test_extension_rejects_bad_buffers() -> None:
     bad = np.zeros(DEGREE, dtype=np.int64)
     bad[3] = Q
     assert _ringfast.ntt(bad, 1, zetas) is False and bad[3] == Q and not bad[:3].any()
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint64)
+
+
+def test_polar_block_bit_identical_on_millions_of_samples() -> None:
+    """4M XOF words (2M pairs, 4M candidate normals): every double equal bit for bit."""
+    words = sampling.Xof(b"ringfast polar").peek_words(4_000_000)
+    got_x, got_keep = sampling._polar_block(words, 2.0)
+    ref_x, ref_keep = sampling._polar_block_np(words, 2.0)
+    assert np.array_equal(_bits(got_x), _bits(ref_x))
+    assert np.array_equal(got_keep, ref_keep)
+    assert 0.5 < got_keep.mean() < 0.8  # the block really accepts and rejects
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([0, 1, 2047, 2048, 1 << 63, (1 << 63) - 1, (1 << 64) - 1]),
+            st.integers(min_value=0, max_value=(1 << 64) - 1),
+        ),
+        min_size=2,
+        max_size=64,
+    ).filter(lambda w: len(w) % 2 == 0),
+    st.sampled_from([0.5, 1.0, 2.0, 6.0]),
+)
+def test_polar_block_bit_identical_on_edge_words(words: list[int], tail: float) -> None:
+    w = np.array(words, dtype=np.uint64)
+    got_x, got_keep = sampling._polar_block(w, tail)
+    ref_x, ref_keep = sampling._polar_block_np(w, tail)
+    assert np.array_equal(_bits(got_x), _bits(ref_x))
+    assert np.array_equal(got_keep, ref_keep)
+
+
+def test_gaussian_equal_with_and_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = sampling.gaussian(sampling.Xof(b"g"), 172852667880.2713, 20_000, 2.0)
+    monkeypatch.setattr(sampling, "_ringfast", None)
+    ref = sampling.gaussian(sampling.Xof(b"g"), 172852667880.2713, 20_000, 2.0)
+    assert np.array_equal(fast, ref)
+    assert np.abs(ref).max() <= 2.0 * 172852667880.2713 + 1
+
+
+def test_polar_block_rejects_bad_buffers() -> None:
+    from zapstack.crypto.ringtail import _ringfast
+
+    w = np.zeros(4, dtype=np.uint64)
+    x = np.empty((2, 2), dtype=np.float64)
+    with pytest.raises(ValueError, match="keep"):
+        _ringfast.polar_block(w, 2, 2.0, x, np.empty(3, dtype=np.bool_))
+    with pytest.raises(ValueError, match="expected"):
+        _ringfast.polar_block(w, 3, 2.0, x, np.empty(6, dtype=np.bool_))
+    with pytest.raises(ValueError, match="pair count"):
+        _ringfast.polar_block(w, -1, 2.0, x, np.empty(4, dtype=np.bool_))

@@ -9,6 +9,11 @@
  *   ntt(buf, npolys, zetas) -> bool         in place on npolys * 256 entries
  *   intt(buf, npolys, zetas_inv, n_inv) -> bool
  *   matmul_ntt(left, right, out, r, c, k) -> bool   (r,c,256) x (c,k,256) -> out (r,k,256)
+ *   polar_block(words, npairs, tail, x_out, keep_out)  sampling.py's _polar_block_np
+ *
+ * polar_block reproduces sampling.py's Gaussian block bit for bit: the same IEEE-754 double
+ * operations (+ - * / sqrt, frexp) in the same order, no fused multiply-add (setup.py compiles
+ * this file with -ffp-contract=off; -std=c11 also implies it).
  *
  * Each returns False, touching nothing, when an input entry is outside [0, q) (the caller then
  * uses the numpy path, so out-of-contract input behaves exactly as before); True on success.
@@ -19,6 +24,7 @@
  * using only exact unsigned integer arithmetic (argued at fold()). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 
 #define DEG 256
@@ -202,16 +208,88 @@ static PyObject *py_matmul_ntt(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+/* sampling.det_log for one double: s = m*2^e, m in [sqrt(1/2), sqrt(2)),
+ * ln s = e*LN2 + 2y*sum_k y^(2k)/(2k+1), y = (m-1)/(m+1), Horner from k = 10 down. */
+static double det_log(double s) {
+    int e;
+    double m = frexp(s, &e);
+    if (m < 0.7071067811865476) {
+        m = m * 2.0;
+        e = e - 1;
+    }
+    double y = (m - 1.0) / (m + 1.0);
+    double y2 = y * y;
+    double acc = 1.0 / 21.0;
+    for (int k = 9; k >= 0; k--) acc = acc * y2 + 1.0 / (double)(2 * k + 1);
+    return (double)e * 0.6931471805599453 + (2.0 * y) * acc;
+}
+
+/* sampling._polar_block_np: words (npairs, 2) uint64 -> x (npairs, 2) double, keep (npairs, 2). */
+static void polar(const uint64_t *w, Py_ssize_t npairs, double tail, double *x, uint8_t *keep) {
+    const double two53 = 9007199254740992.0;
+    for (Py_ssize_t i = 0; i < npairs; i++) {
+        int64_t k0 = (int64_t)(w[2 * i] >> 11), k1 = (int64_t)(w[2 * i + 1] >> 11);
+        double v0 = (double)(2 * k0 + 1 - ((int64_t)1 << 53)) / two53;
+        double v1 = (double)(2 * k1 + 1 - ((int64_t)1 << 53)) / two53;
+        double s = v0 * v0 + v1 * v1;
+        int inside = s < 1.0;
+        double f = inside ? sqrt((det_log(s) * -2.0) / s) : 0.0;
+        double x0 = v0 * f, x1 = v1 * f;
+        x[2 * i] = x0;
+        x[2 * i + 1] = x1;
+        keep[2 * i] = (uint8_t)(inside && fabs(x0) <= tail);
+        keep[2 * i + 1] = (uint8_t)(inside && fabs(x1) <= tail);
+    }
+}
+
+static PyObject *py_polar_block(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *wo, *xo, *ko;
+    Py_ssize_t npairs;
+    double tail;
+    if (!PyArg_ParseTuple(args, "OndOO:polar_block", &wo, &npairs, &tail, &xo, &ko)) return NULL;
+    if (npairs < 0 || npairs > PY_SSIZE_T_MAX / 32) {
+        PyErr_SetString(PyExc_ValueError, "polar_block: bad pair count");
+        return NULL;
+    }
+    Py_buffer wb, xb, kb;
+    if (get_i64(wo, &wb, 2 * npairs, 0, "polar_block words") < 0) return NULL;
+    if (get_i64(xo, &xb, 2 * npairs, 1, "polar_block x") < 0) {
+        PyBuffer_Release(&wb);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(ko, &kb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&xb);
+        PyBuffer_Release(&wb);
+        return NULL;
+    }
+    if (kb.itemsize != 1 || kb.len != 2 * npairs) {
+        PyErr_SetString(PyExc_ValueError, "polar_block keep: expected 2*npairs one-byte items");
+        PyBuffer_Release(&kb);
+        PyBuffer_Release(&xb);
+        PyBuffer_Release(&wb);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    polar((const uint64_t *)wb.buf, npairs, tail, (double *)xb.buf, (uint8_t *)kb.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&wb);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"ntt", py_ntt, METH_VARARGS, "ntt(buf, npolys, zetas) -> bool: forward NTT in place."},
     {"intt", py_intt, METH_VARARGS, "intt(buf, npolys, zetas_inv, n_inv) -> bool: inverse NTT in place."},
     {"matmul_ntt", py_matmul_ntt, METH_VARARGS,
      "matmul_ntt(left, right, out, r, c, k) -> bool: (r,c,256) x (c,k,256) -> out (r,k,256)."},
+    {"polar_block", py_polar_block, METH_VARARGS,
+     "polar_block(words, npairs, tail, x_out, keep_out): sampling's polar Gaussian block."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_ringfast", "R_q NTT, inverse NTT and NTT-domain matmul in C.", -1,
+    PyModuleDef_HEAD_INIT, "_ringfast", "R_q NTT, inverse NTT, NTT-domain matmul and the polar Gaussian block in C.", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
