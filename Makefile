@@ -20,7 +20,8 @@ STRESS_TESTS := tests/producer tests/verify/test_parallel.py tests/verify/test_p
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/zapstack/zapdb/_*.c src/zapstack/zapdb/_*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard src/zapstack/zapdb/_*.c src/zapstack/zapdb/_*.h) \
+		src/zapstack/crypto/ringtail/_ringfast.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)

@@ -16,6 +16,12 @@ Contract
   ``a(psi^(2*brv8(k)+1))`` where ``psi = 11^((q-1)/512) mod q`` is a primitive
   512th root of unity and ``brv8`` reverses 8 bits.  Products in the NTT
   domain are slot-wise :func:`mulmod`.
+* :func:`ntt`, :func:`intt`, :func:`matmul_ntt` and :func:`matvec_ntt` run
+  in the optional C extension :mod:`zapstack.crypto.ringtail._ringfast` when
+  it is built (``FAST``) and the input is a batch of in-range polynomials;
+  otherwise (and as the readable reference) in numpy: :func:`ntt_np`,
+  :func:`intt_np`, :func:`matmul_ntt_np`, :func:`matvec_ntt_np`.  Both paths
+  give identical arrays (tests/crypto/test_ringtail_ringfast.py).
 * :func:`schoolbook_mul` is the readable reference (Python integers, the
   definition of negacyclic convolution); tests keep :func:`poly_mul` equal.
 
@@ -29,21 +35,31 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+try:
+    from zapstack.crypto.ringtail import _ringfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _ringfast = None  # type: ignore[assignment]
+
 __all__ = [
     "DEGREE",
+    "FAST",
     "PSI",
     "Poly",
     "Q",
     "addmod",
     "center",
     "intt",
+    "intt_np",
     "matmul_ntt",
+    "matmul_ntt_np",
     "matvec_ntt",
+    "matvec_ntt_np",
     "mulmod",
     "mulmod_limbs",
     "mulmod_reference",
     "negmod",
     "ntt",
+    "ntt_np",
     "poly_mul",
     "schoolbook_mul",
     "submod",
@@ -62,6 +78,9 @@ _INV_Q: Final = 1.0 / Q
 _GENERATOR: Final = 11  # a generator of Z_q^*
 PSI: Final = pow(_GENERATOR, (Q - 1) // 512, Q)
 """Primitive 512th root of unity: PSI^256 = -1 (mod q)."""
+
+FAST: Final = _ringfast is not None
+"""True when the C extension is built (ntt/intt/matmul_ntt/matvec_ntt use it)."""
 
 
 def mulmod_reference(a: int, b: int) -> int:
@@ -156,8 +175,8 @@ _ZETAS_INV: Final = np.array([pow(int(z), Q - 2, Q) for z in _ZETAS], dtype=np.i
 _N_INV: Final = pow(DEGREE, Q - 2, Q)
 
 
-def ntt(a: Poly) -> Poly:
-    """Forward negacyclic NTT over the last axis (returns a new array).
+def ntt_np(a: Poly) -> Poly:
+    """Forward negacyclic NTT over the last axis (returns a new array; numpy).
 
     Layer with half-length L has G = 128/L groups; group g multiplies its
     upper half by ZETAS[G + g] (the Cooley-Tukey butterfly).
@@ -178,8 +197,8 @@ def ntt(a: Poly) -> Poly:
     return out
 
 
-def intt(a: Poly) -> Poly:
-    """Inverse of :func:`ntt` over the last axis (Gentleman-Sande, then times 1/256)."""
+def intt_np(a: Poly) -> Poly:
+    """Inverse of :func:`ntt` over the last axis (Gentleman-Sande, then times 1/256; numpy)."""
     out = np.array(a, dtype=np.int64, copy=True)
     batch = out.shape[:-1]
     half = 1
@@ -218,15 +237,77 @@ def schoolbook_mul(a: list[int], b: list[int]) -> list[int]:
     return [x % Q for x in out]
 
 
-def matvec_ntt(mat: Poly, vec: Poly) -> Poly:
-    """NTT-domain matrix-vector product: (r, c, 256) x (c, 256) -> (r, 256)."""
+def matvec_ntt_np(mat: Poly, vec: Poly) -> Poly:
+    """NTT-domain matrix-vector product: (r, c, 256) x (c, 256) -> (r, 256) (numpy)."""
     prod = mulmod(mat, vec[np.newaxis, :, :])
     out: Poly = np.sum(prod, axis=1) % Q  # c < 2^14 terms below 2^49: no overflow
     return out
 
 
-def matmul_ntt(left: Poly, right: Poly) -> Poly:
-    """NTT-domain matrix product: (r, c, 256) x (c, k, 256) -> (r, k, 256)."""
+def matmul_ntt_np(left: Poly, right: Poly) -> Poly:
+    """NTT-domain matrix product: (r, c, 256) x (c, k, 256) -> (r, k, 256) (numpy)."""
     prod = mulmod(left[:, :, np.newaxis, :], right[np.newaxis, :, :, :])
     out: Poly = np.sum(prod, axis=1) % Q
     return out
+
+
+# The C dispatch.  Each C call checks that every entry is in [0, q) before it
+# writes anything and returns False otherwise; the numpy path then runs, so
+# out-of-contract input (and any shape the C path does not take) behaves
+# exactly as the reference does.
+
+
+def _is_i64_polys(a: Poly) -> bool:
+    return a.dtype == np.int64 and a.ndim >= 1 and a.shape[-1] == DEGREE
+
+
+def ntt(a: Poly) -> Poly:
+    """Forward negacyclic NTT over the last axis (returns a new array); see :func:`ntt_np`."""
+    out = np.array(a, dtype=np.int64, copy=True, order="C")
+    if (
+        _ringfast is not None
+        and _is_i64_polys(out)
+        and _ringfast.ntt(out, out.size // DEGREE, _ZETAS)
+    ):
+        return out
+    return ntt_np(a)
+
+
+def intt(a: Poly) -> Poly:
+    """Inverse of :func:`ntt` over the last axis (a new array); see :func:`intt_np`."""
+    out = np.array(a, dtype=np.int64, copy=True, order="C")
+    fast = _ringfast is not None and _is_i64_polys(out)
+    if fast and _ringfast.intt(out, out.size // DEGREE, _ZETAS_INV, _N_INV):
+        return out
+    return intt_np(a)
+
+
+def _matmul_c(left: Poly, right: Poly) -> Poly | None:
+    """(r, c, 256) x (c, k, 256) in C, or None where the C path does not apply."""
+    if _ringfast is None or left.ndim != 3 or right.ndim != 3:
+        return None
+    if not (_is_i64_polys(left) and _is_i64_polys(right)) or left.shape[1] != right.shape[0]:
+        return None
+    r, c = left.shape[:2]
+    k = right.shape[1]
+    if max(r, c, k) > 1 << 14:
+        return None
+    out = np.empty((r, k, DEGREE), dtype=np.int64)
+    lc = np.ascontiguousarray(left)
+    rc = np.ascontiguousarray(right)
+    return out if _ringfast.matmul_ntt(lc, rc, out, r, c, k) else None
+
+
+def matmul_ntt(left: Poly, right: Poly) -> Poly:
+    """NTT-domain matrix product: (r, c, 256) x (c, k, 256) -> (r, k, 256)."""
+    out = _matmul_c(left, right)
+    return matmul_ntt_np(left, right) if out is None else out
+
+
+def matvec_ntt(mat: Poly, vec: Poly) -> Poly:
+    """NTT-domain matrix-vector product: (r, c, 256) x (c, 256) -> (r, 256)."""
+    if vec.ndim == 2:
+        out = _matmul_c(mat, vec[:, np.newaxis, :])
+        if out is not None:
+            return out[:, 0, :]
+    return matvec_ntt_np(mat, vec)
