@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from zapstack.zapdb import ZapDB
+from zapstack.zapdb import Txn, ZapDB
 
 
 @pytest.fixture
@@ -17,3 +17,17 @@ def db(tmp_path: Path) -> Iterator[ZapDB]:
         yield store
     finally:
         store.close()
+
+
+def apply_ops(
+    txn: Txn, model: dict[bytes, bytes], ops: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Apply ``(key, value)`` writes (``None``: delete) to ``txn`` and to the dict ``model``
+    that the tests check it against."""
+    for key, value in ops:
+        if value is None:
+            txn.delete(key)
+            model.pop(key, None)
+        else:
+            txn.set(key, value)
+            model[key] = value

@@ -15,6 +15,8 @@ from zapstack.errors import StoreError
 from zapstack.zapdb import ZapDB, batch, smt
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
+from .conftest import apply_ops
+
 fast = pytest.importorskip("zapstack.zapdb._smtfast")
 
 keys = st.binary(min_size=1, max_size=4)
@@ -182,13 +184,7 @@ def test_txn_roots_equal_with_and_without_the_extension(
         model: dict[bytes, bytes] = {}
         for block in blocks:
             txn = db.begin()
-            for key, value in block.items():
-                if value is None:
-                    txn.delete(key)
-                    model.pop(key, None)
-                else:
-                    txn.set(key, value)
-                    model[key] = value
+            apply_ops(txn, model, block.items())
             assert txn.commit() == reference_root(model)
         with db.read() as view:
             assert view.tree_root() == db.root()

@@ -24,6 +24,8 @@ from zapstack.errors import ConflictError, LocalProtocolError, StoreError
 from zapstack.testing.unwind import check_unwind_contract
 from zapstack.zapdb import Txn, ZapDB, reference_root
 
+from .conftest import apply_ops
+
 
 def _contents(db: ZapDB) -> dict[bytes, bytes]:
     with db.read() as view:
@@ -426,16 +428,6 @@ _KEYS = st.sampled_from([b"k/%d" % i for i in range(6)])
 _OPS = st.lists(st.tuples(_KEYS, st.one_of(st.none(), st.binary(min_size=1, max_size=4))))
 
 
-def _apply(txn: Txn, model: dict[bytes, bytes], ops: list[tuple[bytes, bytes | None]]) -> None:
-    for key, value in ops:
-        if value is None:
-            txn.delete(key)
-            model.pop(key, None)
-        else:
-            txn.set(key, value)
-            model[key] = value
-
-
 @settings(max_examples=40, deadline=None)
 @given(seed=st.dictionaries(_KEYS, st.binary(min_size=1, max_size=4)), a=_OPS, b=_OPS, c=_OPS)
 def test_fork_sees_the_parent_and_never_touches_it(
@@ -446,14 +438,14 @@ def test_fork_sees_the_parent_and_never_touches_it(
     try:
         _seed(db, seed)
         parent, parent_model = db.snapshot(), dict(seed)
-        _apply(parent, parent_model, a)
+        apply_ops(parent, parent_model, a)
         if a and a[0][1] is not None:
             parent.root()  # forks with and without keys queued for the root
         child = parent.fork()
         child_model = dict(parent_model)
         assert child.root() == reference_root(child_model)
-        _apply(child, child_model, b)
-        _apply(parent, parent_model, c)
+        apply_ops(child, child_model, b)
+        apply_ops(parent, parent_model, c)
         for key in {k for k, _ in a + b + c} | set(seed):
             assert child.get(key) == child_model.get(key)
             assert parent.get(key) == parent_model.get(key)
