@@ -230,6 +230,24 @@ def test_speculative_width_is_capped(
     assert ex.candidates == ()
 
 
+def test_branch_of_is_the_candidates_executed_state(
+    db: ZapDB, users: list[Signer], proposer: Signer, verifier: ThreadVerifier, honest_block: Maker
+) -> None:
+    a, b = users[0], users[1]
+    ex = BlockExecutor(db, verifier)
+    assert ex.store is db
+    raw = honest_block(db, proposer, [build_transfer(a, _aid(b), 10, 2, 0)])
+    cand = ex.receive(raw)
+    branch = ex.branch_of(cand.receipt.block_id)
+    assert branch is not None
+    assert branch.root() == cand.receipt.state_root != db.root()  # the block's post-state
+    with db.read() as view:
+        assert branch.get(b"acct/" + _aid(b)) != view.get(b"acct/" + _aid(b))
+    assert ex.branch_of(b"\x00" * 32) is None
+    ex.finalize(cand.receipt.block_id)
+    assert ex.branch_of(cand.receipt.block_id) is None  # committed: no longer a candidate
+
+
 def test_per_tx_rollback_unwind_contract(db: ZapDB, users: list[Signer], proposer: Signer) -> None:
     """The shared unwind contract against ZapDB rollback(diff) as the executor uses it."""
     a, b = users[0], users[1]

@@ -202,6 +202,10 @@ class ChainStore(Protocol):
         """Committed metadata."""
         ...
 
+    def root(self) -> bytes:
+        """The committed state root."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -241,6 +245,18 @@ class BlockExecutor:
     def candidates(self) -> tuple[Candidate, ...]:
         """Candidates for height ``self.height + 1``, in arrival order."""
         return tuple(c for c, _ in self._candidates.values())
+
+    @property
+    def store(self) -> ChainStore:
+        """The store the chain commits to (a proposer opens its build branches on it)."""
+        return self._db
+
+    def branch_of(self, block_id: bytes) -> ChainBranch[Any] | None:
+        """The speculative branch candidate ``block_id`` was executed on (None: no such
+        candidate).  Only to read or fork: committing or discarding it is :meth:`finalize`'s
+        and :meth:`abandon`'s.  One dict read, so another thread may call it."""
+        entry = self._candidates.get(block_id)
+        return None if entry is None else entry[1]
 
     def _admit_height(self, block: BlockView) -> None:
         height = block.height

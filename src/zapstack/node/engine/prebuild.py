@@ -148,11 +148,11 @@ async def _job(c: Consensus, target: tuple[int, bytes], parent: BlockView, n: in
 def _build(c: Consensus, target: tuple[int, bytes], block: BlockView, n: int) -> Ahead | None:
     """Worker thread: fork the parent's candidate branch, build on it (None: it is gone)."""
     height, parent = target
-    entry = c.executor._candidates.get(parent)  # one dict read: safe beside the loop
-    if entry is None or not isinstance(entry[1], Branch):
-        return None
+    branch = c.executor.branch_of(parent)
+    if not isinstance(branch, Branch):
+        return None  # gone (or not a ZapDB branch: nothing to fork)
     try:
-        fork = entry[1].fork()  # under the branch's lock: never half of a commit
+        fork = branch.fork()  # under the branch's lock: never half of a commit
     except StoreError:  # committed or discarded meanwhile
         return None
     floors = floors_after(block.txs())

@@ -137,7 +137,7 @@ async def propose(c: Consensus, height: int, round_: int, ready: Proposal | None
     aggregate its votes."""
     if ready is None:
         n, parent = budget(c, height), c.executor.head
-        ready = await c.io.run(build, c, c.executor._db, height, parent, n)
+        ready = await c.io.run(build, c, c.executor.store, height, parent, n)
     if (height, round_) != (c.height, c.round) or ready.parent != c.executor.head:
         return  # the chain moved on while we built
     for f in ready.failures:  # failed for good: it and the sender's later nonces go
