@@ -86,9 +86,10 @@ PENDING_S = 2.0
 The horizon it sets, at finalized rate R and height time H: the pool selects a tx that has
 waited more than ``MAX_AGE_S`` (:mod:`zapstack.mempool.senders`, 1 s) before every younger
 one, so from ``t + MAX_AGE_S`` on only older pooled txs are ahead of a tx admitted at ``t``:
-at most ``max_pending = PENDING_S * R`` of them, drained at R in ``PENDING_S`` seconds.  It
-is proposed by ``t + MAX_AGE_S + PENDING_S`` and final one height later, so admitted
-submit->final <= 1 + 2 + H s: within the 5 s target while a height takes <= 2 s.  The
+at most ``max_pending = max(PENDING_S * R, MIN_PENDING)`` of them, drained at R.  At
+R >= 1,500 tx/s that is ``PENDING_S`` seconds: proposed by ``t + MAX_AGE_S + PENDING_S``
+and final one height later, so admitted submit->final <= 1 + 2 + H s; below it the floor
+sets the drain time (``MIN_PENDING / R``: 3 s at 1,000 tx/s).  The
 price: a block is at most the pool (~``PENDING_S * R`` txs), and a height costs a fixed c
 (consensus legs) plus its txs' verify time, so the chain reaches about
 ``(PENDING_S - c) / PENDING_S`` of its verify-bound rate; lower would starve blocks (the
