@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zapstack.benchmarks import e2e_load
 from zapstack.benchmarks.e2e_stats import (
     Ceiling,
     final_times,
@@ -215,9 +216,6 @@ class _Run:
         """Offer ``rate`` tx/s for ``warmup + window`` seconds from load processes."""
         plan = self.plan
         procs = min(plan.max_processes, max(1, math.ceil(rate / plan.per_process_rate)))
-        # import, dial, sign ahead (more processes share the cores: more time)
-        t0 = time.monotonic() + 3.0 + plan.presign_s * max(1.0, procs / 2)
-        run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
         self.phase += 1
         outs, children = [], []
         for k in range(procs):
@@ -228,16 +226,19 @@ class _Run:
             args = ["--genesis", str(self.home / "genesis.json"), "--out", str(out)]
             args += ["--first-user", str(self._users(users)), "--users", str(users)]
             ahead = math.ceil(rate / procs * (warmup + window) / users) + 2
-            args += ["--rate", str(rate / procs), "--start-at", str(t0), "--presign", str(ahead)]
+            args += ["--rate", str(rate / procs), "--presign", str(ahead), "--handshake"]
             args += ["--credit-share", str(procs)]  # one allowance, shared by the processes
-            args += ["--measure-at", str(run.start), "--stop-at", str(run.end)]
+            cmd = [sys.executable, "-m", "zapstack.benchmarks.e2e_load", *args]
+            pipe = asyncio.subprocess.PIPE
             children.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "zapstack.benchmarks.e2e_load", *args, stderr=logf
-                )
+                await asyncio.create_subprocess_exec(*cmd, stdin=pipe, stdout=pipe, stderr=logf)
             )
             logf.close()  # the child holds its own copy
             outs.append(out)
+        # import, dial, then sign ahead (more processes share the cores: more time)
+        t0 = await e2e_load.release(children, plan.presign_s * max(1.0, procs / 2))
+        run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
+        await e2e_load.send_times(children, t0, run.start, run.end)
         await asyncio.wait_for(
             asyncio.gather(*(c.wait() for c in children)), run.end - time.monotonic() + 60
         )
