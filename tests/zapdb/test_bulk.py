@@ -74,7 +74,8 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
     src = ZapDB.open(tmp_path / "src", map_size=1 << 26)
     bulk.bulk_load(src, state.items())
     with src.read() as view:
-        good = view.chunk(3, 2)
+        chunks = [view.chunk(3, i) for i in range(8)]
+    good = chunks[2]
     entries = good.entries
     bad = [
         StateChunk(3, 2, (*entries[:-1], (entries[-1][0], b"forged")), good.siblings, None),
@@ -88,10 +89,12 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         loader = bulk.ChunkLoader(txn, src.root(), 3)
         for chunk in bad:
             assert not loader.add(chunk)
-        assert loader._tops == {} and loader._entries == {} and loader._early == {}
-        assert loader._nodes == {smt.ROOT_PATH: None} and loader._slots == []
-        assert loader.add(good)
-        txn.discard()
+        assert all(loader.add(chunk) for chunk in chunks)
+        assert loader.finish() == src.root() == txn.commit()  # nothing of the bad ones kept
+        assert _records(dst) == _records(src)
+        with dst.read() as view:
+            assert dict(view.iterate()) == state
+    with ZapDB.open(tmp_path / "dst2", map_size=1 << 26) as dst:
         with dst.begin() as other:
             other.set(b"x", b"y")
             other.commit()
@@ -207,8 +210,11 @@ def test_loader_hands_the_commit_its_records_ascending(
         for chunk in chunks:
             assert loader.add(chunk)
         assert loader.finish() == root
-        nodes = txn._live().nodes
-        assert list(nodes) == sorted(nodes)
+        installed = txn._live().installed
+        assert installed is not None
+        data, nodes = installed
+        assert list(nodes) == sorted(nodes) and list(data) == sorted(state)
+        assert all(data[k] == v for k, v in state.items()) and len(data) == len(state)
         assert nodes == _python_records(state)
         assert txn.commit() == root == reference_root(state)
 

@@ -1,6 +1,7 @@
 /* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
 
 #include "_smtfast_codec.h"
+#include "_smtfast_sync.h"
 
 static const char *backend_name = "portable";
 
@@ -325,5 +326,6 @@ PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
+    if (m && sync_register(m) < 0) Py_CLEAR(m);
     return m;
 }
