@@ -58,6 +58,42 @@ static int sync_emit(SyncLoader *s, SyncUp **lv, int d, size_t i, Py_ssize_t *ca
     return sync_emit(s, lv, d + 1, 2 * i + 1, cap);
 }
 
+/* Sort keys[0..n) (bytes in .o, sharing their first `common` bytes) by key: an LSD radix
+ * sort on the 8 bytes after the common prefix (16-bit digits, a pass skipped when every
+ * key has the same digit), then each run of equal 8-byte keys by the whole key. */
+static int sync_radix(SortKey *keys, Py_ssize_t n, Py_ssize_t common) {
+    SortKey *tmp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SortKey));
+    size_t *count = PyMem_Malloc(65536 * sizeof(size_t));
+    if (!tmp || !count) {
+        PyMem_Free(tmp);
+        PyMem_Free(count);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) keys[i].k = prefix_u64(keys[i].o, common);
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65536 * sizeof(size_t));
+        for (Py_ssize_t i = 0; i < n; i++) count[(keys[i].k >> shift) & 0xFFFF]++;
+        if (n == 0 || count[(keys[0].k >> shift) & 0xFFFF] == (size_t)n) continue;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(keys[i].k >> shift) & 0xFFFF]++] = keys[i];
+        memcpy(keys, tmp, (size_t)n * sizeof(SortKey));
+    }
+    sort_off = 0;
+    for (Py_ssize_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && keys[j].k == keys[i].k;) j++;
+        if (j - i > 1) qsort(keys + i, (size_t)(j - i), sizeof(SortKey), cmp_sortkey);
+    }
+    PyMem_Free(tmp);
+    PyMem_Free(count);
+    return 0;
+}
+
 /* The chunks' entries in one array sorted by key; ValueError if a key repeats. */
 static int sync_sort_data(SyncLoader *s) {
     size_t chunks = (size_t)1 << s->depth;
@@ -81,7 +117,7 @@ static int sync_sort_data(SyncLoader *s) {
         }
     }
     s->ndata = n;
-    sort_keys(s->data, n, 0, common_prefix(s->data, n));
+    if (sync_radix(s->data, n, common_prefix(s->data, n)) < 0) return -1;
     for (Py_ssize_t i = 1; i < n; i++) {
         if (cmp_sortkey(&s->data[i - 1], &s->data[i]) == 0) {
             PyErr_SetString(PyExc_ValueError, "a key is in two chunks");
