@@ -231,6 +231,14 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
     t->seg_hi = (int64_t)s->alen;
     t->entries = Py_NewRef(entries);
     result = Py_NewRef(Py_True);
+    if (mark == 0 && s->alen < ((size_t)1 << 40) >> s->depth) { /* the first: room for all */
+        size_t want = (s->alen + s->alen / 4) << s->depth;
+        uint8_t *a = want > s->acap ? PyMem_Realloc(s->arena, want) : NULL;
+        if (a) {
+            s->arena = a;
+            s->acap = want;
+        }
+    }
 done:
     if (!result) s->alen = mark;
     PyMem_Free(leaves);

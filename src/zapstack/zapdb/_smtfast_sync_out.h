@@ -182,10 +182,12 @@ typedef struct {
     SyncLoader *s;
     int which;
     Py_ssize_t pos;
+    PyObject *last; /* the tuple handed out last: reused when its taker has let it go */
 } SyncIter;
 
 static void syncit_dealloc(SyncIter *it) {
     Py_XDECREF(it->s);
+    Py_XDECREF(it->last);
     PyObject_Free(it);
 }
 
@@ -208,7 +210,27 @@ static PyObject *sync_item(SyncLoader *s, int which, Py_ssize_t i) {
 static PyObject *syncit_next(SyncIter *it) {
     SyncLoader *s = it->s;
     if (it->pos >= (it->which ? s->norder : s->ndata)) return NULL;
-    return sync_item(s, it->which, it->pos++);
+    if (!it->which || !it->last || Py_REFCNT(it->last) != 1) {
+        Py_CLEAR(it->last);
+        PyObject *t = sync_item(s, it->which, it->pos++);
+        if (t && it->which) it->last = Py_NewRef(t);
+        return t;
+    }
+    const uint8_t *p = s->arena + s->order[it->pos]; /* no one else holds `last`: reuse it */
+    PyObject *k = PyBytes_FromStringAndSize((const char *)p + 4, 33);
+    PyObject *r = PyBytes_FromStringAndSize((const char *)p + 37, sync_len(s, s->order[it->pos]));
+    if (!k || !r) {
+        Py_XDECREF(k);
+        Py_XDECREF(r);
+        return NULL;
+    }
+    it->pos++;
+    PyObject *t = it->last, *ok = PyTuple_GET_ITEM(t, 0), *orec = PyTuple_GET_ITEM(t, 1);
+    PyTuple_SET_ITEM(t, 0, k);
+    PyTuple_SET_ITEM(t, 1, r);
+    Py_DECREF(ok);
+    Py_DECREF(orec);
+    return Py_NewRef(t);
 }
 
 static PyTypeObject SyncIter_Type = {
@@ -239,6 +261,7 @@ static PyObject *sync_records(SyncLoader *s, PyObject *arg) {
     it->s = (SyncLoader *)Py_NewRef(s);
     it->which = which;
     it->pos = 0;
+    it->last = NULL;
     return (PyObject *)it;
 }
 
