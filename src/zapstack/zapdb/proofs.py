@@ -37,7 +37,6 @@ from zapstack.zapdb.smt import (
     bit,
     key_hash,
     leaf_hash,
-    leaf_record,
     node_hash,
     path_key,
     subtree_hash,
@@ -50,7 +49,6 @@ __all__ = [
     "make_chunk",
     "prove",
     "verify_chunk",
-    "verify_chunk_tree",
     "verify_proof",
 ]
 
@@ -222,50 +220,6 @@ def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
     if value is None:
         raise LocalProtocolError("chunk lookup does not match the node store's version")
     return key, bytes(value)
-
-
-def verify_chunk_tree(
-    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None], *, append: bool = False
-) -> tuple[bytes, bytes | None] | None:
-    """:func:`verify_chunk` that keeps what it hashed (needs the C extension).
-
-    On success the chunk's subtree records strictly below its position go into
-    ``into`` and the result is ``(hash, record)`` of the chunk's position (record
-    None for an empty subtree); a failing chunk returns None and adds nothing.
-    ``append``: none of ``into``'s keys lies in the chunk's subtree, so the records go
-    straight in, in order, and a failing chunk's are popped off the end again.
-    """
-    depth, index = chunk.depth, chunk.index
-    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
-        return None
-    if len(chunk.siblings) > depth or any(len(s) != 32 for s in chunk.siblings):
-        return None
-    if len(chunk.siblings) < depth:  # a terminal: at most one leaf, checked the plain way
-        if not verify_chunk(root, chunk):
-            return None
-        if not chunk.entries:
-            return EMPTY, None
-        key, value = chunk.entries[0]
-        kh, vh = key_hash(key), hashlib.sha256(value).digest()
-        return leaf_hash(kh, vh), leaf_record(kh, vh, key)
-    if chunk.terminal is not None or _smtfast is None:
-        return None
-    prefix = (index << (256 - depth)).to_bytes(32, "big")
-    columns = tuple(zip(*chunk.entries, strict=True)) or ((), ())  # keys, values: no loop
-    keys: list[bytes] = list(columns[0])
-    values: list[bytes | memoryview | None] = list(columns[1])
-    below: dict[bytes, bytes | None] = into if append or not into else {}
-    try:
-        built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
-    except (OverflowError, ValueError):
-        built = None
-    if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
-        for _ in range(built[2] if built is not None else 0):
-            below.popitem()  # the last ones in: this chunk's records
-        return None
-    if below is not into:
-        into.update(below)
-    return bytes(built[0]), built[1]
 
 
 def verify_chunk(root: bytes, chunk: StateChunk) -> bool:
