@@ -87,6 +87,8 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         StateChunk(3, 2, entries[1:], good.siblings, None),
         StateChunk(3, 2, entries, (bytes(32), *good.siblings[1:]), None),
         StateChunk(4, 4, entries, good.siblings, None),
+        StateChunk(3, 8, entries, good.siblings, None),
+        StateChunk(3, -1, entries, good.siblings, None),
     ]
     with ZapDB.open(tmp_path / "dst", map_size=1 << 26) as dst:
         txn = dst.begin()

@@ -233,6 +233,7 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
     result = Py_NewRef(Py_True);
     if (mark == 0 && s->alen < ((size_t)1 << 40) >> s->depth) { /* the first: room for all */
         size_t want = (s->alen + s->alen / 4) << s->depth;
+        if (want > ((size_t)1 << 32)) want = (size_t)1 << 32; /* a guess, not a limit */
         uint8_t *a = want > s->acap ? PyMem_Realloc(s->arena, want) : NULL;
         if (a) {
             s->arena = a;

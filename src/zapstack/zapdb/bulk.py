@@ -204,7 +204,7 @@ class ChunkLoader:
     def add(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.
         A repeat is checked, nothing more kept."""
-        if chunk.depth != self.depth:
+        if chunk.depth != self.depth or not 0 <= chunk.index < 1 << self.depth:
             return False
         if chunk.index in self._done or self._sync is None:
             if not verify_chunk(self.root, chunk):
