@@ -379,3 +379,28 @@ def test_loader_takes_entries_that_are_not_exact_bytes(tmp_path: Path) -> None:
         assert all(loader.add(c) for c in views)
         assert loader.finish() == root == txn.commit()
         assert _records(db) == store.nodes
+
+
+def test_sync_loader_window_is_each_record_once_and_refuses_a_kept_pair() -> None:
+    from zapstack.zapdb import _smtfast
+
+    state = _state(90, 51)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    loader = _smtfast.SyncLoader(root, 3)
+    for i in range(8):
+        chunk = make_chunk(store, state.get, 3, i)
+        assert loader.add(i, chunk.entries, chunk.siblings)
+    assert loader.finish() == root
+    for which, want in ((0, sorted(state.items())), (1, sorted(store.nodes.items()))):
+        assert list(loader.records(which)) == want and loader.count(which) == len(want)
+        got, it = [], loader.window(which)
+        while (pair := next(it, None)) is not None:
+            got.append((bytes(pair[0]), bytes(pair[1])))
+            del pair  # let it go before the next: the window moves on
+        assert got == want
+        it = loader.window(which)
+        kept = next(it)
+        with pytest.raises(RuntimeError):
+            next(it)  # the pair is still held: never handed back changed
+        assert bytes(kept[0]) == want[0][0]

@@ -11,9 +11,13 @@
  * caller checked with verify_chunk (one that stops at a terminal above `depth`).
  * finish() joins the chunks' tops (2**depth - 1 hashes), checks the result against the
  * root (ValueError if not), orders every node record in key order (a pre-order walk)
- * and sorts the entries by key.  records(0|1) then yields (key, value) 2-tuples for one
- * LMDB putmulti(append=True): 0 = the entries (the chunks' own tuples), 1 = the node
- * records (bytes made as they are consumed); get(which, key) finds one by bisection.
+ * and radix-sorts the entries by key.  The entries are copied into a second arena when
+ * their chunk is kept (the caller's objects are not held).  records(which) then yields
+ * (key, value) 2-tuples of new bytes in key order (0 = the entries, 1 = the node
+ * records); window(which) yields the same as one reused 2-tuple of read-only buffers
+ * onto the arenas, for an LMDB putmulti(append=True), which copies each pair before it
+ * takes the next (a consumer that keeps one gets RuntimeError, never stale bytes);
+ * get(which, key) finds one by bisection.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
  * fallback); tests/zapdb/test_bulk.py holds the two equal.  Holds the GIL throughout;
  * every input is hostile (types and lengths checked before use). */
@@ -23,30 +27,90 @@ typedef struct {
     int kind;             /* K_EMPTY, K_LEAF or K_NODE; -1: not added yet */
     int64_t top;          /* arena offset of the top's entry (-1 if empty) */
     int64_t seg_lo, seg_hi; /* arena offsets of the records strictly below the top */
-    PyObject *entries;    /* owned: the chunk's (key, value) tuple */
 } SyncTop;
+
+typedef struct {
+    uint64_t k;  /* big-endian 8 bytes of the key after the keys' common prefix */
+    int64_t off; /* the entry's offset in the data arena */
+} SyncKey;
+
+typedef struct {
+    uint8_t *buf; /* node arena: u32 record length || 33-byte node key || record;
+                   * data arena: u32 key length || u32 value length || key || value */
+    size_t len, cap;
+} SyncBuf;
 
 typedef struct {
     PyObject_HEAD
     uint8_t root[32];
     int depth, finished;
     SyncTop *tops;
-    uint8_t *arena; /* entries: u32 record length || 33-byte node key || record */
+    uint8_t *arena; /* the node records (see SyncBuf) */
     size_t alen, acap;
+    SyncBuf dat;    /* the entries of the chunks kept */
+    Py_ssize_t ndata;
     int64_t *order; /* arena offsets of the node records in key order (after finish) */
     Py_ssize_t norder;
-    SortKey *data; /* entries sorted by key (o: key, v: the (key, value) tuple) */
-    Py_ssize_t ndata;
+    SyncKey *data;  /* the entries in key order (after finish) */
 } SyncLoader;
 
 static void sync_dealloc(SyncLoader *s) {
-    if (s->tops)
-        for (size_t i = 0; i < ((size_t)1 << s->depth); i++) Py_XDECREF(s->tops[i].entries);
     PyMem_Free(s->tops);
     PyMem_Free(s->arena);
+    PyMem_Free(s->dat.buf);
     PyMem_Free(s->order);
     PyMem_Free(s->data);
     Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static int sync_grow(SyncBuf *b, size_t need) {
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 1 << 16;
+    while (cap < need) cap *= 2;
+    uint8_t *p = PyMem_Realloc(b->buf, cap);
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->buf = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* A first guess at an arena's size from the first chunk's share (capped: a guess only). */
+static size_t sync_guess(size_t first, int depth) {
+    size_t cap = (size_t)1 << 32;
+    return first >= cap >> depth ? cap : (first + first / 4) << depth;
+}
+
+/* Copy a kept chunk's (bytes, bytes) entries into the data arena (TypeError if they are
+ * not exactly that: add() checked them already, add_top() did not). */
+static int sync_keep(SyncLoader *s, PyObject *entries) {
+    Py_ssize_t n = PyTuple_GET_SIZE(entries);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GET_ITEM(entries, i), *k, *v;
+        if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 2 ||
+            !PyBytes_CheckExact(k = PyTuple_GET_ITEM(e, 0)) ||
+            !PyBytes_CheckExact(v = PyTuple_GET_ITEM(e, 1))) {
+            PyErr_SetString(PyExc_TypeError, "chunk entries must be (bytes, bytes) tuples");
+            return -1;
+        }
+        size_t kl = (size_t)PyBytes_GET_SIZE(k), vl = (size_t)PyBytes_GET_SIZE(v);
+        if (vl > 0xFFFFFFFFu) {
+            PyErr_SetString(PyExc_ValueError, "a value longer than 4 GiB");
+            return -1;
+        }
+        if (sync_grow(&s->dat, s->dat.len + 8 + kl + vl) < 0) return -1;
+        uint8_t *p = s->dat.buf + s->dat.len;
+        uint32_t kl32 = (uint32_t)kl, vl32 = (uint32_t)vl;
+        memcpy(p, &kl32, 4);
+        memcpy(p + 4, &vl32, 4);
+        memcpy(p + 8, PyBytes_AS_STRING(k), kl);
+        memcpy(p + 8 + kl, PyBytes_AS_STRING(v), vl);
+        s->dat.len += 8 + kl + vl;
+    }
+    s->ndata += n;
+    return 0;
 }
 
 static PyObject *sync_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
@@ -193,7 +257,8 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
-    size_t mark = s->alen;
+    size_t mark = s->alen, dmark = s->dat.len;
+    Py_ssize_t nmark = s->ndata;
     SyncTop *t = &s->tops[index];
     PyObject *result = NULL;
     if (!leaves || !order) {
@@ -224,24 +289,31 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
         result = Py_NewRef(Py_False);
         goto done;
     }
+    if (sync_keep(s, entries) < 0) goto done;
     t->kind = n == 0 ? K_EMPTY : n == 1 ? K_LEAF : K_NODE;
     memcpy(t->hash, own, 32);
     t->top = top;
     t->seg_lo = top < 0 ? (int64_t)s->alen : top + 37 + (int64_t)sync_reclen(order, n);
     t->seg_hi = (int64_t)s->alen;
-    t->entries = Py_NewRef(entries);
     result = Py_NewRef(Py_True);
-    if (mark == 0 && s->alen < ((size_t)1 << 40) >> s->depth) { /* the first: room for all */
-        size_t want = (s->alen + s->alen / 4) << s->depth;
-        if (want > ((size_t)1 << 32)) want = (size_t)1 << 32; /* a guess, not a limit */
+    if (mark == 0 && dmark == 0) { /* the first chunk kept: room for all like it */
+        size_t want = sync_guess(s->alen, s->depth), dwant = sync_guess(s->dat.len, s->depth);
         uint8_t *a = want > s->acap ? PyMem_Realloc(s->arena, want) : NULL;
         if (a) {
             s->arena = a;
             s->acap = want;
         }
+        if (dwant > s->dat.cap && (a = PyMem_Realloc(s->dat.buf, dwant)) != NULL) {
+            s->dat.buf = a;
+            s->dat.cap = dwant;
+        }
     }
 done:
-    if (!result) s->alen = mark;
+    if (!result) {
+        s->alen = mark;
+        s->dat.len = dmark;
+        s->ndata = nmark;
+    }
     PyMem_Free(leaves);
     PyMem_Free(order);
     return result;
@@ -262,19 +334,29 @@ static PyObject *sync_add_top(SyncLoader *s, PyObject *args) {
     if (bad) return PyErr_Format(PyExc_ValueError, "add_top needs a 32-byte hash, a leaf record or None");
     if (sync_index(s, idx, &index) < 0) return NULL;
     SyncTop *t = &s->tops[index];
+    size_t dmark = s->dat.len;
+    Py_ssize_t nmark = s->ndata;
+    if (sync_keep(s, entries) < 0) {
+        s->dat.len = dmark;
+        s->ndata = nmark;
+        return NULL;
+    }
     t->top = -1;
     if (rec != Py_None) {
         uint8_t prefix[32] = {0};
         for (int i = 0; i < s->depth; i++)
             if ((index >> (s->depth - 1 - i)) & 1) prefix[i >> 3] |= (uint8_t)(0x80 >> (i & 7));
         size_t len = (size_t)PyBytes_GET_SIZE(rec);
-        if ((t->top = sync_slot(s, s->depth, prefix, len)) < 0) return NULL;
+        if ((t->top = sync_slot(s, s->depth, prefix, len)) < 0) {
+            s->dat.len = dmark;
+            s->ndata = nmark;
+            return NULL;
+        }
         memcpy(s->arena + t->top + 37, PyBytes_AS_STRING(rec), len);
     }
     memcpy(t->hash, h, 32);
     t->kind = rec == Py_None ? K_EMPTY : K_LEAF;
     t->seg_lo = t->seg_hi = (int64_t)s->alen;
-    t->entries = Py_NewRef(entries);
     Py_RETURN_NONE;
 }
 

@@ -1,6 +1,6 @@
 /* SyncLoader's second half (included by _smtfast_sync.h, which documents it): finish()
- * joins the chunks under the root and orders the records; records()/get()/count() hand
- * them to LMDB; the Python type objects. */
+ * joins the chunks under the root and orders the records; records()/window()/get()/
+ * count() hand them out; the Python type objects. */
 
 typedef struct {
     int kind;
@@ -58,70 +58,94 @@ static int sync_emit(SyncLoader *s, SyncUp **lv, int d, size_t i, Py_ssize_t *ca
     return sync_emit(s, lv, d + 1, 2 * i + 1, cap);
 }
 
-/* Sort keys[0..n) (bytes in .o, sharing their first `common` bytes) by key: an LSD radix
- * sort on the 8 bytes after the common prefix (16-bit digits, a pass skipped when every
- * key has the same digit), then each run of equal 8-byte keys by the whole key. */
-static int sync_radix(SortKey *keys, Py_ssize_t n, Py_ssize_t common) {
-    SortKey *tmp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SortKey));
-    size_t *count = PyMem_Malloc(65536 * sizeof(size_t));
-    if (!tmp || !count) {
+/* An entry of the data arena: its key and value. */
+static inline void sync_entry(const SyncLoader *s, int64_t off, const uint8_t **k, size_t *kl,
+                              const uint8_t **v, size_t *vl) {
+    uint32_t a, b;
+    memcpy(&a, s->dat.buf + off, 4);
+    memcpy(&b, s->dat.buf + off + 4, 4);
+    *k = s->dat.buf + off + 8;
+    *kl = a;
+    *v = *k + a;
+    *vl = b;
+}
+
+static int sync_cmp_keys(const uint8_t *a, size_t la, const uint8_t *b, size_t lb) {
+    int r = memcmp(a, b, la < lb ? la : lb);
+    return r ? r : (la > lb) - (la < lb);
+}
+
+static const SyncLoader *sync_cmp_of; /* qsort's comparator takes no context */
+
+static int sync_cmp_data(const void *x, const void *y) {
+    const SyncKey *a = x, *b = y;
+    if (a->k != b->k) return a->k < b->k ? -1 : 1;
+    const uint8_t *ka, *kb, *va, *vb;
+    size_t la, lb, wa, wb;
+    sync_entry(sync_cmp_of, a->off, &ka, &la, &va, &wa);
+    sync_entry(sync_cmp_of, b->off, &kb, &lb, &vb, &wb);
+    return sync_cmp_keys(ka, la, kb, lb);
+}
+
+/* The entries in key order (s->data): an LSD radix sort on the 8 key bytes after the
+ * keys' common prefix (16-bit digits; a pass is skipped when every key has the same
+ * digit), then each run of equal 8-byte keys by the whole key.  ValueError if a key
+ * repeats (two chunks cannot both hold one: a bug). */
+static int sync_sort_data(SyncLoader *s) {
+    Py_ssize_t n = s->ndata;
+    SyncKey *tmp = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SyncKey));
+    size_t *count = PyMem_Malloc(65536 * sizeof(size_t)), common = 0;
+    s->data = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SyncKey));
+    if (!tmp || !count || !s->data) {
         PyMem_Free(tmp);
         PyMem_Free(count);
         PyErr_NoMemory();
         return -1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) keys[i].k = prefix_u64(keys[i].o, common);
+    const uint8_t *k0 = NULL, *k, *v;
+    size_t kl, vl;
+    int64_t off = 0;
+    for (Py_ssize_t i = 0; i < n; i++, off += 8 + (int64_t)(kl + vl)) {
+        sync_entry(s, off, &k, &kl, &v, &vl);
+        s->data[i].off = off;
+        if (i == 0) {
+            k0 = k;
+            common = kl;
+        }
+        size_t same = 0;
+        while (same < common && same < kl && k[same] == k0[same]) same++;
+        common = same;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        sync_entry(s, s->data[i].off, &k, &kl, &v, &vl);
+        uint64_t key = 0;
+        for (size_t b = 0; b < 8; b++) key = (key << 8) | (common + b < kl ? k[common + b] : 0);
+        s->data[i].k = key;
+    }
     for (int shift = 0; shift < 64; shift += 16) {
         memset(count, 0, 65536 * sizeof(size_t));
-        for (Py_ssize_t i = 0; i < n; i++) count[(keys[i].k >> shift) & 0xFFFF]++;
-        if (n == 0 || count[(keys[0].k >> shift) & 0xFFFF] == (size_t)n) continue;
+        for (Py_ssize_t i = 0; i < n; i++) count[(s->data[i].k >> shift) & 0xFFFF]++;
+        if (n == 0 || count[(s->data[0].k >> shift) & 0xFFFF] == (size_t)n) continue;
         size_t sum = 0;
         for (size_t d = 0; d < 65536; d++) {
             size_t c = count[d];
             count[d] = sum;
             sum += c;
         }
-        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(keys[i].k >> shift) & 0xFFFF]++] = keys[i];
-        memcpy(keys, tmp, (size_t)n * sizeof(SortKey));
-    }
-    sort_off = 0;
-    for (Py_ssize_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && keys[j].k == keys[i].k;) j++;
-        if (j - i > 1) qsort(keys + i, (size_t)(j - i), sizeof(SortKey), cmp_sortkey);
+        for (Py_ssize_t i = 0; i < n; i++) tmp[count[(s->data[i].k >> shift) & 0xFFFF]++] = s->data[i];
+        memcpy(s->data, tmp, (size_t)n * sizeof(SyncKey));
     }
     PyMem_Free(tmp);
     PyMem_Free(count);
-    return 0;
-}
-
-/* The chunks' entries in one array sorted by key; ValueError if a key repeats. */
-static int sync_sort_data(SyncLoader *s) {
-    size_t chunks = (size_t)1 << s->depth;
-    Py_ssize_t total = 0, n = 0;
-    for (size_t c = 0; c < chunks; c++) total += PyTuple_GET_SIZE(s->tops[c].entries);
-    if (!(s->data = PyMem_Malloc((size_t)(total ? total : 1) * sizeof(SortKey)))) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (size_t c = 0; c < chunks; c++) {
-        PyObject *g = s->tops[c].entries;
-        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(g); j++, n++) {
-            PyObject *e = PyTuple_GET_ITEM(g, j);
-            if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 2 ||
-                !PyBytes_CheckExact(PyTuple_GET_ITEM(e, 0))) {
-                PyErr_SetString(PyExc_TypeError, "chunk entries must be (bytes, bytes) tuples");
+    sync_cmp_of = s;
+    for (Py_ssize_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && s->data[j].k == s->data[i].k;) j++;
+        if (j - i > 1) qsort(s->data + i, (size_t)(j - i), sizeof(SyncKey), sync_cmp_data);
+        for (Py_ssize_t m = i + 1; m < j; m++) {
+            if (sync_cmp_data(&s->data[m - 1], &s->data[m]) == 0) {
+                PyErr_SetString(PyExc_ValueError, "a key is in two chunks");
                 return -1;
             }
-            s->data[n].o = PyTuple_GET_ITEM(e, 0);
-            s->data[n].v = e;
-        }
-    }
-    s->ndata = n;
-    if (sync_radix(s->data, n, common_prefix(s->data, n)) < 0) return -1;
-    for (Py_ssize_t i = 1; i < n; i++) {
-        if (cmp_sortkey(&s->data[i - 1], &s->data[i]) == 0) {
-            PyErr_SetString(PyExc_ValueError, "a key is in two chunks");
-            return -1;
         }
     }
     return 0;
@@ -158,6 +182,7 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
     }
     PyObject *out = NULL;
     Py_ssize_t cap = 0;
+    size_t amark = s->alen;
     if (memcmp(lv[0][0].hash, s->root, 32) != 0) {
         PyErr_SetString(PyExc_ValueError, "the chunks do not join to the target root");
     } else if (sync_emit(s, lv, 0, 0, &cap) == 0 && sync_sort_data(s) == 0) {
@@ -171,18 +196,60 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
             out = PyBytes_FromStringAndSize((const char *)s->root, 32);
     }
     PyMem_Free(all);
-    if (out) s->finished = 1;
+    if (out) {
+        s->finished = 1;
+    } else { /* as before the call */
+        s->alen = amark;
+        PyMem_Free(s->order);
+        PyMem_Free(s->data);
+        s->order = NULL;
+        s->data = NULL;
+        s->norder = 0;
+    }
     return out;
 }
 
-/* records(which) iterates (key, value) 2-tuples in key order: which 0 = the entries (the
- * chunks' own tuples), 1 = the node records (new bytes, made as they are taken). */
+/* A read-only buffer onto one record of a loader's arena (window(): it moves on with the
+ * iteration; its loader, held by the iterator, outlives it). */
+typedef struct {
+    PyObject_HEAD
+    const uint8_t *buf;
+    Py_ssize_t len;
+} SyncView;
+
+static int syncview_getbuffer(SyncView *v, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)v, (void *)v->buf, v->len, 1, flags);
+}
+
+static PyBufferProcs syncview_buffer = {(getbufferproc)syncview_getbuffer, NULL};
+
+static PyTypeObject SyncView_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zapstack.zapdb._smtfast.SyncView",
+    .tp_basicsize = sizeof(SyncView),
+    .tp_dealloc = (destructor)PyObject_Free,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_as_buffer = &syncview_buffer,
+};
+
+/* Record i of `which` (0 entries, 1 node records) in key order. */
+static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t **k,
+                     size_t *kl, const uint8_t **v, size_t *vl) {
+    if (which == 0) {
+        sync_entry(s, s->data[i].off, k, kl, v, vl);
+        return;
+    }
+    *k = s->arena + s->order[i] + 4;
+    *kl = 33;
+    *v = *k + 33;
+    *vl = sync_len(s, s->order[i]);
+}
+
 typedef struct {
     PyObject_HEAD
     SyncLoader *s;
-    int which;
+    int which, window;
     Py_ssize_t pos;
-    PyObject *last; /* the tuple handed out last: reused when its taker has let it go */
+    PyObject *last; /* the tuple handed out last (window: the one reused tuple of views) */
 } SyncIter;
 
 static void syncit_dealloc(SyncIter *it) {
@@ -191,46 +258,51 @@ static void syncit_dealloc(SyncIter *it) {
     PyObject_Free(it);
 }
 
-static PyObject *sync_item(SyncLoader *s, int which, Py_ssize_t i) {
-    if (which == 0) return Py_NewRef(s->data[i].v);
-    const uint8_t *p = s->arena + s->order[i];
-    PyObject *k = PyBytes_FromStringAndSize((const char *)p + 4, 33);
-    PyObject *r = PyBytes_FromStringAndSize((const char *)p + 37, sync_len(s, s->order[i]));
-    PyObject *t = k && r ? PyTuple_New(2) : NULL;
+static PyObject *sync_pair(PyObject *a, PyObject *b) {
+    PyObject *t = a && b ? PyTuple_New(2) : NULL;
     if (!t) {
-        Py_XDECREF(k);
-        Py_XDECREF(r);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
         return NULL;
     }
-    PyTuple_SET_ITEM(t, 0, k);
-    PyTuple_SET_ITEM(t, 1, r);
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
     return t;
 }
 
 static PyObject *syncit_next(SyncIter *it) {
     SyncLoader *s = it->s;
     if (it->pos >= (it->which ? s->norder : s->ndata)) return NULL;
-    if (!it->which || !it->last || Py_REFCNT(it->last) != 1) {
-        Py_CLEAR(it->last);
-        PyObject *t = sync_item(s, it->which, it->pos++);
-        if (t && it->which) it->last = Py_NewRef(t);
-        return t;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+#if defined(__GNUC__)
+    if (it->which == 0 && it->pos + 8 < s->ndata) { /* key order is random in the arena */
+        const uint8_t *ahead = s->dat.buf + s->data[it->pos + 8].off;
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(ahead + 64);
     }
-    const uint8_t *p = s->arena + s->order[it->pos]; /* no one else holds `last`: reuse it */
-    PyObject *k = PyBytes_FromStringAndSize((const char *)p + 4, 33);
-    PyObject *r = PyBytes_FromStringAndSize((const char *)p + 37, sync_len(s, s->order[it->pos]));
-    if (!k || !r) {
-        Py_XDECREF(k);
-        Py_XDECREF(r);
-        return NULL;
+#endif
+    sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
+    if (!it->window) {
+        it->pos++;
+        return sync_pair(PyBytes_FromStringAndSize((const char *)k, (Py_ssize_t)kl),
+                         PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)vl));
     }
+    if (!it->last) {
+        it->last = sync_pair((PyObject *)PyObject_New(SyncView, &SyncView_Type),
+                             (PyObject *)PyObject_New(SyncView, &SyncView_Type));
+        if (!it->last) return NULL;
+    }
+    SyncView *kv = (SyncView *)PyTuple_GET_ITEM(it->last, 0);
+    SyncView *vv = (SyncView *)PyTuple_GET_ITEM(it->last, 1);
+    if (Py_REFCNT(it->last) != 1 || Py_REFCNT(kv) != 1 || Py_REFCNT(vv) != 1)
+        return PyErr_Format(PyExc_RuntimeError, "a records window was kept past its turn");
+    kv->buf = k;
+    kv->len = (Py_ssize_t)kl;
+    vv->buf = v;
+    vv->len = (Py_ssize_t)vl;
     it->pos++;
-    PyObject *t = it->last, *ok = PyTuple_GET_ITEM(t, 0), *orec = PyTuple_GET_ITEM(t, 1);
-    PyTuple_SET_ITEM(t, 0, k);
-    PyTuple_SET_ITEM(t, 1, r);
-    Py_DECREF(ok);
-    Py_DECREF(orec);
-    return Py_NewRef(t);
+    return Py_NewRef(it->last);
 }
 
 static PyTypeObject SyncIter_Type = {
@@ -253,17 +325,22 @@ static int sync_which(SyncLoader *s, PyObject *arg, int *which) {
     return 0;
 }
 
-static PyObject *sync_records(SyncLoader *s, PyObject *arg) {
+static PyObject *sync_iter(SyncLoader *s, PyObject *arg, int window) {
     int which;
     if (sync_which(s, arg, &which) < 0) return NULL;
     SyncIter *it = PyObject_New(SyncIter, &SyncIter_Type);
     if (!it) return NULL;
     it->s = (SyncLoader *)Py_NewRef(s);
     it->which = which;
+    it->window = window;
     it->pos = 0;
     it->last = NULL;
     return (PyObject *)it;
 }
+
+static PyObject *sync_records(SyncLoader *s, PyObject *arg) { return sync_iter(s, arg, 0); }
+
+static PyObject *sync_window(SyncLoader *s, PyObject *arg) { return sync_iter(s, arg, 1); }
 
 static PyObject *sync_count(SyncLoader *s, PyObject *arg) {
     int which;
@@ -283,20 +360,12 @@ static PyObject *sync_get(SyncLoader *s, PyObject *args) {
     hi = which ? s->norder : s->ndata;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        const uint8_t *k;
-        Py_ssize_t klen = 33;
-        if (which) {
-            k = s->arena + s->order[mid] + 4;
-        } else {
-            k = (const uint8_t *)PyBytes_AS_STRING(s->data[mid].o);
-            klen = PyBytes_GET_SIZE(s->data[mid].o);
-        }
-        int c = memcmp(k, key.buf, (size_t)(klen < key.len ? klen : key.len));
-        if (c == 0) c = (klen > key.len) - (klen < key.len);
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        sync_rec(s, which, mid, &k, &kl, &v, &vl);
+        int c = sync_cmp_keys(k, kl, key.buf, (size_t)key.len);
         if (c == 0) {
-            PyObject *item = sync_item(s, which, mid);
-            if (item) out = Py_NewRef(PyTuple_GET_ITEM(item, 1));
-            Py_XDECREF(item);
+            out = PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)vl);
             goto done;
         }
         if (c < 0)
@@ -320,6 +389,8 @@ static PyMethodDef sync_methods[] = {
     {"records", (PyCFunction)sync_records, METH_O,
      "records(which) -> iterator of (key, value) in key order: 0 entries, 1 node records"},
     {"count", (PyCFunction)sync_count, METH_O, "count(which) -> number of records"},
+    {"window", (PyCFunction)sync_window, METH_O,
+     "window(which) -> records() as one reused 2-tuple of read-only buffers (for putmulti)"},
     {"get", (PyCFunction)sync_get, METH_VARARGS, "get(which, key) -> value or None"},
     {NULL, NULL, 0, NULL}};
 
@@ -335,6 +406,8 @@ static PyTypeObject SyncLoader_Type = {
 
 /* Called from PyInit__smtfast: 0 or -1. */
 static int sync_register(PyObject *m) {
-    if (PyType_Ready(&SyncIter_Type) < 0 || PyType_Ready(&SyncLoader_Type) < 0) return -1;
+    if (PyType_Ready(&SyncView_Type) < 0 || PyType_Ready(&SyncIter_Type) < 0 ||
+        PyType_Ready(&SyncLoader_Type) < 0)
+        return -1;
     return PyModule_AddObjectRef(m, "SyncLoader", (PyObject *)&SyncLoader_Type);
 }

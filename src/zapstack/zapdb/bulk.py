@@ -54,7 +54,7 @@ class Presorted(Mapping[bytes, bytes]):
     """Records already in ascending key order, held in C by a finished
     ``_smtfast.SyncLoader`` (``which`` 0: the entries, 1: the tree records): a read-only
     mapping (a lookup bisects) that :func:`put_many` writes with one ``putmulti`` of
-    :meth:`pairs`, no dict and no per-record object kept."""
+    :meth:`window`, with no Python object made per record."""
 
     __slots__ = ("_src", "_which")
 
@@ -65,6 +65,13 @@ class Presorted(Mapping[bytes, bytes]):
     def pairs(self) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` in key order."""
         it: Iterator[tuple[bytes, bytes]] = self._src.records(self._which)
+        return it
+
+    def window(self) -> Iterator[tuple[Any, Any]]:
+        """:meth:`pairs` as ONE reused 2-tuple of read-only buffers onto the C arrays, each
+        pair valid until the next is taken: for a consumer that copies each pair before
+        taking the next (LMDB's ``putmulti``); one that keeps a pair gets RuntimeError."""
+        it: Iterator[tuple[Any, Any]] = self._src.window(self._which)
         return it
 
     def __len__(self) -> int:
@@ -89,7 +96,7 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any]) -> None:
     if isinstance(ops, Presorted):  # already in order, no deletes
         cur = txn.cursor(db=db)
         try:
-            cur.putmulti(ops.pairs(), append=not cur.last() or cur.key() < next(iter(ops)))
+            cur.putmulti(ops.window(), append=not cur.last() or cur.key() < next(iter(ops)))
         finally:
             cur.close()
         return
