@@ -8,7 +8,13 @@ typedef struct {
     int64_t src; /* K_LEAF: arena offset of the leaf's entry (its record is copied) */
 } SyncUp;
 
+/* Append the record at arena offset `at` to the key order (ValueError unless its key is
+ * above the last one's: LMDB's append would silently skip it). */
 static int sync_push(SyncLoader *s, int64_t at, Py_ssize_t *cap) {
+    if (s->norder && memcmp(s->arena + s->order[s->norder - 1] + 4, s->arena + at + 4, 33) >= 0) {
+        PyErr_SetString(PyExc_ValueError, "node records out of order (a bug)");
+        return -1;
+    }
     if (s->norder == *cap) {
         Py_ssize_t c = *cap ? *cap * 2 : 1024;
         int64_t *o = PyMem_Realloc(s->order, (size_t)c * sizeof(int64_t));
@@ -186,14 +192,7 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
     if (memcmp(lv[0][0].hash, s->root, 32) != 0) {
         PyErr_SetString(PyExc_ValueError, "the chunks do not join to the target root");
     } else if (sync_emit(s, lv, 0, 0, &cap) == 0 && sync_sort_data(s) == 0) {
-        Py_ssize_t i = 1; /* LMDB's append needs them strictly ascending */
-        while (i < s->norder &&
-               memcmp(s->arena + s->order[i - 1] + 4, s->arena + s->order[i] + 4, 33) < 0)
-            i++;
-        if (i < s->norder)
-            PyErr_SetString(PyExc_ValueError, "node records out of order (a bug)");
-        else
-            out = PyBytes_FromStringAndSize((const char *)s->root, 32);
+        out = PyBytes_FromStringAndSize((const char *)s->root, 32);
     }
     PyMem_Free(all);
     if (out) {
