@@ -58,31 +58,28 @@ class Presorted(Mapping[bytes, bytes]):
 
     __slots__ = ("_src", "_which")
 
-    def __init__(self, src: Any, which: int) -> None:
+    def __init__(self, src: _smtfast.SyncLoader, which: int) -> None:
         self._src = src
         self._which = which
 
     def pairs(self) -> Iterator[tuple[bytes, bytes]]:
         """``(key, value)`` in key order."""
-        it: Iterator[tuple[bytes, bytes]] = self._src.records(self._which)
-        return it
+        return self._src.records(self._which)
 
     def window(self) -> Iterator[tuple[Any, Any]]:
         """:meth:`pairs` as ONE reused 2-tuple of read-only buffers onto the C arrays, each
         pair valid until the next is taken: for a consumer that copies each pair before
         taking the next (LMDB's ``putmulti``); one that keeps a pair gets RuntimeError."""
-        it: Iterator[tuple[Any, Any]] = self._src.window(self._which)
-        return it
+        return self._src.window(self._which)
 
     def __len__(self) -> int:
-        n: int = self._src.count(self._which)
-        return n
+        return self._src.count(self._which)
 
     def __iter__(self) -> Iterator[bytes]:
         return (key for key, _ in self.pairs())
 
     def __getitem__(self, key: bytes) -> bytes:
-        value: bytes | None = self._src.get(self._which, key)
+        value = self._src.get(self._which, key)
         if value is None:
             raise KeyError(key)
         return value
@@ -206,7 +203,7 @@ class ChunkLoader:
         self.depth = depth
         self._txn = txn
         self._done: set[int] = set()
-        self._sync: Any = _smtfast.SyncLoader(root, depth) if batch.FAST else None
+        self._sync = _smtfast.SyncLoader(root, depth) if batch.FAST else None
 
     def add(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.
@@ -248,7 +245,7 @@ class ChunkLoader:
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root
         try:
-            root: bytes = self._sync.finish()
+            root = self._sync.finish()
         except ValueError as exc:  # unreachable with verified chunks: a bug
             raise LocalProtocolError(f"verified chunks do not join to the root: {exc}") from None
         self._txn.install(Presorted(self._sync, 0), Presorted(self._sync, 1), root)
