@@ -21,6 +21,7 @@ setup(
                 "src/zapstack/zapdb/_smtfast_api.h",
                 "src/zapstack/zapdb/_smtfast_codec.h",
                 "src/zapstack/zapdb/_smtfast_sync.h",
+                "src/zapstack/zapdb/_smtfast_sync_join.h",
                 "src/zapstack/zapdb/_smtfast_sync_out.h",
             ],
             extra_compile_args=["-O2", "-std=c11"],

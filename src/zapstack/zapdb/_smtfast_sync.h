@@ -19,8 +19,10 @@
  * takes the next (a consumer that keeps one gets RuntimeError, never stale bytes);
  * get(which, key) finds one by bisection.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
- * fallback); tests/zapdb/test_bulk.py holds the two equal.  Holds the GIL throughout;
- * every input is hostile (types and lengths checked before use). */
+ * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Holds
+ * the GIL throughout; every input is hostile (types and lengths checked before use).
+ * This file: the loader and add/add_top; _smtfast_sync_join.h: finish();
+ * _smtfast_sync_out.h: records/window/count/get and the type objects. */
 
 typedef struct {
     uint8_t hash[32];
@@ -360,4 +362,5 @@ static PyObject *sync_add_top(SyncLoader *s, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#include "_smtfast_sync_join.h"
 #include "_smtfast_sync_out.h"
