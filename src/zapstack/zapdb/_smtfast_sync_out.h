@@ -203,3 +203,60 @@ static int sync_register(PyObject *m) {
         return -1;
     return PyModule_AddObjectRef(m, "SyncLoader", (PyObject *)&SyncLoader_Type);
 }
+
+/* walk(get, depth, path) -> (siblings, stop): proofs._walk in C (a chunk server's walk
+ * from the root toward (depth, path), one `get` per level): the sibling hashes met, and
+ * (record,) of the empty subtree (None) or lone leaf it stopped at above `depth`, or None
+ * if it got there.  TypeError if `get` returns neither bytes nor None, ValueError for an
+ * interior record that is not 0x01 || 64 bytes (proofs._walk is the reference). */
+static PyObject *py_walk(PyObject *self, PyObject *args) {
+    PyObject *get, *sibs = NULL, *stop = NULL, *out = NULL;
+    Py_buffer path;
+    int depth;
+    if (!PyArg_ParseTuple(args, "Oiy*", &get, &depth, &path)) return NULL;
+    if (path.len != 32 || depth < 0 || depth > 255) {
+        PyErr_SetString(PyExc_ValueError, "walk needs a 32-byte path and a depth 0..255");
+        goto done;
+    }
+    if (!(sibs = PyList_New(0))) goto done;
+    for (int d = 0; d < depth && !stop; d++) {
+        uint8_t k[33];
+        mask_path(path.buf, d, k);
+        k[32] = (uint8_t)d;
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+        PyObject *rec = key ? PyObject_CallOneArg(get, key) : NULL;
+        Py_XDECREF(key);
+        if (!rec) goto done;
+        if (rec != Py_None && !PyBytes_Check(rec)) {
+            Py_DECREF(rec);
+            PyErr_SetString(PyExc_TypeError, "walk: get must return bytes or None");
+            goto done;
+        }
+        const char *p = rec == Py_None ? NULL : PyBytes_AS_STRING(rec);
+        if (!p || (PyBytes_GET_SIZE(rec) > 0 && p[0] == 0)) {
+            stop = PyTuple_Pack(1, rec);
+            Py_DECREF(rec);
+            if (!stop) goto done;
+            break;
+        }
+        if (PyBytes_GET_SIZE(rec) != 65 || p[0] != 1) {
+            Py_DECREF(rec);
+            PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
+            goto done;
+        }
+        PyObject *sib = PyBytes_FromStringAndSize(p + (bit_at(path.buf, d) ? 1 : 33), 32);
+        Py_DECREF(rec);
+        if (!sib || PyList_Append(sibs, sib) < 0) {
+            Py_XDECREF(sib);
+            goto done;
+        }
+        Py_DECREF(sib);
+    }
+    PyObject *tup = PyList_AsTuple(sibs);
+    if (tup) out = Py_BuildValue("(NO)", tup, stop ? stop : Py_None);
+done:
+    PyBuffer_Release(&path);
+    Py_XDECREF(sibs);
+    Py_XDECREF(stop);
+    return out;
+}

@@ -175,7 +175,7 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
     reader = getattr(store, "node_reader", None)  # the snapshot: LMDB's get, one lock hold
     if reader is not None:
         with reader() as get:
-            siblings, stop = _walk(get, depth, pint)
+            siblings, stop = _walk_fast(get, depth, pint)
     else:
         siblings, stop = _walk(store.get_node, depth, pint)
     if stop is not None:
@@ -192,6 +192,19 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
     return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), siblings, None)
+
+
+def _walk_fast(
+    get: Lookup, depth: int, pint: int
+) -> tuple[tuple[bytes, ...], tuple[bytes | None] | None]:
+    """:func:`_walk` in C when it is built (the same result; a record it finds corrupt, or
+    a ``get`` answering other than bytes, goes the readable way)."""
+    if _smtfast is not None:
+        try:
+            return _smtfast.walk(get, depth, pint.to_bytes(32, "big"))
+        except (TypeError, ValueError):
+            pass
+    return _walk(get, depth, pint)
 
 
 def _walk(
