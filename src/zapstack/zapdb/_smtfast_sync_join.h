@@ -11,7 +11,7 @@ typedef struct {
 /* Append the record at arena offset `at` to the key order (ValueError unless its key is
  * above the last one's: LMDB's append would silently skip it). */
 static int sync_push(SyncLoader *s, int64_t at, Py_ssize_t *cap) {
-    if (s->norder && memcmp(s->arena + s->order[s->norder - 1] + 4, s->arena + at + 4, 33) >= 0) {
+    if (s->norder && memcmp(s->nod.buf + s->order[s->norder - 1] + 4, s->nod.buf + at + 4, 33) >= 0) {
         PyErr_SetString(PyExc_ValueError, "node records out of order (a bug)");
         return -1;
     }
@@ -31,7 +31,7 @@ static int sync_push(SyncLoader *s, int64_t at, Py_ssize_t *cap) {
 
 static inline uint32_t sync_len(const SyncLoader *s, int64_t at) {
     uint32_t n;
-    memcpy(&n, s->arena + at, 4);
+    memcpy(&n, s->nod.buf + at, 4);
     return n;
 }
 
@@ -52,9 +52,9 @@ static int sync_emit(SyncLoader *s, SyncUp **lv, int d, size_t i, Py_ssize_t *ca
     size_t len = u->kind == K_LEAF ? sync_len(s, u->src) : 65;
     int64_t at = sync_slot(s, d, path, len);
     if (at < 0 || sync_push(s, at, cap) < 0) return -1;
-    uint8_t *rec = s->arena + at + 37;
+    uint8_t *rec = s->nod.buf + at + 37;
     if (u->kind == K_LEAF) {
-        memcpy(rec, s->arena + u->src + 37, len);
+        memcpy(rec, s->nod.buf + u->src + 37, len);
         return 0;
     }
     rec[0] = 1;
@@ -188,7 +188,7 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
     }
     PyObject *out = NULL;
     Py_ssize_t cap = 0;
-    size_t amark = s->alen;
+    size_t amark = s->nod.len;
     if (memcmp(lv[0][0].hash, s->root, 32) != 0) {
         PyErr_SetString(PyExc_ValueError, "the chunks do not join to the target root");
     } else if (sync_emit(s, lv, 0, 0, &cap) == 0 && sync_sort_data(s) == 0) {
@@ -198,7 +198,7 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
     if (out) {
         s->finished = 1;
     } else { /* as before the call */
-        s->alen = amark;
+        s->nod.len = amark;
         PyMem_Free(s->order);
         PyMem_Free(s->data);
         s->order = NULL;

@@ -30,7 +30,7 @@ static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t
         sync_entry(s, s->data[i].off, k, kl, v, vl);
         return;
     }
-    *k = s->arena + s->order[i] + 4;
+    *k = s->nod.buf + s->order[i] + 4;
     *kl = 33;
     *v = *k + 33;
     *vl = sync_len(s, s->order[i]);
