@@ -1,6 +1,7 @@
 /* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
 
 #include "_smtfast_codec.h"
+#include "_smtfast_sync.h"
 
 static const char *backend_name = "portable";
 
@@ -310,6 +311,7 @@ static PyMethodDef methods[] = {
     {"sorted_entries", py_sorted_entries, METH_O,
      "sorted_entries(groups) -> dict of every (key, value), keys ascending and distinct"},
     {"fold", py_fold, METH_VARARGS, "fold(path, node, siblings) -> root (see proofs._fold)"},
+    {"walk", py_walk, METH_VARARGS, "walk(get, depth, path) -> (siblings, stop): proofs._walk"},
     {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
     {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},
@@ -325,5 +327,6 @@ PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
+    if (m && sync_register(m) < 0) Py_CLEAR(m);
     return m;
 }

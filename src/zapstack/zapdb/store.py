@@ -28,7 +28,7 @@ import itertools
 import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lmdb
@@ -246,8 +246,8 @@ class ZapDB:
     def _commit_work(
         self,
         base: Snapshot,
-        writes: dict[bytes, Value | None],
-        nodes: dict[bytes, bytes | None],
+        writes: Mapping[bytes, Value | None],
+        nodes: Mapping[bytes, bytes | None],
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
@@ -272,8 +272,8 @@ class ZapDB:
 
     def _write(
         self,
-        writes: dict[bytes, Value | None],
-        nodes: dict[bytes, bytes | None],
+        writes: Mapping[bytes, Value | None],
+        nodes: Mapping[bytes, bytes | None],
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,

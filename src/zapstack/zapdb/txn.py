@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -66,6 +66,8 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
+_Data = Mapping[bytes, Value | None]
+_Nodes = Mapping[bytes, bytes | None]
 Entry = Value | None | _Missing
 
 
@@ -99,6 +101,7 @@ class _Work:
 
     __slots__ = (
         "cache",
+        "installed",
         "log",
         "marks",
         "meta",
@@ -119,6 +122,7 @@ class _Work:
         self.cache: dict[bytes, bytes | None] = {}
         self.meta: dict[bytes, bytes] = {}
         self.root = root
+        self.installed: tuple[_Data, _Nodes] | None = None
 
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
@@ -173,7 +177,7 @@ class Txn:
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` as this txn sees it, or None."""
         key = check_key(key)
-        entry = self._live().writes.get(key, _MISSING)
+        entry = ((w := self._live()).installed or (w.writes,))[0].get(key, _MISSING)
         if isinstance(entry, _Missing):
             return self._base.get(key)
         return entry if entry is None or type(entry) is bytes else bytes(entry)
@@ -185,7 +189,7 @@ class Txn:
         work = self._live()
         lo, hi = key_range(prefix, start, end)
         merged: dict[bytes, bytes] = dict(self._base.scan(lo, hi))
-        for key, value in list(work.writes.items()):
+        for key, value in list((work.installed or (work.writes,))[0].items()):
             if key >= lo and (hi is None or key < hi):
                 if value is None:
                     merged.pop(key, None)
@@ -196,6 +200,8 @@ class Txn:
     # ----------------------------------------------------------------- writes
     def _write(self, key: bytes, value: Value | None) -> None:
         work = self._live()
+        if work.installed is not None:
+            raise LocalProtocolError("a txn with an installed state takes no writes")
         writes = work.writes
         work.log.append((key, writes.get(key, _MISSING)))
         writes[key] = value
@@ -304,17 +310,13 @@ class Txn:
         """The state root of the snapshot this txn was opened on."""
         return self._base.root
 
-    def install(
-        self, writes: dict[bytes, Value | None], nodes: dict[bytes, bytes | None], root: bytes
-    ) -> None:
-        """Take a whole state built and checked elsewhere (:mod:`.bulk`): ``writes``
-        become this txn's data writes, ``nodes`` its tree records, ``root`` its root.
-        Only for a txn with no writes yet; the dicts are kept, not copied."""
+    def install(self, writes: _Data, nodes: _Nodes, root: bytes) -> None:
+        """Take a whole state built and checked elsewhere (:mod:`.bulk`) as this txn's data
+        ``writes``, tree ``nodes`` and ``root`` (kept, not copied); it then takes no writes."""
         work = self._live()
-        if work.writes or work.nodes:
+        if work.writes or work.nodes or work.installed:
             raise LocalProtocolError("install into a txn that already has writes")
-        work.writes = writes
-        work.nodes = nodes
+        work.installed = (writes, nodes)
         work.root = root
         work.pending.clear()
 
@@ -330,9 +332,8 @@ class Txn:
             work = self._live()
             try:
                 root = self._flush(work)
-                self._db._commit_work(
-                    self._base, work.writes, work.nodes, work.meta, root, self._rng
-                )
+                writes, nodes = work.installed or (work.writes, work.nodes)
+                self._db._commit_work(self._base, writes, nodes, work.meta, root, self._rng)
             except BaseException:
                 self._close("discarded")
                 raise
@@ -383,6 +384,7 @@ class Branch(Txn):
             copy = child._live()
             copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
             copy.cache, copy.pending = dict(work.cache), set(work.pending)
+            copy.installed = work.installed
             return child
 
 
