@@ -92,8 +92,7 @@ def test_into_and_memo_layers_give_the_same_tree(
     plain.nodes = dict(base.nodes)
     want = apply_updates_py(plain, second)
     writes: dict[bytes, bytes | None] = {smt.ROOT_PATH: base.get_node(smt.ROOT_PATH)}
-    upper: dict[bytes, bytes | None] = {}
-    lower: dict[bytes, bytes | None] = {}
+    upper, lower = fast.NodeTable(), fast.NodeTable()
     root, record, count = fast.merge(
         base.get_node,
         [k for k, _ in second],
@@ -109,7 +108,7 @@ def test_into_and_memo_layers_give_the_same_tree(
     assert {k: v for k, v in merged.items() if v is not None} == plain.nodes
     for memo in (upper, lower):  # memoised reads are the base's records
         assert all(base.get_node(k) == v for k, v in memo.items())
-    assert all(k[32] < 2 for k in upper) and all(k[32] >= 2 for k in lower)
+    assert all(k[32] < 2 for k, _ in upper.items()) and all(k[32] >= 2 for k, _ in lower.items())
 
 
 def test_strict_build_rejects_what_verify_chunk_rejects() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from zapstack.errors import LocalProtocolError, StoreError
-from zapstack.zapdb import StateChunk, ZapDB, bulk, smt
+from zapstack.zapdb import StateChunk, ZapDB, batch, bulk, smt
 from zapstack.zapdb.proofs import make_chunk
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
@@ -221,7 +221,7 @@ def test_warm_upper_holds_every_record_above_split(tmp_path: Path) -> None:
         for warm in ("warm_upper", "warm_upper_py"):
             with db.read() as view:
                 snap = view._s()
-                snap.upper, snap.warm = {}, False
+                snap.upper, snap.warm = batch.new_memo(), False
                 getattr(snap, warm)()
                 assert snap.split == 9 and snap.warm  # bit_length(5000) - 4
                 want = {k: v for k, v in records.items() if k[32] < snap.split}

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "_sha256.h"
+#include "_smtfast_table.h"
 
 enum { K_EMPTY = 0, K_LEAF = 1, K_NODE = 2, K_SOME = 3 }; /* K_SOME: non-empty, kind not read */
 
@@ -36,6 +37,12 @@ typedef struct {
     PyObject *rec; /* owned: the record for this content's position (NULL if empty) */
 } Content;
 
+typedef struct { /* a stored record as read: no bytes object for an interior one */
+    int kind;      /* K_EMPTY, K_LEAF (rec) or K_NODE (h) */
+    uint8_t h[64]; /* K_NODE: left hash || right hash */
+    PyObject *rec; /* K_LEAF: owned leaf record */
+} Rec;
+
 typedef struct {
     uint8_t k[33]; /* the node-store key: masked path || depth (layout v2) */
     uint8_t skip;  /* a slot taken in walk order but left unused: no write */
@@ -46,9 +53,9 @@ typedef struct {
     PyObject *get;
     Emit *em;
     size_t n, cap;
-    PyObject *nodes; /* dict consulted first (the txn's own writes), or NULL */
-    PyObject *upper; /* memo for depths < split, or NULL */
-    PyObject *lower; /* memo for deeper nodes, or NULL */
+    PyObject *nodes;  /* dict consulted first (the txn's own writes), or NULL */
+    NodeTable *upper; /* memo for depths < split, or NULL */
+    NodeTable *lower; /* memo for deeper nodes, or NULL */
     int split;
     int root_only; /* `nodes` holds only the root's key: looked in at depth 0 only */
 } Ctx;
@@ -111,60 +118,80 @@ static PyObject *leaf_record(Leaf *lf) {
     return r;
 }
 
-/* Content of a stored record (borrowed `rec`, may be NULL). */
-static int content_of(PyObject *rec, Content *out) {
-    if (rec == NULL) {
-        out->kind = K_EMPTY;
-        memset(out->hash, 0, 32);
-        out->rec = NULL;
-        return 0;
-    }
-    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(rec);
-    Py_ssize_t len = PyBytes_GET_SIZE(rec);
-    if ((len == 65 && p[0] == 1) || (len >= 66 && p[0] == 0)) {
-        out->kind = p[0] ? K_NODE : K_LEAF;
-        zsha256_tagged(p[0], p + 1, p + 33, out->hash);
+/* A stored record (borrowed bytes or None) as a Rec; -1 if it is corrupt. */
+static int rec_of(PyObject *r, Rec *out) {
+    out->rec = NULL;
+    out->kind = K_EMPTY;
+    if (r == Py_None) return 0;
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(r);
+    Py_ssize_t len = PyBytes_GET_SIZE(r);
+    if (len == 65 && p[0] == 1) {
+        out->kind = K_NODE;
+        memcpy(out->h, p + 1, 64);
+    } else if (len >= 66 && p[0] == 0) {
+        out->kind = K_LEAF;
+        out->rec = Py_NewRef(r);
     } else {
         PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
         return -1;
     }
-    Py_INCREF(rec);
-    out->rec = rec;
     return 0;
 }
 
-/* The record at (depth, path) through c->get: a new reference to bytes, or NULL with
- * *missing = 1 for an empty subtree; returns -1 on error. */
-static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
-    *out = NULL;
+static void rec_of_entry(const NTEntry *e, Rec *out) {
+    out->rec = NULL;
+    out->kind = e->kind == NT_NODE ? K_NODE : e->kind == NT_LEAF ? K_LEAF : K_EMPTY;
+    if (e->kind == NT_NODE) memcpy(out->h, e->u.h, 64);
+    if (e->kind == NT_LEAF) out->rec = Py_NewRef(e->u.rec);
+}
+
+/* Content of a stored record (an interior one gets no record object: its slot keeps it). */
+static void content_of(const Rec *old, Content *out) {
+    out->kind = old->kind;
+    out->rec = NULL;
+    if (old->kind == K_EMPTY) {
+        memset(out->hash, 0, 32);
+    } else if (old->kind == K_NODE) {
+        zsha256_tagged(1, old->h, old->h + 32, out->hash);
+    } else {
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old->rec);
+        zsha256_tagged(0, p + 1, p + 33, out->hash);
+        out->rec = Py_NewRef(old->rec);
+    }
+}
+
+/* The record at (depth, path): the txn's writes (dict `nodes`), then the memo table for
+ * that depth (probed with the key on the stack), then c->get, whose answer is memoised.
+ * Fills *out (K_EMPTY for an empty subtree); returns -1 on error. */
+static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
+    out->kind = K_EMPTY;
+    out->rec = NULL;
     if (c->get == NULL) return 0;
     uint8_t k[33];
     mask_path(path, depth, k);
     k[32] = (uint8_t)depth;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
-    if (!key) return -1;
-    PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
-    for (int layer = 0; layer < 2 && r == NULL; layer++) {
-        PyObject *dict = layer ? memo : (depth && c->root_only ? NULL : c->nodes);
-        if (dict == NULL) continue;
-        r = PyDict_GetItemWithError(dict, key); /* borrowed; None = empty subtree */
-        if (r == NULL && PyErr_Occurred()) {
+    PyObject *key = NULL, *r;
+    if (c->nodes && !(depth && c->root_only)) {
+        if (!(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
+        r = PyDict_GetItemWithError(c->nodes, key); /* borrowed; None = empty subtree */
+        if (r || PyErr_Occurred()) {
             Py_DECREF(key);
-            return -1;
+            return r ? rec_of(r, out) : -1;
         }
-        Py_XINCREF(r);
     }
-    if (r == NULL) {
-        r = PyObject_CallOneArg(c->get, key);
-        if (r && memo && PyDict_SetItem(memo, key, r) < 0) Py_CLEAR(r);
-    }
-    Py_DECREF(key);
-    if (!r) return -1;
-    if (r == Py_None) {
-        Py_DECREF(r);
+    NodeTable *memo = depth < c->split ? c->upper : c->lower;
+    uint64_t h = nt_hash(k);
+    NTEntry *e = memo ? nt_find(memo, k, h) : NULL;
+    if (e) {
+        Py_XDECREF(key);
+        rec_of_entry(e, out);
         return 0;
     }
-    if (!PyBytes_Check(r)) {
+    if (!key && !(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
+    r = PyObject_CallOneArg(c->get, key);
+    Py_DECREF(key);
+    if (!r) return -1;
+    if (r != Py_None && !PyBytes_Check(r)) {
         Py_buffer view;
         if (PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) < 0) {
             Py_DECREF(r);
@@ -176,8 +203,10 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
         if (!b) return -1;
         r = b;
     }
-    *out = r;
-    return 0;
+    int rc = rec_of(r, out);
+    if (rc == 0 && memo) rc = nt_set_record(memo, k, h, r);
+    Py_DECREF(r);
+    return rc;
 }
 
 static Py_ssize_t split_at(Leaf **a, Py_ssize_t n, int depth) {
@@ -230,7 +259,7 @@ static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     return out->rec ? 0 : -1;
 }
 
-static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, Rec *old,
                  Content *out);
 
 /* Merge into a position that holds nothing or one leaf (borrowed `old`). */
@@ -272,7 +301,7 @@ static int merge_flat(Ctx *c, Leaf **u, Py_ssize_t n, int depth, PyObject *old, 
 
 /* Place a changed child's content in its slot (or delete what was there, or leave the
  * slot unused). */
-static void settle(Ctx *c, Py_ssize_t slot, Content *ch, PyObject *old, int keep) {
+static void settle(Ctx *c, Py_ssize_t slot, Content *ch, const Rec *old, int keep) {
     Emit *e = &c->em[slot];
     if (keep && ch->kind != K_EMPTY) {
         e->rec = ch->rec;
@@ -281,7 +310,7 @@ static void settle(Ctx *c, Py_ssize_t slot, Content *ch, PyObject *old, int keep
         return;
     }
     Py_CLEAR(ch->rec);
-    e->skip = old == NULL;
+    e->skip = old->kind == K_EMPTY;
 }
 
 /* Merge into an interior node whose record holds its children's hashes `hashes` (64 bytes):
@@ -298,7 +327,7 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     Py_ssize_t m = split_at(u, n, depth);
     Leaf **part[2] = {u, u + m};
     Py_ssize_t cnt[2] = {m, n - m};
-    PyObject *old[2] = {NULL, NULL};
+    Rec old[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
     Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
     Py_ssize_t slot[2]; /* taken before each side's subtree: writes come out in key order */
     int rc = -1;
@@ -307,7 +336,7 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
         c->em[slot[s]].skip = 1;
         if (cnt[s]) {
             if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
-            if (merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0) goto done;
+            if (merge(c, part[s], cnt[s], depth + 1, side[s], &old[s], &ch[s]) < 0) goto done;
         } else {
             memcpy(ch[s].hash, hashes + 32 * s, 32);
             ch[s].kind = memcmp(ch[s].hash, empty, 32) ? K_SOME : K_EMPTY;
@@ -315,8 +344,8 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     }
     for (int s = 0; s < 2; s++) { /* the other side emptied: is this one a lone leaf? */
         if (ch[s].kind == K_SOME && ch[1 - s].kind == K_EMPTY) {
-            if (fetch(c, depth + 1, side[s], &old[s]) < 0 || content_of(old[s], &ch[s]) < 0)
-                goto done;
+            if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
+            content_of(&old[s], &ch[s]);
             if (ch[s].kind == K_EMPTY || memcmp(ch[s].hash, hashes + 32 * s, 32)) {
                 PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
                 goto done;
@@ -341,30 +370,25 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     }
     for (int s = 0; s < 2; s++) {
         if (lone >= 0 || out->kind == K_EMPTY)
-            settle(c, slot[s], &ch[s], old[s], 0);
+            settle(c, slot[s], &ch[s], &old[s], 0);
         else if (cnt[s])
-            settle(c, slot[s], &ch[s], old[s], 1);
+            settle(c, slot[s], &ch[s], &old[s], 1);
     }
     rc = 0;
 done:
     for (int s = 0; s < 2; s++) {
-        Py_XDECREF(old[s]);
+        Py_XDECREF(old[s].rec);
         Py_XDECREF(ch[s].rec);
     }
     if (rc < 0 && out->rec) Py_CLEAR(out->rec);
     return rc;
 }
 
-static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, Rec *old,
                  Content *out) {
     out->rec = NULL;
-    if (old == NULL) return merge_flat(c, u, n, depth, NULL, out);
-    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old);
-    Py_ssize_t len = PyBytes_GET_SIZE(old);
-    if (len >= 66 && p[0] == 0) return merge_flat(c, u, n, depth, old, out);
-    if (len == 65 && p[0] == 1) return merge_node(c, u, n, depth, path, p + 1, out);
-    PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
-    return -1;
+    if (old->kind == K_NODE) return merge_node(c, u, n, depth, path, old->h, out);
+    return merge_flat(c, u, n, depth, old->kind == K_LEAF ? old->rec : NULL, out);
 }
 
 static int cmp_leaf(const void *x, const void *y) {

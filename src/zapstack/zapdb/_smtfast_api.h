@@ -128,10 +128,12 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
                                      &keys, &PyList_Type, &values, &depth, &prefix, &strict,
                                      &into, &upper, &lower, &split))
         return NULL;
-    if ((into != Py_None && !PyDict_Check(into)) || (upper != Py_None && !PyDict_Check(upper)) ||
-        (lower != Py_None && !PyDict_Check(lower))) {
+    if ((into != Py_None && !PyDict_Check(into)) ||
+        (upper != Py_None && !PyObject_TypeCheck(upper, &NodeTableType)) ||
+        (lower != Py_None && !PyObject_TypeCheck(lower, &NodeTableType))) {
         PyBuffer_Release(&prefix);
-        return PyErr_Format(PyExc_TypeError, "into, upper and lower must be dicts or None");
+        return PyErr_Format(PyExc_TypeError,
+                            "into must be a dict, upper and lower NodeTables (or None)");
     }
     uint8_t pfx[32] = {0};
     if (prefix.buf) {
@@ -148,7 +150,8 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     if (memcmp(masked, pfx, 32) != 0)
         return PyErr_Format(PyExc_ValueError, "prefix has bits set beyond depth");
     Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, into == Py_None ? NULL : into,
-             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split, 0};
+             upper == Py_None ? NULL : (NodeTable *)upper,
+             lower == Py_None ? NULL : (NodeTable *)lower, split, 0};
     if (c.nodes && PyDict_GET_SIZE(into) == 1) { /* a txn's first merge: its root's slot */
         static const char zero[33] = {0};
         PyObject *root_key = PyBytes_FromStringAndSize(zero, 33);
@@ -158,7 +161,8 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     }
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
-    PyObject *old = NULL, *result = NULL, *writes = NULL;
+    PyObject *result = NULL, *writes = NULL;
+    Rec old = {K_EMPTY, {0}, NULL};
     Content out = {K_EMPTY, {0}, NULL};
     Py_ssize_t kept = 0;
     if (!leaves || !order) {
@@ -172,8 +176,12 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
         goto done;
     }
     if (fetch(&c, depth, pfx, &old) < 0) goto done;
-    if (kept ? merge(&c, order, kept, depth, pfx, old, &out) < 0 : content_of(old, &out) < 0)
-        goto done;
+    if (kept) {
+        if (merge(&c, order, kept, depth, pfx, &old, &out) < 0) goto done;
+    } else {
+        content_of(&old, &out);
+        if (out.kind == K_NODE && !(out.rec = node_record(old.h, old.h + 32))) goto done;
+    }
     if (into != Py_None) {
         if (writes_into(&c, into) < 0) goto done;
         writes = PyLong_FromSize_t(c.n);
@@ -189,7 +197,7 @@ done:
     PyMem_Free(c.em);
     PyMem_Free(leaves);
     PyMem_Free(order);
-    Py_XDECREF(old);
+    Py_XDECREF(old.rec);
     Py_XDECREF(out.rec);
     Py_XDECREF(writes);
     return result;
@@ -325,5 +333,8 @@ PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
+    if (m && (PyType_Ready(&NodeTableType) < 0 ||
+              PyModule_AddObjectRef(m, "NodeTable", (PyObject *)&NodeTableType) < 0))
+        Py_CLEAR(m);
     return m;
 }

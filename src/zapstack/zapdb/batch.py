@@ -4,9 +4,9 @@
 the C extension (sorted by key hash; each touched record read once, each changed
 node hashed once); :func:`build` is the same from nothing (bulk load, state-sync
 chunks).  :class:`NodeOverlay` is a txn's view of the tree: its own writes over
-the snapshot, with base reads memoised in two dicts -- the snapshot's shared
-``upper`` levels and the txn's own ``cache`` -- which the C merge reads directly
-(:class:`Layers`) instead of calling back into Python.  ``FAST`` is False when
+the snapshot, with base reads memoised in two C tables (:data:`Memo`) -- the
+snapshot's shared ``upper`` levels and the txn's own ``cache`` -- which the C merge
+probes directly (:class:`Layers`), reading LMDB only on a miss.  ``FAST`` is False when
 the extension is not built; callers then use :func:`.smt.apply_updates_py`, which
 tests hold equal.  Same threading rules as the txn that owns the overlay.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 from zapstack.errors import StoreError
 from zapstack.zapdb.smt import EMPTY, ROOT_PATH, NodeStore
@@ -33,10 +33,12 @@ __all__ = [
     "FAST",
     "BulkNodeStore",
     "Layers",
+    "Memo",
     "NodeOverlay",
     "apply_batch",
     "build",
     "merge_lists",
+    "new_memo",
     "scan_writes",
     "sort_writes",
     "sorted_entries",
@@ -46,6 +48,15 @@ FAST = _smtfast is not None
 """Whether the C extension is built."""
 _ROOT_PATH = ROOT_PATH
 
+Memo: TypeAlias = "dict[bytes, bytes | None] | _smtfast.NodeTable"
+"""A memo of tree records (node-store key -> record | None): a C ``NodeTable`` when the
+extension is built (the merge probes it without a bytes object or a dict), else a dict."""
+
+
+def new_memo() -> Memo:
+    """An empty :data:`Memo`."""
+    return {} if _smtfast is None else _smtfast.NodeTable()
+
 
 class Layers(NamedTuple):
     """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
@@ -54,9 +65,9 @@ class Layers(NamedTuple):
     """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
     writes: dict[bytes, bytes | None]
     """Records written so far (None = deleted); the merge adds its writes here."""
-    upper: dict[bytes, bytes | None]
+    upper: Memo
     """Memo of base reads at depths < ``split``."""
-    lower: dict[bytes, bytes | None]
+    lower: Memo
     """Memo of the deeper base reads."""
     split: int
     """Depth bound of ``upper``."""
@@ -96,11 +107,14 @@ def merge_lists(
     try:
         if isinstance(store, BulkNodeStore):
             lay = store.layers()
+            upper, lower = lay.upper, lay.lower
+            if isinstance(upper, dict) or isinstance(lower, dict):
+                raise StoreError("the C merge needs NodeTable memos (batch.new_memo)")
             into = lay.writes
             into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
             with lay.reader() as get:
                 root, record, _ = _smtfast.merge(
-                    get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
+                    get, keys, values, into=into, upper=upper, lower=lower, split=lay.split
                 )
             into[_ROOT_PATH] = record
             return bytes(root)
@@ -175,9 +189,7 @@ class NodeOverlay:
 
     __slots__ = ("base", "cache", "nodes")
 
-    def __init__(
-        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
-    ) -> None:
+    def __init__(self, nodes: dict[bytes, bytes | None], cache: Memo, base: Snapshot) -> None:
         self.nodes = nodes
         self.cache = cache
         self.base = base

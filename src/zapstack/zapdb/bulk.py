@@ -66,7 +66,7 @@ def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
 
 def carry_upper(
     base: Snapshot, nodes: Nodes, version: int, *, steal: bool = False
-) -> tuple[int, int, Nodes, bool] | None:
+) -> tuple[int, int, batch.Memo, bool] | None:
     """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
     records at depths < split applied, so block after block reads only the deepest
     levels of a changed path from LMDB (a per-key cost that stays flat as the state
@@ -77,7 +77,10 @@ def carry_upper(
         return None
     split = base.split
     upper = base.upper if steal else base.upper.copy()
-    upper.update((k, v) for k, v in nodes.items() if k[32] < split)
+    if isinstance(upper, dict):
+        upper.update((k, v) for k, v in nodes.items() if k[32] < split)
+    else:
+        upper.absorb(nodes, split)  # the same in C
     return version, split, upper, base.warm
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
-from zapstack.zapdb import bulk, smt
+from zapstack.zapdb import batch, bulk, smt
 from zapstack.zapdb.files import LAYOUT, check_files, check_layout
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
@@ -97,7 +97,7 @@ class ZapDB:
         self._live: set[Snapshot] = set()
         self._halted: BaseException | None = None
         self._closed = False
-        self._carry: tuple[int, int, dict[bytes, bytes | None], bool] | None = None
+        self._carry: tuple[int, int, batch.Memo, bool] | None = None
         """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
 
     @classmethod

@@ -116,7 +116,7 @@ class _Work:
         self.open_tx: tuple[int, int] | None = None
         self.pending: set[bytes] = set()
         self.nodes: dict[bytes, bytes | None] = {}
-        self.cache: dict[bytes, bytes | None] = {}
+        self.cache: batch.Memo = batch.new_memo()
         self.meta: dict[bytes, bytes] = {}
         self.root = root
 
@@ -382,7 +382,7 @@ class Branch(Txn):
             child = Branch(db, self._base, serial, db._rng(serial))
             copy = child._live()
             copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
-            copy.cache, copy.pending = dict(work.cache), set(work.pending)
+            copy.cache, copy.pending = work.cache.copy(), set(work.pending)
             return child
 
 

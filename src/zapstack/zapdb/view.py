@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from zapstack.errors import StoreError
-from zapstack.zapdb import proofs, smt
+from zapstack.zapdb import batch, proofs, smt
 
 try:
     from zapstack.zapdb import _smtfast
@@ -69,7 +69,7 @@ class Snapshot:
         version: int,
         root: bytes,
         release: Callable[[Snapshot], None],
-        upper: dict[bytes, bytes | None] | None = None,
+        upper: batch.Memo | None = None,
         split: int = 0,
         warm: bool = False,
     ) -> None:
@@ -84,9 +84,10 @@ class Snapshot:
         """Users holding this snapshot (guarded by the database's head lock)."""
         self._lock = threading.Lock()
         self._release = release
-        self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
-        """Memo of this version's tree records at depths < ``split`` (None = empty),
-        shared by every txn on it; only ever grows, and only with this version's facts."""
+        self.upper: batch.Memo = batch.new_memo() if upper is None else upper
+        """Memo of this version's tree records at depths < ``split`` (None = empty; a C
+        ``NodeTable`` when the extension is built), shared by every txn on it; only ever
+        grows, and only with this version's facts."""
         self.split = split
         """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
         self.warm = warm
@@ -187,7 +188,7 @@ class Snapshot:
             return
         with self.node_reader() as get:
             if not self.warm:
-                if _smtfast is not None:
+                if _smtfast is not None and not isinstance(self.upper, dict):
                     _smtfast.warm(get, self.upper, self.split)
                 else:
                     self._warm_py(get, 0, 0, known_empty=False)
