@@ -31,10 +31,11 @@ typedef struct {
     int del;
 } Leaf;
 
-typedef struct {
+typedef struct { /* a subtree's new content; its record is `body` or `rec` by kind */
     int kind;
     uint8_t hash[32];
-    PyObject *rec; /* owned: the record for this content's position (NULL if empty) */
+    uint8_t body[64]; /* K_NODE: left hash || right hash (no bytes object made) */
+    PyObject *rec;    /* K_LEAF: owned leaf record, else NULL */
 } Content;
 
 typedef struct { /* a stored record as read: no bytes object for an interior one */
@@ -44,20 +45,24 @@ typedef struct { /* a stored record as read: no bytes object for an interior one
 } Rec;
 
 typedef struct {
-    uint8_t k[33]; /* the node-store key: masked path || depth (layout v2) */
-    uint8_t skip;  /* a slot taken in walk order but left unused: no write */
-    PyObject *rec; /* owned; NULL = delete */
+    uint8_t k[33];    /* the node-store key: masked path || depth (layout v2) */
+    uint8_t skip;     /* a slot taken in walk order but left unused: no write */
+    uint8_t kind;     /* K_EMPTY: a delete; K_NODE: body; K_LEAF: rec */
+    uint8_t body[64];
+    PyObject *rec;    /* owned (K_LEAF) */
 } Emit;
 
 typedef struct {
     PyObject *get;
     Emit *em;
     size_t n, cap;
-    PyObject *nodes;  /* dict consulted first (the txn's own writes), or NULL */
+    NodeTable *tree;  /* the txn's writes as a table: consulted first, or NULL */
+    PyObject *nodes;  /* dict consulted next (the txn's own writes), or NULL */
     NodeTable *upper; /* memo for depths < split, or NULL */
     NodeTable *lower; /* memo for deeper nodes, or NULL */
     int split;
     int root_only; /* `nodes` holds only the root's key: looked in at depth 0 only */
+    const Leaf *chain; /* the lone update whose path was last prefetched */
 } Ctx;
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
@@ -69,13 +74,37 @@ static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
     if (rem) dst[full] = src[full] & (uint8_t)(0xFF << (8 - rem));
 }
 
-/* Append a write for (depth, path) and return its index (-1 on error); `rec` is owned. */
-static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
+/* A lone update's path below `from` is known before any of it is read: start loading its
+ * memo entries at depths [from, to) all at once (index words, then the entries they name),
+ * so the walk down meets them in cache instead of taking one miss after another. */
+static void prefetch_path(const NodeTable *t, const uint8_t *kh, int from, int to) {
+    enum { MAXL = 48 };
+    uint64_t hs[MAXL];
+    uint8_t k[33];
+    if (t == NULL || t->idx == NULL || from >= to) return;
+    if (to - from > MAXL) to = from + MAXL;
+    for (int d = from; d < to; d++) {
+        mask_path(kh, d, k);
+        k[32] = (uint8_t)d;
+        hs[d - from] = nt_hash(k);
+        __builtin_prefetch(&t->idx[(size_t)hs[d - from] & t->mask]);
+    }
+    for (int d = from; d < to; d++) {
+        uint64_t h = hs[d - from], w = t->idx[(size_t)h & t->mask];
+        if (w && (uint32_t)(w >> 32) == (uint32_t)(h >> 32)) {
+            const char *e = (const char *)&t->ent[(uint32_t)w - 1];
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + sizeof(NTEntry) - 1);
+        }
+    }
+}
+
+/* Append a write (a delete until filled) for (depth, path); its index, or -1 on error. */
+static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path) {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
         Emit *em = PyMem_Realloc(c->em, cap * sizeof(Emit));
         if (!em) {
-            Py_XDECREF(rec);
             PyErr_NoMemory();
             return -1;
         }
@@ -86,8 +115,17 @@ static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec)
     mask_path(path, depth, e->k);
     e->k[32] = (uint8_t)depth;
     e->skip = 0;
-    e->rec = rec;
+    e->kind = K_EMPTY;
+    e->rec = NULL;
     return (Py_ssize_t)c->n++;
+}
+
+/* Move a content into a write slot. */
+static void emit_take(Emit *e, Content *ch) {
+    e->kind = (uint8_t)ch->kind;
+    if (ch->kind == K_NODE) memcpy(e->body, ch->body, 64);
+    e->rec = ch->rec;
+    ch->rec = NULL;
 }
 
 /* An interior record (layout v2): 0x01 || left hash || right hash, whose sha256 is the
@@ -100,6 +138,12 @@ static PyObject *node_record(const uint8_t left[32], const uint8_t right[32]) {
     memcpy(p + 1, left, 32);
     memcpy(p + 33, right, 32);
     return r;
+}
+
+/* The stored form of a content (kind, body, rec): a new reference, None if empty. */
+static PyObject *record_of(int kind, const uint8_t *body, PyObject *rec) {
+    if (kind == K_NODE) return node_record(body, body + 32);
+    return Py_NewRef(kind == K_EMPTY ? Py_None : rec);
 }
 
 static PyObject *leaf_record(Leaf *lf) {
@@ -153,6 +197,7 @@ static void content_of(const Rec *old, Content *out) {
         memset(out->hash, 0, 32);
     } else if (old->kind == K_NODE) {
         zsha256_tagged(1, old->h, old->h + 32, out->hash);
+        memcpy(out->body, old->h, 64);
     } else {
         const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old->rec);
         zsha256_tagged(0, p + 1, p + 33, out->hash);
@@ -171,6 +216,12 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
     mask_path(path, depth, k);
     k[32] = (uint8_t)depth;
     PyObject *key = NULL, *r;
+    uint64_t h = nt_hash(k);
+    NTEntry *e = c->tree ? nt_find(c->tree, k, h) : NULL;
+    if (e) {
+        rec_of_entry(e, out);
+        return 0;
+    }
     if (c->nodes && !(depth && c->root_only)) {
         if (!(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
         r = PyDict_GetItemWithError(c->nodes, key); /* borrowed; None = empty subtree */
@@ -180,8 +231,7 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
         }
     }
     NodeTable *memo = depth < c->split ? c->upper : c->lower;
-    uint64_t h = nt_hash(k);
-    NTEntry *e = memo ? nt_find(memo, k, h) : NULL;
+    e = memo ? nt_find(memo, k, h) : NULL;
     if (e) {
         Py_XDECREF(key);
         rec_of_entry(e, out);
@@ -249,14 +299,15 @@ static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     Py_ssize_t cnt[2] = {m, n - m};
     for (int s = 0; s < 2; s++) {
         Py_ssize_t slot = -1; /* a non-empty side always has a record */
-        if (cnt[s] && (slot = emit_at(c, depth + 1, part[s][0]->kh, NULL)) < 0) return -1;
+        if (cnt[s] && (slot = emit_at(c, depth + 1, part[s][0]->kh)) < 0) return -1;
         if (build(c, part[s], cnt[s], depth + 1, &side[s]) < 0) return -1;
-        if (slot >= 0) c->em[slot].rec = side[s].rec;
+        if (slot >= 0) emit_take(&c->em[slot], &side[s]);
     }
     zsha256_tagged(1, side[0].hash, side[1].hash, out->hash);
     out->kind = K_NODE;
-    out->rec = node_record(side[0].hash, side[1].hash);
-    return out->rec ? 0 : -1;
+    memcpy(out->body, side[0].hash, 32);
+    memcpy(out->body + 32, side[1].hash, 32);
+    return 0;
 }
 
 static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, Rec *old,
@@ -304,9 +355,8 @@ static int merge_flat(Ctx *c, Leaf **u, Py_ssize_t n, int depth, PyObject *old, 
 static void settle(Ctx *c, Py_ssize_t slot, Content *ch, const Rec *old, int keep) {
     Emit *e = &c->em[slot];
     if (keep && ch->kind != K_EMPTY) {
-        e->rec = ch->rec;
+        emit_take(e, ch);
         e->skip = 0;
-        ch->rec = NULL;
         return;
     }
     Py_CLEAR(ch->rec);
@@ -319,6 +369,12 @@ static void settle(Ctx *c, Py_ssize_t slot, Content *ch, const Rec *old, int kee
 static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
                       const uint8_t *hashes, Content *out) {
     if (depth >= 255) return collision();
+    if (n == 1 && c->chain != u[0]) { /* a lone update from here down: its path is known */
+        c->chain = u[0];
+        prefetch_path(c->upper, u[0]->kh, depth + 1, c->split);
+        prefetch_path(c->lower, u[0]->kh, depth + 1 > c->split ? depth + 1 : c->split,
+                      depth + 9 > c->split ? depth + 9 : c->split);
+    }
     static const uint8_t empty[32] = {0};
     uint8_t side[2][32];
     memcpy(side[0], path, 32);
@@ -328,11 +384,11 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     Leaf **part[2] = {u, u + m};
     Py_ssize_t cnt[2] = {m, n - m};
     Rec old[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
-    Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
+    Content ch[2] = {{K_EMPTY, {0}, {0}, NULL}, {K_EMPTY, {0}, {0}, NULL}};
     Py_ssize_t slot[2]; /* taken before each side's subtree: writes come out in key order */
     int rc = -1;
     for (int s = 0; s < 2; s++) {
-        if ((slot[s] = emit_at(c, depth + 1, side[s], NULL)) < 0) goto done;
+        if ((slot[s] = emit_at(c, depth + 1, side[s])) < 0) goto done;
         c->em[slot[s]].skip = 1;
         if (cnt[s]) {
             if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
@@ -365,8 +421,8 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     } else {
         out->kind = K_NODE;
         zsha256_tagged(1, ch[0].hash, ch[1].hash, out->hash);
-        out->rec = node_record(ch[0].hash, ch[1].hash);
-        if (!out->rec) goto done;
+        memcpy(out->body, ch[0].hash, 32);
+        memcpy(out->body + 32, ch[1].hash, 32);
     }
     for (int s = 0; s < 2; s++) {
         if (lone >= 0 || out->kind == K_EMPTY)

@@ -246,18 +246,80 @@ static PyObject *nt_copy(NodeTable *t, PyObject *unused) {
     return (PyObject *)c;
 }
 
-/* absorb(nodes, split): every (key, record) of dict `nodes` at depth < split, set here. */
+/* absorb(nodes, split): every (key, record) of `nodes` (a dict, or a list of pairs) at
+ * depth < split, set here. */
 static PyObject *nt_absorb(NodeTable *t, PyObject *args) {
     PyObject *nodes, *key, *rec;
     int split;
     Py_ssize_t pos = 0;
-    if (!PyArg_ParseTuple(args, "O!i", &PyDict_Type, &nodes, &split)) return NULL;
-    while (PyDict_Next(nodes, &pos, &key, &rec)) {
+    if (!PyArg_ParseTuple(args, "Oi", &nodes, &split)) return NULL;
+    int is_list = PyList_Check(nodes);
+    if (!is_list && !PyDict_Check(nodes))
+        return PyErr_Format(PyExc_TypeError, "absorb needs a dict or a list of pairs");
+    for (;;) {
+        if (is_list) {
+            if (pos >= PyList_GET_SIZE(nodes)) break;
+            PyObject *item = PyList_GET_ITEM(nodes, pos++);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+                return PyErr_Format(PyExc_TypeError, "absorb needs (key, record) pairs");
+            key = PyTuple_GET_ITEM(item, 0);
+            rec = PyTuple_GET_ITEM(item, 1);
+        } else if (!PyDict_Next(nodes, &pos, &key, &rec)) {
+            break;
+        }
         const uint8_t *k;
         if (nt_key(key, &k) < 0) return NULL;
         if (k[32] < split && nt_set_record(t, k, nt_hash(k), rec) < 0) return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *py_sorted_items(PyObject *self, PyObject *d);
+
+static int cmp_entry_key(const void *x, const void *y) {
+    return memcmp((*(NTEntry *const *)x)->k, (*(NTEntry *const *)y)->k, 33);
+}
+
+/* merged(nodes) -> [(key, record | None)]: dict `nodes` with this table's entries over it,
+ * keys ascending (a txn's tree writes, as the commit's putmulti takes them). */
+static PyObject *nt_merged(NodeTable *t, PyObject *nodes) {
+    if (!PyDict_Check(nodes)) return PyErr_Format(PyExc_TypeError, "merged needs a dict");
+    int rc = 0;
+    if (PyDict_GET_SIZE(nodes)) { /* rare (records installed, then merged over): via a dict */
+        PyObject *d = PyDict_Copy(nodes), *out = NULL;
+        for (size_t j = 0; d && rc == 0 && j < t->n; j++) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)t->ent[j].k, 33);
+            PyObject *rec = key ? nt_record(&t->ent[j]) : NULL;
+            rc = rec ? PyDict_SetItem(d, key, rec) : -1;
+            Py_XDECREF(key);
+            Py_XDECREF(rec);
+        }
+        PyObject *sorted = d && rc == 0 ? py_sorted_items(NULL, d) : NULL;
+        Py_XDECREF(d);
+        if (sorted) out = PyObject_CallMethod(sorted, "items", NULL);
+        Py_XDECREF(sorted);
+        if (out) Py_SETREF(out, PySequence_List(out));
+        return out;
+    }
+    NTEntry **order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(NTEntry *));
+    if (!order) return PyErr_NoMemory();
+    int sorted = 1;
+    for (size_t j = 0; j < t->n; j++) {
+        order[j] = &t->ent[j];
+        if (j && memcmp(t->ent[j - 1].k, t->ent[j].k, 33) >= 0) sorted = 0;
+    }
+    if (!sorted) qsort(order, t->n, sizeof(NTEntry *), cmp_entry_key);
+    PyObject *out = PyList_New((Py_ssize_t)t->n);
+    for (size_t j = 0; out && j < t->n; j++) {
+        PyObject *rec = nt_record(order[j]);
+        PyObject *item = rec ? Py_BuildValue("(y#N)", (const char *)order[j]->k, (Py_ssize_t)33,
+                                             rec)
+                             : NULL;
+        if (!item) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)j, item);
+    }
+    PyMem_Free(order);
+    return out;
 }
 
 static PyObject *nt_nbytes(NodeTable *t, PyObject *unused) {
@@ -273,6 +335,8 @@ static PyMethodDef nt_methods[] = {
     {"copy", (PyCFunction)nt_copy, METH_NOARGS, "copy() -> an independent table (memcpy)"},
     {"absorb", (PyCFunction)nt_absorb, METH_VARARGS,
      "absorb(nodes, split): set every (key, record) of dict nodes at depth < split"},
+    {"merged", (PyCFunction)nt_merged, METH_O,
+     "merged(nodes) -> [(key, record | None)]: nodes with this table's over it, ascending"},
     {"nbytes", (PyCFunction)nt_nbytes, METH_NOARGS, "nbytes() -> bytes of memory held (not leaf records)"},
     {NULL, NULL, 0, NULL}};
 

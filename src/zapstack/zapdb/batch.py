@@ -35,10 +35,12 @@ __all__ = [
     "Layers",
     "Memo",
     "NodeOverlay",
+    "NodeWrites",
     "apply_batch",
     "build",
     "merge_lists",
     "new_memo",
+    "node_writes",
     "scan_writes",
     "sort_writes",
     "sorted_entries",
@@ -64,7 +66,9 @@ class Layers(NamedTuple):
     reader: Callable[[], AbstractContextManager[Callable[[bytes], bytes | None]]]
     """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
     writes: dict[bytes, bytes | None]
-    """Records written so far (None = deleted); the merge adds its writes here."""
+    """Records installed (:meth:`.Txn.install`; None = deleted), read after ``tree``."""
+    tree: Memo
+    """The merges' writes (None = deleted): read first; the merge adds its writes here."""
     upper: Memo
     """Memo of base reads at depths < ``split``."""
     lower: Memo
@@ -107,16 +111,20 @@ def merge_lists(
     try:
         if isinstance(store, BulkNodeStore):
             lay = store.layers()
-            upper, lower = lay.upper, lay.lower
-            if isinstance(upper, dict) or isinstance(lower, dict):
-                raise StoreError("the C merge needs NodeTable memos (batch.new_memo)")
-            into = lay.writes
-            into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
-            with lay.reader() as get:
-                root, record, _ = _smtfast.merge(
-                    get, keys, values, into=into, upper=upper, lower=lower, split=lay.split
+            tree, upper, lower = lay.tree, lay.upper, lay.lower
+            if isinstance(tree, dict) or isinstance(upper, dict) or isinstance(lower, dict):
+                raise StoreError("the C merge needs NodeTables (batch.new_memo)")
+            with lay.reader() as get:  # writes and the root's record go into `tree`
+                root, _, _ = _smtfast.merge(
+                    get,
+                    keys,
+                    values,
+                    into=tree,
+                    nodes=lay.writes,
+                    upper=upper,
+                    lower=lower,
+                    split=lay.split,
                 )
-            into[_ROOT_PATH] = record
             return bytes(root)
         root, record, writes = _smtfast.merge(store.get_node, keys, values)
     except OverflowError as exc:
@@ -148,13 +156,14 @@ def build(
     return bytes(root), record
 
 
-def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
-    """(any value is None, keys strictly ascending in iteration order) of a write dict."""
-    if _smtfast is not None and isinstance(writes, dict):
+def scan_writes(writes: Mapping[bytes, object] | list[tuple[bytes, Any]]) -> tuple[bool, bool]:
+    """(any value is None, keys strictly ascending in iteration order) of a write dict or
+    a list of ``(key, value)`` pairs."""
+    if _smtfast is not None and isinstance(writes, dict | list):
         return _smtfast.scan(writes)
-    keys = list(writes)
-    has_none = any(v is None for v in writes.values())
-    return has_none, all(a < b for a, b in itertools.pairwise(keys))
+    pairs = list(writes.items()) if isinstance(writes, Mapping) else writes
+    has_none = any(v is None for _, v in pairs)
+    return has_none, all(a[0] < b[0] for a, b in itertools.pairwise(pairs))
 
 
 def sorted_entries(groups: list[tuple[tuple[bytes, Any], ...]]) -> dict[bytes, Any]:
@@ -179,22 +188,44 @@ def sort_writes(writes: dict[bytes, Any]) -> dict[bytes, Any]:
     return dict(sorted(writes.items()))
 
 
+NodeWrites: TypeAlias = "dict[bytes, bytes | None] | list[tuple[bytes, bytes | None]]"
+"""A commit's tree records (None = delete): a dict, or ``(key, record)`` pairs."""
+
+
+def node_writes(nodes: dict[bytes, bytes | None], tree: Memo) -> NodeWrites:
+    """A txn's tree records for its commit: the installed ``nodes`` with the merges'
+    ``tree`` over them, keys ascending (in C, as a list of pairs, for a ``NodeTable``:
+    no dict to hash 33-byte keys into)."""
+    if not tree:
+        return nodes
+    if isinstance(tree, dict):
+        return dict(sorted({**nodes, **tree}.items()))
+    return tree.merged(nodes)
+
+
 class NodeOverlay:
     """NodeStore: the txn's changed tree nodes over the snapshot's.
 
-    Base reads are memoised (the snapshot is immutable, so the memo never goes
-    stale): the upper levels in the snapshot's shared ``upper`` (carried from
-    commit to commit by the store), the rest in this txn's ``cache``.
+    Its writes go to ``tree`` (a C table the merge fills without a bytes object per
+    node), read before the records ``nodes`` a bulk path installed.  Base reads are
+    memoised (the snapshot is immutable, so the memo never goes stale): the upper
+    levels in the snapshot's shared ``upper`` (carried from commit to commit by the
+    store), the rest in this txn's ``cache``.
     """
 
-    __slots__ = ("base", "cache", "nodes")
+    __slots__ = ("base", "cache", "nodes", "tree")
 
-    def __init__(self, nodes: dict[bytes, bytes | None], cache: Memo, base: Snapshot) -> None:
+    def __init__(
+        self, nodes: dict[bytes, bytes | None], tree: Memo, cache: Memo, base: Snapshot
+    ) -> None:
         self.nodes = nodes
+        self.tree = tree
         self.cache = cache
         self.base = base
 
     def get_node(self, path: bytes) -> bytes | None:
+        if path in self.tree:
+            return self.tree[path]
         if path in self.nodes:
             return self.nodes[path]
         memo = self.base.upper if path[32] < self.base.split else self.cache
@@ -204,8 +235,8 @@ class NodeOverlay:
         return rec
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
-        self.nodes[path] = record
+        self.tree[path] = record
 
     def layers(self) -> Layers:
         base = self.base
-        return Layers(base.node_reader, self.nodes, base.upper, self.cache, base.split)
+        return Layers(base.node_reader, self.nodes, self.tree, base.upper, self.cache, base.split)

@@ -41,19 +41,21 @@ __all__ = ["ChunkLoader", "bulk_load", "carry_upper", "put_many"]
 Nodes = dict[bytes, bytes | None]
 
 
-def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
-    """Write ``ops`` (None = delete) with one cursor ``putmulti``, keys sorted (in C when
-    the extension is built) and appended when every key sorts after the last one stored."""
+def put_many(txn: Any, db: Any, ops: dict[bytes, Any] | list[tuple[bytes, Any]]) -> None:
+    """Write ``ops`` (a dict or ``(key, value)`` pairs; None = delete) with one cursor
+    ``putmulti``, keys sorted (in C when the extension is built) and appended when every
+    key sorts after the last one stored."""
     if not ops:
         return
     has_none, ascending = scan_writes(ops)
+    pairs: Any = ops.items() if isinstance(ops, dict) else ops
     if not ascending:
-        ops = batch.sort_writes(ops)
-    puts: Any = ops.items()  # as they are when sorted without deletes: no copy
+        pairs = batch.sort_writes(dict(pairs)).items()
+    puts: Any = pairs  # as they are when sorted without deletes: no copy
     if has_none:
-        for key in [k for k, v in ops.items() if v is None]:
+        for key in [k for k, v in pairs if v is None]:
             txn.delete(key, db=db)
-        puts = [(k, v) for k, v in ops.items() if v is not None]
+        puts = [(k, v) for k, v in pairs if v is not None]
     if not puts:
         return
     cur = txn.cursor(db=db)
@@ -65,7 +67,7 @@ def put_many(txn: Any, db: Any, ops: dict[bytes, Any]) -> None:
 
 
 def carry_upper(
-    base: Snapshot, nodes: Nodes, version: int, *, steal: bool = False
+    base: Snapshot, nodes: batch.NodeWrites, version: int, *, steal: bool = False
 ) -> tuple[int, int, batch.Memo, bool] | None:
     """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
     records at depths < split applied, so block after block reads only the deepest
@@ -78,7 +80,8 @@ def carry_upper(
     split = base.split
     upper = base.upper if steal else base.upper.copy()
     if isinstance(upper, dict):
-        upper.update((k, v) for k, v in nodes.items() if k[32] < split)
+        pairs = nodes.items() if isinstance(nodes, dict) else nodes
+        upper.update((k, v) for k, v in pairs if k[32] < split)
     else:
         upper.absorb(nodes, split)  # the same in C
     return version, split, upper, base.warm

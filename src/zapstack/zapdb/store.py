@@ -247,7 +247,7 @@ class ZapDB:
         self,
         base: Snapshot,
         writes: dict[bytes, Value | None],
-        nodes: dict[bytes, bytes | None],
+        nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
@@ -273,7 +273,7 @@ class ZapDB:
     def _write(
         self,
         writes: dict[bytes, Value | None],
-        nodes: dict[bytes, bytes | None],
+        nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
@@ -290,7 +290,7 @@ class ZapDB:
             else:
                 one_by_one = (
                     (data_db, sorted(writes.items()), "put", "delete"),
-                    (node_db, sorted(nodes.items()), "node_put", "node_delete"),
+                    (node_db, sorted(_pairs(nodes)), "node_put", "node_delete"),
                 )
             for db, ops, put_op, del_op in one_by_one:
                 if rng is not None:
@@ -341,3 +341,8 @@ class ZapDB:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pairs(nodes: batch.NodeWrites) -> list[tuple[bytes, bytes | None]]:
+    """A commit's tree records as ``(key, record)`` pairs."""
+    return list(nodes.items()) if isinstance(nodes, dict) else nodes

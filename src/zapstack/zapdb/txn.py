@@ -106,6 +106,7 @@ class _Work:
         "open_tx",
         "pending",
         "root",
+        "tree",
         "writes",
     )
 
@@ -115,7 +116,8 @@ class _Work:
         self.marks: list[tuple[int, int]] = []  # (diff serial, log start) of ended txs
         self.open_tx: tuple[int, int] | None = None
         self.pending: set[bytes] = set()
-        self.nodes: dict[bytes, bytes | None] = {}
+        self.nodes: dict[bytes, bytes | None] = {}  # installed by a bulk path
+        self.tree: batch.Memo = batch.new_memo()  # the merges' writes, over `nodes`
         self.cache: batch.Memo = batch.new_memo()
         self.meta: dict[bytes, bytes] = {}
         self.root = root
@@ -291,7 +293,7 @@ class Txn:
             for i, key in enumerate(keys):
                 if key in gone:
                     values[i] = base.get(key)
-        store = batch.NodeOverlay(work.nodes, work.cache, base)
+        store = batch.NodeOverlay(work.nodes, work.tree, work.cache, base)
         base.warm_upper()
         if batch.FAST:
             work.root = batch.merge_lists(store, keys, values)
@@ -311,7 +313,7 @@ class Txn:
         become this txn's data writes, ``nodes`` its tree records, ``root`` its root.
         Only for a txn with no writes yet; the dicts are kept, not copied."""
         work = self._live()
-        if work.writes or work.nodes:
+        if work.writes or work.nodes or work.tree:
             raise LocalProtocolError("install into a txn that already has writes")
         work.writes = writes
         work.nodes = nodes
@@ -330,9 +332,8 @@ class Txn:
             work = self._live()
             try:
                 root = self._flush(work)
-                self._db._commit_work(
-                    self._base, work.writes, work.nodes, work.meta, root, self._rng
-                )
+                nodes = batch.node_writes(work.nodes, work.tree)
+                self._db._commit_work(self._base, work.writes, nodes, work.meta, root, self._rng)
             except BaseException:
                 self._close("discarded")
                 raise
@@ -382,6 +383,7 @@ class Branch(Txn):
             child = Branch(db, self._base, serial, db._rng(serial))
             copy = child._live()
             copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
+            copy.tree = work.tree.copy()
             copy.cache, copy.pending = work.cache.copy(), set(work.pending)
             return child
 
