@@ -90,13 +90,15 @@ static int writes_into(Ctx *c, PyObject *into) {
     return rc;
 }
 
-/* Store the writes into table `t` (interior bodies copied inline, leaf records moved). */
-static int writes_table(Ctx *c, NodeTable *t) {
+/* Store the writes into table `t` (interior bodies copied inline, leaf records moved);
+ * `fresh`: t held nothing before this merge, so the writes (each position once) are
+ * appended unindexed (nt_sync indexes them if anything ever looks one up). */
+static int writes_table(Ctx *c, NodeTable *t, int fresh) {
     sort_emits(c);
-    if (nt_reserve(t, t->n + c->n) < 0) return -1;
+    if ((fresh ? nt_grow_entries(t, t->n + c->n) : nt_reserve(t, t->n + c->n)) < 0) return -1;
     for (size_t j = 0; j < c->n; j++) {
         Emit *e = &c->em[j];
-        NTEntry *x = nt_slot(t, e->k, nt_hash(e->k));
+        NTEntry *x = fresh ? nt_append(t, e->k) : nt_slot(t, e->k, nt_hash(e->k));
         if (!x) return -1;
         nt_clear_value(x);
         x->kind = e->kind == K_NODE ? NT_NODE : e->kind == K_LEAF ? NT_LEAF : NT_NONE;
@@ -194,6 +196,9 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_NoMemory();
         goto done;
     }
+    if ((c.tree && nt_sync(c.tree) < 0) || (c.upper && nt_sync(c.upper) < 0) ||
+        (c.lower && nt_sync(c.lower) < 0))
+        goto done;
     int rc = load_leaves(keys, values, leaves, order, n, depth, pfx, strict, &kept);
     if (rc < 0) goto done;
     if (rc > 0) {
@@ -211,8 +216,17 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     Py_XSETREF(out.rec, record);
     if (tree) { /* the root's own record first: a first merge fills the table in key order */
         static const uint8_t top[33] = {0};
-        if (depth == 0 && nt_set_record(tree, top, nt_hash(top), record) < 0) goto done;
-        if (writes_table(&c, tree) < 0) goto done;
+        int fresh = tree->n == 0 && depth == 0;
+        if (fresh) {
+            NTEntry *x = nt_append(tree, top);
+            if (!x) goto done;
+            x->kind = out.kind == K_NODE ? NT_NODE : out.kind == K_LEAF ? NT_LEAF : NT_NONE;
+            if (out.kind == K_NODE) memcpy(x->u.h, out.body, 64);
+            if (out.kind == K_LEAF) x->u.rec = Py_NewRef(out.rec);
+        } else if (depth == 0 && nt_set_record(tree, top, nt_hash(top), record) < 0) {
+            goto done;
+        }
+        if (writes_table(&c, tree, fresh) < 0) goto done;
         writes = PyLong_FromSize_t(c.n);
     } else if (into != Py_None) {
         if (writes_into(&c, into) < 0) goto done;

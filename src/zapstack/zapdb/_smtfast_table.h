@@ -24,9 +24,11 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    NTEntry *ent;  /* ent[0..n), insertion order */
-    uint64_t *idx; /* (tag << 32) | (entry + 1); 0 = free; icap = mask + 1 slots */
+    NTEntry *ent;   /* ent[0..n), insertion order */
+    uint64_t *idx;  /* (tag << 32) | (entry + 1); 0 = free; icap = mask + 1 slots */
     size_t n, ecap, mask;
+    size_t indexed; /* ent[0..indexed) are in idx; the rest were appended unindexed (a
+                       fresh txn's first merge: the commit needs no index), see nt_sync */
 } NodeTable;
 
 static PyTypeObject NodeTableType;
@@ -62,8 +64,8 @@ static void nt_place(uint64_t *idx, size_t mask, uint64_t h, size_t entry) {
     idx[i] = (h >> 32 << 32) | (uint64_t)(entry + 1);
 }
 
-/* Room for `need` entries at load <= 1/2; 0 or -1 (MemoryError set). */
-static int nt_reserve(NodeTable *t, size_t need) {
+/* Room for `need` entries in ent; 0 or -1 (MemoryError set). */
+static int nt_grow_entries(NodeTable *t, size_t need) {
     if (need >= 0xFFFFFFF0u) {
         PyErr_SetString(PyExc_OverflowError, "NodeTable is full");
         return -1;
@@ -79,6 +81,11 @@ static int nt_reserve(NodeTable *t, size_t need) {
         t->ent = ent;
         t->ecap = cap;
     }
+    return 0;
+}
+
+/* An index for `need` entries at load <= 1/2, holding ent[0..indexed); 0 or -1. */
+static int nt_grow_index(NodeTable *t, size_t need) {
     size_t icap = t->idx ? t->mask + 1 : 0;
     if (need * 2 <= icap) return 0;
     size_t cap = icap ? icap : 128;
@@ -88,15 +95,40 @@ static int nt_reserve(NodeTable *t, size_t need) {
         PyErr_NoMemory();
         return -1;
     }
-    for (size_t j = 0; j < t->n; j++) nt_place(idx, cap - 1, nt_hash(t->ent[j].k), j);
+    for (size_t j = 0; j < t->indexed; j++) nt_place(idx, cap - 1, nt_hash(t->ent[j].k), j);
     PyMem_Free(t->idx);
     t->idx = idx;
     t->mask = cap - 1;
     return 0;
 }
 
+/* Index the entries appended unindexed (nt_find needs every entry indexed); 0 or -1. */
+static int nt_sync(NodeTable *t) {
+    if (t->indexed == t->n) return 0;
+    if (nt_grow_index(t, t->n) < 0) return -1;
+    for (size_t j = t->indexed; j < t->n; j++) nt_place(t->idx, t->mask, nt_hash(t->ent[j].k), j);
+    t->indexed = t->n;
+    return 0;
+}
+
+/* Room for `need` entries, all indexed; 0 or -1 (MemoryError set). */
+static int nt_reserve(NodeTable *t, size_t need) {
+    if (nt_grow_entries(t, need) < 0 || nt_sync(t) < 0) return -1;
+    return nt_grow_index(t, need);
+}
+
+/* A new unindexed entry for key k (the caller knows k is not in the table); NULL on error. */
+static NTEntry *nt_append(NodeTable *t, const uint8_t *k) {
+    if (nt_grow_entries(t, t->n + 1) < 0) return NULL;
+    NTEntry *e = &t->ent[t->n++];
+    memcpy(e->k, k, 33);
+    e->kind = NT_FREE;
+    return e;
+}
+
 /* The entry for key k (hash h), added as NT_FREE if absent; NULL on error. */
 static NTEntry *nt_slot(NodeTable *t, const uint8_t *k, uint64_t h) {
+    if (nt_sync(t) < 0) return NULL;
     NTEntry *e = nt_find(t, k, h);
     if (e) return e;
     if (nt_reserve(t, t->n + 1) < 0) return NULL;
@@ -104,6 +136,7 @@ static NTEntry *nt_slot(NodeTable *t, const uint8_t *k, uint64_t h) {
     memcpy(e->k, k, 33);
     e->kind = NT_FREE;
     nt_place(t->idx, t->mask, h, t->n++);
+    t->indexed = t->n;
     return e;
 }
 
@@ -166,7 +199,7 @@ static PyObject *nt_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     if ((args && PyTuple_GET_SIZE(args)) || (kw && PyDict_GET_SIZE(kw)))
         return PyErr_Format(PyExc_TypeError, "NodeTable() takes no arguments");
     NodeTable *t = (NodeTable *)type->tp_alloc(type, 0);
-    if (t) t->ent = NULL, t->idx = NULL, t->n = t->ecap = t->mask = 0;
+    if (t) t->ent = NULL, t->idx = NULL, t->n = t->ecap = t->mask = t->indexed = 0;
     return (PyObject *)t;
 }
 
@@ -181,13 +214,13 @@ static Py_ssize_t nt_len(NodeTable *t) { return (Py_ssize_t)t->n; }
 
 static int nt_contains(NodeTable *t, PyObject *key) {
     const uint8_t *k;
-    if (nt_key(key, &k) < 0) return -1;
+    if (nt_key(key, &k) < 0 || nt_sync(t) < 0) return -1;
     return nt_find(t, k, nt_hash(k)) != NULL;
 }
 
 static PyObject *nt_getitem(NodeTable *t, PyObject *key) {
     const uint8_t *k;
-    if (nt_key(key, &k) < 0) return NULL;
+    if (nt_key(key, &k) < 0 || nt_sync(t) < 0) return NULL;
     NTEntry *e = nt_find(t, k, nt_hash(k));
     if (!e) {
         PyErr_SetObject(PyExc_KeyError, key);
@@ -210,7 +243,7 @@ static PyObject *nt_get(NodeTable *t, PyObject *const *args, Py_ssize_t nargs) {
     const uint8_t *k;
     if (nargs < 1 || nargs > 2)
         return PyErr_Format(PyExc_TypeError, "get(key, default=None)");
-    if (nt_key(args[0], &k) < 0) return NULL;
+    if (nt_key(args[0], &k) < 0 || nt_sync(t) < 0) return NULL;
     NTEntry *e = nt_find(t, k, nt_hash(k));
     if (e) return nt_record(e);
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
@@ -230,6 +263,7 @@ static PyObject *nt_items(NodeTable *t, PyObject *unused) {
 }
 
 static PyObject *nt_copy(NodeTable *t, PyObject *unused) {
+    if (nt_sync(t) < 0) return NULL;
     NodeTable *c = (NodeTable *)nt_new(Py_TYPE(t), NULL, NULL);
     if (!c || t->n == 0) return (PyObject *)c;
     c->ent = PyMem_Malloc(t->ecap * sizeof(NTEntry));
@@ -240,7 +274,7 @@ static PyObject *nt_copy(NodeTable *t, PyObject *unused) {
     }
     memcpy(c->ent, t->ent, t->n * sizeof(NTEntry));
     memcpy(c->idx, t->idx, (t->mask + 1) * sizeof(uint64_t));
-    c->n = t->n, c->ecap = t->ecap, c->mask = t->mask;
+    c->n = c->indexed = t->n, c->ecap = t->ecap, c->mask = t->mask;
     for (size_t j = 0; j < c->n; j++)
         if (c->ent[j].kind == NT_LEAF) Py_INCREF(c->ent[j].u.rec);
     return (PyObject *)c;
@@ -309,15 +343,22 @@ static PyObject *nt_merged(NodeTable *t, PyObject *nodes) {
         if (j && memcmp(t->ent[j - 1].k, t->ent[j].k, 33) >= 0) sorted = 0;
     }
     if (!sorted) qsort(order, t->n, sizeof(NTEntry *), cmp_entry_key);
+    int gc_was_on = PyGC_Disable(); /* n new tuples would set off collections that walk the
+                                       whole heap; each is untracked (no cycle possible) */
     PyObject *out = PyList_New((Py_ssize_t)t->n);
     for (size_t j = 0; out && j < t->n; j++) {
         PyObject *rec = nt_record(order[j]);
         PyObject *item = rec ? Py_BuildValue("(y#N)", (const char *)order[j]->k, (Py_ssize_t)33,
                                              rec)
                              : NULL;
-        if (!item) Py_CLEAR(out);
-        else PyList_SET_ITEM(out, (Py_ssize_t)j, item);
+        if (!item) {
+            Py_CLEAR(out);
+        } else {
+            PyObject_GC_UnTrack(item); /* bytes and None only: no cycle, nothing for gc to do */
+            PyList_SET_ITEM(out, (Py_ssize_t)j, item);
+        }
     }
+    if (gc_was_on) PyGC_Enable();
     PyMem_Free(order);
     return out;
 }
