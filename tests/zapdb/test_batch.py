@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -162,6 +163,12 @@ def test_scan_reports_deletes_and_order() -> None:
     assert fast.scan({b"b": b"1", b"a": b"2"}) == (False, False)
     assert fast.scan({b"a": None, b"ab": b"2"}) == (True, True)
     assert batch.scan_writes({b"b": b"1", b"a": None}) == fast.scan({b"b": b"1", b"a": None})
+    pairs = [(b"a", None), (b"ab", b"2"), (b"b", b"3")]  # a commit's tree records: a list
+    assert fast.scan(pairs) == (True, True) and fast.scan(pairs[::-1]) == (True, False)
+    with pytest.MonkeyPatch.context() as mp:  # the pure-Python fallback says the same
+        mp.setattr(batch, "_smtfast", None)
+        assert batch.scan_writes(pairs[::-1]) == (True, False)
+        assert batch.scan_writes(pairs[1:]) == (False, True)
 
 
 def test_txn_roots_equal_with_and_without_the_extension(
@@ -239,3 +246,126 @@ def test_leaf_scan_helpers_equal_python(rows: list[tuple[bytes, bytes]]) -> None
     keys = fast.leaf_keys(leaves)
     assert [r[1:33] for r in leaves] == sorted(r[1:33] for r in leaves)
     assert keys == [r[65:] for r in leaves]
+
+
+# ------------------------------------------------------------ NodeTable vs a dict
+
+_paths = st.builds(
+    lambda p, d: bytes(p) + bytes([d]), st.binary(min_size=32, max_size=32), st.integers(0, 255)
+)
+_path_pool = st.lists(_paths, min_size=1, max_size=12, unique=True)
+_records = st.one_of(
+    st.none(),
+    st.binary(min_size=64, max_size=64).map(lambda b: b"\x01" + b),  # interior
+    st.binary(min_size=65, max_size=80).map(lambda b: b"\x00" + b),  # leaf
+)
+_table_op = st.tuples(
+    st.sampled_from(["set", "get", "copy", "absorb", "absorb_list"]),
+    st.integers(0, 11),
+    _records,
+    st.integers(0, 256),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_path_pool, st.lists(_table_op, max_size=60))
+def test_node_table_behaves_like_a_dict(
+    pool: list[bytes], ops: list[tuple[str, int, bytes | None, int]]
+) -> None:
+    table, model = fast.NodeTable(), {}
+    copies: list[tuple[object, dict[bytes, bytes | None]]] = []
+    for op, i, rec, split in ops:
+        key = pool[i % len(pool)]
+        if op == "set":
+            table[key] = rec
+            model[key] = rec
+        elif op == "get":
+            assert (key in table) == (key in model)
+            assert table.get(key, b"?") == model.get(key, b"?")
+        elif op == "copy":  # a copy is independent of later writes on either side
+            copies.append((table.copy(), dict(model)))
+        else:
+            nodes = {k: rec for k in pool[: i % len(pool) + 1]}
+            table.absorb(nodes if op == "absorb" else list(nodes.items()), split)
+            model.update((k, v) for k, v in nodes.items() if k[32] < split)
+        assert len(table) == len(model)
+    assert dict(table.items()) == model and [k for k, _ in table.items()] == list(model)
+    for got, want in copies:
+        assert dict(got.items()) == want  # type: ignore[attr-defined]
+    installed = {pool[0]: b"\x00" + bytes(70), b"\x00" * 33: None}
+    assert table.merged(installed) == sorted({**installed, **model}.items())
+    assert table.merged({}) == sorted(model.items())
+
+
+def test_node_table_rejects_bad_keys_records_and_deletes() -> None:
+    table = fast.NodeTable()
+    with pytest.raises(TypeError):
+        table[b"short"] = None
+    with pytest.raises(ValueError):
+        table[bytes(33)] = b"\x02" + bytes(64)  # neither an interior nor a leaf record
+    with pytest.raises(TypeError):
+        del table[bytes(33)]
+    with pytest.raises(KeyError):
+        table[bytes(33)]
+    assert table.nbytes() > 0 and len(table) == 0
+
+
+def test_big_batches_take_the_linear_sorts_and_equal_python() -> None:
+    rng = random.Random(11)  # >= 4096 leaves and >= 2048 keys: the bucket and radix sorts
+    keys = [b"acct/%07d" % rng.randrange(10**6) for _ in range(6000)]
+    keys += [b"acct/" + b"x" * 9 + b"%d" % i for i in range(300)]  # ties on 8 bytes
+    values: list[bytes | None] = [rng.randbytes(8) for _ in keys]
+    model: dict[bytes, bytes] = {}
+    for key, value in zip(keys, values, strict=True):
+        model[key] = value  # type: ignore[assignment]
+    root, record, writes = fast.merge(None, keys, values)
+    assert root == reference_root(model)
+    assert {**dict(writes), smt.ROOT_PATH: record} == _python_tree(model)
+    d = {k: None for k in keys}
+    assert list(fast.sorted_items(d)) == sorted(d)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=25), max_size=6))
+def test_txn_tree_tables_over_commits_roots_and_forks_equal_python(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[list[tuple[bytes, bytes | None]]]
+) -> None:
+    with ZapDB.open(tmp_path_factory.mktemp("db") / "db", map_size=1 << 24) as db:
+        model: dict[bytes, bytes] = {}
+        for i, ops in enumerate(steps):
+            txn = db.snapshot()
+            mine = dict(model)
+            half = len(ops) // 2
+            apply_ops(txn, mine, ops[:half])
+            assert txn.root() == reference_root(mine)  # a first merge into a fresh table
+            other = txn.fork()  # the fork copies the table
+            theirs = dict(mine)
+            apply_ops(txn, mine, ops[half:])
+            apply_ops(other, theirs, ops[:half:-1])
+            assert txn.root() == reference_root(mine)  # a second merge over the table
+            assert other.root() == reference_root(theirs)
+            won, state = (txn, mine) if i % 2 else (other, theirs)
+            lost = other if won is txn else txn
+            lost.discard()
+            assert won.commit() == reference_root(state)
+            model = state
+            with db._env.begin() as raw:
+                stored = dict(raw.cursor(db=db._dbs[1]).iternext())
+            assert stored == _python_tree(model)  # the very same records, none left over
+
+
+def test_a_merge_over_installed_records_reads_them_under_its_own_writes(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    state = {b"k%d" % i: rng.randbytes(6) for i in range(400)}
+    with ZapDB.open(tmp_path / "db", map_size=1 << 24) as db:
+        txn = db.begin()
+        nodes: dict[bytes, bytes | None] = {smt.ROOT_PATH: None}
+        root, nodes[smt.ROOT_PATH] = batch.build(list(state), list(state.values()), nodes)
+        txn.install(dict(sorted(state.items())), nodes, root)
+        ops = [(b"k%d" % rng.randrange(500), None if i % 3 == 0 else b"v") for i in range(60)]
+        apply_ops(txn, state, ops)
+        assert txn.root() == reference_root(state)
+        apply_ops(txn, state, [(b"k1", b"again"), (b"k2", None)])
+        assert txn.commit() == reference_root(state)
+        with db._env.begin() as raw:
+            assert dict(raw.cursor(db=db._dbs[1]).iternext()) == _python_tree(state)

@@ -454,6 +454,44 @@ static int cmp_leaf(const void *x, const void *y) {
     return (a->idx > b->idx) - (a->idx < b->idx);
 }
 
+/* qsort(order, n, cmp_leaf) for order[i] = &leaves[i] (idx ascending): key hashes are
+ * uniform, so a stable counting sort on their first 16 bits, then each bucket sorted on
+ * its own (insertion sort while small; qsort for a crowded one, e.g. ground prefixes). */
+static int sort_leaves(Leaf **order, Py_ssize_t n) {
+    if (n < 4096) {
+        qsort(order, (size_t)n, sizeof(Leaf *), cmp_leaf);
+        return 0;
+    }
+    Py_ssize_t *start = PyMem_Calloc(65537, sizeof(Py_ssize_t));
+    Leaf **tmp = PyMem_Malloc((size_t)n * sizeof(Leaf *));
+    if (!start || !tmp) {
+        PyMem_Free(start);
+        PyMem_Free(tmp);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) start[((order[i]->kh[0] << 8) | order[i]->kh[1]) + 1]++;
+    for (int b = 0; b < 65536; b++) start[b + 1] += start[b];
+    for (Py_ssize_t i = 0; i < n; i++) tmp[start[(order[i]->kh[0] << 8) | order[i]->kh[1]]++] = order[i];
+    memcpy(order, tmp, (size_t)n * sizeof(Leaf *)); /* start[b] is now bucket b's end */
+    for (int b = 0; b < 65536; b++) {
+        Py_ssize_t lo = b ? start[b - 1] : 0, hi = start[b];
+        if (hi - lo > 32) {
+            qsort(order + lo, (size_t)(hi - lo), sizeof(Leaf *), cmp_leaf);
+            continue;
+        }
+        for (Py_ssize_t i = lo + 1; i < hi; i++) {
+            Leaf *x = order[i];
+            Py_ssize_t j = i;
+            for (; j > lo && cmp_leaf(&order[j - 1], &x) > 0; j--) order[j] = order[j - 1];
+            order[j] = x;
+        }
+    }
+    PyMem_Free(start);
+    PyMem_Free(tmp);
+    return 0;
+}
+
 static int hash_buffer(PyObject *obj, uint8_t out[32]) {
     if (PyBytes_Check(obj)) {
         zsha256((const uint8_t *)PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj), out);

@@ -39,7 +39,7 @@ static int load_leaves(PyObject *keys, PyObject *values, Leaf *leaves, Leaf **or
     }
     *kept = n;
     if (strict || n < 2) return 0;
-    qsort(order, (size_t)n, sizeof(Leaf *), cmp_leaf);
+    if (sort_leaves(order, n) < 0) return -1;
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (k > 0 && memcmp(order[k - 1]->kh, order[i]->kh, 32) == 0) {
@@ -281,6 +281,41 @@ static PyObject *py_scan(PyObject *self, PyObject *d) {
     return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
 }
 
+/* sort_keys(keys, n, 0, common) by an LSD radix sort on the 8-byte keys (a pass skipped
+ * where every key has the same byte), then each run of equal 8-byte keys by qsort: linear
+ * in n for the commit's many keys, whatever their distribution.  0 or -1 (MemoryError). */
+static int radix_sort_keys(SortKey *keys, Py_ssize_t n, Py_ssize_t common) {
+    for (Py_ssize_t i = 0; i < n; i++) keys[i].k = prefix_u64(keys[i].o, common);
+    sort_off = 0;
+    if (n < 2048) {
+        qsort(keys, (size_t)n, sizeof(SortKey), cmp_sortkey);
+        return 0;
+    }
+    SortKey *tmp = PyMem_Malloc((size_t)n * sizeof(SortKey)), *a = keys, *b = tmp;
+    if (!tmp) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int shift = 0; shift < 64; shift += 8) {
+        Py_ssize_t cnt[257] = {0};
+        for (Py_ssize_t i = 0; i < n; i++) cnt[((a[i].k >> shift) & 0xFF) + 1]++;
+        if (cnt[((a[0].k >> shift) & 0xFF) + 1] == n) continue; /* one byte value: no pass */
+        for (int d = 0; d < 256; d++) cnt[d + 1] += cnt[d];
+        for (Py_ssize_t i = 0; i < n; i++) b[cnt[(a[i].k >> shift) & 0xFF]++] = a[i];
+        SortKey *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != keys) memcpy(keys, a, (size_t)n * sizeof(SortKey));
+    PyMem_Free(tmp);
+    for (Py_ssize_t lo = 0, hi; lo < n; lo = hi) { /* ties on 8 bytes: by the rest */
+        for (hi = lo + 1; hi < n && keys[hi].k == keys[lo].k; hi++) {
+        }
+        if (hi - lo > 1) qsort(keys + lo, (size_t)(hi - lo), sizeof(SortKey), cmp_sortkey);
+    }
+    return 0;
+}
+
 /* sorted_items(dict) -> a new dict with the same items, bytes keys in ascending order. */
 static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
     if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "sorted_items needs a dict");
@@ -296,8 +331,8 @@ static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
         keys[i].o = k;
         keys[i++].v = v;
     }
-    sort_keys(keys, n, 0, common_prefix(keys, n));
-    PyObject *out = _PyDict_NewPresized(n);
+    PyObject *out = NULL;
+    if (radix_sort_keys(keys, n, common_prefix(keys, n)) == 0) out = _PyDict_NewPresized(n);
     for (i = 0; out && i < n; i++)
         if (PyDict_SetItem(out, keys[i].o, keys[i].v) < 0) Py_CLEAR(out);
     PyMem_Free(keys);
