@@ -67,11 +67,23 @@ typedef struct {
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
 
+/* dst = the first `depth` bits of src, zero after: in 64-bit words (whole-word stores, so
+ * the key hash that reads the words back right after is not held up). */
 static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
-    int full = depth >> 3, rem = depth & 7;
-    memcpy(dst, src, full);
-    memset(dst + full, 0, 32 - full);
-    if (rem) dst[full] = src[full] & (uint8_t)(0xFF << (8 - rem));
+    uint64_t w[4];
+    memcpy(w, src, 32);
+    for (int i = 0; i < 4; i++) {
+        int bits = depth - 64 * i;
+        if (bits <= 0)
+            w[i] = 0;
+        else if (bits < 64) /* keep the word's first `bits` bits in memory (big-endian) order */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            w[i] &= ~0ULL << (64 - bits);
+#else
+            w[i] &= __builtin_bswap64(~0ULL << (64 - bits));
+#endif
+    }
+    memcpy(dst, w, 32);
 }
 
 /* A lone update's path below `from` is known before any of it is read: start loading its

@@ -45,6 +45,13 @@ static inline uint64_t nt_hash(const uint8_t *k) {
     return h ^ (h >> 33);
 }
 
+static inline int nt_same(const uint8_t *a, const uint8_t *b) { /* 33-byte keys, in words */
+    uint64_t x[4], y[4];
+    memcpy(x, a, 32);
+    memcpy(y, b, 32);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0 && a[32] == b[32];
+}
+
 static NTEntry *nt_find(const NodeTable *t, const uint8_t *k, uint64_t h) {
     if (t->idx == NULL) return NULL;
     uint32_t tag = (uint32_t)(h >> 32);
@@ -53,7 +60,7 @@ static NTEntry *nt_find(const NodeTable *t, const uint8_t *k, uint64_t h) {
         if (s == 0) return NULL;
         if ((uint32_t)(s >> 32) == tag) {
             NTEntry *e = &t->ent[(uint32_t)s - 1];
-            if (memcmp(e->k, k, 33) == 0) return e;
+            if (nt_same(e->k, k)) return e;
         }
     }
 }

@@ -49,7 +49,7 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
-_UNCACHED = 4
+_UNCACHED = 3
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
 
