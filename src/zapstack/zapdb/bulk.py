@@ -74,7 +74,7 @@ def carry_upper(
     levels of a changed path from LMDB (a per-key cost that stays flat as the state
     grows).  None (the next head starts cold) after a commit larger than the memo.
     ``steal``: no one but the committing txn holds ``base`` any more, so its memo is
-    updated in place rather than copied (a copy costs O(memo) = O(n/16) per block)."""
+    updated in place rather than copied (a copy costs O(memo) = O(n/8) per block, two memcpys)."""
     if len(nodes) > 4 * len(base.upper) + 4096:
         return None
     split = base.split

@@ -89,7 +89,7 @@ class Snapshot:
         ``NodeTable`` when the extension is built), shared by every txn on it; only ever
         grows, and only with this version's facts."""
         self.split = split
-        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
+        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 3)."""
         self.warm = warm
         """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
@@ -182,7 +182,7 @@ class Snapshot:
         """Load every tree record above ``split`` into ``upper``: a pre-order walk from the
         root (ascending keys, one cursor), reading only non-empty children (an interior
         record holds its children's hashes).  Done once, by the first txn that computes a
-        root here: about 2**split records, n/16 for n entries, so every later walk reads
+        root here: about 2**split records, n/8 for n entries, so every later walk reads
         only the deepest levels.  In C when built (:meth:`warm_upper_py` is the same)."""
         if self.warm:
             return
