@@ -63,6 +63,7 @@ typedef struct {
     int split;
     int root_only; /* `nodes` holds only the root's key: looked in at depth 0 only */
     const Leaf *chain; /* the lone update whose path was last prefetched */
+    size_t hint;       /* first capacity of em */
 } Ctx;
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
@@ -114,7 +115,7 @@ static void prefetch_path(const NodeTable *t, const uint8_t *kh, int from, int t
 /* Append a write (a delete until filled) for (depth, path); its index, or -1 on error. */
 static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path) {
     if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
+        size_t cap = c->cap ? c->cap * 2 : c->hint; /* hint: ~2 writes a key, for a build */
         Emit *em = PyMem_Realloc(c->em, cap * sizeof(Emit));
         if (!em) {
             PyErr_NoMemory();

@@ -178,7 +178,7 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
                           : (into == Py_None ? NULL : into);
     Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, tree, dict,
              upper == Py_None ? NULL : (NodeTable *)upper,
-             lower == Py_None ? NULL : (NodeTable *)lower, split, 0, NULL};
+             lower == Py_None ? NULL : (NodeTable *)lower, split, 0, NULL, 2 * (size_t)n + 256};
     if (!tree && c.nodes && PyDict_GET_SIZE(into) == 1) { /* a txn's first merge: its root's slot */
         static const char zero[33] = {0};
         PyObject *root_key = PyBytes_FromStringAndSize(zero, 33);
