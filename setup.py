@@ -20,6 +20,8 @@ setup(
                 "src/zapstack/zapdb/_sha256.h",
                 "src/zapstack/zapdb/_smtfast_api.h",
                 "src/zapstack/zapdb/_smtfast_codec.h",
+                "src/zapstack/zapdb/_smtfast_read.h",
+                "src/zapstack/zapdb/_smtfast_sort.h",
                 "src/zapstack/zapdb/_smtfast_table.h",
             ],
             extra_compile_args=["-O2", "-std=c11"],

@@ -87,31 +87,6 @@ static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
     memcpy(dst, w, 32);
 }
 
-/* A lone update's path below `from` is known before any of it is read: start loading its
- * memo entries at depths [from, to) all at once (index words, then the entries they name),
- * so the walk down meets them in cache instead of taking one miss after another. */
-static void prefetch_path(const NodeTable *t, const uint8_t *kh, int from, int to) {
-    enum { MAXL = 48 };
-    uint64_t hs[MAXL];
-    uint8_t k[33];
-    if (t == NULL || t->idx == NULL || t->indexed < t->n || from >= to) return;
-    if (to - from > MAXL) to = from + MAXL;
-    for (int d = from; d < to; d++) {
-        mask_path(kh, d, k);
-        k[32] = (uint8_t)d;
-        hs[d - from] = nt_hash(k);
-        __builtin_prefetch(&t->idx[(size_t)hs[d - from] & t->mask]);
-    }
-    for (int d = from; d < to; d++) {
-        uint64_t h = hs[d - from], w = t->idx[(size_t)h & t->mask];
-        if (w && (uint32_t)(w >> 32) == (uint32_t)(h >> 32)) {
-            const char *e = (const char *)&t->ent[(uint32_t)w - 1];
-            __builtin_prefetch(e);
-            __builtin_prefetch(e + sizeof(NTEntry) - 1);
-        }
-    }
-}
-
 /* Append a write (a delete until filled) for (depth, path); its index, or -1 on error. */
 static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path) {
     if (c->n == c->cap) {
@@ -175,102 +150,7 @@ static PyObject *leaf_record(Leaf *lf) {
     return r;
 }
 
-/* A stored record (borrowed bytes or None) as a Rec; -1 if it is corrupt. */
-static int rec_of(PyObject *r, Rec *out) {
-    out->rec = NULL;
-    out->kind = K_EMPTY;
-    if (r == Py_None) return 0;
-    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(r);
-    Py_ssize_t len = PyBytes_GET_SIZE(r);
-    if (len == 65 && p[0] == 1) {
-        out->kind = K_NODE;
-        memcpy(out->h, p + 1, 64);
-    } else if (len >= 66 && p[0] == 0) {
-        out->kind = K_LEAF;
-        out->rec = Py_NewRef(r);
-    } else {
-        PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
-        return -1;
-    }
-    return 0;
-}
-
-static void rec_of_entry(const NTEntry *e, Rec *out) {
-    out->rec = NULL;
-    out->kind = e->kind == NT_NODE ? K_NODE : e->kind == NT_LEAF ? K_LEAF : K_EMPTY;
-    if (e->kind == NT_NODE) memcpy(out->h, e->u.h, 64);
-    if (e->kind == NT_LEAF) out->rec = Py_NewRef(e->u.rec);
-}
-
-/* Content of a stored record (an interior one gets no record object: its slot keeps it). */
-static void content_of(const Rec *old, Content *out) {
-    out->kind = old->kind;
-    out->rec = NULL;
-    if (old->kind == K_EMPTY) {
-        memset(out->hash, 0, 32);
-    } else if (old->kind == K_NODE) {
-        zsha256_tagged(1, old->h, old->h + 32, out->hash);
-        memcpy(out->body, old->h, 64);
-    } else {
-        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old->rec);
-        zsha256_tagged(0, p + 1, p + 33, out->hash);
-        out->rec = Py_NewRef(old->rec);
-    }
-}
-
-/* The record at (depth, path): the txn's writes (dict `nodes`), then the memo table for
- * that depth (probed with the key on the stack), then c->get, whose answer is memoised.
- * Fills *out (K_EMPTY for an empty subtree); returns -1 on error. */
-static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
-    out->kind = K_EMPTY;
-    out->rec = NULL;
-    if (c->get == NULL) return 0;
-    uint8_t k[33];
-    mask_path(path, depth, k);
-    k[32] = (uint8_t)depth;
-    PyObject *key = NULL, *r;
-    uint64_t h = nt_hash(k);
-    NTEntry *e = c->tree ? nt_find(c->tree, k, h) : NULL;
-    if (e) {
-        rec_of_entry(e, out);
-        return 0;
-    }
-    if (c->nodes && !(depth && c->root_only)) {
-        if (!(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
-        r = PyDict_GetItemWithError(c->nodes, key); /* borrowed; None = empty subtree */
-        if (r || PyErr_Occurred()) {
-            Py_DECREF(key);
-            return r ? rec_of(r, out) : -1;
-        }
-    }
-    NodeTable *memo = depth < c->split ? c->upper : c->lower;
-    e = memo ? nt_find(memo, k, h) : NULL;
-    if (e) {
-        Py_XDECREF(key);
-        rec_of_entry(e, out);
-        return 0;
-    }
-    if (!key && !(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
-    r = PyObject_CallOneArg(c->get, key);
-    Py_DECREF(key);
-    if (!r) return -1;
-    if (r != Py_None && !PyBytes_Check(r)) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(r);
-            return -1;
-        }
-        PyObject *b = PyBytes_FromStringAndSize(view.buf, view.len);
-        PyBuffer_Release(&view);
-        Py_DECREF(r);
-        if (!b) return -1;
-        r = b;
-    }
-    int rc = rec_of(r, out);
-    if (rc == 0 && memo) rc = nt_set_record(memo, k, h, r);
-    Py_DECREF(r);
-    return rc;
-}
+#include "_smtfast_read.h"
 
 static Py_ssize_t split_at(Leaf **a, Py_ssize_t n, int depth) {
     Py_ssize_t lo = 0, hi = n; /* first index whose bit `depth` is 1 (a is sorted) */
@@ -458,51 +338,6 @@ static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
     out->rec = NULL;
     if (old->kind == K_NODE) return merge_node(c, u, n, depth, path, old->h, out);
     return merge_flat(c, u, n, depth, old->kind == K_LEAF ? old->rec : NULL, out);
-}
-
-static int cmp_leaf(const void *x, const void *y) {
-    const Leaf *a = *(Leaf *const *)x, *b = *(Leaf *const *)y;
-    int r = memcmp(a->kh, b->kh, 32);
-    if (r) return r;
-    return (a->idx > b->idx) - (a->idx < b->idx);
-}
-
-/* qsort(order, n, cmp_leaf) for order[i] = &leaves[i] (idx ascending): key hashes are
- * uniform, so a stable counting sort on their first 16 bits, then each bucket sorted on
- * its own (insertion sort while small; qsort for a crowded one, e.g. ground prefixes). */
-static int sort_leaves(Leaf **order, Py_ssize_t n) {
-    if (n < 4096) {
-        qsort(order, (size_t)n, sizeof(Leaf *), cmp_leaf);
-        return 0;
-    }
-    Py_ssize_t *start = PyMem_Calloc(65537, sizeof(Py_ssize_t));
-    Leaf **tmp = PyMem_Malloc((size_t)n * sizeof(Leaf *));
-    if (!start || !tmp) {
-        PyMem_Free(start);
-        PyMem_Free(tmp);
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) start[((order[i]->kh[0] << 8) | order[i]->kh[1]) + 1]++;
-    for (int b = 0; b < 65536; b++) start[b + 1] += start[b];
-    for (Py_ssize_t i = 0; i < n; i++) tmp[start[(order[i]->kh[0] << 8) | order[i]->kh[1]]++] = order[i];
-    memcpy(order, tmp, (size_t)n * sizeof(Leaf *)); /* start[b] is now bucket b's end */
-    for (int b = 0; b < 65536; b++) {
-        Py_ssize_t lo = b ? start[b - 1] : 0, hi = start[b];
-        if (hi - lo > 32) {
-            qsort(order + lo, (size_t)(hi - lo), sizeof(Leaf *), cmp_leaf);
-            continue;
-        }
-        for (Py_ssize_t i = lo + 1; i < hi; i++) {
-            Leaf *x = order[i];
-            Py_ssize_t j = i;
-            for (; j > lo && cmp_leaf(&order[j - 1], &x) > 0; j--) order[j] = order[j - 1];
-            order[j] = x;
-        }
-    }
-    PyMem_Free(start);
-    PyMem_Free(tmp);
-    return 0;
 }
 
 static int hash_buffer(PyObject *obj, uint8_t out[32]) {

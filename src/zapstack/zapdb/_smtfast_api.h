@@ -1,6 +1,7 @@
 /* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
 
 #include "_smtfast_codec.h"
+#include "_smtfast_sort.h"
 
 static const char *backend_name = "portable";
 
@@ -133,11 +134,12 @@ PyDoc_STRVAR(merge_doc,
              "and `writes` is their count; reads look in `into`, then in dict `nodes`, then in\n"
              "NodeTable `upper` (depth < split) or `lower`, then call get and remember its answer\n"
              "there.  Into a NodeTable at depth 0, the root's own record goes in too.\n"
-             "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix), reading\n"
-             "records through get(path) (None: the subtree starts empty).  Returns the new hash,\n"
-             "the record for the subtree's own position, and [(path, record | None)] below it,\n"
-             "sorted.  strict=True (bulk build of a verified chunk): keys must be strictly\n"
-             "ascending by sha256, inside the prefix, with no None value, else returns None.");
+             "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix),\n"
+             "reading records through get(path) (None: the subtree starts empty).  Returns the\n"
+             "new hash, the record for the subtree's own position, and [(path, record | None)]\n"
+             "below it, sorted.  strict=True (bulk build of a verified chunk): keys must be\n"
+             "strictly ascending by sha256, inside the prefix, with no None value, else returns\n"
+             "None.");
 
 static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     static char *names[] = {"get",   "keys",  "values", "depth", "prefix", "strict",
@@ -279,41 +281,6 @@ static PyObject *py_scan(PyObject *self, PyObject *d) {
         }
     }
     return Py_BuildValue("(OO)", has_none ? Py_True : Py_False, ascending ? Py_True : Py_False);
-}
-
-/* sort_keys(keys, n, 0, common) by an LSD radix sort on the 8-byte keys (a pass skipped
- * where every key has the same byte), then each run of equal 8-byte keys by qsort: linear
- * in n for the commit's many keys, whatever their distribution.  0 or -1 (MemoryError). */
-static int radix_sort_keys(SortKey *keys, Py_ssize_t n, Py_ssize_t common) {
-    for (Py_ssize_t i = 0; i < n; i++) keys[i].k = prefix_u64(keys[i].o, common);
-    sort_off = 0;
-    if (n < 2048) {
-        qsort(keys, (size_t)n, sizeof(SortKey), cmp_sortkey);
-        return 0;
-    }
-    SortKey *tmp = PyMem_Malloc((size_t)n * sizeof(SortKey)), *a = keys, *b = tmp;
-    if (!tmp) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (int shift = 0; shift < 64; shift += 8) {
-        Py_ssize_t cnt[257] = {0};
-        for (Py_ssize_t i = 0; i < n; i++) cnt[((a[i].k >> shift) & 0xFF) + 1]++;
-        if (cnt[((a[0].k >> shift) & 0xFF) + 1] == n) continue; /* one byte value: no pass */
-        for (int d = 0; d < 256; d++) cnt[d + 1] += cnt[d];
-        for (Py_ssize_t i = 0; i < n; i++) b[cnt[(a[i].k >> shift) & 0xFF]++] = a[i];
-        SortKey *t = a;
-        a = b;
-        b = t;
-    }
-    if (a != keys) memcpy(keys, a, (size_t)n * sizeof(SortKey));
-    PyMem_Free(tmp);
-    for (Py_ssize_t lo = 0, hi; lo < n; lo = hi) { /* ties on 8 bytes: by the rest */
-        for (hi = lo + 1; hi < n && keys[hi].k == keys[lo].k; hi++) {
-        }
-        if (hi - lo > 1) qsort(keys + lo, (size_t)(hi - lo), sizeof(SortKey), cmp_sortkey);
-    }
-    return 0;
 }
 
 /* sorted_items(dict) -> a new dict with the same items, bytes keys in ascending order. */

@@ -317,12 +317,11 @@ static int warm_walk(PyObject *get, NodeTable *upper, int depth, uint8_t *path, 
 }
 
 static PyObject *py_warm(PyObject *self, PyObject *args) {
-    PyObject *get;
-    NodeTable *upper;
+    PyObject *get, *upper;
     int split;
     if (!PyArg_ParseTuple(args, "OO!i", &get, &NodeTableType, &upper, &split)) return NULL;
     uint8_t path[32] = {0};
-    if (split > 0 && warm_walk(get, upper, 0, path, split > 256 ? 256 : split, 0) < 0)
+    if (split > 0 && warm_walk(get, (NodeTable *)upper, 0, path, split > 256 ? 256 : split, 0) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

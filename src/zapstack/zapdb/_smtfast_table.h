@@ -248,8 +248,7 @@ static int nt_setitem(NodeTable *t, PyObject *key, PyObject *rec) {
 
 static PyObject *nt_get(NodeTable *t, PyObject *const *args, Py_ssize_t nargs) {
     const uint8_t *k;
-    if (nargs < 1 || nargs > 2)
-        return PyErr_Format(PyExc_TypeError, "get(key, default=None)");
+    if (nargs < 1 || nargs > 2) return PyErr_Format(PyExc_TypeError, "get(key, default=None)");
     if (nt_key(args[0], &k) < 0 || nt_sync(t) < 0) return NULL;
     NTEntry *e = nt_find(t, k, nt_hash(k));
     if (e) return nt_record(e);
@@ -315,8 +314,7 @@ static PyObject *nt_absorb(NodeTable *t, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_sorted_items(PyObject *self, PyObject *d);
-
+static PyObject *py_sorted_items(PyObject *self, PyObject *d); /* in _smtfast_api.h */
 static int cmp_entry_key(const void *x, const void *y) {
     return memcmp((*(NTEntry *const *)x)->k, (*(NTEntry *const *)y)->k, 33);
 }
@@ -358,12 +356,8 @@ static PyObject *nt_merged(NodeTable *t, PyObject *nodes) {
         PyObject *item = rec ? Py_BuildValue("(y#N)", (const char *)order[j]->k, (Py_ssize_t)33,
                                              rec)
                              : NULL;
-        if (!item) {
-            Py_CLEAR(out);
-        } else {
-            PyObject_GC_UnTrack(item); /* bytes and None only: no cycle, nothing for gc to do */
-            PyList_SET_ITEM(out, (Py_ssize_t)j, item);
-        }
+        if (!item) Py_CLEAR(out);
+        else PyObject_GC_UnTrack(item), PyList_SET_ITEM(out, (Py_ssize_t)j, item); /* acyclic */
     }
     if (gc_was_on) PyGC_Enable();
     PyMem_Free(order);
@@ -379,13 +373,13 @@ static PyObject *nt_nbytes(NodeTable *t, PyObject *unused) {
 static PyMethodDef nt_methods[] = {
     {"get", (PyCFunction)(void (*)(void))nt_get, METH_FASTCALL,
      "get(key, default=None) -> the record (bytes), None (empty subtree) or default"},
-    {"items", (PyCFunction)nt_items, METH_NOARGS, "items() -> [(key, record | None)], in insertion order"},
+    {"items", (PyCFunction)nt_items, METH_NOARGS, "items() -> [(key, record | None)], as inserted"},
     {"copy", (PyCFunction)nt_copy, METH_NOARGS, "copy() -> an independent table (memcpy)"},
     {"absorb", (PyCFunction)nt_absorb, METH_VARARGS,
      "absorb(nodes, split): set every (key, record) of dict nodes at depth < split"},
     {"merged", (PyCFunction)nt_merged, METH_O,
      "merged(nodes) -> [(key, record | None)]: nodes with this table's over it, ascending"},
-    {"nbytes", (PyCFunction)nt_nbytes, METH_NOARGS, "nbytes() -> bytes of memory held (not leaf records)"},
+    {"nbytes", (PyCFunction)nt_nbytes, METH_NOARGS, "nbytes() -> memory held (not leaf records)"},
     {NULL, NULL, 0, NULL}};
 
 static PySequenceMethods nt_as_sequence = {.sq_contains = (objobjproc)nt_contains};
