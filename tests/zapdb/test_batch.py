@@ -369,3 +369,25 @@ def test_a_merge_over_installed_records_reads_them_under_its_own_writes(tmp_path
         assert txn.commit() == reference_root(state)
         with db._env.begin() as raw:
             assert dict(raw.cursor(db=db._dbs[1]).iternext()) == _python_tree(state)
+
+
+def test_node_table_grows_and_indexes_a_fresh_merge_like_a_dict() -> None:
+    rng = random.Random(9)
+    table, model = fast.NodeTable(), {}
+    for i in range(5000):  # past several index and entry-array growths
+        key = rng.randbytes(32) + bytes([i % 256])
+        model[key] = table[key] = None if i % 7 == 0 else b"\x01" + rng.randbytes(64)
+    twin = table.copy()
+    for key in list(model)[::3]:
+        table[key] = b"\x00" + bytes(70)  # replaced in place: twin keeps the old value
+    assert len(twin) == len(table) == 5000 and dict(twin.items()) == model
+    assert all(
+        table[k] == (b"\x00" + bytes(70) if j % 3 == 0 else model[k]) for j, k in enumerate(model)
+    )
+    # a fresh txn table filled by one merge (appended unindexed), then read by key
+    keys = [b"k%d" % i for i in range(3000)]
+    tree = fast.NodeTable()
+    root, _, count = fast.merge(None, keys, [b"v"] * len(keys), into=tree)
+    assert root == reference_root(dict.fromkeys(keys, b"v")) and len(tree) == count + 1
+    want = {**_python_tree(dict.fromkeys(keys, b"v"))}
+    assert all(tree[k] == v for k, v in want.items()) and dict(tree.items()) == want
