@@ -115,8 +115,7 @@ static PyObject *writes_list(Ctx *c) {
     if (!list) return NULL;
     for (size_t i = 0; i < c->n; i++) {
         Emit *e = &c->em[i];
-        PyObject *rec = record_of(e->kind, e->body, e->rec);
-        PyObject *t = rec ? Py_BuildValue("(y#N)", (const char *)e->k, (Py_ssize_t)33, rec) : NULL;
+        PyObject *t = nt_pair(e->k, record_of(e->kind, e->body, e->rec));
         if (!t) {
             Py_DECREF(list);
             return NULL;

@@ -1,8 +1,8 @@
 /* Sorts of zapstack.zapdb._smtfast (included by _smtfast_api.h after _smtfast_codec.h):
- * a batch's leaves by key hash, a dict's bytes keys for the commit.  Both give qsort's
- * order (tests/zapdb/test_batch.py holds them equal to sorted()); both are linear for big
- * inputs and fall back to qsort where an input crowds one bucket (hostile keys). */
-
+ * a batch's leaves by key hash, a dict's bytes keys and a txn's NodeTable (merged) for
+ * the commit.  They give qsort's order (tests/zapdb/test_batch.py holds them equal to
+ * sorted()); the first two are linear for big inputs and fall back to qsort where an
+ * input crowds one bucket (hostile keys). */
 static int cmp_leaf(const void *x, const void *y) {
     const Leaf *a = *(Leaf *const *)x, *b = *(Leaf *const *)y;
     int r = memcmp(a->kh, b->kh, 32);
@@ -83,4 +83,52 @@ static int radix_sort_keys(SortKey *keys, Py_ssize_t n, Py_ssize_t common) {
         if (hi - lo > 1) qsort(keys + lo, (size_t)(hi - lo), sizeof(SortKey), cmp_sortkey);
     }
     return 0;
+}
+
+static PyObject *py_sorted_items(PyObject *self, PyObject *d); /* below, in _smtfast_api.h */
+
+static int cmp_entry_key(const void *x, const void *y) {
+    return memcmp((*(NTEntry *const *)x)->k, (*(NTEntry *const *)y)->k, 33);
+}
+
+/* merged(nodes) -> [(key, record | None)]: dict `nodes` with this table's entries over it,
+ * keys ascending (a txn's tree writes, as the commit's putmulti takes them). */
+static PyObject *nt_merged(NodeTable *t, PyObject *nodes) {
+    if (!PyDict_Check(nodes)) return PyErr_Format(PyExc_TypeError, "merged needs a dict");
+    int rc = 0;
+    if (PyDict_GET_SIZE(nodes)) { /* rare (records installed, then merged over): via a dict */
+        PyObject *d = PyDict_Copy(nodes), *out = NULL;
+        for (size_t j = 0; d && rc == 0 && j < t->n; j++) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)t->ent[j].k, 33);
+            PyObject *rec = key ? nt_record(&t->ent[j]) : NULL;
+            rc = rec ? PyDict_SetItem(d, key, rec) : -1;
+            Py_XDECREF(key);
+            Py_XDECREF(rec);
+        }
+        PyObject *sorted = d && rc == 0 ? py_sorted_items(NULL, d) : NULL;
+        Py_XDECREF(d);
+        if (sorted) out = PyObject_CallMethod(sorted, "items", NULL);
+        Py_XDECREF(sorted);
+        if (out) Py_SETREF(out, PySequence_List(out));
+        return out;
+    }
+    NTEntry **order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(NTEntry *));
+    if (!order) return PyErr_NoMemory();
+    int sorted = 1;
+    for (size_t j = 0; j < t->n; j++) {
+        order[j] = &t->ent[j];
+        if (j && memcmp(t->ent[j - 1].k, t->ent[j].k, 33) >= 0) sorted = 0;
+    }
+    if (!sorted) qsort(order, t->n, sizeof(NTEntry *), cmp_entry_key);
+    int gc_was_on = PyGC_Disable(); /* n new tuples would set off collections that walk the
+                                       whole heap; each is untracked (no cycle possible) */
+    PyObject *out = PyList_New((Py_ssize_t)t->n);
+    for (size_t j = 0; out && j < t->n; j++) {
+        PyObject *item = nt_pair(order[j]->k, nt_record(order[j]));
+        if (!item) Py_CLEAR(out);
+        else PyObject_GC_UnTrack(item), PyList_SET_ITEM(out, (Py_ssize_t)j, item); /* acyclic */
+    }
+    if (gc_was_on) PyGC_Enable();
+    PyMem_Free(order);
+    return out;
 }

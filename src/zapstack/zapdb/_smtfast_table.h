@@ -255,13 +255,24 @@ static PyObject *nt_get(NodeTable *t, PyObject *const *args, Py_ssize_t nargs) {
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
+/* The pair (bytes k[0..33), rec), stealing rec (NULL: an error already set). */
+static PyObject *nt_pair(const uint8_t *k, PyObject *rec) {
+    PyObject *key = rec ? PyBytes_FromStringAndSize((const char *)k, 33) : NULL;
+    PyObject *t = key ? PyTuple_New(2) : NULL;
+    if (!t) {
+        Py_XDECREF(key);
+        Py_XDECREF(rec);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, key);
+    PyTuple_SET_ITEM(t, 1, rec);
+    return t;
+}
+
 static PyObject *nt_items(NodeTable *t, PyObject *unused) {
     PyObject *list = PyList_New((Py_ssize_t)t->n);
     for (size_t j = 0; list && j < t->n; j++) {
-        PyObject *rec = nt_record(&t->ent[j]);
-        PyObject *item = rec ? Py_BuildValue("(y#N)", (const char *)t->ent[j].k,
-                                             (Py_ssize_t)33, rec)
-                             : NULL;
+        PyObject *item = nt_pair(t->ent[j].k, nt_record(&t->ent[j]));
         if (!item) Py_CLEAR(list);
         else PyList_SET_ITEM(list, (Py_ssize_t)j, item);
     }
@@ -314,55 +325,7 @@ static PyObject *nt_absorb(NodeTable *t, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_sorted_items(PyObject *self, PyObject *d); /* in _smtfast_api.h */
-static int cmp_entry_key(const void *x, const void *y) {
-    return memcmp((*(NTEntry *const *)x)->k, (*(NTEntry *const *)y)->k, 33);
-}
-
-/* merged(nodes) -> [(key, record | None)]: dict `nodes` with this table's entries over it,
- * keys ascending (a txn's tree writes, as the commit's putmulti takes them). */
-static PyObject *nt_merged(NodeTable *t, PyObject *nodes) {
-    if (!PyDict_Check(nodes)) return PyErr_Format(PyExc_TypeError, "merged needs a dict");
-    int rc = 0;
-    if (PyDict_GET_SIZE(nodes)) { /* rare (records installed, then merged over): via a dict */
-        PyObject *d = PyDict_Copy(nodes), *out = NULL;
-        for (size_t j = 0; d && rc == 0 && j < t->n; j++) {
-            PyObject *key = PyBytes_FromStringAndSize((const char *)t->ent[j].k, 33);
-            PyObject *rec = key ? nt_record(&t->ent[j]) : NULL;
-            rc = rec ? PyDict_SetItem(d, key, rec) : -1;
-            Py_XDECREF(key);
-            Py_XDECREF(rec);
-        }
-        PyObject *sorted = d && rc == 0 ? py_sorted_items(NULL, d) : NULL;
-        Py_XDECREF(d);
-        if (sorted) out = PyObject_CallMethod(sorted, "items", NULL);
-        Py_XDECREF(sorted);
-        if (out) Py_SETREF(out, PySequence_List(out));
-        return out;
-    }
-    NTEntry **order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(NTEntry *));
-    if (!order) return PyErr_NoMemory();
-    int sorted = 1;
-    for (size_t j = 0; j < t->n; j++) {
-        order[j] = &t->ent[j];
-        if (j && memcmp(t->ent[j - 1].k, t->ent[j].k, 33) >= 0) sorted = 0;
-    }
-    if (!sorted) qsort(order, t->n, sizeof(NTEntry *), cmp_entry_key);
-    int gc_was_on = PyGC_Disable(); /* n new tuples would set off collections that walk the
-                                       whole heap; each is untracked (no cycle possible) */
-    PyObject *out = PyList_New((Py_ssize_t)t->n);
-    for (size_t j = 0; out && j < t->n; j++) {
-        PyObject *rec = nt_record(order[j]);
-        PyObject *item = rec ? Py_BuildValue("(y#N)", (const char *)order[j]->k, (Py_ssize_t)33,
-                                             rec)
-                             : NULL;
-        if (!item) Py_CLEAR(out);
-        else PyObject_GC_UnTrack(item), PyList_SET_ITEM(out, (Py_ssize_t)j, item); /* acyclic */
-    }
-    if (gc_was_on) PyGC_Enable();
-    PyMem_Free(order);
-    return out;
-}
+static PyObject *nt_merged(NodeTable *t, PyObject *nodes); /* in _smtfast_sort.h */
 
 static PyObject *nt_nbytes(NodeTable *t, PyObject *unused) {
     size_t b = sizeof(NodeTable) + t->ecap * sizeof(NTEntry);
