@@ -3,6 +3,7 @@
  * the commit.  They give qsort's order (tests/zapdb/test_batch.py holds them equal to
  * sorted()); the first two are linear for big inputs and fall back to qsort where an
  * input crowds one bucket (hostile keys). */
+
 static int cmp_leaf(const void *x, const void *y) {
     const Leaf *a = *(Leaf *const *)x, *b = *(Leaf *const *)y;
     int r = memcmp(a->kh, b->kh, 32);
