@@ -68,22 +68,27 @@ typedef struct {
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
 
+static uint64_t path_masks[257][4]; /* [depth]: the words of a path's first `depth` bits */
+
+static void init_path_masks(void) {
+    for (int depth = 0; depth <= 256; depth++) {
+        for (int i = 0; i < 4; i++) {
+            int bits = depth - 64 * i;
+            uint64_t m = bits <= 0 ? 0 : bits >= 64 ? ~0ULL : ~0ULL << (64 - bits);
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            m = __builtin_bswap64(m); /* the words are loaded from big-endian bytes */
+#endif
+            path_masks[depth][i] = m;
+        }
+    }
+}
+
 /* dst = the first `depth` bits of src, zero after: in 64-bit words (whole-word stores, so
  * the key hash that reads the words back right after is not held up). */
-static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
+static inline void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
     uint64_t w[4];
     memcpy(w, src, 32);
-    for (int i = 0; i < 4; i++) {
-        int bits = depth - 64 * i;
-        if (bits <= 0)
-            w[i] = 0;
-        else if (bits < 64) /* keep the word's first `bits` bits in memory (big-endian) order */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-            w[i] &= ~0ULL << (64 - bits);
-#else
-            w[i] &= __builtin_bswap64(~0ULL << (64 - bits));
-#endif
-    }
+    for (int i = 0; i < 4; i++) w[i] &= path_masks[depth][i];
     memcpy(dst, w, 32);
 }
 

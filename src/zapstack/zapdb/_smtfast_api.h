@@ -389,6 +389,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",
 
 PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
+    init_path_masks();
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
     if (m && (PyType_Ready(&NodeTableType) < 0 ||

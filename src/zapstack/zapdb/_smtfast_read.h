@@ -16,6 +16,7 @@ static void prefetch_path(const NodeTable *t, const uint8_t *kh, int from, int t
     uint64_t hs[MAXL];
     uint8_t k[33];
     if (t == NULL || t->idx == NULL || t->indexed < t->n || from >= to) return;
+    if (to > 256) to = 256;
     if (to - from > MAXL) to = from + MAXL;
     for (int d = from; d < to; d++) {
         mask_path(kh, d, k);
