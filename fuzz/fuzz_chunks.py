@@ -5,8 +5,12 @@ this mutates valid chunk records (bit flips, byte sets, cuts, insertions, u16/u3
 overwrites at the length fields) and checks on each: the C parser and the readable
 Python parser (``ChunkReplyReader._body_py``) give the same chunk or the same error
 (message, wire code, offset); the reader fed whole and one byte at a time agrees; and
-nothing but RemoteProtocolError is ever raised.  Deterministic for a given ``--seed``;
-stops after ``--seconds``.  Skips (exit 0) when the C extension is not built.
+nothing but RemoteProtocolError is ever raised.  A second leg mutates valid chunks of a
+small real state (entries, siblings, terminal) and feeds them, shuffled with the good
+ones, to the C state-sync loader (``_smtfast.SyncLoader``): it must take exactly the
+chunks ``verify_chunk`` accepts and end with the reference tree's records.
+Deterministic for a given ``--seed``; stops after ``--seconds`` (shared by the two
+legs).  Skips (exit 0) when the C extension is not built.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from zapstack.bootstrap.readers import ChunkReplyReader
 from zapstack.bootstrap.wire import encode_chunk_py
 from zapstack.errors import RemoteProtocolError
 from zapstack.zapdb import StateChunk
+from zapstack.zapdb.proofs import make_chunk, verify_chunk
+from zapstack.zapdb.smt import DictNodeStore, apply_updates_py
 
 try:
     from zapstack.zapdb import _smtfast
@@ -90,6 +96,75 @@ def check_body(data: bytes) -> None:
         raise AssertionError(f"C and Python parsers differ on {body.hex()}: {results}")
 
 
+def broken(rng: random.Random, chunk: StateChunk) -> StateChunk:
+    """``chunk`` with one field changed (possibly still valid: ``verify_chunk`` judges)."""
+    entries, sibs, term = list(chunk.entries), list(chunk.siblings), chunk.terminal
+    op = rng.randrange(6)
+    if op == 0 and entries:
+        i = rng.randrange(len(entries))
+        key, value = entries[i]
+        entries[i] = (
+            (key, bytes(rng.randbytes(1)) + value[1:])
+            if rng.random() < 0.5
+            else (key[:-1] + bytes([key[-1] ^ 1]), value)
+        )
+    elif op == 1 and entries:
+        del entries[rng.randrange(len(entries))]
+    elif op == 2 and entries:
+        entries.insert(rng.randrange(len(entries) + 1), rng.choice(entries))
+    elif op == 3 and sibs:
+        i = rng.randrange(len(sibs))
+        sibs[i] = rng.choice((bytes(32), rng.randbytes(32), sibs[i][:31]))
+    elif op == 4:
+        term = rng.choice((None, bytes(64), rng.randbytes(64)))
+    elif op == 5 and len(entries) > 1:
+        rng.shuffle(entries)
+    return StateChunk(chunk.depth, chunk.index, tuple(entries), tuple(sibs), term)
+
+
+def check_loader(rng: random.Random) -> None:
+    """One state: the C loader's verdicts == verify_chunk's; its records == the tree's."""
+    state = {
+        rng.randbytes(rng.randint(1, 12)): rng.randbytes(rng.randint(0, 30))
+        for _ in range(rng.randint(0, 40))
+    }
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    depth = rng.randint(0, 5)
+    good = [make_chunk(store, state.get, depth, i) for i in range(1 << depth)]
+    feed = good + [broken(rng, rng.choice(good)) for _ in range(rng.randint(1, 6))]
+    rng.shuffle(feed)
+    loader, done = _smtfast.SyncLoader(root, depth), set()
+    for chunk in feed:
+        want = verify_chunk(root, chunk)
+        if chunk.index in done:
+            continue
+        if len(chunk.siblings) == depth and chunk.terminal is None:
+            got = loader.add(chunk.index, chunk.entries, chunk.siblings)
+        else:  # a terminal chunk: the loader takes what verify_chunk checked
+            got = want
+            if want:
+                loader.add_top(chunk.index, chunk.entries, *_top(chunk))
+        if got != want:
+            raise AssertionError(f"loader says {got}, verify_chunk {want}: {chunk}")
+        if got:
+            done.add(chunk.index)
+    if loader.finish() != root or dict(loader.records(1)) != store.nodes:
+        raise AssertionError(f"loader records differ from the tree's for {state}")
+    if dict(loader.records(0)) != state:
+        raise AssertionError("loader entries differ from the state")
+
+
+def _top(chunk: StateChunk) -> tuple[bytes, bytes | None]:
+    from zapstack.zapdb import smt
+
+    if not chunk.entries:
+        return smt.EMPTY, None
+    key, value = chunk.entries[0]
+    kh, vh = smt.key_hash(key), _smtfast.sha256(value)
+    return smt.leaf_hash(kh, vh), smt.leaf_record(kh, vh, key)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
@@ -100,7 +175,7 @@ def main() -> int:
         return 0
     rng = random.Random(args.seed)
     stop = time.monotonic() + args.seconds
-    cases = 0
+    cases = states = 0
     while time.monotonic() < stop:
         data = mutate(rng, seed_record(rng))
         check_body(data)
@@ -108,7 +183,11 @@ def main() -> int:
         if outcome(data, [1] * len(data)) != whole:
             raise AssertionError(f"byte-at-a-time differs from whole on {data.hex()}")
         cases += 1
+        if cases % 8 == 0:
+            check_loader(rng)
+            states += 1
     print(f"chunk codec: {cases} cases, C == Python, whole == byte-at-a-time")
+    print(f"chunk loader: {states} states, C verdicts == verify_chunk, records == the tree's")
     return 0
 
 

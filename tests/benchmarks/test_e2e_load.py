@@ -1,9 +1,73 @@
-"""The load process's counters: a window is the difference of two snapshots."""
+"""The load process's counters (a window is the difference of two snapshots) and the
+handshake by which the caller sets every process's times once all are up."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zapstack.benchmarks import e2e_load
 from zapstack.benchmarks.e2e_load import _diff, snapshot
 from zapstack.devnet.loadgen import LoadStats
+
+# a stand-in load process: says ready after a delay, then writes what it was told
+_CHILD = """
+import sys, time
+time.sleep(float(sys.argv[1]))
+print(sys.argv[2], flush=True)
+open(sys.argv[3], "w").write(sys.stdin.readline())
+"""
+
+
+async def _spawn(delay: float, says: str, out: Path) -> asyncio.subprocess.Process:
+    pipe = asyncio.subprocess.PIPE
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, str(delay), says, str(out), stdin=pipe, stdout=pipe
+    )
+
+
+def test_release_waits_for_the_slowest_process_then_sends_one_set_of_times(
+    tmp_path: Path,
+) -> None:
+    async def go() -> tuple[float, float]:
+        outs = [tmp_path / "a", tmp_path / "b"]
+        kids = [await _spawn(0.0, "ready", outs[0]), await _spawn(0.8, "ready", outs[1])]
+        started = time.monotonic()
+        t0 = await e2e_load.release(kids, presign=2.0)
+        await e2e_load.send_times(kids, t0, t0 + 1, t0 + 3)
+        for kid in kids:
+            assert await kid.wait() == 0
+        for out in outs:
+            assert [float(x) for x in out.read_text().split()] == [t0, t0 + 1, t0 + 3]
+        return started, t0
+
+    started, t0 = asyncio.run(go())
+    # T0 is set after the slow one is up (0.8 s), plus the signing time
+    assert t0 >= started + 0.8 + 2.0
+
+
+def test_release_refuses_a_process_that_never_says_ready(tmp_path: Path) -> None:
+    async def go() -> None:
+        kid = await _spawn(0.0, "oops", tmp_path / "x")
+        try:
+            await e2e_load.release([kid], presign=0.0)
+        finally:
+            kid.kill()
+            await kid.wait()
+
+    with pytest.raises(RuntimeError, match="did not start"):
+        asyncio.run(go())
+
+
+def test_times_are_required_without_the_handshake(tmp_path: Path) -> None:
+    base = ["--genesis", "g", "--first-user", "0", "--users", "1", "--rate", "1"]
+    with pytest.raises(SystemExit) as exc:
+        e2e_load.main([*base, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2  # argparse's usage error
 
 
 def test_window_is_end_minus_start_and_drops_empty_codes() -> None:

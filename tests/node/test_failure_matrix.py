@@ -56,7 +56,7 @@ from .conftest import dial_when_up, gossip, make_cluster, run, transfer, users
 
 # ------------------------------------------------------------------ real QUIC (rows 5, 6)
 
-QUIC_BOUND = 40.0
+QUIC_BOUND = 90.0
 """Seconds a real-QUIC scenario may take at most."""
 
 
@@ -168,13 +168,20 @@ def test_peer_sends_malformed_frame(tmp_path: Path) -> None:
 
             # BLS + Pulsar (+ Magnetar) shares and the Corona commitment come back
             # (prepared ahead of the proposal, or fresh after it)
+            # (a loaded box -- make test runs two such tests at once on 2 cores -- can
+            # take seconds for the legs' signing: a generous wait, and what was seen)
             corona = {MsgType.CORONA_PRECOMMIT, MsgType.CORONA_COMMIT}
-            await until(
-                lambda: (
-                    MsgType.SHARE in {m.type for m in votes()}
-                    and bool(corona & {m.type for m in votes()})
+            try:
+                await until(
+                    lambda: (
+                        MsgType.SHARE in {m.type for m in votes()}
+                        and bool(corona & {m.type for m in votes()})
+                    ),
+                    timeout=40,
                 )
-            )
+            except TimeoutError:
+                seen = [(m.type.name, m.height, m.round) for m in votes()]
+                raise AssertionError(f"votes seen {seen}; {node.consensus.stats}") from None
             assert all(m.sender == 0 and m.height == 1 for m in votes())
             assert not peer.session.closed and not node.peers[1].session.closed
             assert node.rx.reputation.score(me) == score  # valid streams cost nothing

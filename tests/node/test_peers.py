@@ -93,3 +93,20 @@ def test_attach_sets_the_node_stream_bounds_on_the_endpoint(devnet_home: Path) -
     c.attach(endpoint)  # type: ignore[arg-type]
     assert endpoint.limits is not None
     assert endpoint.limits.validators == frozenset(a.node_id for a in c.g.addresses)
+
+
+def test_inbound_connections_are_filed_and_closed_clients_forgotten(devnet_home: Path) -> None:
+    c = conns(devnet_home)
+    g = c.g
+    validator: Any = FakePeer(g.addresses[2].node_id)
+    c.file_inbound(validator)
+    assert c.peers == {2: validator} and c.clients == []
+    clients: list[Any] = [FakePeer(bytes([i]) * 32) for i in range(5)]
+    for client in clients[:4]:
+        c.file_inbound(client)
+    clients[0].session.closed = clients[2].session.closed = True
+    c.file_inbound(clients[4])  # a wallet that left does not stay forever
+    assert c.clients == [clients[1], clients[3], clients[4]]
+    me: Any = FakePeer(g.addresses[0].node_id)  # our own id dialing in is a client
+    c.file_inbound(me)
+    assert c.clients[-1] is me and 0 not in c.peers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 
 from zapstack.errors import WireCode
@@ -77,3 +78,21 @@ def test_rejections_are_a_bounded_fifo() -> None:
     index.rejected(b"\x05" * 32, WireCode.DUPLICATE)
     assert index.rejection(b"\x03" * 32) is None
     assert index.rejection(b"\x02" * 32) == Rejection(WireCode.DUPLICATE, "")
+
+
+def test_indexed_txs_leave_nothing_for_the_garbage_collector() -> None:
+    """One entry per tx ever finalized: none may be an object the collector tracks
+    (a full collection scans every tracked object; on a busy chain that was a pause)."""
+    blocks, ids = _chain(20, 100)
+    index = ChainIndex()
+    for height, block in enumerate(blocks[:10], 1):  # the parser's memo fills up (8 blocks)
+        index.finalized(height, block, b"")
+    gc.collect()
+    before = len(gc.get_objects())
+    for height, block in enumerate(blocks[10:], 11):  # 1,000 more txs indexed
+        index.finalized(height, block, b"")
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
+    block_id = hashlib.sha256(blocks[19]).digest()
+    assert index.inclusion(ids[19][99]) == Inclusion(20, 99, block_id)
+    assert index.inclusion(ids[0][0]) == Inclusion(1, 0, hashlib.sha256(blocks[0]).digest())

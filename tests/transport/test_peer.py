@@ -13,6 +13,7 @@ from zapstack.transport.driver import Binding, Endpoint
 from zapstack.transport.events import ConnectionEnded, End, HandlerAction, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS
 from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.peer import RECENT_EVENTS
 from zapstack.transport.streams import StreamType
 
 from .conftest import setup, teardown
@@ -130,6 +131,33 @@ def test_64_streams_in_flight_and_the_65th_waits(binding: Binding) -> None:
         await teardown(listener, dialers)
 
     run_bounded(main(), 15)
+
+
+def test_a_long_lived_connection_keeps_no_per_stream_state(binding: Binding) -> None:
+    """Streams come and go by the thousand on a validator's connections: once a stream
+    has ended, neither side keeps anything of it (a bounded event log only), and each
+    OutStream still knows how it ended."""
+
+    async def main() -> None:
+        sink, listener, dialers, (pa,), inbound = await setup(binding, 1)
+        a_id = dialers[0].identity.node_id
+        n = RECENT_EVENTS + 100
+        outs = []
+        for i in range(n):
+            out = await pa.open_stream(StreamType.PROBE)
+            await out.finish(bytes([i % 256]) * 40)
+            outs.append(out)
+        await sink.wait(lambda: sum(h.end == (End.FIN, None) for h in sink.streams.values()) == n)
+        for _ in range(200):  # our ends arrive with the peer's ACKs
+            if all(out.end is not None for out in outs):
+                break
+            await asyncio.sleep(0.01)
+        assert all(out.end == (End.FIN, None) for out in outs)
+        assert not pa._outs  # nothing kept per ended stream
+        assert len(pa.events) == RECENT_EVENTS == len(inbound[a_id].events)
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 30)
 
 
 def test_request_reply_and_cancel_flushes(binding: Binding) -> None:

@@ -4,13 +4,17 @@ txn commit gives; the upper-tree memo stays equal to LMDB from commit to commit.
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import StateChunk, ZapDB, batch, bulk, smt
-from zapstack.zapdb.proofs import make_chunk
+from zapstack.zapdb.proofs import make_chunk, verify_chunk
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
 
@@ -74,7 +78,8 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
     src = ZapDB.open(tmp_path / "src", map_size=1 << 26)
     bulk.bulk_load(src, state.items())
     with src.read() as view:
-        good = view.chunk(3, 2)
+        chunks = [view.chunk(3, i) for i in range(8)]
+    good = chunks[2]
     entries = good.entries
     bad = [
         StateChunk(3, 2, (*entries[:-1], (entries[-1][0], b"forged")), good.siblings, None),
@@ -82,16 +87,20 @@ def test_chunk_loader_rejects_bad_chunks_and_keeps_nothing(tmp_path: Path) -> No
         StateChunk(3, 2, entries[1:], good.siblings, None),
         StateChunk(3, 2, entries, (bytes(32), *good.siblings[1:]), None),
         StateChunk(4, 4, entries, good.siblings, None),
+        StateChunk(3, 8, entries, good.siblings, None),
+        StateChunk(3, -1, entries, good.siblings, None),
     ]
     with ZapDB.open(tmp_path / "dst", map_size=1 << 26) as dst:
         txn = dst.begin()
         loader = bulk.ChunkLoader(txn, src.root(), 3)
         for chunk in bad:
             assert not loader.add(chunk)
-        assert loader._tops == {} and loader._entries == {} and loader._early == {}
-        assert loader._nodes == {smt.ROOT_PATH: None} and loader._slots == []
-        assert loader.add(good)
-        txn.discard()
+        assert all(loader.add(chunk) for chunk in chunks)
+        assert loader.finish() == src.root() == txn.commit()  # nothing of the bad ones kept
+        assert _records(dst) == _records(src)
+        with dst.read() as view:
+            assert dict(view.iterate()) == state
+    with ZapDB.open(tmp_path / "dst2", map_size=1 << 26) as dst:
         with dst.begin() as other:
             other.set(b"x", b"y")
             other.commit()
@@ -207,8 +216,11 @@ def test_loader_hands_the_commit_its_records_ascending(
         for chunk in chunks:
             assert loader.add(chunk)
         assert loader.finish() == root
-        nodes = txn._live().nodes
-        assert list(nodes) == sorted(nodes)
+        installed = txn._live().installed
+        assert installed is not None
+        data, nodes = installed
+        assert list(nodes) == sorted(nodes) and list(data) == sorted(state)
+        assert all(data[k] == v for k, v in state.items()) and len(data) == len(state)
         assert nodes == _python_records(state)
         assert txn.commit() == root == reference_root(state)
 
@@ -227,3 +239,168 @@ def test_warm_upper_holds_every_record_above_split(tmp_path: Path) -> None:
                 want = {k: v for k, v in records.items() if k[32] < snap.split}
                 assert {k: v for k, v in snap.upper.items() if v is not None} == want
                 assert all(k not in records for k, v in snap.upper.items() if v is None)
+
+
+TAMPER = ("value", "drop", "swap", "sibling", "extra", "terminal", "short")
+
+
+def _tamper(chunk: StateChunk, how: str, other: StateChunk) -> StateChunk:
+    """``chunk`` broken one way (some ways leave a chunk that is still valid: the
+    reference verdict decides)."""
+    entries, sibs, term = chunk.entries, chunk.siblings, chunk.terminal
+    if how == "value" and entries:
+        entries = (*entries[:-1], (entries[-1][0], entries[-1][1] + b"!"))
+    elif how == "drop":
+        entries = entries[1:]
+    elif how == "swap":
+        entries = entries[::-1]
+    elif how == "sibling" and sibs:
+        sibs = (bytes([sibs[0][0] ^ 1]) + sibs[0][1:], *sibs[1:])
+    elif how == "extra":
+        entries = (*entries, *other.entries[:1])
+    elif how == "terminal":
+        term = bytes(64)
+    elif how == "short" and sibs:
+        sibs = sibs[:-1]
+    return StateChunk(chunk.depth, chunk.index, entries, sibs, term)
+
+
+def _sync(root: bytes, depth: int, feed: list[StateChunk]) -> tuple[list[bool], dict, dict, bytes]:
+    """Feed ``feed`` to a ChunkLoader over a fresh store: (verdicts, records, data, root)."""
+    with tempfile.TemporaryDirectory() as tmp, ZapDB.open(Path(tmp), map_size=1 << 26) as dst:
+        txn = dst.begin()
+        loader = bulk.ChunkLoader(txn, root, depth)
+        verdicts = [loader.add(chunk) for chunk in feed]
+        assert loader.finish() == root == txn.commit() == dst.root()
+        with dst.read() as view:
+            return verdicts, _records(dst), dict(view.iterate()), view.tree_root()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.binary(min_size=1, max_size=24), st.binary(max_size=40), max_size=60),
+    st.integers(0, 6),
+    st.randoms(use_true_random=False),
+    st.lists(st.tuples(st.sampled_from(TAMPER), st.integers(0, 63)), max_size=4),
+)
+def test_fast_loader_equals_verify_chunk_and_the_fallback(
+    state: dict[bytes, bytes], depth: int, rng: random.Random, tampers: list[tuple[str, int]]
+) -> None:
+    """Random states, every depth 0..6, chunks out of order with repeats and tampered ones:
+    the C loader takes exactly the chunks verify_chunk accepts, keeps nothing of a rejected
+    one, and leaves the very store the fallback (verify_chunk + txn writes) leaves."""
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    chunks = [make_chunk(store, state.get, depth, i) for i in range(1 << depth)]
+    feed = chunks + [rng.choice(chunks) for _ in range(2)]
+    for how, i in tampers:
+        chunk = chunks[i % len(chunks)]
+        feed.append(_tamper(chunk, how, chunks[(i + 1) % len(chunks)]))
+    rng.shuffle(feed)
+    want = [verify_chunk(root, chunk) for chunk in feed]
+    fast = _sync(root, depth, feed)
+    with mock.patch.object(batch, "FAST", False), mock.patch.object(smt, "FAST", False):
+        slow = _sync(root, depth, feed)
+    assert fast[0] == slow[0] == want
+    assert fast[1] == slow[1] == dict(store.nodes)
+    assert fast[2] == slow[2] == state
+    assert fast[3] == root == reference_root(state)
+
+
+def test_installed_records_are_a_read_only_sorted_mapping(tmp_path: Path) -> None:
+    state = _state(300, 31)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    with ZapDB.open(tmp_path / "db", map_size=1 << 26) as db:
+        txn = db.begin()
+        loader = bulk.ChunkLoader(txn, root, 4)
+        assert all(loader.add(make_chunk(store, state.get, 4, i)) for i in range(16))
+        loader.finish()
+        some = sorted(state)[7]
+        assert txn.get(some) == state[some] and txn.get(b"absent") is None
+        assert dict(txn.iterate(b"acct/")) == state
+        with pytest.raises(LocalProtocolError):
+            txn.set(b"k", b"v")  # an installed state takes no writes
+        installed = txn._live().installed
+        assert installed is not None
+        data, nodes = installed
+        assert dict(data.items()) == state and dict(nodes.items()) == store.nodes
+        assert nodes.get(b"\xff" * 33) is None and b"absent" not in data
+        branch = db.snapshot()
+        branch.discard()
+        assert txn.commit() == root
+
+
+def test_sync_loader_refuses_misuse() -> None:
+    from zapstack.zapdb import _smtfast
+
+    with pytest.raises(ValueError):
+        _smtfast.SyncLoader(bytes(31), 2)
+    with pytest.raises(ValueError):
+        _smtfast.SyncLoader(bytes(32), 25)
+    loader = _smtfast.SyncLoader(bytes(32), 1)
+    with pytest.raises(ValueError):
+        loader.records(0)  # before finish
+    with pytest.raises(ValueError):
+        loader.finish()  # chunks missing
+    with pytest.raises(TypeError):
+        loader.add(0, ((b"k", 1),), (bytes(32),))
+    with pytest.raises(TypeError):
+        loader.add(0, (), (memoryview(bytes(32)),))
+    assert not loader.add(0, (), (bytes(31),))
+    with pytest.raises(ValueError):
+        loader.add(2, (), (bytes(32),))  # index out of range
+    loader.add_top(0, (), bytes(32), None)
+    with pytest.raises(ValueError):
+        loader.add_top(0, (), bytes(32), None)  # repeated
+    with pytest.raises(ValueError):
+        loader.add_top(1, (), bytes(32), b"\x01" + bytes(64))  # not a leaf record
+    loader.add_top(1, (), bytes(32), None)
+    assert loader.finish() == bytes(32)  # the empty state
+    assert loader.count(0) == loader.count(1) == 0 and list(loader.records(1)) == []
+    with pytest.raises(ValueError):
+        loader.finish()
+    with pytest.raises(ValueError):
+        loader.add_top(0, (), bytes(32), None)
+
+
+def test_loader_takes_entries_that_are_not_exact_bytes(tmp_path: Path) -> None:
+    state = _state(120, 41)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    chunks = [make_chunk(store, state.get, 2, i) for i in range(4)]
+    views = [
+        StateChunk(2, c.index, tuple((k, memoryview(v)) for k, v in c.entries), c.siblings, None)
+        for c in chunks
+    ]
+    with ZapDB.open(tmp_path / "db", map_size=1 << 26) as db:
+        txn = db.begin()
+        loader = bulk.ChunkLoader(txn, root, 2)
+        assert all(loader.add(c) for c in views)
+        assert loader.finish() == root == txn.commit()
+        assert _records(db) == store.nodes
+
+
+def test_sync_loader_window_is_each_record_once_and_refuses_a_kept_pair() -> None:
+    from zapstack.zapdb import _smtfast
+
+    state = _state(90, 51)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    loader = _smtfast.SyncLoader(root, 3)
+    for i in range(8):
+        chunk = make_chunk(store, state.get, 3, i)
+        assert loader.add(i, chunk.entries, chunk.siblings)
+    assert loader.finish() == root
+    for which, want in ((0, sorted(state.items())), (1, sorted(store.nodes.items()))):
+        assert list(loader.records(which)) == want and loader.count(which) == len(want)
+        got, it = [], loader.window(which)
+        while (pair := next(it, None)) is not None:
+            got.append((bytes(pair[0]), bytes(pair[1])))
+            del pair  # let it go before the next: the window moves on
+        assert got == want
+        it = loader.window(which)
+        kept = next(it)
+        with pytest.raises(RuntimeError):
+            next(it)  # the pair is still held: never handed back changed
+        assert bytes(kept[0]) == want[0][0]

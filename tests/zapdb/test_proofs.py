@@ -125,3 +125,29 @@ def test_c_fold_equals_the_python_fold(path: bytes, node: bytes, sibs: list[byte
         pair = sibs[-1] + node if left else node + sibs[-1]
         up = hashlib.sha256(b"\x01" + pair).digest()
         assert want == _fold_py(path, up, tuple(sibs[:-1]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(states, st.integers(0, 8), st.integers(0, 255))
+def test_c_walk_equals_the_python_walk(state: dict[bytes, bytes], depth: int, seed: int) -> None:
+    """The chunk server's walk toward a prefix: C and the readable walk give the same
+    siblings and stop (an empty subtree or a lone leaf above the depth, or none)."""
+    from zapstack.zapdb import _smtfast
+    from zapstack.zapdb.proofs import _walk
+
+    store, _ = _tree(state)
+    for index in {0, (1 << depth) - 1, seed % (1 << depth)}:
+        pint = index << (256 - depth)
+        want = _walk(store.get_node, depth, pint)
+        assert _smtfast.walk(store.get_node, depth, pint.to_bytes(32, "big")) == want
+
+
+def test_c_walk_refuses_what_it_cannot_read() -> None:
+    from zapstack.zapdb import _smtfast
+
+    with pytest.raises(ValueError):
+        _smtfast.walk(lambda k: b"\x01" + bytes(10), 2, bytes(32))  # a short interior record
+    with pytest.raises(TypeError):
+        _smtfast.walk(lambda k: memoryview(bytes(65)), 1, bytes(32))
+    with pytest.raises(ValueError):
+        _smtfast.walk(lambda k: None, 1, bytes(31))

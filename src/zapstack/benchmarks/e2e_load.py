@@ -4,7 +4,10 @@
 --rate R --start-at T0 --measure-at T1 --stop-at T2 --out FILE`` runs one
 :class:`~zapstack.devnet.loadgen.LoadGenerator` over devnet users ``F..F+U-1``
 (a range no other process of the run uses, so every user starts at nonce 0):
-it dials every validator, signs up to ``--presign`` frames per user ahead
+it dials every validator (with ``--handshake``: then prints ``ready`` and reads
+``T0 T1 T2`` from stdin, so that the caller sets the window only once every
+load process is up -- on a busy box a process can take seconds to start), signs
+up to ``--presign`` frames per user ahead
 (until ``T0``; the rest are signed as they are sent), waits for ``T0``,
 submits about ``R`` tx/s until ``T2`` (times are ``time.monotonic()``,
 which every process on the box shares), and writes one JSON object to ``FILE``:
@@ -39,7 +42,10 @@ from zapstack.node.genesis import devnet_user, load_genesis
 from zapstack.transport.qh3_adapter import new_event_loop
 from zapstack.zap.frames import parse_tx
 
-__all__ = ["main", "snapshot"]
+__all__ = ["DIAL_S", "main", "release", "send_times", "snapshot"]
+
+DIAL_S = 60.0
+"""With ``--handshake``: most seconds spent dialing the validators before saying ready."""
 
 
 def snapshot(stats: LoadStats) -> dict[str, Any]:
@@ -50,6 +56,29 @@ def snapshot(stats: LoadStats) -> dict[str, Any]:
         "failed": stats.failed,
         "rejected": dict(stats.rejected),
     }
+
+
+async def release(children: Sequence[asyncio.subprocess.Process], presign: float) -> float:
+    """The caller's side of ``--handshake``: wait until every load process says ``ready``
+    (started and dialed: on a busy box that can take seconds), then return ``T0``, which
+    leaves them ``presign`` seconds to sign ahead.  RuntimeError if one does not start."""
+    for child in children:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), DIAL_S + 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"a load process did not start (said {line!r}): see its log")
+    return time.monotonic() + 0.5 + presign
+
+
+async def send_times(
+    children: Sequence[asyncio.subprocess.Process], t0: float, t1: float, t2: float
+) -> None:
+    """Give every load process its ``T0 T1 T2`` (after :func:`release`)."""
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(f"{t0!r} {t1!r} {t2!r}\n".encode())
+        await child.stdin.drain()
+        child.stdin.close()
 
 
 def _diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +95,16 @@ async def _sleep_until(t: float) -> None:
     await asyncio.sleep(max(0.0, t - time.monotonic()))
 
 
+async def _handshake(args: argparse.Namespace) -> None:
+    """Say ``ready`` on stdout (dialed), then read ``T0 T1 T2`` from stdin into ``args``."""
+    print("ready", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    try:
+        args.start_at, args.measure_at, args.stop_at = (float(x) for x in line.split())
+    except ValueError:
+        raise SystemExit(f"e2e_load: expected 'T0 T1 T2' on stdin, got {line!r}") from None
+
+
 async def _drive(args: argparse.Namespace) -> dict[str, Any]:
     g = load_genesis(args.genesis)
     seed = bytes.fromhex(g.raw.get("devnet_seed", ""))
@@ -78,10 +117,13 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
         credit_share=args.credit_share,
     )
     try:
-        while len(load.peers) < len(g.addresses) and time.monotonic() < args.start_at:
+        dial_until = time.monotonic() + DIAL_S if args.handshake else args.start_at
+        while len(load.peers) < len(g.addresses) and time.monotonic() < dial_until:
             await load.connect()
             if len(load.peers) < len(g.addresses):
                 await asyncio.sleep(0.2)
+        if args.handshake:
+            await _handshake(args)
         # sign ahead until the start (the box's cores belong to the validators then)
         presigned = load.presign(args.presign, args.start_at, time.monotonic)
         print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
@@ -123,15 +165,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--first-user", type=int, required=True)
     ap.add_argument("--users", type=int, required=True)
     ap.add_argument("--rate", type=float, required=True)
-    ap.add_argument("--start-at", type=float, required=True)
-    ap.add_argument("--measure-at", type=float, required=True)
-    ap.add_argument("--stop-at", type=float, required=True)
+    ap.add_argument("--start-at", type=float, default=0.0)
+    ap.add_argument("--measure-at", type=float, default=0.0)
+    ap.add_argument("--stop-at", type=float, default=0.0)
+    ap.add_argument(
+        "--handshake",
+        action="store_true",
+        help="print 'ready' once dialed, then read 'T0 T1 T2' from stdin (the times above)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--presign", type=int, default=0, help="frames per user signed ahead")
     ap.add_argument(
         "--credit-share", type=int, default=1, help="load processes sharing the validators"
     )
     args = ap.parse_args(argv)
+    if not args.handshake and not 0 < args.start_at <= args.measure_at <= args.stop_at:
+        ap.error("give --start-at <= --measure-at <= --stop-at, or --handshake")
     # uvloop, as the node runs: a client on asyncio's pure-Python loop spends
     # the box's cores on loop overhead the validators need (its ``loop.time()``
     # is the same monotonic clock, read at the start of each loop iteration)

@@ -175,8 +175,9 @@ class ClientDriver:
         self.client = client
         self.on_event = on_event
         self.peers: dict[bytes, Peer] = {}
-        self.events: list[Event] = []
-        """Every client event, in order."""
+        self.events: deque[Event] = deque(maxlen=1024)
+        """The last 1,024 client events, in order (diagnostics; a long catch-up makes
+        thousands)."""
         self.opened: Counter[tuple[bytes, StreamType]] = Counter()
         """Requests opened per (peer, stream type)."""
         self._streams: dict[int, tuple[Peer, OutStream | None]] = {}

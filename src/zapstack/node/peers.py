@@ -52,7 +52,8 @@ class Connections:
         self.peers: dict[int, Peer] = {}
         """Validator index -> its (latest) connection."""
         self.clients: list[Peer] = []
-        """Every connection from a peer that is not a genesis validator."""
+        """The connections from peers that are not genesis validators (closed ones are
+        dropped as new ones come: wallets and load generators come and go for good)."""
         self.endpoint: Endpoint | None = None
 
     def attach(self, endpoint: Endpoint) -> None:
@@ -112,12 +113,16 @@ class Connections:
         """File every inbound connection as a validator's or a client's."""
         endpoint = self._endpoint()
         while True:
-            peer = await endpoint.inbound.get()
-            index = self.by_node_id.get(peer.node_id)
-            if index is not None and index != self.me:
-                self.peers[index] = peer
-            else:
-                self.clients.append(peer)
+            self.file_inbound(await endpoint.inbound.get())
+
+    def file_inbound(self, peer: Peer) -> None:
+        """File an inbound connection as a validator's or a client's; forget closed clients."""
+        index = self.by_node_id.get(peer.node_id)
+        if index is not None and index != self.me:
+            self.peers[index] = peer
+            return
+        self.clients = [p for p in self.clients if not p.session.closed]
+        self.clients.append(peer)
 
     async def dial_loop(self, j: int) -> None:
         """Keep a connection to validator ``j`` (above us) open, redialling forever."""

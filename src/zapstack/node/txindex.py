@@ -80,7 +80,12 @@ class ChainIndex:
         self.max_rejects = max_rejects
         """Most recent rejections remembered."""
         self._heights: dict[bytes, int] = {}
-        self._txs: dict[bytes, Inclusion] = {}
+        self._ids: dict[int, bytes] = {}
+        """Height -> block id (the reverse of ``_heights``)."""
+        self._txs: dict[bytes, int] = {}
+        """Tx id -> ``height << 32 | index``: an int, not an :class:`Inclusion` object, so
+        the index (one entry per tx ever finalized) holds nothing the garbage collector
+        must scan -- as objects, a busy chain's index made every full collection longer."""
         self._rejects: OrderedDict[bytes, Rejection] = OrderedDict()
         self._listeners: list[Listener] = []
         self._rebuilt = False
@@ -96,8 +101,10 @@ class ChainIndex:
         if self._heights.get(block_id) == height:
             return
         self._heights[block_id] = height
+        self._ids[height] = block_id
+        at = height << 32
         for i, tx in enumerate(view.txs()):
-            self._txs.setdefault(tx.tx_id, Inclusion(height, i, block_id))
+            self._txs.setdefault(tx.tx_id, at | i)
 
     def finalized(self, height: int, block: bytes, cert: bytes) -> None:
         """The node finalized ``height``: index it, then tell the listeners."""
@@ -148,7 +155,11 @@ class ChainIndex:
 
     def inclusion(self, tx_id: bytes) -> Inclusion | None:
         """Where ``tx_id`` was included, or None."""
-        return self._txs.get(tx_id)
+        at = self._txs.get(tx_id)
+        if at is None:
+            return None
+        height = at >> 32
+        return Inclusion(height, at & 0xFFFF_FFFF, self._ids[height])
 
     def rejection(self, tx_id: bytes) -> Rejection | None:
         """The last remembered rejection of ``tx_id``, or None."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,11 @@ from zapstack.transport.streams import StreamType
 if TYPE_CHECKING:
     from zapstack.transport.driver import Endpoint
 
-__all__ = ["OutStream", "Peer"]
+__all__ = ["RECENT_EVENTS", "OutStream", "Peer"]
+
+RECENT_EVENTS = 256
+"""Session events a peer keeps (:attr:`Peer.events`): a connection carries thousands of
+streams a second, so keeping every event would grow without bound."""
 
 
 class OutStream:
@@ -62,6 +67,10 @@ class OutStream:
         self.peer = peer
         self.stream_id = stream_id
         self.stream_type = stream_type
+        self.end: tuple[End, int | None] | None = None
+        """How our sending side ended (FIN, cancelled, stopped by peer, aborted), once it
+        did: set by the peer from the session's StreamEnded (the peer forgets the stream
+        then; this object keeps it for as long as its owner does)."""
 
     async def write(self, data: bytes, *, fin: bool = False) -> None:
         """Queue ``data``; back off while the stream's backlog is over high water."""
@@ -76,11 +85,6 @@ class OutStream:
         byte written so far is acknowledged, so the receiver is guaranteed to
         have been handed it (docs/formats/vectors-stream-reset.md).  Idempotent."""
         await self.peer._cancel(self.stream_id, code, flush)
-
-    @property
-    def end(self) -> tuple[End, int | None] | None:
-        """How our sending side ended (FIN, cancelled, stopped by peer, aborted)."""
-        return self.peer._send_ends.get(self.stream_id)
 
 
 class Peer:
@@ -109,9 +113,10 @@ class Peer:
         self.authenticated: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.closed = asyncio.Event()
         self.close_info: ConnectionEnded | None = None
-        self.events: list[object] = []
-        """Every session event, in order (tests and metrics read it)."""
-        self._send_ends: dict[int, tuple[End, int | None]] = {}
+        self.events: deque[object] = deque(maxlen=RECENT_EVENTS)
+        """The last :data:`RECENT_EVENTS` session events, in order (diagnostics, tests)."""
+        self._outs: dict[int, OutStream] = {}
+        """Our streams whose sending side has not ended yet (told of its end, then dropped)."""
         self._ready: dict[int, asyncio.Future[None]] = {}
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
@@ -129,13 +134,14 @@ class Peer:
     ) -> OutStream:
         """Open a stream; waits for stream credit (STREAM_LIMIT -> wait)."""
         stream_id = self.session.open_stream(stream_type, handler)
+        out = self._outs[stream_id] = OutStream(self, stream_id, stream_type)
         if not self.session.is_writable(stream_id):
             future = asyncio.get_running_loop().create_future()
             self._ready[stream_id] = future
             self._service()
             await self._bounded(future, f"credit for stream {stream_id}")
         self._service()
-        return OutStream(self, stream_id, stream_type)
+        return out
 
     def stop_reading(self, stream_id: int, code: int) -> None:
         """StopSending(code) on our receiving half of ``stream_id``.  Idempotent."""
@@ -342,8 +348,9 @@ class Peer:
             if future is not None and not future.done():
                 future.set_result(None)
         elif isinstance(event, StreamEnded):
-            if not event.receiving:
-                self._send_ends[event.stream_id] = (event.end, event.code)
+            out = None if event.receiving else self._outs.pop(event.stream_id, None)
+            if out is not None:
+                out.end = (event.end, event.code)
             if event.stream_type is StreamType.HELLO and event.end is not End.FIN:
                 self.session.close(WireCode.BAD_SIGNATURE, "HELLO refused")
         elif isinstance(event, ConnectionEnded):

@@ -2,6 +2,7 @@
 
 #include "_smtfast_codec.h"
 #include "_smtfast_sort.h"
+#include "_smtfast_sync.h"
 
 static const char *backend_name = "portable";
 
@@ -376,6 +377,7 @@ static PyMethodDef methods[] = {
     {"sorted_entries", py_sorted_entries, METH_O,
      "sorted_entries(groups) -> dict of every (key, value), keys ascending and distinct"},
     {"fold", py_fold, METH_VARARGS, "fold(path, node, siblings) -> root (see proofs._fold)"},
+    {"walk", py_walk, METH_VARARGS, "walk(get, depth, path) -> (siblings, stop): proofs._walk"},
     {"sha256", py_sha256, METH_O, "sha256(data) -> 32-byte digest"},
     {"sha256_many", py_sha256_many, METH_O, "sha256_many(seq) -> concatenated digests"},
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},
@@ -395,5 +397,6 @@ PyMODINIT_FUNC PyInit__smtfast(void) {
     if (m && (PyType_Ready(&NodeTableType) < 0 ||
               PyModule_AddObjectRef(m, "NodeTable", (PyObject *)&NodeTableType) < 0))
         Py_CLEAR(m);
+    if (m && sync_register(m) < 0) Py_CLEAR(m);
     return m;
 }

@@ -65,8 +65,6 @@ class Layers(NamedTuple):
 
     reader: Callable[[], AbstractContextManager[Callable[[bytes], bytes | None]]]
     """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
-    writes: dict[bytes, bytes | None]
-    """Records installed (:meth:`.Txn.install`; None = deleted), read after ``tree``."""
     tree: Memo
     """The merges' writes (None = deleted): read first; the merge adds its writes here."""
     upper: Memo
@@ -116,14 +114,7 @@ def merge_lists(
                 raise StoreError("the C merge needs NodeTables (batch.new_memo)")
             with lay.reader() as get:  # writes and the root's record go into `tree`
                 root, _, _ = _smtfast.merge(
-                    get,
-                    keys,
-                    values,
-                    into=tree,
-                    nodes=lay.writes,
-                    upper=upper,
-                    lower=lower,
-                    split=lay.split,
+                    get, keys, values, into=tree, upper=upper, lower=lower, split=lay.split
                 )
             return bytes(root)
         root, record, writes = _smtfast.merge(store.get_node, keys, values)
@@ -188,37 +179,31 @@ def sort_writes(writes: dict[bytes, Any]) -> dict[bytes, Any]:
     return dict(sorted(writes.items()))
 
 
-NodeWrites: TypeAlias = "dict[bytes, bytes | None] | list[tuple[bytes, bytes | None]]"
-"""A commit's tree records (None = delete): a dict, or ``(key, record)`` pairs."""
+NodeWrites: TypeAlias = "Mapping[bytes, bytes | None] | list[tuple[bytes, bytes | None]]"
+"""A commit's tree records (None = delete): a mapping, or ``(key, record)`` pairs."""
 
 
-def node_writes(nodes: dict[bytes, bytes | None], tree: Memo) -> NodeWrites:
-    """A txn's tree records for its commit: the installed ``nodes`` with the merges'
-    ``tree`` over them, keys ascending (in C, as a list of pairs, for a ``NodeTable``:
-    no dict to hash 33-byte keys into)."""
-    if not tree:
-        return nodes
+def node_writes(tree: Memo) -> NodeWrites:
+    """A txn's tree records for its commit, keys ascending (in C, as a list of pairs, for
+    a ``NodeTable``: no dict to hash 33-byte keys into)."""
     if isinstance(tree, dict):
-        return dict(sorted({**nodes, **tree}.items()))
-    return tree.merged(nodes)
+        return dict(sorted(tree.items()))
+    return tree.merged({})
 
 
 class NodeOverlay:
     """NodeStore: the txn's changed tree nodes over the snapshot's.
 
     Its writes go to ``tree`` (a C table the merge fills without a bytes object per
-    node), read before the records ``nodes`` a bulk path installed.  Base reads are
-    memoised (the snapshot is immutable, so the memo never goes stale): the upper
-    levels in the snapshot's shared ``upper`` (carried from commit to commit by the
-    store), the rest in this txn's ``cache``.
+    node), read before the snapshot.  Base reads are memoised (the snapshot is
+    immutable, so the memo never goes stale): the upper levels in the snapshot's shared
+    ``upper`` (carried from commit to commit by the store), the rest in this txn's
+    ``cache``.
     """
 
-    __slots__ = ("base", "cache", "nodes", "tree")
+    __slots__ = ("base", "cache", "tree")
 
-    def __init__(
-        self, nodes: dict[bytes, bytes | None], tree: Memo, cache: Memo, base: Snapshot
-    ) -> None:
-        self.nodes = nodes
+    def __init__(self, tree: Memo, cache: Memo, base: Snapshot) -> None:
         self.tree = tree
         self.cache = cache
         self.base = base
@@ -226,8 +211,6 @@ class NodeOverlay:
     def get_node(self, path: bytes) -> bytes | None:
         if path in self.tree:
             return self.tree[path]
-        if path in self.nodes:
-            return self.nodes[path]
         memo = self.base.upper if path[32] < self.base.split else self.cache
         if path in memo:
             return memo[path]
@@ -239,4 +222,4 @@ class NodeOverlay:
 
     def layers(self) -> Layers:
         base = self.base
-        return Layers(base.node_reader, self.nodes, self.tree, base.upper, self.cache, base.split)
+        return Layers(base.node_reader, self.tree, base.upper, self.cache, base.split)

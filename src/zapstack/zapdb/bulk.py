@@ -12,41 +12,94 @@
   while verifying it, *becomes* the tree's records under that chunk; the levels
   above the chunks are combined from the chunks' subtree hashes (2**depth - 1
   hashes) and the result is checked against the target root, never recomputed.
+  With the C extension the records never become Python objects until LMDB takes
+  them: :class:`Presorted` hands them to :func:`put_many` in key order.
 
-The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`);
-without it :func:`bulk_load` and :class:`ChunkLoader` fall back to ordinary txn
-writes and :func:`~zapstack.zapdb.proofs.verify_chunk` (same results, slower).
-Single-threaded; a loader's txn is the caller's to commit or discard.
+The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`, the state-sync
+half in ``_smtfast_sync.h``); without it :func:`bulk_load` and :class:`ChunkLoader`
+fall back to ordinary txn writes and :func:`~zapstack.zapdb.proofs.verify_chunk`
+(same results, slower).  Single-threaded; a loader's txn is the caller's to commit
+or discard.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import batch, smt
 from zapstack.zapdb.batch import build, scan_writes
-from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk, verify_chunk_tree
+from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk
+
+try:
+    from zapstack.zapdb import _smtfast
+except ImportError:  # pragma: no cover - the extension is optional
+    _smtfast = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from zapstack.zapdb.store import ZapDB
     from zapstack.zapdb.txn import Txn, Value
     from zapstack.zapdb.view import Snapshot
 
-__all__ = ["ChunkLoader", "bulk_load", "carry_upper", "put_many"]
+__all__ = ["ChunkLoader", "Presorted", "bulk_load", "carry_upper", "put_many"]
 
 Nodes = dict[bytes, bytes | None]
 
 
-def put_many(txn: Any, db: Any, ops: dict[bytes, Any] | list[tuple[bytes, Any]]) -> None:
-    """Write ``ops`` (a dict or ``(key, value)`` pairs; None = delete) with one cursor
+class Presorted(Mapping[bytes, bytes]):
+    """Records already in ascending key order, held in C by a finished
+    ``_smtfast.SyncLoader`` (``which`` 0: the entries, 1: the tree records): a read-only
+    mapping (a lookup bisects) that :func:`put_many` writes with one ``putmulti`` of
+    :meth:`window`, with no Python object made per record."""
+
+    __slots__ = ("_src", "_which")
+
+    def __init__(self, src: _smtfast.SyncLoader, which: int) -> None:
+        self._src = src
+        self._which = which
+
+    def pairs(self) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` in key order."""
+        return self._src.records(self._which)
+
+    def window(self) -> Iterator[tuple[Any, Any]]:
+        """:meth:`pairs` as ONE reused 2-tuple of read-only buffers onto the C arrays, each
+        pair valid until the next is taken: for a consumer that copies each pair before
+        taking the next (LMDB's ``putmulti``); one that keeps a pair gets RuntimeError."""
+        return self._src.window(self._which)
+
+    def __len__(self) -> int:
+        return self._src.count(self._which)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (key for key, _ in self.pairs())
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._src.get(self._which, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
+def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any] | list[tuple[bytes, Any]]) -> None:
+    """Write ``ops`` (a mapping or ``(key, value)`` pairs; None = delete) with one cursor
     ``putmulti``, keys sorted (in C when the extension is built) and appended when every
     key sorts after the last one stored."""
     if not ops:
         return
+    if isinstance(ops, Presorted):  # already in order, no deletes
+        cur = txn.cursor(db=db)
+        try:
+            cur.putmulti(ops.window(), append=not cur.last() or cur.key() < next(iter(ops)))
+        finally:
+            cur.close()
+        return
+    if not isinstance(ops, dict | list):
+        ops = dict(ops)
     has_none, ascending = scan_writes(ops)
     pairs: Any = ops.items() if isinstance(ops, dict) else ops
     if not ascending:
@@ -74,16 +127,17 @@ def carry_upper(
     levels of a changed path from LMDB (a per-key cost that stays flat as the state
     grows).  None (the next head starts cold) after a commit larger than the memo.
     ``steal``: no one but the committing txn holds ``base`` any more, so its memo is
-    updated in place rather than copied (a copy costs O(memo) = O(n/8) per block, two memcpys)."""
+    updated in place rather than copied (a copy costs O(memo) = O(n/8): two memcpys)."""
     if len(nodes) > 4 * len(base.upper) + 4096:
         return None
     split = base.split
     upper = base.upper if steal else base.upper.copy()
+    pairs = nodes if isinstance(nodes, dict | list) else dict(nodes.items())
     if isinstance(upper, dict):
-        pairs = nodes.items() if isinstance(nodes, dict) else nodes
-        upper.update((k, v) for k, v in pairs if k[32] < split)
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        upper.update((k, v) for k, v in items if k[32] < split)
     else:
-        upper.absorb(nodes, split)  # the same in C
+        upper.absorb(pairs, split)  # the same in C
     return version, split, upper, base.warm
 
 
@@ -142,7 +196,9 @@ class ChunkLoader:
 
     :meth:`add` verifies one chunk and keeps its entries and its subtree's records;
     :meth:`finish` joins the chunks' subtrees under the root, checks it, and installs
-    everything into the txn (which the caller commits).
+    everything into the txn (which the caller commits).  With the C extension a
+    ``_smtfast.SyncLoader`` holds it all; without it, chunks are checked with
+    :func:`~zapstack.zapdb.proofs.verify_chunk` and written with ``txn.set``.
     """
 
     def __init__(self, txn: Txn, root: bytes, depth: int) -> None:
@@ -153,119 +209,56 @@ class ChunkLoader:
         self.root = root
         self.depth = depth
         self._txn = txn
-        self._entries: dict[int, tuple[tuple[bytes, bytes], ...]] = {}
-        self._tops: dict[int, tuple[bytes, bytes | None]] = {}
-        self._nodes: Nodes = {smt.ROOT_PATH: None}
-        """The tree records in key order: the root's slot, then chunk after chunk (index
-        order) the slots of the joined levels over it and its subtree's records."""
-        self._slots: list[bytes] = []
-        """Keys of the joined-level slots in ``_nodes``, filled (or dropped) by finish."""
-        self._next = 0
-        """The chunk index ``_nodes`` takes next; later ones wait in ``_early``."""
-        self._early: dict[int, Nodes] = {}
+        self._done: set[int] = set()
+        self._sync = _smtfast.SyncLoader(root, depth) if batch.FAST else None
 
     def add(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.
-        The chunk ``_nodes`` takes next is verified straight into it (no copy); one that
-        comes early keeps its records apart until the chunks before it have come."""
-        if chunk.depth != self.depth:
+        A repeat is checked, nothing more kept."""
+        if chunk.depth != self.depth or not 0 <= chunk.index < 1 << self.depth:
             return False
-        if chunk.index in self._tops:  # a repeat: checked, nothing more kept
-            return verify_chunk(self.root, chunk)
-        if not batch.FAST:  # the fallback: verify, then ordinary txn writes
+        if chunk.index in self._done or self._sync is None:
             if not verify_chunk(self.root, chunk):
                 return False
-            for key, value in chunk.entries:
-                self._txn.set(key, value)
-            self._tops[chunk.index] = (smt.EMPTY, None)
-            return True
-        if chunk.index == self._next:
-            opened = self._open_slots(chunk.index)
-            top = verify_chunk_tree(self.root, chunk, self._nodes, append=True)
-            if top is None:
-                for _ in range(opened):
-                    self._nodes.popitem()
-                    self._slots.pop()
+            if chunk.index not in self._done:  # the fallback: ordinary txn writes
+                for key, value in chunk.entries:
+                    self._txn.set(key, value)
+        elif len(chunk.siblings) == self.depth and chunk.terminal is None:
+            try:
+                ok = self._sync.add(chunk.index, chunk.entries, chunk.siblings)
+            except TypeError:  # not exact (bytes, bytes) tuples (the parser's are)
+                sibs = tuple(bytes(s) for s in chunk.siblings)
+                ok = self._sync.add(chunk.index, _plain(chunk.entries), sibs)
+            if not ok:
                 return False
-            self._next += 1
-            while self._next in self._early:  # the ones that came early, now in order
-                self._open_slots(self._next)
-                self._nodes.update(self._early.pop(self._next))
-                self._next += 1
-        else:
-            below: Nodes = {}
-            top = verify_chunk_tree(self.root, chunk, below)
-            if top is None:
+        else:  # the walk stopped above the chunk: at most one leaf, checked the plain way
+            if not verify_chunk(self.root, chunk):
                 return False
-            self._early[chunk.index] = below
-        self._tops[chunk.index] = top
-        self._entries[chunk.index] = chunk.entries
+            top, record = smt.EMPTY, None
+            if chunk.entries:
+                key, value = chunk.entries[0]
+                kh, vh = smt.key_hash(key), hashlib.sha256(value).digest()
+                top, record = smt.leaf_hash(kh, vh), smt.leaf_record(kh, vh, key)
+            self._sync.add_top(chunk.index, _plain(chunk.entries), top, record)
+        self._done.add(chunk.index)
         return True
-
-    def _open_slots(self, index: int) -> int:
-        """Slots in ``_nodes`` for the joined positions whose path is chunk ``index``'s
-        prefix (depths where the prefix has no set bit below), shallowest first."""
-        low = (index & -index).bit_length() - 1 if index else self.depth
-        prefix = index << (256 - self.depth)
-        opened = 0
-        for depth in range(max(1, self.depth - low), self.depth + 1):
-            key = smt.path_key(prefix, depth)
-            self._nodes[key] = None
-            self._slots.append(key)
-            opened += 1
-        return opened
 
     def finish(self) -> bytes:
         """Join the chunks, check the root, install into the txn; return the root."""
-        if len(self._tops) != 1 << self.depth:
+        if len(self._done) != 1 << self.depth:
             raise LocalProtocolError("state sync finished before every chunk was added")
-        if not batch.FAST:
+        if self._sync is None:
             if self._txn.root() != self.root:  # unreachable with verified chunks: a bug
                 raise LocalProtocolError("verified chunks do not rebuild the target root")
             return self.root
-        level = [self._tops[i] for i in range(1 << self.depth)]
-        joins: Nodes = {}
-        for depth in range(self.depth, 0, -1):
-            level = [
-                _join(joins, depth, i, level[2 * i], level[2 * i + 1])
-                for i in range(len(level) // 2)
-            ]
-        root, record = level[0]
-        if root != self.root:  # unreachable with verified chunks: a bug
-            raise LocalProtocolError("verified chunks do not rebuild the target root")
-        nodes = self._nodes
-        nodes[smt.ROOT_PATH] = record
-        for key in self._slots:  # a slot left empty (or whose leaf moved up) goes
-            if key in joins:
-                nodes[key] = joins.pop(key)
-            else:
-                del nodes[key]
-        if joins:  # unreachable: every joined position has a slot
-            raise LocalProtocolError("a joined record has no slot")
-        data = batch.sorted_entries([self._entries[i] for i in range(1 << self.depth)])
-        self._txn.install(data, nodes, root)
+        try:
+            root = self._sync.finish()
+        except ValueError as exc:  # unreachable with verified chunks: a bug
+            raise LocalProtocolError(f"verified chunks do not join to the root: {exc}") from None
+        self._txn.install(Presorted(self._sync, 0), Presorted(self._sync, 1), root)
         return root
 
 
-def _join(
-    nodes: Nodes,
-    depth: int,
-    index: int,
-    left: tuple[bytes, bytes | None],
-    right: tuple[bytes, bytes | None],
-) -> tuple[bytes, bytes | None]:
-    """The content of the depth-1 position over chunks-level children ``2i`` and ``2i+1``:
-    a lone leaf moves up (its record is placed by the caller), else both children's
-    records are placed at depth ``depth``."""
-    (lh, lrec), (rh, rrec) = left, right
-    if lrec is None and rrec is None:
-        return smt.EMPTY, None
-    if lrec is None and rrec is not None and rrec[0] == smt.LEAF_TAG:
-        return rh, rrec
-    if rrec is None and lrec is not None and lrec[0] == smt.LEAF_TAG:
-        return lh, lrec
-    shift = 256 - depth
-    for side, rec in ((0, lrec), (1, rrec)):
-        if rec is not None:
-            nodes[smt.path_key((2 * index + side) << shift, depth)] = rec
-    return smt.node_hash(lh, rh), b"\x01" + lh + rh
+def _plain(entries: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """``entries`` as exact ``(bytes, bytes)`` tuples, what the C loader takes."""
+    return tuple((bytes(k), bytes(v)) for k, v in entries)

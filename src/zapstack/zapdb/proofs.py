@@ -37,7 +37,6 @@ from zapstack.zapdb.smt import (
     bit,
     key_hash,
     leaf_hash,
-    leaf_record,
     node_hash,
     path_key,
     subtree_hash,
@@ -50,7 +49,6 @@ __all__ = [
     "make_chunk",
     "prove",
     "verify_chunk",
-    "verify_chunk_tree",
     "verify_proof",
 ]
 
@@ -177,7 +175,7 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
     reader = getattr(store, "node_reader", None)  # the snapshot: LMDB's get, one lock hold
     if reader is not None:
         with reader() as get:
-            siblings, stop = _walk(get, depth, pint)
+            siblings, stop = _walk_fast(get, depth, pint)
     else:
         siblings, stop = _walk(store.get_node, depth, pint)
     if stop is not None:
@@ -194,6 +192,19 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
     return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), siblings, None)
+
+
+def _walk_fast(
+    get: Lookup, depth: int, pint: int
+) -> tuple[tuple[bytes, ...], tuple[bytes | None] | None]:
+    """:func:`_walk` in C when it is built (the same result; a record it finds corrupt, or
+    a ``get`` answering other than bytes, goes the readable way)."""
+    if _smtfast is not None:
+        try:
+            return _smtfast.walk(get, depth, pint.to_bytes(32, "big"))
+        except (TypeError, ValueError):
+            pass
+    return _walk(get, depth, pint)
 
 
 def _walk(
@@ -222,50 +233,6 @@ def _entry(rec: bytes, lookup: Lookup) -> tuple[bytes, bytes]:
     if value is None:
         raise LocalProtocolError("chunk lookup does not match the node store's version")
     return key, bytes(value)
-
-
-def verify_chunk_tree(
-    root: bytes, chunk: StateChunk, into: dict[bytes, bytes | None], *, append: bool = False
-) -> tuple[bytes, bytes | None] | None:
-    """:func:`verify_chunk` that keeps what it hashed (needs the C extension).
-
-    On success the chunk's subtree records strictly below its position go into
-    ``into`` and the result is ``(hash, record)`` of the chunk's position (record
-    None for an empty subtree); a failing chunk returns None and adds nothing.
-    ``append``: none of ``into``'s keys lies in the chunk's subtree, so the records go
-    straight in, in order, and a failing chunk's are popped off the end again.
-    """
-    depth, index = chunk.depth, chunk.index
-    if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
-        return None
-    if len(chunk.siblings) > depth or any(len(s) != 32 for s in chunk.siblings):
-        return None
-    if len(chunk.siblings) < depth:  # a terminal: at most one leaf, checked the plain way
-        if not verify_chunk(root, chunk):
-            return None
-        if not chunk.entries:
-            return EMPTY, None
-        key, value = chunk.entries[0]
-        kh, vh = key_hash(key), hashlib.sha256(value).digest()
-        return leaf_hash(kh, vh), leaf_record(kh, vh, key)
-    if chunk.terminal is not None or _smtfast is None:
-        return None
-    prefix = (index << (256 - depth)).to_bytes(32, "big")
-    columns = tuple(zip(*chunk.entries, strict=True)) or ((), ())  # keys, values: no loop
-    keys: list[bytes] = list(columns[0])
-    values: list[bytes | memoryview | None] = list(columns[1])
-    below: dict[bytes, bytes | None] = into if append or not into else {}
-    try:
-        built = _smtfast.merge(None, keys, values, depth, prefix, True, into=below)
-    except (OverflowError, ValueError):
-        built = None
-    if built is None or _fold(prefix, bytes(built[0]), chunk.siblings) != root:
-        for _ in range(built[2] if built is not None else 0):
-            below.popitem()  # the last ones in: this chunk's records
-        return None
-    if below is not into:
-        into.update(below)
-    return bytes(built[0]), built[1]
 
 
 def verify_chunk(root: bytes, chunk: StateChunk) -> bool:

@@ -28,7 +28,7 @@ import itertools
 import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lmdb
@@ -246,7 +246,7 @@ class ZapDB:
     def _commit_work(
         self,
         base: Snapshot,
-        writes: dict[bytes, Value | None],
+        writes: Mapping[bytes, Value | None],
         nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
@@ -272,7 +272,7 @@ class ZapDB:
 
     def _write(
         self,
-        writes: dict[bytes, Value | None],
+        writes: Mapping[bytes, Value | None],
         nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
@@ -345,4 +345,4 @@ class ZapDB:
 
 def _pairs(nodes: batch.NodeWrites) -> list[tuple[bytes, bytes | None]]:
     """A commit's tree records as ``(key, record)`` pairs."""
-    return list(nodes.items()) if isinstance(nodes, dict) else nodes
+    return nodes if isinstance(nodes, list) else list(nodes.items())

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -66,6 +66,8 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
+_Data = Mapping[bytes, Value | None]
+_Nodes = Mapping[bytes, bytes | None]
 Entry = Value | None | _Missing
 
 
@@ -99,10 +101,10 @@ class _Work:
 
     __slots__ = (
         "cache",
+        "installed",
         "log",
         "marks",
         "meta",
-        "nodes",
         "open_tx",
         "pending",
         "root",
@@ -116,11 +118,11 @@ class _Work:
         self.marks: list[tuple[int, int]] = []  # (diff serial, log start) of ended txs
         self.open_tx: tuple[int, int] | None = None
         self.pending: set[bytes] = set()
-        self.nodes: dict[bytes, bytes | None] = {}  # installed by a bulk path
-        self.tree: batch.Memo = batch.new_memo()  # the merges' writes, over `nodes`
+        self.tree: batch.Memo = batch.new_memo()  # the merges' tree records
         self.cache: batch.Memo = batch.new_memo()
         self.meta: dict[bytes, bytes] = {}
         self.root = root
+        self.installed: tuple[_Data, _Nodes] | None = None
 
 
 def check_key(key: bytes | bytearray | memoryview) -> bytes:
@@ -175,7 +177,7 @@ class Txn:
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` as this txn sees it, or None."""
         key = check_key(key)
-        entry = self._live().writes.get(key, _MISSING)
+        entry = ((w := self._live()).installed or (w.writes,))[0].get(key, _MISSING)
         if isinstance(entry, _Missing):
             return self._base.get(key)
         return entry if entry is None or type(entry) is bytes else bytes(entry)
@@ -187,7 +189,7 @@ class Txn:
         work = self._live()
         lo, hi = key_range(prefix, start, end)
         merged: dict[bytes, bytes] = dict(self._base.scan(lo, hi))
-        for key, value in list(work.writes.items()):
+        for key, value in list((work.installed or (work.writes,))[0].items()):
             if key >= lo and (hi is None or key < hi):
                 if value is None:
                     merged.pop(key, None)
@@ -198,6 +200,8 @@ class Txn:
     # ----------------------------------------------------------------- writes
     def _write(self, key: bytes, value: Value | None) -> None:
         work = self._live()
+        if work.installed is not None:
+            raise LocalProtocolError("a txn with an installed state takes no writes")
         writes = work.writes
         work.log.append((key, writes.get(key, _MISSING)))
         writes[key] = value
@@ -293,7 +297,7 @@ class Txn:
             for i, key in enumerate(keys):
                 if key in gone:
                     values[i] = base.get(key)
-        store = batch.NodeOverlay(work.nodes, work.tree, work.cache, base)
+        store = batch.NodeOverlay(work.tree, work.cache, base)
         base.warm_upper()
         if batch.FAST:
             work.root = batch.merge_lists(store, keys, values)
@@ -306,17 +310,13 @@ class Txn:
         """The state root of the snapshot this txn was opened on."""
         return self._base.root
 
-    def install(
-        self, writes: dict[bytes, Value | None], nodes: dict[bytes, bytes | None], root: bytes
-    ) -> None:
-        """Take a whole state built and checked elsewhere (:mod:`.bulk`): ``writes``
-        become this txn's data writes, ``nodes`` its tree records, ``root`` its root.
-        Only for a txn with no writes yet; the dicts are kept, not copied."""
+    def install(self, writes: _Data, nodes: _Nodes, root: bytes) -> None:
+        """Take a whole state built and checked elsewhere (:mod:`.bulk`) as this txn's data
+        ``writes``, tree ``nodes`` and ``root`` (kept, not copied); it then takes no writes."""
         work = self._live()
-        if work.writes or work.nodes or work.tree:
+        if work.writes or work.tree or work.installed:
             raise LocalProtocolError("install into a txn that already has writes")
-        work.writes = writes
-        work.nodes = nodes
+        work.installed = (writes, nodes)
         work.root = root
         work.pending.clear()
 
@@ -332,8 +332,8 @@ class Txn:
             work = self._live()
             try:
                 root = self._flush(work)
-                nodes = batch.node_writes(work.nodes, work.tree)
-                self._db._commit_work(self._base, work.writes, nodes, work.meta, root, self._rng)
+                writes, nodes = work.installed or (work.writes, batch.node_writes(work.tree))
+                self._db._commit_work(self._base, writes, nodes, work.meta, root, self._rng)
             except BaseException:
                 self._close("discarded")
                 raise
@@ -382,8 +382,8 @@ class Branch(Txn):
             serial = next(db._serials)
             child = Branch(db, self._base, serial, db._rng(serial))
             copy = child._live()
-            copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
-            copy.tree = work.tree.copy()
+            copy.writes, copy.root = dict(work.writes), work.root
+            copy.tree, copy.installed = work.tree.copy(), work.installed
             copy.cache, copy.pending = work.cache.copy(), set(work.pending)
             return child
 

@@ -1,0 +1,262 @@
+/* SyncLoader's output (included by _smtfast_sync.h, which documents it): records(),
+ * window(), count() and get() over the finished arenas; the Python type objects. */
+
+/* A read-only buffer onto one record of a loader's arena (window(): it moves on with the
+ * iteration; its loader, held by the iterator, outlives it). */
+typedef struct {
+    PyObject_HEAD
+    const uint8_t *buf;
+    Py_ssize_t len;
+} SyncView;
+
+static int syncview_getbuffer(SyncView *v, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)v, (void *)v->buf, v->len, 1, flags);
+}
+
+static PyBufferProcs syncview_buffer = {(getbufferproc)syncview_getbuffer, NULL};
+
+static PyTypeObject SyncView_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zapstack.zapdb._smtfast.SyncView",
+    .tp_basicsize = sizeof(SyncView),
+    .tp_dealloc = (destructor)PyObject_Free,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_as_buffer = &syncview_buffer,
+};
+
+/* Record i of `which` (0 entries, 1 node records) in key order. */
+static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t **k,
+                     size_t *kl, const uint8_t **v, size_t *vl) {
+    if (which == 0) {
+        sync_entry(s, s->data[i].off, k, kl, v, vl);
+        return;
+    }
+    *k = s->nod.buf + s->order[i] + 4;
+    *kl = 33;
+    *v = *k + 33;
+    *vl = sync_len(s, s->order[i]);
+}
+
+typedef struct {
+    PyObject_HEAD
+    SyncLoader *s;
+    int which, window;
+    Py_ssize_t pos;
+    PyObject *last; /* the tuple handed out last (window: the one reused tuple of views) */
+} SyncIter;
+
+static void syncit_dealloc(SyncIter *it) {
+    Py_XDECREF(it->s);
+    Py_XDECREF(it->last);
+    PyObject_Free(it);
+}
+
+static PyObject *sync_pair(PyObject *a, PyObject *b) {
+    PyObject *t = a && b ? PyTuple_New(2) : NULL;
+    if (!t) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    return t;
+}
+
+static PyObject *syncit_next(SyncIter *it) {
+    SyncLoader *s = it->s;
+    if (it->pos >= (it->which ? s->norder : s->ndata)) return NULL;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+#if defined(__GNUC__)
+    if (it->which == 0 && it->pos + 8 < s->ndata) { /* key order is random in the arena */
+        const uint8_t *ahead = s->dat.buf + s->data[it->pos + 8].off;
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(ahead + 64);
+    }
+#endif
+    sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
+    if (!it->window) {
+        it->pos++;
+        return sync_pair(PyBytes_FromStringAndSize((const char *)k, (Py_ssize_t)kl),
+                         PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)vl));
+    }
+    if (!it->last) {
+        it->last = sync_pair((PyObject *)PyObject_New(SyncView, &SyncView_Type),
+                             (PyObject *)PyObject_New(SyncView, &SyncView_Type));
+        if (!it->last) return NULL;
+    }
+    SyncView *kv = (SyncView *)PyTuple_GET_ITEM(it->last, 0);
+    SyncView *vv = (SyncView *)PyTuple_GET_ITEM(it->last, 1);
+    if (Py_REFCNT(it->last) != 1 || Py_REFCNT(kv) != 1 || Py_REFCNT(vv) != 1)
+        return PyErr_Format(PyExc_RuntimeError, "a records window was kept past its turn");
+    kv->buf = k;
+    kv->len = (Py_ssize_t)kl;
+    vv->buf = v;
+    vv->len = (Py_ssize_t)vl;
+    it->pos++;
+    return Py_NewRef(it->last);
+}
+
+static PyTypeObject SyncIter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zapstack.zapdb._smtfast.SyncRecords",
+    .tp_basicsize = sizeof(SyncIter),
+    .tp_dealloc = (destructor)syncit_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)syncit_next,
+};
+
+static int sync_which(SyncLoader *s, PyObject *arg, int *which) {
+    long w = PyLong_AsLong(arg);
+    if (w == -1 && PyErr_Occurred()) return -1;
+    if (!s->finished || (w != 0 && w != 1)) {
+        PyErr_SetString(PyExc_ValueError, "records of 0 (entries) or 1 (nodes), after finish()");
+        return -1;
+    }
+    *which = (int)w;
+    return 0;
+}
+
+static PyObject *sync_iter(SyncLoader *s, PyObject *arg, int window) {
+    int which;
+    if (sync_which(s, arg, &which) < 0) return NULL;
+    SyncIter *it = PyObject_New(SyncIter, &SyncIter_Type);
+    if (!it) return NULL;
+    it->s = (SyncLoader *)Py_NewRef(s);
+    it->which = which;
+    it->window = window;
+    it->pos = 0;
+    it->last = NULL;
+    return (PyObject *)it;
+}
+
+static PyObject *sync_records(SyncLoader *s, PyObject *arg) { return sync_iter(s, arg, 0); }
+
+static PyObject *sync_window(SyncLoader *s, PyObject *arg) { return sync_iter(s, arg, 1); }
+
+static PyObject *sync_count(SyncLoader *s, PyObject *arg) {
+    int which;
+    if (sync_which(s, arg, &which) < 0) return NULL;
+    return PyLong_FromSsize_t(which ? s->norder : s->ndata);
+}
+
+/* get(which, key) -> the value stored under `key` (bytes), or None: a bisection. */
+static PyObject *sync_get(SyncLoader *s, PyObject *args) {
+    PyObject *w;
+    Py_buffer key;
+    int which;
+    if (!PyArg_ParseTuple(args, "Oy*", &w, &key)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t lo = 0, hi = 0;
+    if (sync_which(s, w, &which) < 0) goto done;
+    hi = which ? s->norder : s->ndata;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        sync_rec(s, which, mid, &k, &kl, &v, &vl);
+        int c = sync_cmp_keys(k, kl, key.buf, (size_t)key.len);
+        if (c == 0) {
+            out = PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)vl);
+            goto done;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    out = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&key);
+    return out;
+}
+
+static PyMethodDef sync_methods[] = {
+    {"add", (PyCFunction)sync_add, METH_VARARGS,
+     "add(index, entries, siblings) -> bool: check a chunk with every sibling and keep it"},
+    {"add_top", (PyCFunction)sync_add_top, METH_VARARGS,
+     "add_top(index, entries, hash, record | None): a chunk verified by the caller"},
+    {"finish", (PyCFunction)sync_finish, METH_NOARGS,
+     "finish() -> root: join the chunks, check the root (ValueError), order the records"},
+    {"records", (PyCFunction)sync_records, METH_O,
+     "records(which) -> iterator of (key, value) in key order: 0 entries, 1 node records"},
+    {"count", (PyCFunction)sync_count, METH_O, "count(which) -> number of records"},
+    {"window", (PyCFunction)sync_window, METH_O,
+     "window(which) -> records() as one reused 2-tuple of read-only buffers (for putmulti)"},
+    {"get", (PyCFunction)sync_get, METH_VARARGS, "get(which, key) -> value or None"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject SyncLoader_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zapstack.zapdb._smtfast.SyncLoader",
+    .tp_basicsize = sizeof(SyncLoader),
+    .tp_dealloc = (destructor)sync_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SyncLoader(root, depth): state-sync chunks into sorted records (see the C)",
+    .tp_methods = sync_methods,
+    .tp_new = sync_new,
+};
+
+/* Called from PyInit__smtfast: 0 or -1. */
+static int sync_register(PyObject *m) {
+    if (PyType_Ready(&SyncView_Type) < 0 || PyType_Ready(&SyncIter_Type) < 0 ||
+        PyType_Ready(&SyncLoader_Type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(m, "SyncLoader", (PyObject *)&SyncLoader_Type);
+}
+
+/* walk(get, depth, path) -> (siblings, stop): proofs._walk in C (a chunk server's walk
+ * from the root toward (depth, path), one `get` per level): the sibling hashes met, and
+ * (record,) of the empty subtree (None) or lone leaf it stopped at above `depth`, or None
+ * if it got there.  TypeError if `get` returns neither bytes nor None, ValueError for an
+ * interior record that is not 0x01 || 64 bytes (proofs._walk is the reference). */
+static PyObject *py_walk(PyObject *self, PyObject *args) {
+    PyObject *get, *sibs = NULL, *stop = NULL, *out = NULL;
+    Py_buffer path;
+    int depth;
+    if (!PyArg_ParseTuple(args, "Oiy*", &get, &depth, &path)) return NULL;
+    if (path.len != 32 || depth < 0 || depth > 255) {
+        PyErr_SetString(PyExc_ValueError, "walk needs a 32-byte path and a depth 0..255");
+        goto done;
+    }
+    if (!(sibs = PyList_New(0))) goto done;
+    for (int d = 0; d < depth && !stop; d++) {
+        uint8_t k[33];
+        mask_path(path.buf, d, k);
+        k[32] = (uint8_t)d;
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
+        PyObject *rec = key ? PyObject_CallOneArg(get, key) : NULL;
+        Py_XDECREF(key);
+        if (!rec) goto done;
+        if (rec != Py_None && !PyBytes_Check(rec)) {
+            Py_DECREF(rec);
+            PyErr_SetString(PyExc_TypeError, "walk: get must return bytes or None");
+            goto done;
+        }
+        const char *p = rec == Py_None ? NULL : PyBytes_AS_STRING(rec);
+        if (!p || (PyBytes_GET_SIZE(rec) > 0 && p[0] == 0)) {
+            stop = PyTuple_Pack(1, rec);
+            Py_DECREF(rec);
+            if (!stop) goto done;
+            break;
+        }
+        if (PyBytes_GET_SIZE(rec) != 65 || p[0] != 1) {
+            Py_DECREF(rec);
+            PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
+            goto done;
+        }
+        PyObject *sib = PyBytes_FromStringAndSize(p + (bit_at(path.buf, d) ? 1 : 33), 32);
+        Py_DECREF(rec);
+        if (!sib || PyList_Append(sibs, sib) < 0) {
+            Py_XDECREF(sib);
+            goto done;
+        }
+        Py_DECREF(sib);
+    }
+    PyObject *tup = PyList_AsTuple(sibs);
+    if (tup) out = Py_BuildValue("(NO)", tup, stop ? stop : Py_None);
+done:
+    PyBuffer_Release(&path);
+    Py_XDECREF(sibs);
+    Py_XDECREF(stop);
+    return out;
+}
