@@ -92,8 +92,7 @@ def test_into_and_memo_layers_give_the_same_tree(
     plain.nodes = dict(base.nodes)
     want = apply_updates_py(plain, second)
     writes: dict[bytes, bytes | None] = {smt.ROOT_PATH: base.get_node(smt.ROOT_PATH)}
-    upper: dict[bytes, bytes | None] = {}
-    lower: dict[bytes, bytes | None] = {}
+    upper, lower = fast.NodeTable(), fast.NodeTable()
     root, record, count = fast.merge(
         base.get_node,
         [k for k, _ in second],
@@ -109,7 +108,7 @@ def test_into_and_memo_layers_give_the_same_tree(
     assert {k: v for k, v in merged.items() if v is not None} == plain.nodes
     for memo in (upper, lower):  # memoised reads are the base's records
         assert all(base.get_node(k) == v for k, v in memo.items())
-    assert all(k[32] < 2 for k in upper) and all(k[32] >= 2 for k in lower)
+    assert all(k[32] < 2 for k, _ in upper.items()) and all(k[32] >= 2 for k, _ in lower.items())
 
 
 def test_strict_build_rejects_what_verify_chunk_rejects() -> None:
@@ -163,6 +162,12 @@ def test_scan_reports_deletes_and_order() -> None:
     assert fast.scan({b"b": b"1", b"a": b"2"}) == (False, False)
     assert fast.scan({b"a": None, b"ab": b"2"}) == (True, True)
     assert batch.scan_writes({b"b": b"1", b"a": None}) == fast.scan({b"b": b"1", b"a": None})
+    pairs = [(b"a", None), (b"ab", b"2"), (b"b", b"3")]  # a commit's tree records: a list
+    assert fast.scan(pairs) == (True, True) and fast.scan(pairs[::-1]) == (True, False)
+    with pytest.MonkeyPatch.context() as mp:  # the pure-Python fallback says the same
+        mp.setattr(batch, "_smtfast", None)
+        assert batch.scan_writes(pairs[::-1]) == (True, False)
+        assert batch.scan_writes(pairs[1:]) == (False, True)
 
 
 def test_txn_roots_equal_with_and_without_the_extension(
@@ -240,3 +245,159 @@ def test_leaf_scan_helpers_equal_python(rows: list[tuple[bytes, bytes]]) -> None
     keys = fast.leaf_keys(leaves)
     assert [r[1:33] for r in leaves] == sorted(r[1:33] for r in leaves)
     assert keys == [r[65:] for r in leaves]
+
+
+# ------------------------------------------------------------ NodeTable vs a dict
+
+_paths = st.builds(
+    lambda p, d: bytes(p) + bytes([d]), st.binary(min_size=32, max_size=32), st.integers(0, 255)
+)
+_path_pool = st.lists(_paths, min_size=1, max_size=12, unique=True)
+_records = st.one_of(
+    st.none(),
+    st.binary(min_size=64, max_size=64).map(lambda b: b"\x01" + b),  # interior
+    st.binary(min_size=65, max_size=80).map(lambda b: b"\x00" + b),  # leaf
+)
+_table_op = st.tuples(
+    st.sampled_from(["set", "get", "copy", "absorb", "absorb_list"]),
+    st.integers(0, 11),
+    _records,
+    st.integers(0, 256),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_path_pool, st.lists(_table_op, max_size=60))
+def test_node_table_behaves_like_a_dict(
+    pool: list[bytes], ops: list[tuple[str, int, bytes | None, int]]
+) -> None:
+    table, model = fast.NodeTable(), {}
+    copies: list[tuple[object, dict[bytes, bytes | None]]] = []
+    for op, i, rec, split in ops:
+        key = pool[i % len(pool)]
+        if op == "set":
+            table[key] = rec
+            model[key] = rec
+        elif op == "get":
+            assert (key in table) == (key in model)
+            assert table.get(key, b"?") == model.get(key, b"?")
+        elif op == "copy":  # a copy is independent of later writes on either side
+            copies.append((table.copy(), dict(model)))
+        else:
+            nodes = {k: rec for k in pool[: i % len(pool) + 1]}
+            table.absorb(nodes if op == "absorb" else list(nodes.items()), split)
+            model.update((k, v) for k, v in nodes.items() if k[32] < split)
+        assert len(table) == len(model)
+    assert dict(table.items()) == model and [k for k, _ in table.items()] == list(model)
+    for got, want in copies:
+        assert dict(got.items()) == want  # type: ignore[attr-defined]
+    installed = {pool[0]: b"\x00" + bytes(70), b"\x00" * 33: None}
+    assert table.merged(installed) == sorted({**installed, **model}.items())
+    assert table.merged({}) == sorted(model.items())
+
+
+def test_node_table_rejects_bad_keys_records_and_deletes() -> None:
+    table = fast.NodeTable()
+    with pytest.raises(TypeError):
+        table[b"short"] = None
+    with pytest.raises(ValueError):
+        table[bytes(33)] = b"\x02" + bytes(64)  # neither an interior nor a leaf record
+    with pytest.raises(TypeError):
+        del table[bytes(33)]
+    with pytest.raises(KeyError):
+        table[bytes(33)]
+    assert table.nbytes() > 0 and len(table) == 0
+
+
+def test_big_batches_take_the_linear_sorts_and_equal_python() -> None:
+    rng = random.Random(11)  # >= 4096 leaves and >= 2048 keys: the bucket and radix sorts
+    keys = [b"acct/%07d" % rng.randrange(10**6) for _ in range(6000)]
+    keys += [b"acct/" + b"x" * 9 + b"%d" % i for i in range(300)]  # ties on 8 bytes
+    values: list[bytes | None] = [rng.randbytes(8) for _ in keys]
+    model: dict[bytes, bytes] = {}
+    for key, value in zip(keys, values, strict=True):
+        model[key] = value  # type: ignore[assignment]
+    root, record, writes = fast.merge(None, keys, values)
+    assert root == reference_root(model)
+    assert {**dict(writes), smt.ROOT_PATH: record} == _python_tree(model)
+    d = {k: None for k in keys}
+    assert list(fast.sorted_items(d)) == sorted(d)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.tuples(keys, st.one_of(st.none(), values)), max_size=25), max_size=6))
+def test_txn_tree_tables_over_commits_roots_and_forks_equal_python(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[list[tuple[bytes, bytes | None]]]
+) -> None:
+    with ZapDB.open(tmp_path_factory.mktemp("db") / "db", map_size=1 << 24) as db:
+        model: dict[bytes, bytes] = {}
+        for i, ops in enumerate(steps):
+            txn = db.snapshot()
+            mine = dict(model)
+            half = len(ops) // 2
+            apply_ops(txn, mine, ops[:half])
+            assert txn.root() == reference_root(mine)  # a first merge into a fresh table
+            other = txn.fork()  # the fork copies the table
+            theirs = dict(mine)
+            apply_ops(txn, mine, ops[half:])
+            apply_ops(other, theirs, ops[:half:-1])
+            assert txn.root() == reference_root(mine)  # a second merge over the table
+            assert other.root() == reference_root(theirs)
+            won, state = (txn, mine) if i % 2 else (other, theirs)
+            lost = other if won is txn else txn
+            lost.discard()
+            assert won.commit() == reference_root(state)
+            model = state
+            with db._env.begin() as raw:
+                stored = dict(raw.cursor(db=db._dbs[1]).iternext())
+            assert stored == _python_tree(model)  # the very same records, none left over
+
+
+def test_a_merge_reads_its_table_then_the_nodes_dict_then_the_base() -> None:
+    rng = random.Random(5)
+    state = {b"k%d" % i: rng.randbytes(6) for i in range(400)}
+    installed: dict[bytes, bytes | None] = {smt.ROOT_PATH: None}
+    _, installed[smt.ROOT_PATH] = batch.build(list(state), list(state.values()), installed)
+    tree = fast.NodeTable()
+    for step in range(2):  # a first merge into the fresh table, then one over it
+        ops = [(b"k%d" % rng.randrange(500), None if i % 3 else b"v%d" % step) for i in range(60)]
+        apply_ops(_NoTxn(), state, ops)
+        root, _, _ = fast.merge(
+            lambda path: None, [k for k, _ in ops], [v for _, v in ops], into=tree, nodes=installed
+        )  # the base holds nothing: every record read comes from the two layers
+        assert root == reference_root(state)
+        merged = tree.merged(installed)
+        assert merged == sorted({**installed, **dict(tree.items())}.items())
+        assert {k: v for k, v in merged if v is not None} == _python_tree(state)
+
+
+class _NoTxn:
+    """apply_ops' txn side, for a test that only keeps the model."""
+
+    def set(self, key: bytes, value: bytes) -> None:
+        pass
+
+    def delete(self, key: bytes) -> None:
+        pass
+
+
+def test_node_table_grows_and_indexes_a_fresh_merge_like_a_dict() -> None:
+    rng = random.Random(9)
+    table, model = fast.NodeTable(), {}
+    for i in range(5000):  # past several index and entry-array growths
+        key = rng.randbytes(32) + bytes([i % 256])
+        model[key] = table[key] = None if i % 7 == 0 else b"\x01" + rng.randbytes(64)
+    twin = table.copy()
+    for key in list(model)[::3]:
+        table[key] = b"\x00" + bytes(70)  # replaced in place: twin keeps the old value
+    assert len(twin) == len(table) == 5000 and dict(twin.items()) == model
+    assert all(
+        table[k] == (b"\x00" + bytes(70) if j % 3 == 0 else model[k]) for j, k in enumerate(model)
+    )
+    # a fresh txn table filled by one merge (appended unindexed), then read by key
+    keys = [b"k%d" % i for i in range(3000)]
+    tree = fast.NodeTable()
+    root, _, count = fast.merge(None, keys, [b"v"] * len(keys), into=tree)
+    assert root == reference_root(dict.fromkeys(keys, b"v")) and len(tree) == count + 1
+    want = {**_python_tree(dict.fromkeys(keys, b"v"))}
+    assert all(tree[k] == v for k, v in want.items()) and dict(tree.items()) == want

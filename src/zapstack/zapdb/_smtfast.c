@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "_sha256.h"
+#include "_smtfast_table.h"
 
 enum { K_EMPTY = 0, K_LEAF = 1, K_NODE = 2, K_SOME = 3 }; /* K_SOME: non-empty, kind not read */
 
@@ -30,45 +31,73 @@ typedef struct {
     int del;
 } Leaf;
 
-typedef struct {
+typedef struct { /* a subtree's new content; its record is `body` or `rec` by kind */
     int kind;
     uint8_t hash[32];
-    PyObject *rec; /* owned: the record for this content's position (NULL if empty) */
+    uint8_t body[64]; /* K_NODE: left hash || right hash (no bytes object made) */
+    PyObject *rec;    /* K_LEAF: owned leaf record, else NULL */
 } Content;
 
+typedef struct { /* a stored record as read: no bytes object for an interior one */
+    int kind;      /* K_EMPTY, K_LEAF (rec) or K_NODE (h) */
+    uint8_t h[64]; /* K_NODE: left hash || right hash */
+    PyObject *rec; /* K_LEAF: owned leaf record */
+} Rec;
+
 typedef struct {
-    uint8_t k[33]; /* the node-store key: masked path || depth (layout v2) */
-    uint8_t skip;  /* a slot taken in walk order but left unused: no write */
-    PyObject *rec; /* owned; NULL = delete */
+    uint8_t k[33];    /* the node-store key: masked path || depth (layout v2) */
+    uint8_t skip;     /* a slot taken in walk order but left unused: no write */
+    uint8_t kind;     /* K_EMPTY: a delete; K_NODE: body; K_LEAF: rec */
+    uint8_t body[64];
+    PyObject *rec;    /* owned (K_LEAF) */
 } Emit;
 
 typedef struct {
     PyObject *get;
     Emit *em;
     size_t n, cap;
-    PyObject *nodes; /* dict consulted first (the txn's own writes), or NULL */
-    PyObject *upper; /* memo for depths < split, or NULL */
-    PyObject *lower; /* memo for deeper nodes, or NULL */
+    NodeTable *tree;  /* the txn's writes as a table: consulted first, or NULL */
+    PyObject *nodes;  /* dict consulted next (the txn's own writes), or NULL */
+    NodeTable *upper; /* memo for depths < split, or NULL */
+    NodeTable *lower; /* memo for deeper nodes, or NULL */
     int split;
     int root_only; /* `nodes` holds only the root's key: looked in at depth 0 only */
+    const Leaf *chain; /* the lone update whose path was last prefetched */
+    size_t hint;       /* first capacity of em */
 } Ctx;
 
 static inline int bit_at(const uint8_t *p, int i) { return (p[i >> 3] >> (7 - (i & 7))) & 1; }
 
-static void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
-    int full = depth >> 3, rem = depth & 7;
-    memcpy(dst, src, full);
-    memset(dst + full, 0, 32 - full);
-    if (rem) dst[full] = src[full] & (uint8_t)(0xFF << (8 - rem));
+static uint64_t path_masks[257][4]; /* [depth]: the words of a path's first `depth` bits */
+
+static void init_path_masks(void) {
+    for (int depth = 0; depth <= 256; depth++) {
+        for (int i = 0; i < 4; i++) {
+            int bits = depth - 64 * i;
+            uint64_t m = bits <= 0 ? 0 : bits >= 64 ? ~0ULL : ~0ULL << (64 - bits);
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+            m = __builtin_bswap64(m); /* the words are loaded from big-endian bytes */
+#endif
+            path_masks[depth][i] = m;
+        }
+    }
 }
 
-/* Append a write for (depth, path) and return its index (-1 on error); `rec` is owned. */
-static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec) {
+/* dst = the first `depth` bits of src, zero after: in 64-bit words (whole-word stores, so
+ * the key hash that reads the words back right after is not held up). */
+static inline void mask_path(const uint8_t *src, int depth, uint8_t *dst) {
+    uint64_t w[4];
+    memcpy(w, src, 32);
+    for (int i = 0; i < 4; i++) w[i] &= path_masks[depth][i];
+    memcpy(dst, w, 32);
+}
+
+/* Append a write (a delete until filled) for (depth, path); its index, or -1 on error. */
+static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path) {
     if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
+        size_t cap = c->cap ? c->cap * 2 : c->hint; /* hint: ~2 writes a key, for a build */
         Emit *em = PyMem_Realloc(c->em, cap * sizeof(Emit));
         if (!em) {
-            Py_XDECREF(rec);
             PyErr_NoMemory();
             return -1;
         }
@@ -79,8 +108,17 @@ static Py_ssize_t emit_at(Ctx *c, int depth, const uint8_t *path, PyObject *rec)
     mask_path(path, depth, e->k);
     e->k[32] = (uint8_t)depth;
     e->skip = 0;
-    e->rec = rec;
+    e->kind = K_EMPTY;
+    e->rec = NULL;
     return (Py_ssize_t)c->n++;
+}
+
+/* Move a content into a write slot. */
+static void emit_take(Emit *e, Content *ch) {
+    e->kind = (uint8_t)ch->kind;
+    if (ch->kind == K_NODE) memcpy(e->body, ch->body, 64);
+    e->rec = ch->rec;
+    ch->rec = NULL;
 }
 
 /* An interior record (layout v2): 0x01 || left hash || right hash, whose sha256 is the
@@ -93,6 +131,12 @@ static PyObject *node_record(const uint8_t left[32], const uint8_t right[32]) {
     memcpy(p + 1, left, 32);
     memcpy(p + 33, right, 32);
     return r;
+}
+
+/* The stored form of a content (kind, body, rec): a new reference, None if empty. */
+static PyObject *record_of(int kind, const uint8_t *body, PyObject *rec) {
+    if (kind == K_NODE) return node_record(body, body + 32);
+    return Py_NewRef(kind == K_EMPTY ? Py_None : rec);
 }
 
 static PyObject *leaf_record(Leaf *lf) {
@@ -111,74 +155,7 @@ static PyObject *leaf_record(Leaf *lf) {
     return r;
 }
 
-/* Content of a stored record (borrowed `rec`, may be NULL). */
-static int content_of(PyObject *rec, Content *out) {
-    if (rec == NULL) {
-        out->kind = K_EMPTY;
-        memset(out->hash, 0, 32);
-        out->rec = NULL;
-        return 0;
-    }
-    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(rec);
-    Py_ssize_t len = PyBytes_GET_SIZE(rec);
-    if ((len == 65 && p[0] == 1) || (len >= 66 && p[0] == 0)) {
-        out->kind = p[0] ? K_NODE : K_LEAF;
-        zsha256_tagged(p[0], p + 1, p + 33, out->hash);
-    } else {
-        PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
-        return -1;
-    }
-    Py_INCREF(rec);
-    out->rec = rec;
-    return 0;
-}
-
-/* The record at (depth, path) through c->get: a new reference to bytes, or NULL with
- * *missing = 1 for an empty subtree; returns -1 on error. */
-static int fetch(Ctx *c, int depth, const uint8_t *path, PyObject **out) {
-    *out = NULL;
-    if (c->get == NULL) return 0;
-    uint8_t k[33];
-    mask_path(path, depth, k);
-    k[32] = (uint8_t)depth;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
-    if (!key) return -1;
-    PyObject *memo = depth < c->split ? c->upper : c->lower, *r = NULL;
-    for (int layer = 0; layer < 2 && r == NULL; layer++) {
-        PyObject *dict = layer ? memo : (depth && c->root_only ? NULL : c->nodes);
-        if (dict == NULL) continue;
-        r = PyDict_GetItemWithError(dict, key); /* borrowed; None = empty subtree */
-        if (r == NULL && PyErr_Occurred()) {
-            Py_DECREF(key);
-            return -1;
-        }
-        Py_XINCREF(r);
-    }
-    if (r == NULL) {
-        r = PyObject_CallOneArg(c->get, key);
-        if (r && memo && PyDict_SetItem(memo, key, r) < 0) Py_CLEAR(r);
-    }
-    Py_DECREF(key);
-    if (!r) return -1;
-    if (r == Py_None) {
-        Py_DECREF(r);
-        return 0;
-    }
-    if (!PyBytes_Check(r)) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(r);
-            return -1;
-        }
-        PyObject *b = PyBytes_FromStringAndSize(view.buf, view.len);
-        PyBuffer_Release(&view);
-        Py_DECREF(r);
-        if (!b) return -1;
-        r = b;
-    }
-    *out = r;
-    return 0;
-}
+#include "_smtfast_read.h"
 
 static Py_ssize_t split_at(Leaf **a, Py_ssize_t n, int depth) {
     Py_ssize_t lo = 0, hi = n; /* first index whose bit `depth` is 1 (a is sorted) */
@@ -220,17 +197,18 @@ static int build(Ctx *c, Leaf **a, Py_ssize_t n, int depth, Content *out) {
     Py_ssize_t cnt[2] = {m, n - m};
     for (int s = 0; s < 2; s++) {
         Py_ssize_t slot = -1; /* a non-empty side always has a record */
-        if (cnt[s] && (slot = emit_at(c, depth + 1, part[s][0]->kh, NULL)) < 0) return -1;
+        if (cnt[s] && (slot = emit_at(c, depth + 1, part[s][0]->kh)) < 0) return -1;
         if (build(c, part[s], cnt[s], depth + 1, &side[s]) < 0) return -1;
-        if (slot >= 0) c->em[slot].rec = side[s].rec;
+        if (slot >= 0) emit_take(&c->em[slot], &side[s]);
     }
     zsha256_tagged(1, side[0].hash, side[1].hash, out->hash);
     out->kind = K_NODE;
-    out->rec = node_record(side[0].hash, side[1].hash);
-    return out->rec ? 0 : -1;
+    memcpy(out->body, side[0].hash, 32);
+    memcpy(out->body + 32, side[1].hash, 32);
+    return 0;
 }
 
-static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, Rec *old,
                  Content *out);
 
 /* Merge into a position that holds nothing or one leaf (borrowed `old`). */
@@ -272,16 +250,15 @@ static int merge_flat(Ctx *c, Leaf **u, Py_ssize_t n, int depth, PyObject *old, 
 
 /* Place a changed child's content in its slot (or delete what was there, or leave the
  * slot unused). */
-static void settle(Ctx *c, Py_ssize_t slot, Content *ch, PyObject *old, int keep) {
+static void settle(Ctx *c, Py_ssize_t slot, Content *ch, const Rec *old, int keep) {
     Emit *e = &c->em[slot];
     if (keep && ch->kind != K_EMPTY) {
-        e->rec = ch->rec;
+        emit_take(e, ch);
         e->skip = 0;
-        ch->rec = NULL;
         return;
     }
     Py_CLEAR(ch->rec);
-    e->skip = old == NULL;
+    e->skip = old->kind == K_EMPTY;
 }
 
 /* Merge into an interior node whose record holds its children's hashes `hashes` (64 bytes):
@@ -290,6 +267,12 @@ static void settle(Ctx *c, Py_ssize_t slot, Content *ch, PyObject *old, int keep
 static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path,
                       const uint8_t *hashes, Content *out) {
     if (depth >= 255) return collision();
+    if (n == 1 && c->chain != u[0]) { /* a lone update from here down: its path is known */
+        c->chain = u[0];
+        prefetch_path(c->upper, u[0]->kh, depth + 1, c->split);
+        prefetch_path(c->lower, u[0]->kh, depth + 1 > c->split ? depth + 1 : c->split,
+                      depth + 9 > c->split ? depth + 9 : c->split);
+    }
     static const uint8_t empty[32] = {0};
     uint8_t side[2][32];
     memcpy(side[0], path, 32);
@@ -298,16 +281,16 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     Py_ssize_t m = split_at(u, n, depth);
     Leaf **part[2] = {u, u + m};
     Py_ssize_t cnt[2] = {m, n - m};
-    PyObject *old[2] = {NULL, NULL};
-    Content ch[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
+    Rec old[2] = {{K_EMPTY, {0}, NULL}, {K_EMPTY, {0}, NULL}};
+    Content ch[2] = {{K_EMPTY, {0}, {0}, NULL}, {K_EMPTY, {0}, {0}, NULL}};
     Py_ssize_t slot[2]; /* taken before each side's subtree: writes come out in key order */
     int rc = -1;
     for (int s = 0; s < 2; s++) {
-        if ((slot[s] = emit_at(c, depth + 1, side[s], NULL)) < 0) goto done;
+        if ((slot[s] = emit_at(c, depth + 1, side[s])) < 0) goto done;
         c->em[slot[s]].skip = 1;
         if (cnt[s]) {
             if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
-            if (merge(c, part[s], cnt[s], depth + 1, side[s], old[s], &ch[s]) < 0) goto done;
+            if (merge(c, part[s], cnt[s], depth + 1, side[s], &old[s], &ch[s]) < 0) goto done;
         } else {
             memcpy(ch[s].hash, hashes + 32 * s, 32);
             ch[s].kind = memcmp(ch[s].hash, empty, 32) ? K_SOME : K_EMPTY;
@@ -315,8 +298,8 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     }
     for (int s = 0; s < 2; s++) { /* the other side emptied: is this one a lone leaf? */
         if (ch[s].kind == K_SOME && ch[1 - s].kind == K_EMPTY) {
-            if (fetch(c, depth + 1, side[s], &old[s]) < 0 || content_of(old[s], &ch[s]) < 0)
-                goto done;
+            if (fetch(c, depth + 1, side[s], &old[s]) < 0) goto done;
+            content_of(&old[s], &ch[s]);
             if (ch[s].kind == K_EMPTY || memcmp(ch[s].hash, hashes + 32 * s, 32)) {
                 PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
                 goto done;
@@ -336,42 +319,30 @@ static int merge_node(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *
     } else {
         out->kind = K_NODE;
         zsha256_tagged(1, ch[0].hash, ch[1].hash, out->hash);
-        out->rec = node_record(ch[0].hash, ch[1].hash);
-        if (!out->rec) goto done;
+        memcpy(out->body, ch[0].hash, 32);
+        memcpy(out->body + 32, ch[1].hash, 32);
     }
     for (int s = 0; s < 2; s++) {
         if (lone >= 0 || out->kind == K_EMPTY)
-            settle(c, slot[s], &ch[s], old[s], 0);
+            settle(c, slot[s], &ch[s], &old[s], 0);
         else if (cnt[s])
-            settle(c, slot[s], &ch[s], old[s], 1);
+            settle(c, slot[s], &ch[s], &old[s], 1);
     }
     rc = 0;
 done:
     for (int s = 0; s < 2; s++) {
-        Py_XDECREF(old[s]);
+        Py_XDECREF(old[s].rec);
         Py_XDECREF(ch[s].rec);
     }
     if (rc < 0 && out->rec) Py_CLEAR(out->rec);
     return rc;
 }
 
-static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, PyObject *old,
+static int merge(Ctx *c, Leaf **u, Py_ssize_t n, int depth, const uint8_t *path, Rec *old,
                  Content *out) {
     out->rec = NULL;
-    if (old == NULL) return merge_flat(c, u, n, depth, NULL, out);
-    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(old);
-    Py_ssize_t len = PyBytes_GET_SIZE(old);
-    if (len >= 66 && p[0] == 0) return merge_flat(c, u, n, depth, old, out);
-    if (len == 65 && p[0] == 1) return merge_node(c, u, n, depth, path, p + 1, out);
-    PyErr_SetString(PyExc_ValueError, "corrupt state-tree node record");
-    return -1;
-}
-
-static int cmp_leaf(const void *x, const void *y) {
-    const Leaf *a = *(Leaf *const *)x, *b = *(Leaf *const *)y;
-    int r = memcmp(a->kh, b->kh, 32);
-    if (r) return r;
-    return (a->idx > b->idx) - (a->idx < b->idx);
+    if (old->kind == K_NODE) return merge_node(c, u, n, depth, path, old->h, out);
+    return merge_flat(c, u, n, depth, old->kind == K_LEAF ? old->rec : NULL, out);
 }
 
 static int hash_buffer(PyObject *obj, uint8_t out[32]) {

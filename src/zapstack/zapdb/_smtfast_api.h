@@ -1,6 +1,7 @@
 /* The Python-facing functions of zapstack.zapdb._smtfast (included by _smtfast.c). */
 
 #include "_smtfast_codec.h"
+#include "_smtfast_sort.h"
 #include "_smtfast_sync.h"
 
 static const char *backend_name = "portable";
@@ -40,7 +41,7 @@ static int load_leaves(PyObject *keys, PyObject *values, Leaf *leaves, Leaf **or
     }
     *kept = n;
     if (strict || n < 2) return 0;
-    qsort(order, (size_t)n, sizeof(Leaf *), cmp_leaf);
+    if (sort_leaves(order, n) < 0) return -1;
     Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (k > 0 && memcmp(order[k - 1]->kh, order[i]->kh, 32) == 0) {
@@ -83,10 +84,30 @@ static int writes_into(Ctx *c, PyObject *into) {
     for (size_t j = 0; j < c->n && rc == 0; j++) {
         Emit *e = &c->em[j];
         PyObject *key = PyBytes_FromStringAndSize((const char *)e->k, 33);
-        rc = key ? PyDict_SetItem(into, key, e->rec ? e->rec : Py_None) : -1;
+        PyObject *rec = key ? record_of(e->kind, e->body, e->rec) : NULL;
+        rc = rec ? PyDict_SetItem(into, key, rec) : -1;
         Py_XDECREF(key);
+        Py_XDECREF(rec);
     }
     return rc;
+}
+
+/* Store the writes into table `t` (interior bodies copied inline, leaf records moved);
+ * `fresh`: t held nothing before this merge, so the writes (each position once) are
+ * appended unindexed (nt_sync indexes them if anything ever looks one up). */
+static int writes_table(Ctx *c, NodeTable *t, int fresh) {
+    sort_emits(c);
+    if ((fresh ? nt_grow_entries(t, t->n + c->n) : nt_reserve(t, t->n + c->n)) < 0) return -1;
+    for (size_t j = 0; j < c->n; j++) {
+        Emit *e = &c->em[j];
+        NTEntry *x = fresh ? nt_append(t, e->k) : nt_slot(t, e->k, nt_hash(e->k));
+        if (!x) return -1;
+        nt_clear_value(x);
+        x->kind = e->kind == K_NODE ? NT_NODE : e->kind == K_LEAF ? NT_LEAF : NT_NONE;
+        if (e->kind == K_NODE) memcpy(x->u.h, e->body, 64);
+        if (e->kind == K_LEAF) x->u.rec = e->rec, e->rec = NULL;
+    }
+    return 0;
 }
 
 static PyObject *writes_list(Ctx *c) {
@@ -95,9 +116,7 @@ static PyObject *writes_list(Ctx *c) {
     if (!list) return NULL;
     for (size_t i = 0; i < c->n; i++) {
         Emit *e = &c->em[i];
-        PyObject *rec = e->rec ? e->rec : Py_NewRef(Py_None);
-        e->rec = NULL;
-        PyObject *t = Py_BuildValue("(y#N)", (const char *)e->k, (Py_ssize_t)33, rec);
+        PyObject *t = nt_pair(e->k, record_of(e->kind, e->body, e->rec));
         if (!t) {
             Py_DECREF(list);
             return NULL;
@@ -108,31 +127,40 @@ static PyObject *writes_list(Ctx *c) {
 }
 
 PyDoc_STRVAR(merge_doc,
-             "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False, into=None)\n"
+             "merge(get, keys, values, depth=0, prefix=bytes(32), strict=False, into=None,\n"
+             "      upper=None, lower=None, split=0, nodes=None)\n"
              "-> (hash, record | None, writes) or None\n\n"
-             "With a dict `into`, the writes go into it (in sorted order) and `writes` is\n"
-             "their count; reads look in `into`, then in `upper` (depth < split) or `lower`,\n"
-             "then call get and remember its answer there.\n"
-             "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix), reading\n"
-             "records through get(path) (None: the subtree starts empty).  Returns the new hash,\n"
-             "the record for the subtree's own position, and [(path, record | None)] below it,\n"
-             "sorted.  strict=True (bulk build of a verified chunk): keys must be strictly\n"
-             "ascending by sha256, inside the prefix, with no None value, else returns None.");
+             "With a dict or NodeTable `into`, the writes go into it (a dict: in sorted order)\n"
+             "and `writes` is their count; reads look in `into`, then in dict `nodes`, then in\n"
+             "NodeTable `upper` (depth < split) or `lower`, then call get and remember its answer\n"
+             "there.  Into a NodeTable at depth 0, the root's own record goes in too.\n"
+             "Apply keys[i] -> values[i] (None deletes) to the subtree at (depth, prefix),\n"
+             "reading records through get(path) (None: the subtree starts empty).  Returns the\n"
+             "new hash, the record for the subtree's own position, and [(path, record | None)]\n"
+             "below it, sorted.  strict=True (bulk build of a verified chunk): keys must be\n"
+             "strictly ascending by sha256, inside the prefix, with no None value, else returns\n"
+             "None.");
 
 static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"get",  "keys",  "values", "depth", "prefix",
-                            "strict", "into", "upper",  "lower", "split", NULL};
+    static char *names[] = {"get",   "keys",  "values", "depth", "prefix", "strict",
+                            "into",  "upper", "lower",  "split", "nodes",  NULL};
     PyObject *get, *keys, *values, *into = Py_None, *upper = Py_None, *lower = Py_None;
+    PyObject *nodes = Py_None;
     int depth = 0, strict = 0, split = 0;
     Py_buffer prefix = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pOOOi", names, &get, &PyList_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!O!|iy*pOOOiO", names, &get, &PyList_Type,
                                      &keys, &PyList_Type, &values, &depth, &prefix, &strict,
-                                     &into, &upper, &lower, &split))
+                                     &into, &upper, &lower, &split, &nodes))
         return NULL;
-    if ((into != Py_None && !PyDict_Check(into)) || (upper != Py_None && !PyDict_Check(upper)) ||
-        (lower != Py_None && !PyDict_Check(lower))) {
+    NodeTable *tree = PyObject_TypeCheck(into, &NodeTableType) ? (NodeTable *)into : NULL;
+    if ((into != Py_None && !tree && !PyDict_Check(into)) ||
+        (nodes != Py_None && (!tree || !PyDict_Check(nodes))) ||
+        (upper != Py_None && !PyObject_TypeCheck(upper, &NodeTableType)) ||
+        (lower != Py_None && !PyObject_TypeCheck(lower, &NodeTableType))) {
         PyBuffer_Release(&prefix);
-        return PyErr_Format(PyExc_TypeError, "into, upper and lower must be dicts or None");
+        return PyErr_Format(PyExc_TypeError, "into must be a dict or NodeTable, nodes a dict "
+                                             "(with a NodeTable into), upper and lower "
+                                             "NodeTables (or None)");
     }
     uint8_t pfx[32] = {0};
     if (prefix.buf) {
@@ -148,9 +176,12 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     mask_path(pfx, depth, masked);
     if (memcmp(masked, pfx, 32) != 0)
         return PyErr_Format(PyExc_ValueError, "prefix has bits set beyond depth");
-    Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, into == Py_None ? NULL : into,
-             upper == Py_None ? NULL : upper, lower == Py_None ? NULL : lower, split, 0};
-    if (c.nodes && PyDict_GET_SIZE(into) == 1) { /* a txn's first merge: its root's slot */
+    PyObject *dict = tree ? (nodes != Py_None && PyDict_GET_SIZE(nodes) ? nodes : NULL)
+                          : (into == Py_None ? NULL : into);
+    Ctx c = {get == Py_None ? NULL : get, NULL, 0, 0, tree, dict,
+             upper == Py_None ? NULL : (NodeTable *)upper,
+             lower == Py_None ? NULL : (NodeTable *)lower, split, 0, NULL, 2 * (size_t)n + 256};
+    if (!tree && c.nodes && PyDict_GET_SIZE(into) == 1) { /* a txn's first merge: its root's slot */
         static const char zero[33] = {0};
         PyObject *root_key = PyBytes_FromStringAndSize(zero, 33);
         if (!root_key) return NULL;
@@ -159,13 +190,17 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
     }
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
-    PyObject *old = NULL, *result = NULL, *writes = NULL;
-    Content out = {K_EMPTY, {0}, NULL};
+    PyObject *result = NULL, *writes = NULL;
+    Rec old = {K_EMPTY, {0}, NULL};
+    Content out = {K_EMPTY, {0}, {0}, NULL};
     Py_ssize_t kept = 0;
     if (!leaves || !order) {
         PyErr_NoMemory();
         goto done;
     }
+    if ((c.tree && nt_sync(c.tree) < 0) || (c.upper && nt_sync(c.upper) < 0) ||
+        (c.lower && nt_sync(c.lower) < 0))
+        goto done;
     int rc = load_leaves(keys, values, leaves, order, n, depth, pfx, strict, &kept);
     if (rc < 0) goto done;
     if (rc > 0) {
@@ -173,35 +208,66 @@ static PyObject *py_merge(PyObject *self, PyObject *args, PyObject *kw) {
         goto done;
     }
     if (fetch(&c, depth, pfx, &old) < 0) goto done;
-    if (kept ? merge(&c, order, kept, depth, pfx, old, &out) < 0 : content_of(old, &out) < 0)
-        goto done;
-    if (into != Py_None) {
+    if (kept) {
+        if (merge(&c, order, kept, depth, pfx, &old, &out) < 0) goto done;
+    } else {
+        content_of(&old, &out);
+    }
+    PyObject *record = record_of(out.kind, out.body, out.rec);
+    if (!record) goto done;
+    Py_XSETREF(out.rec, record);
+    if (tree) { /* the root's own record first: a first merge fills the table in key order */
+        static const uint8_t top[33] = {0};
+        int fresh = tree->n == 0 && depth == 0;
+        if (fresh) {
+            NTEntry *x = nt_append(tree, top);
+            if (!x) goto done;
+            x->kind = out.kind == K_NODE ? NT_NODE : out.kind == K_LEAF ? NT_LEAF : NT_NONE;
+            if (out.kind == K_NODE) memcpy(x->u.h, out.body, 64);
+            if (out.kind == K_LEAF) x->u.rec = Py_NewRef(out.rec);
+        } else if (depth == 0 && nt_set_record(tree, top, nt_hash(top), record) < 0) {
+            goto done;
+        }
+        if (writes_table(&c, tree, fresh) < 0) goto done;
+        writes = PyLong_FromSize_t(c.n);
+    } else if (into != Py_None) {
         if (writes_into(&c, into) < 0) goto done;
         writes = PyLong_FromSize_t(c.n);
     } else {
         writes = writes_list(&c);
     }
     if (!writes) goto done;
-    result = Py_BuildValue("(y#ON)", (const char *)out.hash, (Py_ssize_t)32,
-                           out.rec ? out.rec : Py_None, writes);
+    result = Py_BuildValue("(y#ON)", (const char *)out.hash, (Py_ssize_t)32, out.rec, writes);
     writes = NULL;
 done:
     for (size_t i = 0; i < c.n; i++) Py_XDECREF(c.em[i].rec);
     PyMem_Free(c.em);
     PyMem_Free(leaves);
     PyMem_Free(order);
-    Py_XDECREF(old);
+    Py_XDECREF(old.rec);
     Py_XDECREF(out.rec);
     Py_XDECREF(writes);
     return result;
 }
 
 static PyObject *py_scan(PyObject *self, PyObject *d) {
-    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "scan needs a dict");
+    int is_list = PyList_Check(d);
+    if (!is_list && !PyDict_Check(d))
+        return PyErr_Format(PyExc_TypeError, "scan needs a dict or a list of pairs");
     Py_ssize_t pos = 0;
     PyObject *k, *v, *prev = NULL;
     int has_none = 0, ascending = 1;
-    while (PyDict_Next(d, &pos, &k, &v)) {
+    for (;;) {
+        if (is_list) {
+            if (pos >= PyList_GET_SIZE(d)) break;
+            PyObject *item = PyList_GET_ITEM(d, pos++);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+                return PyErr_Format(PyExc_TypeError, "scan needs (key, value) pairs");
+            k = PyTuple_GET_ITEM(item, 0);
+            v = PyTuple_GET_ITEM(item, 1);
+        } else if (!PyDict_Next(d, &pos, &k, &v)) {
+            break;
+        }
         if (v == Py_None) has_none = 1;
         if (ascending && PyBytes_Check(k)) {
             if (prev) {
@@ -232,8 +298,8 @@ static PyObject *py_sorted_items(PyObject *self, PyObject *d) {
         keys[i].o = k;
         keys[i++].v = v;
     }
-    sort_keys(keys, n, 0, common_prefix(keys, n));
-    PyObject *out = _PyDict_NewPresized(n);
+    PyObject *out = NULL;
+    if (radix_sort_keys(keys, n, common_prefix(keys, n)) == 0) out = _PyDict_NewPresized(n);
     for (i = 0; out && i < n; i++)
         if (PyDict_SetItem(out, keys[i].o, keys[i].v) < 0) Py_CLEAR(out);
     PyMem_Free(keys);
@@ -294,7 +360,7 @@ static PyObject *py_backend(PyObject *self, PyObject *unused) {
 static PyMethodDef methods[] = {
     {"merge", (PyCFunction)(void (*)(void))py_merge, METH_VARARGS | METH_KEYWORDS, merge_doc},
     {"scan", py_scan, METH_O,
-     "scan(dict) -> (has a None value, bytes keys strictly ascending in insertion order)"},
+     "scan(dict or list of pairs) -> (has a None value, bytes keys strictly ascending in order)"},
     {"sorted_items", py_sorted_items, METH_O,
      "sorted_items(dict) -> a new dict, the same items with bytes keys ascending"},
     {"parse_chunk", py_parse_chunk, METH_VARARGS,
@@ -325,8 +391,12 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",
 
 PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
+    init_path_masks();
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
+    if (m && (PyType_Ready(&NodeTableType) < 0 ||
+              PyModule_AddObjectRef(m, "NodeTable", (PyObject *)&NodeTableType) < 0))
+        Py_CLEAR(m);
     if (m && sync_register(m) < 0) Py_CLEAR(m);
     return m;
 }

@@ -287,7 +287,7 @@ static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
 /* One record of the upper-tree warm-up: (depth, path) read through `get` into `upper`, then,
  * for an interior record above `split` - 1, its non-empty children (an empty child's hash
  * is EMPTY in its parent: memoised as None unread).  Pre-order: ascending keys. */
-static int warm_walk(PyObject *get, PyObject *upper, int depth, uint8_t *path, int split,
+static int warm_walk(PyObject *get, NodeTable *upper, int depth, uint8_t *path, int split,
                      int known_empty) {
     uint8_t k[33];
     memcpy(k, path, 32);
@@ -295,8 +295,8 @@ static int warm_walk(PyObject *get, PyObject *upper, int depth, uint8_t *path, i
     PyObject *key = PyBytes_FromStringAndSize((const char *)k, 33);
     if (!key) return -1;
     PyObject *r = known_empty ? Py_NewRef(Py_None) : PyObject_CallOneArg(get, key);
-    int rc = r ? PyDict_SetItem(upper, key, r) : -1;
     Py_DECREF(key);
+    int rc = r ? nt_set_record(upper, k, nt_hash(k), r) : -1; /* TypeError if not bytes */
     if (rc == 0 && r != Py_None && depth + 1 < split && depth < 255) {
         if (!PyBytes_Check(r)) {
             PyErr_SetString(PyExc_TypeError, "warm: get must return bytes or None");
@@ -319,9 +319,9 @@ static int warm_walk(PyObject *get, PyObject *upper, int depth, uint8_t *path, i
 static PyObject *py_warm(PyObject *self, PyObject *args) {
     PyObject *get, *upper;
     int split;
-    if (!PyArg_ParseTuple(args, "OO!i", &get, &PyDict_Type, &upper, &split)) return NULL;
+    if (!PyArg_ParseTuple(args, "OO!i", &get, &NodeTableType, &upper, &split)) return NULL;
     uint8_t path[32] = {0};
-    if (split > 0 && warm_walk(get, upper, 0, path, split > 256 ? 256 : split, 0) < 0)
+    if (split > 0 && warm_walk(get, (NodeTable *)upper, 0, path, split > 256 ? 256 : split, 0) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

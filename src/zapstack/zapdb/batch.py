@@ -4,9 +4,9 @@
 the C extension (sorted by key hash; each touched record read once, each changed
 node hashed once); :func:`build` is the same from nothing (bulk load, state-sync
 chunks).  :class:`NodeOverlay` is a txn's view of the tree: its own writes over
-the snapshot, with base reads memoised in two dicts -- the snapshot's shared
-``upper`` levels and the txn's own ``cache`` -- which the C merge reads directly
-(:class:`Layers`) instead of calling back into Python.  ``FAST`` is False when
+the snapshot, with base reads memoised in two C tables (:data:`Memo`) -- the
+snapshot's shared ``upper`` levels and the txn's own ``cache`` -- which the C merge
+probes directly (:class:`Layers`), reading LMDB only on a miss.  ``FAST`` is False when
 the extension is not built; callers then use :func:`.smt.apply_updates_py`, which
 tests hold equal.  Same threading rules as the txn that owns the overlay.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 from zapstack.errors import StoreError
 from zapstack.zapdb.smt import EMPTY, ROOT_PATH, NodeStore
@@ -33,10 +33,14 @@ __all__ = [
     "FAST",
     "BulkNodeStore",
     "Layers",
+    "Memo",
     "NodeOverlay",
+    "NodeWrites",
     "apply_batch",
     "build",
     "merge_lists",
+    "new_memo",
+    "node_writes",
     "scan_writes",
     "sort_writes",
     "sorted_entries",
@@ -46,17 +50,26 @@ FAST = _smtfast is not None
 """Whether the C extension is built."""
 _ROOT_PATH = ROOT_PATH
 
+Memo: TypeAlias = "dict[bytes, bytes | None] | _smtfast.NodeTable"
+"""A memo of tree records (node-store key -> record | None): a C ``NodeTable`` when the
+extension is built (the merge probes it without a bytes object or a dict), else a dict."""
+
+
+def new_memo() -> Memo:
+    """An empty :data:`Memo`."""
+    return {} if _smtfast is None else _smtfast.NodeTable()
+
 
 class Layers(NamedTuple):
     """How a :class:`BulkNodeStore` resolves a read, for the C merge to do it itself."""
 
     reader: Callable[[], AbstractContextManager[Callable[[bytes], bytes | None]]]
     """Yields the base read (LMDB) for one merge, called only when no dict has the path."""
-    writes: dict[bytes, bytes | None]
-    """Records written so far (None = deleted); the merge adds its writes here."""
-    upper: dict[bytes, bytes | None]
+    tree: Memo
+    """The merges' writes (None = deleted): read first; the merge adds its writes here."""
+    upper: Memo
     """Memo of base reads at depths < ``split``."""
-    lower: dict[bytes, bytes | None]
+    lower: Memo
     """Memo of the deeper base reads."""
     split: int
     """Depth bound of ``upper``."""
@@ -96,13 +109,13 @@ def merge_lists(
     try:
         if isinstance(store, BulkNodeStore):
             lay = store.layers()
-            into = lay.writes
-            into[_ROOT_PATH] = store.get_node(_ROOT_PATH)  # holds its place: sorted first
-            with lay.reader() as get:
-                root, record, _ = _smtfast.merge(
-                    get, keys, values, into=into, upper=lay.upper, lower=lay.lower, split=lay.split
+            tree, upper, lower = lay.tree, lay.upper, lay.lower
+            if isinstance(tree, dict) or isinstance(upper, dict) or isinstance(lower, dict):
+                raise StoreError("the C merge needs NodeTables (batch.new_memo)")
+            with lay.reader() as get:  # writes and the root's record go into `tree`
+                root, _, _ = _smtfast.merge(
+                    get, keys, values, into=tree, upper=upper, lower=lower, split=lay.split
                 )
-            into[_ROOT_PATH] = record
             return bytes(root)
         root, record, writes = _smtfast.merge(store.get_node, keys, values)
     except OverflowError as exc:
@@ -134,13 +147,14 @@ def build(
     return bytes(root), record
 
 
-def scan_writes(writes: Mapping[bytes, object]) -> tuple[bool, bool]:
-    """(any value is None, keys strictly ascending in iteration order) of a write dict."""
-    if _smtfast is not None and isinstance(writes, dict):
+def scan_writes(writes: Mapping[bytes, object] | list[tuple[bytes, Any]]) -> tuple[bool, bool]:
+    """(any value is None, keys strictly ascending in iteration order) of a write dict or
+    a list of ``(key, value)`` pairs."""
+    if _smtfast is not None and isinstance(writes, dict | list):
         return _smtfast.scan(writes)
-    keys = list(writes)
-    has_none = any(v is None for v in writes.values())
-    return has_none, all(a < b for a, b in itertools.pairwise(keys))
+    pairs = list(writes.items()) if isinstance(writes, Mapping) else writes
+    has_none = any(v is None for _, v in pairs)
+    return has_none, all(a[0] < b[0] for a, b in itertools.pairwise(pairs))
 
 
 def sorted_entries(groups: list[tuple[tuple[bytes, Any], ...]]) -> dict[bytes, Any]:
@@ -165,26 +179,38 @@ def sort_writes(writes: dict[bytes, Any]) -> dict[bytes, Any]:
     return dict(sorted(writes.items()))
 
 
+NodeWrites: TypeAlias = "Mapping[bytes, bytes | None] | list[tuple[bytes, bytes | None]]"
+"""A commit's tree records (None = delete): a mapping, or ``(key, record)`` pairs."""
+
+
+def node_writes(tree: Memo) -> NodeWrites:
+    """A txn's tree records for its commit, keys ascending (in C, as a list of pairs, for
+    a ``NodeTable``: no dict to hash 33-byte keys into)."""
+    if isinstance(tree, dict):
+        return dict(sorted(tree.items()))
+    return tree.merged({})
+
+
 class NodeOverlay:
     """NodeStore: the txn's changed tree nodes over the snapshot's.
 
-    Base reads are memoised (the snapshot is immutable, so the memo never goes
-    stale): the upper levels in the snapshot's shared ``upper`` (carried from
-    commit to commit by the store), the rest in this txn's ``cache``.
+    Its writes go to ``tree`` (a C table the merge fills without a bytes object per
+    node), read before the snapshot.  Base reads are memoised (the snapshot is
+    immutable, so the memo never goes stale): the upper levels in the snapshot's shared
+    ``upper`` (carried from commit to commit by the store), the rest in this txn's
+    ``cache``.
     """
 
-    __slots__ = ("base", "cache", "nodes")
+    __slots__ = ("base", "cache", "tree")
 
-    def __init__(
-        self, nodes: dict[bytes, bytes | None], cache: dict[bytes, bytes | None], base: Snapshot
-    ) -> None:
-        self.nodes = nodes
+    def __init__(self, tree: Memo, cache: Memo, base: Snapshot) -> None:
+        self.tree = tree
         self.cache = cache
         self.base = base
 
     def get_node(self, path: bytes) -> bytes | None:
-        if path in self.nodes:
-            return self.nodes[path]
+        if path in self.tree:
+            return self.tree[path]
         memo = self.base.upper if path[32] < self.base.split else self.cache
         if path in memo:
             return memo[path]
@@ -192,8 +218,8 @@ class NodeOverlay:
         return rec
 
     def put_node(self, path: bytes, record: bytes | None) -> None:
-        self.nodes[path] = record
+        self.tree[path] = record
 
     def layers(self) -> Layers:
         base = self.base
-        return Layers(base.node_reader, self.nodes, base.upper, self.cache, base.split)
+        return Layers(base.node_reader, self.tree, base.upper, self.cache, base.split)

@@ -85,9 +85,10 @@ class Presorted(Mapping[bytes, bytes]):
         return value
 
 
-def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any]) -> None:
-    """Write ``ops`` (None = delete) with one cursor ``putmulti``, keys sorted (in C when
-    the extension is built) and appended when every key sorts after the last one stored."""
+def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any] | list[tuple[bytes, Any]]) -> None:
+    """Write ``ops`` (a mapping or ``(key, value)`` pairs; None = delete) with one cursor
+    ``putmulti``, keys sorted (in C when the extension is built) and appended when every
+    key sorts after the last one stored."""
     if not ops:
         return
     if isinstance(ops, Presorted):  # already in order, no deletes
@@ -97,16 +98,17 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any]) -> None:
         finally:
             cur.close()
         return
-    if not isinstance(ops, dict):
+    if not isinstance(ops, dict | list):
         ops = dict(ops)
     has_none, ascending = scan_writes(ops)
+    pairs: Any = ops.items() if isinstance(ops, dict) else ops
     if not ascending:
-        ops = batch.sort_writes(ops)
-    puts: Any = ops.items()  # as they are when sorted without deletes: no copy
+        pairs = batch.sort_writes(dict(pairs)).items()
+    puts: Any = pairs  # as they are when sorted without deletes: no copy
     if has_none:
-        for key in [k for k, v in ops.items() if v is None]:
+        for key in [k for k, v in pairs if v is None]:
             txn.delete(key, db=db)
-        puts = [(k, v) for k, v in ops.items() if v is not None]
+        puts = [(k, v) for k, v in pairs if v is not None]
     if not puts:
         return
     cur = txn.cursor(db=db)
@@ -118,19 +120,24 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any]) -> None:
 
 
 def carry_upper(
-    base: Snapshot, nodes: Mapping[bytes, bytes | None], version: int, *, steal: bool = False
-) -> tuple[int, int, Nodes, bool] | None:
+    base: Snapshot, nodes: batch.NodeWrites, version: int, *, steal: bool = False
+) -> tuple[int, int, batch.Memo, bool] | None:
     """The upper-tree memo for the new head ``version``: ``base``'s with this commit's
     records at depths < split applied, so block after block reads only the deepest
     levels of a changed path from LMDB (a per-key cost that stays flat as the state
     grows).  None (the next head starts cold) after a commit larger than the memo.
     ``steal``: no one but the committing txn holds ``base`` any more, so its memo is
-    updated in place rather than copied (a copy costs O(memo) = O(n/16) per block)."""
+    updated in place rather than copied (a copy costs O(memo) = O(n/8): two memcpys)."""
     if len(nodes) > 4 * len(base.upper) + 4096:
         return None
     split = base.split
     upper = base.upper if steal else base.upper.copy()
-    upper.update((k, v) for k, v in nodes.items() if k[32] < split)
+    pairs = nodes if isinstance(nodes, dict | list) else dict(nodes.items())
+    if isinstance(upper, dict):
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        upper.update((k, v) for k, v in items if k[32] < split)
+    else:
+        upper.absorb(pairs, split)  # the same in C
     return version, split, upper, base.warm
 
 

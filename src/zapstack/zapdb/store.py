@@ -34,7 +34,7 @@ from typing import Any
 import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
-from zapstack.zapdb import bulk, smt
+from zapstack.zapdb import batch, bulk, smt
 from zapstack.zapdb.files import LAYOUT, check_files, check_layout
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
@@ -49,7 +49,7 @@ FaultInjector = Callable[[str, int], None]
 
 _VERSION = b"version"
 _ROOT = b"root"
-_UNCACHED = 4
+_UNCACHED = 3
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
 
@@ -97,7 +97,7 @@ class ZapDB:
         self._live: set[Snapshot] = set()
         self._halted: BaseException | None = None
         self._closed = False
-        self._carry: tuple[int, int, dict[bytes, bytes | None], bool] | None = None
+        self._carry: tuple[int, int, batch.Memo, bool] | None = None
         """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
 
     @classmethod
@@ -247,7 +247,7 @@ class ZapDB:
         self,
         base: Snapshot,
         writes: Mapping[bytes, Value | None],
-        nodes: Mapping[bytes, bytes | None],
+        nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
@@ -273,7 +273,7 @@ class ZapDB:
     def _write(
         self,
         writes: Mapping[bytes, Value | None],
-        nodes: Mapping[bytes, bytes | None],
+        nodes: batch.NodeWrites,
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
@@ -290,7 +290,7 @@ class ZapDB:
             else:
                 one_by_one = (
                     (data_db, sorted(writes.items()), "put", "delete"),
-                    (node_db, sorted(nodes.items()), "node_put", "node_delete"),
+                    (node_db, sorted(_pairs(nodes)), "node_put", "node_delete"),
                 )
             for db, ops, put_op, del_op in one_by_one:
                 if rng is not None:
@@ -341,3 +341,8 @@ class ZapDB:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pairs(nodes: batch.NodeWrites) -> list[tuple[bytes, bytes | None]]:
+    """A commit's tree records as ``(key, record)`` pairs."""
+    return nodes if isinstance(nodes, list) else list(nodes.items())

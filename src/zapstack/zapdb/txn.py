@@ -105,10 +105,10 @@ class _Work:
         "log",
         "marks",
         "meta",
-        "nodes",
         "open_tx",
         "pending",
         "root",
+        "tree",
         "writes",
     )
 
@@ -118,8 +118,8 @@ class _Work:
         self.marks: list[tuple[int, int]] = []  # (diff serial, log start) of ended txs
         self.open_tx: tuple[int, int] | None = None
         self.pending: set[bytes] = set()
-        self.nodes: dict[bytes, bytes | None] = {}
-        self.cache: dict[bytes, bytes | None] = {}
+        self.tree: batch.Memo = batch.new_memo()  # the merges' tree records
+        self.cache: batch.Memo = batch.new_memo()
         self.meta: dict[bytes, bytes] = {}
         self.root = root
         self.installed: tuple[_Data, _Nodes] | None = None
@@ -297,7 +297,7 @@ class Txn:
             for i, key in enumerate(keys):
                 if key in gone:
                     values[i] = base.get(key)
-        store = batch.NodeOverlay(work.nodes, work.cache, base)
+        store = batch.NodeOverlay(work.tree, work.cache, base)
         base.warm_upper()
         if batch.FAST:
             work.root = batch.merge_lists(store, keys, values)
@@ -314,7 +314,7 @@ class Txn:
         """Take a whole state built and checked elsewhere (:mod:`.bulk`) as this txn's data
         ``writes``, tree ``nodes`` and ``root`` (kept, not copied); it then takes no writes."""
         work = self._live()
-        if work.writes or work.nodes or work.installed:
+        if work.writes or work.tree or work.installed:
             raise LocalProtocolError("install into a txn that already has writes")
         work.installed = (writes, nodes)
         work.root = root
@@ -332,7 +332,7 @@ class Txn:
             work = self._live()
             try:
                 root = self._flush(work)
-                writes, nodes = work.installed or (work.writes, work.nodes)
+                writes, nodes = work.installed or (work.writes, batch.node_writes(work.tree))
                 self._db._commit_work(self._base, writes, nodes, work.meta, root, self._rng)
             except BaseException:
                 self._close("discarded")
@@ -382,9 +382,9 @@ class Branch(Txn):
             serial = next(db._serials)
             child = Branch(db, self._base, serial, db._rng(serial))
             copy = child._live()
-            copy.writes, copy.nodes, copy.root = dict(work.writes), dict(work.nodes), work.root
-            copy.cache, copy.pending = dict(work.cache), set(work.pending)
-            copy.installed = work.installed
+            copy.writes, copy.root = dict(work.writes), work.root
+            copy.tree, copy.installed = work.tree.copy(), work.installed
+            copy.cache, copy.pending = work.cache.copy(), set(work.pending)
             return child
 
 

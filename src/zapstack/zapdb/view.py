@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from zapstack.errors import StoreError
-from zapstack.zapdb import proofs, smt
+from zapstack.zapdb import batch, proofs, smt
 
 try:
     from zapstack.zapdb import _smtfast
@@ -69,7 +69,7 @@ class Snapshot:
         version: int,
         root: bytes,
         release: Callable[[Snapshot], None],
-        upper: dict[bytes, bytes | None] | None = None,
+        upper: batch.Memo | None = None,
         split: int = 0,
         warm: bool = False,
     ) -> None:
@@ -84,11 +84,12 @@ class Snapshot:
         """Users holding this snapshot (guarded by the database's head lock)."""
         self._lock = threading.Lock()
         self._release = release
-        self.upper: dict[bytes, bytes | None] = {} if upper is None else upper
-        """Memo of this version's tree records at depths < ``split`` (None = empty),
-        shared by every txn on it; only ever grows, and only with this version's facts."""
+        self.upper: batch.Memo = batch.new_memo() if upper is None else upper
+        """Memo of this version's tree records at depths < ``split`` (None = empty; a C
+        ``NodeTable`` when the extension is built), shared by every txn on it; only ever
+        grows, and only with this version's facts."""
         self.split = split
-        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 4)."""
+        """Depth above which node reads are memoised in ``upper`` (log2(entries) - 3)."""
         self.warm = warm
         """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
 
@@ -181,13 +182,13 @@ class Snapshot:
         """Load every tree record above ``split`` into ``upper``: a pre-order walk from the
         root (ascending keys, one cursor), reading only non-empty children (an interior
         record holds its children's hashes).  Done once, by the first txn that computes a
-        root here: about 2**split records, n/16 for n entries, so every later walk reads
+        root here: about 2**split records, n/8 for n entries, so every later walk reads
         only the deepest levels.  In C when built (:meth:`warm_upper_py` is the same)."""
         if self.warm:
             return
         with self.node_reader() as get:
             if not self.warm:
-                if _smtfast is not None:
+                if _smtfast is not None and not isinstance(self.upper, dict):
                     _smtfast.warm(get, self.upper, self.split)
                 else:
                     self._warm_py(get, 0, 0, known_empty=False)
