@@ -3,7 +3,6 @@
 #include "_smtfast_codec.h"
 #include "_smtfast_sort.h"
 #include "_smtfast_sync.h"
-
 static const char *backend_name = "portable";
 
 /* Hash keys/values into Leaf records; sorted (and deduplicated, last wins) unless strict,
@@ -386,17 +385,16 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",
-                                    "State-tree batch merge and bulk build (see _smtfast.c).",
-                                    -1, methods};
+    "State-tree merge, bulk build and state sync (see _smtfast.c).", -1, methods};
 
 PyMODINIT_FUNC PyInit__smtfast(void) {
     backend_name = zsha_select(0);
     init_path_masks();
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
-    if (m && (PyType_Ready(&NodeTableType) < 0 ||
-              PyModule_AddObjectRef(m, "NodeTable", (PyObject *)&NodeTableType) < 0))
+    PyObject *table = (PyObject *)&NodeTableType;
+    if (m && (PyType_Ready(&NodeTableType) < 0 || PyModule_AddObjectRef(m, "NodeTable", table) < 0 ||
+              sync_register(m) < 0))
         Py_CLEAR(m);
-    if (m && sync_register(m) < 0) Py_CLEAR(m);
     return m;
 }
