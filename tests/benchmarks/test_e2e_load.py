@@ -37,7 +37,7 @@ def test_release_waits_for_the_slowest_process_then_sends_one_set_of_times(
         outs = [tmp_path / "a", tmp_path / "b"]
         kids = [await _spawn(0.0, "ready", outs[0]), await _spawn(0.8, "ready", outs[1])]
         started = time.monotonic()
-        t0 = await e2e_load.release(kids, presign=2.0)
+        t0 = await e2e_load.release(kids)
         await e2e_load.send_times(kids, t0, t0 + 1, t0 + 3)
         for kid in kids:
             assert await kid.wait() == 0
@@ -46,15 +46,15 @@ def test_release_waits_for_the_slowest_process_then_sends_one_set_of_times(
         return started, t0
 
     started, t0 = asyncio.run(go())
-    # T0 is set after the slow one is up (0.8 s), plus the signing time
-    assert t0 >= started + 0.8 + 2.0
+    # T0 is set after the slow one is up (0.8 s: it signed ahead before saying ready)
+    assert t0 >= started + 0.8
 
 
 def test_release_refuses_a_process_that_never_says_ready(tmp_path: Path) -> None:
     async def go() -> None:
         kid = await _spawn(0.0, "oops", tmp_path / "x")
         try:
-            await e2e_load.release([kid], presign=0.0)
+            await e2e_load.release([kid])
         finally:
             kid.kill()
             await kid.wait()

@@ -25,9 +25,10 @@ What one run does, in order (every figure comes from this run):
    :mod:`.e2e_load` processes (one per ``per_process_rate`` tx/s, up to
    ``max_processes``; their stderr in ``load-*.log``), each on its own devnet
    users, over the answered TX_SUBMIT (a rejected tx is resubmitted later, its
-   first send time kept).  Each process signs its users' frames ahead for
-   ``presign_s`` before the load starts (the rest as they are sent), so that
-   the client's signing does not take the validators' cores in the window.
+   first send time kept).  Each process signs all its users' frames for the
+   load ahead (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`, at most
+   ``e2e_load.PRESIGN_S``) before it says ready, so that the client's signing
+   does not take the validators' cores in the window.
 5. **Drain and agreement**: after every load (ramp steps included) waits up
    to ``drain_s`` for the mempools to empty, so that no load's backlog lands in
    the next one's window; at the end waits for every validator to report the
@@ -100,12 +101,6 @@ class Plan:
     """Funded devnet users (each load process takes its own slice of them; past
     the last, slices start again from 0 and those users resync their nonces).
     At most 18,446: genesis caps the total allocation at 2^64 - 1."""
-    presign_s: float = 3.0
-    """Seconds each load's processes get (times half their number, if more than
-    two), before it starts, to sign their users' frames ahead
-    (:meth:`~zapstack.devnet.loadgen.LoadGenerator.presign`): a client signing
-    on the validators' 2 cores during the window would take CPU from them; what
-    is not signed by then is signed as it is sent."""
     drain_s: float = 20.0
     """Most seconds to wait after each load for the mempools to empty."""
     verifies: int = 4000
@@ -235,8 +230,7 @@ class _Run:
             )
             logf.close()  # the child holds its own copy
             outs.append(out)
-        # import, dial, then sign ahead (more processes share the cores: more time)
-        t0 = await e2e_load.release(children, plan.presign_s * max(1.0, procs / 2))
+        t0 = await e2e_load.release(children)  # each started, dialed and signed ahead
         run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
         await e2e_load.send_times(children, t0, run.start, run.end)
         await asyncio.wait_for(

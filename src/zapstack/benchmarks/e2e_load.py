@@ -4,11 +4,12 @@
 --rate R --start-at T0 --measure-at T1 --stop-at T2 --out FILE`` runs one
 :class:`~zapstack.devnet.loadgen.LoadGenerator` over devnet users ``F..F+U-1``
 (a range no other process of the run uses, so every user starts at nonce 0):
-it dials every validator (with ``--handshake``: then prints ``ready`` and reads
-``T0 T1 T2`` from stdin, so that the caller sets the window only once every
-load process is up -- on a busy box a process can take seconds to start), signs
-up to ``--presign`` frames per user ahead
-(until ``T0``; the rest are signed as they are sent), waits for ``T0``,
+it dials every validator, signs up to ``--presign`` frames per user ahead
+(until ``T0``; the rest are signed as they are sent; with ``--handshake`` all of
+them, then it prints ``ready`` and reads ``T0 T1 T2`` from stdin, so that the
+caller sets the window only once every load process is up and signed -- on a
+busy box that takes seconds, and signing inside the window would take the
+validators' cores), waits for ``T0``,
 submits about ``R`` tx/s until ``T2`` (times are ``time.monotonic()``,
 which every process on the box shares), and writes one JSON object to ``FILE``:
 
@@ -42,10 +43,12 @@ from zapstack.node.genesis import devnet_user, load_genesis
 from zapstack.transport.qh3_adapter import new_event_loop
 from zapstack.zap.frames import parse_tx
 
-__all__ = ["DIAL_S", "main", "release", "send_times", "snapshot"]
+__all__ = ["DIAL_S", "PRESIGN_S", "main", "release", "send_times", "snapshot"]
 
 DIAL_S = 60.0
 """With ``--handshake``: most seconds spent dialing the validators before saying ready."""
+PRESIGN_S = 60.0
+"""With ``--handshake``: most seconds spent signing ahead before saying ready."""
 
 
 def snapshot(stats: LoadStats) -> dict[str, Any]:
@@ -58,16 +61,16 @@ def snapshot(stats: LoadStats) -> dict[str, Any]:
     }
 
 
-async def release(children: Sequence[asyncio.subprocess.Process], presign: float) -> float:
+async def release(children: Sequence[asyncio.subprocess.Process]) -> float:
     """The caller's side of ``--handshake``: wait until every load process says ``ready``
-    (started and dialed: on a busy box that can take seconds), then return ``T0``, which
-    leaves them ``presign`` seconds to sign ahead.  RuntimeError if one does not start."""
+    (started, dialed and signed ahead: on a busy box that takes seconds), then return
+    ``T0``, half a second on.  RuntimeError if one does not start."""
     for child in children:
         assert child.stdout is not None
-        line = await asyncio.wait_for(child.stdout.readline(), DIAL_S + 60)
+        line = await asyncio.wait_for(child.stdout.readline(), DIAL_S + PRESIGN_S + 60)
         if line.strip() != b"ready":
             raise RuntimeError(f"a load process did not start (said {line!r}): see its log")
-    return time.monotonic() + 0.5 + presign
+    return time.monotonic() + 0.5
 
 
 async def send_times(
@@ -122,11 +125,13 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
             await load.connect()
             if len(load.peers) < len(g.addresses):
                 await asyncio.sleep(0.2)
+        # sign ahead (the box's cores belong to the validators once the load starts):
+        # with the handshake all of it before saying ready (bounded), else until T0
+        until = time.monotonic() + PRESIGN_S if args.handshake else args.start_at
+        presigned = load.presign(args.presign, until, time.monotonic)
+        print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
         if args.handshake:
             await _handshake(args)
-        # sign ahead until the start (the box's cores belong to the validators then)
-        presigned = load.presign(args.presign, args.start_at, time.monotonic)
-        print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
         await _sleep_until(args.start_at)
         begin = snapshot(load.stats)
         stop = asyncio.Event()
