@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zapstack.benchmarks import e2e_load
 from zapstack.benchmarks.e2e_stats import (
     Ceiling,
     final_times,
@@ -230,6 +229,10 @@ class _Run:
             )
             logf.close()  # the child holds its own copy
             outs.append(out)
+        # imported here: ``python -m zapstack.benchmarks.e2e_load`` imports this package
+        # first, and a top-level import would load that module twice (runpy warns)
+        from zapstack.benchmarks import e2e_load
+
         t0 = await e2e_load.release(children)  # each started, dialed and signed ahead
         run = LoadRun(label, rate, t0 + warmup, t0 + warmup + window, procs)
         await e2e_load.send_times(children, t0, run.start, run.end)
