@@ -142,8 +142,14 @@ def _check_account(api_chain: Any, reply: Reply, account: bytes, balance: int) -
     assert BlockStore(api_chain.home / "blocks").cert(doc["height"]).hex() == doc["cert"]
     value = None if doc["value"] is None else bytes.fromhex(doc["value"])
     proof = proof_from_json(doc["proof"])
-    assert verify_proof(header.state_root, account_key(account), value, proof)
-    assert not verify_proof(header.state_root, account_key(b"\x01" * 32), value, proof)
+    key = account_key(account)
+    assert verify_proof(header.state_root, key, value, proof)
+    # the proof shows nothing else about this key: not the opposite claim ...
+    assert not verify_proof(header.state_root, key, b"\x00" if value is None else None, proof)
+    if value is not None:  # ... and a membership proof holds for this key alone (an
+        # absence proof ending in an empty subtree rightly holds for every absent key
+        # whose path runs into it: with a small state, often another one)
+        assert not verify_proof(header.state_root, account_key(b"\x01" * 32), value, proof)
 
 
 def test_bad_submits_get_4xx_json(api_chain: Any) -> None:
