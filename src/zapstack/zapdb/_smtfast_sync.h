@@ -91,18 +91,25 @@ static size_t sync_guess(size_t first, int depth) {
     return first >= cap >> depth ? cap : (first + first / 4) << depth;
 }
 
+/* A chunk entry's key and value (borrowed), or -1 with TypeError unless it is exactly a
+ * (bytes, bytes) tuple. */
+static int entry_pair(PyObject *e, PyObject **k, PyObject **v) {
+    if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 2 ||
+        !PyBytes_CheckExact(*k = PyTuple_GET_ITEM(e, 0)) ||
+        !PyBytes_CheckExact(*v = PyTuple_GET_ITEM(e, 1))) {
+        PyErr_SetString(PyExc_TypeError, "chunk entries must be (bytes, bytes) tuples");
+        return -1;
+    }
+    return 0;
+}
+
 /* Copy a kept chunk's (bytes, bytes) entries into the data arena (TypeError if they are
  * not exactly that: add() checked them already, add_top() did not). */
 static int sync_keep(SyncLoader *s, PyObject *entries) {
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *e = PyTuple_GET_ITEM(entries, i), *k, *v;
-        if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 2 ||
-            !PyBytes_CheckExact(k = PyTuple_GET_ITEM(e, 0)) ||
-            !PyBytes_CheckExact(v = PyTuple_GET_ITEM(e, 1))) {
-            PyErr_SetString(PyExc_TypeError, "chunk entries must be (bytes, bytes) tuples");
-            return -1;
-        }
+        PyObject *k, *v;
+        if (entry_pair(PyTuple_GET_ITEM(entries, i), &k, &v) < 0) return -1;
         size_t kl = (size_t)PyBytes_GET_SIZE(k), vl = (size_t)PyBytes_GET_SIZE(v);
         if (vl > 0xFFFFFFFFu) {
             PyErr_SetString(PyExc_ValueError, "a value longer than 4 GiB");
@@ -210,13 +217,8 @@ static int sync_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
                        const uint8_t *prefix) {
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *e = PyTuple_GET_ITEM(entries, i), *k, *v;
-        if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 2 ||
-            !PyBytes_CheckExact(k = PyTuple_GET_ITEM(e, 0)) ||
-            !PyBytes_CheckExact(v = PyTuple_GET_ITEM(e, 1))) {
-            PyErr_SetString(PyExc_TypeError, "chunk entries must be (bytes, bytes) tuples");
-            return -1;
-        }
+        PyObject *k, *v;
+        if (entry_pair(PyTuple_GET_ITEM(entries, i), &k, &v) < 0) return -1;
         if (PyBytes_GET_SIZE(k) < 1) return 1;
         Leaf *lf = &leaves[i];
         lf->key = k;

@@ -50,18 +50,6 @@ static void syncit_dealloc(SyncIter *it) {
     PyObject_Free(it);
 }
 
-static PyObject *sync_pair(PyObject *a, PyObject *b) {
-    PyObject *t = a && b ? PyTuple_New(2) : NULL;
-    if (!t) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, a);
-    PyTuple_SET_ITEM(t, 1, b);
-    return t;
-}
-
 static PyObject *syncit_next(SyncIter *it) {
     SyncLoader *s = it->s;
     if (it->pos >= (it->which ? s->norder : s->ndata)) return NULL;
@@ -77,11 +65,11 @@ static PyObject *syncit_next(SyncIter *it) {
     sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
     if (!it->window) {
         it->pos++;
-        return sync_pair(PyBytes_FromStringAndSize((const char *)k, (Py_ssize_t)kl),
+        return steal_pair(PyBytes_FromStringAndSize((const char *)k, (Py_ssize_t)kl),
                          PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)vl));
     }
     if (!it->last) {
-        it->last = sync_pair((PyObject *)PyObject_New(SyncView, &SyncView_Type),
+        it->last = steal_pair((PyObject *)PyObject_New(SyncView, &SyncView_Type),
                              (PyObject *)PyObject_New(SyncView, &SyncView_Type));
         if (!it->last) return NULL;
     }

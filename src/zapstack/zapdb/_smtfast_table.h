@@ -255,18 +255,22 @@ static PyObject *nt_get(NodeTable *t, PyObject *const *args, Py_ssize_t nargs) {
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
-/* The pair (bytes k[0..33), rec), stealing rec (NULL: an error already set). */
-static PyObject *nt_pair(const uint8_t *k, PyObject *rec) {
-    PyObject *key = rec ? PyBytes_FromStringAndSize((const char *)k, 33) : NULL;
-    PyObject *t = key ? PyTuple_New(2) : NULL;
+/* The 2-tuple (a, b), stealing both (either NULL: an error already set; both released). */
+static PyObject *steal_pair(PyObject *a, PyObject *b) {
+    PyObject *t = a && b ? PyTuple_New(2) : NULL;
     if (!t) {
-        Py_XDECREF(key);
-        Py_XDECREF(rec);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
         return NULL;
     }
-    PyTuple_SET_ITEM(t, 0, key);
-    PyTuple_SET_ITEM(t, 1, rec);
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
     return t;
+}
+
+/* The pair (bytes k[0..33), rec), stealing rec (NULL: an error already set). */
+static PyObject *nt_pair(const uint8_t *k, PyObject *rec) {
+    return steal_pair(rec ? PyBytes_FromStringAndSize((const char *)k, 33) : NULL, rec);
 }
 
 static PyObject *nt_items(NodeTable *t, PyObject *unused) {
