@@ -257,16 +257,9 @@ static PyObject *py_scan(PyObject *self, PyObject *d) {
     PyObject *k, *v, *prev = NULL;
     int has_none = 0, ascending = 1;
     for (;;) {
-        if (is_list) {
-            if (pos >= PyList_GET_SIZE(d)) break;
-            PyObject *item = PyList_GET_ITEM(d, pos++);
-            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
-                return PyErr_Format(PyExc_TypeError, "scan needs (key, value) pairs");
-            k = PyTuple_GET_ITEM(item, 0);
-            v = PyTuple_GET_ITEM(item, 1);
-        } else if (!PyDict_Next(d, &pos, &k, &v)) {
-            break;
-        }
+        int got = next_pair(d, is_list, &pos, &k, &v, "scan needs (key, value) pairs");
+        if (got < 0) return NULL;
+        if (!got) break;
         if (v == Py_None) has_none = 1;
         if (ascending && PyBytes_Check(k)) {
             if (prev) {

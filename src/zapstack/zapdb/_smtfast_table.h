@@ -301,6 +301,22 @@ static PyObject *nt_copy(NodeTable *t, PyObject *unused) {
     return (PyObject *)c;
 }
 
+/* The next (key, value) of `src`, a dict or (is_list) a list of 2-tuples, both borrowed:
+ * 1 = got one, 0 = no more, -1 = TypeError(`bad`) for a list item that is not a pair. */
+static int next_pair(PyObject *src, int is_list, Py_ssize_t *pos, PyObject **k, PyObject **v,
+                     const char *bad) {
+    if (!is_list) return PyDict_Next(src, pos, k, v);
+    if (*pos >= PyList_GET_SIZE(src)) return 0;
+    PyObject *item = PyList_GET_ITEM(src, (*pos)++);
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_SetString(PyExc_TypeError, bad);
+        return -1;
+    }
+    *k = PyTuple_GET_ITEM(item, 0);
+    *v = PyTuple_GET_ITEM(item, 1);
+    return 1;
+}
+
 /* absorb(nodes, split): every (key, record) of `nodes` (a dict, or a list of pairs) at
  * depth < split, set here. */
 static PyObject *nt_absorb(NodeTable *t, PyObject *args) {
@@ -312,16 +328,9 @@ static PyObject *nt_absorb(NodeTable *t, PyObject *args) {
     if (!is_list && !PyDict_Check(nodes))
         return PyErr_Format(PyExc_TypeError, "absorb needs a dict or a list of pairs");
     for (;;) {
-        if (is_list) {
-            if (pos >= PyList_GET_SIZE(nodes)) break;
-            PyObject *item = PyList_GET_ITEM(nodes, pos++);
-            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
-                return PyErr_Format(PyExc_TypeError, "absorb needs (key, record) pairs");
-            key = PyTuple_GET_ITEM(item, 0);
-            rec = PyTuple_GET_ITEM(item, 1);
-        } else if (!PyDict_Next(nodes, &pos, &key, &rec)) {
-            break;
-        }
+        int got = next_pair(nodes, is_list, &pos, &key, &rec, "absorb needs (key, record) pairs");
+        if (got < 0) return NULL;
+        if (!got) break;
         const uint8_t *k;
         if (nt_key(key, &k) < 0) return NULL;
         if (k[32] < split && nt_set_record(t, k, nt_hash(k), rec) < 0) return NULL;
