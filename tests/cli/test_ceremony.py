@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from zapstack.devnet.processes import free_port_base, read_status
+from zapstack.devnet.processes import free_port_base, log_alerts, read_status
 from zapstack.node.genesis import USER_BALANCE, devnet_user
 
 TARGET = 3
@@ -122,8 +122,12 @@ def _wait_agreed(homes: list[Path], procs: list[subprocess.Popen[bytes]]) -> dic
                     assert ids.setdefault(r["height"], r["block_id"]) == r["block_id"], r
             return ids
         time.sleep(0.5)
-    logs = [(h / "out.txt").read_text()[-500:] for h in homes]
-    raise AssertionError(f"no agreement at height {TARGET} in {DEADLINE_S} s: {logs}")
+    seen = [
+        {k: s.get(k) for k in ("height", "round", "peers", "stats", "fatal")} if s else None
+        for s in (read_status(h) for h in homes)
+    ]
+    logs = [(h / "out.txt").read_text()[-1500:] + "".join(log_alerts(h)[-5:]) for h in homes]
+    raise AssertionError(f"no agreement at height {TARGET} in {DEADLINE_S} s: {seen} {logs}")
 
 
 def _launch(i: int, home: Path, http: tuple[str, int]) -> subprocess.Popen[bytes]:
