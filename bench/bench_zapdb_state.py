@@ -52,6 +52,11 @@ def main() -> None:
                 f"  {label:<36}: {w:10,.0f} / {c:10,.0f} keys/s  "
                 f"({w / rw * 100:5.1f}% / {c / rc * 100:5.1f}% of raw)"
             )
+        print(
+            f"  paired turns (median of raw/ZapDB per turn): commit incl. root "
+            f"{fast['commit_pct_paired']:5.1f}% of raw, set + commit "
+            f"{fast['set_commit_pct_paired']:5.1f}%"
+        )
 
         print("\n[incremental block] 1000 changed keys per block, after 3 warm-up blocks")
         inc = {n: statebench.incremental(tmp, n) for n in (10_000, big)}
@@ -61,11 +66,20 @@ def main() -> None:
                 f"root + commit {f['commit_us']:7.2f} / {f['commit_us_cpu']:6.2f} µs/key, "
                 f"raw LMDB puts {f['raw_us']:6.2f} / {f['raw_us_cpu']:5.2f} µs/key"
             )
+            print(
+                f"  {'':>9}       tree records rewritten {f['nodes_per_key']:5.2f} per changed key,"
+                f" root {f['root_us_per_node']:5.3f} µs per record"
+            )
         a, b = inc[10_000], inc[big]
         print(
             f"  ratio {big:,} / 10,000: root {b['root_us'] / a['root_us']:5.2f}x / "
             f"{b['root_us_cpu'] / a['root_us_cpu']:5.2f}x, root + commit "
             f"{b['commit_us'] / a['commit_us']:5.2f}x / {b['commit_us_cpu'] / a['commit_us_cpu']:5.2f}x"
+        )
+        print(
+            f"  the root definition's work grows {b['nodes_per_key'] / a['nodes_per_key']:4.2f}x "
+            f"(records per changed key); root cost per record "
+            f"{b['root_us_per_node'] / a['root_us_per_node']:4.2f}x"
         )
 
         print(f"\n[bulk load] {big:,} keys, 32-byte values, into an empty store")
@@ -77,7 +91,7 @@ def main() -> None:
         )
 
         print("\n[state sync] 100k keys x 96 B from a real block's state, in-process peers")
-        sync = statebench.state_sync(tmp, 100_000, 3)
+        sync = statebench.state_sync(tmp, 100_000, 5)
         rw, rc = sync["raw_MBps"], sync["raw_MBps_cpu"]
         for label, key in (
             ("1 peer", "sync1_MBps"),
@@ -87,7 +101,8 @@ def main() -> None:
             w, c = sync[key], sync[f"{key}_cpu"]
             print(
                 f"  state sync, {label:<7}: {w:7.2f} / {c:7.2f} MB/s  "
-                f"({w / rw * 100:5.1f}% / {c / rc * 100:5.1f}% of raw)"
+                f"({w / rw * 100:5.1f}% / {c / rc * 100:5.1f}% of raw; "
+                f"paired turns {sync[key.replace('_MBps', '_pct_paired')]:5.1f}%)"
             )
         print(
             f"  raw LMDB puts      : {rw:7.2f} / {rc:7.2f} MB/s  "

@@ -46,8 +46,17 @@ def test_bulk_commit_pure_python_mode_is_restored(tmp_path: Path) -> None:
     figs = statebench.bulk_commit(tmp_path, 400, 1, fast=False)
     assert before == (batch.FAST, smt.FAST)
     names = {"commit_keys_s", "set_commit_keys_s", "raw_keys_s"}
-    assert set(figs) == names | {f"{n}_cpu" for n in names}
+    paired = {"commit_pct_paired", "set_commit_pct_paired"}
+    assert set(figs) == names | {f"{n}_cpu" for n in names} | paired
     assert all(v > 0 for v in figs.values()) and figs["set_commit_keys_s"] <= figs["commit_keys_s"]
+
+
+def test_paired_percent_is_the_median_of_each_turns_ratio() -> None:
+    zap = [(2.0, 9.0), (4.0, 9.0), (10.0, 9.0)]
+    raw = [(1.0, 9.0), (1.0, 9.0), (1.0, 9.0)]  # ratios 50%, 25%, 10%
+    assert statebench._paired_pct(zap, raw) == pytest.approx(25.0)
+    # a drift that slows both runs of a turn alike leaves that turn's ratio alone
+    assert statebench._paired_pct([(2.0, 0), (20.0, 0)], [(1.0, 0), (10.0, 0)]) == 50.0
 
 
 def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
@@ -55,6 +64,11 @@ def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
     assert row.key == "state_commit" and row.unit == "keys/s" and row.native_limit
     assert row.pipelined > 0 and row.serial > 0
     for name in ("root_us_at_1000", "commit_us_at_1000", "raw_us_at_1000"):
+        assert row.extras[name] > 0
+    # 100 changed keys of 1,000: each rewrites its leaf and the interior nodes on its path
+    assert 2 < row.extras["nodes_per_key_at_1000"] < 12
+    assert row.extras["root_us_per_node_at_1000"] > 0
+    for name in ("client_pct_paired", "sync1_pct_paired", "sync3_pct_paired"):
         assert row.extras[name] > 0
     assert row.extras["sync1_MBps"] > 0 and row.extras["sync3_MBps"] > 0
     assert row.extras["client_MBps"] > 0 and row.extras["client_MBps_cpu"] > 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -526,3 +528,34 @@ def test_fork_racing_the_parents_commit_or_discard_is_all_or_nothing(db: ZapDB) 
             assert all(f.get(b"k/%d" % k) == b"%d" % i for k in range(50))
             f.discard()
         assert db.snapshot_refs() == 0
+
+
+def _model_tree_records(keys: list[bytes]) -> int:
+    """Records of the canonical tree of ``keys`` (docs/formats/state-root.md): one per
+    leaf, one per interior node, i.e. per path prefix that two or more keys share."""
+    paths = [int.from_bytes(hashlib.sha256(k).digest(), "big") for k in keys]
+    interior = sum(
+        1
+        for d in range(257)
+        for count in Counter(p >> (256 - d) for p in paths).values()
+        if count >= 2
+    )
+    return len(keys) + interior
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sets(st.binary(min_size=1, max_size=8), min_size=1, max_size=60))
+def test_tree_writes_counts_the_records_a_fresh_root_rewrites(keys: set[bytes]) -> None:
+    path = tempfile.mkdtemp()
+    try:
+        db = ZapDB.open(path)
+        txn = db.begin()
+        assert txn.tree_writes() == 0
+        for k in keys:
+            txn.set(k, b"v")
+        txn.root()
+        assert txn.tree_writes() == _model_tree_records(sorted(keys))
+        txn.discard()
+        db.close()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

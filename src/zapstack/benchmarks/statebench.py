@@ -2,7 +2,9 @@
 
 Each function measures one path and, in the same run on the same entries, raw LMDB
 puts (one write txn, ``txn.put`` in a loop, ``sync`` off for both: the CPU path, not
-the disk's fsync).  Timings are medians, ZapDB and raw taken in turns.
+the disk's fsync).  Timings are medians, ZapDB and raw taken in turns; ``*_pct_paired``
+is the median over the turns of each turn's raw/ZapDB time ratio (a shared box's speed
+drifts by tens of percent between turns; the two runs of one turn see the same box).
 
 * :func:`bulk_commit` -- ``n`` fresh keys (96-byte values) committed into an empty
   store: the commit incl. its state root (``root()`` + LMDB write), and with the
@@ -10,7 +12,10 @@ the disk's fsync).  Timings are medians, ZapDB and raw taken in turns.
 * :func:`incremental` -- blocks of ``changed`` updated keys on a store of ``n``
   keys, after warm-up blocks (a running chain's steady state): µs per changed key
   for the root alone and for root + commit; raw: the same puts into an LMDB store
-  holding the same ``n`` entries.
+  holding the same ``n`` entries.  Also the tree records a block's root rewrites per
+  changed key (every interior node on the changed paths, and the leaves: the hashes
+  the root definition requires, ~2.4x as many at 1M keys as at 10k for 1,000-key
+  blocks) and the root's µs per rewritten record.
 * :func:`bulk_load_seconds` -- :func:`zapstack.zapdb.bulk_load` of ``n`` keys.
 * :func:`state_sync` -- a fresh node bootstraps the state of a real block from
   1 or 3 in-process peers (:class:`BootstrapClient`, :class:`LoopNet`: transport
@@ -61,6 +66,12 @@ def _since(t0: Lap) -> Lap:
 
 def _median(laps: list[Lap]) -> Lap:
     return statistics.median(w for w, _ in laps), statistics.median(c for _, c in laps)
+
+
+def _paired_pct(laps: list[Lap], raws: list[Lap]) -> float:
+    """Median over the turns of raw time / ZapDB time, in % (wall): each turn's two
+    runs are seconds apart, so a drift in the box's speed between turns cancels."""
+    return 100 * statistics.median(r[0] / z[0] for z, r in zip(laps, raws, strict=True))
 
 
 def entries(n: int, seed: int, value: int = 96) -> Items:
@@ -119,6 +130,8 @@ def bulk_commit(tmp: Path, n: int, repeat: int, *, fast: bool = True) -> dict[st
     for name, laps in (("commit", commit), ("set_commit", full), ("raw", raw)):
         wall, cpu = _median(laps)
         out[f"{name}_keys_s"], out[f"{name}_keys_s_cpu"] = n / wall, n / cpu
+    out["commit_pct_paired"] = _paired_pct(commit, raw)
+    out["set_commit_pct_paired"] = _paired_pct(full, raw)
     return out
 
 
@@ -136,6 +149,7 @@ def incremental(
     roots: list[Lap] = []
     commits: list[Lap] = []
     raws: list[Lap] = []
+    nodes: list[int] = []
     for block in range(warm + blocks):
         change = [(items[rng.randrange(n)][0], rng.randbytes(32)) for _ in range(changed)]
         raw = raw_put_seconds(tmp, change, env)
@@ -145,8 +159,10 @@ def incremental(
         t0 = _now()
         work.root()
         root = _since(t0)
+        rewritten = work.tree_writes()
         work.commit()
         if block >= warm:
+            nodes.append(rewritten)
             roots.append(root)
             commits.append(_since(t0))
             raws.append(raw)
@@ -157,6 +173,8 @@ def incremental(
     for name, laps in (("root", roots), ("commit", commits), ("raw", raws)):
         wall, cpu = _median(laps)
         out[f"{name}_us"], out[f"{name}_us_cpu"] = wall * per, cpu * per
+    out["nodes_per_key"] = statistics.median(nodes) / changed
+    out["root_us_per_node"] = out["root_us"] / out["nodes_per_key"]
     return out
 
 
@@ -275,6 +293,8 @@ def state_sync(tmp: Path, n: int, repeat: int) -> dict[str, float]:
     for name, laps in (("sync1", one), ("sync3", three), ("client", client), ("raw", raw)):
         wall, cpu = _median(laps)
         out[f"{name}_MBps"], out[f"{name}_MBps_cpu"] = mb / wall, mb / cpu
+        if name != "raw":
+            out[f"{name}_pct_paired"] = _paired_pct(laps, raw)
     return out
 
 

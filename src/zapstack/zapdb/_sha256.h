@@ -82,6 +82,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void zsha_compress_ni(uint32_
     s1 = _mm_blend_epi16(s1, tmp, 0xF0);
     while (blocks--) {
         __m128i abef = s0, cdgh = s1, w[4], msg;
+#pragma GCC unroll 16
         for (int g = 0; g < 16; g++) {
             if (g < 4)
                 w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), MASK);
