@@ -62,7 +62,7 @@ def test_paired_percent_is_the_median_of_each_turns_ratio() -> None:
 def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
     row = statebench.run(600, 0, repeat=1)
     assert row.key == "state_commit" and row.unit == "keys/s" and row.native_limit
-    assert row.pipelined > 0 and row.serial > 0
+    assert row.pipelined > 0 and row.serial > 0 and row.extras["commit_pct_paired"] > 0
     for name in ("root_us_at_1000", "commit_us_at_1000", "raw_us_at_1000"):
         assert row.extras[name] > 0
     # 100 changed keys of 1,000: each rewrites its leaf and the interior nodes on its path

@@ -305,7 +305,7 @@ def run(keys: int = 100_000, big: int = 1_000_000, *, repeat: int = 3) -> RowRes
     try:
         fast = bulk_commit(tmp, keys, repeat)
         slow = bulk_commit(tmp, keys, 1, fast=False)
-        extras = {"set_commit_keys_s": fast["set_commit_keys_s"]}
+        extras = {k: fast[k] for k in ("set_commit_keys_s", "commit_pct_paired")}
         for size in sorted({max(1000, keys // 10), big} - {0}):
             inc = incremental(tmp, size, changed=min(1000, size // 10))
             extras |= {f"{k}_at_{size}": v for k, v in inc.items()}
