@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zapstack.crypto.ringtail.ring import Q
-from zapstack.crypto.ringtail.sampling import Xof, challenge, det_log, gaussian, uniform_mod_q
+from zapstack.crypto.ringtail.sampling import (
+    Xof,
+    challenge,
+    det_log,
+    gaussian,
+    gaussian_bytes,
+    uniform_mod_q,
+)
 
 
 class _Stream:
@@ -78,6 +85,34 @@ def test_gaussian_consumes_exactly_the_pairs_it_uses() -> None:
     for count in (5, 1, 33):
         assert gaussian(xof, 3.0, count).tolist() == _ref_gaussian(ref, 3.0, count, 2.0)
     assert xof.read(8) == ref.out[ref.pos : ref.pos + 8]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.binary(max_size=8),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 5000)), min_size=1, max_size=12),
+)
+def test_reserve_never_changes_the_stream(seed: bytes, ops: list[tuple[bool, int]]) -> None:
+    """Reserving ahead (any size, any time) only changes when bytes are squeezed."""
+    xof = Xof(seed)
+    out, pos = b"", 0
+    for reserve, n in ops:
+        if reserve:
+            xof.reserve(n)
+        else:
+            out += xof.read(n)
+            pos += n
+    assert out == hashlib.shake_256(seed).digest(pos)
+
+
+def test_gaussian_bytes_is_what_gaussian_first_reads() -> None:
+    for count in (1, 256, 1792, 100_352):
+        xof = Xof(b"g")
+        xof.reserve(gaussian_bytes(count))
+        squeezed = len(xof._buf)
+        gaussian(xof, 6.0, count)
+        assert xof._pos <= squeezed  # the reserved bytes covered it: nothing regrown
+        assert gaussian_bytes(count) == 16 * (int(count / 1.45) + 8)
 
 
 @given(st.binary(max_size=8), st.integers(0, 500))

@@ -58,7 +58,7 @@ from zapstack.crypto.ringtail.ring import (
     ntt,
     submod,
 )
-from zapstack.crypto.ringtail.sampling import challenge, gaussian
+from zapstack.crypto.ringtail.sampling import challenge, gaussian, gaussian_bytes
 from zapstack.crypto.ringtail.shamir import lagrange_at_zero
 from zapstack.crypto.ringtail.transcript import (
     hash_c,
@@ -141,6 +141,8 @@ def round1(share: KeyShare, session_id: bytes, rng_seed: bytes) -> tuple[SignerS
     pk = share.public_key
     p = pk.params
     xof = nonce_xof(share.nonce_key, share.index, session_id, rng_seed)
+    counts = (p.cols, p.rows, p.cols * p.dbar, p.rows * p.dbar)
+    xof.reserve(sum(gaussian_bytes(c * DEGREE) for c in counts))  # one squeeze, ~2 MB
     r_star = gaussian(xof, p.sigma_star, p.cols * DEGREE, p.tail).reshape(p.cols, 1, DEGREE)
     e_star = gaussian(xof, p.sigma_star, p.rows * DEGREE, p.tail).reshape(p.rows, 1, DEGREE)
     r_rest = gaussian(xof, p.sigma_e, p.cols * p.dbar * DEGREE, p.tail)
