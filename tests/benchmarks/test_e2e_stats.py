@@ -14,6 +14,7 @@ from zapstack.benchmarks.e2e_stats import (
     latencies,
     median_or_none,
     percentile,
+    stage_medians,
     tier_ms,
     verify_ceiling,
     window_rate,
@@ -99,3 +100,13 @@ def test_ceiling_arithmetic() -> None:
     assert math.isclose(verify_ceiling(7000.0, 7), 1000.0)
     with pytest.raises(ValueError):
         verify_ceiling(8000.0, 0)
+
+
+def test_stage_medians_per_stage_over_the_heights_that_timed_it() -> None:
+    heights = [
+        {"proposal": 400, "executed": 700, "committed": 1000},
+        {"proposal": 410, "committed": 900},
+        {"proposal": 500, "executed": 900, "committed": 1100},
+    ]
+    assert stage_medians(heights) == {"proposal": 410.0, "executed": 800.0, "committed": 1000.0}
+    assert stage_medians([]) == {}

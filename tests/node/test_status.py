@@ -92,3 +92,5 @@ def test_record_dict_equals_asdict() -> None:
     assert d == dataclasses.asdict(r)
     r.legs_ms["pulsar"] = 6  # a later leg does not reach a record already written
     assert "pulsar" not in d["legs_ms"]
+    r.stages_ms["final"] = 9
+    assert record_dict(r) == dataclasses.asdict(r) and "final" not in d["stages_ms"]

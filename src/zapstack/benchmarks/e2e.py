@@ -64,6 +64,7 @@ from zapstack.benchmarks.e2e_stats import (
     latencies,
     median_or_none,
     percentile,
+    stage_medians,
     tier_ms,
     window_rate,
 )
@@ -355,6 +356,7 @@ def _figures(
         "pq_fast_ms": median_or_none(tiers[0]),
         "pq_heavy_ms": median_or_none(tiers[1]),
         "heights": len(in_window),
+        "stages_ms": stage_medians([records[h].get("stages_ms", {}) for h in in_window]),
     }
 
 

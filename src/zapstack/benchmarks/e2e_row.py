@@ -62,6 +62,8 @@ def _extras(report: Report) -> dict[str, float]:
         out[f"{tag}_rejected"] = float(sum(run.figures["rejected"].values()))
         out[f"{tag}_no_answer"] = float(run.figures["failed"])
         out[f"{tag}_ratio_to_ceiling"] = run.figures["finalized_tx_s"] / report.ceiling.tx_per_s
+        for stage, ms in run.figures.get("stages_ms", {}).items():
+            out[f"{tag}_stage_{stage}_ms"] = float(ms)
     return out
 
 
@@ -141,6 +143,11 @@ def render(report: Report, console: Console) -> None:
     for run in [*report.loads, *report.fixed]:
         ratio = run.figures["finalized_tx_s"] / c.tx_per_s
         console.print(f"  {run.label}: finalized / ceiling = {ratio:.3f}")
+    console.print("where a height's time goes (aggregator, median ms after it entered the height):")
+    for run in [*report.ramp, *report.loads, *report.fixed]:
+        stages = run.figures.get("stages_ms") or {}
+        shown = ", ".join(f"{name} {ms:,.0f}" for name, ms in stages.items())
+        console.print(f"  {run.label}: {shown or '-'}")
     for p in report.problems:
         console.print(f"[red]{p}[/red]")
 

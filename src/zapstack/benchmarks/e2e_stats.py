@@ -34,6 +34,7 @@ __all__ = [
     "latencies",
     "median_or_none",
     "percentile",
+    "stage_medians",
     "tier_ms",
     "verify_ceiling",
     "window_rate",
@@ -58,6 +59,16 @@ def median_or_none(values: Iterable[float]) -> float | None:
     """The median of ``values`` (mean of the middle two), None when there are none."""
     xs = list(values)
     return statistics.median(xs) if xs else None
+
+
+def stage_medians(stages: Iterable[Mapping[str, int]]) -> dict[str, float]:
+    """Stage -> median ms over the heights that timed it (each height's
+    ``stages_ms``: ms after its node entered the height), in the order first seen."""
+    seen: dict[str, list[int]] = {}
+    for per_height in stages:
+        for stage, ms in per_height.items():
+            seen.setdefault(stage, []).append(ms)
+    return {stage: float(statistics.median(ms)) for stage, ms in seen.items()}
 
 
 def final_times(observations: Iterable[tuple[float, int]]) -> dict[int, float]:

@@ -6,6 +6,7 @@ from zapstack.consensus import cert as cert_mod
 from zapstack.consensus.digest import LegId
 from zapstack.mempool import Mempool
 from zapstack.node.engine.commit import MAX_UPGRADES_QUEUED
+from zapstack.node.engine.state import STAGES
 from zapstack.node.wire import Message, MsgType, encode_final, split_final
 from zapstack.verify import Account, account_key
 from zapstack.zap.frames import parse_tx
@@ -92,3 +93,19 @@ def test_cert_upgrades_are_checked_in_the_background_and_bounded(net: Net) -> No
         assert node.upgrades_queued == 0 and not node.jobs
 
     run(scenario())
+
+
+def test_each_node_times_the_stages_of_a_height_in_order(net: Net) -> None:
+    """Every node's record says when it saw the proposal, ran it, voted, got FINAL and
+    committed, in ms after it entered the height, in that order."""
+    run(net.run_until(2))
+    for node in net.nodes:
+        record = next(r for r in node.history if r.height == 2)
+        stages = record.stages_ms
+        assert list(stages) == [s for s in STAGES if s in stages]  # timed in order
+        assert {"proposal", "executed", "voted", "committed"} <= set(stages), stages
+        times = [stages[s] for s in STAGES if s in stages]
+        assert times == sorted(times) and times[0] >= 0, stages
+        proposer = net.genesis.proposer_of(2, record.round)
+        if node.me == proposer:  # its proposal went out after the block interval
+            assert stages["proposal"] >= net.genesis.block_interval_ms

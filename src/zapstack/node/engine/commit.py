@@ -55,6 +55,7 @@ async def on_final(c: Consensus, msg: Message) -> None:
     if msg.height > c.height:
         c.future.append(msg)
         return
+    c.mark("final")
     try:
         cert = cert_mod.decode(cert_bytes)
         verdict = await c.io.run(cert_mod.verify_cert, cert, c.g.vset, block_bytes=block_bytes)
@@ -83,6 +84,8 @@ async def commit(
     everyone = block.height % RECHECK_ALL_EVERY == 0
     c.mempool.recheck(None if everyone else {tx.sender for tx in txs})
     record = _record(c, block, bid, cert_bytes, round_, proposer)
+    c.mark("committed")
+    record.stages_ms = c.stages
     c.history.append(record)
     del c.history[:-256]
     c.stats["finalized"] += 1
@@ -142,6 +145,7 @@ def _advance(c: Consensus, height: int) -> None:
     c.round = 0
     c.round_started_ms = now
     c.last_final_ms = now
+    c.stages = {}
     horizon = now - c.g.policy.timeout_ms - 1000
     for key in [k for k, (_, t) in c.corona.items() if t < horizon]:
         c.corona.pop(key)[0].discard()

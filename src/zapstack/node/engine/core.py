@@ -111,6 +111,8 @@ class Consensus:
         self.round = 0
         self.round_started_ms = io.now_ms()
         self.last_final_ms = io.now_ms()
+        self.stages: dict[str, int] = {}
+        """This height's stage times so far (:attr:`HeightRecord.stages_ms`)."""
         self.proposed: set[tuple[int, int]] = set()
         self.voted: dict[tuple[int, int], bytes] = {}
         self.corona: dict[tuple[int, int], tuple[CoronaSigner, int]] = {}
@@ -133,6 +135,10 @@ class Consensus:
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
 
     # ----------------------------------------------------------------- helpers
+    def mark(self, stage: str) -> None:
+        """Time ``stage`` of the current height (ms since we entered it)."""
+        self.stages[stage] = self.io.now_ms() - self.last_final_ms
+
     @property
     def halted(self) -> bool:
         """True once ``halt_height`` is final here, or after a fatal store failure."""

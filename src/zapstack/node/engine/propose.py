@@ -152,4 +152,5 @@ async def propose(c: Consensus, height: int, round_: int, ready: Proposal | None
     cr.propose(ready.block, now)
     c.aggs[(height, round_)] = Aggregation(cr, ready.block, now)
     c.stats["proposed"] += 1
+    c.mark("proposal")
     c.io.broadcast(MsgType.PROPOSAL, height, round_, ready.block)

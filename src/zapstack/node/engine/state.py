@@ -29,7 +29,7 @@ from zapstack.consensus.policy import CertPolicy, observed_tier
 from zapstack.consensus.round import ConsensusRound
 from zapstack.node.wire import MsgType
 
-__all__ = ["Aggregation", "HeightRecord", "Io", "log", "present_legs", "tier_name"]
+__all__ = ["STAGES", "Aggregation", "HeightRecord", "Io", "log", "present_legs", "tier_name"]
 
 log = logging.getLogger("zapstack.node.consensus")
 """One logger for every phase (operators filter on this name: docs/operations.md)."""
@@ -81,6 +81,17 @@ class HeightRecord:
     """Leg -> ms after the round started when it aggregated (aggregator only)."""
     finalized_ms: int = 0
     """ms after the round started when it was final (aggregator only)."""
+    stages_ms: dict[str, int] = field(default_factory=dict)
+    """Where this node's time in the height went (every node): stage -> ms after it
+    entered the height (its commit of the one before), for the stages it saw, in
+    :data:`STAGES` order: ``proposal`` (ours sent, or the proposer's in), ``executed``
+    (checked and run on a speculative branch), ``voted`` (our last leg share sent),
+    ``final`` (FINAL in), ``committed`` (stored; the next height starts).  A later
+    round's stage replaces an earlier one's."""
+
+
+STAGES = ("proposal", "executed", "voted", "final", "committed")
+"""A height's stages as each node times them (:attr:`HeightRecord.stages_ms`)."""
 
 
 @dataclass(slots=True)

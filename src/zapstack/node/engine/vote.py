@@ -60,13 +60,17 @@ async def on_proposal(c: Consensus, msg: Message) -> None:
         return
     if r > c.round:
         await c.change_round(r, c.io.now_ms())
+    if msg.sender != c.me:
+        c.mark("proposal")
     block = await _receive(c, msg)
     if block is None:
         return
+    c.mark("executed")
     bid = block.block_id
     c.voted[(h, r)] = bid
     await _sign_legs(c, msg.sender, h, r, bid)
     c.stats["votes_sent"] += 1
+    c.mark("voted")
     prebuild.start(c, block)  # the next proposer builds on it while it certifies
 
 
