@@ -24,10 +24,12 @@ setup(
                 "src/zapstack/zapdb/_smtfast_sort.h",
                 "src/zapstack/zapdb/_smtfast_table.h",
                 "src/zapstack/zapdb/_smtfast_sync.h",
+                "src/zapstack/zapdb/_smtfast_sync_many.h",
                 "src/zapstack/zapdb/_smtfast_sync_join.h",
                 "src/zapstack/zapdb/_smtfast_sync_out.h",
             ],
-            extra_compile_args=["-O2", "-std=c11"],
+            extra_compile_args=["-O2", "-std=c11", "-pthread"],
+            extra_link_args=["-pthread"],
             optional=True,
         ),
         Extension(

@@ -8,7 +8,8 @@ Python parser (``ChunkReplyReader._body_py``) give the same chunk or the same er
 nothing but RemoteProtocolError is ever raised.  A second leg mutates valid chunks of a
 small real state (entries, siblings, terminal) and feeds them, shuffled with the good
 ones, to the C state-sync loader (``_smtfast.SyncLoader``): it must take exactly the
-chunks ``verify_chunk`` accepts and end with the reference tree's records.
+chunks ``verify_chunk`` accepts and end with the reference tree's records -- one chunk
+at a time (``add``), and again in random batches (``add_many``, two threads).
 Deterministic for a given ``--seed``; stops after ``--seconds`` (shared by the two
 legs).  Skips (exit 0) when the C extension is not built.
 """
@@ -153,6 +154,40 @@ def check_loader(rng: random.Random) -> None:
         raise AssertionError(f"loader records differ from the tree's for {state}")
     if dict(loader.records(0)) != state:
         raise AssertionError("loader entries differ from the state")
+    check_add_many(rng, root, depth, feed, loader)
+
+
+def check_add_many(
+    rng: random.Random, root: bytes, depth: int, feed: list[StateChunk], one: _smtfast.SyncLoader
+) -> None:
+    """The same feed in random batches for add_many (two threads): add's verdicts, the
+    same records (``one`` is the loader fed one chunk at a time)."""
+    many, done = _smtfast.SyncLoader(root, depth), set()
+    full = [c for c in feed if len(c.siblings) == depth and c.terminal is None]
+    while full:
+        cut = rng.randint(1, len(full))
+        picked: dict[int, StateChunk] = {}
+        later: list[StateChunk] = []  # a repeat of an index waits for the next batch
+        for c in full[:cut]:
+            if c.index in picked:
+                later.append(c)
+            else:
+                picked[c.index] = c
+        items = [(c.index, c.entries, c.siblings) for c in picked.values()]
+        for chunk, got in zip(picked.values(), many.add_many(items), strict=True):
+            if got != verify_chunk(root, chunk):
+                raise AssertionError(f"add_many says {got} for {chunk}")
+            if got:
+                done.add(chunk.index)
+        full = [c for c in later + full[cut:] if c.index not in done]
+    for chunk in feed:  # what only add_top takes
+        if len(chunk.siblings) == depth and chunk.terminal is None:
+            continue
+        if chunk.index not in done and verify_chunk(root, chunk):
+            many.add_top(chunk.index, chunk.entries, *_top(chunk))
+            done.add(chunk.index)
+    if many.finish() != root or list(many.records(1)) != list(one.records(1)):
+        raise AssertionError("add_many's records differ from add's")
 
 
 def _top(chunk: StateChunk) -> tuple[bytes, bytes | None]:

@@ -401,3 +401,27 @@ def test_node_table_grows_and_indexes_a_fresh_merge_like_a_dict() -> None:
     assert root == reference_root(dict.fromkeys(keys, b"v")) and len(tree) == count + 1
     want = {**_python_tree(dict.fromkeys(keys, b"v"))}
     assert all(tree[k] == v for k, v in want.items()) and dict(tree.items()) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.binary(min_size=1, max_size=4), st.binary(max_size=4), max_size=20),
+    st.sets(st.binary(min_size=1, max_size=4), max_size=20),
+    st.booleans(),
+)
+def test_pending_lists_pairs_each_pending_key_with_its_value(
+    writes: dict[bytes, bytes], extra: set[bytes], shuffled: bool
+) -> None:
+    """Each pending key once, with its write, or the base's value where none is left
+    (rolled back); a shuffle only reorders (from the sorted keys)."""
+    pending = set(writes) | extra
+    base = {k: b"base:" + k for k in extra}
+    seen: list[list[bytes]] = []
+    shuffle = (lambda ks: (seen.append(list(ks)), ks.reverse())) if shuffled else None
+    keys, values = batch.pending_lists(pending, writes, base.get, shuffle)
+    assert sorted(keys) == sorted(pending) and len(keys) == len(pending)
+    assert dict(zip(keys, values, strict=True)) == {
+        k: writes[k] if k in writes else base[k] for k in pending
+    }
+    if shuffled:
+        assert seen == [sorted(pending)] and keys == sorted(pending)[::-1]

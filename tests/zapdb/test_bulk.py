@@ -3,6 +3,7 @@ txn commit gives; the upper-tree memo stays equal to LMDB from commit to commit.
 
 from __future__ import annotations
 
+import itertools
 import random
 import tempfile
 from pathlib import Path
@@ -265,12 +266,21 @@ def _tamper(chunk: StateChunk, how: str, other: StateChunk) -> StateChunk:
     return StateChunk(chunk.depth, chunk.index, entries, sibs, term)
 
 
-def _sync(root: bytes, depth: int, feed: list[StateChunk]) -> tuple[list[bool], dict, dict, bytes]:
-    """Feed ``feed`` to a ChunkLoader over a fresh store: (verdicts, records, data, root)."""
+def _sync(
+    root: bytes, depth: int, feed: list[StateChunk], cuts: list[int] | None = None
+) -> tuple[list[bool], dict, dict, bytes]:
+    """Feed ``feed`` to a ChunkLoader over a fresh store: (verdicts, records, data, root);
+    one ``add`` per chunk, or ``add_many`` per batch when ``cuts`` splits the feed."""
     with tempfile.TemporaryDirectory() as tmp, ZapDB.open(Path(tmp), map_size=1 << 26) as dst:
         txn = dst.begin()
         loader = bulk.ChunkLoader(txn, root, depth)
-        verdicts = [loader.add(chunk) for chunk in feed]
+        if cuts is None:
+            verdicts = [loader.add(chunk) for chunk in feed]
+        else:
+            bounds = [0, *sorted(c % (len(feed) + 1) for c in cuts), len(feed)]
+            verdicts = []
+            for lo, hi in itertools.pairwise(bounds):
+                verdicts += loader.add_many(feed[lo:hi])
         assert loader.finish() == root == txn.commit() == dst.root()
         with dst.read() as view:
             return verdicts, _records(dst), dict(view.iterate()), view.tree_root()
@@ -305,6 +315,68 @@ def test_fast_loader_equals_verify_chunk_and_the_fallback(
     assert fast[1] == slow[1] == dict(store.nodes)
     assert fast[2] == slow[2] == state
     assert fast[3] == root == reference_root(state)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.binary(min_size=1, max_size=24), st.binary(max_size=40), max_size=60),
+    st.integers(0, 6),
+    st.randoms(use_true_random=False),
+    st.lists(st.tuples(st.sampled_from(TAMPER), st.integers(0, 63)), max_size=4),
+    st.lists(st.integers(0, 200), max_size=5),
+)
+def test_add_many_equals_add_one_by_one(
+    state: dict[bytes, bytes],
+    depth: int,
+    rng: random.Random,
+    tampers: list[tuple[str, int]],
+    cuts: list[int],
+) -> None:
+    """The same feed (out of order, repeats -- in one batch too --, tampered chunks) cut
+    into random batches for add_many (checked on two threads) gives add's verdicts, one
+    chunk at a time, and the very same store."""
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    chunks = [make_chunk(store, state.get, depth, i) for i in range(1 << depth)]
+    feed = chunks + [rng.choice(chunks) for _ in range(2)]
+    for how, i in tampers:
+        chunk = chunks[i % len(chunks)]
+        feed.insert(
+            rng.randrange(len(feed) + 1), _tamper(chunk, how, chunks[(i + 1) % len(chunks)])
+        )
+    rng.shuffle(feed)
+    one = _sync(root, depth, feed)
+    many = _sync(root, depth, feed, cuts)
+    assert many == one
+    assert many[0] == [verify_chunk(root, chunk) for chunk in feed]
+
+
+def test_add_many_refuses_bad_arguments_and_keeps_nothing() -> None:
+    from zapstack.zapdb import _smtfast
+
+    state = _state(40, 5)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    chunks = [make_chunk(store, state.get, 2, i) for i in range(4)]
+    items = [(c.index, c.entries, c.siblings) for c in chunks]
+    loader = _smtfast.SyncLoader(root, 2)
+    for bad, error in [
+        ([items[0], items[0]], ValueError),  # an index twice in one batch
+        ([items[1], (9, items[0][1], items[0][2])], ValueError),  # out of range
+        ([items[1], (2, ((b"k", "v"),), items[2][2])], TypeError),  # not (bytes, bytes)
+        ([items[1], (2, items[2][1], ("x", b"y"))], TypeError),  # siblings not bytes
+        ([items[1], [2, items[2][1], items[2][2]]], TypeError),  # not a tuple
+    ]:
+        with pytest.raises(error):
+            loader.add_many(bad)
+    assert loader.add_many([]) == []
+    assert loader.add_many(items[:3]) == [True, True, True]  # nothing was kept before
+    with pytest.raises(ValueError):
+        loader.add_many([items[0]])  # kept already
+    short = (3, items[3][1], items[3][2][:1])  # a sibling missing: rejected, not an error
+    assert loader.add_many([short, items[3]][:1]) == [False]
+    assert loader.add_many([items[3]]) == [True]
+    assert loader.finish() == root
 
 
 def test_installed_records_are_a_read_only_sorted_mapping(tmp_path: Path) -> None:

@@ -256,9 +256,11 @@ def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
     for start, count, reply in replies:
         reader = ChunkReplyReader(depth, start, count)
         reader.receive_data(reply)
+        chunks = []
         while (chunk := reader.next_record()) is not None:
-            if not loader.add(chunk):
-                raise AssertionError("a served chunk fails the root")
+            chunks.append(chunk)
+        if not all(loader.add_many(chunks)):  # a reply's chunks together, as the client does
+            raise AssertionError("a served chunk fails the root")
         reader.end_of_stream()
     loader.finish()
     txn.commit()

@@ -57,7 +57,7 @@ from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck
 from zapstack.bootstrap.pushes import PushStreams
 from zapstack.bootstrap.readers import RangeRecord
 from zapstack.bootstrap.requests import Request, RequestStreams
-from zapstack.bootstrap.statesync import StateDownload
+from zapstack.bootstrap.statesync import StateDownload, chunk_failed
 from zapstack.bootstrap.wire import (
     LATEST,
     MAX_BATCH,
@@ -185,9 +185,15 @@ class BootstrapClient:
             return
         try:
             req.reader.receive_data(data)
+            chunks: list[StateChunk] = []  # a reply holds chunks only: checked together
             while req_id in self._reqs and (rec := req.reader.next_record()) is not None:
                 req.deadline = now + self.config.stall_timeout
-                self._on_record(req_id, req, rec, now)
+                if isinstance(rec, StateChunk):
+                    chunks.append(rec)
+                else:
+                    self._on_record(req, rec, now)
+            if chunks:
+                self._on_chunks(req, chunks, now)
         except RemoteProtocolError as exc:
             self._blame(req.peer, exc.code, str(exc), now)
         self._schedule(now)
@@ -304,12 +310,8 @@ class BootstrapClient:
         for sid in self._pushes.drop_peer(peer):
             self._commands.append(StopPush(peer, sid, code))
 
-    def _on_record(
-        self, rid: int, req: Request, rec: StateChunk | int | RangeRecord, now: float
-    ) -> None:
-        if isinstance(rec, StateChunk):
-            self._on_chunk(req, rec, now)
-        elif isinstance(rec, int):
+    def _on_record(self, req: Request, rec: int | RangeRecord, now: float) -> None:
+        if isinstance(rec, int):
             self.peers[req.peer].head = rec
             self._events.append(HeadSeen(req.peer, rec))
             if req.latest:
@@ -318,10 +320,12 @@ class BootstrapClient:
             expected = req.start + req.reader.records - 2
             self._on_block(req.peer, rec, now, expected)
 
-    def _on_chunk(self, req: Request, chunk: StateChunk, now: float) -> None:
+    def _on_chunks(self, req: Request, chunks: list[StateChunk], now: float) -> None:
         assert self._state is not None
-        complete = self._state.write(chunk)
-        req.done += 1
+        good, complete = self._state.write_many(chunks)
+        req.done += good
+        if good < len(chunks):
+            raise chunk_failed(chunks[good])
         if complete:
             self._finish_state(now)
 

@@ -4,10 +4,11 @@
 the chunk indices into batches of ``batch`` consecutive chunks
 (:meth:`StateDownload.next_batch`; a failed request hands its unfinished tail
 back with :meth:`StateDownload.give_back`, to be asked first).  Every chunk is
-checked against the target root *before* its entries are kept
-(:meth:`StateDownload.write` raises ``RemoteProtocolError(BAD_CHUNK)``
-otherwise, and keeps nothing).  Each hash is computed once: a
-:class:`~zapstack.zapdb.bulk.ChunkLoader` keeps the subtree it hashed while
+checked against the target root *before* its entries are kept (a chunk that
+fails keeps nothing: :meth:`StateDownload.write` raises
+``RemoteProtocolError(BAD_CHUNK)``, :meth:`StateDownload.write_many` says which;
+the latter checks a reply's chunks together, on two threads).  Each hash is
+computed once: a :class:`~zapstack.zapdb.bulk.ChunkLoader` keeps the subtree it hashed while
 verifying a chunk as the store's tree records; with every chunk in,
 :meth:`StateDownload.commit` joins them under the root (2**depth - 1 hashes),
 checks it against the target and commits with the verify pipeline's head
@@ -21,6 +22,7 @@ commit.  Single-threaded (the client's), no IO beyond the ZapDB txn.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from zapstack.bootstrap.events import StateSynced, TargetChosen
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
@@ -31,7 +33,12 @@ from zapstack.zapdb.smt import EMPTY
 from zapstack.zapdb.store import ZapDB
 from zapstack.zapdb.txn import Txn
 
-__all__ = ["StateDownload"]
+__all__ = ["StateDownload", "chunk_failed"]
+
+
+def chunk_failed(chunk: StateChunk) -> RemoteProtocolError:
+    """The error that blames the sender of ``chunk``, which fails the target root."""
+    return RemoteProtocolError(f"state chunk {chunk.index} fails the root", code=WireCode.BAD_CHUNK)
 
 
 class StateDownload:
@@ -42,7 +49,8 @@ class StateDownload:
         self.total = 1 << depth
         """Chunks to download."""
         self.chunks_done = 0
-        """Chunks verified and written."""
+        """Chunks verified and written (each index once)."""
+        self._written: set[int] = set()
         self.entries_written = 0
         """State entries written from them."""
         self._txn: Txn | None = db.begin()
@@ -68,21 +76,36 @@ class StateDownload:
 
     def write(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the target root and write it; True once every chunk is in."""
+        good, complete = self.write_many([chunk])
+        if not good:
+            raise chunk_failed(chunk)
+        return complete
+
+    def write_many(self, chunks: Sequence[StateChunk]) -> tuple[int, bool]:
+        """Verify ``chunks`` (a reply's, in order) and write those that pass; return
+        ``(good, complete)``: the chunks before the first that failed (``chunks[good]``,
+        if ``good < len(chunks)``: its sender is to blame) and whether every chunk is in.
+        With the loader the good ones after a failure are kept too (asked again, a chunk
+        already in is checked, not counted twice), and the batch is checked on two
+        threads (:meth:`ChunkLoader.add_many`)."""
         assert self._txn is not None
         if self._loader is not None:
-            ok = self._loader.add(chunk)
+            verdicts = self._loader.add_many(chunks)
         else:
-            ok = verify_chunk(self.target.state_root, chunk)
-            if ok:
-                for key, value in chunk.entries:
-                    self._txn.set(key, value)
-        if not ok:
-            raise RemoteProtocolError(
-                f"state chunk {chunk.index} fails the root", code=WireCode.BAD_CHUNK
-            )
-        self.entries_written += len(chunk.entries)
-        self.chunks_done += 1
-        return self.chunks_done == self.total
+            verdicts = []
+            for chunk in chunks:
+                ok = verify_chunk(self.target.state_root, chunk)
+                if ok:
+                    for key, value in chunk.entries:
+                        self._txn.set(key, value)
+                verdicts.append(ok)
+        for chunk, ok in zip(chunks, verdicts, strict=True):
+            if ok and chunk.index not in self._written:
+                self._written.add(chunk.index)
+                self.entries_written += len(chunk.entries)
+        self.chunks_done = len(self._written)
+        good = next((i for i, ok in enumerate(verdicts) if not ok), len(chunks))
+        return good, self.chunks_done == self.total
 
     def commit(self) -> StateSynced:
         """Commit the complete state with the head metadata of the target block."""

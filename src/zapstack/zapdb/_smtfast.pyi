@@ -70,6 +70,10 @@ class SyncLoader:
     def add(
         self, index: int, entries: tuple[tuple[bytes, bytes], ...], siblings: tuple[bytes, ...]
     ) -> bool: ...
+    def add_many(
+        self,
+        items: Sequence[tuple[int, tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]]],
+    ) -> list[bool]: ...
     def add_top(
         self,
         index: int,

@@ -40,15 +40,16 @@ typedef struct {
     uint8_t *buf; /* node arena: u32 record length || 33-byte node key || record;
                    * data arena: u32 key length || u32 value length || key || value */
     size_t len, cap;
+    int raw; /* allocated with the raw allocator (a worker thread's arena: no GIL) */
 } SyncBuf;
 
 /* Make room for `cap` bytes (the `len` in use kept); 0 or -1.  (Transparent huge pages
  * for the arenas were measured slower here: 10-15 ms more per 100k-key sync.) */
 static int sync_resize(SyncBuf *b, size_t cap) {
     if (cap <= b->cap) return 0;
-    uint8_t *p = PyMem_Realloc(b->buf, cap);
+    uint8_t *p = b->raw ? PyMem_RawRealloc(b->buf, cap) : PyMem_Realloc(b->buf, cap);
     if (!p) {
-        PyErr_NoMemory();
+        if (!b->raw) PyErr_NoMemory(); /* a worker reports it when it holds the GIL again */
         return -1;
     }
     b->buf = p;
@@ -151,17 +152,21 @@ static PyObject *sync_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 }
 
 /* Append an entry for (depth, path) with `reclen` record bytes (filled by the caller). */
-static int64_t sync_slot(SyncLoader *s, int depth, const uint8_t *path, size_t reclen) {
-    size_t need = s->nod.len + 4 + 33 + reclen;
-    if (sync_grow(&s->nod, need) < 0) return -1;
-    uint8_t *p = s->nod.buf + s->nod.len;
+static int64_t sync_slot_in(SyncBuf *nod, int depth, const uint8_t *path, size_t reclen) {
+    size_t need = nod->len + 4 + 33 + reclen;
+    if (sync_grow(nod, need) < 0) return -1;
+    uint8_t *p = nod->buf + nod->len;
     uint32_t n = (uint32_t)reclen;
     memcpy(p, &n, 4);
     mask_path(path, depth, p + 4);
     p[36] = (uint8_t)depth;
-    int64_t at = (int64_t)s->nod.len;
-    s->nod.len = need;
+    int64_t at = (int64_t)nod->len;
+    nod->len = need;
     return at;
+}
+
+static int64_t sync_slot(SyncLoader *s, int depth, const uint8_t *path, size_t reclen) {
+    return sync_slot_in(&s->nod, depth, path, reclen);
 }
 
 static inline size_t sync_reclen(Leaf **a, Py_ssize_t n) {
@@ -169,11 +174,13 @@ static inline size_t sync_reclen(Leaf **a, Py_ssize_t n) {
 }
 
 /* Bottom-up build of a[0..n) (n >= 1) at `depth` into the entry at `slot` (reserved with
- * sync_reclen); the children's entries follow it in pre-order (ascending key order). */
-static int sync_build(SyncLoader *s, Leaf **a, Py_ssize_t n, int depth, int64_t slot,
-                      uint8_t hash[32]) {
+ * sync_reclen); the children's entries follow it in pre-order (ascending key order).
+ * Touches no Python state (the keys' bytes are read only): 0, -1 (the arena could not
+ * grow; a GIL-held arena set MemoryError) or -2 (a key-hash collision, no error set). */
+static int sync_build_in(SyncBuf *nod, Leaf **a, Py_ssize_t n, int depth, int64_t slot,
+                         uint8_t hash[32]) {
     if (n == 1) {
-        uint8_t *rec = s->nod.buf + slot + 37;
+        uint8_t *rec = nod->buf + slot + 37;
         rec[0] = 0;
         memcpy(rec + 1, a[0]->kh, 32);
         memcpy(rec + 33, a[0]->vh, 32);
@@ -181,7 +188,7 @@ static int sync_build(SyncLoader *s, Leaf **a, Py_ssize_t n, int depth, int64_t 
         zsha256_tagged(0, a[0]->kh, a[0]->vh, hash);
         return 0;
     }
-    if (depth >= 255) return collision();
+    if (depth >= 255) return -2;
     Py_ssize_t m = split_at(a, n, depth);
     Leaf **part[2] = {a, a + m};
     Py_ssize_t cnt[2] = {m, n - m};
@@ -189,15 +196,23 @@ static int sync_build(SyncLoader *s, Leaf **a, Py_ssize_t n, int depth, int64_t 
     for (int side = 0; side < 2; side++) {
         memset(h[side], 0, 32);
         if (!cnt[side]) continue;
-        int64_t at = sync_slot(s, depth + 1, part[side][0]->kh, sync_reclen(part[side], cnt[side]));
-        if (at < 0 || sync_build(s, part[side], cnt[side], depth + 1, at, h[side]) < 0) return -1;
+        int64_t at = sync_slot_in(nod, depth + 1, part[side][0]->kh, sync_reclen(part[side], cnt[side]));
+        if (at < 0) return -1;
+        int rc = sync_build_in(nod, part[side], cnt[side], depth + 1, at, h[side]);
+        if (rc < 0) return rc;
     }
-    uint8_t *rec = s->nod.buf + slot + 37; /* after the children: the arena may have moved */
+    uint8_t *rec = nod->buf + slot + 37; /* after the children: the arena may have moved */
     rec[0] = 1;
     memcpy(rec + 1, h[0], 32);
     memcpy(rec + 33, h[1], 32);
     zsha256_tagged(1, h[0], h[1], hash);
     return 0;
+}
+
+static int sync_build(SyncLoader *s, Leaf **a, Py_ssize_t n, int depth, int64_t slot,
+                      uint8_t hash[32]) {
+    int rc = sync_build_in(&s->nod, a, n, depth, slot, hash);
+    return rc == -2 ? collision() : rc;
 }
 
 static int sync_index(SyncLoader *s, PyObject *obj, Py_ssize_t *index) {
@@ -211,14 +226,25 @@ static int sync_index(SyncLoader *s, PyObject *obj, Py_ssize_t *index) {
     return 0;
 }
 
-/* Hash and check one chunk's entries into leaves[]: 1 = rejected (unsorted, outside the
- * prefix, empty key), 0 = fine, -1 = error (TypeError: not (bytes, bytes) pairs). */
-static int sync_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
-                       const uint8_t *prefix) {
+/* 0, or -1 with TypeError unless every entry is exactly a (bytes, bytes) tuple. */
+static int sync_check_entries(PyObject *entries) {
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k, *v;
         if (entry_pair(PyTuple_GET_ITEM(entries, i), &k, &v) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Hash and check one chunk's entries (checked by sync_check_entries) into leaves[]:
+ * 1 = rejected (unsorted, outside the prefix, empty key), 0 = fine.  Reads the entries'
+ * bytes only: it runs without the GIL in add_many's workers. */
+static int sync_hash_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
+                            const uint8_t *prefix) {
+    Py_ssize_t n = PyTuple_GET_SIZE(entries);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GET_ITEM(entries, i);
+        PyObject *k = PyTuple_GET_ITEM(e, 0), *v = PyTuple_GET_ITEM(e, 1);
         if (PyBytes_GET_SIZE(k) < 1) return 1;
         Leaf *lf = &leaves[i];
         lf->key = k;
@@ -236,6 +262,35 @@ static int sync_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
     return 0;
 }
 
+/* Check and hash one chunk's entries: 1 = rejected, 0 = fine, -1 = TypeError. */
+static int sync_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
+                       const uint8_t *prefix) {
+    if (sync_check_entries(entries) < 0) return -1;
+    return sync_hash_leaves(entries, leaves, order, depth, prefix);
+}
+
+/* The path prefix (depth bits) of chunk `index`. */
+static void chunk_prefix(Py_ssize_t index, int depth, uint8_t prefix[32]) {
+    memset(prefix, 0, 32);
+    for (int i = 0; i < depth; i++)
+        if ((index >> (depth - 1 - i)) & 1) prefix[i >> 3] |= (uint8_t)(0x80 >> (i & 7));
+}
+
+/* h := the root that `own` (the chunk's subtree hash) folds up to with its siblings. */
+static void sync_fold(PyObject *sibs, const uint8_t *prefix, int depth, const uint8_t own[32],
+                      uint8_t h[32]) {
+    memcpy(h, own, 32);
+    for (int d = depth; d > 0; d--) {
+        const uint8_t *sb = (const uint8_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(sibs, d - 1));
+        uint8_t cur[32];
+        memcpy(cur, h, 32);
+        if (bit_at(prefix, d - 1))
+            zsha256_tagged(1, sb, cur, h);
+        else
+            zsha256_tagged(1, cur, sb, h);
+    }
+}
+
 /* add(index, entries, siblings) -> bool: a chunk with all `depth` siblings, checked and
  * kept (True) or rejected with nothing kept (False). */
 static PyObject *sync_add(SyncLoader *s, PyObject *args) {
@@ -251,9 +306,8 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
         if (!PyBytes_Check(sb)) return PyErr_Format(PyExc_TypeError, "siblings must be bytes");
         if (PyBytes_GET_SIZE(sb) != 32) Py_RETURN_FALSE;
     }
-    uint8_t prefix[32] = {0};
-    for (int i = 0; i < depth; i++)
-        if ((index >> (depth - 1 - i)) & 1) prefix[i >> 3] |= (uint8_t)(0x80 >> (i & 7));
+    uint8_t prefix[32];
+    chunk_prefix(index, depth, prefix);
     Py_ssize_t n = PyTuple_GET_SIZE(entries);
     Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
     Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
@@ -275,15 +329,7 @@ static PyObject *sync_add(SyncLoader *s, PyObject *args) {
     }
     uint8_t own[32];
     memcpy(own, h, 32);
-    for (int d = depth; rc == 0 && d > 0; d--) { /* fold up with the siblings */
-        const uint8_t *sb = (const uint8_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(sibs, d - 1));
-        uint8_t cur[32];
-        memcpy(cur, h, 32);
-        if (bit_at(prefix, d - 1))
-            zsha256_tagged(1, sb, cur, h);
-        else
-            zsha256_tagged(1, cur, sb, h);
-    }
+    if (rc == 0) sync_fold(sibs, prefix, depth, own, h); /* fold up with the siblings */
     if (rc != 0 || memcmp(h, s->root, 32) != 0) {
         s->nod.len = mark;
         result = Py_NewRef(Py_False);
@@ -336,9 +382,8 @@ static PyObject *sync_add_top(SyncLoader *s, PyObject *args) {
     }
     t->top = -1;
     if (rec != Py_None) {
-        uint8_t prefix[32] = {0};
-        for (int i = 0; i < s->depth; i++)
-            if ((index >> (s->depth - 1 - i)) & 1) prefix[i >> 3] |= (uint8_t)(0x80 >> (i & 7));
+        uint8_t prefix[32];
+        chunk_prefix(index, s->depth, prefix);
         size_t len = (size_t)PyBytes_GET_SIZE(rec);
         if ((t->top = sync_slot(s, s->depth, prefix, len)) < 0) {
             s->dat.len = dmark;
@@ -353,5 +398,6 @@ static PyObject *sync_add_top(SyncLoader *s, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#include "_smtfast_sync_many.h"
 #include "_smtfast_sync_join.h"
 #include "_smtfast_sync_out.h"

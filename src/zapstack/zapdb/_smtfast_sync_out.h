@@ -162,6 +162,8 @@ done:
 static PyMethodDef sync_methods[] = {
     {"add", (PyCFunction)sync_add, METH_VARARGS,
      "add(index, entries, siblings) -> bool: check a chunk with every sibling and keep it"},
+    {"add_many", (PyCFunction)sync_add_many, METH_O,
+     "add_many([(index, entries, siblings)]) -> [bool]: add() for each, checked on two threads"},
     {"add_top", (PyCFunction)sync_add_top, METH_VARARGS,
      "add_top(index, entries, hash, record | None): a chunk verified by the caller"},
     {"finish", (PyCFunction)sync_finish, METH_NOARGS,

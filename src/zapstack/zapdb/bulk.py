@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +242,38 @@ class ChunkLoader:
             self._sync.add_top(chunk.index, _plain(chunk.entries), top, record)
         self._done.add(chunk.index)
         return True
+
+    def add_many(self, chunks: Sequence[StateChunk]) -> list[bool]:
+        """:meth:`add` for each chunk (same verdicts, same chunks kept).  With the C loader,
+        the chunks that carry all their siblings are checked together on two threads
+        (``SyncLoader.add_many``: the hashing releases the GIL); the rest one by one."""
+        if self._sync is None:
+            return [self.add(chunk) for chunk in chunks]
+        batch: dict[int, int] = {}  # chunk index -> position, the first of each index
+        for pos, chunk in enumerate(chunks):
+            if (
+                chunk.depth == self.depth
+                and 0 <= chunk.index < 1 << self.depth
+                and chunk.index not in self._done
+                and chunk.index not in batch
+                and len(chunk.siblings) == self.depth
+                and chunk.terminal is None
+            ):
+                batch[chunk.index] = pos
+        verdicts: dict[int, bool] = {}
+        if batch:
+            picked = [chunks[pos] for pos in batch.values()]
+            try:
+                oks = self._sync.add_many([(c.index, c.entries, c.siblings) for c in picked])
+            except TypeError:  # not exact (bytes, bytes) tuples (the parser's are)
+                oks = self._sync.add_many(
+                    [(c.index, _plain(c.entries), tuple(map(bytes, c.siblings))) for c in picked]
+                )
+            for chunk, ok in zip(picked, oks, strict=True):
+                verdicts[batch[chunk.index]] = ok
+                if ok:
+                    self._done.add(chunk.index)
+        return [verdicts[p] if p in verdicts else self.add(c) for p, c in enumerate(chunks)]
 
     def finish(self) -> bytes:
         """Join the chunks, check the root, install into the txn; return the root."""

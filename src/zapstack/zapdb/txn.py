@@ -292,22 +292,8 @@ class Txn:
         if not work.pending:
             return work.root
         base = self._base
-        if self._rng is None and work.pending == work.writes.keys():
-            # every write pending (a first flush): read the dict in its own order, not
-            # by a lookup per key in the set's order (a cache miss each at 100k keys)
-            keys = list(work.writes)
-            values: list[Value | None] = list(work.writes.values())
-        else:
-            keys = list(work.pending)
-            if self._rng is not None:
-                keys.sort()
-                self._rng.shuffle(keys)
-            values = list(map(work.writes.get, keys))
-            gone = work.pending.difference(work.writes)  # rolled back to the snapshot's value
-            if gone:
-                for i, key in enumerate(keys):
-                    if key in gone:
-                        values[i] = base.get(key)
+        shuffle = None if self._rng is None else self._rng.shuffle
+        keys, values = batch.pending_lists(work.pending, work.writes, base.get, shuffle)
         store = batch.NodeOverlay(work.tree, work.cache, base)
         base.warm_upper()
         if batch.FAST:
