@@ -286,19 +286,15 @@ def _sync(
             return verdicts, _records(dst), dict(view.iterate()), view.tree_root()
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    st.dictionaries(st.binary(min_size=1, max_size=24), st.binary(max_size=40), max_size=60),
-    st.integers(0, 6),
-    st.randoms(use_true_random=False),
-    st.lists(st.tuples(st.sampled_from(TAMPER), st.integers(0, 63)), max_size=4),
-)
-def test_fast_loader_equals_verify_chunk_and_the_fallback(
+STATES = st.dictionaries(st.binary(min_size=1, max_size=24), st.binary(max_size=40), max_size=60)
+TAMPERS = st.lists(st.tuples(st.sampled_from(TAMPER), st.integers(0, 63)), max_size=4)
+
+
+def _feed(
     state: dict[bytes, bytes], depth: int, rng: random.Random, tampers: list[tuple[str, int]]
-) -> None:
-    """Random states, every depth 0..6, chunks out of order with repeats and tampered ones:
-    the C loader takes exactly the chunks verify_chunk accepts, keeps nothing of a rejected
-    one, and leaves the very store the fallback (verify_chunk + txn writes) leaves."""
+) -> tuple[DictNodeStore, bytes, list[StateChunk]]:
+    """(the tree, its root, every chunk of ``depth`` plus 2 repeats and the tampered ones,
+    shuffled)."""
     store = DictNodeStore()
     root = apply_updates_py(store, state.items())
     chunks = [make_chunk(store, state.get, depth, i) for i in range(1 << depth)]
@@ -307,6 +303,18 @@ def test_fast_loader_equals_verify_chunk_and_the_fallback(
         chunk = chunks[i % len(chunks)]
         feed.append(_tamper(chunk, how, chunks[(i + 1) % len(chunks)]))
     rng.shuffle(feed)
+    return store, root, feed
+
+
+@settings(max_examples=40, deadline=None)
+@given(STATES, st.integers(0, 6), st.randoms(use_true_random=False), TAMPERS)
+def test_fast_loader_equals_verify_chunk_and_the_fallback(
+    state: dict[bytes, bytes], depth: int, rng: random.Random, tampers: list[tuple[str, int]]
+) -> None:
+    """Random states, every depth 0..6, chunks out of order with repeats and tampered ones:
+    the C loader takes exactly the chunks verify_chunk accepts, keeps nothing of a rejected
+    one, and leaves the very store the fallback (verify_chunk + txn writes) leaves."""
+    store, root, feed = _feed(state, depth, rng, tampers)
     want = [verify_chunk(root, chunk) for chunk in feed]
     fast = _sync(root, depth, feed)
     with mock.patch.object(batch, "FAST", False), mock.patch.object(smt, "FAST", False):
@@ -319,10 +327,10 @@ def test_fast_loader_equals_verify_chunk_and_the_fallback(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.dictionaries(st.binary(min_size=1, max_size=24), st.binary(max_size=40), max_size=60),
+    STATES,
     st.integers(0, 6),
     st.randoms(use_true_random=False),
-    st.lists(st.tuples(st.sampled_from(TAMPER), st.integers(0, 63)), max_size=4),
+    TAMPERS,
     st.lists(st.integers(0, 200), max_size=5),
 )
 def test_add_many_equals_add_one_by_one(
@@ -335,16 +343,7 @@ def test_add_many_equals_add_one_by_one(
     """The same feed (out of order, repeats -- in one batch too --, tampered chunks) cut
     into random batches for add_many (checked on two threads) gives add's verdicts, one
     chunk at a time, and the very same store."""
-    store = DictNodeStore()
-    root = apply_updates_py(store, state.items())
-    chunks = [make_chunk(store, state.get, depth, i) for i in range(1 << depth)]
-    feed = chunks + [rng.choice(chunks) for _ in range(2)]
-    for how, i in tampers:
-        chunk = chunks[i % len(chunks)]
-        feed.insert(
-            rng.randrange(len(feed) + 1), _tamper(chunk, how, chunks[(i + 1) % len(chunks)])
-        )
-    rng.shuffle(feed)
+    _, root, feed = _feed(state, depth, rng, tampers)
     one = _sync(root, depth, feed)
     many = _sync(root, depth, feed, cuts)
     assert many == one
