@@ -5,10 +5,10 @@
  * in order.  The arguments are checked first, with the GIL (TypeError, ValueError: an
  * index out of range, already kept, repeated in the batch, or the loader finished);
  * nothing is kept then.  The hashing and the subtree builds -- nearly all the work --
- * run with the GIL released on this thread and one helper thread, each chunk into its
- * own arena (raw allocator); then, with the GIL again, the kept chunks' records are
- * appended to the loader's arena in the items' order and their entries copied, as add()
- * would.  A chunk that another thread kept meanwhile, a failed allocation or a key-hash
+ * run with the GIL released on this thread and (a batch of SYNC_SPAWN_MIN entries or
+ * more) one helper thread, each chunk into its own arena (raw allocator); then, with
+ * the GIL again, the kept chunks' records are appended to the loader's arena in the
+ * items' order and their entries copied, as add() would.  A chunk that another thread kept meanwhile, a failed allocation or a key-hash
  * collision raises as add() would, the earlier chunks staying kept.  The workers read
  * the entries' and siblings' bytes only; the items are held (a tuple copy) throughout. */
 
@@ -80,8 +80,13 @@ static void *sync_worker(void *arg) {
     return NULL;
 }
 
-/* Check one item (GIL held) into `j`; -1 with an exception if it is malformed. */
-static int sync_job_prepare(SyncLoader *s, PyObject *item, SyncJob *j, uint8_t *seen) {
+#define SYNC_IN_BATCH (-2) /* a top's kind while add_many holds that index (briefly) */
+#define SYNC_SPAWN_MIN 512 /* entries in a batch worth a helper thread (~0.1 ms to start) */
+
+/* Check one item (GIL held) into `j`; -1 with an exception if it is malformed.  Only
+ * when it is fine, its index is marked SYNC_IN_BATCH (so that a repeat in the batch is
+ * refused); the caller unmarks every prepared item before anything else happens. */
+static int sync_job_prepare(SyncLoader *s, PyObject *item, SyncJob *j) {
     PyObject *idx, *entries, *sibs;
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
         PyErr_SetString(PyExc_TypeError, "add_many takes (index, entries, siblings) tuples");
@@ -95,11 +100,10 @@ static int sync_job_prepare(SyncLoader *s, PyObject *item, SyncJob *j, uint8_t *
         return -1;
     }
     if (sync_index(s, idx, &j->index) < 0) return -1;
-    if (seen[j->index >> 3] & (1 << (j->index & 7))) {
+    if (s->tops[j->index].kind == SYNC_IN_BATCH) {
         PyErr_SetString(PyExc_ValueError, "chunk index repeated in add_many");
         return -1;
     }
-    seen[j->index >> 3] |= (uint8_t)(1 << (j->index & 7));
     j->checkable = PyTuple_GET_SIZE(sibs) == s->depth;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sibs); i++) {
         PyObject *sb = PyTuple_GET_ITEM(sibs, i);
@@ -110,6 +114,7 @@ static int sync_job_prepare(SyncLoader *s, PyObject *item, SyncJob *j, uint8_t *
         if (PyBytes_GET_SIZE(sb) != 32) j->checkable = 0;
     }
     if (sync_check_entries(entries) < 0) return -1;
+    s->tops[j->index].kind = SYNC_IN_BATCH;
     j->entries = entries;
     j->sibs = sibs;
     j->n = PyTuple_GET_SIZE(entries);
@@ -153,19 +158,26 @@ static PyObject *sync_add_many(SyncLoader *s, PyObject *arg) {
     if (!items) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(items);
     SyncJob *jobs = PyMem_Calloc((size_t)(n ? n : 1), sizeof(SyncJob));
-    uint8_t *seen = PyMem_Calloc(((size_t)1 << s->depth) / 8 + 1, 1);
     PyObject *result = NULL, *out = NULL;
-    if (!jobs || !seen) {
+    if (!jobs) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (sync_job_prepare(s, PyTuple_GET_ITEM(items, i), &jobs[i], seen) < 0) goto done;
+    Py_ssize_t ready = 0; /* items prepared: their indexes are marked */
+    while (ready < n && sync_job_prepare(s, PyTuple_GET_ITEM(items, ready), &jobs[ready]) == 0)
+        ready++;
+    Py_ssize_t entries = 0;
+    for (Py_ssize_t i = 0; i < ready; i++) {
+        s->tops[jobs[i].index].kind = -1;
+        entries += jobs[i].n;
+    }
+    if (ready < n) goto done;
     SyncPool pool = {.s = s, .jobs = jobs, .n = (size_t)n};
     atomic_init(&pool.next, 0);
     Py_BEGIN_ALLOW_THREADS;
     pthread_t helper;
-    int spawned = n > 1 && pthread_create(&helper, NULL, sync_worker, &pool) == 0;
+    int spawned = n > 1 && entries >= SYNC_SPAWN_MIN &&
+                  pthread_create(&helper, NULL, sync_worker, &pool) == 0;
     sync_worker(&pool);
     if (spawned) pthread_join(helper, NULL);
     Py_END_ALLOW_THREADS;
@@ -189,7 +201,6 @@ done:
     if (jobs)
         for (Py_ssize_t i = 0; i < n; i++) PyMem_RawFree(jobs[i].nod.buf);
     PyMem_Free(jobs);
-    PyMem_Free(seen);
     Py_DECREF(items);
     return result;
 }
