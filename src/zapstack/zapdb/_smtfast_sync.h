@@ -19,9 +19,10 @@
  * takes the next (a consumer that keeps one gets RuntimeError, never stale bytes);
  * get(which, key) finds one by bisection.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
- * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Holds
- * the GIL throughout; every input is hostile (types and lengths checked before use).
- * This file: the loader and add/add_top; _smtfast_sync_join.h: finish();
+ * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Every
+ * input is hostile (types and lengths checked before use, with the GIL); only add and
+ * add_many's hashing runs without it.  This file: the loader, the chunk check and build,
+ * add_top; _smtfast_sync_many.h: add and add_many; _smtfast_sync_join.h: finish();
  * _smtfast_sync_out.h: records/window/count/get and the type objects. */
 
 typedef struct {
@@ -209,12 +210,6 @@ static int sync_build_in(SyncBuf *nod, Leaf **a, Py_ssize_t n, int depth, int64_
     return 0;
 }
 
-static int sync_build(SyncLoader *s, Leaf **a, Py_ssize_t n, int depth, int64_t slot,
-                      uint8_t hash[32]) {
-    int rc = sync_build_in(&s->nod, a, n, depth, slot, hash);
-    return rc == -2 ? collision() : rc;
-}
-
 static int sync_index(SyncLoader *s, PyObject *obj, Py_ssize_t *index) {
     *index = PyLong_AsSsize_t(obj);
     if (*index == -1 && PyErr_Occurred()) return -1;
@@ -262,13 +257,6 @@ static int sync_hash_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int d
     return 0;
 }
 
-/* Check and hash one chunk's entries: 1 = rejected, 0 = fine, -1 = TypeError. */
-static int sync_leaves(PyObject *entries, Leaf *leaves, Leaf **order, int depth,
-                       const uint8_t *prefix) {
-    if (sync_check_entries(entries) < 0) return -1;
-    return sync_hash_leaves(entries, leaves, order, depth, prefix);
-}
-
 /* The path prefix (depth bits) of chunk `index`. */
 static void chunk_prefix(Py_ssize_t index, int depth, uint8_t prefix[32]) {
     memset(prefix, 0, 32);
@@ -289,73 +277,6 @@ static void sync_fold(PyObject *sibs, const uint8_t *prefix, int depth, const ui
         else
             zsha256_tagged(1, cur, sb, h);
     }
-}
-
-/* add(index, entries, siblings) -> bool: a chunk with all `depth` siblings, checked and
- * kept (True) or rejected with nothing kept (False). */
-static PyObject *sync_add(SyncLoader *s, PyObject *args) {
-    PyObject *idx, *entries, *sibs;
-    Py_ssize_t index;
-    if (!PyArg_ParseTuple(args, "OO!O!", &idx, &PyTuple_Type, &entries, &PyTuple_Type, &sibs) ||
-        sync_index(s, idx, &index) < 0)
-        return NULL;
-    int depth = s->depth;
-    if (PyTuple_GET_SIZE(sibs) != depth) Py_RETURN_FALSE;
-    for (int i = 0; i < depth; i++) {
-        PyObject *sb = PyTuple_GET_ITEM(sibs, i);
-        if (!PyBytes_Check(sb)) return PyErr_Format(PyExc_TypeError, "siblings must be bytes");
-        if (PyBytes_GET_SIZE(sb) != 32) Py_RETURN_FALSE;
-    }
-    uint8_t prefix[32];
-    chunk_prefix(index, depth, prefix);
-    Py_ssize_t n = PyTuple_GET_SIZE(entries);
-    Leaf *leaves = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf));
-    Leaf **order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Leaf *));
-    size_t mark = s->nod.len, dmark = s->dat.len;
-    Py_ssize_t nmark = s->ndata;
-    SyncTop *t = &s->tops[index];
-    PyObject *result = NULL;
-    if (!leaves || !order) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    int rc = sync_leaves(entries, leaves, order, depth, prefix);
-    if (rc < 0) goto done;
-    uint8_t h[32] = {0};
-    int64_t top = -1;
-    if (rc == 0 && n > 0) {
-        top = sync_slot(s, depth, prefix, sync_reclen(order, n));
-        if (top < 0 || sync_build(s, order, n, depth, top, h) < 0) goto done;
-    }
-    uint8_t own[32];
-    memcpy(own, h, 32);
-    if (rc == 0) sync_fold(sibs, prefix, depth, own, h); /* fold up with the siblings */
-    if (rc != 0 || memcmp(h, s->root, 32) != 0) {
-        s->nod.len = mark;
-        result = Py_NewRef(Py_False);
-        goto done;
-    }
-    if (sync_keep(s, entries) < 0) goto done;
-    t->kind = n == 0 ? K_EMPTY : n == 1 ? K_LEAF : K_NODE;
-    memcpy(t->hash, own, 32);
-    t->top = top;
-    t->seg_lo = top < 0 ? (int64_t)s->nod.len : top + 37 + (int64_t)sync_reclen(order, n);
-    t->seg_hi = (int64_t)s->nod.len;
-    result = Py_NewRef(Py_True);
-    if (mark == 0 && dmark == 0) { /* the first chunk kept: room for all like it */
-        if (sync_resize(&s->nod, sync_guess(s->nod.len, s->depth)) < 0 ||
-            sync_resize(&s->dat, sync_guess(s->dat.len, s->depth)) < 0)
-            PyErr_Clear(); /* only a guess: the arenas grow as needed */
-    }
-done:
-    if (!result) {
-        s->nod.len = mark;
-        s->dat.len = dmark;
-        s->ndata = nmark;
-    }
-    PyMem_Free(leaves);
-    PyMem_Free(order);
-    return result;
 }
 
 /* add_top(index, entries, hash, record | None): a chunk the caller verified whose walk

@@ -1,15 +1,19 @@
-/* SyncLoader.add_many (included by _smtfast_sync.h): many chunks checked on two threads.
+/* SyncLoader.add and add_many (included by _smtfast_sync.h): one chunk as a job, and many
+ * jobs on two threads.
  *
- * add_many(items) -> [bool]: items is a sequence of (index, entries, siblings), each what
- * add() takes; the verdicts and what is kept are exactly those of calling add() on each
- * in order.  The arguments are checked first, with the GIL (TypeError, ValueError: an
- * index out of range, already kept, repeated in the batch, or the loader finished);
- * nothing is kept then.  The hashing and the subtree builds -- nearly all the work --
+ * add(index, entries, siblings) -> bool checks one chunk (every sibling given) on this
+ * thread, with the GIL released for the hashing: True and kept, or False and nothing
+ * kept.  add_many(items) -> [bool]: items is a sequence of (index, entries, siblings),
+ * each what add() takes; the verdicts and what is kept are exactly those of calling
+ * add() on each in order.  The arguments are checked first, with the GIL (TypeError,
+ * ValueError: an index out of range, already kept, repeated in the batch, or the loader
+ * finished); nothing is kept then.  The hashing and the subtree builds -- nearly all the work --
  * run with the GIL released on this thread and (a batch of SYNC_SPAWN_MIN entries or
  * more) one helper thread, each chunk into its own arena (raw allocator); then, with
  * the GIL again, the kept chunks' records are appended to the loader's arena in the
- * items' order and their entries copied, as add() would.  A chunk that another thread kept meanwhile, a failed allocation or a key-hash
- * collision raises as add() would, the earlier chunks staying kept.  The workers read
+ * items' order and their entries copied, as add() would.  A chunk that another thread
+ * kept meanwhile, a failed allocation or a key-hash collision raises as add() would, the
+ * earlier chunks staying kept.  The workers read
  * the entries' and siblings' bytes only; the items are held (a tuple copy) throughout. */
 
 #include <pthread.h>
@@ -33,7 +37,8 @@ typedef struct {
     atomic_size_t next;
 } SyncPool;
 
-/* One chunk, as sync_add's check and build, into the job's own arena (no GIL). */
+/* One chunk's check and build (as proofs.verify_chunk checks it) into the job's own
+ * arena; touches no Python state, so it runs without the GIL. */
 static void sync_job_run(const SyncLoader *s, SyncJob *j) {
     int depth = s->depth;
     j->status = 0;
@@ -83,18 +88,11 @@ static void *sync_worker(void *arg) {
 #define SYNC_IN_BATCH (-2) /* a top's kind while add_many holds that index (briefly) */
 #define SYNC_SPAWN_MIN 512 /* entries in a batch worth a helper thread (~0.1 ms to start) */
 
-/* Check one item (GIL held) into `j`; -1 with an exception if it is malformed.  Only
- * when it is fine, its index is marked SYNC_IN_BATCH (so that a repeat in the batch is
- * refused); the caller unmarks every prepared item before anything else happens. */
-static int sync_job_prepare(SyncLoader *s, PyObject *item, SyncJob *j) {
-    PyObject *idx, *entries, *sibs;
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-        PyErr_SetString(PyExc_TypeError, "add_many takes (index, entries, siblings) tuples");
-        return -1;
-    }
-    idx = PyTuple_GET_ITEM(item, 0);
-    entries = PyTuple_GET_ITEM(item, 1);
-    sibs = PyTuple_GET_ITEM(item, 2);
+/* Check one chunk's arguments (GIL held) into `j`; -1 with an exception if they are
+ * malformed.  Only when they are fine, its index is marked SYNC_IN_BATCH (so that a
+ * repeat in the batch is refused); the caller unmarks it before anything else happens. */
+static int sync_job_prepare(SyncLoader *s, PyObject *idx, PyObject *entries, PyObject *sibs,
+                            SyncJob *j) {
     if (!PyTuple_Check(entries) || !PyTuple_Check(sibs)) {
         PyErr_SetString(PyExc_TypeError, "entries and siblings must be tuples");
         return -1;
@@ -153,6 +151,29 @@ static int sync_job_keep(SyncLoader *s, SyncJob *j) {
     return 0;
 }
 
+/* The verdict of a job that ran (GIL held): True (kept: its records after the loader's,
+ * its top, its entries), False, or NULL with the error add() raises. */
+static PyObject *sync_job_result(SyncLoader *s, SyncJob *j) {
+    if (j->status == -1) return PyErr_NoMemory();
+    if (j->status == -2) return collision(), NULL;
+    if (j->status == 1 && sync_job_keep(s, j) < 0) return NULL;
+    return Py_NewRef(j->status == 1 ? Py_True : Py_False);
+}
+
+static PyObject *sync_add(SyncLoader *s, PyObject *args) {
+    PyObject *idx, *entries, *sibs;
+    if (!PyArg_ParseTuple(args, "OOO", &idx, &entries, &sibs)) return NULL;
+    SyncJob j = {0};
+    if (sync_job_prepare(s, idx, entries, sibs, &j) < 0) return NULL;
+    s->tops[j.index].kind = -1;
+    Py_BEGIN_ALLOW_THREADS;
+    sync_job_run(s, &j);
+    Py_END_ALLOW_THREADS;
+    PyObject *result = sync_job_result(s, &j);
+    PyMem_RawFree(j.nod.buf);
+    return result;
+}
+
 static PyObject *sync_add_many(SyncLoader *s, PyObject *arg) {
     PyObject *items = PySequence_Tuple(arg); /* held: the workers read what it holds */
     if (!items) return NULL;
@@ -164,8 +185,17 @@ static PyObject *sync_add_many(SyncLoader *s, PyObject *arg) {
         goto done;
     }
     Py_ssize_t ready = 0; /* items prepared: their indexes are marked */
-    while (ready < n && sync_job_prepare(s, PyTuple_GET_ITEM(items, ready), &jobs[ready]) == 0)
+    while (ready < n) {
+        PyObject *item = PyTuple_GET_ITEM(items, ready);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_SetString(PyExc_TypeError, "add_many takes (index, entries, siblings) tuples");
+            break;
+        }
+        if (sync_job_prepare(s, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1),
+                             PyTuple_GET_ITEM(item, 2), &jobs[ready]) < 0)
+            break;
         ready++;
+    }
     Py_ssize_t entries = 0;
     for (Py_ssize_t i = 0; i < ready; i++) {
         s->tops[jobs[i].index].kind = -1;
@@ -183,17 +213,9 @@ static PyObject *sync_add_many(SyncLoader *s, PyObject *arg) {
     Py_END_ALLOW_THREADS;
     if (!(out = PyList_New(n))) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        SyncJob *j = &jobs[i];
-        if (j->status == -1) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        if (j->status == -2) {
-            collision();
-            goto done;
-        }
-        if (j->status == 1 && sync_job_keep(s, j) < 0) goto done;
-        PyList_SET_ITEM(out, i, Py_NewRef(j->status == 1 ? Py_True : Py_False));
+        PyObject *verdict = sync_job_result(s, &jobs[i]);
+        if (!verdict) goto done;
+        PyList_SET_ITEM(out, i, verdict);
     }
     result = Py_NewRef(out);
 done:
