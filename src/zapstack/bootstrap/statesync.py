@@ -16,7 +16,8 @@ metadata.  (Into a store that is not empty -- never the case for a fresh node --
 chunks are checked with ``verify_chunk`` and written as ordinary txn writes.)
 
 Unwind: :meth:`StateDownload.discard` drops the txn; idempotent, safe after a
-commit.  Single-threaded (the client's), no IO beyond the ZapDB txn.
+commit.  Called from one thread (the client's; the loader may hash on a helper thread
+inside a call), no IO beyond the ZapDB txn.
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ class StateDownload:
         self.target = target
         self.total = 1 << depth
         """Chunks to download."""
-        self.chunks_done = 0
-        """Chunks verified and written (each index once)."""
         self._written: set[int] = set()
+        """Indexes of the chunks verified and written."""
         self.entries_written = 0
         """State entries written from them."""
         self._txn: Txn | None = db.begin()
@@ -73,6 +73,11 @@ class StateDownload:
     def give_back(self, start: int, count: int) -> None:
         """A request failed with chunks ``start .. start+count-1`` unwritten: ask them first."""
         self._todo.appendleft((start, count))
+
+    @property
+    def chunks_done(self) -> int:
+        """Chunks verified and written (each index once)."""
+        return len(self._written)
 
     def write(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the target root and write it; True once every chunk is in."""
@@ -103,7 +108,6 @@ class StateDownload:
             if ok and chunk.index not in self._written:
                 self._written.add(chunk.index)
                 self.entries_written += len(chunk.entries)
-        self.chunks_done = len(self._written)
         good = next((i for i, ok in enumerate(verdicts) if not ok), len(chunks))
         return good, self.chunks_done == self.total
 

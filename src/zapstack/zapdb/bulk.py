@@ -18,8 +18,8 @@
 The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`, the state-sync
 half in ``_smtfast_sync.h``); without it :func:`bulk_load` and :class:`ChunkLoader`
 fall back to ordinary txn writes and :func:`~zapstack.zapdb.proofs.verify_chunk`
-(same results, slower).  Single-threaded; a loader's txn is the caller's to commit
-or discard.
+(same results, slower).  Called from one thread (``ChunkLoader.add_many`` hashes on a
+helper thread inside the call); a loader's txn is the caller's to commit or discard.
 """
 
 from __future__ import annotations
