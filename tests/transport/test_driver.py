@@ -179,3 +179,68 @@ def test_a_dial_that_gives_up_leaves_no_unretrieved_future(binding: Binding) -> 
 
     run_bounded(main(), 15)
     assert [r.get("message") for r in reports] == []
+
+
+def test_datagrams_read_in_one_loop_step_are_answered_by_one_transmit() -> None:
+    """The libraries transmit after every datagram they are fed (one sendto per ACK or
+    reply); the driver holds those and transmits once per loop step, after every
+    datagram read in it and the replies they caused."""
+    from zapstack.transport import driver
+
+    sent: list[int] = []
+
+    class Library:
+        def __init__(self) -> None:
+            self.received: list[bytes] = []
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.received.append(data)
+            self.transmit()  # as qh3 and aioquic do
+
+        def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+            self.received.extend(data)
+            self.transmit()
+
+        def transmit(self) -> None:
+            sent.append(len(self.received))
+
+    async def main() -> tuple[list[int], list[int]]:
+        proto = driver.make_protocol_class(Library)()
+        for i in range(5):
+            proto.datagram_received(bytes([i]), ("127.0.0.1", 1))
+        proto.datagrams_received([b"x", b"y"], ("127.0.0.1", 1))
+        proto.transmit_soon()  # a reply queued in the same step joins the same flush
+        during = list(sent)
+        await asyncio.sleep(0)
+        after_first = list(sent)
+        proto.transmit()  # a direct transmit (close, timer) is never held
+        return during, after_first
+
+    during, after = run_bounded(main(), 5)
+    assert during == []
+    assert after == [7]  # one transmit, after all seven datagrams
+    assert sent == [7, 7]
+
+
+def test_a_transmit_raised_while_held_is_not_lost() -> None:
+    """A datagram whose processing raises still gets its transmit (the hold is lifted)."""
+    from zapstack.transport import driver
+
+    sent: list[str] = []
+
+    class Library:
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.transmit()
+            raise RuntimeError("library bug")
+
+        def transmit(self) -> None:
+            sent.append("tx")
+
+    async def main() -> None:
+        proto = driver.make_protocol_class(Library)()
+        with pytest.raises(RuntimeError):
+            proto.datagram_received(b"x", ("127.0.0.1", 1))
+        proto.transmit()
+        assert sent == ["tx"]  # not held after the failure
+
+    run_bounded(main(), 5)

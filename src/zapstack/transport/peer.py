@@ -288,7 +288,7 @@ class Peer:
             self._on_session_event(event)
         self._wake_waiters()
         if transmit:
-            self.protocol.transmit()
+            self.protocol.transmit_soon()  # many replies in one loop step: one transmit
 
     def _wake_waiters(self) -> None:
         """Resolve every ``_until`` wait whose condition now holds.

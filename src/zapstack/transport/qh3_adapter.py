@@ -16,12 +16,19 @@ driver's questions from qh3 2.1.0's connection object:
   packet in flight" (``_core.bytes_in_flight == 0``).  It implies this stream's
   bytes were acknowledged; under heavy load it may take longer (bounded by
   ``TransportConfig.op_timeout``).
+
+The listening socket uses qh3's own UDP transport (the one its client side
+uses: batched receive through quinn-udp, GSO batched send), not the event
+loop's datagram endpoint, which reads and the library then answers one
+datagram at a time (one ``sendto`` per packet).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +58,7 @@ class Qh3Binding:
         self._quic_configuration: Any = importlib.import_module(
             "qh3.quic.configuration"
         ).QuicConfiguration
+        self._transport: Any = importlib.import_module("qh3.asyncio._transport")
         self.protocol_base: type = self._asyncio.QuicConnectionProtocol
 
     def configuration(
@@ -71,10 +79,15 @@ class Qh3Binding:
     async def serve(
         self, host: str, port: int, configuration: Any, create_protocol: Callable[..., Any]
     ) -> tuple[Any, int]:
-        server = await self._asyncio.serve(
-            host, port, configuration=configuration, create_protocol=create_protocol
+        loop = asyncio.get_running_loop()
+        sock = _bound_udp_socket(host, port)
+        server_class = importlib.import_module("qh3.asyncio.server").QuicServer
+        _, server = await self._transport.create_optimized_datagram_transport(
+            loop,
+            lambda: server_class(configuration=configuration, create_protocol=create_protocol),
+            sock=sock,
         )
-        return server, int(server._transport.get_extra_info("sockname")[1])
+        return server, int(sock.getsockname()[1])
 
     def connect(
         self, host: str, port: int, configuration: Any, create_protocol: Callable[..., Any]
@@ -106,3 +119,15 @@ class Qh3Binding:
 
     def odcid(self, quic: Any) -> bytes:
         return bytes(quic.original_destination_connection_id)
+
+
+def _bound_udp_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to (host, port), of the family the host resolves to."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
