@@ -36,6 +36,7 @@ import lmdb
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
 from zapstack.zapdb import batch, bulk, smt
 from zapstack.zapdb.files import LAYOUT, check_files, check_layout
+from zapstack.zapdb.hot import HotValues
 from zapstack.zapdb.txn import Branch, Txn, Value
 from zapstack.zapdb.view import META_PREFIX, ReadView, Snapshot
 
@@ -99,6 +100,8 @@ class ZapDB:
         self._closed = False
         self._carry: tuple[int, int, batch.Memo, bool] | None = None
         """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
+        self._hot = HotValues(version)
+        """Values read at the head, kept across commits (:mod:`.hot`)."""
 
     @classmethod
     def open(
@@ -199,7 +202,15 @@ class ZapDB:
                     upper, warm = self._carry[2], self._carry[3]
                 self._carry = None
                 snap = Snapshot(
-                    txn, self._dbs, self._version, self._root, self._release, upper, split, warm
+                    txn,
+                    self._dbs,
+                    self._version,
+                    self._root,
+                    self._release,
+                    upper,
+                    split,
+                    warm,
+                    self._hot,
                 )
                 snap.refs = 1  # the database's own reference while it is the head
                 self._head = snap
@@ -315,6 +326,7 @@ class ZapDB:
             with self._head_lock:
                 txn.commit()
                 self._version += 1
+                self._hot.advance(self._version - 1, self._version, writes)
                 self._root = root
                 old, self._head = self._head, None
                 if old is not None:

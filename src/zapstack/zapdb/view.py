@@ -22,6 +22,7 @@ from typing import Any
 
 from zapstack.errors import StoreError
 from zapstack.zapdb import batch, proofs, smt
+from zapstack.zapdb.hot import MISS, HotValues
 
 try:
     from zapstack.zapdb import _smtfast
@@ -49,6 +50,7 @@ class Snapshot:
 
     __slots__ = (
         "_data",
+        "_hot",
         "_lock",
         "_meta",
         "_nodes",
@@ -72,6 +74,7 @@ class Snapshot:
         upper: batch.Memo | None = None,
         split: int = 0,
         warm: bool = False,
+        hot: HotValues | None = None,
     ) -> None:
         self.txn: Any = txn
         """The LMDB read txn (None once released)."""
@@ -92,6 +95,8 @@ class Snapshot:
         """Depth above which node reads are memoised in ``upper`` (log2(entries) - 3)."""
         self.warm = warm
         """Whether ``upper`` holds every stored record above ``split`` (see :meth:`warm_upper`)."""
+        self._hot = hot
+        """The store's values read at the head, shared by every snapshot (:mod:`.hot`)."""
 
     def _txn(self) -> Any:
         txn = self.txn
@@ -101,8 +106,15 @@ class Snapshot:
 
     def get(self, key: bytes) -> bytes | None:
         """The committed value of ``key`` at this version."""
+        hot = self._hot
+        if hot is not None:
+            known = hot.get(key, self.version)
+            if known is not MISS:
+                return known  # type: ignore[return-value]
         with self._lock:
             value: bytes | None = self._txn().get(key, db=self._data)
+        if hot is not None:
+            hot.fill(key, value, self.version)
         return value
 
     def get_node(self, path: bytes) -> bytes | None:
