@@ -85,3 +85,50 @@ def test_window_is_end_minus_start_and_drops_empty_codes() -> None:
         "rejected": {"RATE_LIMITED": 2, "MEMPOOL_FULL": 4},
     }
     assert _diff(after, after)["rejected"] == {}
+
+
+def test_frames_are_signed_before_the_validators_are_dialed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signing ahead blocks the event loop; done after the dial, it left the connections
+    unserviced past the QUIC idle timeout (4 x 157,500 frames on a busy box) and every
+    submit of that load failed.  The process now signs first, then dials."""
+    calls: list[str] = []
+
+    class Genesis:
+        def __init__(self) -> None:
+            self.raw = {"devnet_seed": "00"}
+            self.addresses = ["a", "b"]
+
+    class Load:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.peers: list[str] = []
+            self.stats = LoadStats()
+            self.sent_at: dict[bytes, float] = {}
+            self.admitted_at: dict[bytes, float] = {}
+
+        def presign(self, per_user: int, until: float, clock: object) -> int:
+            calls.append("presign")
+            return 0
+
+        async def connect(self) -> None:
+            calls.append("connect")
+            self.peers = ["a", "b"]
+
+        async def run(self, stop: asyncio.Event) -> None:
+            await stop.wait()
+
+        async def close(self) -> None:
+            calls.append("close")
+
+    monkeypatch.setattr(e2e_load, "load_genesis", lambda _path: Genesis())
+    monkeypatch.setattr(e2e_load, "devnet_user", lambda _seed, i: i)
+    monkeypatch.setattr(e2e_load, "LoadGenerator", Load)
+    now = time.monotonic()
+    args = [
+        "--genesis", "g", "--first-user", "0", "--users", "2", "--rate", "1",
+        "--start-at", str(now + 0.05), "--measure-at", str(now + 0.1),
+        "--stop-at", str(now + 0.15), "--out", str(tmp_path / "o.json"),
+    ]  # fmt: skip
+    assert e2e_load.main(args) == 0
+    assert calls == ["presign", "connect", "close"]

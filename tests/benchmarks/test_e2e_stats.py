@@ -83,6 +83,17 @@ def test_latencies_of_txs_sent_in_the_window() -> None:
     assert missing == 1  # d; c was sent before the window, e at its (open) end
 
 
+def test_a_resend_of_a_tx_already_final_has_no_latency() -> None:
+    """A client resending a frame the chain already holds (its height was final
+    before the send) used to give a negative submit -> final time (-331 s in one run)."""
+    sent = {b"old": 10.0, b"new": 10.0}
+    where = {b"old": 1, b"new": 2}
+    final = {1: 4.0, 2: 11.5}
+    lat, missing = latencies(sent, where, final, 9.0, 12.0)
+    assert lat == [1.5]
+    assert missing == 0
+
+
 def test_tier_ms_is_the_latest_required_leg() -> None:
     legs = {"bls": 100, "pulsar": 250, "corona": 400, "magnetar": -1}
     assert tier_ms(legs, ["bls", "pulsar"]) == 250

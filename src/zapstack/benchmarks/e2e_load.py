@@ -4,9 +4,11 @@
 --rate R --start-at T0 --measure-at T1 --stop-at T2 --out FILE`` runs one
 :class:`~zapstack.devnet.loadgen.LoadGenerator` over devnet users ``F..F+U-1``
 (a range no other process of the run uses, so every user starts at nonce 0):
-it dials every validator, signs up to ``--presign`` frames per user ahead
-(until ``T0``; the rest are signed as they are sent; with ``--handshake`` all of
-them, then it prints ``ready`` and reads ``T0 T1 T2`` from stdin, so that the
+it signs up to ``--presign`` frames per user ahead (until 10 s before ``T0``;
+the rest are signed as they are sent; with ``--handshake`` all of them), then
+dials every validator (signing first: it blocks the event loop, and a dialed
+connection left unserviced past the QUIC idle timeout would be dead); with
+``--handshake`` it then prints ``ready`` and reads ``T0 T1 T2`` from stdin, so that the
 caller sets the window only once every load process is up and signed -- on a
 busy box that takes seconds, and signing inside the window would take the
 validators' cores), waits for ``T0``,
@@ -120,16 +122,19 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
         credit_share=args.credit_share,
     )
     try:
+        # sign ahead (the box's cores belong to the validators once the load starts):
+        # with the handshake all of it before saying ready (bounded), else until T0.
+        # Signing blocks this loop, so it comes before the dial: a connection left
+        # unserviced past the QUIC idle timeout (30 s; 4 x 157,500 frames took longer
+        # on a busy box) is dead by the time the load starts.
+        until = time.monotonic() + PRESIGN_S if args.handshake else args.start_at - DIAL_S / 6
+        presigned = load.presign(args.presign, until, time.monotonic)
+        print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
         dial_until = time.monotonic() + DIAL_S if args.handshake else args.start_at
         while len(load.peers) < len(g.addresses) and time.monotonic() < dial_until:
             await load.connect()
             if len(load.peers) < len(g.addresses):
                 await asyncio.sleep(0.2)
-        # sign ahead (the box's cores belong to the validators once the load starts):
-        # with the handshake all of it before saying ready (bounded), else until T0
-        until = time.monotonic() + PRESIGN_S if args.handshake else args.start_at
-        presigned = load.presign(args.presign, until, time.monotonic)
-        print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
         if args.handshake:
             await _handshake(args)
         await _sleep_until(args.start_at)

@@ -110,7 +110,9 @@ def latencies(
     """Submit -> final seconds of the txs first sent in ``[start, end)``.
 
     ``sent_at``: tx id -> first send; ``tx_height``: tx id -> the height that
-    holds it.  Returns (latencies of those finalized, count of those not).
+    holds it.  Returns (latencies of those finalized, count of those not).  A tx
+    whose height was final before this send (a client resending a frame the chain
+    already holds) has no submit -> final time and counts in neither.
     """
     done: list[float] = []
     missing = 0
@@ -120,7 +122,7 @@ def latencies(
         h = tx_height.get(tx)
         if h is None or h not in final_at:
             missing += 1
-        else:
+        elif final_at[h] >= t:
             done.append(final_at[h] - t)
     return done, missing
 
