@@ -60,7 +60,7 @@ def test_paired_percent_is_the_median_of_each_turns_ratio() -> None:
 
 
 def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
-    row = statebench.run(600, 0, repeat=1)
+    row = statebench.run(600, 0, repeat=1, processes=False)  # peer processes: test_statepeer
     assert row.key == "state_commit" and row.unit == "keys/s" and row.native_limit
     assert row.pipelined > 0 and row.serial > 0 and row.extras["commit_pct_paired"] > 0
     for name in ("root_us_at_1000", "commit_us_at_1000", "raw_us_at_1000"):

@@ -22,7 +22,9 @@ drifts by tens of percent between turns; the two runs of one turn see the same b
   sessions in memory): serve, parse, verify, load, commit.  MB/s of state bytes
   (keys + values), next to raw LMDB puts of the same entries; ``client``: the
   client's share alone (parse, verify, load, commit of replies built beforehand),
-  what a node pays when its peers are other machines.
+  what a node pays when its peers are other machines; with ``processes``,
+  ``quic1`` / ``quic3``: 1 or 3 peers in their own processes over real QUIC
+  (:mod:`.statepeer`), the deployed shape, on this box's other core.
 
 :func:`run` is the ``state_commit`` row of ``zap bench``; ``bench/bench_zapdb_state.py``
 prints every figure.  Temporary stores live under ``tmp`` and are removed.
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import lmdb
 
+from zapstack.benchmarks import statepeer
 from zapstack.benchmarks.result import RowResult, rate_ratio
 from zapstack.bootstrap import BootstrapClient, BootstrapConfig, BootstrapServer, StateSynced
 from zapstack.bootstrap.devchain import Chain, cert_ok
@@ -272,36 +275,53 @@ def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
     return dt
 
 
-def state_sync(tmp: Path, n: int, repeat: int) -> dict[str, float]:
-    """State MB/s of a full bootstrap from 1 and from 3 peers, and of raw LMDB puts."""
+def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> dict[str, float]:
+    """State MB/s of a full bootstrap from 1 and from 3 peers, and of raw LMDB puts;
+    with ``processes`` also from 1 and 3 peers in their own processes over real QUIC
+    (``quic1``, ``quic3``: :mod:`.statepeer`)."""
     items = entries(n, n + 3)
     src, chain = _server(tmp / "sync-src", items)
     with src.read() as view:
         state = sum(len(k) + len(v) for k, v in view.iterate())
     depth = max(0, min(16, (n // 100).bit_length()))  # ~100 entries a chunk
-    one: list[Lap] = []
-    three: list[Lap] = []
-    client: list[Lap] = []
-    raw: list[Lap] = []
+    laps: dict[str, list[Lap]] = {"sync1": [], "sync3": [], "client": [], "raw": []}
+    if processes:
+        laps |= {"quic1": [], "quic3": []}
     for i in range(max(1, repeat)):
-        one.append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
-        three.append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
-        client.append(_client_once(src, depth, tmp / f"syncc-{i}"))
+        laps["sync1"].append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
+        laps["sync3"].append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
+        laps["client"].append(_client_once(src, depth, tmp / f"syncc-{i}"))
+        for peers in (1, 3) if processes else ():
+            path = tmp / f"quic{peers}-{i}"
+            root = src.root()
+            src.close()  # the peers open it in their processes
+            try:
+                lap = statepeer.sync_from_processes(
+                    tmp / "sync-src", *chain.blocks[-1], peers, path, depth, root
+                )
+            finally:
+                src = ZapDB.open(tmp / "sync-src", map_size=1 << 35, sync=False)
+            laps[f"quic{peers}"].append(lap)
+            shutil.rmtree(path, ignore_errors=True)
         with src.read() as view:
-            raw.append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
+            laps["raw"].append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
     src.close()
     mb = state / 1e6
     out = {"state_MB": mb, "chunk_depth": float(depth)}
-    for name, laps in (("sync1", one), ("sync3", three), ("client", client), ("raw", raw)):
-        wall, cpu = _median(laps)
+    raw = laps["raw"]
+    for name, runs in laps.items():
+        wall, cpu = _median(runs)
         out[f"{name}_MBps"], out[f"{name}_MBps_cpu"] = mb / wall, mb / cpu
         if name != "raw":
-            out[f"{name}_pct_paired"] = _paired_pct(laps, raw)
+            out[f"{name}_pct_paired"] = _paired_pct(runs, raw)
     return out
 
 
-def run(keys: int = 100_000, big: int = 1_000_000, *, repeat: int = 3) -> RowResult:
-    """The ``state_commit`` row; ``big`` = 0 skips the large-store figures."""
+def run(
+    keys: int = 100_000, big: int = 1_000_000, *, repeat: int = 3, processes: bool = True
+) -> RowResult:
+    """The ``state_commit`` row; ``big`` = 0 skips the large-store figures; ``processes``:
+    also sync from peer processes over QUIC."""
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="zap-state-"))
     try:
@@ -313,7 +333,7 @@ def run(keys: int = 100_000, big: int = 1_000_000, *, repeat: int = 3) -> RowRes
             extras |= {f"{k}_at_{size}": v for k, v in inc.items()}
         if big:
             extras |= {f"{k}_{big}": v for k, v in bulk_load_seconds(tmp, big).items()}
-        extras |= state_sync(tmp, keys, repeat)
+        extras |= state_sync(tmp, keys, repeat, processes=processes)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return RowResult(
