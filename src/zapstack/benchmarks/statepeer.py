@@ -2,10 +2,10 @@
 
 Contract
 --------
-:func:`sync_from_processes` starts ``peers`` server processes (``python -m
-zapstack.benchmarks.statepeer``), each opening the source store at ``src_path``
-read-side, serving its finalized block's state through a
-:class:`~zapstack.bootstrap.BootstrapServer` on a qh3 endpoint on 127.0.0.1
+:func:`sync_from_processes` starts ``peers`` server processes (:func:`main`),
+each opening the source store at ``src_path`` read-side, serving its finalized
+block's state through a :class:`~zapstack.bootstrap.BootstrapServer` on a qh3
+endpoint on 127.0.0.1
 (HEADER_RANGE / STATE_CHUNK, as a node serves them).  This process dials every
 peer, then runs a :class:`~zapstack.bootstrap.BootstrapClient` into a fresh
 store through the node's :class:`~zapstack.node.bootstrap_driver.ClientDriver`
@@ -44,6 +44,11 @@ SYNC_TIMEOUT_S = 300.0
 """Most seconds one sync may take."""
 
 
+_PEER_MAIN = "from zapstack.benchmarks.statepeer import main; raise SystemExit(main())"
+"""The peer process's program (``-m`` would import this module twice: the package
+imports it first, through :mod:`.statebench`)."""
+
+
 class _NoApply:
     def apply(self, block: object, cert: bytes) -> bytes:
         raise AssertionError("no live blocks in a state-sync benchmark")
@@ -54,8 +59,7 @@ def _start(
 ) -> tuple[subprocess.Popen[str], int, bytes]:
     """One server process; (process, port, node id) once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zapstack.benchmarks.statepeer", str(src), str(block), str(cert),
-         str(seed)],
+        [sys.executable, "-c", _PEER_MAIN, str(src), str(block), str(cert), str(seed)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
