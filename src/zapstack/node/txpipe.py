@@ -87,21 +87,25 @@ The horizon it sets, at finalized rate R and height time H: the pool selects a t
 waited more than ``MAX_AGE_S`` (:mod:`zapstack.mempool.senders`, 1 s) before every younger
 one, so from ``t + MAX_AGE_S`` on only older pooled txs are ahead of a tx admitted at ``t``:
 at most ``max_pending = max(PENDING_S * R, MIN_PENDING)`` of them, drained at R.  At
-R >= 1,500 tx/s that is ``PENDING_S`` seconds: proposed by ``t + MAX_AGE_S + PENDING_S``
+R >= 2,000 tx/s that is ``PENDING_S`` seconds: proposed by ``t + MAX_AGE_S + PENDING_S``
 and final one height later, so admitted submit->final <= 1 + 2 + H s; below it the floor
-sets the drain time (``MIN_PENDING / R``: 3 s at 1,000 tx/s).  The
+sets the drain time (``MIN_PENDING / R``: 3.2 s at 1,250 tx/s).  The
 price: a block is at most the pool (~``PENDING_S * R`` txs), and a height costs a fixed c
 (consensus legs) plus its txs' verify time, so the chain reaches about
 ``(PENDING_S - c) / PENDING_S`` of its verify-bound rate; lower would starve blocks (the
 pool must hold more than one height of work: ``PENDING_S > c``)."""
-MIN_PENDING = 3000
+MIN_PENDING = 4000
 """The pushback bound never falls below this.  A bound tied only to the measured rate
 feeds back on itself: a small pool makes small blocks, which measure a small rate, which
 keeps the pool small.  And the next proposer selects block N+1 while N's txs are still
 pooled (pre-build), so the pool must hold a block being certified plus the next one.
 Measured at 4,000 tx/s offered (4 validators on a 2-core box, 20 s windows):
 floor 500: 445-615 tx/s finalized; 2,000: 800-1,035; 3,000: 1,122-1,214, p99 3.0-4.3 s in
-every case.  A stalled chain still takes this many txs."""
+every case.  Again after the transport batching (30 s windows, interleaved runs): 3,000:
+1,038-1,213 tx/s, p99 3.5-4.3 s; 4,000: 1,160-1,296, p99 3.8-4.1 s; 4,500: 1,194-1,513,
+p99 3.8-4.8 s.  A height's fixed cost (the four legs, ~0.65 core-s at 4 validators) is
+paid per block, so a fuller pool buys throughput with latency; 4,000 keeps p99 about a
+second under 5 s on a slow phase of the box.  A stalled chain still takes this many txs."""
 MAX_PENDING = 16_000
 """Nor rises above this many txs."""
 RATE_WINDOW_S = 10.0
