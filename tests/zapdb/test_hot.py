@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from zapstack.zapdb import ZapDB
 from zapstack.zapdb.hot import MISS, HotValues
 
+from .conftest import apply_ops
+
 KEYS = [bytes([i]) * 4 for i in range(6)]
 VALUES = st.one_of(st.none(), st.binary(min_size=1, max_size=3))
 
@@ -86,13 +88,7 @@ def test_store_reads_at_every_held_version_equal_the_history(
             for writes in commits:
                 txn = db.begin()
                 state = dict(history[-1])
-                for key, value in writes.items():
-                    if value is None:
-                        txn.delete(key)
-                        state.pop(key, None)
-                    else:
-                        txn.set(key, value)
-                        state[key] = value
+                apply_ops(txn, state, writes.items())
                 for key in KEYS:  # readers at the head fill the memo
                     assert views[-1].get(key) == history[-1].get(key)
                 txn.commit()

@@ -173,26 +173,24 @@ def make_protocol_class(base: type) -> type:
         _zap_hold = False
         _zap_flush_due = False
 
-        def datagram_received(self, data: Any, addr: Any) -> None:
-            # The library transmits after every datagram; hold that and send once
-            # per loop iteration, after every datagram read in it (and the replies
-            # they caused): fewer, fuller packets and one ACK for many.
+        def _held(self, feed: Callable[[Any, Any], None], data: Any, addr: Any) -> None:
+            # The library transmits after every datagram (or batch) it is fed; hold
+            # that and send once per loop iteration, after every datagram read in it
+            # (and the replies they caused): fewer, fuller packets, one ACK for many.
             self._zap_hold = True
             try:
-                super().datagram_received(data, addr)
+                feed(data, addr)
             finally:
                 self._zap_hold = False
             self.transmit_soon()
 
+        def datagram_received(self, data: Any, addr: Any) -> None:
+            self._held(super().datagram_received, data, addr)
+
         if hasattr(base, "datagrams_received"):  # qh3's batched receive (recvmmsg)
 
             def datagrams_received(self, data: Any, addr: Any) -> None:
-                self._zap_hold = True
-                try:
-                    super().datagrams_received(data, addr)
-                finally:
-                    self._zap_hold = False
-                self.transmit_soon()
+                self._held(super().datagrams_received, data, addr)
 
         def transmit_soon(self) -> None:
             """Transmit once, later in this loop iteration (any number of calls: one flush)."""
