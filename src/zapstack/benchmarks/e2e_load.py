@@ -45,12 +45,14 @@ from zapstack.node.genesis import devnet_user, load_genesis
 from zapstack.transport.qh3_adapter import new_event_loop
 from zapstack.zap.frames import parse_tx
 
-__all__ = ["DIAL_S", "PRESIGN_S", "main", "release", "send_times", "snapshot"]
+__all__ = ["DIAL_MARGIN_S", "DIAL_S", "PRESIGN_S", "main", "release", "send_times", "snapshot"]
 
 DIAL_S = 60.0
 """With ``--handshake``: most seconds spent dialing the validators before saying ready."""
 PRESIGN_S = 60.0
 """With ``--handshake``: most seconds spent signing ahead before saying ready."""
+DIAL_MARGIN_S = 10.0
+"""Without ``--handshake``: signing ahead stops this many seconds before ``T0``, to dial."""
 
 
 def snapshot(stats: LoadStats) -> dict[str, Any]:
@@ -127,7 +129,7 @@ async def _drive(args: argparse.Namespace) -> dict[str, Any]:
         # Signing blocks this loop, so it comes before the dial: a connection left
         # unserviced past the QUIC idle timeout (30 s; 4 x 157,500 frames took longer
         # on a busy box) is dead by the time the load starts.
-        until = time.monotonic() + PRESIGN_S if args.handshake else args.start_at - DIAL_S / 6
+        until = time.monotonic() + PRESIGN_S if args.handshake else args.start_at - DIAL_MARGIN_S
         presigned = load.presign(args.presign, until, time.monotonic)
         print(f"presigned {presigned} frames", file=sys.stderr, flush=True)
         dial_until = time.monotonic() + DIAL_S if args.handshake else args.start_at

@@ -209,17 +209,14 @@ def _server(path: Path, items: Items) -> tuple[ZapDB, Chain]:
     return db, chain
 
 
-class _NoApply:
-    def apply(self, block: object, cert: bytes) -> bytes:
-        raise AssertionError("no live blocks in a state-sync benchmark")
-
-
 def _sync_once(src: ZapDB, chain: Chain, peers: int, path: Path, depth: int) -> Lap:
     db = ZapDB.open(path, map_size=1 << 35, sync=False)
     servers = [BootstrapServer(src) for _ in range(peers)]
     for server in servers:
         server.add_finalized(*chain.blocks[-1])
-    client = BootstrapClient(db, cert_ok, _NoApply(), BootstrapConfig(depth=depth, batch=16))
+    client = BootstrapClient(
+        db, cert_ok, statepeer.NoApply(), BootstrapConfig(depth=depth, batch=16)
+    )
     net = LoopNet(client)
     t0 = _now()
     for i, server in enumerate(servers):
@@ -291,18 +288,20 @@ def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> di
         laps["sync1"].append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
         laps["sync3"].append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
         laps["client"].append(_client_once(src, depth, tmp / f"syncc-{i}"))
-        for peers in (1, 3) if processes else ():
-            path = tmp / f"quic{peers}-{i}"
+        if processes:
             root = src.root()
             src.close()  # the peers open it in their processes
             try:
-                lap = statepeer.sync_from_processes(
-                    tmp / "sync-src", *chain.blocks[-1], peers, path, depth, root
-                )
+                for peers in (1, 3):
+                    path = tmp / f"quic{peers}-{i}"
+                    laps[f"quic{peers}"].append(
+                        statepeer.sync_from_processes(
+                            tmp / "sync-src", *chain.blocks[-1], peers, path, depth, root
+                        )
+                    )
+                    shutil.rmtree(path, ignore_errors=True)
             finally:
                 src = ZapDB.open(tmp / "sync-src", map_size=1 << 35, sync=False)
-            laps[f"quic{peers}"].append(lap)
-            shutil.rmtree(path, ignore_errors=True)
         with src.read() as view:
             laps["raw"].append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
     src.close()

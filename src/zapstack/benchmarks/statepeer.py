@@ -38,7 +38,7 @@ from zapstack.transport.qh3_adapter import Qh3Binding, new_event_loop
 from zapstack.transport.streams import StreamType
 from zapstack.zapdb import ZapDB
 
-__all__ = ["SYNC_TIMEOUT_S", "main", "sync_from_processes"]
+__all__ = ["SYNC_TIMEOUT_S", "NoApply", "main", "sync_from_processes"]
 
 SYNC_TIMEOUT_S = 300.0
 """Most seconds one sync may take."""
@@ -49,7 +49,9 @@ _PEER_MAIN = "from zapstack.benchmarks.statepeer import main; raise SystemExit(m
 imports it first, through :mod:`.statebench`)."""
 
 
-class _NoApply:
+class NoApply:
+    """The block applier of a state-sync benchmark's client: there are no live blocks."""
+
     def apply(self, block: object, cert: bytes) -> bytes:
         raise AssertionError("no live blocks in a state-sync benchmark")
 
@@ -63,7 +65,7 @@ def _start(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     if len(line) != 2:
@@ -107,7 +109,7 @@ async def _client(
     procs: Sequence[tuple[subprocess.Popen[str], int, bytes]], path: Path, depth: int, root: bytes
 ) -> tuple[float, float]:
     db = ZapDB.open(path, map_size=1 << 35, sync=False)
-    client = BootstrapClient(db, cert_ok, _NoApply(), BootstrapConfig(depth=depth, batch=16))
+    client = BootstrapClient(db, cert_ok, NoApply(), BootstrapConfig(depth=depth, batch=16))
     driver = ClientDriver(client)
     endpoint = Endpoint(
         Qh3Binding(), NodeIdentity.generate(1), driver.handlers(), TransportConfig()
@@ -120,7 +122,6 @@ async def _client(
         if not await driver.wait(lambda: client.done, SYNC_TIMEOUT_S):
             raise TimeoutError(f"state sync unfinished after {SYNC_TIMEOUT_S:.0f} s")
         lap = (time.perf_counter() - wall, time.process_time() - cpu)
-        await driver.close()
         if db.root() != root:
             raise AssertionError("state sync did not reach the served root")
         return lap

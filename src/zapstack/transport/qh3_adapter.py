@@ -59,6 +59,7 @@ class Qh3Binding:
             "qh3.quic.configuration"
         ).QuicConfiguration
         self._transport: Any = importlib.import_module("qh3.asyncio._transport")
+        self._server_class: Any = importlib.import_module("qh3.asyncio.server").QuicServer
         self.protocol_base: type = self._asyncio.QuicConnectionProtocol
 
     def configuration(
@@ -81,10 +82,11 @@ class Qh3Binding:
     ) -> tuple[Any, int]:
         loop = asyncio.get_running_loop()
         sock = _bound_udp_socket(host, port)
-        server_class = importlib.import_module("qh3.asyncio.server").QuicServer
         _, server = await self._transport.create_optimized_datagram_transport(
             loop,
-            lambda: server_class(configuration=configuration, create_protocol=create_protocol),
+            lambda: self._server_class(
+                configuration=configuration, create_protocol=create_protocol
+            ),
             sock=sock,
         )
         return server, int(sock.getsockname()[1])
