@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from zapstack.bootstrap import (
     BlockApplied,
     BootstrapClient,
@@ -96,8 +98,13 @@ def test_stalled_state_stream_is_reissued_and_the_vote_stream_survives(
     target = s.events(TargetChosen)[0]
     assert target.height == 2 and target.state_root == s.dbs[0].root()
     stalled = [(i, r) for i, r in s.client.requests(s.peers[0]).items()]
-    assert [(r[1], r[2], r[3]) for _, r in stalled] == [(StreamType.STATE_CHUNK, 0, 4)]
-    assert not s.client.done  # chunks 0..3 are owed by the stalled peer
+    # window 2: every peer's first slot, then the second ones -- the stalled peer holds
+    # the first batch and the fourth
+    assert [(r[1], r[2], r[3]) for _, r in stalled] == [
+        (StreamType.STATE_CHUNK, 0, 4),
+        (StreamType.STATE_CHUNK, 12, 4),
+    ]
+    assert not s.client.done  # chunks 0..3 and 12..15 are owed by the stalled peer
 
     s.servers[0].publish_vote(b"vote before the stall")
     s.net.pump()
@@ -108,13 +115,13 @@ def test_stalled_state_stream_is_reissued_and_the_vote_stream_survives(
     assert not s.events(StreamStalled)  # not yet past the deadline
     s.net.advance(3.5)
     assert s.events(StreamStalled) == [
-        StreamStalled(s.peers[0], StreamType.STATE_CHUNK, stalled[0][0])
+        StreamStalled(s.peers[0], StreamType.STATE_CHUNK, rid) for rid, _ in stalled
     ]
-    # the stalled peer saw exactly that one stream stopped with TIMEOUT, nothing else
+    # the stalled peer saw exactly those two streams stopped with TIMEOUT, nothing else
     abnormal = [
         e for e in pair0.listener_events if isinstance(e, StreamEnded) and e.end is not End.FIN
     ]
-    assert [(e.stream_type, e.end, e.code) for e in abnormal] == [
+    assert [(e.stream_type, e.end, e.code) for e in abnormal] == 2 * [
         (StreamType.STATE_CHUNK, End.STOPPED, WireCode.TIMEOUT)
     ]
     assert s.client.done
@@ -236,3 +243,17 @@ def test_peer_disconnect_mid_sync_reissues_its_work(
     s.net.disconnect(s.peers[0])  # no timer needed: the connection end re-issues at once
     assert s.client.done and not s.events(StreamStalled)
     assert dbs[0].root() == s.dbs[0].root()
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_a_peer_holds_window_state_requests_at_once(
+    dbs: list[ZapDB], verifier: ThreadVerifier, window: int
+) -> None:
+    cfg = BootstrapConfig(depth=4, batch=4, window=window)
+    s = Setup(dbs, verifier, 1, fillers=50, blocks=1, config=cfg)
+    s.net.add_server(
+        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: BlackHole}, pump=False
+    )
+    s.net.pump()
+    open_now = sorted((r[2], r[3]) for r in s.client.requests(s.peers[0]).values())
+    assert open_now == [(4 * i, 4) for i in range(window)]  # consecutive batches, in order

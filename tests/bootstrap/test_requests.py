@@ -50,3 +50,18 @@ def test_the_gap_goes_to_the_least_loaded_peer_whose_head_covers_it() -> None:
     reqs.open(b"c", HR, 11, MAX_RANGE, 0.0, False)
     assert reqs.fetching_gaps() and reqs.next_gap(10, missing) is None
     assert RequestStreams(4, 5.0).next_gap(0, missing) is None  # no peer, no head
+
+
+def test_free_slots_fill_every_peers_first_before_anyones_second() -> None:
+    reqs = RequestStreams(depth=4, stall_timeout=5.0)
+    for p in (b"a", b"b", b"c"):
+        reqs.add_peer(p)
+    assert reqs.free(SC, 2) == [b"a", b"b", b"c", b"a", b"b", b"c"]
+    reqs.open(b"b", SC, 0, 4, 1.0, False)
+    assert reqs.free(SC, 2) == [b"a", b"c", b"a", b"b", b"c"]  # b's second slot is left
+    reqs.open(b"b", SC, 4, 4, 1.0, False)
+    reqs.open(b"a", HR, 0, 1, 1.0, True)  # another kind takes no state slot
+    assert reqs.free(SC, 2) == [b"a", b"c", b"a", b"c"]
+    assert reqs.free(SC, 1) == [b"a", b"c"] and reqs.free(SC) == [b"a", b"c"]
+    reqs.peers[b"c"].excluded.add(SC)
+    assert reqs.free(SC, 3) == [b"a", b"a", b"a", b"b"]

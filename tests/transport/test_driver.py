@@ -244,3 +244,30 @@ def test_a_transmit_raised_while_held_is_not_lost() -> None:
         assert sent == ["tx"]  # not held after the failure
 
     run_bounded(main(), 5)
+
+
+def test_transmit_now_sends_while_held_and_keeps_the_hold() -> None:
+    """A large reply's first packets may leave in the middle of a datagram's processing:
+    transmit_now sends at once, and the rest of that datagram's transmits stay held."""
+    from zapstack.transport import driver
+
+    sent: list[str] = []
+
+    class Library:
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.transmit()  # held
+            self.transmit_now()  # type: ignore[attr-defined]  # not held
+            self.transmit()  # held again
+
+        def transmit(self) -> None:
+            sent.append("tx")
+
+    async def main() -> list[str]:
+        proto = driver.make_protocol_class(Library)()
+        proto.datagram_received(b"x", ("127.0.0.1", 1))
+        during = list(sent)
+        await asyncio.sleep(0)
+        return during
+
+    during = run_bounded(main(), 5)
+    assert during == ["tx"] and sent == ["tx", "tx"]  # the step's one flush follows

@@ -270,3 +270,82 @@ def test_a_hello_with_the_hybrid_encoding_of_the_dialers_key_is_refused(
     monkeypatch.setattr(peer_module, "encode_hello", hybrid_hello)
 
     _assert_hello_refused_and_closed(binding)
+
+
+def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_request() -> None:
+    """Data events of one drain reach the session merged per stream (first arrival order),
+    before any other event of the drain; a reply of EARLY_SEND bytes or more is handed to
+    the library and transmitted before the next stream's request is answered."""
+    from collections import deque
+    from typing import Any
+
+    from zapstack.transport.coalesce import DataCoalescer
+    from zapstack.transport.events import SendStream
+    from zapstack.transport.peer import EARLY_SEND, Peer
+
+    log: list[tuple[Any, ...]] = []
+    reply = {0: EARLY_SEND, 4: 10, 8: EARLY_SEND}
+
+    class StreamDataReceived:  # the libraries' event class name is what is dispatched on
+        def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+            self.stream_id, self.data, self.end_stream = stream_id, data, end_stream
+
+    class StreamReset:
+        def __init__(self, stream_id: int, error_code: int) -> None:
+            self.stream_id, self.error_code = stream_id, error_code
+
+    class Quic:
+        def send_stream_data(self, stream_id: int, data: bytes, fin: bool) -> None:
+            log.append(("send", stream_id, len(data)))
+
+    class Protocol:
+        _quic = Quic()
+
+        def transmit_now(self) -> None:
+            log.append(("transmit",))
+
+    class Session:
+        def __init__(self) -> None:
+            self.commands: deque[SendStream] = deque()
+
+        def stream_data(self, stream_id: int, data: bytes, fin: bool, now: float) -> None:
+            log.append(("data", stream_id, data, fin))
+            if fin:
+                self.commands.append(SendStream(stream_id, bytes(reply[stream_id]), True))
+
+        def stream_reset(self, stream_id: int, code: int) -> None:
+            log.append(("reset", stream_id, code))
+
+        def next_command(self) -> SendStream | None:
+            return self.commands.popleft() if self.commands else None
+
+    async def main() -> None:
+        peer = Peer.__new__(Peer)
+        peer.session, peer.protocol = Session(), Protocol()  # type: ignore[assignment]
+        peer._incoming, peer._sent = DataCoalescer(), 0
+        for event in (
+            StreamDataReceived(0, b"ab", False),
+            StreamDataReceived(4, b"x", False),
+            StreamDataReceived(0, b"cd", True),
+            StreamDataReceived(4, b"y", True),
+            StreamDataReceived(8, b"z", True),
+            StreamDataReceived(12, b"q", False),
+        ):
+            peer.on_quic_event(event)
+        assert log == []  # held until the drain ends or another event comes
+        peer.on_quic_event(StreamReset(12, 7))
+        peer._pass_data()  # the end of the drain: nothing left
+
+    run_bounded(main(), 5)
+    assert log == [
+        ("data", 0, b"abcd", True),
+        ("send", 0, EARLY_SEND),
+        ("transmit",),
+        ("data", 4, b"xy", True),
+        ("send", 4, 10),  # a small reply waits for the loop step's one transmit
+        ("data", 8, b"z", True),
+        ("send", 8, EARLY_SEND),
+        ("transmit",),
+        ("data", 12, b"q", False),
+        ("reset", 12, 7),
+    ]

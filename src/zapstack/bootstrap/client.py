@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from zapstack.bootstrap.config import BootstrapConfig
+from zapstack.bootstrap.config import MAX_WINDOW, BootstrapConfig
 from zapstack.bootstrap.events import (
     BlockApplied,
     CancelRequest,
@@ -87,6 +87,8 @@ class BootstrapClient:
         self.config = cfg = config or BootstrapConfig()
         if not 0 <= cfg.depth <= MAX_CHUNK_DEPTH or not 1 <= cfg.batch <= MAX_BATCH:
             raise LocalProtocolError("depth or batch out of range")
+        if not 1 <= cfg.window <= MAX_WINDOW:
+            raise LocalProtocolError(f"window {cfg.window} outside 1..{MAX_WINDOW}")
         self.db = db
         self.applier = applier
         self.blocks = BlockBuffer(check, chain_id=cfg.chain_id)
@@ -381,7 +383,7 @@ class BootstrapClient:
         st = StreamType.STATE_CHUNK
         state = self._state
         if state is not None and state.pending and self.synced is None:
-            for peer in self._reqs.free(st):
+            for peer in self._reqs.free(st, self.config.window):
                 if not state.pending:
                     break
                 start, count = state.next_batch()

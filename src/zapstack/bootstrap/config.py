@@ -1,8 +1,8 @@
 """The bootstrap client's knobs: state chunking, stall and push timeouts, subscriptions.
 
 One frozen value per client; every time is in seconds of the client's
-injected clock (``now``), never the wall clock.  The client checks ``depth``
-and ``batch`` against the wire limits when it is built.
+injected clock (``now``), never the wall clock.  The client checks ``depth``,
+``batch`` and ``window`` against the wire limits when it is built.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 from zapstack.bootstrap.wire import SUB_BLOCKS, SUB_MEMPOOL, SUB_VOTES
 
-__all__ = ["BootstrapConfig"]
+__all__ = ["MAX_WINDOW", "BootstrapConfig"]
+
+MAX_WINDOW = 8
+"""Most STATE_CHUNK requests a client keeps open per peer (a small share of the
+transport's 64 concurrent streams per peer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,9 @@ class BootstrapConfig:
     """State chunks: the key-hash space is split into ``2**depth`` chunks."""
     batch: int = 16
     """Chunks per STATE_CHUNK request."""
+    window: int = 2
+    """STATE_CHUNK requests open at once per peer: with 2 the peer builds the next batch
+    while this client checks the last one (with 1 the two sides take turns)."""
     stall_timeout: float = 5.0
     """A request stream with no whole record for this long is cancelled (TIMEOUT)."""
     push_timeout: float = 10.0

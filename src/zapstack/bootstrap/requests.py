@@ -10,11 +10,11 @@ answers which peers may be asked for a request kind; when every live peer is
 excluded from it and none such request is open, the exclusions are cleared
 (everyone gets another round).
 
-It also picks who is asked: :meth:`RequestStreams.free` peers for state
-batches (one STATE_CHUNK each), and :meth:`RequestStreams.next_gap` for
-missing heights (one such HEADER_RANGE at a time, to the least-loaded peer
-whose head covers the gap).  What a failure re-issues is the client's
-(:mod:`zapstack.bootstrap.client`).  Single-threaded, no IO.
+It also picks who is asked: :meth:`RequestStreams.free` slots for state
+batches (up to the client's ``window`` STATE_CHUNK requests open per peer),
+and :meth:`RequestStreams.next_gap` for missing heights (one such HEADER_RANGE
+at a time, to the least-loaded peer whose head covers the gap).  What a failure
+re-issues is the client's (:mod:`zapstack.bootstrap.client`).  Single-threaded, no IO.
 """
 
 from __future__ import annotations
@@ -105,9 +105,13 @@ class RequestStreams:
         """The highest head a live peer reported (-1: none)."""
         return max((p.head for p in self.peers.values() if not p.gone), default=-1)
 
-    def free(self, st: StreamType) -> list[bytes]:
-        """Usable peers with no request of kind ``st`` open (one STATE_CHUNK per peer)."""
-        return [p for p in self.usable(st) if self.load(p, st) == 0]
+    def free(self, st: StreamType, window: int = 1) -> list[bytes]:
+        """The open slots for requests of kind ``st``: each usable peer once per request it
+        may still take (at most ``window`` open at once per peer), least-loaded first,
+        ties in connection order -- every peer's first slot before anyone's second."""
+        open_now = [(self.load(p, st), n, p) for n, p in enumerate(self.usable(st))]
+        slots = sorted((level, n, p) for load, n, p in open_now for level in range(load, window))
+        return [p for _, _, p in slots]
 
     def next_gap(
         self, floor: int, missing: Callable[[int], list[int]]

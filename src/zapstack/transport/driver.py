@@ -198,6 +198,15 @@ def make_protocol_class(base: type) -> type:
                 self._zap_flush_due = True
                 asyncio.get_running_loop().call_soon(self._zap_flush)
 
+        def transmit_now(self) -> None:
+            """Transmit at once, even while a datagram is being processed (the library's
+            state is whole between its events: a large reply's first packets leave now)."""
+            held, self._zap_hold = self._zap_hold, False
+            try:
+                self.transmit()
+            finally:
+                self._zap_hold = held
+
         def _zap_flush(self) -> None:
             self._zap_flush_due = False
             self.transmit()

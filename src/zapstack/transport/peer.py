@@ -4,7 +4,8 @@
 library connection (the protocol object) it runs on.  It
 
 * translates library events into session inputs (one table,
-  ``_EVENT_INPUTS``, keyed by event class name -- qh3 and aioquic share them),
+  ``_EVENT_INPUTS``, keyed by event class name -- qh3 and aioquic share them);
+  stream data is merged per stream over one drain (:mod:`.coalesce`),
 * executes session commands against the library and transmits (the commands a
   library may refuse harmlessly are a table, ``_MAY_FAIL``; any other refusal
   means our view diverged from the library's and closes the connection),
@@ -14,7 +15,7 @@ library connection (the protocol object) it runs on.  It
   dialed and proves its own identity on a HELLO stream; on the listener,
   resolves :attr:`Peer.authenticated` once the HELLO verified.
 
-:class:`OutStream` is our sending side of a stream we opened.  Peers are made
+:class:`OutStream` (:mod:`.outstream`) is our sending side of a stream we opened.  Peers are made
 by :class:`~zapstack.transport.driver.Endpoint` (which re-exports both names).
 
 Concurrency: one event loop; every method is called on it.  Awaiting methods
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import TransportError, WireCode
+from zapstack.transport.coalesce import DataCoalescer
 from zapstack.transport.events import (
     CloseConnection,
     ConnectionEnded,
@@ -47,6 +49,7 @@ from zapstack.transport.events import (
 from zapstack.transport.handler import HandlerFactory, StreamHandler
 from zapstack.transport.identity import HelloHandler, encode_hello
 from zapstack.transport.identity import node_id_of_cert_der as _node_id_of_cert
+from zapstack.transport.outstream import OutStream
 from zapstack.transport.session import Session
 from zapstack.transport.streams import StreamType
 
@@ -55,36 +58,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RECENT_EVENTS", "OutStream", "Peer"]
 
+EARLY_SEND = 16 * 1024
+"""Reply bytes that are sent at once, not at the end of the loop step (:meth:`Peer._pass_data`)."""
 RECENT_EVENTS = 256
 """Session events a peer keeps (:attr:`Peer.events`): a connection carries thousands of
 streams a second, so keeping every event would grow without bound."""
-
-
-class OutStream:
-    """Our sending side of a stream we opened."""
-
-    def __init__(self, peer: Peer, stream_id: int, stream_type: StreamType) -> None:
-        self.peer = peer
-        self.stream_id = stream_id
-        self.stream_type = stream_type
-        self.end: tuple[End, int | None] | None = None
-        """How our sending side ended (FIN, cancelled, stopped by peer, aborted), once it
-        did: set by the peer from the session's StreamEnded (the peer forgets the stream
-        then; this object keeps it for as long as its owner does)."""
-
-    async def write(self, data: bytes, *, fin: bool = False) -> None:
-        """Queue ``data``; back off while the stream's backlog is over high water."""
-        await self.peer._write(self.stream_id, data, fin)
-
-    async def finish(self, data: bytes = b"") -> None:
-        """Write ``data`` and FIN."""
-        await self.peer._write(self.stream_id, data, True)
-
-    async def cancel_write(self, code: int, *, flush: bool = True) -> None:
-        """CancelWrite(code).  With ``flush`` (the default) first wait until every
-        byte written so far is acknowledged, so the receiver is guaranteed to
-        have been handed it (docs/formats/vectors-stream-reset.md).  Idempotent."""
-        await self.peer._cancel(self.stream_id, code, flush)
 
 
 class Peer:
@@ -118,6 +96,10 @@ class Peer:
         self._outs: dict[int, OutStream] = {}
         """Our streams whose sending side has not ended yet (told of its end, then dropped)."""
         self._ready: dict[int, asyncio.Future[None]] = {}
+        self._incoming = DataCoalescer()
+        """This drain's stream data, merged per stream (:mod:`.coalesce`)."""
+        self._sent = 0
+        """Stream bytes handed to the library since :meth:`_pass_data` last looked."""
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
             self._check_limits()
@@ -220,12 +202,28 @@ class Peer:
 
     def on_quic_event(self, event: Any) -> None:
         handler = _EVENT_INPUTS.get(type(event).__name__)
+        if handler is not Peer._on_data:
+            self._pass_data()  # this drain's data goes first: nothing is reordered
         if handler is not None:
             handler(self, event)
 
+    def _pass_data(self) -> None:
+        """This drain's data to the session, stream by stream.  A stream answered with
+        a large reply is served at once, and its first packets sent before the next
+        stream's request is answered: the peer reads one reply while we build the next."""
+        if self._incoming:
+            now = asyncio.get_running_loop().time()
+            session, quic = self.session, self.protocol._quic
+            for stream_id, data, fin in self._incoming.drain():
+                session.stream_data(stream_id, data, fin, now)
+                self._sent = 0
+                while (command := session.next_command()) is not None:  # in order
+                    self._execute(quic, command)
+                if self._sent >= EARLY_SEND:
+                    self.protocol.transmit_now()
+
     def _on_data(self, event: Any) -> None:
-        now = asyncio.get_running_loop().time()
-        self.session.stream_data(event.stream_id, event.data, event.end_stream, now)
+        self._incoming.add(event.stream_id, event.data, event.end_stream)
 
     def _check_limits(self) -> None:
         """Rate and deadline of the peer's unfinished streams, every check interval."""
@@ -272,6 +270,7 @@ class Peer:
 
     def service(self) -> None:
         """Called by the protocol after the library processed datagrams/timers."""
+        self._pass_data()
         self._service(transmit=False)
 
     def _service(self, *, transmit: bool = True) -> None:
@@ -313,6 +312,7 @@ class Peer:
         try:
             if isinstance(command, SendStream):
                 quic.send_stream_data(command.stream_id, command.data, command.fin)
+                self._sent += len(command.data)
             elif isinstance(command, ResetStream):
                 quic.reset_stream(command.stream_id, command.code)
             elif isinstance(command, StopSending):
