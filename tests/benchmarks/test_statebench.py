@@ -68,8 +68,27 @@ def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
     # 100 changed keys of 1,000: each rewrites its leaf and the interior nodes on its path
     assert 2 < row.extras["nodes_per_key_at_1000"] < 12
     assert row.extras["root_us_per_node_at_1000"] > 0
+    # kh (17-byte key) and vh (32-byte value) take one compression each, a record two
+    blocks = row.extras["sha_blocks_per_key_at_1000"]
+    assert blocks == pytest.approx(2 + 2 * row.extras["nodes_per_key_at_1000"])
+    assert row.extras["root_ns_per_block_at_1000"] > 0
     for name in ("client_pct_paired", "sync1_pct_paired", "sync3_pct_paired"):
         assert row.extras[name] > 0
     assert row.extras["sync1_MBps"] > 0 and row.extras["sync3_MBps"] > 0
     assert row.extras["client_MBps"] > 0 and row.extras["client_MBps_cpu"] > 0
     assert row.extras["state_MB"] == pytest.approx(600 * (17 + 96) / 1e6, rel=0.05)
+
+
+def test_sha_blocks_follow_fips_180_4_padding() -> None:
+    # 0..55 bytes fit one block with the 9 bytes of padding; 56..119 need two
+    assert [statebench.sha_blocks(n) for n in (0, 55, 56, 64, 65, 119, 120)] == [
+        1,
+        1,
+        2,
+        2,
+        2,
+        2,
+        3,
+    ]
+    # a 1,000-key block on 10k keys rewrites ~5.57 records per key: 2 + 2 x 5.57
+    assert statebench.sha_blocks_per_key(17, 32, 5.57) == pytest.approx(13.14)

@@ -14,8 +14,10 @@ drifts by tens of percent between turns; the two runs of one turn see the same b
   for the root alone and for root + commit; raw: the same puts into an LMDB store
   holding the same ``n`` entries.  Also the tree records a block's root rewrites per
   changed key (every interior node on the changed paths, and the leaves: the hashes
-  the root definition requires, ~2.4x as many at 1M keys as at 10k for 1,000-key
-  blocks) and the root's µs per rewritten record.
+  the root definition requires, ~2.2x as many at 1M keys as at 10k for 1,000-key
+  blocks) and the root's µs per rewritten record; and the SHA-256 compressions per
+  changed key the definition needs at the least (:func:`sha_blocks_per_key`: ~2.05x as
+  many at 1M as at 10k, a floor for any implementation that keeps the roots).
 * :func:`bulk_load_seconds` -- :func:`zapstack.zapdb.bulk_load` of ``n`` keys.
 * :func:`state_sync` -- a fresh node bootstraps the state of a real block from
   1 or 3 in-process peers (:class:`BootstrapClient`, :class:`LoopNet`: transport
@@ -51,7 +53,16 @@ from zapstack.testing.loopnet import LoopNet
 from zapstack.verify import BlockExecutor, ThreadVerifier
 from zapstack.zapdb import ChunkLoader, ZapDB, batch, bulk_load, smt
 
-__all__ = ["bulk_commit", "bulk_load_seconds", "entries", "incremental", "run", "state_sync"]
+__all__ = [
+    "bulk_commit",
+    "bulk_load_seconds",
+    "entries",
+    "incremental",
+    "run",
+    "sha_blocks",
+    "sha_blocks_per_key",
+    "state_sync",
+]
 
 Items = list[tuple[bytes, bytes]]
 Lap = tuple[float, float]
@@ -178,7 +189,23 @@ def incremental(
         out[f"{name}_us"], out[f"{name}_us_cpu"] = wall * per, cpu * per
     out["nodes_per_key"] = statistics.median(nodes) / changed
     out["root_us_per_node"] = out["root_us"] / out["nodes_per_key"]
+    out["sha_blocks_per_key"] = sha_blocks_per_key(len(items[0][0]), 32, out["nodes_per_key"])
+    out["root_ns_per_block"] = 1000 * out["root_us"] / out["sha_blocks_per_key"]
     return out
+
+
+def sha_blocks(length: int) -> int:
+    """SHA-256 compressions of a ``length``-byte message (FIPS 180-4 padding: 0x80 and
+    a 64-bit length, rounded up to 64-byte blocks)."""
+    return (length + 9 + 63) // 64
+
+
+def sha_blocks_per_key(key: int, value: int, records: float) -> float:
+    """The SHA-256 compressions the root definition needs per changed key at the least:
+    ``kh`` and ``vh`` of the key and its new value, and each rewritten record's 65-byte
+    hash input (state-root.md: its leaf and every interior node on the changed paths;
+    a parent's input holds both children's hashes, so no midstate can be reused)."""
+    return sha_blocks(key) + sha_blocks(value) + records * sha_blocks(65)
 
 
 def bulk_load_seconds(tmp: Path, n: int) -> dict[str, float]:
