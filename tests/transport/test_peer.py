@@ -284,7 +284,7 @@ def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_reque
     from zapstack.transport.peer import EARLY_SEND, Peer
 
     log: list[tuple[Any, ...]] = []
-    reply = {0: EARLY_SEND, 4: 10, 8: EARLY_SEND}
+    reply = {0: EARLY_SEND, 4: 10, 8: EARLY_SEND, 16: EARLY_SEND}
 
     class StreamDataReceived:  # the libraries' event class name is what is dispatched on
         def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
@@ -333,8 +333,10 @@ def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_reque
         ):
             peer.on_quic_event(event)
         assert log == []  # held until the drain ends or another event comes
-        peer.on_quic_event(StreamReset(12, 7))
-        peer._pass_data()  # the end of the drain: nothing left
+        peer._pass_data()  # the end of the drain
+        peer.on_quic_event(StreamDataReceived(16, b"w", True))
+        peer.on_quic_event(StreamReset(12, 7))  # data first; its reply waits for the service
+        assert len(peer.session.commands) == 1  # type: ignore[attr-defined]
 
     run_bounded(main(), 5)
     assert log == [
@@ -347,5 +349,6 @@ def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_reque
         ("send", 8, EARLY_SEND),
         ("transmit",),
         ("data", 12, b"q", False),
+        ("data", 16, b"w", True),
         ("reset", 12, 7),
     ]

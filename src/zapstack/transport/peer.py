@@ -203,19 +203,23 @@ class Peer:
     def on_quic_event(self, event: Any) -> None:
         handler = _EVENT_INPUTS.get(type(event).__name__)
         if handler is not Peer._on_data:
-            self._pass_data()  # this drain's data goes first: nothing is reordered
+            self._pass_data(serve=False)  # this drain's data goes first: nothing reordered
         if handler is not None:
             handler(self, event)
 
-    def _pass_data(self) -> None:
-        """This drain's data to the session, stream by stream.  A stream answered with
-        a large reply is served at once, and its first packets sent before the next
-        stream's request is answered: the peer reads one reply while we build the next."""
+    def _pass_data(self, *, serve: bool = True) -> None:
+        """This drain's data to the session, stream by stream.  With ``serve`` (the end
+        of a drain) a stream answered with a large reply is served at once, its first
+        packets sent before the next stream's request is answered: the peer reads one
+        reply while we build the next.  Before another event of the drain (a reset, the
+        connection's end) the data only goes first; commands wait for the service."""
         if self._incoming:
             now = asyncio.get_running_loop().time()
             session, quic = self.session, self.protocol._quic
             for stream_id, data, fin in self._incoming.drain():
                 session.stream_data(stream_id, data, fin, now)
+                if not serve:
+                    continue
                 self._sent = 0
                 while (command := session.next_command()) is not None:  # in order
                     self._execute(quic, command)
