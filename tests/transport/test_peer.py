@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -272,27 +273,28 @@ def test_a_hello_with_the_hybrid_encoding_of_the_dialers_key_is_refused(
     _assert_hello_refused_and_closed(binding)
 
 
-def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_request() -> None:
-    """Data events of one drain reach the session merged per stream (first arrival order),
-    before any other event of the drain; a reply of EARLY_SEND bytes or more is handed to
-    the library and transmitted before the next stream's request is answered."""
+class _StreamDataReceived:  # the libraries' event class name is what is dispatched on
+    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        self.stream_id, self.data, self.end_stream = stream_id, data, end_stream
+
+
+class _StreamReset:
+    def __init__(self, stream_id: int, error_code: int) -> None:
+        self.stream_id, self.error_code = stream_id, error_code
+
+
+_StreamDataReceived.__name__ = "StreamDataReceived"
+_StreamReset.__name__ = "StreamReset"
+
+
+def _fake_peer(is_client: bool, log: list[tuple[object, ...]], reply: dict[int, int]) -> object:
+    """A Peer over a fake library and session that log what they are handed; the session
+    answers a stream's FIN with a reply of ``reply[stream]`` bytes."""
     from collections import deque
-    from typing import Any
 
     from zapstack.transport.coalesce import DataCoalescer
     from zapstack.transport.events import SendStream
-    from zapstack.transport.peer import EARLY_SEND, Peer
-
-    log: list[tuple[Any, ...]] = []
-    reply = {0: EARLY_SEND, 4: 10, 8: EARLY_SEND, 16: EARLY_SEND}
-
-    class StreamDataReceived:  # the libraries' event class name is what is dispatched on
-        def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-            self.stream_id, self.data, self.end_stream = stream_id, data, end_stream
-
-    class StreamReset:
-        def __init__(self, stream_id: int, error_code: int) -> None:
-            self.stream_id, self.error_code = stream_id, error_code
+    from zapstack.transport.peer import Peer
 
     class Quic:
         def send_stream_data(self, stream_id: int, data: bytes, fin: bool) -> None:
@@ -310,45 +312,70 @@ def test_a_drain_is_passed_merged_and_a_large_reply_leaves_before_the_next_reque
 
         def stream_data(self, stream_id: int, data: bytes, fin: bool, now: float) -> None:
             log.append(("data", stream_id, data, fin))
-            if fin:
+            if fin and stream_id in reply:
                 self.commands.append(SendStream(stream_id, bytes(reply[stream_id]), True))
 
         def stream_reset(self, stream_id: int, code: int) -> None:
             log.append(("reset", stream_id, code))
 
+        def has_commands(self) -> bool:
+            return bool(self.commands)
+
         def next_command(self) -> SendStream | None:
             return self.commands.popleft() if self.commands else None
 
+    peer = Peer.__new__(Peer)
+    peer.session, peer.protocol = Session(), Protocol()  # type: ignore[assignment]
+    peer._incoming, peer._sent, peer._local_bit = DataCoalescer(), 0, 0 if is_client else 1
+    return peer
+
+
+def test_replies_on_our_streams_are_merged_over_a_drain() -> None:
+    """Data on streams we opened (replies) reaches the session merged per stream, in first
+    arrival order, at the end of the drain or before any other event of it."""
+    log: list[tuple[object, ...]] = []
+    peer: Any = _fake_peer(True, log, {})
+
     async def main() -> None:
-        peer = Peer.__new__(Peer)
-        peer.session, peer.protocol = Session(), Protocol()  # type: ignore[assignment]
-        peer._incoming, peer._sent = DataCoalescer(), 0
-        for event in (
-            StreamDataReceived(0, b"ab", False),
-            StreamDataReceived(4, b"x", False),
-            StreamDataReceived(0, b"cd", True),
-            StreamDataReceived(4, b"y", True),
-            StreamDataReceived(8, b"z", True),
-            StreamDataReceived(12, b"q", False),
-        ):
-            peer.on_quic_event(event)
+        for sid, data, fin in ((0, b"ab", False), (4, b"x", False), (0, b"cd", True)):
+            peer.on_quic_event(_StreamDataReceived(sid, data, fin))
         assert log == []  # held until the drain ends or another event comes
+        peer.on_quic_event(_StreamDataReceived(4, b"y", True))
+        peer.on_quic_event(_StreamReset(8, 7))  # the held data goes first
+        peer.on_quic_event(_StreamDataReceived(8, b"z", False))
         peer._pass_data()  # the end of the drain
-        peer.on_quic_event(StreamDataReceived(16, b"w", True))
-        peer.on_quic_event(StreamReset(12, 7))  # data first; its reply waits for the service
-        assert len(peer.session.commands) == 1  # type: ignore[attr-defined]
 
     run_bounded(main(), 5)
     assert log == [
         ("data", 0, b"abcd", True),
+        ("data", 4, b"xy", True),
+        ("reset", 8, 7),
+        ("data", 8, b"z", False),
+    ]
+
+
+def test_a_request_is_served_at_once_and_a_large_reply_leaves_before_the_next() -> None:
+    """Data on streams the peer opened goes to the session as it comes; a request answered
+    with EARLY_SEND bytes or more is handed to the library and transmitted before the next
+    request of the same drain is read (the peer reads one reply while we build the next)."""
+    from zapstack.transport.peer import EARLY_SEND
+
+    log: list[tuple[object, ...]] = []
+    peer: Any = _fake_peer(False, log, {0: EARLY_SEND, 4: 10, 8: EARLY_SEND})
+
+    async def main() -> None:
+        for sid, data, fin in ((0, b"r", False), (4, b"q", True), (0, b"s", True), (8, b"t", True)):
+            peer.on_quic_event(_StreamDataReceived(sid, data, fin))
+
+    run_bounded(main(), 5)
+    assert log == [
+        ("data", 0, b"r", False),
+        ("data", 4, b"q", True),
+        ("send", 4, 10),  # a small reply waits for the loop step's one transmit
+        ("data", 0, b"s", True),
         ("send", 0, EARLY_SEND),
         ("transmit",),
-        ("data", 4, b"xy", True),
-        ("send", 4, 10),  # a small reply waits for the loop step's one transmit
-        ("data", 8, b"z", True),
+        ("data", 8, b"t", True),
         ("send", 8, EARLY_SEND),
         ("transmit",),
-        ("data", 12, b"q", False),
-        ("data", 16, b"w", True),
-        ("reset", 12, 7),
     ]

@@ -5,7 +5,9 @@ library connection (the protocol object) it runs on.  It
 
 * translates library events into session inputs (one table,
   ``_EVENT_INPUTS``, keyed by event class name -- qh3 and aioquic share them);
-  stream data is merged per stream over one drain (:mod:`.coalesce`),
+  replies on streams we opened are merged per stream over one drain
+  (:mod:`.coalesce`), and a request the peer sent is served as it arrives (a reply
+  of ``EARLY_SEND`` bytes or more is transmitted at once),
 * executes session commands against the library and transmits (the commands a
   library may refuse harmlessly are a table, ``_MAY_FAIL``; any other refusal
   means our view diverged from the library's and closes the connection),
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["RECENT_EVENTS", "OutStream", "Peer"]
 
 EARLY_SEND = 16 * 1024
-"""Reply bytes that are sent at once, not at the end of the loop step (:meth:`Peer._pass_data`)."""
+"""Reply bytes that are sent at once, not at the end of the loop step (:meth:`Peer._on_data`)."""
 RECENT_EVENTS = 256
 """Session events a peer keeps (:attr:`Peer.events`): a connection carries thousands of
 streams a second, so keeping every event would grow without bound."""
@@ -97,7 +99,9 @@ class Peer:
         """Our streams whose sending side has not ended yet (told of its end, then dropped)."""
         self._ready: dict[int, asyncio.Future[None]] = {}
         self._incoming = DataCoalescer()
-        """This drain's stream data, merged per stream (:mod:`.coalesce`)."""
+        """This drain's replies on streams we opened, merged per stream (:mod:`.coalesce`)."""
+        self._local_bit = 0 if is_client else 1
+        """Bit 0 of the ids of the streams we open (QUIC: 0 client-initiated, 1 server)."""
         self._sent = 0
         """Stream bytes handed to the library since :meth:`_pass_data` last looked."""
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -203,31 +207,32 @@ class Peer:
     def on_quic_event(self, event: Any) -> None:
         handler = _EVENT_INPUTS.get(type(event).__name__)
         if handler is not Peer._on_data:
-            self._pass_data(serve=False)  # this drain's data goes first: nothing reordered
+            self._pass_data()  # this drain's held data goes first: nothing reordered
         if handler is not None:
             handler(self, event)
 
-    def _pass_data(self, *, serve: bool = True) -> None:
-        """This drain's data to the session, stream by stream.  With ``serve`` (the end
-        of a drain) a stream answered with a large reply is served at once, its first
-        packets sent before the next stream's request is answered: the peer reads one
-        reply while we build the next.  Before another event of the drain (a reset, the
-        connection's end) the data only goes first; commands wait for the service."""
+    def _pass_data(self) -> None:
+        """This drain's held data (replies on streams we opened) to the session, merged
+        per stream: before any other event of the drain, and at its end."""
         if self._incoming:
             now = asyncio.get_running_loop().time()
-            session, quic = self.session, self.protocol._quic
             for stream_id, data, fin in self._incoming.drain():
-                session.stream_data(stream_id, data, fin, now)
-                if not serve:
-                    continue
-                self._sent = 0
-                while (command := session.next_command()) is not None:  # in order
-                    self._execute(quic, command)
-                if self._sent >= EARLY_SEND:
-                    self.protocol.transmit_now()
+                self.session.stream_data(stream_id, data, fin, now)
 
     def _on_data(self, event: Any) -> None:
-        self._incoming.add(event.stream_id, event.data, event.end_stream)
+        stream_id = event.stream_id
+        if stream_id & 1 == self._local_bit:  # a reply to us: merged over the drain
+            self._incoming.add(stream_id, event.data, event.end_stream)
+            return
+        now = asyncio.get_running_loop().time()
+        self.session.stream_data(stream_id, event.data, event.end_stream, now)
+        if self.session.has_commands():  # answered: a large reply leaves at once
+            self._sent = 0
+            quic = self.protocol._quic
+            while (command := self.session.next_command()) is not None:  # in order
+                self._execute(quic, command)
+            if self._sent >= EARLY_SEND:
+                self.protocol.transmit_now()
 
     def _check_limits(self) -> None:
         """Rate and deadline of the peer's unfinished streams, every check interval."""
