@@ -56,6 +56,7 @@ from zapstack.transport.streams import StreamType
 from zapstack.zap.views import BlockView
 
 __all__ = [
+    "WAIT_RECHECK_S",
     "ClientDriver",
     "DeferredApplier",
     "PushWriter",
@@ -64,6 +65,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("zapstack.node.bootstrap")
+
+
+WAIT_RECHECK_S = 0.5
+"""Longest :meth:`ClientDriver.wait` goes without checking its predicate."""
 
 
 def cert_check(genesis: Genesis) -> Callable[[BlockView, bytes], bool]:
@@ -183,6 +188,8 @@ class ClientDriver:
         self._streams: dict[int, tuple[Peer, OutStream | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        """Set after every pass of the client's output (:meth:`wait` re-checks then)."""
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -223,14 +230,19 @@ class ClientDriver:
         self.kick()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait (bounded) until ``predicate()``; False on timeout."""
+        """Wait (bounded) until ``predicate()``; False on timeout.  It is checked whenever
+        the pump has passed the client's output on (after every reply byte, end or timer
+        the client handled) and at least every :data:`WAIT_RECHECK_S`."""
         deadline = self.now() + timeout
-        while not predicate():
+        while True:
+            self._progress.clear()  # before the check: a pass after it is not missed
+            if predicate():
+                return True
             left = deadline - self.now()
             if left <= 0:
                 return False
-            await asyncio.sleep(min(0.02, left))
-        return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(left, WAIT_RECHECK_S))
 
     async def close(self) -> None:
         """Abandon the bootstrap and cancel its streams.  Idempotent."""
@@ -284,6 +296,7 @@ class ClientDriver:
                     self.on_event(event)
                 except ZapError as exc:
                     log.warning("bootstrap event %s: %s", type(event).__name__, exc)
+        self._progress.set()
 
     async def _open(self, cmd: OpenRequest) -> None:
         peer = self.peers.get(cmd.peer)
