@@ -103,7 +103,7 @@ class Peer:
         self._local_bit = 0 if is_client else 1
         """Bit 0 of the ids of the streams we open (QUIC: 0 client-initiated, 1 server)."""
         self._sent = 0
-        """Stream bytes handed to the library since :meth:`_pass_data` last looked."""
+        """Stream bytes handed to the library since :meth:`_on_data` last reset it."""
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
             self._check_limits()
