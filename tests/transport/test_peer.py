@@ -318,15 +318,12 @@ def _fake_peer(is_client: bool, log: list[tuple[object, ...]], reply: dict[int, 
         def stream_reset(self, stream_id: int, code: int) -> None:
             log.append(("reset", stream_id, code))
 
-        def has_commands(self) -> bool:
-            return bool(self.commands)
-
         def next_command(self) -> SendStream | None:
             return self.commands.popleft() if self.commands else None
 
     peer = Peer.__new__(Peer)
     peer.session, peer.protocol = Session(), Protocol()  # type: ignore[assignment]
-    peer._incoming, peer._sent, peer._local_bit = DataCoalescer(), 0, 0 if is_client else 1
+    peer._incoming, peer._local_bit = DataCoalescer(), 0 if is_client else 1
     return peer
 
 

@@ -102,8 +102,6 @@ class Peer:
         """This drain's replies on streams we opened, merged per stream (:mod:`.coalesce`)."""
         self._local_bit = 0 if is_client else 1
         """Bit 0 of the ids of the streams we open (QUIC: 0 client-initiated, 1 server)."""
-        self._sent = 0
-        """Stream bytes handed to the library since :meth:`_on_data` last reset it."""
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
             self._check_limits()
@@ -226,13 +224,8 @@ class Peer:
             return
         now = asyncio.get_running_loop().time()
         self.session.stream_data(stream_id, event.data, event.end_stream, now)
-        if self.session.has_commands():  # answered: a large reply leaves at once
-            self._sent = 0
-            quic = self.protocol._quic
-            while (command := self.session.next_command()) is not None:  # in order
-                self._execute(quic, command)
-            if self._sent >= EARLY_SEND:
-                self.protocol.transmit_now()
+        if self._execute_pending(self.protocol._quic) >= EARLY_SEND:  # a large reply
+            self.protocol.transmit_now()  # leaves before the next request is read
 
     def _check_limits(self) -> None:
         """Rate and deadline of the peer's unfinished streams, every check interval."""
@@ -288,8 +281,7 @@ class Peer:
         uni, bidi = self.binding.credit(quic)
         session.set_credit(uni=uni, bidi=bidi)
         while True:  # an event may queue commands (a refused HELLO closes): drain both
-            while (command := session.next_command()) is not None:
-                self._execute(quic, command)
+            self._execute_pending(quic)
             event = session.next_event()
             if event is None:
                 break
@@ -317,12 +309,21 @@ class Peer:
                 still.append((predicate, future))
         self._waiters = still
 
-    def _execute(self, quic: Any, command: object) -> None:
+    def _execute_pending(self, quic: Any) -> int:
+        """Execute the session's queued commands, in order; the stream bytes they handed
+        the library."""
+        sent = 0
+        while (command := self.session.next_command()) is not None:
+            sent += self._execute(quic, command)
+        return sent
+
+    def _execute(self, quic: Any, command: object) -> int:
+        """Execute one command; the stream bytes it handed the library."""
         try:
             if isinstance(command, SendStream):
                 quic.send_stream_data(command.stream_id, command.data, command.fin)
-                self._sent += len(command.data)
-            elif isinstance(command, ResetStream):
+                return len(command.data)
+            if isinstance(command, ResetStream):
                 quic.reset_stream(command.stream_id, command.code)
             elif isinstance(command, StopSending):
                 quic.stop_stream(command.stream_id, command.code)
@@ -334,6 +335,7 @@ class Peer:
             if not isinstance(command, _MAY_FAIL):
                 # our view of the stream diverged from the library's: a bug
                 self.session.flow_control_error(f"{type(command).__name__} refused: {exc}")
+        return 0
 
     def _ping_for_credit(self, bidirectional: bool) -> None:
         """PING now and again every ``credit_ping_interval`` while opens are queued.

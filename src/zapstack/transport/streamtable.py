@@ -98,10 +98,6 @@ class StreamTable:
         """The next command for the QUIC library, or ``None``."""
         return self._commands.popleft() if self._commands else None
 
-    def has_commands(self) -> bool:
-        """Whether commands wait for the QUIC library."""
-        return bool(self._commands)
-
     def next_event(self) -> SessionEvent | None:
         """The next event for the layer above, or ``None``."""
         return self._events.popleft() if self._events else None
