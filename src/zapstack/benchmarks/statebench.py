@@ -153,7 +153,8 @@ def incremental(
     tmp: Path, n: int, *, changed: int = 1000, blocks: int = 5, warm: int = 3
 ) -> dict[str, float]:
     """µs per changed key: root only, root + commit, raw LMDB puts (stores of ``n`` keys)."""
-    items = entries(n, n + 1, value=32)
+    value_len = 32  # bytes of every value, stored and written
+    items = entries(n, n + 1, value=value_len)
     db = ZapDB.open(tmp / f"inc{n}", map_size=1 << 35, sync=False)
     bulk_load(db, items)
     env = lmdb.open(str(tmp / f"incraw{n}"), map_size=1 << 35, sync=False, metasync=False)
@@ -165,7 +166,7 @@ def incremental(
     raws: list[Lap] = []
     nodes: list[int] = []
     for block in range(warm + blocks):
-        change = [(items[rng.randrange(n)][0], rng.randbytes(32)) for _ in range(changed)]
+        change = [(items[rng.randrange(n)][0], rng.randbytes(value_len)) for _ in range(changed)]
         raw = raw_put_seconds(tmp, change, env)
         work = db.begin()
         for key, value in change:
@@ -189,7 +190,9 @@ def incremental(
         out[f"{name}_us"], out[f"{name}_us_cpu"] = wall * per, cpu * per
     out["nodes_per_key"] = statistics.median(nodes) / changed
     out["root_us_per_node"] = out["root_us"] / out["nodes_per_key"]
-    out["sha_blocks_per_key"] = sha_blocks_per_key(len(items[0][0]), 32, out["nodes_per_key"])
+    out["sha_blocks_per_key"] = sha_blocks_per_key(
+        len(items[0][0]), value_len, out["nodes_per_key"]
+    )
     out["root_ns_per_block"] = 1000 * out["root_us"] / out["sha_blocks_per_key"]
     return out
 
