@@ -29,6 +29,13 @@ def _records(db: ZapDB) -> dict[bytes, bytes]:
         return dict(txn.cursor(db=db._dbs[1]).iternext())
 
 
+def _records_in_txn(db: ZapDB) -> dict[bytes, bytes]:
+    """The tree records written so far into the store's open early LMDB txn (none: {})."""
+    if db._early is None:
+        return {}
+    return {bytes(k): bytes(v) for k, v in db._early.txn.cursor(db=db._dbs[1]).iternext()}
+
+
 def _python_records(state: dict[bytes, bytes]) -> dict[bytes, bytes | None]:
     store = DictNodeStore()
     apply_updates_py(store, state.items())
@@ -222,8 +229,12 @@ def test_loader_hands_the_commit_its_records_ascending(
         data, nodes = installed
         assert list(nodes) == sorted(nodes) and list(data) == sorted(state)
         assert all(data[k] == v for k, v in state.items()) and len(data) == len(state)
-        assert nodes == _python_records(state)
+        expected = _python_records(state)
+        early = _records_in_txn(dst)  # written as they settled, in the commit's LMDB txn
+        assert _records(dst) == {}  # ... which nobody else sees before the commit
+        assert not set(early) & set(nodes) and dict(nodes) | early == expected
         assert txn.commit() == root == reference_root(state)
+        assert _records(dst) == expected
 
 
 def test_warm_upper_holds_every_record_above_split(tmp_path: Path) -> None:
@@ -395,7 +406,9 @@ def test_installed_records_are_a_read_only_sorted_mapping(tmp_path: Path) -> Non
         installed = txn._live().installed
         assert installed is not None
         data, nodes = installed
-        assert dict(data.items()) == state and dict(nodes.items()) == store.nodes
+        assert dict(data.items()) == state  # the settled tree records went in early:
+        assert dict(nodes.items()) | _records_in_txn(db) == store.nodes
+        assert len(nodes) < len(store.nodes) and all(nodes[k] == store.nodes[k] for k in nodes)
         assert nodes.get(b"\xff" * 33) is None and b"absent" not in data
         branch = db.snapshot()
         branch.discard()
@@ -475,3 +488,33 @@ def test_sync_loader_window_is_each_record_once_and_refuses_a_kept_pair() -> Non
         with pytest.raises(RuntimeError):
             next(it)  # the pair is still held: never handed back changed
         assert bytes(kept[0]) == want[0][0]
+
+
+def test_sync_loader_settles_each_final_record_once_in_key_order(tmp_path: Path) -> None:
+    state = _state(2000, 47)
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    depth, order = 4, [1, 0, 3, 2, 5, 4, *range(6, 16)]
+    from zapstack.zapdb import _smtfast
+
+    sync = _smtfast.SyncLoader(root, depth)
+    settled: list[tuple[bytes, bytes]] = []
+    for i in order:
+        chunk = make_chunk(store, state.get, depth, i)
+        assert sync.add(i, chunk.entries, chunk.siblings)
+        n = sync.settle()
+        assert n == sync.count(2) and (n == 0) == (i in (1, 3, 5))  # waits for the gap
+        settled += [(bytes(k), bytes(v)) for k, v in sync.records(2)]
+        if n:
+            window = sync.window(2)
+            next(window)  # a window of this settle() ...
+            assert sync.settle() == 0
+            with pytest.raises(RuntimeError):
+                next(window)  # ... refuses to go on after the next one
+    assert [k for k, _ in settled] == sorted({k for k, _ in settled})  # ascending, once each
+    assert sync.finish() == root
+    rest = list(sync.records(1))
+    assert not {k for k, _ in rest} & {k for k, _ in settled}
+    assert dict(rest) | dict(settled) == {k: v for k, v in store.nodes.items() if v is not None}
+    with pytest.raises(ValueError):
+        sync.settle()  # finished

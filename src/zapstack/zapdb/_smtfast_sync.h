@@ -18,6 +18,13 @@
  * onto the arenas, for an LMDB putmulti(append=True), which copies each pair before it
  * takes the next (a consumer that keeps one gets RuntimeError, never stale bytes);
  * get(which, key) finds one by bisection.
+ * settle() hands out, before finish(), the node records that are already final: those of
+ * each chunk whose top is an interior node (they sit at and below the chunk's own
+ * position), for the chunks from the first not settled yet up to the first not added
+ * yet, in key order (which = 2 of records/window/count/get, until the next settle());
+ * finish() then leaves them out.  A caller that writes them as they settle (bulk.py: into
+ * the LMDB txn the commit will use) appends them in key order; finish()'s records (the
+ * levels above the chunks, the lone leaves, chunks that came after a gap) go in after.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
  * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Every
  * input is hostile (types and lengths checked before use, with the GIL); only add and
@@ -30,6 +37,7 @@ typedef struct {
     int kind;             /* K_EMPTY, K_LEAF or K_NODE; -1: not added yet */
     int64_t top;          /* arena offset of the top's entry (-1 if empty) */
     int64_t seg_lo, seg_hi; /* arena offsets of the records strictly below the top */
+    int settled;          /* its records were handed out by settle(): finish() skips them */
 } SyncTop;
 
 typedef struct {
@@ -69,6 +77,11 @@ typedef struct {
     int64_t *order; /* arena offsets of the node records in key order (after finish) */
     Py_ssize_t norder;
     SyncKey *data;  /* the entries in key order (after finish) */
+    Py_ssize_t next_settle; /* the first chunk settle() has not passed yet */
+    int64_t *pend;  /* arena offsets of the records the last settle() handed out */
+    Py_ssize_t npend, cappend;
+    int64_t last_pend; /* the last record settle() ever handed out (-1: none) */
+    uint64_t gen;   /* settle() calls so far: a window of an older one refuses to go on */
 } SyncLoader;
 
 static void sync_dealloc(SyncLoader *s) {
@@ -77,6 +90,7 @@ static void sync_dealloc(SyncLoader *s) {
     PyMem_Free(s->dat.buf);
     PyMem_Free(s->order);
     PyMem_Free(s->data);
+    PyMem_Free(s->pend);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -149,6 +163,7 @@ static PyObject *sync_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         return PyErr_NoMemory();
     }
     for (size_t i = 0; i < ((size_t)1 << depth); i++) s->tops[i].kind = -1;
+    s->last_pend = -1;
     return (PyObject *)s;
 }
 

@@ -41,6 +41,7 @@ static int sync_emit(SyncLoader *s, SyncUp **lv, int d, size_t i, Py_ssize_t *ca
     if (u->kind == K_EMPTY) return 0;
     if (d == s->depth) {
         SyncTop *t = &s->tops[i];
+        if (t->settled) return 0; /* handed out by settle() already */
         if (sync_push(s, t->top, cap) < 0) return -1;
         for (int64_t at = t->seg_lo; at < t->seg_hi; at += 37 + sync_len(s, at))
             if (sync_push(s, at, cap) < 0) return -1;

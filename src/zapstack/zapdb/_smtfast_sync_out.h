@@ -1,5 +1,6 @@
-/* SyncLoader's output (included by _smtfast_sync.h, which documents it): records(),
- * window(), count() and get() over the finished arenas; the Python type objects. */
+/* SyncLoader's output (included by _smtfast_sync.h, which documents it): settle(), and
+ * records(), window(), count() and get() over the finished arenas (which 0 and 1) or the
+ * last settle()'s records (which 2); the Python type objects. */
 
 /* A read-only buffer onto one record of a loader's arena (window(): it moves on with the
  * iteration; its loader, held by the iterator, outlives it). */
@@ -23,23 +24,68 @@ static PyTypeObject SyncView_Type = {
     .tp_as_buffer = &syncview_buffer,
 };
 
-/* Record i of `which` (0 entries, 1 node records) in key order. */
+/* Record i of `which` (0 entries, 1 node records, 2 the last settle()'s) in key order. */
 static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t **k,
                      size_t *kl, const uint8_t **v, size_t *vl) {
     if (which == 0) {
         sync_entry(s, s->data[i].off, k, kl, v, vl);
         return;
     }
-    *k = s->nod.buf + s->order[i] + 4;
+    int64_t at = which == 1 ? s->order[i] : s->pend[i];
+    *k = s->nod.buf + at + 4;
     *kl = 33;
     *v = *k + 33;
-    *vl = sync_len(s, s->order[i]);
+    *vl = sync_len(s, at);
+}
+
+static Py_ssize_t sync_nrec(const SyncLoader *s, int which) {
+    return which == 0 ? s->ndata : which == 1 ? s->norder : s->npend;
+}
+
+/* Hand out the record at arena offset `at` (settle()): ValueError unless its key is above
+ * the last one handed out (an LMDB append would silently skip it). */
+static int sync_pend_push(SyncLoader *s, int64_t at) {
+    if (s->last_pend >= 0 && memcmp(s->nod.buf + s->last_pend + 4, s->nod.buf + at + 4, 33) >= 0) {
+        PyErr_SetString(PyExc_ValueError, "settled records out of order (a bug)");
+        return -1;
+    }
+    if (s->npend == s->cappend) {
+        Py_ssize_t c = s->cappend ? s->cappend * 2 : 1024;
+        int64_t *o = PyMem_Realloc(s->pend, (size_t)c * sizeof(int64_t));
+        if (!o) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->pend = o;
+        s->cappend = c;
+    }
+    s->pend[s->npend++] = s->last_pend = at;
+    return 0;
+}
+
+/* settle() -> n: hand out the records that are final now (see _smtfast_sync.h); n of
+ * them, readable as which = 2 until the next call. */
+static PyObject *sync_settle(SyncLoader *s, PyObject *unused) {
+    if (s->finished) return PyErr_Format(PyExc_ValueError, "SyncLoader already finished");
+    Py_ssize_t chunks = (Py_ssize_t)1 << s->depth;
+    s->npend = 0;
+    s->gen++;
+    for (; s->next_settle < chunks && s->tops[s->next_settle].kind >= 0; s->next_settle++) {
+        SyncTop *t = &s->tops[s->next_settle];
+        if (t->kind != K_NODE) continue; /* a lone leaf or nothing: placed by finish() */
+        if (sync_pend_push(s, t->top) < 0) return NULL;
+        for (int64_t at = t->seg_lo; at < t->seg_hi; at += 37 + sync_len(s, at))
+            if (sync_pend_push(s, at) < 0) return NULL;
+        t->settled = 1;
+    }
+    return PyLong_FromSsize_t(s->npend);
 }
 
 typedef struct {
     PyObject_HEAD
     SyncLoader *s;
     int which, window;
+    uint64_t gen; /* which 2: the settle() it reads */
     Py_ssize_t pos;
     PyObject *last; /* the tuple handed out last (window: the one reused tuple of views) */
 } SyncIter;
@@ -52,7 +98,9 @@ static void syncit_dealloc(SyncIter *it) {
 
 static PyObject *syncit_next(SyncIter *it) {
     SyncLoader *s = it->s;
-    if (it->pos >= (it->which ? s->norder : s->ndata)) return NULL;
+    if (it->which == 2 && it->gen != s->gen)
+        return PyErr_Format(PyExc_RuntimeError, "settled records read after the next settle()");
+    if (it->pos >= sync_nrec(s, it->which)) return NULL;
     const uint8_t *k, *v;
     size_t kl, vl;
 #if defined(__GNUC__)
@@ -97,8 +145,9 @@ static PyTypeObject SyncIter_Type = {
 static int sync_which(SyncLoader *s, PyObject *arg, int *which) {
     long w = PyLong_AsLong(arg);
     if (w == -1 && PyErr_Occurred()) return -1;
-    if (!s->finished || (w != 0 && w != 1)) {
-        PyErr_SetString(PyExc_ValueError, "records of 0 (entries) or 1 (nodes), after finish()");
+    if (w != 2 && (!s->finished || (w != 0 && w != 1))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "records of 0 (entries) or 1 (nodes) after finish(), or 2 (settled)");
         return -1;
     }
     *which = (int)w;
@@ -112,6 +161,7 @@ static PyObject *sync_iter(SyncLoader *s, PyObject *arg, int window) {
     if (!it) return NULL;
     it->s = (SyncLoader *)Py_NewRef(s);
     it->which = which;
+    it->gen = s->gen;
     it->window = window;
     it->pos = 0;
     it->last = NULL;
@@ -125,7 +175,7 @@ static PyObject *sync_window(SyncLoader *s, PyObject *arg) { return sync_iter(s,
 static PyObject *sync_count(SyncLoader *s, PyObject *arg) {
     int which;
     if (sync_which(s, arg, &which) < 0) return NULL;
-    return PyLong_FromSsize_t(which ? s->norder : s->ndata);
+    return PyLong_FromSsize_t(sync_nrec(s, which));
 }
 
 /* get(which, key) -> the value stored under `key` (bytes), or None: a bisection. */
@@ -137,7 +187,7 @@ static PyObject *sync_get(SyncLoader *s, PyObject *args) {
     PyObject *out = NULL;
     Py_ssize_t lo = 0, hi = 0;
     if (sync_which(s, w, &which) < 0) goto done;
-    hi = which ? s->norder : s->ndata;
+    hi = sync_nrec(s, which);
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
         const uint8_t *k, *v;
@@ -168,8 +218,10 @@ static PyMethodDef sync_methods[] = {
      "add_top(index, entries, hash, record | None): a chunk verified by the caller"},
     {"finish", (PyCFunction)sync_finish, METH_NOARGS,
      "finish() -> root: join the chunks, check the root (ValueError), order the records"},
+    {"settle", (PyCFunction)sync_settle, METH_NOARGS,
+     "settle() -> n: hand out the node records final before finish() (which 2)"},
     {"records", (PyCFunction)sync_records, METH_O,
-     "records(which) -> iterator of (key, value) in key order: 0 entries, 1 node records"},
+     "records(which) -> (key, value) in key order: 0 entries, 1 node records, 2 settled"},
     {"count", (PyCFunction)sync_count, METH_O, "count(which) -> number of records"},
     {"window", (PyCFunction)sync_window, METH_O,
      "window(which) -> records() as one reused 2-tuple of read-only buffers (for putmulti)"},

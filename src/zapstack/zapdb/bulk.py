@@ -19,7 +19,8 @@ The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`, the state-s
 half in ``_smtfast_sync.h``); without it :func:`bulk_load` and :class:`ChunkLoader`
 fall back to ordinary txn writes and :func:`~zapstack.zapdb.proofs.verify_chunk`
 (same results, slower).  Called from one thread (``ChunkLoader.add_many`` hashes on a
-helper thread inside the call); a loader's txn is the caller's to commit or discard.
+helper thread inside the call), the thread that commits or discards the loader's txn:
+the records that settle are written into the LMDB txn that commit finishes (:mod:`.early`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ Nodes = dict[bytes, bytes | None]
 
 
 class Presorted(Mapping[bytes, bytes]):
-    """Records already in ascending key order, held in C by a finished
-    ``_smtfast.SyncLoader`` (``which`` 0: the entries, 1: the tree records): a read-only
+    """Records already in ascending key order, held in C by a ``_smtfast.SyncLoader``
+    (``which`` 0: the entries, 1: the tree records, after ``finish()``; 2: the tree
+    records its last ``settle()`` handed out): a read-only
     mapping (a lookup bisects) that :func:`put_many` writes with one ``putmulti`` of
     :meth:`window`, with no Python object made per record."""
 
@@ -94,9 +96,12 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any] | list[tuple[bytes, Any
     if isinstance(ops, Presorted):  # already in order, no deletes
         cur = txn.cursor(db=db)
         try:
-            cur.putmulti(ops.window(), append=not cur.last() or cur.key() < next(iter(ops)))
+            append = not cur.last() or cur.key() < next(iter(ops))
+            done = cur.putmulti(ops.window(), append=append)
         finally:
             cur.close()
+        if done != (len(ops), len(ops)):  # an append skips a key that is not above the last
+            raise StoreError(f"{done[1]} of {len(ops)} presorted records written (a bug)")
         return
     if not isinstance(ops, dict | list):
         ops = dict(ops)
@@ -211,6 +216,15 @@ class ChunkLoader:
         self._txn = txn
         self._done: set[int] = set()
         self._sync = _smtfast.SyncLoader(root, depth) if batch.FAST else None
+        self._early = txn.early_writer() if self._sync is not None else None
+        """Writes settled tree records into the commit's LMDB txn (:mod:`.early`), or None."""
+
+    def _settle(self) -> None:
+        """Write the tree records that just became final (``SyncLoader.settle``: the chunks
+        up to the first one missing) into the LMDB txn the commit will finish, so that the
+        commit is left with the entries and the records above the chunks."""
+        if self._early is not None and self._sync is not None and self._sync.settle():
+            self._early(Presorted(self._sync, 2))
 
     def add(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.
@@ -241,6 +255,7 @@ class ChunkLoader:
                 top, record = smt.leaf_hash(kh, vh), smt.leaf_record(kh, vh, key)
             self._sync.add_top(chunk.index, _plain(chunk.entries), top, record)
         self._done.add(chunk.index)
+        self._settle()
         return True
 
     def add_many(self, chunks: Sequence[StateChunk]) -> list[bool]:
@@ -273,6 +288,7 @@ class ChunkLoader:
                 verdicts[batch[chunk.index]] = ok
                 if ok:
                     self._done.add(chunk.index)
+            self._settle()
         return [verdicts[p] if p in verdicts else self.add(c) for p, c in enumerate(chunks)]
 
     def finish(self) -> bytes:

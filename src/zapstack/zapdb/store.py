@@ -14,27 +14,27 @@ Concurrency: one writer at a time (``_write_lock``), any number of readers on
 O(1) snapshots; the head snapshot is shared by every txn, branch and view
 opened while the head stays put (``_head_lock`` guards its reference count).
 
-Fault injection: ``fault_injector(op, index)`` is called before every write
-the commit path makes (``op`` in ``"put"``, ``"delete"``, ``"node_put"``,
-``"node_delete"``, ``"meta"``, ``"commit"``; ``index`` counts writes in this
-commit).  Raising :class:`OSError` there (ENOSPC, EIO) behaves exactly like
-LMDB failing the write: the LMDB txn is aborted, the store halts.
+Fault injection (:mod:`.faults`): an injector fails the commit path's writes on demand
+(ENOSPC, EIO) exactly as LMDB failing them would: the LMDB txn is aborted, the store halts.
+Early writes (:mod:`.early`): a state load's tree records go into the LMDB txn its commit
+will finish, as they become final.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import lmdb
 
 from zapstack.errors import ConflictError, FatalStoreError, StoreError
 from zapstack.zapdb import batch, bulk, smt
+from zapstack.zapdb.early import EarlyTxn
+from zapstack.zapdb.faults import FailAt, FaultInjector
 from zapstack.zapdb.files import LAYOUT, check_files, check_layout
 from zapstack.zapdb.hot import HotValues
 from zapstack.zapdb.txn import Branch, Txn, Value
@@ -45,32 +45,10 @@ __all__ = ["DEFAULT_MAP_SIZE", "LAYOUT", "FailAt", "FaultInjector", "ZapDB", "ch
 DEFAULT_MAP_SIZE = 1 << 32
 """Largest size the LMDB file may grow to (4 GiB, sparse; raise for big states)."""
 
-FaultInjector = Callable[[str, int], None]
-"""``(op, index) -> None``; raise OSError to simulate a failing disk."""
-
 _VERSION = b"version"
 _ROOT = b"root"
 _UNCACHED = 3
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
-
-
-class FailAt:
-    """A fault injector that raises ``OSError(err)`` at the ``at``-th write of a commit.
-
-    ``armed`` can be cleared to let commits through; ``fired`` counts failures.
-    """
-
-    def __init__(self, at: int = 0, err: int = errno.ENOSPC, ops: frozenset[str] | None = None):
-        self.at = at
-        self.err = err
-        self.ops = ops
-        self.armed = True
-        self.fired = 0
-
-    def __call__(self, op: str, index: int) -> None:
-        if self.armed and index >= self.at and (self.ops is None or op in self.ops):
-            self.fired += 1
-            raise OSError(self.err, f"injected {os.strerror(self.err)} at {op} #{index}")
 
 
 class ZapDB:
@@ -102,6 +80,8 @@ class ZapDB:
         """(version, split, upper, warm): the next head snapshot's upper-tree memo."""
         self._hot = HotValues(version)
         """Values read at the head, kept across commits (:mod:`.hot`)."""
+        self._early: EarlyTxn | None = None
+        """A txn's LMDB write txn opened before its commit (:mod:`.early`)."""
 
     @classmethod
     def open(
@@ -254,6 +234,55 @@ class ZapDB:
         return ReadView(self._acquire())
 
     # --------------------------------------------------------------- commit
+    def _writable_at(self, base: Snapshot, owner: int) -> None:
+        """Refuse a write on ``base`` by txn ``owner`` (call with the write lock held)."""
+        if self._closed:
+            raise StoreError("ZapDB is closed")
+        self._check_writable()
+        if self._early is not None and self._early.doomed:
+            self._end_early(self._early.owner)
+        if self._early is not None:
+            self._early.check(owner)
+        if base.version != self._version:
+            raise ConflictError(
+                f"commit on version {base.version} but the head is at {self._version}"
+            )
+
+    def _takes_early(self) -> bool:
+        """Whether commits here take early writes (:mod:`.early`): not under a fault
+        injector or write-order seed, whose commits go write by write."""
+        return self._fault is None and self._seed is None
+
+    def _early_put(self, owner: int, base: Snapshot, records: bulk.Presorted) -> None:
+        """Write tree ``records`` (ascending, final) now into the LMDB txn that txn
+        ``owner``'s commit will finish, opened by the first call (:mod:`.early`)."""
+        with self._write_lock:
+            self._writable_at(base, owner)
+            try:
+                if self._early is None:
+                    self._early = EarlyTxn(owner, self._env.begin(write=True))
+                bulk.put_many(self._early.txn, self._dbs[1], records)
+            except (lmdb.Error, OSError) as exc:
+                self._end_early(owner)
+                self._halted = exc
+                raise FatalStoreError(f"ZapDB write failed, txn discarded: {exc}") from exc
+
+    def _end_early(self, owner: int) -> None:
+        """Abort txn ``owner``'s early LMDB txn if it has one, or doom it when called
+        off its thread (idempotent)."""
+        early = self._early
+        if early is not None and early.owner == owner:
+            if early.on_thread():
+                self._early = None
+                early.txn.abort()
+            else:
+                early.doomed = True
+
+    def _discarded(self, owner: int) -> None:
+        """Txn ``owner`` ended: its early LMDB txn, if any, is aborted."""
+        with self._write_lock:
+            self._end_early(owner)
+
     def _commit_work(
         self,
         base: Snapshot,
@@ -262,15 +291,13 @@ class ZapDB:
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
+        owner: int = 0,
     ) -> None:
         with self._write_lock:
-            if self._closed:
-                raise StoreError("ZapDB is closed")
-            self._check_writable()
-            if base.version != self._version:
-                raise ConflictError(
-                    f"commit on version {base.version} but the head is at {self._version}"
-                )
+            self._writable_at(base, owner)
+            if self._early is not None and not isinstance(nodes, bulk.Presorted):
+                self._end_early(owner)  # early records belong with the state a loader finished
+                raise StoreError("a state load commits only once its loader has finished")
             try:
                 self._write(writes, nodes, meta, root, rng)
             except (lmdb.Error, OSError) as exc:
@@ -292,7 +319,8 @@ class ZapDB:
         """One LMDB txn: data, tree records, meta.  Without a fault injector or shuffle,
         one ``putmulti`` per database (:func:`.bulk.put_many`); else write by write."""
         (data_db, node_db, meta_db), inject, n = self._dbs, self._fault, 0
-        txn = self._env.begin(write=True)
+        early, self._early = self._early, None  # the owner's (checked): its commit finishes it
+        txn = early.txn if early is not None else self._env.begin(write=True)
         try:
             one_by_one: tuple[tuple[Any, list[tuple[bytes, Any]], str, str], ...] = ()
             if inject is None and rng is None:
@@ -341,6 +369,10 @@ class ZapDB:
         with self._write_lock, self._head_lock:
             if self._closed:
                 return
+            if self._early is not None:  # a state load never committed: abort it
+                if not self._early.on_thread():  # LMDB would wait for that thread forever
+                    raise StoreError("close a store on the thread of its open state load")
+                self._end_early(self._early.owner)
             self._closed = True
             for snap in list(self._live):
                 snap.detach()

@@ -10,22 +10,21 @@ reaches LMDB until :meth:`Txn.commit`, which replays the overlay and the
 updated state-tree nodes in ONE LMDB write transaction, so no other reader
 ever sees half of it.
 
-* ``commit()`` succeeds only if the head is still the snapshot's version;
-  otherwise it raises :class:`ConflictError` (never a silent merge).  Hence
-  exactly one txn/branch per base version can commit.  A failed commit
-  (conflict or I/O) leaves the txn discarded.
+* ``commit()`` succeeds only if the head is still the snapshot's version; otherwise
+  it raises :class:`ConflictError` (never a silent merge).  Hence exactly one
+  txn/branch per base version can commit.  A failed commit (conflict or I/O) leaves
+  the txn discarded.
 * ``discard()`` drops the overlay reference and releases the snapshot: O(1),
-  idempotent, callable from a ``finally``, from any thread, in any state
-  (after commit it does nothing).
-* Per-tx undo: ``begin_tx()`` ... ``end_tx() -> Diff`` (or ``with txn.tx():``)
-  brackets one tx.  Every write appends ``(key, prior overlay entry)`` to an
-  undo log; ``rollback(diff)`` pops the log back to where that tx began, so it
-  costs O(diff) and restores the txn exactly (savepoint semantics: txs ended
-  after ``diff`` are undone too).  Rolling back a diff that is already undone,
-  or on a closed txn, is a no-op returning False.
-* ``root()`` is the state root as if committed now.  Changed keys are queued
-  and folded into a private overlay of tree nodes on demand, so the cost is
-  O(keys changed since the last ``root()`` x depth).
+  idempotent, callable from a ``finally``, from any thread, in any state (after
+  commit it does nothing); it also ends the txn's early LMDB txn (:mod:`.early`).
+* Per-tx undo: ``begin_tx()`` ... ``end_tx() -> Diff`` (or ``with txn.tx():``) brackets
+  one tx.  Every write appends ``(key, prior overlay entry)`` to an undo log;
+  ``rollback(diff)`` pops the log back to where that tx began, so it costs O(diff)
+  and restores the txn exactly (savepoint semantics: txs ended after ``diff`` are
+  undone too).  Rolling back a diff already undone, or on a closed txn, returns False.
+* ``root()`` is the state root as if committed now.  Changed keys are queued and
+  folded into a private overlay of tree nodes on demand: O(keys changed since the
+  last ``root()`` x depth).
 
 Metadata set with ``meta_set`` is written in the same commit but is neither
 part of the state root nor of tx diffs.  ``Branch.fork()`` copies a branch onto
@@ -40,9 +39,10 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from zapstack.errors import LocalProtocolError, StoreError
@@ -50,6 +50,7 @@ from zapstack.zapdb import batch, smt
 from zapstack.zapdb.view import Snapshot, key_range
 
 if TYPE_CHECKING:
+    from zapstack.zapdb.bulk import Presorted
     from zapstack.zapdb.store import ZapDB
 
 __all__ = ["MAX_KEY_LEN", "Branch", "Diff", "TxScope", "Txn", "Value"]
@@ -157,7 +158,6 @@ class Txn:
         self._tx_serial = 0
         self._work: _Work | None = _Work(base.root)
 
-    # ------------------------------------------------------------------ reads
     @property
     def base_version(self) -> int:
         """Commit count of the head this txn was opened on."""
@@ -188,16 +188,12 @@ class Txn:
         """Entries in key order by ``prefix`` or range ``[start, end)``, overlay applied."""
         work = self._live()
         lo, hi = key_range(prefix, start, end)
-        merged: dict[bytes, bytes] = dict(self._base.scan(lo, hi))
+        merged: dict[bytes, Value | None] = dict(self._base.scan(lo, hi))
         for key, value in list((work.installed or (work.writes,))[0].items()):
             if key >= lo and (hi is None or key < hi):
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = bytes(value)
-        return iter(sorted(merged.items()))
+                merged[key] = value  # None: a tombstone
+        return iter(sorted((k, bytes(v)) for k, v in merged.items() if v is not None))
 
-    # ----------------------------------------------------------------- writes
     def _write(self, key: bytes, value: Value | None) -> None:
         work = self._live()
         if work.installed is not None:
@@ -219,7 +215,6 @@ class Txn:
         """Store metadata (e.g. block height/id) atomically with this txn's commit."""
         self._live().meta[bytes(name)] = bytes(value)
 
-    # ------------------------------------------------------------ per-tx undo
     def begin_tx(self) -> None:
         """Start capturing one tx's diff; raise LocalProtocolError if one is open."""
         work = self._live()
@@ -278,7 +273,6 @@ class Txn:
         work.open_tx = None
         return True
 
-    # ------------------------------------------------------------------- root
     def root(self) -> bytes:
         """The state root as if this txn committed now."""
         return self._flush(self._live())
@@ -317,7 +311,6 @@ class Txn:
         work.root = root
         work.pending.clear()
 
-    # ---------------------------------------------------------- end of life
     def commit(self) -> bytes:
         """Write the overlay durably in one LMDB txn; return the new state root.
 
@@ -330,7 +323,8 @@ class Txn:
             try:
                 root = self._flush(work)
                 writes, nodes = work.installed or (work.writes, batch.node_writes(work.tree))
-                self._db._commit_work(self._base, writes, nodes, work.meta, root, self._rng)
+                db, serial = self._db, self._serial
+                db._commit_work(self._base, writes, nodes, work.meta, root, self._rng, serial)
             except BaseException:
                 self._close("discarded")
                 raise
@@ -343,10 +337,18 @@ class Txn:
             if self._work is not None:
                 self._close("discarded")
 
+    def early_writer(self) -> Callable[[Presorted], None] | None:
+        """A writer of final tree records into the LMDB txn this txn's commit will finish
+        (:mod:`.early`; state sync), or None where the store writes all at commit."""
+        self._live()
+        early = partial(self._db._early_put, self._serial, self._base)
+        return early if self._db._takes_early() else None
+
     def _close(self, state: str) -> None:
         self._work = None
         self._state = state
         self._base.release()
+        self._db._discarded(self._serial)  # after a commit: nothing left to abort
 
     def __enter__(self) -> Txn:
         return self
