@@ -227,24 +227,50 @@ def test_sorted_items_and_sorted_entries_equal_sorted(raw: list[bytes]) -> None:
                     batch.sorted_entries([*groups, (distinct[0],)])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
-    st.lists(
-        st.tuples(st.binary(min_size=33, max_size=33), st.binary(min_size=0, max_size=90)),
-        max_size=40,
-    )
+    st.dictionaries(st.binary(min_size=1, max_size=12), st.binary(max_size=8), max_size=60),
+    st.integers(0, 6),
 )
-def test_leaf_scan_helpers_equal_python(rows: list[tuple[bytes, bytes]]) -> None:
-    rows = sorted(dict(rows).items())
-    end = rows[len(rows) // 2][0] if rows else b"\xff"
-    leaves: list[bytes] = []
-    stopped = fast.collect_leaves(iter(rows), end, leaves)
-    before = [r for k, r in rows if k < end]
-    assert leaves == [r for r in before if len(r) >= 66 and r[0] == 0]
-    assert stopped == any(k >= end for k, _ in rows)
-    keys = fast.leaf_keys(leaves)
-    assert [r[1:33] for r in leaves] == sorted(r[1:33] for r in leaves)
-    assert keys == [r[65:] for r in leaves]
+def test_subtree_keys_equal_the_key_range_scan(state: dict[bytes, bytes], depth: int) -> None:
+    """subtree_keys (a pre-order count over record values) == the leaves of the subtree's
+    key range (the readable scan), for every subtree at ``depth`` of a real tree."""
+    store = DictNodeStore()
+    apply_updates_py(store, state.items())
+    records = sorted((k, r) for k, r in store.nodes.items() if r is not None)
+    for index in range(1 << depth):
+        pint = index << (256 - depth)
+        lo, end = smt.subtree_range(depth, pint)
+        expected = [r[65:] for k, r in records if lo <= k < end and r[0] == 0]
+        start = next((i for i, (k, _) in enumerate(records) if k == lo), None)
+        keys: list[bytes] = []
+        if start is not None:
+            run = iter([r for _, r in records[start:]])
+            fast.subtree_keys(run, depth, pint.to_bytes(32, "big"), keys)
+        assert keys == expected
+
+
+def test_subtree_keys_refuses_a_corrupt_run() -> None:
+    h = b"\x11" * 32
+    node, zero = b"\x01" + h + h, bytes(32)
+    leaf_left = b"\x00" + bytes(32) + h + b"k"  # key hash 00..: inside prefix 0 at depth 1
+    leaf_right = b"\x00" + b"\x80" + bytes(31) + h + b"k"
+    path0 = bytes(32)
+    for run in (
+        [node, leaf_left],  # the second child is missing: the run ends early
+        [b"\x02" + h + h],  # no such tag
+        [b"\x01" + h],  # an interior record cut short
+        [b"\x00" + h + h],  # a leaf without a key
+        [leaf_right],  # a leaf outside the subtree's prefix
+        ["not bytes"],
+    ):
+        with pytest.raises(ValueError):
+            fast.subtree_keys(iter(run), 1, path0, [])
+    out: list[bytes] = []
+    fast.subtree_keys(iter([b"\x01" + zero + h, leaf_left, leaf_right]), 1, path0, out)
+    assert out == [b"k"]  # one child due: the run stops before the next subtree's leaf
+    with pytest.raises(ValueError):
+        fast.subtree_keys(iter([]), 0, b"short", [])
 
 
 # ------------------------------------------------------------ NodeTable vs a dict

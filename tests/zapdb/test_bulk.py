@@ -129,6 +129,34 @@ def test_snapshot_chunk_scan_equals_the_tree_walk(tmp_path: Path) -> None:
                 assert view.chunk(depth, index) == want
                 snap, prefix = view._s(), index << (256 - depth)
                 assert snap.entries_under(depth, prefix) == snap.entries_under_py(depth, prefix)
+            snap = view._s()
+            for depth in range(8):  # every subtree, the empty and the lone-leaf ones included
+                for index in range(1 << depth):
+                    prefix = index << (256 - depth)
+                    fast, slow = (
+                        snap.entries_under(depth, prefix),
+                        snap.entries_under_py(depth, prefix),
+                    )
+                    assert fast == slow
+
+
+def test_chunk_scan_of_a_corrupt_store_is_a_store_error(tmp_path: Path) -> None:
+    state = _state(200, 13)
+    with ZapDB.open(tmp_path / "db", map_size=1 << 26) as db:
+        bulk.bulk_load(db, state.items())
+        records = _records(db)
+        leaf = next(k for k, r in records.items() if r[0] == smt.LEAF_TAG and k[32] >= 3)
+        with db._env.begin(write=True) as txn:  # a leaf's value goes missing
+            txn.delete(records[leaf][65:], db=db._dbs[0])
+        with db.read() as view:
+            snap, prefix = view._s(), int.from_bytes(leaf[:32], "big") >> 253 << 253
+            with pytest.raises(StoreError):
+                snap.entries_under(3, prefix)
+        top = smt.path_key(prefix, 3)
+        with db._env.begin(write=True) as txn:  # a record that is neither tag
+            txn.put(top, b"\x07" + bytes(64), db=db._dbs[1])
+        with db.read() as view, pytest.raises(StoreError):
+            view._s().entries_under(3, prefix)
 
 
 def test_upper_memo_matches_lmdb_block_after_block(tmp_path: Path) -> None:

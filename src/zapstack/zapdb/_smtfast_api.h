@@ -3,6 +3,7 @@
 #include "_smtfast_codec.h"
 #include "_smtfast_sort.h"
 #include "_smtfast_sync.h"
+#include "_smtfast_serve.h"
 static const char *backend_name = "portable";
 
 /* Hash keys/values into Leaf records; sorted (and deduplicated, last wins) unless strict,
@@ -360,10 +361,8 @@ static PyMethodDef methods[] = {
      "code, offset)"},
     {"encode_chunk", py_encode_chunk, METH_VARARGS,
      "encode_chunk(index, entries, siblings, terminal) -> u32 body_len | body"},
-    {"collect_leaves", py_collect_leaves, METH_VARARGS,
-     "collect_leaves(iterator, end, out) -> stopped at end (leaf records appended to out)"},
-    {"leaf_keys", py_leaf_keys, METH_O,
-     "leaf_keys(records) -> keys (records sorted in place by key hash)"},
+    {"subtree_keys", py_subtree_keys, METH_VARARGS,
+     "subtree_keys(record values, depth, path, out): the subtree's leaf keys, pre-order"},
     {"warm", py_warm, METH_VARARGS,
      "warm(get, upper, split): every tree record at depth < split into upper (see the C)"},
     {"sorted_entries", py_sorted_entries, METH_O,

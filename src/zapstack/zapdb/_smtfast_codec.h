@@ -1,8 +1,7 @@
 /* Byte-level helpers of zapstack.zapdb._smtfast (included by _smtfast_api.h): a cache-
- * friendly sort of bytes objects, the STATE_CHUNK record codec (docs/formats/bootstrap.md)
- * and the leaf scan a server runs to build a chunk.  Each has a readable Python
- * reference that tests hold equal: sorted(), bootstrap/wire.py::encode_chunk_py,
- * bootstrap/readers.py::ChunkReplyReader._body_py, zapdb/view.py::Snapshot.entries_under.
+ * friendly sort of bytes objects and the STATE_CHUNK record codec (docs/formats/bootstrap.md).
+ * Each has a readable Python reference that tests hold equal: sorted(),
+ * bootstrap/wire.py::encode_chunk_py, bootstrap/readers.py::ChunkReplyReader._body_py.
  * All hold the GIL; inputs are hostile (every length checked before it is used). */
 
 typedef struct {
@@ -39,19 +38,6 @@ static void sort_keys(SortKey *keys, Py_ssize_t n, Py_ssize_t off, Py_ssize_t co
     for (Py_ssize_t i = 0; i < n; i++) keys[i].k = prefix_u64(keys[i].o, off + common);
     sort_off = off;
     qsort(keys, (size_t)n, sizeof(SortKey), cmp_sortkey);
-}
-
-static int sort_bytes(PyObject **objs, Py_ssize_t n, Py_ssize_t off, Py_ssize_t common) {
-    SortKey *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(SortKey));
-    if (!keys) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) keys[i].o = objs[i];
-    sort_keys(keys, n, off, common);
-    for (Py_ssize_t i = 0; i < n; i++) objs[i] = keys[i].o;
-    PyMem_Free(keys);
-    return 0;
 }
 
 /* Length of the prefix every key in keys[0..n) shares. */
@@ -229,59 +215,6 @@ static PyObject *py_encode_chunk(PyObject *self, PyObject *args) {
         memcpy(p + 1, PyBytes_AS_STRING(term), 64);
     }
     return out;
-}
-
-/* collect_leaves(iterator of (key, record), end, out) -> bool: append to list `out` every
- * leaf record (tag 0) met before the first key >= end; True if it stopped at such a key,
- * False if the iterator ran out. */
-static PyObject *py_collect_leaves(PyObject *self, PyObject *args) {
-    PyObject *it, *end, *out, *item;
-    if (!PyArg_ParseTuple(args, "OSO!", &it, &end, &PyList_Type, &out)) return NULL;
-    const char *e = PyBytes_AS_STRING(end);
-    Py_ssize_t elen = PyBytes_GET_SIZE(end);
-    while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *k, *r;
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
-            !PyBytes_Check(k = PyTuple_GET_ITEM(item, 0)) ||
-            !PyBytes_Check(r = PyTuple_GET_ITEM(item, 1))) {
-            Py_DECREF(item);
-            return PyErr_Format(PyExc_TypeError, "collect_leaves needs (bytes, bytes) items");
-        }
-        Py_ssize_t kl = PyBytes_GET_SIZE(k);
-        int c = memcmp(PyBytes_AS_STRING(k), e, (size_t)(kl < elen ? kl : elen));
-        if (c > 0 || (c == 0 && kl >= elen)) {
-            Py_DECREF(item);
-            Py_RETURN_TRUE;
-        }
-        int rc = 0;
-        if (PyBytes_GET_SIZE(r) >= 66 && PyBytes_AS_STRING(r)[0] == 0) rc = PyList_Append(out, r);
-        Py_DECREF(item);
-        if (rc < 0) return NULL;
-    }
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_FALSE;
-}
-
-/* leaf_keys(records) -> keys: sort the leaf records in place by key hash (bytes 1..32) and
- * return their user keys (bytes 65..) in that order. */
-static PyObject *py_leaf_keys(PyObject *self, PyObject *recs) {
-    if (!PyList_Check(recs)) return PyErr_Format(PyExc_TypeError, "leaf_keys needs a list");
-    Py_ssize_t n = PyList_GET_SIZE(recs);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *r = PyList_GET_ITEM(recs, i);
-        if (!PyBytes_Check(r) || PyBytes_GET_SIZE(r) < 66)
-            return PyErr_Format(PyExc_ValueError, "corrupt state-tree leaf record");
-    }
-    PyObject **items = ((PyListObject *)recs)->ob_item;
-    if (sort_bytes(items, n, 1, 0) < 0) return NULL;
-    PyObject *keys = PyList_New(n);
-    for (Py_ssize_t i = 0; keys && i < n; i++) {
-        PyObject *r = PyList_GET_ITEM(recs, i);
-        PyObject *k = PyBytes_FromStringAndSize(PyBytes_AS_STRING(r) + 65, PyBytes_GET_SIZE(r) - 65);
-        if (!k) Py_CLEAR(keys);
-        else PyList_SET_ITEM(keys, i, k);
-    }
-    return keys;
 }
 
 /* One record of the upper-tree warm-up: (depth, path) read through `get` into `upper`, then,

@@ -144,23 +144,26 @@ class Snapshot:
 
     def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
         """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: the
-        subtree's records are one key range of ``nodes`` (layout v2), read by one cursor
-        scan, then the values, under one hold of the lock.  With the C extension the scan,
-        the sort and the value reads (one ``getmulti``) make no Python call per entry;
-        :meth:`entries_under_py` is the same in plain Python."""
+        subtree's records are one run of ``nodes`` from its root's key (layout v2:
+        pre-order), read by one cursor, then the values, under one hold of the lock.  With
+        the C extension (``_smtfast_serve.h``) the run is read as values only and ends where
+        a pre-order count of the children due ends, and the values come from one
+        ``getmulti``; :meth:`entries_under_py` is the same in plain Python."""
         if _smtfast is None:
             return self.entries_under_py(depth, prefix)
-        lo, end = smt.subtree_range(depth, prefix)
-        leaves: list[bytes] = []
+        lo, _ = smt.subtree_range(depth, prefix)
+        keys: list[bytes] = []
         with self._lock:
             txn = self._txn()
             cur = txn.cursor(db=self._nodes)
             vals = txn.cursor(db=self._data)
             try:
-                if cur.set_range(lo):
-                    _smtfast.collect_leaves(cur.iternext(), end, leaves)
-                keys = _smtfast.leaf_keys(leaves)
+                if cur.set_key(lo):  # absent: the subtree is empty (or its lone leaf sits above)
+                    path = prefix.to_bytes(32, "big")
+                    _smtfast.subtree_keys(cur.iternext(keys=False), depth, path, keys)
                 entries: tuple[tuple[bytes, bytes], ...] = tuple(vals.getmulti(keys))
+            except ValueError as exc:
+                raise StoreError(f"the store is corrupt: {exc}") from None
             finally:
                 cur.close()
                 vals.close()

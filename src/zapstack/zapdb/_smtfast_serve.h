@@ -1,0 +1,64 @@
+/* Chunk serving in C (included by _smtfast_api.h): a server's walk through one chunk's
+ * records for view.Snapshot.entries_under (entries_under_py is the readable reference;
+ * tests hold the two equal on every chunk of a store).  On a corrupt store the walk may
+ * differ from a key-range scan (a missing interior record shortens the run it counts),
+ * and such a chunk fails the client's verification: its server is the one blamed.
+ *
+ * subtree_keys(records, depth, path, out) -> None.  `records` yields the node records'
+ * VALUES from the subtree root (depth, path) on, in key order (an LMDB cursor's
+ * iternext(keys=False) after set_key(root)).  The subtree's records are the first ones of
+ * that run (layout v2: pre-order), and a pre-order walk that counts the children still due
+ * (each interior record adds its non-EMPTY children) ends exactly with the subtree: no key
+ * is read or compared.  Each leaf record's user key (bytes 65..) is appended to `out`, in
+ * key-hash order (the leaves' pre-order).  ValueError for a corrupt store: a record that is
+ * neither 0x01 || 64 bytes nor 0x00 || 64 bytes || key, a leaf whose key hash is outside
+ * the subtree's prefix, or a run that ends before the subtree does. */
+
+static int serve_zero(const char *h) {
+    for (int i = 0; i < 32; i++)
+        if (h[i]) return 0;
+    return 1;
+}
+
+static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
+    PyObject *it, *out, *rec;
+    Py_buffer path;
+    int depth;
+    if (!PyArg_ParseTuple(args, "Oiy*O!", &it, &depth, &path, &PyList_Type, &out)) return NULL;
+    uint8_t prefix[32];
+    int ok = path.len == 32 && depth >= 0 && depth <= 255;
+    if (ok) mask_path(path.buf, depth, prefix);
+    PyBuffer_Release(&path);
+    if (!ok) return PyErr_Format(PyExc_ValueError, "subtree_keys needs a 32-byte path, depth 0..255");
+    Py_ssize_t due = 1; /* records of the subtree not met yet */
+    while (due > 0) {
+        if (!(rec = PyIter_Next(it))) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the subtree's records end early");
+            return NULL;
+        }
+        const char *p = PyBytes_Check(rec) ? PyBytes_AS_STRING(rec) : NULL;
+        Py_ssize_t n = p ? PyBytes_GET_SIZE(rec) : 0;
+        int rc = 0;
+        if (n == 65 && p[0] == 1) {
+            due += !serve_zero(p + 1) + !serve_zero(p + 33) - 1;
+        } else if (n >= 66 && p[0] == 0) {
+            uint8_t kh[32];
+            mask_path((const uint8_t *)p + 1, depth, kh);
+            PyObject *key = NULL;
+            if (memcmp(kh, prefix, 32) != 0) {
+                PyErr_SetString(PyExc_ValueError, "a leaf outside the subtree's prefix");
+                rc = -1;
+            } else if (!(key = PyBytes_FromStringAndSize(p + 65, n - 65)) || PyList_Append(out, key) < 0) {
+                rc = -1;
+            }
+            Py_XDECREF(key);
+            due--;
+        } else {
+            PyErr_SetString(PyExc_ValueError, "corrupt state-tree record in a subtree");
+            rc = -1;
+        }
+        Py_DECREF(rec);
+        if (rc < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
