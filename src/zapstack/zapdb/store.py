@@ -279,9 +279,12 @@ class ZapDB:
                 early.doomed = True
 
     def _discarded(self, owner: int) -> None:
-        """Txn ``owner`` ended: its early LMDB txn, if any, is aborted."""
-        with self._write_lock:
-            self._end_early(owner)
+        """Txn ``owner`` ended: its early LMDB txn, if any, is aborted.  Any other txn's end
+        takes no lock (only the owner sets ``_early`` to its own record)."""
+        early = self._early
+        if early is not None and early.owner == owner:
+            with self._write_lock:
+                self._end_early(owner)
 
     def _commit_work(
         self,
