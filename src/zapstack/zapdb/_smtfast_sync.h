@@ -25,6 +25,11 @@
  * finish() then leaves them out.  A caller that writes them as they settle (bulk.py: into
  * the LMDB txn the commit will use) appends them in key order; finish()'s records (the
  * levels above the chunks, the lone leaves, chunks that came after a gap) go in after.
+ * The node arena keeps only what is not handed out: once the records handed out take at
+ * least half of it (and 64 bytes per chunk, which pays for the scan of the chunk table),
+ * the next settle() first moves the rest to its front, so a sync's node records take
+ * memory in proportion to the chunks that wait behind a gap, not to the state.
+ * arena() -> (node bytes, entry bytes) in use, for tests and diagnostics.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
  * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Every
  * input is hostile (types and lengths checked before use, with the GIL); only add and
@@ -80,7 +85,9 @@ typedef struct {
     Py_ssize_t next_settle; /* the first chunk settle() has not passed yet */
     int64_t *pend;  /* arena offsets of the records the last settle() handed out */
     Py_ssize_t npend, cappend;
-    int64_t last_pend; /* the last record settle() ever handed out (-1: none) */
+    uint8_t last_key[33]; /* the key of the last record settle() ever handed out */
+    int handed;     /* whether settle() has handed out any record yet */
+    int64_t dead;   /* node arena bytes of records handed out (reclaimed by compaction) */
     uint64_t gen;   /* settle() calls so far: a window of an older one refuses to go on */
 } SyncLoader;
 
@@ -163,7 +170,6 @@ static PyObject *sync_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         return PyErr_NoMemory();
     }
     for (size_t i = 0; i < ((size_t)1 << depth); i++) s->tops[i].kind = -1;
-    s->last_pend = -1;
     return (PyObject *)s;
 }
 

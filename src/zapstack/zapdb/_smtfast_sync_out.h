@@ -45,10 +45,13 @@ static Py_ssize_t sync_nrec(const SyncLoader *s, int which) {
 /* Hand out the record at arena offset `at` (settle()): ValueError unless its key is above
  * the last one handed out (an LMDB append would silently skip it). */
 static int sync_pend_push(SyncLoader *s, int64_t at) {
-    if (s->last_pend >= 0 && memcmp(s->nod.buf + s->last_pend + 4, s->nod.buf + at + 4, 33) >= 0) {
+    const uint8_t *key = s->nod.buf + at + 4;
+    if (s->handed && memcmp(s->last_key, key, 33) >= 0) {
         PyErr_SetString(PyExc_ValueError, "settled records out of order (a bug)");
         return -1;
     }
+    memcpy(s->last_key, key, 33);
+    s->handed = 1;
     if (s->npend == s->cappend) {
         Py_ssize_t c = s->cappend ? s->cappend * 2 : 1024;
         int64_t *o = PyMem_Realloc(s->pend, (size_t)c * sizeof(int64_t));
@@ -59,7 +62,46 @@ static int sync_pend_push(SyncLoader *s, int64_t at) {
         s->pend = o;
         s->cappend = c;
     }
-    s->pend[s->npend++] = s->last_pend = at;
+    s->pend[s->npend++] = at;
+    return 0;
+}
+
+static const SyncLoader *sync_compact_of; /* qsort's comparator takes no context (GIL held) */
+
+static int sync_cmp_top(const void *x, const void *y) {
+    int64_t a = sync_compact_of->tops[*(const Py_ssize_t *)x].top;
+    int64_t b = sync_compact_of->tops[*(const Py_ssize_t *)y].top;
+    return (a > b) - (a < b);
+}
+
+/* Move the node records not handed out to the front of the arena, in arena order (each
+ * chunk's records are one block: its top entry, then the entries below it), and point the
+ * chunk table at their new places.  Called by settle() before it hands anything out: the
+ * last settle()'s records are no longer read (its windows refuse to go on). */
+static int sync_compact(SyncLoader *s) {
+    Py_ssize_t chunks = (Py_ssize_t)1 << s->depth, live = 0;
+    Py_ssize_t *idx = PyMem_Malloc((size_t)chunks * sizeof(Py_ssize_t));
+    if (!idx) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < chunks; c++)
+        if (s->tops[c].kind >= 0 && !s->tops[c].settled && s->tops[c].top >= 0) idx[live++] = c;
+    sync_compact_of = s;
+    qsort(idx, (size_t)live, sizeof(Py_ssize_t), sync_cmp_top);
+    int64_t w = 0;
+    for (Py_ssize_t i = 0; i < live; i++) {
+        SyncTop *t = &s->tops[idx[i]];
+        int64_t len = t->seg_hi - t->top, delta = w - t->top;
+        if (delta) memmove(s->nod.buf + w, s->nod.buf + t->top, (size_t)len);
+        t->top += delta;
+        t->seg_lo += delta;
+        t->seg_hi += delta;
+        w += len;
+    }
+    PyMem_Free(idx);
+    s->nod.len = (size_t)w;
+    s->dead = 0;
     return 0;
 }
 
@@ -70,6 +112,9 @@ static PyObject *sync_settle(SyncLoader *s, PyObject *unused) {
     Py_ssize_t chunks = (Py_ssize_t)1 << s->depth;
     s->npend = 0;
     s->gen++;
+    if (s->dead >= ((int64_t)64 << s->depth) && 2 * s->dead >= (int64_t)s->nod.len &&
+        sync_compact(s) < 0)
+        return NULL;
     for (; s->next_settle < chunks && s->tops[s->next_settle].kind >= 0; s->next_settle++) {
         SyncTop *t = &s->tops[s->next_settle];
         if (t->kind != K_NODE) continue; /* a lone leaf or nothing: placed by finish() */
@@ -77,8 +122,14 @@ static PyObject *sync_settle(SyncLoader *s, PyObject *unused) {
         for (int64_t at = t->seg_lo; at < t->seg_hi; at += 37 + sync_len(s, at))
             if (sync_pend_push(s, at) < 0) return NULL;
         t->settled = 1;
+        s->dead += t->seg_hi - t->top;
     }
     return PyLong_FromSsize_t(s->npend);
+}
+
+/* arena() -> (node bytes, entry bytes): the arenas' bytes in use. */
+static PyObject *sync_arena(SyncLoader *s, PyObject *unused) {
+    return Py_BuildValue("(nn)", (Py_ssize_t)s->nod.len, (Py_ssize_t)s->dat.len);
 }
 
 typedef struct {
@@ -220,6 +271,8 @@ static PyMethodDef sync_methods[] = {
      "finish() -> root: join the chunks, check the root (ValueError), order the records"},
     {"settle", (PyCFunction)sync_settle, METH_NOARGS,
      "settle() -> n: hand out the node records final before finish() (which 2)"},
+    {"arena", (PyCFunction)sync_arena, METH_NOARGS,
+     "arena() -> (node bytes, entry bytes) in use"},
     {"records", (PyCFunction)sync_records, METH_O,
      "records(which) -> (key, value) in key order: 0 entries, 1 node records, 2 settled"},
     {"count", (PyCFunction)sync_count, METH_O, "count(which) -> number of records"},
