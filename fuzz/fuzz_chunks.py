@@ -124,7 +124,9 @@ def broken(rng: random.Random, chunk: StateChunk) -> StateChunk:
 
 
 def check_loader(rng: random.Random) -> None:
-    """One state: the C loader's verdicts == verify_chunk's; its records == the tree's."""
+    """One state: the C loader's verdicts == verify_chunk's; its records == the tree's,
+    those handed out by ``settle()`` between adds (each once, ascending across calls) and
+    those ``finish()`` orders together."""
     state = {
         rng.randbytes(rng.randint(1, 12)): rng.randbytes(rng.randint(0, 30))
         for _ in range(rng.randint(0, 40))
@@ -136,6 +138,7 @@ def check_loader(rng: random.Random) -> None:
     feed = good + [broken(rng, rng.choice(good)) for _ in range(rng.randint(1, 6))]
     rng.shuffle(feed)
     loader, done = _smtfast.SyncLoader(root, depth), set()
+    settled: list[tuple[bytes, bytes]] = []
     for chunk in feed:
         want = verify_chunk(root, chunk)
         if chunk.index in done:
@@ -150,18 +153,28 @@ def check_loader(rng: random.Random) -> None:
             raise AssertionError(f"loader says {got}, verify_chunk {want}: {chunk}")
         if got:
             done.add(chunk.index)
-    if loader.finish() != root or dict(loader.records(1)) != store.nodes:
+        if rng.random() < 0.5:
+            loader.settle()
+            settled += [(bytes(k), bytes(v)) for k, v in loader.records(2)]
+    if [k for k, _ in settled] != sorted({k for k, _ in settled}):
+        raise AssertionError("settled records repeat or go out of order")
+    if loader.finish() != root:
+        raise AssertionError(f"loader does not join to the root for {state}")
+    rest = dict(loader.records(1))
+    if set(rest) & {k for k, _ in settled}:
+        raise AssertionError(f"finish() repeats a settled record for {state}")
+    if rest | dict(settled) != store.nodes:
         raise AssertionError(f"loader records differ from the tree's for {state}")
     if dict(loader.records(0)) != state:
         raise AssertionError("loader entries differ from the state")
-    check_add_many(rng, root, depth, feed, loader)
+    check_add_many(rng, root, depth, feed, rest | dict(settled))
 
 
 def check_add_many(
-    rng: random.Random, root: bytes, depth: int, feed: list[StateChunk], one: _smtfast.SyncLoader
+    rng: random.Random, root: bytes, depth: int, feed: list[StateChunk], one: dict[bytes, bytes]
 ) -> None:
     """The same feed in random batches for add_many (two threads): add's verdicts, the
-    same records (``one`` is the loader fed one chunk at a time)."""
+    same records (``one``: those of the loader fed one chunk at a time), in key order."""
     many, done = _smtfast.SyncLoader(root, depth), set()
     full = [c for c in feed if len(c.siblings) == depth and c.terminal is None]
     while full:
@@ -186,7 +199,7 @@ def check_add_many(
         if chunk.index not in done and verify_chunk(root, chunk):
             many.add_top(chunk.index, chunk.entries, *_top(chunk))
             done.add(chunk.index)
-    if many.finish() != root or list(many.records(1)) != list(one.records(1)):
+    if many.finish() != root or list(many.records(1)) != sorted(one.items()):
         raise AssertionError("add_many's records differ from add's")
 
 
