@@ -18,7 +18,9 @@ Requests arrive through per-stream handlers from :meth:`handler` (the
 transport's :class:`~zapstack.transport.handler.StreamHandler` interface): the
 request bytes are collected until FIN and answered with one ``Reply`` (the
 whole reply, then FIN), or refused with ``Reject(code)`` -- ``NOT_FOUND`` for a
-root no longer pinned, the parse error's code for malformed bytes.
+root no longer pinned, the parse error's code for malformed bytes; a state chunk too
+large for one record (over 2**24 body bytes: a depth too small for this state) raises a
+``LocalProtocolError`` with code ``INTERNAL``, which the transport sends as the reset.
 
 Live data goes out as :class:`Push` commands, one queue per peer
 (:meth:`next_push`): :meth:`add_finalized` pushes the block and its cert on a
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from zapstack.bootstrap.wire import (
     CERTS_ONLY,
     LATEST,
+    MAX_CHUNK_RECORD,
     SUB_BLOCKS,
     SUB_MEMPOOL,
     SUB_VOTES,
@@ -218,14 +221,24 @@ class BootstrapServer:
         return _RequestHandler(answers[stream_type])
 
     def answer_state(self, data: bytes) -> bytes:
-        """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse)."""
+        """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse).  A chunk
+        whose record would pass the format's bound (``MAX_CHUNK_RECORD`` body bytes) is never
+        sent: LocalProtocolError with code INTERNAL, this node cannot serve that depth."""
         req = decode_state_request(data)
         view = self._views.get(req.root)
         if view is None:
             raise RemoteProtocolError("state root not served", code=WireCode.NOT_FOUND)
-        out = b"".join(
-            encode_chunk(view.chunk(req.depth, i)) for i in range(req.start, req.start + req.count)
-        )
+        records = []
+        for i in range(req.start, req.start + req.count):
+            record = encode_chunk(view.chunk(req.depth, i))
+            if len(record) - 4 > MAX_CHUNK_RECORD:
+                raise LocalProtocolError(
+                    f"state chunk {i} of depth {req.depth} needs a {len(record) - 4}-byte record, "
+                    f"over the {MAX_CHUNK_RECORD} allowed: ask a greater depth",
+                    code=WireCode.INTERNAL,
+                )
+            records.append(record)
+        out = b"".join(records)
         self.chunks_served += req.count
         self.bytes_served += len(out)
         return out

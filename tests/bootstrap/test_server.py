@@ -1,0 +1,95 @@
+"""BootstrapServer (bootstrap/server.py) answering STATE_CHUNK requests: the reply is the
+requested chunks' records in order, each equal to the readable encoder over the readable
+chunk builder (``encode_chunk_py`` of ``make_chunk`` on a pure-Python tree, not the
+server's own path); a root it does not serve is refused with NOT_FOUND; a chunk too large
+for one record is refused with INTERNAL and never sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zapstack.bootstrap import BootstrapServer
+from zapstack.bootstrap.wire import (
+    MAX_CHUNK_RECORD,
+    StateRequest,
+    encode_chunk_py,
+    encode_state_request,
+)
+from zapstack.errors import LocalProtocolError, WireCode, ZapError
+from zapstack.transport.events import Reject, Reply
+from zapstack.transport.streams import StreamType
+from zapstack.zapdb import ZapDB
+from zapstack.zapdb.proofs import make_chunk
+from zapstack.zapdb.smt import DictNodeStore, apply_updates_py
+
+
+def _served(path: Path, state: dict[bytes, bytes]) -> tuple[ZapDB, BootstrapServer, bytes]:
+    db = ZapDB.open(path)
+    with db.begin() as txn:
+        for key, value in state.items():
+            txn.set(key, value)
+        txn.commit()
+    server = BootstrapServer(db)
+    return db, server, server.pin()
+
+
+def _ask(server: BootstrapServer, request: StateRequest) -> Reply | Reject:
+    handler = server.handler(b"peer", StreamType.STATE_CHUNK)
+    assert not handler.on_data(encode_state_request(request))
+    (action,) = handler.on_end()
+    assert isinstance(action, Reply | Reject)
+    return action
+
+
+@pytest.mark.parametrize(("depth", "start", "count"), [(0, 0, 1), (3, 0, 8), (5, 7, 20)])
+def test_a_reply_is_the_requested_chunks_in_order(
+    tmp_path: Path, depth: int, start: int, count: int
+) -> None:
+    state = {b"acct/%d" % i: b"v" * (i % 37) for i in range(300)}
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    db, server, pinned = _served(tmp_path / "db", state)
+    try:
+        assert pinned == root
+        reply = _ask(server, StateRequest(root, depth, start, count))
+        assert isinstance(reply, Reply) and reply.fin
+        want = b"".join(
+            encode_chunk_py(make_chunk(store, state.get, depth, i))
+            for i in range(start, start + count)
+        )
+        assert reply.data == want
+        assert server.chunks_served == count and server.bytes_served == len(want)
+    finally:
+        server.close()
+        db.close()
+
+
+def test_a_root_not_served_is_refused(tmp_path: Path) -> None:
+    db, server, root = _served(tmp_path / "db", {b"k": b"v"})
+    try:
+        other = bytes(32) if root != bytes(32) else b"\x01" * 32
+        action = _ask(server, StateRequest(other, 0, 0, 1))
+        assert action == Reject(WireCode.NOT_FOUND)
+    finally:
+        server.close()
+        db.close()
+
+
+def test_a_chunk_too_large_for_one_record_is_refused_not_sent(tmp_path: Path) -> None:
+    big = 1 << 20
+    state = {b"blob/%d" % i: bytes([i]) * big for i in range(17)}  # 17 MiB > 2**24 bytes
+    db, server, root = _served(tmp_path / "db", state)
+    try:
+        handler = server.handler(b"peer", StreamType.STATE_CHUNK)
+        handler.on_data(encode_state_request(StateRequest(root, 0, 0, 1)))
+        with pytest.raises(LocalProtocolError) as info:
+            handler.on_end()  # the transport turns any ZapError into Reject(code)
+        assert isinstance(info.value, ZapError) and info.value.code is WireCode.INTERNAL
+        assert "depth 0" in str(info.value) and server.chunks_served == 0
+        reply = _ask(server, StateRequest(root, 2, 0, 4))  # deeper: each chunk fits
+        assert isinstance(reply, Reply) and len(reply.data) > MAX_CHUNK_RECORD
+    finally:
+        server.close()
+        db.close()
