@@ -171,7 +171,9 @@ def test_early_txn_checks_owner_and_thread() -> None:
     with pytest.raises(ConflictError):
         early.check(6)  # another txn
     assert isinstance(_on_thread(lambda: early.check(5)), StoreError)  # another thread
-    assert not _on_thread(lambda: early.on_thread() and None) and not early.doomed
+    seen: list[bool] = []
+    assert _on_thread(lambda: seen.append(early.on_thread())) is None and seen == [False]
+    assert not early.doomed
     early.doomed = True
     with pytest.raises(ConflictError):
         early.check(5)  # its owner was discarded: it only waits to be aborted

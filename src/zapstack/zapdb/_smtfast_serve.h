@@ -14,12 +14,6 @@
  * neither 0x01 || 64 bytes nor 0x00 || 64 bytes || key, a leaf whose key hash is outside
  * the subtree's prefix, or a run that ends before the subtree does. */
 
-static int serve_zero(const char *h) {
-    for (int i = 0; i < 32; i++)
-        if (h[i]) return 0;
-    return 1;
-}
-
 static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
     PyObject *it, *out, *rec;
     Py_buffer path;
@@ -40,7 +34,8 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
         Py_ssize_t n = p ? PyBytes_GET_SIZE(rec) : 0;
         int rc = 0;
         if (n == 65 && p[0] == 1) {
-            due += !serve_zero(p + 1) + !serve_zero(p + 33) - 1;
+            static const uint8_t empty[32] = {0}; /* an absent child's hash */
+            due += !!memcmp(p + 1, empty, 32) + !!memcmp(p + 33, empty, 32) - 1;
         } else if (n >= 66 && p[0] == 0) {
             uint8_t kh[32];
             mask_path((const uint8_t *)p + 1, depth, kh);

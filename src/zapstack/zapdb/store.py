@@ -294,7 +294,7 @@ class ZapDB:
         meta: dict[bytes, bytes],
         root: bytes,
         rng: random.Random | None,
-        owner: int = 0,
+        owner: int,
     ) -> None:
         with self._write_lock:
             self._writable_at(base, owner)

@@ -151,14 +151,14 @@ class Snapshot:
         ``getmulti``; :meth:`entries_under_py` is the same in plain Python."""
         if _smtfast is None:
             return self.entries_under_py(depth, prefix)
-        lo, _ = smt.subtree_range(depth, prefix)
+        root_key = smt.path_key(prefix, depth)
         keys: list[bytes] = []
         with self._lock:
             txn = self._txn()
             cur = txn.cursor(db=self._nodes)
             vals = txn.cursor(db=self._data)
             try:
-                if cur.set_key(lo):  # absent: the subtree is empty (or its lone leaf sits above)
+                if cur.set_key(root_key):  # absent: empty subtree, or its lone leaf sits above
                     path = prefix.to_bytes(32, "big")
                     _smtfast.subtree_keys(cur.iternext(keys=False), depth, path, keys)
                 entries: tuple[tuple[bytes, bytes], ...] = tuple(vals.getmulti(keys))
