@@ -108,6 +108,23 @@ static int sync_grow(SyncBuf *b, size_t need) {
     return sync_resize(b, cap);
 }
 
+/* Append arena offset `at` to the growable array *arr (*n used, *cap allocated): 0, or -1
+ * with MemoryError (nothing appended). */
+static int sync_off_append(int64_t **arr, Py_ssize_t *n, Py_ssize_t *cap, int64_t at) {
+    if (*n == *cap) {
+        Py_ssize_t c = *cap ? *cap * 2 : 1024;
+        int64_t *o = PyMem_Realloc(*arr, (size_t)c * sizeof(int64_t));
+        if (!o) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *arr = o;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = at;
+    return 0;
+}
+
 /* A first guess at an arena's size from the first chunk's share (capped: a guess only). */
 static size_t sync_guess(size_t first, int depth) {
     size_t cap = (size_t)1 << 32;

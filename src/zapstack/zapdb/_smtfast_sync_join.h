@@ -15,18 +15,7 @@ static int sync_push(SyncLoader *s, int64_t at, Py_ssize_t *cap) {
         PyErr_SetString(PyExc_ValueError, "node records out of order (a bug)");
         return -1;
     }
-    if (s->norder == *cap) {
-        Py_ssize_t c = *cap ? *cap * 2 : 1024;
-        int64_t *o = PyMem_Realloc(s->order, (size_t)c * sizeof(int64_t));
-        if (!o) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->order = o;
-        *cap = c;
-    }
-    s->order[s->norder++] = at;
-    return 0;
+    return sync_off_append(&s->order, &s->norder, cap, at);
 }
 
 static inline uint32_t sync_len(const SyncLoader *s, int64_t at) {

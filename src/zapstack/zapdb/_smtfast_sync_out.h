@@ -50,19 +50,9 @@ static int sync_pend_push(SyncLoader *s, int64_t at) {
         PyErr_SetString(PyExc_ValueError, "settled records out of order (a bug)");
         return -1;
     }
+    if (sync_off_append(&s->pend, &s->npend, &s->cappend, at) < 0) return -1;
     memcpy(s->last_key, key, 33);
     s->handed = 1;
-    if (s->npend == s->cappend) {
-        Py_ssize_t c = s->cappend ? s->cappend * 2 : 1024;
-        int64_t *o = PyMem_Realloc(s->pend, (size_t)c * sizeof(int64_t));
-        if (!o) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        s->pend = o;
-        s->cappend = c;
-    }
-    s->pend[s->npend++] = at;
     return 0;
 }
 
