@@ -20,7 +20,9 @@ from zapstack.bootstrap import (
     TxGossiped,
     VoteReceived,
 )
+from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.devchain import USERS, Chain, cert_ok
+from zapstack.bootstrap.wire import StateRequest, encode_state_request
 from zapstack.errors import WireCode
 from zapstack.testing.loopnet import LoopNet
 from zapstack.transport.events import End, HandlerAction, Reply, StreamEnded
@@ -257,3 +259,34 @@ def test_a_peer_holds_window_state_requests_at_once(
     s.net.pump()
     open_now = sorted((r[2], r[3]) for r in s.client.requests(s.peers[0]).values())
     assert open_now == [(4 * i, 4) for i in range(window)]  # consecutive batches, in order
+
+
+def test_a_peer_past_its_reply_bound_is_asked_fewer_chunks_not_dropped(
+    dbs: list[ZapDB], verifier: ThreadVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only peer refuses batches of 8 with INTERNAL (their reply passes its bound, made
+    small here): the client halves what it asks of that peer, keeps asking it, and syncs."""
+    cfg = BootstrapConfig(depth=4, batch=8)
+    s = Setup(dbs, verifier, 1, fillers=600, blocks=1, config=cfg)
+    server = s.servers[0]
+    root = s.dbs[0].root()
+    bodies = [len(server.answer_state(_state_request(root, 4, i, 1))) - 4 for i in range(16)]
+    bound = 2 * max(bodies)  # two chunks always fit, eight never do
+    assert sum(sorted(bodies)[:8]) > bound
+    monkeypatch.setattr(servermod, "MAX_STATE_REPLY", bound)
+    pair = s.net.add_server(s.peers[0], server)
+    assert s.client.done and dbs[0].root() == root
+    assert not s.events(PeerBlamed) and not s.client.peers[s.peers[0]].excluded
+    assert s.client.peers[s.peers[0]].state_batch in (2, 4)
+    refused = [
+        e
+        for e in pair.listener_events
+        if isinstance(e, StreamEnded)
+        and e.stream_type is StreamType.STATE_CHUNK
+        and e.end is not End.FIN
+    ]
+    assert refused and all(e.code == WireCode.INTERNAL for e in refused)
+
+
+def _state_request(root: bytes, depth: int, start: int, count: int) -> bytes:
+    return encode_state_request(StateRequest(root, depth, start, count))

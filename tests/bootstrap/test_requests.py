@@ -5,6 +5,7 @@ from __future__ import annotations
 from zapstack.bootstrap.readers import ChunkReplyReader, RangeReplyReader
 from zapstack.bootstrap.requests import RequestStreams
 from zapstack.bootstrap.wire import MAX_RANGE
+from zapstack.errors import WireCode
 from zapstack.transport.streams import StreamType
 
 SC, HR = StreamType.STATE_CHUNK, StreamType.HEADER_RANGE
@@ -34,6 +35,27 @@ def test_when_everyone_is_excluded_they_get_another_round() -> None:
     reqs.peers[b"b"].excluded.add(SC)
     assert reqs.usable(SC) == [b"a", b"b"]  # the gone peer stays out
     assert not reqs.peers[b"a"].excluded and not reqs.peers[b"b"].excluded
+
+
+def test_internal_on_several_state_chunks_halves_the_peers_batch_instead_of_excluding() -> None:
+    reqs = RequestStreams(depth=4, stall_timeout=5.0)
+    reqs.add_peer(b"a")
+    peer = reqs.peers[b"a"]
+    req = reqs.get(reqs.open(b"a", SC, 0, 8, 0.0, False))
+    assert req is not None
+    req.done = 1  # seven still owed
+    reqs.refused(req, WireCode.INTERNAL)
+    assert peer.state_batch == 3 and not peer.excluded
+    for code, st, count in ((WireCode.INTERNAL, SC, 1), (WireCode.RATE_LIMITED, SC, 8)):
+        one = reqs.get(reqs.open(b"a", st, 0, count, 0.0, False))
+        assert one is not None
+        reqs.refused(one, code)  # one chunk: it cannot serve that depth; other codes: out
+        assert peer.excluded == {SC} and peer.state_batch == 3
+        peer.excluded.clear()
+    hr = reqs.get(reqs.open(b"a", HR, 0, 8, 0.0, False))
+    assert hr is not None
+    reqs.refused(hr, WireCode.INTERNAL)
+    assert peer.excluded == {HR}
 
 
 def test_the_gap_goes_to_the_least_loaded_peer_whose_head_covers_it() -> None:

@@ -2,7 +2,8 @@
 requested chunks' records in order, each equal to the readable encoder over the readable
 chunk builder (``encode_chunk_py`` of ``make_chunk`` on a pure-Python tree, not the
 server's own path); a root it does not serve is refused with NOT_FOUND; a chunk too large
-for one record is refused with INTERNAL and never sent."""
+for one record, or chunks that pass the reply's bound together, are refused with INTERNAL
+and never sent, the server's work stopping at the chunk that passes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from zapstack.bootstrap import BootstrapServer
+from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.wire import (
     MAX_CHUNK_RECORD,
+    MAX_STATE_REPLY,
     StateRequest,
     encode_chunk_py,
     encode_state_request,
@@ -21,8 +24,9 @@ from zapstack.errors import LocalProtocolError, WireCode, ZapError
 from zapstack.transport.events import Reject, Reply
 from zapstack.transport.streams import StreamType
 from zapstack.zapdb import ZapDB
-from zapstack.zapdb.proofs import make_chunk
+from zapstack.zapdb.proofs import StateChunk, body_len, make_chunk
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py
+from zapstack.zapdb.view import ReadView
 
 
 def _served(path: Path, state: dict[bytes, bytes]) -> tuple[ZapDB, BootstrapServer, bytes]:
@@ -87,9 +91,59 @@ def test_a_chunk_too_large_for_one_record_is_refused_not_sent(tmp_path: Path) ->
         with pytest.raises(LocalProtocolError) as info:
             handler.on_end()  # the transport turns any ZapError into Reject(code)
         assert isinstance(info.value, ZapError) and info.value.code is WireCode.INTERNAL
-        assert "depth 0" in str(info.value) and server.chunks_served == 0
-        reply = _ask(server, StateRequest(root, 2, 0, 4))  # deeper: each chunk fits
-        assert isinstance(reply, Reply) and len(reply.data) > MAX_CHUNK_RECORD
+        assert "depth 0" in str(info.value) and "greater depth" in str(info.value)
+        assert server.chunks_served == 0
+        handler = server.handler(b"peer", StreamType.STATE_CHUNK)
+        handler.on_data(encode_state_request(StateRequest(root, 2, 0, 4)))
+        with pytest.raises(LocalProtocolError) as info:  # each fits, together they pass
+            handler.on_end()
+        assert info.value.code is WireCode.INTERNAL and "fewer chunks" in str(info.value)
+        assert MAX_STATE_REPLY <= MAX_CHUNK_RECORD and server.chunks_served == 0
+        sizes = []
+        for i in range(4):  # deeper and one at a time: each chunk is served
+            reply = _ask(server, StateRequest(root, 2, i, 1))
+            assert isinstance(reply, Reply)
+            sizes.append(len(reply.data) - 4)
+        assert sum(sizes) > MAX_STATE_REPLY and max(sizes) <= MAX_CHUNK_RECORD
+    finally:
+        server.close()
+        db.close()
+
+
+def test_a_reply_stops_at_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the reply's bound made small: a request is served exactly when its chunks'
+    bodies add up to at most the bound (replies equal to the readable encoder's), and a
+    refused one builds no chunk past the one that passed."""
+    state = {b"acct/%d" % i: b"v" * (i % 37) for i in range(300)}
+    store = DictNodeStore()
+    root = apply_updates_py(store, state.items())
+    bodies = [body_len(make_chunk(store, state.get, 4, i)) for i in range(16)]
+    db, server, _ = _served(tmp_path / "db", state)
+    built: list[int] = []
+    real = ReadView.chunk
+
+    def counted(view: ReadView, depth: int, index: int, limit: int | None = None) -> StateChunk:
+        built.append(index)
+        return real(view, depth, index, limit)
+
+    monkeypatch.setattr(ReadView, "chunk", counted)
+    try:
+        for bound in (bodies[0] - 1, bodies[0], sum(bodies[:5]), sum(bodies[:5]) - 1):
+            monkeypatch.setattr(servermod, "MAX_STATE_REPLY", bound)
+            for count in (1, 5, 16):
+                built.clear()
+                request = encode_state_request(StateRequest(root, 4, 0, count))
+                if sum(bodies[:count]) <= bound:
+                    want = b"".join(
+                        encode_chunk_py(make_chunk(store, state.get, 4, i)) for i in range(count)
+                    )
+                    assert server.answer_state(request) == want
+                    continue
+                with pytest.raises(LocalProtocolError) as info:
+                    server.answer_state(request)
+                assert info.value.code is WireCode.INTERNAL
+                passed = next(i for i in range(count) if sum(bodies[: i + 1]) > bound)
+                assert built == list(range(passed + 1))
     finally:
         server.close()
         db.close()

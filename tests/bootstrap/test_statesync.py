@@ -28,6 +28,9 @@ def test_batches_are_handed_out_in_order_and_a_failed_tail_comes_first(tmp_path:
     dl.give_back(1, 2)
     assert [dl.next_batch() for _ in range(3)] == [(1, 2), (3, 3), (6, 2)]
     assert not dl.pending
+    dl.give_back(0, 8)  # a batch cut to ``most``: its rest stays first
+    assert [dl.next_batch(3), dl.next_batch(1), dl.next_batch(9)] == [(0, 3), (3, 1), (4, 4)]
+    assert not dl.pending
     dl.discard()
     dl.discard()  # idempotent
     db.close()

@@ -4,6 +4,7 @@ pure-Python tree (same root as ``reference_root``, the very same node records)."
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Iterator
 
@@ -231,10 +232,17 @@ def test_sorted_items_and_sorted_entries_equal_sorted(raw: list[bytes]) -> None:
 @given(
     st.dictionaries(st.binary(min_size=1, max_size=12), st.binary(max_size=8), max_size=60),
     st.integers(0, 6),
+    st.integers(-1, 120),
+    st.integers(0, 7),
 )
-def test_subtree_keys_equal_the_key_range_scan(state: dict[bytes, bytes], depth: int) -> None:
+def test_subtree_keys_equal_the_key_range_scan(
+    state: dict[bytes, bytes], depth: int, budget: int, per_leaf: int
+) -> None:
     """subtree_keys (a pre-order count over record values) == the leaves of the subtree's
-    key range (the readable scan), for every subtree at ``depth`` of a real tree."""
+    key range (the readable scan), for every subtree at ``depth`` of a real tree.  With a
+    budget (``-1``: none) it says True and gives them all exactly when their
+    ``per_leaf + len(key)`` add up to at most the budget; otherwise False, having given the
+    longest prefix of them that fits and read no record past the leaf that did not."""
     store = DictNodeStore()
     apply_updates_py(store, state.items())
     records = sorted((k, r) for k, r in store.nodes.items() if r is not None)
@@ -244,10 +252,19 @@ def test_subtree_keys_equal_the_key_range_scan(state: dict[bytes, bytes], depth:
         expected = [r[65:] for k, r in records if lo <= k < end and r[0] == 0]
         start = next((i for i, (k, _) in enumerate(records) if k == lo), None)
         keys: list[bytes] = []
+        whole = True
+        run = iter([r for _, r in records[start:]] if start is not None else [])
         if start is not None:
-            run = iter([r for _, r in records[start:]])
-            fast.subtree_keys(run, depth, pint.to_bytes(32, "big"), keys)
-        assert keys == expected
+            whole = fast.subtree_keys(run, depth, pint.to_bytes(32, "big"), keys, budget, per_leaf)
+        costs = list(itertools.accumulate(per_leaf + len(k) for k in expected))
+        fits = len(expected) if budget < 0 else sum(1 for c in costs if c <= budget)
+        assert whole is (fits == len(expected))
+        assert keys == expected[:fits]
+        if not whole:  # it stopped at the leaf that passed: the next record is the one after
+            stop = next(i for i, (_, r) in enumerate(records[start:]) if r[65:] == expected[fits])
+            assert next(run, None) == (
+                records[start + stop + 1][1] if start + stop + 1 < len(records) else None
+            )
 
 
 def test_subtree_keys_refuses_a_corrupt_run() -> None:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import StateChunk, ZapDB, batch, bulk, smt
-from zapstack.zapdb.proofs import make_chunk, verify_chunk
+from zapstack.zapdb import view as viewmod
+from zapstack.zapdb.proofs import ENTRY_OVERHEAD, ChunkTooLarge, body_len, make_chunk, verify_chunk
 from zapstack.zapdb.smt import DictNodeStore, apply_updates_py, reference_root
 
 
@@ -139,6 +140,96 @@ def test_snapshot_chunk_scan_equals_the_tree_walk(tmp_path: Path) -> None:
                         snap.entries_under_py(depth, prefix),
                     )
                     assert fast == slow
+
+
+def test_a_bounded_chunk_scan_stops_at_its_budget(tmp_path: Path) -> None:
+    """entries_under with a budget == the readable scan's verdict: the entries when their
+    ``ENTRY_OVERHEAD + len(key) + len(value)`` fit, else None; make_chunk with a limit
+    raises ChunkTooLarge exactly when the chunk's body would pass it (both sides of it)."""
+    state = _state(2000, 21)
+    rng = random.Random(21)
+    with ZapDB.open(tmp_path / "db", map_size=1 << 27) as db:
+        bulk.bulk_load(db, state.items())
+        store = DictNodeStore()
+        store.nodes = dict(_records(db))
+        with db.read() as view, mock.patch.object(viewmod, "_VALUE_SLICE", 7):  # many slices
+            snap = view._s()
+            for depth in range(4):
+                for index in range(1 << depth):
+                    prefix = index << (256 - depth)
+                    full = snap.entries_under_py(depth, prefix)
+                    assert full is not None
+                    keys = sum(ENTRY_OVERHEAD + len(k) for k, _ in full)
+                    size = keys + sum(len(v) for _, v in full)
+                    for budget in {
+                        0,
+                        keys - 1,
+                        keys,
+                        size - 1,
+                        size,
+                        size + 1,
+                        rng.randrange(size),
+                    }:
+                        want = full if size <= budget else None
+                        assert snap.entries_under(depth, prefix, budget, ENTRY_OVERHEAD) == want
+                        assert snap.entries_under_py(depth, prefix, budget, ENTRY_OVERHEAD) == want
+                    chunk = make_chunk(store, state.get, depth, index)  # the recursive walk
+                    need = body_len(chunk)
+                    assert view.chunk(depth, index, need) == chunk
+                    assert make_chunk(store, state.get, depth, index, limit=need) == chunk
+                    for limit in (need - 1, 0):
+                        with pytest.raises(ChunkTooLarge) as err:
+                            view.chunk(depth, index, limit)
+                        assert (err.value.depth, err.value.index, err.value.limit) == (
+                            depth,
+                            index,
+                            limit,
+                        )
+                        with pytest.raises(ChunkTooLarge):
+                            make_chunk(store, state.get, depth, index, limit=limit)
+            lone = next(  # a lone-leaf chunk (the walk stops above its depth)
+                (d, i)
+                for d in range(8, 14)
+                for i in range(1 << d)
+                if len(chunk := view.chunk(d, i).entries) == 1 and view.chunk(d, i).terminal
+            )
+            need = body_len(view.chunk(*lone))
+            with pytest.raises(ChunkTooLarge):
+                view.chunk(*lone, need - 1)
+
+
+def test_a_bounded_chunk_scan_reads_about_its_budget(tmp_path: Path) -> None:
+    """A chunk over its budget costs the server about the budget, not the subtree: the walk
+    stops at the leaf that passes it (counted: the records pulled from the cursor)."""
+    state = _state(3000, 22)
+    pulled: list[int] = []
+    real = viewmod._smtfast
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        @staticmethod
+        def subtree_keys(run: object, *args: object) -> bool:
+            seen = [0]
+
+            def counted() -> object:
+                for rec in run:  # type: ignore[attr-defined]
+                    seen[0] += 1
+                    yield rec
+
+            try:
+                return bool(real.subtree_keys(counted(), *args))
+            finally:
+                pulled.append(seen[0])
+
+    with ZapDB.open(tmp_path / "db", map_size=1 << 27) as db:
+        bulk.bulk_load(db, state.items())
+        with db.read() as view, mock.patch.object(viewmod, "_smtfast", Counting()):
+            assert view._s().entries_under(0, 0, 600, ENTRY_OVERHEAD) is None
+            assert view._s().entries_under(0, 0) is not None
+    bounded, whole = pulled
+    assert whole > 3000 and bounded < 50 * 6  # 600 bytes: at most 50 leaves of >= 12 bytes
 
 
 def test_chunk_scan_of_a_corrupt_store_is_a_store_error(tmp_path: Path) -> None:

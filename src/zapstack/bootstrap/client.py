@@ -217,11 +217,12 @@ class BootstrapClient:
         self._schedule(now)
 
     def response_reset(self, req_id: int, code: int, now: float) -> None:
-        """The peer reset / stopped request ``req_id`` (NOT_FOUND, RATE_LIMITED ...)."""
+        """The peer reset / stopped request ``req_id`` (NOT_FOUND, RATE_LIMITED ...): see
+        :meth:`RequestStreams.refused` (INTERNAL on state chunks: ask fewer at a time)."""
         req = self._reqs.get(req_id)
         if req is None:
             return
-        self.peers[req.peer].excluded.add(req.stream_type)
+        self._reqs.refused(req, code)
         self._fail(req_id, now)
         self._schedule(now)
 
@@ -386,7 +387,7 @@ class BootstrapClient:
             for peer in self._reqs.free(st, self.config.window):
                 if not state.pending:
                     break
-                start, count = state.next_batch()
+                start, count = state.next_batch(self.peers[peer].state_batch)
                 req = StateRequest(self.target.state_root, self.config.depth, start, count)
                 self._open(peer, st, encode_state_request(req), start, count, now)
         self._fetch_gaps(now)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from zapstack.bootstrap.readers import ChunkReplyReader, RangeReplyReader
 from zapstack.bootstrap.wire import MAX_RANGE
+from zapstack.errors import WireCode
 from zapstack.transport.streams import StreamType
 
 __all__ = ["PeerState", "Request", "RequestStreams"]
@@ -42,6 +43,9 @@ class PeerState:
     """Request kinds not to ask of it (it stalled, reset them or had nothing)."""
     gone: bool = False
     """Disconnected or blamed: never used again."""
+    state_batch: int | None = None
+    """Most state chunks to ask of it at once, once it refused a larger request as past its
+    reply's bound (None: the client's ``batch``)."""
 
 
 @dataclass(slots=True)
@@ -153,6 +157,17 @@ class RequestStreams:
         deadline = now + self.stall_timeout
         self._reqs[rid] = Request(peer, st, reader, deadline, start, count, latest)
         return rid
+
+    def refused(self, req: Request, code: int) -> None:
+        """``req``'s peer reset it: that peer is not asked that kind again, except for
+        ``INTERNAL`` on a STATE_CHUNK request of several chunks still owed -- their reply
+        passes the server's bound (``bootstrap.md`` §2), a smaller one may be served -- after
+        which it is asked half as many at a time (:attr:`PeerState.state_batch`)."""
+        owed, peer = req.count - req.done, self.peers[req.peer]
+        if req.stream_type is StreamType.STATE_CHUNK and code == WireCode.INTERNAL and owed > 1:
+            peer.state_batch = owed // 2
+        else:
+            peer.excluded.add(req.stream_type)
 
     def get(self, rid: int) -> Request | None:
         """The open request ``rid``, or None."""

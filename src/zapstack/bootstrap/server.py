@@ -18,9 +18,11 @@ Requests arrive through per-stream handlers from :meth:`handler` (the
 transport's :class:`~zapstack.transport.handler.StreamHandler` interface): the
 request bytes are collected until FIN and answered with one ``Reply`` (the
 whole reply, then FIN), or refused with ``Reject(code)`` -- ``NOT_FOUND`` for a
-root no longer pinned, the parse error's code for malformed bytes; a state chunk too
-large for one record (over 2**24 body bytes: a depth too small for this state) raises a
-``LocalProtocolError`` with code ``INTERNAL``, which the transport sends as the reset.
+root no longer pinned, the parse error's code for malformed bytes.  A STATE_CHUNK reply
+costs at most about ``MAX_STATE_REPLY`` bytes of reading whatever a peer asks: a chunk too
+large for one record (over 2**24 body bytes: a depth too small for this state), or chunks
+that pass the reply's bound together, raise a ``LocalProtocolError`` with code
+``INTERNAL`` at the chunk that passes, which the transport sends as the reset.
 
 Live data goes out as :class:`Push` commands, one queue per peer
 (:meth:`next_push`): :meth:`add_finalized` pushes the block and its cert on a
@@ -43,6 +45,7 @@ from zapstack.bootstrap.wire import (
     CERTS_ONLY,
     LATEST,
     MAX_CHUNK_RECORD,
+    MAX_STATE_REPLY,
     SUB_BLOCKS,
     SUB_MEMPOOL,
     SUB_VOTES,
@@ -57,6 +60,7 @@ from zapstack.transport.events import End, HandlerAction, Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamHandler
 from zapstack.transport.streams import StreamType
 from zapstack.zap.frames import parse_block
+from zapstack.zapdb.proofs import ChunkTooLarge
 from zapstack.zapdb.store import ZapDB
 from zapstack.zapdb.view import ReadView
 
@@ -221,22 +225,34 @@ class BootstrapServer:
         return _RequestHandler(answers[stream_type])
 
     def answer_state(self, data: bytes) -> bytes:
-        """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse).  A chunk
-        whose record would pass the format's bound (``MAX_CHUNK_RECORD`` body bytes) is never
-        sent: LocalProtocolError with code INTERNAL, this node cannot serve that depth."""
+        """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse).
+
+        The work is bounded whatever a peer asks: the records' bodies may add up to
+        ``MAX_STATE_REPLY`` bytes, each chunk is built with the budget left (at most
+        ``MAX_CHUNK_RECORD``), and building stops at the chunk that passes it, having read
+        about that many bytes of it (``ReadView.chunk``'s limit).  Such a request is refused
+        with LocalProtocolError code INTERNAL: a single chunk over the format's bound means
+        this node cannot serve that depth (ask a greater one); several chunks over the
+        reply's bound, ask fewer at a time.  Nothing is sent for a refused request."""
         req = decode_state_request(data)
         view = self._views.get(req.root)
         if view is None:
             raise RemoteProtocolError("state root not served", code=WireCode.NOT_FOUND)
         records = []
+        left = MAX_STATE_REPLY
         for i in range(req.start, req.start + req.count):
-            record = encode_chunk(view.chunk(req.depth, i))
-            if len(record) - 4 > MAX_CHUNK_RECORD:
+            limit = min(MAX_CHUNK_RECORD, left)
+            try:
+                record = encode_chunk(view.chunk(req.depth, i, limit))
+            except ChunkTooLarge:
+                if limit == MAX_CHUNK_RECORD:
+                    why = f"over the {MAX_CHUNK_RECORD} a record may hold: ask a greater depth"
+                else:
+                    why = f"past the {MAX_STATE_REPLY} one reply may hold: ask fewer chunks"
                 raise LocalProtocolError(
-                    f"state chunk {i} of depth {req.depth} needs a {len(record) - 4}-byte record, "
-                    f"over the {MAX_CHUNK_RECORD} allowed: ask a greater depth",
-                    code=WireCode.INTERNAL,
-                )
+                    f"state chunk {i} of depth {req.depth} is {why}", code=WireCode.INTERNAL
+                ) from None
+            left -= len(record) - 4
             records.append(record)
         out = b"".join(records)
         self.chunks_served += req.count

@@ -66,9 +66,14 @@ class StateDownload:
         """Whether batches wait for a peer."""
         return bool(self._todo)
 
-    def next_batch(self) -> tuple[int, int]:
-        """The next ``(start, count)`` to request (call only while :attr:`pending`)."""
-        return self._todo.popleft()
+    def next_batch(self, most: int | None = None) -> tuple[int, int]:
+        """The next ``(start, count)`` to request, at most ``most`` chunks (the rest of a
+        batch cut so stays first in the queue; call only while :attr:`pending`)."""
+        start, count = self._todo.popleft()
+        if most is not None and count > most >= 1:
+            self._todo.appendleft((start + most, count - most))
+            count = most
+        return start, count
 
     def give_back(self, start: int, count: int) -> None:
         """A request failed with chunks ``start .. start+count-1`` unwritten: ask them first."""

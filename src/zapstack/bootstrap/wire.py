@@ -41,6 +41,7 @@ __all__ = [
     "MAX_CERT_LEN",
     "MAX_CHUNK_RECORD",
     "MAX_RANGE",
+    "MAX_STATE_REPLY",
     "MAX_VOTE_LEN",
     "SUB_BLOCKS",
     "SUB_MEMPOOL",
@@ -66,6 +67,10 @@ MAX_RANGE = 256
 """Blocks one HEADER_RANGE request may ask for."""
 MAX_CHUNK_RECORD = 1 << 24
 """Largest chunk record body (16 MiB)."""
+MAX_STATE_REPLY = 1 << 24
+"""Most record-body bytes a server puts in one STATE_CHUNK reply (16 MiB, so any legal
+record fits alone): a request whose chunks pass it is refused (``INTERNAL``), and the
+server stops building the reply there."""
 MAX_CERT_LEN = 1 << 26
 """Largest QuasarCert carried in a range record or a block push (64 MiB)."""
 MAX_VOTE_LEN = 1 << 16

@@ -362,7 +362,8 @@ static PyMethodDef methods[] = {
     {"encode_chunk", py_encode_chunk, METH_VARARGS,
      "encode_chunk(index, entries, siblings, terminal) -> u32 body_len | body"},
     {"subtree_keys", py_subtree_keys, METH_VARARGS,
-     "subtree_keys(record values, depth, path, out): the subtree's leaf keys, pre-order"},
+     "subtree_keys(record values, depth, path, out, budget=-1, per_leaf=0) -> bool: the "
+     "subtree's leaf keys, pre-order; False once the keys pass the budget"},
     {"warm", py_warm, METH_VARARGS,
      "warm(get, upper, split): every tree record at depth < split into upper (see the C)"},
     {"sorted_entries", py_sorted_entries, METH_O,

@@ -4,13 +4,17 @@
  * differ from a key-range scan (a missing interior record shortens the run it counts),
  * and such a chunk fails the client's verification: its server is the one blamed.
  *
- * subtree_keys(records, depth, path, out) -> None.  `records` yields the node records'
+ * subtree_keys(records, depth, path, out, budget=-1) -> bool.  `records` yields the node records'
  * VALUES from the subtree root (depth, path) on, in key order (an LMDB cursor's
  * iternext(keys=False) after set_key(root)).  The subtree's records are the first ones of
  * that run (layout v2: pre-order), and a pre-order walk that counts the children still due
  * (each interior record adds its non-EMPTY children) ends exactly with the subtree: no key
  * is read or compared.  Each leaf record's user key (bytes 65..) is appended to `out`, in
- * key-hash order (the leaves' pre-order).  ValueError for a corrupt store: a record that is
+ * key-hash order (the leaves' pre-order).  With `budget` >= 0 each leaf costs
+ * `per_leaf` + its key's length, and the walk stops at the first leaf that takes the
+ * total past `budget` (that key is not appended): False, the subtree is larger than the
+ * caller will serve, and no more of it was read.  True when the walk ended with the
+ * subtree.  ValueError for a corrupt store: a record that is
  * neither 0x01 || 64 bytes nor 0x00 || 64 bytes || key, a leaf whose key hash is outside
  * the subtree's prefix, or a run that ends before the subtree does. */
 
@@ -18,12 +22,15 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
     PyObject *it, *out, *rec;
     Py_buffer path;
     int depth;
-    if (!PyArg_ParseTuple(args, "Oiy*O!", &it, &depth, &path, &PyList_Type, &out)) return NULL;
+    Py_ssize_t budget = -1, per_leaf = 0;
+    if (!PyArg_ParseTuple(args, "Oiy*O!|nn", &it, &depth, &path, &PyList_Type, &out, &budget, &per_leaf))
+        return NULL;
     uint8_t prefix[32];
     int ok = path.len == 32 && depth >= 0 && depth <= 255;
     if (ok) mask_path(path.buf, depth, prefix);
     PyBuffer_Release(&path);
     if (!ok) return PyErr_Format(PyExc_ValueError, "subtree_keys needs a 32-byte path, depth 0..255");
+    if (per_leaf < 0) return PyErr_Format(PyExc_ValueError, "subtree_keys needs per_leaf >= 0");
     Py_ssize_t due = 1; /* records of the subtree not met yet */
     while (due > 0) {
         if (!(rec = PyIter_Next(it))) {
@@ -43,6 +50,9 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
             if (memcmp(kh, prefix, 32) != 0) {
                 PyErr_SetString(PyExc_ValueError, "a leaf outside the subtree's prefix");
                 rc = -1;
+            } else if (budget >= 0 && (budget -= per_leaf + (n - 65)) < 0) {
+                Py_DECREF(rec);
+                Py_RETURN_FALSE; /* over the caller's budget: read no further */
             } else if (!(key = PyBytes_FromStringAndSize(p + 65, n - 65)) || PyList_Append(out, key) < 0) {
                 rc = -1;
             }
@@ -55,5 +65,5 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
         Py_DECREF(rec);
         if (rc < 0) return NULL;
     }
-    Py_RETURN_NONE;
+    Py_RETURN_TRUE;
 }

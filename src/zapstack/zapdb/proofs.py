@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from zapstack.errors import LocalProtocolError
+from zapstack.errors import LocalProtocolError, WireCode
 
 try:
     from zapstack.zapdb import _smtfast
@@ -43,9 +43,13 @@ from zapstack.zapdb.smt import (
 )
 
 __all__ = [
+    "ENTRY_OVERHEAD",
     "MAX_CHUNK_DEPTH",
+    "RECORD_FIXED",
+    "ChunkTooLarge",
     "Proof",
     "StateChunk",
+    "body_len",
     "make_chunk",
     "prove",
     "verify_chunk",
@@ -55,7 +59,28 @@ __all__ = [
 MAX_CHUNK_DEPTH = 24
 """Chunks split the key-hash space into at most 2**24 prefixes."""
 
+RECORD_FIXED = 10
+"""Bytes of a chunk record's body besides its entries, siblings and terminal hash: index
+u32, entry_count u32, sibling_count u8, terminal flag u8 (``bootstrap.md`` §2)."""
+
+ENTRY_OVERHEAD = 6
+"""Bytes of one entry's encoding besides its key and value: key_len u16, value_len u32."""
+
 Lookup = Callable[[bytes], bytes | None]
+
+
+class ChunkTooLarge(LocalProtocolError):
+    """Chunk ``index`` of ``2**depth`` needs a record body of more than ``limit`` bytes
+    (:func:`make_chunk` with a limit; it read about ``limit`` bytes of the chunk at most)."""
+
+    def __init__(self, depth: int, index: int, limit: int) -> None:
+        super().__init__(
+            f"state chunk {index} of depth {depth} needs a record body of more than {limit} bytes",
+            code=WireCode.INTERNAL,
+        )
+        self.depth = depth
+        self.index = index
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +114,12 @@ class StateChunk:
 class LeafScanner(Protocol):
     """A node store that lists a subtree's leaves itself (the LMDB snapshot: range scans)."""
 
-    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+    def entries_under(
+        self, depth: int, prefix: int, budget: int | None = None, per_entry: int = 0
+    ) -> tuple[tuple[bytes, bytes], ...] | None:
         """``(key, value)`` of every leaf below ``(depth, prefix)`` (a 256-bit int), sorted
-        by key hash, read at the store's own version."""
+        by key hash, read at the store's own version; None once the entries'
+        ``per_entry + len(key) + len(value)`` add up to more than ``budget``."""
         ...
 
 
@@ -167,8 +195,22 @@ def _collect(store: NodeStore, path: bytes, out: list[bytes]) -> None:
     _collect(store, right + bytes((depth + 1,)), out)
 
 
-def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> StateChunk:
-    """Chunk ``index`` of ``2**depth``; ``lookup`` reads a value at the same version."""
+def body_len(chunk: StateChunk) -> int:
+    """Bytes of ``chunk``'s record body as ``bootstrap.md`` §2 encodes it (the record adds
+    its u32 ``body_len``)."""
+    entries = sum(ENTRY_OVERHEAD + len(k) + len(v) for k, v in chunk.entries)
+    tail = 32 * len(chunk.siblings) + (0 if chunk.terminal is None else 32)
+    return RECORD_FIXED + entries + tail
+
+
+def make_chunk(
+    store: NodeStore, lookup: Lookup, depth: int, index: int, *, limit: int | None = None
+) -> StateChunk:
+    """Chunk ``index`` of ``2**depth``; ``lookup`` reads a value at the same version.
+
+    With ``limit``, :class:`ChunkTooLarge` if the chunk's :func:`body_len` would pass it;
+    from a :class:`LeafScanner` (the LMDB snapshot) that is known having read about
+    ``limit`` bytes of entries, not the whole subtree."""
     if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
         raise LocalProtocolError(f"chunk {index} of depth {depth} out of range")
     pint = index << (256 - depth)
@@ -184,14 +226,27 @@ def make_chunk(store: NodeStore, lookup: Lookup, depth: int, index: int) -> Stat
         entries: tuple[tuple[bytes, bytes], ...] = ()
         if rec is not None and _shares_prefix(rec[1:33], pint.to_bytes(32, "big"), depth):
             entries = (_entry(rec, lookup),)
-        return StateChunk(depth, index, entries, siblings, term)
+        return _within(StateChunk(depth, index, entries, siblings, term), limit)
     scan = getattr(store, "entries_under", None)  # a LeafScanner (cheaper than isinstance)
     if scan is not None:
-        return StateChunk(depth, index, scan(depth, pint), siblings, None)
+        budget = None if limit is None else limit - RECORD_FIXED - 32 * len(siblings)
+        found = None
+        if budget is None or budget >= 0:
+            found = scan(depth, pint, budget, ENTRY_OVERHEAD)
+        if found is None:
+            raise ChunkTooLarge(depth, index, limit or 0)
+        return StateChunk(depth, index, found, siblings, None)
     leaves: list[bytes] = []
     _collect(store, path_key(pint, depth), leaves)
     leaves.sort(key=lambda r: r[1:33])
-    return StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), siblings, None)
+    chunk = StateChunk(depth, index, tuple(_entry(r, lookup) for r in leaves), siblings, None)
+    return _within(chunk, limit)
+
+
+def _within(chunk: StateChunk, limit: int | None) -> StateChunk:
+    if limit is not None and body_len(chunk) > limit:
+        raise ChunkTooLarge(chunk.depth, chunk.index, limit)
+    return chunk
 
 
 def _walk_fast(

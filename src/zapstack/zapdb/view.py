@@ -45,6 +45,29 @@ def key_range(prefix: bytes, start: bytes | None, end: bytes | None) -> tuple[by
     return start or b"", end
 
 
+_VALUE_SLICE = 512
+"""Keys whose values a bounded :meth:`Snapshot.entries_under` reads in one ``getmulti``."""
+
+
+def _key_bytes(keys: list[bytes], per_entry: int) -> int:
+    return per_entry * len(keys) + sum(map(len, keys))
+
+
+def _values_within(
+    getmulti: Callable[[list[bytes]], list[tuple[bytes, bytes]]], keys: list[bytes], left: int
+) -> tuple[tuple[bytes, bytes], ...] | None:
+    """``(key, value)`` for ``keys``, read a slice at a time; None as soon as the values'
+    lengths add up to more than ``left``."""
+    out: list[tuple[bytes, bytes]] = []
+    for i in range(0, len(keys), _VALUE_SLICE):
+        got = getmulti(keys[i : i + _VALUE_SLICE])
+        left -= sum(len(v) for _, v in got)
+        if left < 0:
+            return None
+        out += got
+    return tuple(out)
+
+
 class Snapshot:
     """One LMDB read transaction shared by every user at one committed version."""
 
@@ -142,17 +165,25 @@ class Snapshot:
             finally:
                 cur.close()
 
-    def entries_under(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+    def entries_under(
+        self, depth: int, prefix: int, budget: int | None = None, per_entry: int = 0
+    ) -> tuple[tuple[bytes, bytes], ...] | None:
         """``(key, value)`` of the leaves below ``(depth, prefix)``, sorted by key hash: the
         subtree's records are one run of ``nodes`` from its root's key (layout v2:
         pre-order), read by one cursor, then the values, under one hold of the lock.  With
         the C extension (``_smtfast_serve.h``) the run is read as values only and ends where
-        a pre-order count of the children due ends, and the values come from one
-        ``getmulti``; :meth:`entries_under_py` is the same in plain Python."""
+        a pre-order count of the children due ends, and the values come from ``getmulti``;
+        :meth:`entries_under_py` is the same in plain Python.
+
+        With ``budget``, None once the entries' ``per_entry + len(key) + len(value)`` add up
+        to more than ``budget``: the walk stops at the key that passes it, the values are
+        read a slice at a time, so the work stays near ``budget`` bytes however large the
+        subtree is (a server bounds a hostile request so)."""
         if _smtfast is None:
-            return self.entries_under_py(depth, prefix)
+            return self.entries_under_py(depth, prefix, budget, per_entry)
         root_key = smt.path_key(prefix, depth)
         keys: list[bytes] = []
+        left = -1 if budget is None else budget
         with self._lock:
             txn = self._txn()
             cur = txn.cursor(db=self._nodes)
@@ -160,18 +191,27 @@ class Snapshot:
             try:
                 if cur.set_key(root_key):  # absent: empty subtree, or its lone leaf sits above
                     path = prefix.to_bytes(32, "big")
-                    _smtfast.subtree_keys(cur.iternext(keys=False), depth, path, keys)
-                entries: tuple[tuple[bytes, bytes], ...] = tuple(vals.getmulti(keys))
+                    run = cur.iternext(keys=False)
+                    if not _smtfast.subtree_keys(run, depth, path, keys, left, per_entry):
+                        return None
+                entries: tuple[tuple[bytes, bytes], ...] | None
+                if budget is None:
+                    entries = tuple(vals.getmulti(keys))
+                else:
+                    left -= _key_bytes(keys, per_entry)
+                    entries = _values_within(vals.getmulti, keys, left)
             except ValueError as exc:
                 raise StoreError(f"the store is corrupt: {exc}") from None
             finally:
                 cur.close()
                 vals.close()
-        if len(entries) != len(keys):
+        if entries is not None and len(entries) != len(keys):
             raise StoreError("a tree leaf has no stored value: the store is corrupt")
         return entries
 
-    def entries_under_py(self, depth: int, prefix: int) -> tuple[tuple[bytes, bytes], ...]:
+    def entries_under_py(
+        self, depth: int, prefix: int, budget: int | None = None, per_entry: int = 0
+    ) -> tuple[tuple[bytes, bytes], ...] | None:
         """:meth:`entries_under` in plain Python (the reference; tests hold them equal)."""
         lo, end = smt.subtree_range(depth, prefix)
         out: list[bytes] = []
@@ -191,7 +231,8 @@ class Snapshot:
                 cur.close()
         if any(value is None for _, value in entries):
             raise StoreError("a tree leaf has no stored value: the store is corrupt")
-        return entries
+        size = sum(per_entry + len(k) + len(v) for k, v in entries)
+        return None if budget is not None and size > budget else entries
 
     def warm_upper(self) -> None:
         """Load every tree record above ``split`` into ``upper``: a pre-order walk from the
@@ -311,10 +352,11 @@ class ReadView:
         """A (non-)membership proof for ``key`` against :meth:`root`."""
         return proofs.prove(self._s(), bytes(key))
 
-    def chunk(self, depth: int, index: int) -> proofs.StateChunk:
-        """Verifiable state chunk ``index`` of ``2**depth`` (see :mod:`.proofs`)."""
+    def chunk(self, depth: int, index: int, limit: int | None = None) -> proofs.StateChunk:
+        """Verifiable state chunk ``index`` of ``2**depth`` (see :mod:`.proofs`);
+        :class:`~.proofs.ChunkTooLarge` if its record body would pass ``limit`` bytes."""
         snap = self._s()
-        return proofs.make_chunk(snap, snap.get, depth, index)
+        return proofs.make_chunk(snap, snap.get, depth, index, limit=limit)
 
     def tree_root(self) -> bytes:
         """The root recomputed from the stored tree nodes (a consistency check)."""
