@@ -209,7 +209,7 @@ def make_chunk(
     """Chunk ``index`` of ``2**depth``; ``lookup`` reads a value at the same version.
 
     With ``limit``, :class:`ChunkTooLarge` if the chunk's :func:`body_len` would pass it;
-    from a :class:`LeafScanner` (the LMDB snapshot) that is known having read about
+    from a :class:`LeafScanner` (the LMDB snapshot) it finds that out having read about
     ``limit`` bytes of entries, not the whole subtree."""
     if not 0 <= depth <= MAX_CHUNK_DEPTH or not 0 <= index < (1 << depth):
         raise LocalProtocolError(f"chunk {index} of depth {depth} out of range")
