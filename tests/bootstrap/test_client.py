@@ -174,23 +174,30 @@ def test_fresh_node_syncs_from_three_peers_and_follows_live_blocks(
     assert s.events(TxGossiped) == [TxGossiped(s.peers[1], tx)] * 2
 
 
+@pytest.mark.parametrize("one_record", [False, True])
 def test_a_gap_in_live_blocks_is_fetched_by_header_range(
-    dbs: list[ZapDB], verifier: ThreadVerifier
+    dbs: list[ZapDB], verifier: ThreadVerifier, monkeypatch: pytest.MonkeyPatch, one_record: bool
 ) -> None:
+    """``one_record``: the server's reply bound is 1 byte, so each range reply ends after
+    its first record (bootstrap.md §3) and the client asks for the rest again."""
+    if one_record:
+        monkeypatch.setattr(servermod, "MAX_RANGE_REPLY", 1)
     cfg = BootstrapConfig(depth=3, batch=8)
     s = Setup(dbs, verifier, 2, fillers=100, blocks=1, config=cfg)
     s.net.add_server(s.peers[0], s.servers[0])
     assert s.client.done
-    # peer 1 joins late and already knows blocks 2..3: the client fetches them by range
+    # peer 1 joins late and already knows blocks 2..4: the client fetches them by range
     s.grow(0)
-    new = s.chain.extend(s.dbs[0], s.executors[0], 2)
+    new = s.chain.extend(s.dbs[0], s.executors[0], 3)
     ex = s.executors[1]
     for block, cert in new:
         ex.finalize(ex.receive(block).receipt.block_id)
         s.servers[1].add_finalized(block, cert)
+    served = s.servers[1].bytes_served
     s.net.add_server(s.peers[1], s.servers[1])
-    assert [e.height for e in s.events(BlockApplied)] == [2, 3]
-    assert dbs[0].root() == s.dbs[1].root()
+    assert [e.height for e in s.events(BlockApplied)] == [2, 3, 4]
+    assert dbs[0].root() == s.dbs[1].root() and not s.events(PeerBlamed)
+    assert s.servers[1].bytes_served > served
 
 
 class Corrupt:

@@ -7,6 +7,8 @@ and never sent, the server's work stopping at the chunk that passes."""
 
 from __future__ import annotations
 
+import itertools
+import struct
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,10 @@ from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.wire import (
     MAX_CHUNK_RECORD,
     MAX_STATE_REPLY,
+    RangeRequest,
     StateRequest,
     encode_chunk_py,
+    encode_range_request,
     encode_state_request,
 )
 from zapstack.errors import LocalProtocolError, WireCode, ZapError
@@ -144,6 +148,30 @@ def test_a_reply_stops_at_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 assert info.value.code is WireCode.INTERNAL
                 passed = next(i for i in range(count) if sum(bodies[: i + 1]) > bound)
                 assert built == list(range(passed + 1))
+    finally:
+        server.close()
+        db.close()
+
+
+@pytest.mark.parametrize("bound", [1, 212, 213, 525, 526, 1451, 1452, 1 << 24])
+def test_a_range_reply_ends_before_the_record_that_passes_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: int
+) -> None:
+    """HEADER_RANGE: records are sent while they add up to at most the bound, the first
+    one always (bootstrap.md §3); the reply is the head, then those records, whole."""
+    monkeypatch.setattr(servermod, "MAX_RANGE_REPLY", bound)
+    blocks = {h: (bytes([h]) * 100 * h, b"cert%d" % h) for h in range(1, 6)}
+    db = ZapDB.open(tmp_path / "db")
+    server = BootstrapServer(db, blocks=blocks, head=5)
+    try:
+        records = [
+            struct.pack("<I", len(b)) + b + struct.pack("<I", len(c)) + c
+            for b, c in (blocks[h] for h in range(2, 6))
+        ]
+        sizes = list(itertools.accumulate(map(len, records)))
+        fits = max(1, sum(1 for total in sizes if total <= bound))
+        reply = server.answer_range(b"peer", encode_range_request(RangeRequest(0, 2, 4)))
+        assert reply == (5).to_bytes(8, "little") + b"".join(records[:fits])
     finally:
         server.close()
         db.close()

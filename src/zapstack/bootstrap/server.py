@@ -45,6 +45,7 @@ from zapstack.bootstrap.wire import (
     CERTS_ONLY,
     LATEST,
     MAX_CHUNK_RECORD,
+    MAX_RANGE_REPLY,
     MAX_STATE_REPLY,
     SUB_BLOCKS,
     SUB_MEMPOOL,
@@ -260,7 +261,9 @@ class BootstrapServer:
         return out
 
     def answer_range(self, peer: bytes, data: bytes) -> bytes:
-        """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions."""
+        """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions.  It
+        ends before a record that would take its records past ``MAX_RANGE_REPLY`` bytes (the
+        first is always sent), as it ends before a height it does not hold."""
         req = decode_range_request(data)
         subs = req.flags & ~CERTS_ONLY
         if subs:
@@ -268,11 +271,16 @@ class BootstrapServer:
         first = max(1, self.head - req.count + 1 if req.start == LATEST else req.start)
         last = min(self.head, first + req.count - 1)
         parts = [self.head.to_bytes(8, "little")]
+        size = 0
         for h in range(first, last + 1):
             if h not in self.blocks:
                 break  # below a state-sync target: this server never held it
             block, cert = self.blocks[h]
-            parts.append(encode_range_record(b"" if req.flags & CERTS_ONLY else block, cert))
+            record = encode_range_record(b"" if req.flags & CERTS_ONLY else block, cert)
+            size += len(record)
+            if size > MAX_RANGE_REPLY and len(parts) > 1:
+                break  # the reply's bound: the client asks the rest again
+            parts.append(record)
         out = b"".join(parts)
         self.bytes_served += len(out)
         return out

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_CERT_LEN",
     "MAX_CHUNK_RECORD",
     "MAX_RANGE",
+    "MAX_RANGE_REPLY",
     "MAX_STATE_REPLY",
     "MAX_VOTE_LEN",
     "SUB_BLOCKS",
@@ -71,6 +72,9 @@ MAX_STATE_REPLY = 1 << 24
 """Most record-body bytes a server puts in one STATE_CHUNK reply (16 MiB, so any legal
 record fits alone): a request whose chunks pass it is refused (``INTERNAL``), and the
 server stops building the reply there."""
+MAX_RANGE_REPLY = 1 << 24
+"""Bytes past which a server ends a HEADER_RANGE reply early (16 MiB; the first record is
+always sent): the client asks the rest again, as after any early end."""
 MAX_CERT_LEN = 1 << 26
 """Largest QuasarCert carried in a range record or a block push (64 MiB)."""
 MAX_VOTE_LEN = 1 << 16
