@@ -287,7 +287,9 @@ _StreamDataReceived.__name__ = "StreamDataReceived"
 _StreamReset.__name__ = "StreamReset"
 
 
-def _fake_peer(is_client: bool, log: list[tuple[object, ...]], reply: dict[int, int]) -> object:
+def _fake_peer(
+    is_client: bool, log: list[tuple[object, ...]], reply: dict[int, int], budget: int = 1 << 30
+) -> object:
     """A Peer over a fake library and session that log what they are handed; the session
     answers a stream's FIN with a reply of ``reply[stream]`` bytes."""
     from collections import deque
@@ -295,10 +297,23 @@ def _fake_peer(is_client: bool, log: list[tuple[object, ...]], reply: dict[int, 
     from zapstack.transport.coalesce import DataCoalescer
     from zapstack.transport.events import SendStream
     from zapstack.transport.peer import Peer
+    from zapstack.transport.replybudget import ReplyBudget
 
     class Quic:
+        def __init__(self) -> None:
+            self.unsent: dict[int, int] = {}  # what the library holds per stream: none read
+
         def send_stream_data(self, stream_id: int, data: bytes, fin: bool) -> None:
             log.append(("send", stream_id, len(data)))
+            self.unsent[stream_id] = self.unsent.get(stream_id, 0) + len(data)
+
+        def reset_stream(self, stream_id: int, code: int) -> None:
+            log.append(("reset_stream", stream_id, code))
+
+    class Binding:
+        @staticmethod
+        def backlog(quic: Quic, stream_id: int) -> int:
+            return quic.unsent.get(stream_id, 0)
 
     class Protocol:
         _quic = Quic()
@@ -324,6 +339,8 @@ def _fake_peer(is_client: bool, log: list[tuple[object, ...]], reply: dict[int, 
     peer = Peer.__new__(Peer)
     peer.session, peer.protocol = Session(), Protocol()  # type: ignore[assignment]
     peer._incoming, peer._local_bit = DataCoalescer(), 0 if is_client else 1
+    peer.binding = Binding()  # type: ignore[assignment]
+    peer._replies = ReplyBudget(budget, local_bit=peer._local_bit)
     return peer
 
 
@@ -375,4 +392,28 @@ def test_a_request_is_served_at_once_and_a_large_reply_leaves_before_the_next() 
         ("data", 8, b"t", True),
         ("send", 8, EARLY_SEND),
         ("transmit",),
+    ]
+
+
+def test_a_peer_that_does_not_read_gets_its_next_reply_reset_rate_limited() -> None:
+    """The library holds every reply unsent (the peer grants no flow control): a reply that
+    would take the held bytes past the connection's budget is reset with RATE_LIMITED and
+    never handed to the library; once the library sent held bytes, replies go again."""
+    log: list[tuple[object, ...]] = []
+    peer: Any = _fake_peer(False, log, {0: 80, 4: 30, 8: 20, 12: 70, 16: 20}, budget=100)
+
+    async def main() -> None:
+        for sid in (0, 4, 8):
+            peer.on_quic_event(_StreamDataReceived(sid, b"q", True))
+        peer.protocol._quic.unsent[0] = 0  # the peer read the first reply
+        for sid in (12, 16):
+            peer.on_quic_event(_StreamDataReceived(sid, b"q", True))
+
+    run_bounded(main(), 5)
+    assert [entry for entry in log if entry[0] != "data"] == [
+        ("send", 0, 80),
+        ("reset_stream", 4, WireCode.RATE_LIMITED),  # 80 held + 30 > 100
+        ("send", 8, 20),  # 80 + 20 fits
+        ("send", 12, 70),  # stream 0 drained: 20 + 70 fits
+        ("reset_stream", 16, WireCode.RATE_LIMITED),  # 90 + 20 > 100
     ]

@@ -64,6 +64,10 @@ class TransportConfig:
     """Per-stream unsent backlog (bytes) past which writers back off."""
     low_water: int = 1 << 18
     """Backlog at which backed-off writers resume."""
+    max_reply_backlog: int = 1 << 26
+    """Unsent bytes of our replies to one peer past which a further reply is reset with
+    RATE_LIMITED instead of queued (:mod:`.replybudget`): what a peer that asks and does
+    not read can make this node hold, plus one reply."""
     max_stream_data: int = 1 << 20
     """Per-stream receive window advertised to the peer."""
     max_data: int = 1 << 24

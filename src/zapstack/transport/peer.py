@@ -10,7 +10,8 @@ library connection (the protocol object) it runs on.  It
   of ``EARLY_SEND`` bytes or more is transmitted at once),
 * executes session commands against the library and transmits (the commands a
   library may refuse harmlessly are a table, ``_MAY_FAIL``; any other refusal
-  means our view diverged from the library's and closes the connection),
+  means our view diverged from the library's and closes the connection); a reply that
+  :class:`~.replybudget.ReplyBudget` refuses goes out as ``RESET_STREAM(RATE_LIMITED)``,
 * feeds the session what only the library knows: peer stream credit
   (MAX_STREAMS), per-stream send backlog (STREAM_DATA_BLOCKED -> back off),
 * on the dialer, checks the listener's certificate against the node id it
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,6 +54,7 @@ from zapstack.transport.handler import HandlerFactory, StreamHandler
 from zapstack.transport.identity import HelloHandler, encode_hello
 from zapstack.transport.identity import node_id_of_cert_der as _node_id_of_cert
 from zapstack.transport.outstream import OutStream
+from zapstack.transport.replybudget import ReplyBudget
 from zapstack.transport.session import Session
 from zapstack.transport.streams import StreamType
 
@@ -102,6 +105,7 @@ class Peer:
         """This drain's replies on streams we opened, merged per stream (:mod:`.coalesce`)."""
         self._local_bit = 0 if is_client else 1
         """Bit 0 of the ids of the streams we open (QUIC: 0 client-initiated, 1 server)."""
+        self._replies = ReplyBudget(endpoint.config.max_reply_backlog, local_bit=self._local_bit)
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
             self._check_limits()
@@ -134,15 +138,13 @@ class Peer:
 
     def refuse(self, stream_id: int, code: int) -> None:
         """StopSending(code) on our receiving half and, on a bidirectional stream,
-        CancelWrite(code) on our sending half: the peer reads ``code`` as the answer.
-        Idempotent."""
+        CancelWrite(code) on our sending half: ``code`` is the answer.  Idempotent."""
         self.session.stop_reading(stream_id, code)
         self.session.cancel_write(stream_id, code)
         self._service()
 
     def reply(self, stream_id: int, data: bytes) -> None:
-        """Write ``data`` and FIN on our half of a peer-opened bidirectional stream
-        (a no-op if that half already ended)."""
+        """Write ``data`` and FIN on our half of a peer-opened stream (no-op if it ended)."""
         if self.session.is_writable(stream_id):
             self.session.send(stream_id, data, fin=True)
             self._service()
@@ -291,12 +293,9 @@ class Peer:
             self.protocol.transmit_soon()  # many replies in one loop step: one transmit
 
     def _wake_waiters(self) -> None:
-        """Resolve every ``_until`` wait whose condition now holds.
-
-        Run on each service *and* after each library transmit: a transmit is
-        what shrinks a stream's backlog, so a writer in back-off learns of it
-        then rather than at the next datagram or timer (one ACK delay later).
-        """
+        """Resolve every ``_until`` wait whose condition now holds: on each service *and*
+        after each library transmit (what shrinks a backlog: a writer in back-off learns
+        of it then, not at the next datagram or timer, one ACK delay later)."""
         if not self._waiters:
             return
         still = []
@@ -321,7 +320,11 @@ class Peer:
         """Execute one command; the stream bytes it handed the library."""
         try:
             if isinstance(command, SendStream):
-                quic.send_stream_data(command.stream_id, command.data, command.fin)
+                sid, backlog = command.stream_id, functools.partial(self.binding.backlog, quic)
+                if not self._replies.admit(sid, len(command.data), backlog):
+                    quic.reset_stream(sid, WireCode.RATE_LIMITED)  # it does not read: refused
+                    return 0
+                quic.send_stream_data(sid, command.data, command.fin)
                 return len(command.data)
             if isinstance(command, ResetStream):
                 quic.reset_stream(command.stream_id, command.code)
@@ -338,11 +341,8 @@ class Peer:
         return 0
 
     def _ping_for_credit(self, bidirectional: bool) -> None:
-        """PING now and again every ``credit_ping_interval`` while opens are queued.
-
-        aioquic raises MAX_STREAMS only on a packet it sends *after* the stream
-        was discarded, so one PING may not be enough to carry the update.
-        """
+        """PING now and again every ``credit_ping_interval`` while opens are queued (aioquic
+        raises MAX_STREAMS only on a packet sent *after* the stream was discarded)."""
         if self.session.closed or not self.session.queued_opens(bidirectional=bidirectional):
             return
         with contextlib.suppress(Exception):
