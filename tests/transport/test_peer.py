@@ -333,6 +333,9 @@ def _fake_peer(
         def stream_reset(self, stream_id: int, code: int) -> None:
             log.append(("reset", stream_id, code))
 
+        def cancel_write(self, stream_id: int, code: int) -> None:
+            log.append(("cancel_write", stream_id, code))
+
         def next_command(self) -> SendStream | None:
             return self.commands.popleft() if self.commands else None
 
@@ -410,10 +413,13 @@ def test_a_peer_that_does_not_read_gets_its_next_reply_reset_rate_limited() -> N
             peer.on_quic_event(_StreamDataReceived(sid, b"q", True))
 
     run_bounded(main(), 5)
+    limited = WireCode.RATE_LIMITED
     assert [entry for entry in log if entry[0] != "data"] == [
         ("send", 0, 80),
-        ("reset_stream", 4, WireCode.RATE_LIMITED),  # 80 held + 30 > 100
+        ("reset_stream", 4, limited),  # 80 held + 30 > 100
+        ("cancel_write", 4, limited),  # the session ends our half too: no later part goes
         ("send", 8, 20),  # 80 + 20 fits
         ("send", 12, 70),  # stream 0 drained: 20 + 70 fits
-        ("reset_stream", 16, WireCode.RATE_LIMITED),  # 90 + 20 > 100
+        ("reset_stream", 16, limited),  # 90 + 20 > 100
+        ("cancel_write", 16, limited),
     ]

@@ -66,8 +66,7 @@ __all__ = ["RECENT_EVENTS", "OutStream", "Peer"]
 EARLY_SEND = 16 * 1024
 """Reply bytes that are sent at once, not at the end of the loop step (:meth:`Peer._on_data`)."""
 RECENT_EVENTS = 256
-"""Session events a peer keeps (:attr:`Peer.events`): a connection carries thousands of
-streams a second, so keeping every event would grow without bound."""
+"""Session events a peer keeps (:attr:`Peer.events`): not all (thousands of streams a second)."""
 
 
 class Peer:
@@ -321,8 +320,9 @@ class Peer:
         try:
             if isinstance(command, SendStream):
                 sid, backlog = command.stream_id, functools.partial(self.binding.backlog, quic)
-                if not self._replies.admit(sid, len(command.data), backlog):
-                    quic.reset_stream(sid, WireCode.RATE_LIMITED)  # it does not read: refused
+                if not self._replies.admit(sid, len(command.data), backlog):  # it does not read
+                    quic.reset_stream(sid, WireCode.RATE_LIMITED)
+                    self.session.cancel_write(sid, WireCode.RATE_LIMITED)  # a reply in parts ends
                     return 0
                 quic.send_stream_data(sid, command.data, command.fin)
                 return len(command.data)
