@@ -25,7 +25,7 @@ from zapstack.bootstrap.devchain import USERS, Chain, cert_ok
 from zapstack.bootstrap.wire import StateRequest, encode_state_request
 from zapstack.errors import WireCode
 from zapstack.testing.loopnet import LoopNet
-from zapstack.transport.events import End, HandlerAction, Reply, StreamEnded
+from zapstack.transport.events import End, HandlerAction, Reject, Reply, StreamEnded
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
 from zapstack.transport.streams import StreamType
 from zapstack.verify import BlockExecutor, ThreadVerifier
@@ -297,3 +297,41 @@ def test_a_peer_past_its_reply_bound_is_asked_fewer_chunks_not_dropped(
 
 def _state_request(root: bytes, depth: int, start: int, count: int) -> bytes:
     return encode_state_request(StateRequest(root, depth, start, count))
+
+
+class NotFound:
+    """A STATE_CHUNK handler refusing every request with NOT_FOUND (a root it dropped)."""
+
+    asked = 0
+
+    def __init__(self, info: StreamInfo) -> None:
+        self.info = info
+
+    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+        return NO_ACTIONS
+
+    def on_end(self) -> Sequence[HandlerAction]:
+        NotFound.asked += 1
+        return (Reject(WireCode.NOT_FOUND),)
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        pass
+
+
+def test_a_peer_refusing_every_request_is_asked_again_less_and_less_often(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    """The only peer refuses every state request: after the first round of asking again,
+    the rounds wait 0.5 s, 1 s, 2 s ... (no busy loop of refused requests)."""
+    cfg = BootstrapConfig(depth=3, batch=8, window=1)
+    s = Setup(dbs, verifier, 1, fillers=50, blocks=1, config=cfg)
+    NotFound.asked = 0
+    s.net.add_server(s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: NotFound})
+    assert NotFound.asked == 2  # the request, and the first round at once
+    asked = []
+    for _ in range(16):
+        s.net.advance(0.5)
+        asked.append(NotFound.asked)
+    # rounds at +0.5 s, +1.5 s, +3.5 s, +7.5 s after the second request
+    assert asked == [3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6]
+    assert not s.client.done and not s.events(PeerBlamed)

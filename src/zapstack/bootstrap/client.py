@@ -212,13 +212,13 @@ class BootstrapClient:
             return
         self._reqs.pop(req_id)
         if req.stream_type is StreamType.HEADER_RANGE and not req.latest and req.reader.records < 2:
-            # no block at all (e.g. a state-synced peer below its own target): ask elsewhere
-            self.peers[req.peer].excluded.add(req.stream_type)
+            self.peers[req.peer].excluded.add(req.stream_type)  # no block (synced above): elsewhere
+        else:
+            self._reqs.answered(req.stream_type)
         self._schedule(now)
 
     def response_reset(self, req_id: int, code: int, now: float) -> None:
-        """The peer reset / stopped request ``req_id`` (NOT_FOUND, RATE_LIMITED ...): see
-        :meth:`RequestStreams.refused` (INTERNAL on state chunks: ask fewer at a time)."""
+        """The peer reset / stopped request ``req_id``: :meth:`RequestStreams.refused`."""
         req = self._reqs.get(req_id)
         if req is None:
             return
@@ -384,7 +384,7 @@ class BootstrapClient:
         st = StreamType.STATE_CHUNK
         state = self._state
         if state is not None and state.pending and self.synced is None:
-            for peer in self._reqs.free(st, self.config.window):
+            for peer in self._reqs.free(st, now, self.config.window):
                 if not state.pending:
                     break
                 start, count = state.next_batch(self.peers[peer].state_batch)
@@ -393,7 +393,7 @@ class BootstrapClient:
         self._fetch_gaps(now)
 
     def _fetch_gaps(self, now: float) -> None:
-        gap = self._reqs.next_gap(self.blocks.floor, self.blocks.missing)
+        gap = self._reqs.next_gap(self.blocks.floor, self.blocks.missing, now)
         if gap is not None:
             peer, start, count = gap
             data = encode_range_request(RangeRequest(0, start, count))

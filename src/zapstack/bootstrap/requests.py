@@ -8,7 +8,8 @@ request's deadline is ``stall_timeout`` after it was opened; the client moves
 it on whenever the stream delivers a whole record.  :meth:`RequestStreams.usable`
 answers which peers may be asked for a request kind; when every live peer is
 excluded from it and none such request is open, the exclusions are cleared
-(everyone gets another round).
+(everyone gets another round: at once the first time, then after a wait that doubles
+from :data:`ROUND_BACKOFF` until a request of that kind is answered whole).
 
 It also picks who is asked: :meth:`RequestStreams.free` slots for state
 batches (up to the client's ``window`` STATE_CHUNK requests open per peer),
@@ -28,7 +29,13 @@ from zapstack.bootstrap.wire import MAX_RANGE
 from zapstack.errors import WireCode
 from zapstack.transport.streams import StreamType
 
-__all__ = ["PeerState", "Request", "RequestStreams"]
+__all__ = ["ROUND_BACKOFF", "ROUND_BACKOFF_MAX", "PeerState", "Request", "RequestStreams"]
+
+ROUND_BACKOFF = 0.5
+"""Seconds before the second round of a request kind every live peer was excluded from (the
+first is at once); each further round waits twice as long, up to :data:`ROUND_BACKOFF_MAX`,
+until a request of that kind is answered."""
+ROUND_BACKOFF_MAX = 30.0
 
 
 @dataclass(slots=True)
@@ -81,6 +88,8 @@ class RequestStreams:
         self._reqs: dict[int, Request] = {}
         self._ids = itertools.count(1)
         self._order = itertools.count()
+        self._rounds: dict[StreamType, tuple[float, float, bool]] = {}
+        """Kind -> (no new round before, the last wait, a round is waiting for that time)."""
 
     # ------------------------------------------------------------ peers
 
@@ -91,8 +100,10 @@ class RequestStreams:
         self.peers[peer] = PeerState(next(self._order))
         return True
 
-    def usable(self, st: StreamType) -> list[bytes]:
-        """Peers that may be asked for ``st`` (see the module docstring), in connection order."""
+    def usable(self, st: StreamType, now: float) -> list[bytes]:
+        """Peers that may be asked for ``st`` (see the module docstring), in connection order.
+        When every live peer is excluded and none such request is open they get another
+        round: at once the first time, then after :data:`ROUND_BACKOFF` doubling."""
 
         def ok(p: PeerState) -> bool:
             return not p.gone and st not in p.excluded
@@ -100,25 +111,35 @@ class RequestStreams:
         live = [k for k, p in self.peers.items() if not p.gone]
         usable = [k for k, p in self.peers.items() if ok(p)]
         if not usable and live and not any(r.stream_type is st for r in self._reqs.values()):
+            not_before, wait, _ = self._rounds.get(st, (now, 0.0, False))
+            if now < not_before:
+                self._rounds[st] = (not_before, wait, True)  # a timer brings the round
+                return []
+            wait = ROUND_BACKOFF if wait == 0 else min(ROUND_BACKOFF_MAX, 2 * wait)
+            self._rounds[st] = (now + wait, wait, False)
             for k in live:  # everyone was excluded: give them another round
                 self.peers[k].excluded.discard(st)
             usable = live
         return usable
 
+    def answered(self, st: StreamType) -> None:
+        """A request of kind ``st`` was answered whole: the next round of it is at once."""
+        self._rounds.pop(st, None)
+
     def known_head(self) -> int:
         """The highest head a live peer reported (-1: none)."""
         return max((p.head for p in self.peers.values() if not p.gone), default=-1)
 
-    def free(self, st: StreamType, window: int = 1) -> list[bytes]:
+    def free(self, st: StreamType, now: float, window: int = 1) -> list[bytes]:
         """The open slots for requests of kind ``st``: each usable peer once per request it
         may still take (at most ``window`` open at once per peer), least-loaded first,
         ties in connection order -- every peer's first slot before anyone's second."""
-        open_now = [(self.load(p, st), n, p) for n, p in enumerate(self.usable(st))]
+        open_now = [(self.load(p, st), n, p) for n, p in enumerate(self.usable(st, now))]
         slots = sorted((level, n, p) for load, n, p in open_now for level in range(load, window))
         return [p for _, _, p in slots]
 
     def next_gap(
-        self, floor: int, missing: Callable[[int], list[int]]
+        self, floor: int, missing: Callable[[int], list[int]], now: float
     ) -> tuple[bytes, int, int] | None:
         """``(peer, start, count)`` of the HEADER_RANGE to fetch missing heights with, or None.
 
@@ -137,7 +158,7 @@ class RequestStreams:
             return None
         start = gaps[0]
         count = min(MAX_RANGE, known - start + 1)
-        cands = [p for p in self.usable(st) if self.peers[p].head >= start]
+        cands = [p for p in self.usable(st, now) if self.peers[p].head >= start]
         if not cands:
             return None
         peer = min(cands, key=lambda p: (self.load(p, st), self.peers[p].order))
@@ -201,8 +222,9 @@ class RequestStreams:
         }
 
     def deadlines(self) -> list[float]:
-        """The open requests' deadlines."""
-        return [r.deadline for r in self._reqs.values()]
+        """The open requests' deadlines, and when a waiting round is due."""
+        waiting = [at for at, _, due in self._rounds.values() if due]
+        return [r.deadline for r in self._reqs.values()] + waiting
 
     def load(self, peer: bytes, st: StreamType) -> int:
         """Open requests of kind ``st`` to ``peer``."""
