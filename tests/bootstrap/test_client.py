@@ -335,3 +335,47 @@ def test_a_peer_refusing_every_request_is_asked_again_less_and_less_often(
     # rounds at +0.5 s, +1.5 s, +3.5 s, +7.5 s after the second request
     assert asked == [3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6]
     assert not s.client.done and not s.events(PeerBlamed)
+
+
+class Growing:
+    """STATE_CHUNK handler of a server whose chain finalizes a block before it answers each
+    request: the target root falls behind the server's last keep_roots while it is synced."""
+
+    def __init__(self, s: Setup) -> None:
+        self.s = s
+
+    def __call__(self, info: StreamInfo) -> Any:
+        s = self.s
+
+        class H:
+            buf = bytearray()
+
+            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+                self.buf += data
+                return NO_ACTIONS
+
+            def on_end(self) -> Sequence[HandlerAction]:
+                s.grow(1)
+                return (Reply(s.servers[0].answer_state(bytes(self.buf)), fin=True),)
+
+            def on_terminated(self, end: End, code: int | None) -> None:
+                pass
+
+        return H()
+
+
+def test_a_sync_slower_than_keep_roots_blocks_keeps_its_root_and_follows(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    """16 blocks finalize while the 16 chunks of the target are pulled (keep_roots 4): the
+    server keeps the root its peer is pulling, the sync completes, and the client then
+    applies the blocks above the target."""
+    cfg = BootstrapConfig(depth=4, batch=1, window=1)
+    s = Setup(dbs, verifier, 1, fillers=100, blocks=1, config=cfg)
+    assert s.servers[0].keep_roots == 4
+    s.net.add_server(s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: Growing(s)})
+    target = s.events(TargetChosen)[0]
+    assert target.height == 1 and s.client.done and not s.events(PeerBlamed)
+    assert target.state_root not in s.servers[0].roots[-4:]  # it fell out long ago
+    assert [e.height for e in s.events(BlockApplied)] == list(range(2, 18))
+    assert dbs[0].root() == s.dbs[0].root()

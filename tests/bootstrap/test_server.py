@@ -24,7 +24,7 @@ from zapstack.bootstrap.wire import (
     encode_range_request,
     encode_state_request,
 )
-from zapstack.errors import LocalProtocolError, WireCode, ZapError
+from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode, ZapError
 from zapstack.transport.events import Reject, Reply
 from zapstack.transport.streams import StreamType
 from zapstack.zapdb import ZapDB
@@ -172,6 +172,49 @@ def test_a_range_reply_ends_before_the_record_that_passes_its_bound(
         fits = max(1, sum(1 for total in sizes if total <= bound))
         reply = server.answer_range(b"peer", encode_range_request(RangeRequest(0, 2, 4)))
         assert reply == (5).to_bytes(8, "little") + b"".join(records[:fits])
+    finally:
+        server.close()
+        db.close()
+
+
+def test_roots_peers_pull_are_kept_past_keep_roots_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep_roots = 2: a root falls out at the pin that leaves two newer ones, unless a
+    STATE_CHUNK request for it was served since the previous pin; then it is kept, for at
+    most HOLD_PINS pins counted from that one, and at most KEEP_PULLED such roots (the
+    newest of them)."""
+    monkeypatch.setattr(servermod, "KEEP_PULLED", 2)
+    monkeypatch.setattr(servermod, "HOLD_PINS", 3)
+    db = ZapDB.open(tmp_path / "db")
+    server = BootstrapServer(db, keep_roots=2)
+    r: list[bytes] = []
+
+    def block(*pulled: int) -> tuple[bytes, ...]:
+        """Serve a request for each of ``pulled``, then pin a new state (a new block)."""
+        for i in pulled:
+            server.answer_state(encode_state_request(StateRequest(r[i], 1, 0, 2)))
+        with db.begin() as txn:
+            txn.set(b"k%d" % len(r), b"v")
+            txn.commit()
+        r.append(server.pin())
+        return server.roots
+
+    try:
+        block()
+        block(0)
+        assert block(0) == (r[0], r[1], r[2])  # r0 fell out at pin 3, pulled: kept
+        assert block(0) == (r[0], r[2], r[3])  # r1 was not pulled: gone at once
+        assert block(0) == (r[0], r[3], r[4])
+        assert block(0) == (r[4], r[5])  # r0 kept for pins 3, 4, 5: HOLD_PINS, released
+        with pytest.raises(RemoteProtocolError) as err:
+            block(0)
+        assert err.value.code is WireCode.NOT_FOUND
+        assert server.roots == (r[4], r[5])
+        assert block(4) == (r[4], r[5], r[6])
+        assert block(4, 5) == (r[4], r[5], r[6], r[7])
+        assert block(4, 5, 6) == (r[5], r[6], r[7], r[8])  # three pulled: the newest two kept
+        assert block() == (r[8], r[9])
     finally:
         server.close()
         db.close()

@@ -11,7 +11,10 @@ Contract
   sync target -- simply end a reply early);
 * pinned read views (O(1) MVCC snapshots) of the last ``keep_roots`` finalized
   state roots, so a bootstrapping peer can keep pulling chunks of the root it
-  chose while this node moves on;
+  chose while this node moves on -- and, past those, of up to ``KEEP_PULLED`` older
+  roots that served a STATE_CHUNK request since the previous pin, each for at most
+  ``HOLD_PINS`` pins after it fell out (a sync slower than ``keep_roots`` blocks keeps
+  its root; a peer cannot hold old snapshots, and so LMDB's old pages, for long);
 * the subscriptions peers asked for in their HEADER_RANGE requests.
 
 Requests arrive through per-stream handlers from :meth:`handler` (the
@@ -72,6 +75,10 @@ VOTE_CHANNEL = 0
 
 MAX_REQUEST = 64
 """Request bytes accepted on one stream before it is refused (TRAILING_DATA)."""
+KEEP_PULLED = 4
+"""Roots kept pinned beyond ``keep_roots`` while peers pull their chunks."""
+HOLD_PINS = 256
+"""Pins (finalized blocks) a root is kept at most after it fell out of ``keep_roots``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,11 @@ class BootstrapServer:
         self.head = head
         """Highest finalized height served (0: none); heights come in order above it."""
         self._views: OrderedDict[bytes, ReadView] = OrderedDict()
+        self._pulled: set[bytes] = set()
+        """Roots that served a STATE_CHUNK request since the last pin."""
+        self._fell: dict[bytes, int] = {}
+        """Roots kept past ``keep_roots``: the pin count when they fell out."""
+        self._pins = 0
         self._subs: dict[bytes, int] = {}
         self._pushes: dict[bytes, deque[Push]] = {}
         self._channels = itertools.count(VOTE_CHANNEL + 1)
@@ -149,8 +161,18 @@ class BootstrapServer:
         if old is not None:
             old.close()
         self._views[root] = view
-        while len(self._views) > self.keep_roots:
-            self._views.popitem(last=False)[1].close()
+        self._fell.pop(root, None)  # the newest again (a block that left the state as it was)
+        self._pins += 1
+        surplus = list(self._views)[: max(0, len(self._views) - self.keep_roots)]
+        kept = 0
+        for old_root in reversed(surplus):  # the newest of them first
+            fell = self._fell.setdefault(old_root, self._pins)
+            if old_root in self._pulled and self._pins - fell < HOLD_PINS and kept < KEEP_PULLED:
+                kept += 1  # a peer is syncing it: keep it a while
+                continue
+            self._views.pop(old_root).close()
+            self._fell.pop(old_root, None)
+        self._pulled.clear()
         return root
 
     @property
@@ -202,6 +224,7 @@ class BootstrapServer:
         """Release every pinned view.  Idempotent."""
         while self._views:
             self._views.popitem()[1].close()
+        self._fell.clear()
 
     def pending(self) -> list[bytes]:
         """Peers with pushes queued."""
@@ -256,6 +279,7 @@ class BootstrapServer:
             left -= len(record) - 4
             records.append(record)
         out = b"".join(records)
+        self._pulled.add(req.root)
         self.chunks_served += req.count
         self.bytes_served += len(out)
         return out
