@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -200,14 +200,14 @@ def test_a_gap_in_live_blocks_is_fetched_by_header_range(
     assert s.servers[1].bytes_served > served
 
 
-class Corrupt:
-    """STATE_CHUNK handler answering with the real reply, one value byte flipped."""
+class Answer:
+    """STATE_CHUNK handler factory answering each request with ``answer(request bytes)``."""
 
-    def __init__(self, server: BootstrapServer) -> None:
-        self.server = server
+    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
+        self.answer = answer
 
     def __call__(self, info: StreamInfo) -> Any:
-        server = self.server
+        answer = self.answer
 
         class H:
             buf = bytearray()
@@ -217,14 +217,23 @@ class Corrupt:
                 return NO_ACTIONS
 
             def on_end(self) -> Sequence[HandlerAction]:
-                reply = bytearray(server.answer_state(bytes(self.buf)))
-                reply[-80] ^= 0x01  # inside the last chunk's entries or siblings
-                return (Reply(bytes(reply), fin=True),)
+                return (Reply(answer(bytes(self.buf)), fin=True),)
 
             def on_terminated(self, end: End, code: int | None) -> None:
                 pass
 
         return H()
+
+
+def corrupt(server: BootstrapServer) -> Answer:
+    """The real reply, one value byte flipped."""
+
+    def answer(request: bytes) -> bytes:
+        reply = bytearray(server.answer_state(request))
+        reply[-80] ^= 0x01  # inside the last chunk's entries or siblings
+        return bytes(reply)
+
+    return Answer(answer)
 
 
 def test_bad_chunk_blames_its_peer_and_sync_completes_elsewhere(
@@ -233,7 +242,7 @@ def test_bad_chunk_blames_its_peer_and_sync_completes_elsewhere(
     cfg = BootstrapConfig(depth=4, batch=4)
     s = Setup(dbs, verifier, 2, fillers=400, blocks=1, config=cfg)
     s.net.add_server(
-        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: Corrupt(s.servers[0])}
+        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: corrupt(s.servers[0])}
     )
     s.net.add_server(s.peers[1], s.servers[1])
     blamed = s.events(PeerBlamed)
@@ -337,31 +346,15 @@ def test_a_peer_refusing_every_request_is_asked_again_less_and_less_often(
     assert not s.client.done and not s.events(PeerBlamed)
 
 
-class Growing:
-    """STATE_CHUNK handler of a server whose chain finalizes a block before it answers each
+def growing(s: Setup) -> Answer:
+    """The real reply of a server whose chain finalizes a block before it answers each
     request: the target root falls behind the server's last keep_roots while it is synced."""
 
-    def __init__(self, s: Setup) -> None:
-        self.s = s
+    def answer(request: bytes) -> bytes:
+        s.grow(1)
+        return s.servers[0].answer_state(request)
 
-    def __call__(self, info: StreamInfo) -> Any:
-        s = self.s
-
-        class H:
-            buf = bytearray()
-
-            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-                self.buf += data
-                return NO_ACTIONS
-
-            def on_end(self) -> Sequence[HandlerAction]:
-                s.grow(1)
-                return (Reply(s.servers[0].answer_state(bytes(self.buf)), fin=True),)
-
-            def on_terminated(self, end: End, code: int | None) -> None:
-                pass
-
-        return H()
+    return Answer(answer)
 
 
 def test_a_sync_slower_than_keep_roots_blocks_keeps_its_root_and_follows(
@@ -373,7 +366,7 @@ def test_a_sync_slower_than_keep_roots_blocks_keeps_its_root_and_follows(
     cfg = BootstrapConfig(depth=4, batch=1, window=1)
     s = Setup(dbs, verifier, 1, fillers=100, blocks=1, config=cfg)
     assert s.servers[0].keep_roots == 4
-    s.net.add_server(s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: Growing(s)})
+    s.net.add_server(s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: growing(s)})
     target = s.events(TargetChosen)[0]
     assert target.height == 1 and s.client.done and not s.events(PeerBlamed)
     assert target.state_root not in s.servers[0].roots[-4:]  # it fell out long ago
