@@ -126,6 +126,9 @@ def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], Strea
     def bootstrap(info: StreamInfo) -> StreamHandler:
         return node.boot.handler(info.peer, info.stream_type)
 
+    def state(info: StreamInfo) -> StreamHandler:  # answered on a thread of its own
+        return node.serving.handler(info)
+
     return {
         StreamType.TX_SUBMIT: node.txsvc.factory,
         StreamType.PROPOSAL: consensus,
@@ -133,5 +136,5 @@ def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], Strea
         StreamType.BLOCK_PUSH: consensus,
         StreamType.MEMPOOL_GOSSIP: gossip,
         StreamType.HEADER_RANGE: bootstrap,
-        StreamType.STATE_CHUNK: bootstrap,
+        StreamType.STATE_CHUNK: state,
     }

@@ -69,6 +69,7 @@ from zapstack.node.http.server import NodeHttp
 from zapstack.node.inbox import Inbox
 from zapstack.node.metrics import NodeMetrics
 from zapstack.node.peers import Connections
+from zapstack.node.stateserve import StateServing
 from zapstack.node.status import node_status, status_loop
 from zapstack.node.sync import ChainSync
 from zapstack.node.txindex import ChainIndex
@@ -137,6 +138,8 @@ class Node:
         )
         if not self.needs_sync:
             self.boot.pin()
+        self.serving = StateServing(self.boot)
+        """STATE_CHUNK requests answered off the event loop."""
         self.pusher = PushWriter(self.boot, self.conns.find)
         self.dht: NodeDht | None = None
         self.metrics = NodeMetrics(self)
@@ -371,6 +374,7 @@ class Node:
     def close(self) -> None:
         """Release the store and worker pools (idempotent)."""
         self.executor.abandon()
+        self.serving.close()
         self.boot.close()
         self.tx.close()
         self.work.shutdown(wait=False, cancel_futures=True)

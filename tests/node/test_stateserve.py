@@ -1,0 +1,151 @@
+"""StateServing: STATE_CHUNK requests answered on a worker thread, the reply delivered to
+the stream's connection on the loop; per-peer and total bounds refuse at once; a released
+root is NOT_FOUND, a server refusal its own code; without a responder the server's own
+synchronous handler answers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from zapstack.bootstrap import BootstrapServer
+from zapstack.bootstrap.wire import StateRequest, encode_state_request
+from zapstack.errors import WireCode
+from zapstack.node.stateserve import StateServing
+from zapstack.transport.events import Reject
+from zapstack.transport.handler import NO_ACTIONS, StreamInfo
+from zapstack.transport.streams import StreamType, spec_of
+from zapstack.zapdb import ZapDB
+
+
+class Conn:
+    """A connection that records what the handlers answer later, and wakes a waiter."""
+
+    def __init__(self) -> None:
+        self.answers: dict[int, tuple[str, object]] = {}
+        self.changed = asyncio.Event()
+
+    def reply(self, stream_id: int, data: bytes) -> None:
+        self.answers[stream_id] = ("reply", data)
+        self.changed.set()
+
+    def refuse(self, stream_id: int, code: int) -> None:
+        self.answers[stream_id] = ("refuse", code)
+        self.changed.set()
+
+    async def wait(self, n: int) -> None:
+        while len(self.answers) < n:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 10)
+
+
+def _info(peer: bytes, stream_id: int, conn: Conn | None) -> StreamInfo:
+    spec = spec_of(StreamType.STATE_CHUNK)
+    assert spec is not None
+    return StreamInfo(stream_id, StreamType.STATE_CHUNK, spec, False, peer, conn)
+
+
+@pytest.fixture
+def served(tmp_path: Path):  # type: ignore[no-untyped-def]
+    db = ZapDB.open(tmp_path / "db")
+    with db.begin() as txn:
+        for i in range(300):
+            txn.set(b"acct/%d" % i, b"v" * (i % 40))
+        txn.commit()
+    server = BootstrapServer(db)
+    root = server.pin()
+    yield server, root
+    server.close()
+    db.close()
+
+
+def _ask(serving: StateServing, peer: bytes, sid: int, conn: Conn, data: bytes) -> object:
+    handler = serving.handler(_info(peer, sid, conn))
+    assert handler.on_data(data) == NO_ACTIONS
+    return handler.on_end()
+
+
+def test_requests_are_answered_on_the_worker_and_delivered_later(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    requests = [encode_state_request(StateRequest(root, 3, s, 2)) for s in (0, 2, 4)]
+    want = [server.answer_state(r) for r in requests]
+    serving = StateServing(server)
+
+    async def main() -> Conn:
+        conn = Conn()
+        worker_free = threading.Event()
+        serving._pool.submit(worker_free.wait)  # the worker is busy: nothing answered yet
+        for sid, data in enumerate(requests):
+            assert _ask(serving, b"p", 4 * sid, conn, data) == NO_ACTIONS
+        await asyncio.sleep(0.01)
+        assert conn.answers == {}  # on_end returned at once; the work waits for the worker
+        worker_free.set()
+        await conn.wait(3)
+        return conn
+
+    try:
+        conn = asyncio.run(main())
+    finally:
+        serving.close()
+    assert conn.answers == {4 * i: ("reply", want[i]) for i in range(3)}
+    assert serving._open.total() == 0
+
+
+def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    ok = encode_state_request(StateRequest(root, 2, 0, 1))
+    serving = StateServing(server, per_peer=2, total=3)
+
+    async def main() -> Conn:
+        conn = Conn()
+        worker_free = threading.Event()
+        serving._pool.submit(worker_free.wait)
+        assert _ask(serving, b"a", 0, conn, ok) == NO_ACTIONS
+        assert _ask(serving, b"a", 4, conn, ok) == NO_ACTIONS
+        assert _ask(serving, b"a", 8, conn, ok) == (Reject(WireCode.RATE_LIMITED),)  # per peer
+        assert _ask(serving, b"b", 20, conn, ok) == NO_ACTIONS
+        assert _ask(serving, b"c", 24, conn, ok) == (Reject(WireCode.RATE_LIMITED),)  # total
+        unknown = encode_state_request(StateRequest(b"\x07" * 32, 2, 0, 1))
+        worker_free.set()
+        await conn.wait(3)
+        assert serving.refused == 2 and serving._open.total() == 0
+        assert {k: v[0] for k, v in conn.answers.items()} == {0: "reply", 4: "reply", 20: "reply"}
+        conn.answers.clear()
+        assert _ask(serving, b"c", 12, conn, unknown) == NO_ACTIONS
+        await conn.wait(1)
+        worker_free.clear()
+        serving._pool.submit(worker_free.wait)
+        assert _ask(serving, b"c", 16, conn, ok) == NO_ACTIONS
+        server.close()  # the root is released before the worker gets to it
+        worker_free.set()
+        await conn.wait(2)
+        return conn
+
+    try:
+        conn = asyncio.run(main())
+    finally:
+        serving.close()
+    assert conn.answers == {
+        12: ("refuse", WireCode.NOT_FOUND),  # a root never served (RemoteProtocolError)
+        16: ("refuse", WireCode.NOT_FOUND),  # a root released meanwhile
+    }
+
+
+def test_a_long_request_and_no_responder(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    serving = StateServing(server)
+    try:
+        handler = serving.handler(_info(b"p", 0, Conn()))
+        assert handler.on_data(b"x" * 65) == (Reject(WireCode.TRAILING_DATA),)
+        sync = serving.handler(_info(b"p", 4, None))  # no adapter: the server's own handler
+        sync.on_data(encode_state_request(StateRequest(root, 1, 0, 2)))
+        (reply,) = sync.on_end()
+        assert reply.data == server.answer_state(  # type: ignore[attr-defined]
+            encode_state_request(StateRequest(root, 1, 0, 2))
+        )
+    finally:
+        serving.close()
+        serving.close()  # idempotent
