@@ -218,3 +218,21 @@ def test_roots_peers_pull_are_kept_past_keep_roots_for_a_while(
     finally:
         server.close()
         db.close()
+
+
+def test_request_entries_estimates_the_entries_a_request_reads(tmp_path: Path) -> None:
+    state = {b"acct/%d" % i: b"v" for i in range(1000)}
+    db, server, root = _served(tmp_path / "db", state)
+    try:
+        with db.read() as view:
+            n = view.entries()
+        assert n == len(state)  # the data database holds the state entries only
+        for depth, count in ((0, 1), (3, 2), (10, 1024), (10, 1)):
+            data = encode_state_request(StateRequest(root, depth, 0, count))
+            assert server.request_entries(data) == n * count >> depth
+        assert server.request_entries(b"short") == 0  # refused at once: no work to estimate
+        other = encode_state_request(StateRequest(b"\x07" * 32, 0, 0, 1))
+        assert server.request_entries(other) == 0
+    finally:
+        server.close()
+        db.close()

@@ -1,7 +1,7 @@
 """StateServing: STATE_CHUNK requests answered on a worker thread, the reply delivered to
 the stream's connection on the loop; per-peer and total bounds refuse at once; a released
-root is NOT_FOUND, a server refusal its own code; without a responder the server's own
-synchronous handler answers."""
+root is NOT_FOUND, a server refusal its own code; a request estimated small is answered
+on the loop at once; without a responder the server's own synchronous handler answers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from zapstack.bootstrap import BootstrapServer
 from zapstack.bootstrap.wire import StateRequest, encode_state_request
 from zapstack.errors import WireCode
 from zapstack.node.stateserve import StateServing
-from zapstack.transport.events import Reject
+from zapstack.transport.events import Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
 from zapstack.transport.streams import StreamType, spec_of
 from zapstack.zapdb import ZapDB
@@ -72,7 +72,7 @@ def test_requests_are_answered_on_the_worker_and_delivered_later(served) -> None
     server, root = served
     requests = [encode_state_request(StateRequest(root, 3, s, 2)) for s in (0, 2, 4)]
     want = [server.answer_state(r) for r in requests]
-    serving = StateServing(server)
+    serving = StateServing(server, inline=-1)  # every request to the worker
 
     async def main() -> Conn:
         conn = Conn()
@@ -97,7 +97,7 @@ def test_requests_are_answered_on_the_worker_and_delivered_later(served) -> None
 def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type: ignore[no-untyped-def]
     server, root = served
     ok = encode_state_request(StateRequest(root, 2, 0, 1))
-    serving = StateServing(server, per_peer=2, total=3)
+    serving = StateServing(server, per_peer=2, total=3, inline=-1)
 
     async def main() -> Conn:
         conn = Conn()
@@ -136,7 +136,7 @@ def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type:
 
 def test_a_long_request_and_no_responder(served) -> None:  # type: ignore[no-untyped-def]
     server, root = served
-    serving = StateServing(server)
+    serving = StateServing(server, inline=-1)
     try:
         handler = serving.handler(_info(b"p", 0, Conn()))
         assert handler.on_data(b"x" * 65) == (Reject(WireCode.TRAILING_DATA),)
@@ -149,3 +149,29 @@ def test_a_long_request_and_no_responder(served) -> None:  # type: ignore[no-unt
     finally:
         serving.close()
         serving.close()  # idempotent
+
+
+def test_a_request_estimated_small_is_answered_at_once_on_the_loop(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    whole = encode_state_request(StateRequest(root, 0, 0, 1))  # ~300 entries
+    part = encode_state_request(StateRequest(root, 3, 0, 2))  # ~75
+    with server.db.read() as view:
+        assert server.request_entries(whole) == view.entries() >= 300
+    assert server.request_entries(part) == server.request_entries(whole) * 2 >> 3
+    serving = StateServing(server, inline=100)
+
+    async def main() -> tuple[object, object, Conn]:
+        conn = Conn()
+        small = _ask(serving, b"p", 0, conn, part)  # the Reply itself, from on_end
+        large = _ask(serving, b"p", 4, conn, whole)  # to the worker
+        await conn.wait(1)
+        return small, large, conn
+
+    try:
+        small, large, conn = asyncio.run(main())
+    finally:
+        serving.close()
+    assert small == (Reply(server.answer_state(part), fin=True),)
+    assert large == NO_ACTIONS and conn.answers == {4: ("reply", server.answer_state(whole))}
+    assert server.request_entries(b"bad") == 0
+    assert server.request_entries(encode_state_request(StateRequest(b"\x07" * 32, 0, 0, 1))) == 0

@@ -32,7 +32,9 @@ from pathlib import Path
 from zapstack.bootstrap import BootstrapClient, BootstrapConfig, BootstrapServer
 from zapstack.bootstrap.devchain import cert_ok
 from zapstack.node.bootstrap_driver import ClientDriver
+from zapstack.node.stateserve import StateServing
 from zapstack.transport.driver import Endpoint, TransportConfig
+from zapstack.transport.handler import HandlerFactory
 from zapstack.transport.identity import NodeIdentity
 from zapstack.transport.qh3_adapter import Qh3Binding, new_event_loop
 from zapstack.transport.streams import StreamType
@@ -135,9 +137,10 @@ async def _serve(src: Path, block: bytes, cert: bytes, seed: int) -> None:
     db = ZapDB.open(src, map_size=1 << 35, sync=False)
     server = BootstrapServer(db)
     server.add_finalized(block, cert)
-    handlers = {
-        t: (lambda info: server.handler(info.peer, info.stream_type))
-        for t in (StreamType.HEADER_RANGE, StreamType.STATE_CHUNK)
+    serving = StateServing(server)  # as a node answers them: on a thread of their own
+    handlers: dict[StreamType, HandlerFactory] = {
+        StreamType.HEADER_RANGE: lambda info: server.handler(info.peer, info.stream_type),
+        StreamType.STATE_CHUNK: serving.handler,
     }
     endpoint = Endpoint(Qh3Binding(), NodeIdentity.generate(seed), handlers, TransportConfig())
     try:
@@ -147,6 +150,7 @@ async def _serve(src: Path, block: bytes, cert: bytes, seed: int) -> None:
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     finally:
         await endpoint.close()
+        serving.close()
         server.close()
         db.close()
 

@@ -284,6 +284,17 @@ class BootstrapServer:
         self.bytes_served += len(out)
         return out
 
+    def request_entries(self, data: bytes) -> int:
+        """About how many entries answering STATE_CHUNK request ``data`` reads: the state's
+        entries x count / 2**depth (key hashes spread evenly); 0 for bytes that do not
+        parse or a root not served (refused at once)."""
+        try:
+            req = decode_state_request(data)
+        except RemoteProtocolError:
+            return 0
+        view = self._views.get(req.root)
+        return 0 if view is None else view.entries() * req.count >> req.depth
+
     def answer_range(self, peer: bytes, data: bytes) -> bytes:
         """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions.  It
         ends before a record that would take its records past ``MAX_RANGE_REPLY`` bytes (the

@@ -140,6 +140,11 @@ class Snapshot:
             hot.fill(key, value, self.version)
         return value
 
+    def entries(self) -> int:
+        """Entries of the data database at this version (LMDB's count: O(1))."""
+        with self._lock:
+            return int(self._txn().stat(self._data)["entries"])
+
     def get_node(self, path: bytes) -> bytes | None:
         """A state-tree node record at this version (NodeStore protocol)."""
         with self._lock:
@@ -336,6 +341,10 @@ class ReadView:
     def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` or None."""
         return self._s().get(bytes(key))
+
+    def entries(self) -> int:
+        """State entries at this version (O(1): LMDB's count of the data database)."""
+        return self._s().entries()
 
     def meta_get(self, name: bytes) -> bytes | None:
         """Metadata stored with ``meta_set`` in the commit this view shows."""
