@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +21,8 @@ from zapstack.transport.events import Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
 from zapstack.transport.streams import StreamType, spec_of
 from zapstack.zapdb import ZapDB
+
+T = TypeVar("T")
 
 
 class Conn:
@@ -62,6 +66,14 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     db.close()
 
 
+def _run(serving: StateServing, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main()`` on a fresh loop, the worker stopped after."""
+    try:
+        return asyncio.run(main())
+    finally:
+        serving.close()
+
+
 def _ask(serving: StateServing, peer: bytes, sid: int, conn: Conn, data: bytes) -> object:
     handler = serving.handler(_info(peer, sid, conn))
     assert handler.on_data(data) == NO_ACTIONS
@@ -86,10 +98,7 @@ def test_requests_are_answered_on_the_worker_and_delivered_later(served) -> None
         await conn.wait(3)
         return conn
 
-    try:
-        conn = asyncio.run(main())
-    finally:
-        serving.close()
+    conn = _run(serving, main)
     assert conn.answers == {4 * i: ("reply", want[i]) for i in range(3)}
     assert serving._open.total() == 0
 
@@ -124,10 +133,7 @@ def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type:
         await conn.wait(2)
         return conn
 
-    try:
-        conn = asyncio.run(main())
-    finally:
-        serving.close()
+    conn = _run(serving, main)
     assert conn.answers == {
         12: ("refuse", WireCode.NOT_FOUND),  # a root never served (RemoteProtocolError)
         16: ("refuse", WireCode.NOT_FOUND),  # a root released meanwhile
@@ -167,10 +173,7 @@ def test_a_request_estimated_small_is_answered_at_once_on_the_loop(served) -> No
         await conn.wait(1)
         return small, large, conn
 
-    try:
-        small, large, conn = asyncio.run(main())
-    finally:
-        serving.close()
+    small, large, conn = _run(serving, main)
     assert small == (Reply(server.answer_state(part), fin=True),)
     assert large == NO_ACTIONS and conn.answers == {4: ("reply", server.answer_state(whole))}
     assert server.request_entries(b"bad") == 0

@@ -68,7 +68,7 @@ from zapstack.zapdb.proofs import ChunkTooLarge
 from zapstack.zapdb.store import ZapDB
 from zapstack.zapdb.view import ReadView
 
-__all__ = ["VOTE_CHANNEL", "BootstrapServer", "Push"]
+__all__ = ["VOTE_CHANNEL", "BootstrapServer", "Push", "RequestHandler"]
 
 VOTE_CHANNEL = 0
 """Channel id of a peer's long-lived VOTE stream (other pushes get fresh ids)."""
@@ -97,8 +97,8 @@ class Push:
     """Finish the stream after ``data``."""
 
 
-class _RequestHandler:
-    """Collects one request until FIN, then answers it."""
+class RequestHandler:
+    """Collects one request until FIN (at most ``MAX_REQUEST`` bytes), then answers it."""
 
     def __init__(self, answer: Callable[[bytes], bytes]) -> None:
         self._answer = answer
@@ -246,7 +246,7 @@ class BootstrapServer:
             StreamType.STATE_CHUNK: self.answer_state,
             StreamType.HEADER_RANGE: lambda data: self.answer_range(peer, data),
         }
-        return _RequestHandler(answers[stream_type])
+        return RequestHandler(answers[stream_type])
 
     def answer_state(self, data: bytes) -> bytes:
         """The STATE_CHUNK reply to request ``data`` (RemoteProtocolError to refuse).

@@ -43,9 +43,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from zapstack.bootstrap.config import MAX_WINDOW
-from zapstack.bootstrap.server import MAX_REQUEST, BootstrapServer
+from zapstack.bootstrap.server import BootstrapServer, RequestHandler
 from zapstack.errors import StoreError, WireCode, ZapError
-from zapstack.transport.events import End, HandlerAction, Reject, Reply
+from zapstack.transport.events import HandlerAction, Reject
 from zapstack.transport.handler import NO_ACTIONS, Responder, StreamHandler, StreamInfo
 
 __all__ = ["INLINE", "TOTAL", "StateServing"]
@@ -118,30 +118,21 @@ class StateServing:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _Deferred:
-    """Collects one request until FIN, then hands it to the worker."""
+class _Deferred(RequestHandler):
+    """Collects one request until FIN, then answers it here or hands it to the worker."""
 
     def __init__(self, serving: StateServing, info: StreamInfo, responder: Responder) -> None:
+        super().__init__(serving.server.answer_state)
         self._serving = serving
         self._info = info
         self._responder = responder
-        self._buf = bytearray()
-
-    def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-        self._buf += data
-        if len(self._buf) > MAX_REQUEST:
-            return (Reject(WireCode.TRAILING_DATA),)
-        return NO_ACTIONS
 
     def on_end(self) -> Sequence[HandlerAction]:
         serving, info, data = self._serving, self._info, bytes(self._buf)
         if serving.server.request_entries(data) <= serving.inline:  # a few ms: here and now
-            return (Reply(serving.server.answer_state(data), fin=True),)  # a ZapError: its code
+            return super().on_end()
         if serving.busy(info.peer):
             serving.refused += 1
             return (Reject(WireCode.RATE_LIMITED),)
         serving.submit(info.peer, info.stream_id, data, self._responder)
         return NO_ACTIONS
-
-    def on_terminated(self, end: End, code: int | None) -> None:
-        self._buf.clear()
