@@ -12,6 +12,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zapstack.bootstrap import BootstrapServer
 from zapstack.bootstrap import server as servermod
@@ -236,3 +238,18 @@ def test_request_entries_estimates_the_entries_a_request_reads(tmp_path: Path) -
     finally:
         server.close()
         db.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)), max_size=8),
+    st.integers(0, 24),
+    st.one_of(st.none(), st.binary(min_size=64, max_size=64)),
+)
+def test_body_len_is_the_readable_encoders_body(
+    entries: list[tuple[bytes, bytes]], sibs: int, terminal: bytes | None
+) -> None:
+    """proofs.body_len == the body bytes encode_chunk_py writes (bootstrap.md §2), with and
+    without a terminal (64 bytes: kh || vh)."""
+    chunk = StateChunk(24, 5, tuple(entries), tuple(bytes([i]) * 32 for i in range(sibs)), terminal)
+    assert body_len(chunk) == len(encode_chunk_py(chunk)) - 4

@@ -188,14 +188,15 @@ def test_a_bounded_chunk_scan_stops_at_its_budget(tmp_path: Path) -> None:
                         with pytest.raises(ChunkTooLarge):
                             make_chunk(store, state.get, depth, index, limit=limit)
             lone = next(  # a lone-leaf chunk (the walk stops above its depth)
-                (d, i)
+                c
                 for d in range(8, 14)
                 for i in range(1 << d)
-                if len(chunk := view.chunk(d, i).entries) == 1 and view.chunk(d, i).terminal
+                if len((c := view.chunk(d, i)).entries) == 1 and c.terminal
             )
-            need = body_len(view.chunk(*lone))
+            need = body_len(lone)
+            assert view.chunk(lone.depth, lone.index, need) == lone
             with pytest.raises(ChunkTooLarge):
-                view.chunk(*lone, need - 1)
+                view.chunk(lone.depth, lone.index, need - 1)
 
 
 def test_a_bounded_chunk_scan_reads_about_its_budget(tmp_path: Path) -> None:

@@ -60,8 +60,8 @@ MAX_CHUNK_DEPTH = 24
 """Chunks split the key-hash space into at most 2**24 prefixes."""
 
 RECORD_FIXED = 10
-"""Bytes of a chunk record's body besides its entries, siblings and terminal hash: index
-u32, entry_count u32, sibling_count u8, terminal flag u8 (``bootstrap.md`` §2)."""
+"""Bytes of a chunk record's body besides its entries, siblings and terminal (``kh || vh``,
+64 bytes): index u32, entry_count u32, sibling_count u8, terminal flag u8 (``bootstrap.md`` §2)."""
 
 ENTRY_OVERHEAD = 6
 """Bytes of one entry's encoding besides its key and value: key_len u16, value_len u32."""
@@ -199,7 +199,7 @@ def body_len(chunk: StateChunk) -> int:
     """Bytes of ``chunk``'s record body as ``bootstrap.md`` §2 encodes it (the record adds
     its u32 ``body_len``)."""
     entries = sum(ENTRY_OVERHEAD + len(k) + len(v) for k, v in chunk.entries)
-    tail = 32 * len(chunk.siblings) + (0 if chunk.terminal is None else 32)
+    tail = 32 * len(chunk.siblings) + (0 if chunk.terminal is None else len(chunk.terminal))
     return RECORD_FIXED + entries + tail
 
 
