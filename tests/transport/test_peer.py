@@ -344,6 +344,7 @@ def _fake_peer(
     peer._incoming, peer._local_bit = DataCoalescer(), 0 if is_client else 1
     peer.binding = Binding()  # type: ignore[assignment]
     peer._replies = ReplyBudget(budget, local_bit=peer._local_bit)
+    peer._backlog = lambda sid: Binding.backlog(peer.protocol._quic, sid)
     return peer
 
 

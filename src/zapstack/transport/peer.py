@@ -105,6 +105,7 @@ class Peer:
         self._local_bit = 0 if is_client else 1
         """Bit 0 of the ids of the streams we open (QUIC: 0 client-initiated, 1 server)."""
         self._replies = ReplyBudget(endpoint.config.max_reply_backlog, local_bit=self._local_bit)
+        self._backlog = functools.partial(self.binding.backlog, quic)  # the budget's reader
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         if endpoint.limits is not None:
             self._check_limits()
@@ -308,8 +309,7 @@ class Peer:
         self._waiters = still
 
     def _execute_pending(self, quic: Any) -> int:
-        """Execute the session's queued commands, in order; the stream bytes they handed
-        the library."""
+        """Execute the session's queued commands in order; the stream bytes given the library."""
         sent = 0
         while (command := self.session.next_command()) is not None:
             sent += self._execute(quic, command)
@@ -319,8 +319,8 @@ class Peer:
         """Execute one command; the stream bytes it handed the library."""
         try:
             if isinstance(command, SendStream):
-                sid, backlog = command.stream_id, functools.partial(self.binding.backlog, quic)
-                if not self._replies.admit(sid, len(command.data), backlog):  # it does not read
+                sid = command.stream_id
+                if not self._replies.admit(sid, len(command.data), self._backlog):  # unread
                     quic.reset_stream(sid, WireCode.RATE_LIMITED)
                     self.session.cancel_write(sid, WireCode.RATE_LIMITED)  # a reply in parts ends
                     return 0
