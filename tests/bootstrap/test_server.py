@@ -253,3 +253,40 @@ def test_body_len_is_the_readable_encoders_body(
     without a terminal (64 bytes: kh || vh)."""
     chunk = StateChunk(24, 5, tuple(entries), tuple(bytes([i]) * 32 for i in range(sibs)), terminal)
     assert body_len(chunk) == len(encode_chunk_py(chunk)) - 4
+
+
+def test_a_reply_being_built_survives_its_view_being_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply built on a worker (node/stateserve.py) while the loop re-pins the same root,
+    then pins newer ones until that root falls out: the reply holds its own reference to
+    the snapshot and comes out whole, as it would have before."""
+    state = {b"acct/%d" % i: b"v" * (i % 37) for i in range(300)}
+    db, server, root = _served(tmp_path / "db", state)
+    request = encode_state_request(StateRequest(root, 3, 0, 8))
+    want = server.answer_state(request)
+    real = ReadView.chunk
+    calls = [0]
+
+    def chunk(view: ReadView, depth: int, index: int, limit: int | None = None) -> StateChunk:
+        calls[0] += 1
+        if calls[0] == 2:  # mid-build: the same root again, then newer roots push it out
+            with db.begin() as txn:
+                txn.meta_set(b"height", b"1")
+                txn.commit()
+            assert server.pin() == root
+            for i in range(server.keep_roots):
+                with db.begin() as txn:
+                    txn.set(b"new/%d" % i, b"x")
+                    txn.commit()
+                server.pin()
+            assert root not in server.roots
+        return real(view, depth, index, limit)
+
+    monkeypatch.setattr(ReadView, "chunk", chunk)
+    try:
+        assert server.answer_state(request) == want
+        assert db.snapshot_refs() == server.keep_roots  # the reply's reference is gone
+    finally:
+        server.close()
+        db.close()

@@ -326,3 +326,20 @@ def test_corrupt_meta_page_is_a_clear_error(tmp_path: Path, at: int) -> None:
         fh.write(b"\x00\x00\x00\x00")  # the meta page's magic
     with pytest.raises(FatalStoreError, match="meta page is corrupt"):
         ZapDB.open(tmp_path / "db", map_size=1 << 26)
+
+
+def test_a_retained_view_outlives_the_view_it_came_from(tmp_path: Path) -> None:
+    with ZapDB.open(tmp_path / "db") as db:
+        with db.begin() as txn:
+            txn.set(b"k", b"v")
+            txn.commit()
+        view = db.read()
+        other = view.retain()
+        assert db.snapshot_refs() == 2
+        view.close()
+        assert other.get(b"k") == b"v" and other.root() == db.root()
+        assert db.snapshot_refs() == 1
+        other.close()
+        assert db.snapshot_refs() == 0
+        with pytest.raises(StoreError):
+            view.retain()  # closed: nothing to take a reference to

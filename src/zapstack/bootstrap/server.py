@@ -34,12 +34,16 @@ stream, :meth:`publish_vote` one record on the peer's long-lived VOTE stream
 (channel :data:`VOTE_CHANNEL`).  The link that owns the peer's connection
 executes them.  :meth:`peer_gone` (idempotent) forgets a peer.
 
-Single-threaded; byte formats in ``docs/formats/bootstrap.md``.
+Single-threaded, except that :meth:`BootstrapServer.answer_state` may run on another
+thread (a node's STATE_CHUNK worker): it takes its own reference to the view it reads,
+under a lock :meth:`pin` and :meth:`close` hold to change the views.  Byte formats in
+``docs/formats/bootstrap.md``.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -138,6 +142,9 @@ class BootstrapServer:
         self.head = head
         """Highest finalized height served (0: none); heights come in order above it."""
         self._views: OrderedDict[bytes, ReadView] = OrderedDict()
+        self._views_lock = threading.Lock()
+        """Held to change ``_views`` and to take a reply's own reference to one of them: a
+        reply built on another thread (node/stateserve.py) outlives its view's replacement."""
         self._pulled: set[bytes] = set()
         """Roots that served a STATE_CHUNK request since the last pin."""
         self._fell: dict[bytes, int] = {}
@@ -157,22 +164,27 @@ class BootstrapServer:
         """Pin the committed state (an O(1) read view) for serving; return its root."""
         view = self.db.read()
         root = view.root()
-        old = self._views.pop(root, None)
-        if old is not None:
-            old.close()
-        self._views[root] = view
-        self._fell.pop(root, None)  # the newest again (a block that left the state as it was)
-        self._pins += 1
-        surplus = list(self._views)[: max(0, len(self._views) - self.keep_roots)]
-        kept = 0
-        for old_root in reversed(surplus):  # the newest of them first
-            fell = self._fell.setdefault(old_root, self._pins)
-            if old_root in self._pulled and self._pins - fell < HOLD_PINS and kept < KEEP_PULLED:
-                kept += 1  # a peer is syncing it: keep it a while
-                continue
-            self._views.pop(old_root).close()
-            self._fell.pop(old_root, None)
-        self._pulled.clear()
+        with self._views_lock:
+            old = self._views.pop(root, None)
+            if old is not None:
+                old.close()
+            self._views[root] = view
+            self._fell.pop(root, None)  # the newest again (a block that left the state as is)
+            self._pins += 1
+            surplus = list(self._views)[: max(0, len(self._views) - self.keep_roots)]
+            kept = 0
+            for old_root in reversed(surplus):  # the newest of them first
+                fell = self._fell.setdefault(old_root, self._pins)
+                if (
+                    old_root in self._pulled
+                    and self._pins - fell < HOLD_PINS
+                    and kept < KEEP_PULLED
+                ):
+                    kept += 1  # a peer is syncing it: keep it a while
+                    continue
+                self._views.pop(old_root).close()
+                self._fell.pop(old_root, None)
+            self._pulled.clear()
         return root
 
     @property
@@ -222,9 +234,10 @@ class BootstrapServer:
 
     def close(self) -> None:
         """Release every pinned view.  Idempotent."""
-        while self._views:
-            self._views.popitem()[1].close()
-        self._fell.clear()
+        with self._views_lock:
+            while self._views:
+                self._views.popitem()[1].close()
+            self._fell.clear()
 
     def pending(self) -> list[bytes]:
         """Peers with pushes queued."""
@@ -259,25 +272,28 @@ class BootstrapServer:
         this node cannot serve that depth (ask a greater one); several chunks over the
         reply's bound, ask fewer at a time.  Nothing is sent for a refused request."""
         req = decode_state_request(data)
-        view = self._views.get(req.root)
+        with self._views_lock:
+            pinned = self._views.get(req.root)
+            view = None if pinned is None else pinned.retain()  # the reply's own reference
         if view is None:
             raise RemoteProtocolError("state root not served", code=WireCode.NOT_FOUND)
         records = []
         left = MAX_STATE_REPLY
-        for i in range(req.start, req.start + req.count):
-            limit = min(MAX_CHUNK_RECORD, left)
-            try:
-                record = encode_chunk(view.chunk(req.depth, i, limit))
-            except ChunkTooLarge:
-                if limit == MAX_CHUNK_RECORD:
-                    why = f"over the {MAX_CHUNK_RECORD} a record may hold: ask a greater depth"
-                else:
-                    why = f"past the {MAX_STATE_REPLY} one reply may hold: ask fewer chunks"
-                raise LocalProtocolError(
-                    f"state chunk {i} of depth {req.depth} is {why}", code=WireCode.INTERNAL
-                ) from None
-            left -= len(record) - 4
-            records.append(record)
+        with view:
+            for i in range(req.start, req.start + req.count):
+                limit = min(MAX_CHUNK_RECORD, left)
+                try:
+                    record = encode_chunk(view.chunk(req.depth, i, limit))
+                except ChunkTooLarge:
+                    if limit == MAX_CHUNK_RECORD:
+                        why = f"over the {MAX_CHUNK_RECORD} a record may hold: ask a greater depth"
+                    else:
+                        why = f"past the {MAX_STATE_REPLY} one reply may hold: ask fewer chunks"
+                    raise LocalProtocolError(
+                        f"state chunk {i} of depth {req.depth} is {why}", code=WireCode.INTERNAL
+                    ) from None
+                left -= len(record) - 4
+                records.append(record)
         out = b"".join(records)
         self._pulled.add(req.root)
         self.chunks_served += req.count

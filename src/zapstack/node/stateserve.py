@@ -18,18 +18,20 @@ slower through the worker, the client beside it on 2 cores).
 
 Bounds, checked at the request's FIN, before any work: at most ``per_peer`` requests of
 one peer and ``total`` of all peers queued or running; one more is refused at once with
-``RATE_LIMITED``.  A root the server stopped serving meanwhile is ``NOT_FOUND``; any
-other error is the :class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk
-over its bound).  A reply for a stream that ended meanwhile is dropped (the connection's
-``reply`` is a no-op then).  Without a responder (a session run by no adapter: sans-IO
-tests) the server's own synchronous handler is used.
+``RATE_LIMITED``.  A root the server stopped serving before the worker got to it is
+``NOT_FOUND``, and so is a store closed under it (:class:`~zapstack.errors.StoreError`:
+the node is going down); any other error is the :class:`~zapstack.errors.ZapError`'s code
+(``INTERNAL`` for a chunk over its bound).  A reply for a stream that ended meanwhile is
+dropped (the connection's ``reply`` is a no-op then).  Without a responder (a session run
+by no adapter: sans-IO tests) the server's own synchronous handler is used.
 
-Thread rules: the worker only calls ``answer_state``, which reads the server's pinned
-views (each view serializes its LMDB reads; one released meanwhile raises
-:class:`~zapstack.errors.StoreError`) and adds to its counters (``bytes_served`` is also
-added to on the loop by HEADER_RANGE: a lost update there only skews that metric); every
-other use of the server stays on the loop.  Measured (8 requests of 16 chunks of a
-1M-key state): the loop stalled up to 592-604 ms answering on it, up to 8-41 ms with this.
+Thread rules: the worker only calls ``answer_state``, which takes its own reference to
+the pinned view it reads (under the server's lock on its views), so the loop re-pinning
+or dropping that root meanwhile does not cut the reply short; it adds to its counters
+(``bytes_served`` is also added to on the loop by HEADER_RANGE: a lost update there only
+skews that metric); every other use of the server stays on the loop.  Measured (8
+requests of 16 chunks of a 1M-key state): the loop stalled up to 592-604 ms answering on
+it, up to 8-41 ms with this.
 :meth:`StateServing.close` (idempotent) stops the worker; requests queued then get no
 answer (the node is going down).
 """
@@ -103,7 +105,7 @@ class StateServing:
             exc = done.exception()
             if exc is None:
                 responder.reply(stream_id, done.result())
-            elif isinstance(exc, StoreError):  # the view was released: the root fell out
+            elif isinstance(exc, StoreError):  # the store was closed under it: going down
                 responder.refuse(stream_id, WireCode.NOT_FOUND)
             elif isinstance(exc, ZapError):
                 responder.refuse(stream_id, exc.code)

@@ -151,11 +151,9 @@ class ZapDB:
             return view.meta_get(name)
 
     def snapshot_refs(self) -> int:
-        """Outstanding users (txns, branches, views) of read snapshots: a leak check.
-
-        The database's own reference to its cached head snapshot is not counted,
-        so this is 0 whenever every txn, branch and view has been released.
-        """
+        """Outstanding users (txns, branches, views) of read snapshots: a leak check.  The
+        database's own reference to its cached head snapshot is not counted, so this is 0
+        whenever every txn, branch and view has been released."""
         with self._head_lock:
             own = 1 if self._head is not None else 0
             return sum(snap.refs for snap in self._live) - own
@@ -187,6 +185,7 @@ class ZapDB:
                     self._version,
                     self._root,
                     self._release,
+                    self._retain,
                     upper,
                     split,
                     warm,
@@ -197,6 +196,12 @@ class ZapDB:
                 self._live.add(snap)
             snap.refs += 1
             return snap
+
+    def _retain(self, snap: Snapshot) -> None:
+        with self._head_lock:
+            if snap.refs <= 0 or snap not in self._live:
+                raise StoreError("snapshot released")
+            snap.refs += 1
 
     def _release(self, snap: Snapshot) -> None:
         with self._head_lock:

@@ -78,6 +78,7 @@ class Snapshot:
         "_meta",
         "_nodes",
         "_release",
+        "_retain",
         "refs",
         "root",
         "split",
@@ -94,6 +95,7 @@ class Snapshot:
         version: int,
         root: bytes,
         release: Callable[[Snapshot], None],
+        retain: Callable[[Snapshot], None],
         upper: batch.Memo | None = None,
         split: int = 0,
         warm: bool = False,
@@ -110,6 +112,7 @@ class Snapshot:
         """Users holding this snapshot (guarded by the database's head lock)."""
         self._lock = threading.Lock()
         self._release = release
+        self._retain = retain
         self.upper: batch.Memo = batch.new_memo() if upper is None else upper
         """Memo of this version's tree records at depths < ``split`` (None = empty; a C
         ``NodeTable`` when the extension is built), shared by every txn on it; only ever
@@ -309,6 +312,10 @@ class Snapshot:
         """Drop one reference (the database aborts the txn when none are left)."""
         self._release(self)
 
+    def retain(self) -> None:
+        """Take one more reference (StoreError once none are left: the txn is gone)."""
+        self._retain(self)
+
 
 class ReadView:
     """A read-only O(1) snapshot of the committed state (``ZapDB.read()``).
@@ -370,6 +377,14 @@ class ReadView:
     def tree_root(self) -> bytes:
         """The root recomputed from the stored tree nodes (a consistency check)."""
         return smt.root_of_store(self._s())
+
+    def retain(self) -> ReadView:
+        """Another view of this one's snapshot (one more reference): it stays readable when
+        this view is closed, and is closed on its own.  StoreError if this view is closed."""
+        with self._lock:  # not closed meanwhile: close() takes the lock too
+            snap = self._s()
+            snap.retain()
+        return ReadView(snap)
 
     def close(self) -> None:
         """Release the snapshot; idempotent."""
