@@ -341,8 +341,9 @@ class Txn:
         """A writer of final tree records into the LMDB txn this txn's commit will finish
         (:mod:`.early`; state sync), or None where the store writes all at commit."""
         self._live()
-        early = partial(self._db._early_put, self._serial, self._base)
-        return early if self._db._takes_early() else None
+        if not self._db._takes_early():
+            return None
+        return partial(self._db._early_put, self._serial, self._base)
 
     def _close(self, state: str) -> None:
         self._work = None
