@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,3 +179,30 @@ def test_a_request_estimated_small_is_answered_at_once_on_the_loop(served) -> No
     assert large == NO_ACTIONS and conn.answers == {4: ("reply", server.answer_state(whole))}
     assert server.request_entries(b"bad") == 0
     assert server.request_entries(encode_state_request(StateRequest(b"\x07" * 32, 0, 0, 1))) == 0
+
+
+def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    serving = StateServing(server, inline=-1)
+    started, done = threading.Event(), threading.Event()
+    real = server.answer_state
+
+    def slow(data: bytes) -> bytes:
+        started.set()
+        time.sleep(0.2)
+        out = real(data)
+        done.set()
+        return out
+
+    server.answer_state = slow  # type: ignore[method-assign]
+
+    async def main() -> None:
+        data = encode_state_request(StateRequest(root, 2, 0, 1))
+        assert _ask(serving, b"p", 0, Conn(), data) == NO_ACTIONS
+        assert _ask(serving, b"p", 4, Conn(), data) == NO_ACTIONS  # queued: dropped at close
+        assert await asyncio.to_thread(started.wait, 10)
+        serving.close()
+        assert done.is_set()  # the running answer finished before close returned
+
+    asyncio.run(main())
+    serving.close()  # idempotent
