@@ -215,7 +215,8 @@ def test_a_bounded_chunk_scan_reads_about_its_budget(tmp_path: Path) -> None:
             seen = [0]
 
             def counted() -> object:
-                for rec in run:  # type: ignore[attr-defined]
+                records = run.iternext(keys=False) if hasattr(run, "iternext") else run
+                for rec in records:  # type: ignore[attr-defined]
                     seen[0] += 1
                     yield rec
 

@@ -3,6 +3,7 @@
 #include "_smtfast_codec.h"
 #include "_smtfast_sort.h"
 #include "_smtfast_sync.h"
+#include "_smtfast_lmdb.h"
 #include "_smtfast_serve.h"
 static const char *backend_name = "portable";
 
@@ -375,6 +376,12 @@ static PyMethodDef methods[] = {
     {"node_hash", py_node_hash, METH_VARARGS, "node_hash(left, right) -> sha256(0x01||l||r)"},
     {"select", py_select, METH_O, "select(portable) -> name of the SHA-256 backend in use"},
     {"backend", py_backend, METH_NOARGS, "backend() -> 'sha-ni' or 'portable'"},
+    {"lmdb_bind", py_lmdb_bind, METH_VARARGS,
+     "lmdb_bind(Cursor, Transaction, version) -> bool: the py-lmdb bridge checked and bound"},
+    {"lmdb_putmulti", py_lmdb_putmulti, METH_VARARGS,
+     "lmdb_putmulti(cursor, items, append) -> (consumed, added, rc, message) | None"},
+    {"lmdb_getmulti", py_lmdb_getmulti, METH_VARARGS,
+     "lmdb_getmulti(cursor, keys) -> ([(key, value)], rc, message) | None"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_smtfast",

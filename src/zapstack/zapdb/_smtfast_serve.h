@@ -6,7 +6,8 @@
  *
  * subtree_keys(records, depth, path, out, budget=-1) -> bool.  `records` yields the node records'
  * VALUES from the subtree root (depth, path) on, in key order (an LMDB cursor's
- * iternext(keys=False) after set_key(root)).  The subtree's records are the first ones of
+ * iternext(keys=False) after set_key(root)), or is that cursor itself, read in place
+ * through the py-lmdb bridge (_smtfast_lmdb.h; its position is unspecified after).  The subtree's records are the first ones of
  * that run (layout v2: pre-order), and a pre-order walk that counts the children still due
  * (each interior record adds its non-EMPTY children) ends exactly with the subtree: no key
  * is read or compared.  Each leaf record's user key (bytes 65..) is appended to `out`, in
@@ -31,14 +32,33 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
     PyBuffer_Release(&path);
     if (!ok) return PyErr_Format(PyExc_ValueError, "subtree_keys needs a 32-byte path, depth 0..255");
     if (per_leaf < 0) return PyErr_Format(PyExc_ValueError, "subtree_keys needs per_leaf >= 0");
+    ZlCursor *cur = zl_cursor(it); /* a bridged cursor: the records read in place */
+    if (!cur && !PyIter_Check(it))
+        return PyErr_Format(PyExc_TypeError, "subtree_keys reads an iterator or a bridged cursor");
+    int op = ZL_GET_CURRENT;
     Py_ssize_t due = 1; /* records of the subtree not met yet */
     while (due > 0) {
-        if (!(rec = PyIter_Next(it))) {
+        const char *p = NULL;
+        Py_ssize_t n = 0;
+        rec = NULL;
+        if (cur) {
+            ZlVal k, v;
+            int rc = cur->libv->cursor_get(cur->curs, &k, &v, op);
+            op = ZL_NEXT;
+            if (rc != 0) {
+                zl_done(cur, 0);
+                if (rc == ZL_NOTFOUND) return PyErr_Format(PyExc_ValueError, "the subtree's records end early");
+                return PyErr_Format(PyExc_ValueError, "LMDB: %s", cur->libv->strerror_fn(rc));
+            }
+            p = v.mv_data;
+            n = (Py_ssize_t)v.mv_size;
+        } else if (!(rec = PyIter_Next(it))) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the subtree's records end early");
             return NULL;
+        } else if (PyBytes_Check(rec)) {
+            p = PyBytes_AS_STRING(rec);
+            n = PyBytes_GET_SIZE(rec);
         }
-        const char *p = PyBytes_Check(rec) ? PyBytes_AS_STRING(rec) : NULL;
-        Py_ssize_t n = p ? PyBytes_GET_SIZE(rec) : 0;
         int rc = 0;
         if (n == 65 && p[0] == 1) {
             static const uint8_t empty[32] = {0}; /* an absent child's hash */
@@ -51,7 +71,8 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
                 PyErr_SetString(PyExc_ValueError, "a leaf outside the subtree's prefix");
                 rc = -1;
             } else if (budget >= 0 && (budget -= per_leaf + (n - 65)) < 0) {
-                Py_DECREF(rec);
+                Py_XDECREF(rec);
+                if (cur) zl_done(cur, 0);
                 Py_RETURN_FALSE; /* over the caller's budget: read no further */
             } else if (!(key = PyBytes_FromStringAndSize(p + 65, n - 65)) || PyList_Append(out, key) < 0) {
                 rc = -1;
@@ -62,8 +83,12 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "corrupt state-tree record in a subtree");
             rc = -1;
         }
-        Py_DECREF(rec);
-        if (rc < 0) return NULL;
+        Py_XDECREF(rec);
+        if (rc < 0) {
+            if (cur) zl_done(cur, 0);
+            return NULL;
+        }
     }
+    if (cur) zl_done(cur, 0);
     Py_RETURN_TRUE;
 }

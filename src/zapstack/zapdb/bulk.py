@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zapstack.errors import LocalProtocolError, StoreError
-from zapstack.zapdb import batch, smt
+from zapstack.zapdb import batch, lmdbfast, smt
 from zapstack.zapdb.batch import build, scan_writes
 from zapstack.zapdb.proofs import MAX_CHUNK_DEPTH, StateChunk, verify_chunk
 
@@ -97,7 +97,7 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any] | list[tuple[bytes, Any
         cur = txn.cursor(db=db)
         try:
             append = not cur.last() or cur.key() < next(iter(ops))
-            done = cur.putmulti(ops.window(), append=append)
+            done = lmdbfast.putmulti(cur, ops.window(), append)
         finally:
             cur.close()
         if done != (len(ops), len(ops)):  # an append skips a key that is not above the last
@@ -119,7 +119,7 @@ def put_many(txn: Any, db: Any, ops: Mapping[bytes, Any] | list[tuple[bytes, Any
     cur = txn.cursor(db=db)
     try:
         first = next(iter(puts))[0]
-        cur.putmulti(puts, append=not cur.last() or cur.key() < first)
+        lmdbfast.putmulti(cur, puts, not cur.last() or cur.key() < first)
     finally:
         cur.close()
 

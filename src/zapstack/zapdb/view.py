@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from zapstack.errors import StoreError
-from zapstack.zapdb import batch, proofs, smt
+from zapstack.zapdb import batch, lmdbfast, proofs, smt
 from zapstack.zapdb.hot import MISS, HotValues
 
 try:
@@ -54,14 +54,14 @@ def _key_bytes(keys: list[bytes], per_entry: int) -> int:
 
 
 def _values_within(
-    getmulti: Callable[[list[bytes]], list[tuple[bytes, bytes]]], keys: list[bytes], left: int
+    vals: Any, keys: list[bytes], left: int
 ) -> tuple[tuple[bytes, bytes], ...] | None:
-    """``(key, value)`` for ``keys``, read a slice at a time; None as soon as the values'
-    lengths add up to more than ``left``."""
+    """``(key, value)`` for ``keys`` from cursor ``vals``, read a slice at a time; None as
+    soon as the values' lengths add up to more than ``left``."""
     out: list[tuple[bytes, bytes]] = []
     for i in range(0, len(keys), _VALUE_SLICE):
-        got = getmulti(keys[i : i + _VALUE_SLICE])
-        left -= sum(len(v) for _, v in got)
+        got, size = lmdbfast.getmulti_sized(vals, keys[i : i + _VALUE_SLICE])
+        left -= size
         if left < 0:
             return None
         out += got
@@ -199,15 +199,15 @@ class Snapshot:
             try:
                 if cur.set_key(root_key):  # absent: empty subtree, or its lone leaf sits above
                     path = prefix.to_bytes(32, "big")
-                    run = cur.iternext(keys=False)
+                    run = cur if lmdbfast.BRIDGED else cur.iternext(keys=False)
                     if not _smtfast.subtree_keys(run, depth, path, keys, left, per_entry):
                         return None
                 entries: tuple[tuple[bytes, bytes], ...] | None
                 if budget is None:
-                    entries = tuple(vals.getmulti(keys))
+                    entries = tuple(lmdbfast.getmulti(vals, keys))
                 else:
                     left -= _key_bytes(keys, per_entry)
-                    entries = _values_within(vals.getmulti, keys, left)
+                    entries = _values_within(vals, keys, left)
             except ValueError as exc:
                 raise StoreError(f"the store is corrupt: {exc}") from None
             finally:
