@@ -21,6 +21,7 @@ setup(
                 "src/zapstack/zapdb/_smtfast_api.h",
                 "src/zapstack/zapdb/_smtfast_codec.h",
                 "src/zapstack/zapdb/_smtfast_lmdb.h",
+                "src/zapstack/zapdb/_smtfast_lmdb_bulk.h",
                 "src/zapstack/zapdb/_smtfast_read.h",
                 "src/zapstack/zapdb/_smtfast_serve.h",
                 "src/zapstack/zapdb/_smtfast_sort.h",

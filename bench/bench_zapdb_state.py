@@ -5,7 +5,9 @@ Run: ``.venv/bin/python bench/bench_zapdb_state.py [--small]`` (a few minutes on
 figure is measured in this run, ZapDB and raw LMDB in turns on the same entries (sync
 off for both); medians.  Code: ``zapstack.benchmarks.statebench`` (also the
 ``state_commit`` row of ``zap bench``).  Prints the SHA-256 backend of the C
-extension, or that the pure-Python fallback ran.
+extension, or that the pure-Python fallback ran, and whether ZapDB's LMDB calls went
+through the bridge (``zapstack.zapdb.lmdbfast``; ``ZAPSTACK_LMDB_BRIDGE=0`` turns it off,
+to compare).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from zapstack.benchmarks import statebench
-from zapstack.zapdb import batch
+from zapstack.zapdb import batch, lmdbfast
 
 
 def main() -> None:
@@ -29,6 +31,7 @@ def main() -> None:
             from zapstack.zapdb import _smtfast
 
             backend = f"C extension, SHA-256 {_smtfast.backend()}"
+        backend += ", LMDB bridge " + ("on" if lmdbfast.BRIDGED else "off")
         print(
             f"ZapDB state paths ({backend}; CPython {sys.version.split()[0]}, {os.cpu_count()} cores)"
         )

@@ -245,3 +245,24 @@ def test_qh3_budget_exhausted_ends_the_round_instead_of_raising() -> None:
     assert send(fake([(b"a", addr), None]), 0.0) == [(b"a", addr)]
     with pytest.raises(qconn.QuicConnectionError):  # any other error still raises
         send(fake([(b"a", addr), qconn.QuicConnectionError(1, None, "other")]), 0.0)
+
+
+def test_qh3_parses_sent_packets_only_for_a_quic_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a QUIC event logger no sent packet's header is parsed; with one, as before."""
+    patch.patch_qh3()
+    qconn: Any = importlib.import_module("qh3.quic.connection")
+    parsed: list[int] = []
+
+    def pull(data: bytes, offset: int, cid_length: int) -> Any:
+        parsed.append(offset)
+        raise ValueError("not a packet")  # the library's loop stops at the first
+
+    monkeypatch.setattr(qconn, "_pull_quic_header", pull)
+    conn = object.__new__(qconn.QuicConnection)
+    conn._configuration = type("C", (), {"connection_id_length": 8})()
+    conn._quic_logger = None
+    conn._log_packets("packet_sent", b"\x40" * 40)
+    assert parsed == []
+    conn._quic_logger = object()
+    conn._log_packets("packet_sent", b"\x40" * 40)
+    assert parsed == [0]

@@ -135,19 +135,62 @@ def test_other_cursors_see_the_bridged_writes(tmp_path: Path) -> None:
         assert other.prev() and other.key() == b"b"
 
 
+@needs_bridge
+def test_the_getter_is_cursor_get(tmp_path: Path) -> None:
+    """lmdbfast.getter(cursor) answers as cursor.get (bytes, None, buffers as keys), and
+    py-lmdb's own error once the cursor is closed."""
+    with _env(tmp_path / "db") as env, env.begin(write=True) as txn:
+        txn.put(b"a", b"1")
+        txn.put(b"c", b"3" * 5000)
+        cur = txn.cursor()
+        get = lmdbfast.getter(cur)
+        assert type(get).__name__ == "LmdbGetter"
+        for key in (b"a", b"b", b"c", memoryview(b"c"), b"zz"):
+            assert get(key) == txn.cursor().get(bytes(key))
+        assert cur.set_key(b"a") and cur.value() == b"1"  # py-lmdb's view re-reads
+        cur.close()
+        with pytest.raises(lmdb.Error):
+            get(b"a")
+    with pytest.raises(TypeError):
+        get()  # type: ignore[call-arg]
+
+
+def test_block_roots_are_the_same_bridged_or_not(tmp_path: Path) -> None:
+    """A block's root reads its tree records through the getter (from C, in place): blocks
+    of updates and deletes give the reference root either way."""
+    state = {b"k%05d" % i: b"v%d" % i for i in range(4000)}
+    for bridged in (True, False):
+        with mock.patch.object(lmdbfast, "BRIDGED", bridged and lmdbfast.BRIDGED):
+            now = dict(state)
+            with ZapDB.open(tmp_path / f"db{bridged}", map_size=1 << 27) as db:
+                bulk.bulk_load(db, now.items())
+                for block in range(3):
+                    txn = db.begin()
+                    for i in range(block, 4000, 37):
+                        key = b"k%05d" % i
+                        if i % 2:
+                            txn.delete(key)
+                            now.pop(key, None)
+                        else:
+                            txn.set(key, b"new%d" % block)
+                            now[key] = b"new%d" % block
+                    assert txn.commit() == smt.reference_root(now)
+
+
 def test_bind_refuses_a_layout_it_does_not_know() -> None:
     if not batch.FAST:
         pytest.skip("the C extension is not built")
     from zapstack.zapdb import _smtfast
 
     try:
-        assert not _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, "3.0.1")
-        assert not _smtfast.lmdb_bind(lmdb.Transaction, lmdb.Cursor, "3.0.0")
-        assert not _smtfast.lmdb_bind(int, float, "3.0.0")
+        assert not _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, "3.0.1", lmdb.Error)
+        assert not _smtfast.lmdb_bind(lmdb.Transaction, lmdb.Cursor, "3.0.0", lmdb.Error)
+        assert not _smtfast.lmdb_bind(int, float, "3.0.0", lmdb.Error)
         assert _smtfast.lmdb_putmulti(object(), [], False) is None  # unbound: py-lmdb's turn
     finally:
         assert (
-            _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, lmdb.__version__) == lmdbfast.BRIDGED
+            _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, lmdb.__version__, lmdb.Error)
+            == lmdbfast.BRIDGED
         )
 
 

@@ -155,6 +155,7 @@ static PyObject *leaf_record(Leaf *lf) {
     return r;
 }
 
+#include "_smtfast_lmdb.h"
 #include "_smtfast_read.h"
 
 static Py_ssize_t split_at(Leaf **a, Py_ssize_t n, int depth) {

@@ -3,7 +3,7 @@
 #include "_smtfast_codec.h"
 #include "_smtfast_sort.h"
 #include "_smtfast_sync.h"
-#include "_smtfast_lmdb.h"
+#include "_smtfast_lmdb_bulk.h"
 #include "_smtfast_serve.h"
 static const char *backend_name = "portable";
 
@@ -377,7 +377,9 @@ static PyMethodDef methods[] = {
     {"select", py_select, METH_O, "select(portable) -> name of the SHA-256 backend in use"},
     {"backend", py_backend, METH_NOARGS, "backend() -> 'sha-ni' or 'portable'"},
     {"lmdb_bind", py_lmdb_bind, METH_VARARGS,
-     "lmdb_bind(Cursor, Transaction, version) -> bool: the py-lmdb bridge checked and bound"},
+     "lmdb_bind(Cursor, Transaction, version, Error) -> bool: the py-lmdb bridge checked, bound"},
+    {"lmdb_getter", py_lmdb_getter, METH_O,
+     "lmdb_getter(cursor) -> cursor.get as a callable the tree's C reads call directly | None"},
     {"lmdb_putmulti", py_lmdb_putmulti, METH_VARARGS,
      "lmdb_putmulti(cursor, items, append) -> (consumed, added, rc, message) | None"},
     {"lmdb_getmulti", py_lmdb_getmulti, METH_VARARGS,
@@ -393,7 +395,7 @@ PyMODINIT_FUNC PyInit__smtfast(void) {
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) Py_CLEAR(m); /* node-store layout */
     PyObject *table = (PyObject *)&NodeTableType;
-    if (m && (PyType_Ready(&NodeTableType) < 0 || PyModule_AddObjectRef(m, "NodeTable", table) < 0 ||
+    if (m && (PyType_Ready(&NodeTableType) < 0 || PyType_Ready(&LmdbGetter_Type) < 0 || PyModule_AddObjectRef(m, "NodeTable", table) < 0 ||
               sync_register(m) < 0))
         Py_CLEAR(m);
     return m;

@@ -77,13 +77,16 @@ enum { ZL_GET_CURRENT = 4, ZL_NEXT = 8, ZL_SET = 15, ZL_APPEND = 0x20000, ZL_KEY
 enum { BRIDGE_YIELD = 16384 };
 
 static PyTypeObject *zl_cursor_type, *zl_txn_type; /* set by lmdb_bind() when it checks */
+static PyObject *zl_error = NULL;                    /* lmdb.Error, for a failed read */
 
-/* lmdb_bind(Cursor, Transaction, version) -> bool */
+/* lmdb_bind(Cursor, Transaction, version, Error) -> bool */
 static PyObject *py_lmdb_bind(PyObject *self, PyObject *args) {
-    PyObject *cur, *txn;
+    PyObject *cur, *txn, *err;
     const char *version;
-    if (!PyArg_ParseTuple(args, "O!O!s", &PyType_Type, &cur, &PyType_Type, &txn, &version))
+    if (!PyArg_ParseTuple(args, "O!O!sO!", &PyType_Type, &cur, &PyType_Type, &txn, &version,
+                          &PyType_Type, &err))
         return NULL;
+    Py_XSETREF(zl_error, Py_NewRef(err));
     PyTypeObject *ct = (PyTypeObject *)cur, *tt = (PyTypeObject *)txn;
     int ok = sizeof(void *) == 8 && strcmp(version, "3.0.0") == 0 &&
              ct->tp_basicsize == (Py_ssize_t)sizeof(ZlCursor) &&
@@ -134,136 +137,67 @@ static int zl_buf(PyObject *o, ZlVal *v, Py_buffer *view) {
     return 0;
 }
 
-/* lmdb_putmulti(cursor, items, append) -> (consumed, added, rc, message) or None.
- * As Cursor.putmulti(items, append=append) (dupdata and overwrite on): items are
- * (key, value) pairs; a SyncLoader window() or records() iterator is read from its
- * arena.  rc is LMDB's error that stopped it (0: none), message its text. */
-static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
-    PyObject *cobj, *items;
-    int append;
-    if (!PyArg_ParseTuple(args, "OOp", &cobj, &items, &append)) return NULL;
-    ZlCursor *c = zl_cursor(cobj);
-    if (!c) Py_RETURN_NONE;
-    unsigned int flags = append ? ZL_APPEND : 0;
-    Py_ssize_t consumed = 0, added = 0;
-    int rc = 0;
-    if (Py_TYPE(items) == &SyncIter_Type) {
-        SyncIter *it = (SyncIter *)items;
-        SyncLoader *s = it->s;
-        if (it->which == 2 && it->gen != s->gen)
-            return PyErr_Format(PyExc_RuntimeError, "settled records read after the next settle()");
-        for (; it->pos < sync_nrec(s, it->which); it->pos++) {
-            const uint8_t *k, *v;
-            size_t kl, vl;
-#if defined(__GNUC__)
-            if (it->which == 0 && it->pos + 8 < s->ndata) { /* as syncit_next: random order */
-                const uint8_t *ahead = s->dat.buf + s->data[it->pos + 8].off;
-                __builtin_prefetch(ahead);
-                __builtin_prefetch(ahead + 64);
-            }
-#endif
-            sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
-            ZlVal mk = {kl, (void *)k}, mv = {vl, (void *)v};
-            rc = c->libv->cursor_put(c->curs, &mk, &mv, flags);
-            if (rc != 0 && rc != ZL_KEYEXIST) break;
-            added += rc == 0;
-            rc = 0;
-            if (++consumed % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj)))
-                return PyErr_Format(PyExc_RuntimeError, "the cursor closed mid-putmulti");
-        }
-    } else {
-        PyObject *iter = PyObject_GetIter(items), *item;
-        if (!iter) return NULL;
-        while ((item = PyIter_Next(iter))) {
-            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return PyErr_Format(PyExc_TypeError, "putmulti() elements must be 2-tuples");
-            }
-            ZlVal mk, mv;
-            Py_buffer kb, vb;
-            if (zl_buf(PyTuple_GET_ITEM(item, 0), &mk, &kb) < 0) {
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return NULL;
-            }
-            if (zl_buf(PyTuple_GET_ITEM(item, 1), &mv, &vb) < 0) {
-                if (kb.obj) PyBuffer_Release(&kb);
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return NULL;
-            }
-            rc = c->libv->cursor_put(c->curs, &mk, &mv, flags);
-            if (kb.obj) PyBuffer_Release(&kb);
-            if (vb.obj) PyBuffer_Release(&vb);
-            Py_DECREF(item);
-            if (rc != 0 && rc != ZL_KEYEXIST) break;
-            added += rc == 0;
-            rc = 0;
-            if (++consumed % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj))) {
-                Py_DECREF(iter);
-                return PyErr_Format(PyExc_RuntimeError, "the cursor closed mid-putmulti");
-            }
-        }
-        Py_DECREF(iter);
-        if (PyErr_Occurred()) return NULL;
+/* The record stored under key k in the cursor's database: new bytes, None, or NULL with
+ * lmdb.Error (the cursor is left where the lookup put it). */
+static PyObject *zl_record(ZlCursor *c, const uint8_t *k, size_t kl) {
+    ZlVal mk = {kl, (void *)k}, mv = {0, NULL};
+    int rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
+    if (rc == ZL_NOTFOUND) return Py_NewRef(Py_None);
+    if (rc != 0) {
+        PyErr_Format(zl_error ? zl_error : PyExc_RuntimeError, "mdb_cursor_get(): %s",
+                     c->libv->strerror_fn(rc));
+        return NULL;
     }
-    zl_done(c, consumed + (rc != 0));
-    const char *msg = rc ? c->libv->strerror_fn(rc) : "";
-    return Py_BuildValue("(nnis)", consumed, added, rc, msg);
+    return PyBytes_FromStringAndSize(mv.mv_data, (Py_ssize_t)mv.mv_size);
 }
 
-/* lmdb_getmulti(cursor, keys) -> ([(key, value)], rc, message, value bytes) or None.
- * As Cursor.getmulti(keys): the pairs of the keys found, in the order given; each key
- * is the object given when it is exact bytes (equal to the stored one).  rc is an LMDB
- * error other than "not found" that stopped it (0: none); value bytes, the sum of the
- * values' lengths. */
-static PyObject *py_lmdb_getmulti(PyObject *self, PyObject *args) {
-    PyObject *cobj, *keys;
-    if (!PyArg_ParseTuple(args, "OO", &cobj, &keys)) return NULL;
-    ZlCursor *c = zl_cursor(cobj);
-    if (!c) Py_RETURN_NONE;
-    PyObject *seq = PySequence_Fast(keys, "getmulti() keys must be a sequence");
-    if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(0);
-    Py_ssize_t total = 0;
-    int rc = 0;
-    for (Py_ssize_t i = 0; out && i < n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ZlVal mk, mv = {0, NULL};
-        Py_buffer kb;
-        if (zl_buf(key, &mk, &kb) < 0) {
-            Py_CLEAR(out);
-            break;
-        }
-        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
-        PyObject *k = NULL;
-        if (rc == 0)
-            k = kb.obj ? PyBytes_FromStringAndSize(mk.mv_data, (Py_ssize_t)mk.mv_size)
-                       : Py_NewRef(key);
-        if (kb.obj) PyBuffer_Release(&kb);
-        if (rc == ZL_NOTFOUND) {
-            rc = 0;
-            continue;
-        }
-        if (rc != 0) break;
-        total += (Py_ssize_t)mv.mv_size;
-        PyObject *pair = k ? steal_pair(k, PyBytes_FromStringAndSize(mv.mv_data,
-                                                                     (Py_ssize_t)mv.mv_size))
-                           : NULL;
-        if (!pair || PyList_Append(out, pair) < 0) Py_CLEAR(out);
-        Py_XDECREF(pair);
-        if (out && (i + 1) % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj))) {
-            Py_CLEAR(out);
-            PyErr_SetString(PyExc_RuntimeError, "the cursor closed mid-getmulti");
-        }
-    }
-    Py_DECREF(seq);
-    if (!out) return NULL;
+/* lmdb_getter(cursor): a callable, getter(key) -> value or None, that is cursor.get; the
+ * state tree's C reads (fetch in _smtfast_read.h) recognise it and read through the
+ * bridge with no Python call, no key object.  Only when the cursor is one the bridge
+ * reads: the caller checks (lmdbfast.getter). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *cursor;
+} LmdbGetter;
+
+static void getter_dealloc(LmdbGetter *g) {
+    Py_XDECREF(g->cursor);
+    PyObject_Free(g);
+}
+
+static PyObject *getter_call(LmdbGetter *g, PyObject *args, PyObject *kw) {
+    PyObject *key;
+    if (kw || !PyArg_ParseTuple(args, "O", &key))
+        return PyErr_Format(PyExc_TypeError, "getter(key) takes one key");
+    ZlCursor *c = zl_cursor(g->cursor);
+    if (!c) return PyObject_CallMethod(g->cursor, "get", "O", key); /* py-lmdb says why */
+    ZlVal mk;
+    Py_buffer kb;
+    if (zl_buf(key, &mk, &kb) < 0) return NULL;
+    PyObject *r = zl_record(c, mk.mv_data, mk.mv_size);
+    if (kb.obj) PyBuffer_Release(&kb);
     zl_done(c, 0);
-    PyObject *ret =
-        Py_BuildValue("(Oisn)", out, rc, rc ? c->libv->strerror_fn(rc) : "", total);
-    Py_DECREF(out);
-    return ret;
+    return r;
+}
+
+static PyTypeObject LmdbGetter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zapstack.zapdb._smtfast.LmdbGetter",
+    .tp_basicsize = sizeof(LmdbGetter),
+    .tp_dealloc = (destructor)getter_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_call = (ternaryfunc)getter_call,
+};
+
+static PyObject *py_lmdb_getter(PyObject *self, PyObject *cursor) {
+    if (!zl_cursor(cursor)) Py_RETURN_NONE;
+    LmdbGetter *g = PyObject_New(LmdbGetter, &LmdbGetter_Type);
+    if (!g) return NULL;
+    g->cursor = Py_NewRef(cursor);
+    return (PyObject *)g;
+}
+
+/* The bridged cursor behind a merge's `get`, or NULL (a plain callable: call it). */
+static ZlCursor *zl_getter_cursor(PyObject *get) {
+    return get && Py_TYPE(get) == &LmdbGetter_Type ? zl_cursor(((LmdbGetter *)get)->cursor)
+                                                   : NULL;
 }

@@ -3,7 +3,8 @@
  * fetch() resolves a node key through the layers a merge was given: the txn's own writes
  * (a NodeTable, then a dict of records a bulk path installed), then the memo table for
  * the key's depth, probed with the key on the stack, and only on a miss the Python-callable
- * LMDB read, whose answer is memoised.  An interior record is read as its 64 inline bytes
+ * LMDB read (read in place when it is a bridged getter: _smtfast_lmdb.h), whose answer is
+ * memoised.  An interior record is read as its 64 inline bytes
  * (Rec), never as a bytes object.  prefetch_path() starts loading a lone update's memo
  * entries before the walk reaches them.  All hold the GIL; no pointer into a table is kept
  * across a call that may run Python (the table may grow). */
@@ -109,9 +110,16 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
         rec_of_entry(e, out);
         return 0;
     }
-    if (!key && !(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
-    r = PyObject_CallOneArg(c->get, key);
-    Py_DECREF(key);
+    ZlCursor *zc = zl_getter_cursor(c->get); /* LMDB read in place: no call, no key object */
+    if (zc) {
+        Py_XDECREF(key);
+        r = zl_record(zc, k, 33);
+        zl_done(zc, 0);
+    } else {
+        if (!key && !(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;
+        r = PyObject_CallOneArg(c->get, key);
+        Py_DECREF(key);
+    }
     if (!r) return -1;
     if (r != Py_None && !PyBytes_Check(r)) {
         Py_buffer view;

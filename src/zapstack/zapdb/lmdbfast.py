@@ -28,7 +28,7 @@ throughout), to compare or to rule it out.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lmdb
@@ -38,12 +38,12 @@ try:
 except ImportError:  # pragma: no cover - the extension is optional
     _smtfast = None  # type: ignore[assignment]
 
-__all__ = ["BRIDGED", "error", "getmulti", "getmulti_sized", "putmulti"]
+__all__ = ["BRIDGED", "error", "getmulti", "getmulti_sized", "getter", "putmulti"]
 
 BRIDGED: bool = (
     _smtfast is not None
     and os.environ.get("ZAPSTACK_LMDB_BRIDGE", "1") != "0"
-    and _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, lmdb.__version__)
+    and _smtfast.lmdb_bind(lmdb.Cursor, lmdb.Transaction, lmdb.__version__, lmdb.Error)
 )
 """Whether the C bridge is bound (else every call is py-lmdb's own)."""
 
@@ -91,6 +91,17 @@ def putmulti(cursor: Any, items: Iterable[tuple[Any, Any]], append: bool) -> tup
             return consumed, added
     result: tuple[int, int] = cursor.putmulti(items, append=append)
     return result
+
+
+def getter(cursor: Any) -> Callable[[bytes], bytes | None]:
+    """``cursor.get``, as a callable that the state tree's C reads call without Python (a
+    bridged cursor), or ``cursor.get`` itself."""
+    if BRIDGED:
+        get = _smtfast.lmdb_getter(cursor)
+        if get is not None:
+            return get
+    plain: Callable[[bytes], bytes | None] = cursor.get
+    return plain
 
 
 def getmulti(cursor: Any, keys: Sequence[bytes]) -> list[tuple[bytes, bytes]]:

@@ -162,14 +162,14 @@ class Snapshot:
 
     @contextmanager
     def node_reader(self) -> Iterator[Callable[[bytes], bytes | None]]:
-        """Hold this snapshot's lock and yield a cursor's own ``get`` on ``nodes`` (no Python
-        frame per read): for one C merge, which calls nothing else on this snapshot.  The
+        """Hold this snapshot's lock and yield ``nodes``' get (:func:`.lmdbfast.getter`: C
+        reads it in place) for one C merge, which calls nothing else on this snapshot.  The
         merge reads in key order (layout v2), and an LMDB cursor looks a key up within its
         current leaf page first, so a path's records below the memo cost one descent."""
         with self._lock:
             cur = self._txn().cursor(db=self._nodes)
             try:
-                yield cur.get
+                yield lmdbfast.getter(cur)
             finally:
                 cur.close()
 
