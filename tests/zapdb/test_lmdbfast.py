@@ -50,7 +50,7 @@ def _put(
                 cur = txn.cursor()
                 result: Any = lmdbfast.putmulti(cur, items, append)
                 cur.close()
-        except lmdb.Error as exc:
+        except (lmdb.Error, TypeError) as exc:
             result = type(exc)
         with env.begin(db=db) as txn:
             return result, list(txn.cursor().iternext())
@@ -119,6 +119,14 @@ def test_lmdb_errors_are_py_lmdbs(tmp_path: Path) -> None:
                 lmdbfast.putmulti(cur, [(b"a", b"1")], False)
             with pytest.raises(lmdb.Error):
                 lmdbfast.getmulti(cur, [b"a"])
+
+
+@needs_bridge
+def test_a_bad_item_is_refused_as_py_lmdb_refuses_it(tmp_path: Path) -> None:
+    for bad in ([(b"a", b"1"), "no pair"], [(b"a", b"1"), (b"b", 2)], [(b"a", b"1", b"x")]):
+        for bridged in (True, False):
+            result, after = _put(tmp_path / f"bad{bridged}", [], bad, False, bridged)  # type: ignore[arg-type]
+            assert (result, after) == (TypeError, []), (bad, bridged)
 
 
 @needs_bridge

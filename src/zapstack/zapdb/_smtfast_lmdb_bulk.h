@@ -35,36 +35,33 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
             if (rc != 0 && rc != ZL_KEYEXIST) break;
             added += rc == 0;
             rc = 0;
-            if (++consumed % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj)))
-                return PyErr_Format(PyExc_RuntimeError, "the cursor closed mid-putmulti");
+            if (++consumed % BRIDGE_YIELD == 0) {
+                if (!(c = zl_yield(cobj)))
+                    return PyErr_Format(PyExc_RuntimeError, "the cursor closed mid-putmulti");
+                if (it->which == 2 && it->gen != s->gen) { /* a settle() ran meanwhile */
+                    zl_done(c, consumed);
+                    return PyErr_Format(PyExc_RuntimeError,
+                                        "settled records read after the next settle()");
+                }
+            }
         }
     } else {
         PyObject *iter = PyObject_GetIter(items), *item;
         if (!iter) return NULL;
         while ((item = PyIter_Next(iter))) {
-            if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return PyErr_Format(PyExc_TypeError, "putmulti() elements must be 2-tuples");
-            }
             ZlVal mk, mv;
-            Py_buffer kb, vb;
-            if (zl_buf(PyTuple_GET_ITEM(item, 0), &mk, &kb) < 0) {
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return NULL;
-            }
-            if (zl_buf(PyTuple_GET_ITEM(item, 1), &mv, &vb) < 0) {
-                if (kb.obj) PyBuffer_Release(&kb);
-                Py_DECREF(item);
-                Py_DECREF(iter);
-                return NULL;
-            }
-            rc = c->libv->cursor_put(c->curs, &mk, &mv, flags);
+            Py_buffer kb = {0}, vb = {0};
+            int bad = !PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2;
+            if (bad)
+                PyErr_SetString(PyExc_TypeError, "putmulti() elements must be 2-tuples");
+            else
+                bad = zl_buf(PyTuple_GET_ITEM(item, 0), &mk, &kb) < 0 ||
+                      zl_buf(PyTuple_GET_ITEM(item, 1), &mv, &vb) < 0;
+            if (!bad) rc = c->libv->cursor_put(c->curs, &mk, &mv, flags);
             if (kb.obj) PyBuffer_Release(&kb);
             if (vb.obj) PyBuffer_Release(&vb);
             Py_DECREF(item);
-            if (rc != 0 && rc != ZL_KEYEXIST) break;
+            if (bad || (rc != 0 && rc != ZL_KEYEXIST)) break;
             added += rc == 0;
             rc = 0;
             if (++consumed % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj))) {
@@ -73,7 +70,10 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
             }
         }
         Py_DECREF(iter);
-        if (PyErr_Occurred()) return NULL;
+        if (PyErr_Occurred()) { /* a bad item (the records before it are written) */
+            zl_done(c, consumed);
+            return NULL;
+        }
     }
     zl_done(c, consumed + (rc != 0));
     const char *msg = rc ? c->libv->strerror_fn(rc) : "";
