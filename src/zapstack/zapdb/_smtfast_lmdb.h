@@ -17,7 +17,9 @@
  *
  * While the GIL is held nothing else runs Python, so no py-lmdb call can close or
  * remap under us; every BRIDGE_YIELD records the GIL is let go between two LMDB calls
- * (never inside one, as py-lmdb itself does per record) and the cursor re-checked. */
+ * and the cursor re-checked.  Reads may instead run ZL_BATCH at a time with the GIL
+ * released (nogil), for a caller that keeps the txn and environment open meanwhile
+ * (ZapDB: a snapshot's lock), so other threads run as between py-lmdb's own calls. */
 
 /* --- the mirror of lmdb 3.0.0's objects (only what is read or written) ------------- */
 typedef struct {
@@ -74,7 +76,7 @@ typedef struct {
 } ZlCursor;
 
 enum { ZL_GET_CURRENT = 4, ZL_NEXT = 8, ZL_SET = 15, ZL_APPEND = 0x20000, ZL_KEYEXIST = -30799, ZL_NOTFOUND = -30798 };
-enum { BRIDGE_YIELD = 16384 };
+enum { BRIDGE_YIELD = 16384, ZL_BATCH = 256 };
 
 static PyTypeObject *zl_cursor_type, *zl_txn_type; /* set by lmdb_bind() when it checks */
 static PyObject *zl_error = NULL;                    /* lmdb.Error, for a failed read */
@@ -135,6 +137,22 @@ static int zl_buf(PyObject *o, ZlVal *v, Py_buffer *view) {
     v->mv_data = view->buf;
     v->mv_size = (size_t)view->len;
     return 0;
+}
+
+/* Up to `want` values of the cursor's records from `*op` on (MDB_GET_CURRENT first, then
+ * MDB_NEXT), into run[]: how many; *rc the LMDB code that stopped it short (0: none).  Calls
+ * nothing of Python: runs with the GIL released when the caller may. */
+static int zl_read_run(ZlCursor *c, int *op, ZlVal *run, int want, int *rc) {
+    int got = 0;
+    *rc = 0;
+    while (got < want) {
+        ZlVal k;
+        *rc = c->libv->cursor_get(c->curs, &k, &run[got], *op);
+        *op = ZL_NEXT;
+        if (*rc != 0) break;
+        got++;
+    }
+    return got;
 }
 
 /* The record stored under key k in the cursor's database: new bytes, None, or NULL with

@@ -80,57 +80,67 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
     return Py_BuildValue("(nnis)", consumed, added, rc, msg);
 }
 
-/* lmdb_getmulti(cursor, keys) -> ([(key, value)], rc, message, value bytes) or None.
- * As Cursor.getmulti(keys): the pairs of the keys found, in the order given; each key
- * is the object given when it is exact bytes (equal to the stored one).  rc is an LMDB
- * error other than "not found" that stopped it (0: none); value bytes, the sum of the
- * values' lengths. */
+/* lmdb_getmulti(cursor, keys, nogil=False) -> ([(key, value)], rc, message, value bytes)
+ * or None.  As Cursor.getmulti(keys): the pairs of the keys found, in the order given;
+ * each key is the object given when it is exact bytes (equal to the stored one).  rc is
+ * an LMDB error other than "not found" that stopped it (0: none); value bytes, the sum of
+ * the values' lengths.  The keys are looked up ZL_BATCH at a time; with nogil, each
+ * batch's lookups run with the GIL released, so other threads run meanwhile as they did
+ * between py-lmdb's own per-key calls -- only for a caller that keeps the cursor's txn
+ * and environment open and uses the cursor on no other thread meanwhile (ZapDB: under a
+ * snapshot's lock). */
 static PyObject *py_lmdb_getmulti(PyObject *self, PyObject *args) {
     PyObject *cobj, *keys;
-    if (!PyArg_ParseTuple(args, "OO", &cobj, &keys)) return NULL;
+    int nogil = 0;
+    if (!PyArg_ParseTuple(args, "OO|p", &cobj, &keys, &nogil)) return NULL;
     ZlCursor *c = zl_cursor(cobj);
     if (!c) Py_RETURN_NONE;
-    PyObject *seq = PySequence_Fast(keys, "getmulti() keys must be a sequence");
+    PyObject *seq = PySequence_Tuple(keys); /* held: no other thread changes what we read */
     if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), total = 0;
     PyObject *out = PyList_New(0);
-    Py_ssize_t total = 0;
+    const ZlApi *api = c->libv;
+    void *curs = c->curs;
     int rc = 0;
-    for (Py_ssize_t i = 0; out && i < n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ZlVal mk, mv = {0, NULL};
-        Py_buffer kb;
-        if (zl_buf(key, &mk, &kb) < 0) {
+    ZlVal mk[ZL_BATCH], mv[ZL_BATCH];
+    Py_buffer kb[ZL_BATCH];
+    int got[ZL_BATCH];
+    for (Py_ssize_t i = 0; out && rc == 0 && i < n; i += ZL_BATCH) {
+        int m = (int)(n - i < ZL_BATCH ? n - i : ZL_BATCH), ready = 0, done = 0;
+        while (ready < m && zl_buf(PyTuple_GET_ITEM(seq, i + ready), &mk[ready], &kb[ready]) == 0)
+            ready++;
+        if (ready < m) {
             Py_CLEAR(out);
-            break;
+        } else if (nogil) {
+            Py_BEGIN_ALLOW_THREADS;
+            while (done < m && ((got[done] = api->cursor_get(curs, &mk[done], &mv[done], ZL_SET)) ==
+                                    0 || got[done] == ZL_NOTFOUND))
+                done++;
+            Py_END_ALLOW_THREADS;
+        } else {
+            while (done < m && ((got[done] = api->cursor_get(curs, &mk[done], &mv[done], ZL_SET)) ==
+                                    0 || got[done] == ZL_NOTFOUND))
+                done++;
         }
-        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
-        PyObject *k = NULL;
-        if (rc == 0)
-            k = kb.obj ? PyBytes_FromStringAndSize(mk.mv_data, (Py_ssize_t)mk.mv_size)
-                       : Py_NewRef(key);
-        if (kb.obj) PyBuffer_Release(&kb);
-        if (rc == ZL_NOTFOUND) {
-            rc = 0;
-            continue;
+        if (out && done < m) rc = got[done]; /* an LMDB error: the pairs before it stand */
+        for (int j = 0; out && j < done; j++) {
+            if (got[j] != 0) continue;
+            PyObject *key = PyTuple_GET_ITEM(seq, i + j);
+            PyObject *k = kb[j].obj ? PyBytes_FromStringAndSize(mk[j].mv_data, (Py_ssize_t)mk[j].mv_size)
+                                    : Py_NewRef(key);
+            PyObject *pair = steal_pair(k, PyBytes_FromStringAndSize(mv[j].mv_data,
+                                                                     (Py_ssize_t)mv[j].mv_size));
+            total += (Py_ssize_t)mv[j].mv_size;
+            if (!pair || PyList_Append(out, pair) < 0) Py_CLEAR(out);
+            Py_XDECREF(pair);
         }
-        if (rc != 0) break;
-        total += (Py_ssize_t)mv.mv_size;
-        PyObject *pair = k ? steal_pair(k, PyBytes_FromStringAndSize(mv.mv_data,
-                                                                     (Py_ssize_t)mv.mv_size))
-                           : NULL;
-        if (!pair || PyList_Append(out, pair) < 0) Py_CLEAR(out);
-        Py_XDECREF(pair);
-        if (out && (i + 1) % BRIDGE_YIELD == 0 && !(c = zl_yield(cobj))) {
-            Py_CLEAR(out);
-            PyErr_SetString(PyExc_RuntimeError, "the cursor closed mid-getmulti");
-        }
+        for (int j = 0; j < ready; j++)
+            if (kb[j].obj) PyBuffer_Release(&kb[j]);
     }
     Py_DECREF(seq);
     if (!out) return NULL;
     zl_done(c, 0);
-    PyObject *ret =
-        Py_BuildValue("(Oisn)", out, rc, rc ? c->libv->strerror_fn(rc) : "", total);
+    PyObject *ret = Py_BuildValue("(Oisn)", out, rc, rc ? api->strerror_fn(rc) : "", total);
     Py_DECREF(out);
     return ret;
 }

@@ -7,7 +7,10 @@
  * subtree_keys(records, depth, path, out, budget=-1) -> bool.  `records` yields the node records'
  * VALUES from the subtree root (depth, path) on, in key order (an LMDB cursor's
  * iternext(keys=False) after set_key(root)), or is that cursor itself, read in place
- * through the py-lmdb bridge (_smtfast_lmdb.h; its position is unspecified after).  The subtree's records are the first ones of
+ * through the py-lmdb bridge (_smtfast_lmdb.h; its position is unspecified after), never
+ * past the subtree; with nogil=True a batch at a time with the GIL released (other threads
+ * run meanwhile): only for a caller that keeps the cursor's txn and environment open and
+ * uses the cursor on no other thread meanwhile (ZapDB: under a snapshot's lock).  The subtree's records are the first ones of
  * that run (layout v2: pre-order), and a pre-order walk that counts the children still due
  * (each interior record adds its non-EMPTY children) ends exactly with the subtree: no key
  * is read or compared.  Each leaf record's user key (bytes 65..) is appended to `out`, in
@@ -24,7 +27,9 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
     Py_buffer path;
     int depth;
     Py_ssize_t budget = -1, per_leaf = 0;
-    if (!PyArg_ParseTuple(args, "Oiy*O!|nn", &it, &depth, &path, &PyList_Type, &out, &budget, &per_leaf))
+    int nogil = 0;
+    if (!PyArg_ParseTuple(args, "Oiy*O!|nnp", &it, &depth, &path, &PyList_Type, &out, &budget,
+                          &per_leaf, &nogil))
         return NULL;
     uint8_t prefix[32];
     int ok = path.len == 32 && depth >= 0 && depth <= 255;
@@ -36,22 +41,32 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
     if (!cur && !PyIter_Check(it))
         return PyErr_Format(PyExc_TypeError, "subtree_keys reads an iterator or a bridged cursor");
     int op = ZL_GET_CURRENT;
+    ZlVal run[ZL_BATCH]; /* a bridged cursor's records read ahead, at most `due` of them */
+    int got = 0, at = 0, rc_run = 0;
     Py_ssize_t due = 1; /* records of the subtree not met yet */
     while (due > 0) {
         const char *p = NULL;
         Py_ssize_t n = 0;
         rec = NULL;
         if (cur) {
-            ZlVal k, v;
-            int rc = cur->libv->cursor_get(cur->curs, &k, &v, op);
-            op = ZL_NEXT;
-            if (rc != 0) {
-                zl_done(cur, 0);
-                if (rc == ZL_NOTFOUND) return PyErr_Format(PyExc_ValueError, "the subtree's records end early");
-                return PyErr_Format(PyExc_ValueError, "LMDB: %s", cur->libv->strerror_fn(rc));
+            if (at == got) { /* the next records, the GIL released if the caller allows */
+                int want = due < ZL_BATCH ? (int)due : ZL_BATCH;
+                if (nogil) {
+                    Py_BEGIN_ALLOW_THREADS;
+                    got = zl_read_run(cur, &op, run, want, &rc_run);
+                    Py_END_ALLOW_THREADS;
+                } else {
+                    got = zl_read_run(cur, &op, run, want, &rc_run);
+                }
+                at = 0;
+                if (got == 0) {
+                    zl_done(cur, 0);
+                    if (rc_run == ZL_NOTFOUND) return PyErr_Format(PyExc_ValueError, "the subtree's records end early");
+                    return PyErr_Format(PyExc_ValueError, "LMDB: %s", cur->libv->strerror_fn(rc_run));
+                }
             }
-            p = v.mv_data;
-            n = (Py_ssize_t)v.mv_size;
+            p = run[at].mv_data;
+            n = (Py_ssize_t)run[at++].mv_size;
         } else if (!(rec = PyIter_Next(it))) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the subtree's records end early");
             return NULL;

@@ -104,15 +104,22 @@ def getter(cursor: Any) -> Callable[[bytes], bytes | None]:
     return plain
 
 
-def getmulti(cursor: Any, keys: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-    """``cursor.getmulti(keys)``: the ``(key, value)`` of the keys found, in order."""
-    return getmulti_sized(cursor, keys)[0]
+def getmulti(cursor: Any, keys: Sequence[bytes], nogil: bool = False) -> list[tuple[bytes, bytes]]:
+    """``cursor.getmulti(keys)``: the ``(key, value)`` of the keys found, in order.
+
+    ``nogil``: the lookups run a batch at a time with the GIL released, as py-lmdb's did
+    one at a time (other threads run meanwhile) -- only while the caller keeps the
+    cursor's txn and environment open and uses the cursor on no other thread (ZapDB:
+    under a snapshot's lock)."""
+    return getmulti_sized(cursor, keys, nogil)[0]
 
 
-def getmulti_sized(cursor: Any, keys: Sequence[bytes]) -> tuple[list[tuple[bytes, bytes]], int]:
+def getmulti_sized(
+    cursor: Any, keys: Sequence[bytes], nogil: bool = False
+) -> tuple[list[tuple[bytes, bytes]], int]:
     """:func:`getmulti`, and the sum of the values' lengths (counted in C when bridged)."""
     if BRIDGED:
-        got = _smtfast.lmdb_getmulti(cursor, keys)
+        got = _smtfast.lmdb_getmulti(cursor, keys, nogil)
         if got is not None:
             pairs, rc, message, size = got
             if rc:

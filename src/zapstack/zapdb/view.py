@@ -60,7 +60,7 @@ def _values_within(
     soon as the values' lengths add up to more than ``left``."""
     out: list[tuple[bytes, bytes]] = []
     for i in range(0, len(keys), _VALUE_SLICE):
-        got, size = lmdbfast.getmulti_sized(vals, keys[i : i + _VALUE_SLICE])
+        got, size = lmdbfast.getmulti_sized(vals, keys[i : i + _VALUE_SLICE], nogil=True)
         left -= size
         if left < 0:
             return None
@@ -200,11 +200,11 @@ class Snapshot:
                 if cur.set_key(root_key):  # absent: empty subtree, or its lone leaf sits above
                     path = prefix.to_bytes(32, "big")
                     run = cur if lmdbfast.BRIDGED else cur.iternext(keys=False)
-                    if not _smtfast.subtree_keys(run, depth, path, keys, left, per_entry):
+                    if not _smtfast.subtree_keys(run, depth, path, keys, left, per_entry, True):
                         return None
                 entries: tuple[tuple[bytes, bytes], ...] | None
                 if budget is None:
-                    entries = tuple(lmdbfast.getmulti(vals, keys))
+                    entries = tuple(lmdbfast.getmulti(vals, keys, nogil=True))
                 else:
                     left -= _key_bytes(keys, per_entry)
                     entries = _values_within(vals, keys, left)
