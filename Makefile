@@ -13,7 +13,8 @@ STRESS_COUNT ?= 20
 STRESS_TESTS := tests/producer tests/verify/test_parallel.py tests/verify/test_procpool.py \
 	tests/verify/test_executor.py tests/verify/test_sigcache.py tests/zapdb/test_speculate.py \
 	tests/zapdb/test_unwind.py tests/consensus/test_round.py tests/consensus/test_pool.py \
-	tests/node/engine/test_aggregate.py::test_calls_into_one_round_never_overlap
+	tests/node/engine/test_aggregate.py::test_calls_into_one_round_never_overlap \
+	tests/zapdb/test_lmdbfast.py tests/node/test_stateserve.py
 
 .PHONY: run test lint bench fuzz fuzz-smoke soak stress vectors vectors-check clean install \
 	explorer-shot
