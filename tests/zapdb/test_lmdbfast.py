@@ -151,10 +151,11 @@ def test_the_getter_is_cursor_get(tmp_path: Path) -> None:
         txn.put(b"a", b"1")
         txn.put(b"c", b"3" * 5000)
         cur = txn.cursor()
-        get = lmdbfast.getter(cur)
-        assert type(get).__name__ == "LmdbGetter"
-        for key in (b"a", b"b", b"c", memoryview(b"c"), b"zz"):
-            assert get(key) == txn.cursor().get(bytes(key))
+        for nogil in (False, True):  # nogil: each lookup lets other threads run
+            get = lmdbfast.getter(cur, nogil)
+            assert type(get).__name__ == "LmdbGetter"
+            for key in (b"a", b"b", b"c", memoryview(b"c"), b"zz"):
+                assert get(key) == txn.cursor().get(bytes(key))
         assert cur.set_key(b"a") and cur.value() == b"1"  # py-lmdb's view re-reads
         cur.close()
         with pytest.raises(lmdb.Error):

@@ -378,8 +378,9 @@ static PyMethodDef methods[] = {
     {"backend", py_backend, METH_NOARGS, "backend() -> 'sha-ni' or 'portable'"},
     {"lmdb_bind", py_lmdb_bind, METH_VARARGS,
      "lmdb_bind(Cursor, Transaction, version, Error) -> bool: the py-lmdb bridge checked, bound"},
-    {"lmdb_getter", py_lmdb_getter, METH_O,
-     "lmdb_getter(cursor) -> cursor.get as a callable the tree's C reads call directly | None"},
+    {"lmdb_getter", py_lmdb_getter, METH_VARARGS,
+     "lmdb_getter(cursor, nogil=False) -> cursor.get as a callable the tree's C reads call "
+     "directly | None"},
     {"lmdb_putmulti", py_lmdb_putmulti, METH_VARARGS,
      "lmdb_putmulti(cursor, items, append) -> (consumed, added, rc, message) | None"},
     {"lmdb_getmulti", py_lmdb_getmulti, METH_VARARGS,

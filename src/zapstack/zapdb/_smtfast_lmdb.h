@@ -156,10 +156,18 @@ static int zl_read_run(ZlCursor *c, int *op, ZlVal *run, int want, int *rc) {
 }
 
 /* The record stored under key k in the cursor's database: new bytes, None, or NULL with
- * lmdb.Error (the cursor is left where the lookup put it). */
-static PyObject *zl_record(ZlCursor *c, const uint8_t *k, size_t kl) {
+ * lmdb.Error (the cursor is left where the lookup put it).  nogil: the lookup runs with
+ * the GIL released (a caller that keeps the txn open and the cursor to itself). */
+static PyObject *zl_record(ZlCursor *c, const uint8_t *k, size_t kl, int nogil) {
     ZlVal mk = {kl, (void *)k}, mv = {0, NULL};
-    int rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
+    int rc;
+    if (nogil) { /* as py-lmdb's get: other threads run during the lookup */
+        Py_BEGIN_ALLOW_THREADS;
+        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
+        Py_END_ALLOW_THREADS;
+    } else {
+        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
+    }
     if (rc == ZL_NOTFOUND) return Py_NewRef(Py_None);
     if (rc != 0) {
         PyErr_Format(zl_error ? zl_error : PyExc_RuntimeError, "mdb_cursor_get(): %s",
@@ -169,13 +177,16 @@ static PyObject *zl_record(ZlCursor *c, const uint8_t *k, size_t kl) {
     return PyBytes_FromStringAndSize(mv.mv_data, (Py_ssize_t)mv.mv_size);
 }
 
-/* lmdb_getter(cursor): a callable, getter(key) -> value or None, that is cursor.get; the
- * state tree's C reads (fetch in _smtfast_read.h) recognise it and read through the
- * bridge with no Python call, no key object.  Only when the cursor is one the bridge
- * reads: the caller checks (lmdbfast.getter). */
+/* lmdb_getter(cursor, nogil=False): a callable, getter(key) -> value or None, that is
+ * cursor.get; the state tree's C reads (fetch in _smtfast_read.h) recognise it and read
+ * through the bridge with no Python call, no key object.  None when the cursor is not one
+ * the bridge reads.  nogil: each lookup releases the GIL, as py-lmdb's get does, so other
+ * threads keep running while a merge reads -- only for a caller that keeps the cursor's
+ * txn and environment open and the cursor to itself (ZapDB: a snapshot's lock). */
 typedef struct {
     PyObject_HEAD
     PyObject *cursor;
+    int nogil; /* each lookup with the GIL released (lmdb_getter's promise) */
 } LmdbGetter;
 
 static void getter_dealloc(LmdbGetter *g) {
@@ -192,7 +203,7 @@ static PyObject *getter_call(LmdbGetter *g, PyObject *args, PyObject *kw) {
     ZlVal mk;
     Py_buffer kb;
     if (zl_buf(key, &mk, &kb) < 0) return NULL;
-    PyObject *r = zl_record(c, mk.mv_data, mk.mv_size);
+    PyObject *r = zl_record(c, mk.mv_data, mk.mv_size, g->nogil);
     if (kb.obj) PyBuffer_Release(&kb);
     zl_done(c, 0);
     return r;
@@ -206,16 +217,22 @@ static PyTypeObject LmdbGetter_Type = {
     .tp_call = (ternaryfunc)getter_call,
 };
 
-static PyObject *py_lmdb_getter(PyObject *self, PyObject *cursor) {
+static PyObject *py_lmdb_getter(PyObject *self, PyObject *args) {
+    PyObject *cursor;
+    int nogil = 0;
+    if (!PyArg_ParseTuple(args, "O|p", &cursor, &nogil)) return NULL;
     if (!zl_cursor(cursor)) Py_RETURN_NONE;
     LmdbGetter *g = PyObject_New(LmdbGetter, &LmdbGetter_Type);
     if (!g) return NULL;
     g->cursor = Py_NewRef(cursor);
+    g->nogil = nogil;
     return (PyObject *)g;
 }
 
-/* The bridged cursor behind a merge's `get`, or NULL (a plain callable: call it). */
-static ZlCursor *zl_getter_cursor(PyObject *get) {
-    return get && Py_TYPE(get) == &LmdbGetter_Type ? zl_cursor(((LmdbGetter *)get)->cursor)
-                                                   : NULL;
+/* The bridged cursor behind a merge's `get` (and *nogil, its promise), or NULL (a plain
+ * callable: call it). */
+static ZlCursor *zl_getter_cursor(PyObject *get, int *nogil) {
+    if (!get || Py_TYPE(get) != &LmdbGetter_Type) return NULL;
+    *nogil = ((LmdbGetter *)get)->nogil;
+    return zl_cursor(((LmdbGetter *)get)->cursor);
 }

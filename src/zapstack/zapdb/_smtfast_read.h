@@ -110,10 +110,11 @@ static int fetch(Ctx *c, int depth, const uint8_t *path, Rec *out) {
         rec_of_entry(e, out);
         return 0;
     }
-    ZlCursor *zc = zl_getter_cursor(c->get); /* LMDB read in place: no call, no key object */
+    int nogil = 0;
+    ZlCursor *zc = zl_getter_cursor(c->get, &nogil); /* read in place: no call, no key object */
     if (zc) {
         Py_XDECREF(key);
-        r = zl_record(zc, k, 33);
+        r = zl_record(zc, k, 33, nogil);
         zl_done(zc, 0);
     } else {
         if (!key && !(key = PyBytes_FromStringAndSize((const char *)k, 33))) return -1;

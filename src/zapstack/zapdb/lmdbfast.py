@@ -93,11 +93,12 @@ def putmulti(cursor: Any, items: Iterable[tuple[Any, Any]], append: bool) -> tup
     return result
 
 
-def getter(cursor: Any) -> Callable[[bytes], bytes | None]:
+def getter(cursor: Any, nogil: bool = False) -> Callable[[bytes], bytes | None]:
     """``cursor.get``, as a callable that the state tree's C reads call without Python (a
-    bridged cursor), or ``cursor.get`` itself."""
+    bridged cursor), or ``cursor.get`` itself.  ``nogil``: as in :func:`getmulti` (each
+    lookup lets other threads run, as py-lmdb's ``get`` does)."""
     if BRIDGED:
-        get = _smtfast.lmdb_getter(cursor)
+        get = _smtfast.lmdb_getter(cursor, nogil)
         if get is not None:
             return get
     plain: Callable[[bytes], bytes | None] = cursor.get

@@ -169,7 +169,7 @@ class Snapshot:
         with self._lock:
             cur = self._txn().cursor(db=self._nodes)
             try:
-                yield lmdbfast.getter(cur)
+                yield lmdbfast.getter(cur, nogil=True)
             finally:
                 cur.close()
 
