@@ -2,11 +2,13 @@
 
 Contract
 --------
-:func:`putmulti` and :func:`getmulti` are ``Cursor.putmulti(items, append=append)`` and
-``Cursor.getmulti(keys)`` of py-lmdb: the same records written or read, the same
-``(consumed, added)`` or ``[(key, value)]`` returned, an LMDB failure raised as the same
-``lmdb.Error`` subclass (``lmdb.MapFullError`` for a full map ...).  Afterwards the
-cursor's position is unspecified: close it (ZapDB opens one per bulk call).
+:func:`putmulti`, :func:`getmulti` and :func:`getter` are ``Cursor.putmulti(items,
+append=append)``, ``Cursor.getmulti(keys)`` and ``Cursor.get`` of py-lmdb: the same
+records written or read, the same ``(consumed, added)``, ``[(key, value)]`` or value
+returned, an LMDB failure raised as the same ``lmdb.Error`` subclass
+(``lmdb.MapFullError`` for a full map ...).  Afterwards the cursor's position is
+unspecified: close it (ZapDB opens one per bulk call).  Writes hold the GIL (other
+threads run every 16,384 records); reads with ``nogil`` release it as py-lmdb's did.
 
 Why: py-lmdb drops and retakes the GIL and updates two atomics around every record,
 and builds or unpacks Python objects per record: measured 4-5x the cost of LMDB's own
