@@ -4,6 +4,7 @@ getmulti: the same records, results and exceptions, and py-lmdb's other cursors 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,37 @@ def test_served_chunks_are_the_same_bridged_or_not(tmp_path: Path) -> None:
                     if budget is None:
                         assert fast == snap.entries_under_py(depth, prefix)
     assert smt.reference_root(state) == db_root(tmp_path / "db")
+
+
+@needs_bridge
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(0, 3000),
+    seed=st.integers(0, 2**32),
+    depth=st.integers(0, 7),
+    budget=st.one_of(st.none(), st.integers(0, 60_000)),
+)
+def test_any_chunk_is_served_the_same_bridged_or_not(
+    size: int, seed: int, depth: int, budget: int | None
+) -> None:
+    """Any state (up to 3000 keys: subtrees past one 256-record read), depth and budget:
+    the bridged walk (reading at most the records still due, 256 at a time) and values
+    give py-lmdb's answer for every chunk."""
+    rng = random.Random(seed)
+    state = {
+        rng.randbytes(rng.randint(1, 12)): rng.randbytes(rng.randint(0, 300)) for _ in range(size)
+    }
+    with tempfile.TemporaryDirectory() as d, ZapDB.open(Path(d) / "db", map_size=1 << 28) as db:
+        bulk.bulk_load(db, state.items())
+        with db.read() as view:
+            snap = view._s()
+            for index in range(1 << depth):
+                prefix = index << (256 - depth)
+                fast = snap.entries_under(depth, prefix, budget, 6)
+                with mock.patch.object(lmdbfast, "BRIDGED", False):
+                    assert fast == snap.entries_under(depth, prefix, budget, 6)
+                if budget is None:
+                    assert fast == snap.entries_under_py(depth, prefix)
 
 
 @needs_bridge
