@@ -1,4 +1,5 @@
-/* LMDB bulk calls without py-lmdb's per-record toll (included by _smtfast_api.h).
+/* LMDB bulk calls without py-lmdb's per-record toll (included by _smtfast.c before the
+ * merge's reads; the bulk calls are in _smtfast_lmdb_bulk.h).
  *
  * py-lmdb's Cursor.putmulti / getmulti drop and retake the GIL and bump two atomics
  * around EVERY record (ENV_UNLOCKED in its cpython.c), and build or unpack Python
@@ -77,6 +78,18 @@ typedef struct {
 
 enum { ZL_GET_CURRENT = 4, ZL_NEXT = 8, ZL_SET = 15, ZL_APPEND = 0x20000, ZL_KEYEXIST = -30799, ZL_NOTFOUND = -30798 };
 enum { BRIDGE_YIELD = 16384, ZL_BATCH = 256 };
+
+/* Run `stmt` (LMDB calls only, nothing of Python) with the GIL released when `nogil`. */
+#define ZL_GIL_IF(nogil, stmt)          \
+    do {                                \
+        if (nogil) {                    \
+            Py_BEGIN_ALLOW_THREADS;     \
+            stmt;                       \
+            Py_END_ALLOW_THREADS;       \
+        } else {                        \
+            stmt;                       \
+        }                               \
+    } while (0)
 
 static PyTypeObject *zl_cursor_type, *zl_txn_type; /* set by lmdb_bind() when it checks */
 static PyObject *zl_error = NULL;                    /* lmdb.Error, for a failed read */
@@ -160,14 +173,8 @@ static int zl_read_run(ZlCursor *c, int *op, ZlVal *run, int want, int *rc) {
  * the GIL released (a caller that keeps the txn open and the cursor to itself). */
 static PyObject *zl_record(ZlCursor *c, const uint8_t *k, size_t kl, int nogil) {
     ZlVal mk = {kl, (void *)k}, mv = {0, NULL};
-    int rc;
-    if (nogil) { /* as py-lmdb's get: other threads run during the lookup */
-        Py_BEGIN_ALLOW_THREADS;
-        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
-        Py_END_ALLOW_THREADS;
-    } else {
-        rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET);
-    }
+    int rc; /* nogil, as py-lmdb's get: other threads run during the lookup */
+    ZL_GIL_IF(nogil, rc = c->libv->cursor_get(c->curs, &mk, &mv, ZL_SET));
     if (rc == ZL_NOTFOUND) return Py_NewRef(Py_None);
     if (rc != 0) {
         PyErr_Format(zl_error ? zl_error : PyExc_RuntimeError, "mdb_cursor_get(): %s",

@@ -17,18 +17,11 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
     if (Py_TYPE(items) == &SyncIter_Type) {
         SyncIter *it = (SyncIter *)items;
         SyncLoader *s = it->s;
-        if (it->which == 2 && it->gen != s->gen)
-            return PyErr_Format(PyExc_RuntimeError, "settled records read after the next settle()");
+        if (syncit_stale(it) < 0) return NULL;
         for (; it->pos < sync_nrec(s, it->which); it->pos++) {
             const uint8_t *k, *v;
             size_t kl, vl;
-#if defined(__GNUC__)
-            if (it->which == 0 && it->pos + 8 < s->ndata) { /* as syncit_next: random order */
-                const uint8_t *ahead = s->dat.buf + s->data[it->pos + 8].off;
-                __builtin_prefetch(ahead);
-                __builtin_prefetch(ahead + 64);
-            }
-#endif
+            syncit_prefetch(s, it->which, it->pos);
             sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
             ZlVal mk = {kl, (void *)k}, mv = {vl, (void *)v};
             rc = c->libv->cursor_put(c->curs, &mk, &mv, flags);
@@ -38,10 +31,9 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
             if (++consumed % BRIDGE_YIELD == 0) {
                 if (!(c = zl_yield(cobj)))
                     return PyErr_Format(PyExc_RuntimeError, "the cursor closed mid-putmulti");
-                if (it->which == 2 && it->gen != s->gen) { /* a settle() ran meanwhile */
+                if (syncit_stale(it) < 0) { /* a settle() ran meanwhile */
                     zl_done(c, consumed);
-                    return PyErr_Format(PyExc_RuntimeError,
-                                        "settled records read after the next settle()");
+                    return NULL;
                 }
             }
         }
@@ -89,6 +81,16 @@ static PyObject *py_lmdb_putmulti(PyObject *self, PyObject *args) {
  * between py-lmdb's own per-key calls -- only for a caller that keeps the cursor's txn
  * and environment open and uses the cursor on no other thread meanwhile (ZapDB: under a
  * snapshot's lock). */
+/* Look up keys mk[0..m) into mv[], each one's LMDB code in got[]: how many were looked up
+ * before the first error other than "not found" (m: none).  Calls nothing of Python. */
+static int zl_set_batch(const ZlApi *api, void *curs, ZlVal *mk, ZlVal *mv, int *got, int m) {
+    int done = 0;
+    while (done < m && ((got[done] = api->cursor_get(curs, &mk[done], &mv[done], ZL_SET)) == 0 ||
+                        got[done] == ZL_NOTFOUND))
+        done++;
+    return done;
+}
+
 static PyObject *py_lmdb_getmulti(PyObject *self, PyObject *args) {
     PyObject *cobj, *keys;
     int nogil = 0;
@@ -109,19 +111,10 @@ static PyObject *py_lmdb_getmulti(PyObject *self, PyObject *args) {
         int m = (int)(n - i < ZL_BATCH ? n - i : ZL_BATCH), ready = 0, done = 0;
         while (ready < m && zl_buf(PyTuple_GET_ITEM(seq, i + ready), &mk[ready], &kb[ready]) == 0)
             ready++;
-        if (ready < m) {
+        if (ready < m)
             Py_CLEAR(out);
-        } else if (nogil) {
-            Py_BEGIN_ALLOW_THREADS;
-            while (done < m && ((got[done] = api->cursor_get(curs, &mk[done], &mv[done], ZL_SET)) ==
-                                    0 || got[done] == ZL_NOTFOUND))
-                done++;
-            Py_END_ALLOW_THREADS;
-        } else {
-            while (done < m && ((got[done] = api->cursor_get(curs, &mk[done], &mv[done], ZL_SET)) ==
-                                    0 || got[done] == ZL_NOTFOUND))
-                done++;
-        }
+        else
+            ZL_GIL_IF(nogil, done = zl_set_batch(api, curs, mk, mv, got, m));
         if (out && done < m) rc = got[done]; /* an LMDB error: the pairs before it stand */
         for (int j = 0; out && j < done; j++) {
             if (got[j] != 0) continue;

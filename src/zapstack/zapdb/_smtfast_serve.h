@@ -51,13 +51,7 @@ static PyObject *py_subtree_keys(PyObject *self, PyObject *args) {
         if (cur) {
             if (at == got) { /* the next records, the GIL released if the caller allows */
                 int want = due < ZL_BATCH ? (int)due : ZL_BATCH;
-                if (nogil) {
-                    Py_BEGIN_ALLOW_THREADS;
-                    got = zl_read_run(cur, &op, run, want, &rc_run);
-                    Py_END_ALLOW_THREADS;
-                } else {
-                    got = zl_read_run(cur, &op, run, want, &rc_run);
-                }
+                ZL_GIL_IF(nogil, got = zl_read_run(cur, &op, run, want, &rc_run));
                 at = 0;
                 if (got == 0) {
                     zl_done(cur, 0);

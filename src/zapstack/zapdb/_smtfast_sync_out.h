@@ -137,20 +137,32 @@ static void syncit_dealloc(SyncIter *it) {
     PyObject_Free(it);
 }
 
-static PyObject *syncit_next(SyncIter *it) {
-    SyncLoader *s = it->s;
-    if (it->which == 2 && it->gen != s->gen)
-        return PyErr_Format(PyExc_RuntimeError, "settled records read after the next settle()");
-    if (it->pos >= sync_nrec(s, it->which)) return NULL;
-    const uint8_t *k, *v;
-    size_t kl, vl;
+/* -1 with RuntimeError if `it` reads the records of a settle() that another has replaced. */
+static int syncit_stale(const SyncIter *it) {
+    if (it->which != 2 || it->gen == it->s->gen) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "settled records read after the next settle()");
+    return -1;
+}
+
+/* Start loading the entry 8 places ahead of `pos` (which 0: key order is random in the
+ * arena), so that a reader going in order meets it in cache. */
+static void syncit_prefetch(const SyncLoader *s, int which, Py_ssize_t pos) {
 #if defined(__GNUC__)
-    if (it->which == 0 && it->pos + 8 < s->ndata) { /* key order is random in the arena */
-        const uint8_t *ahead = s->dat.buf + s->data[it->pos + 8].off;
+    if (which == 0 && pos + 8 < s->ndata) {
+        const uint8_t *ahead = s->dat.buf + s->data[pos + 8].off;
         __builtin_prefetch(ahead);
         __builtin_prefetch(ahead + 64);
     }
 #endif
+}
+
+static PyObject *syncit_next(SyncIter *it) {
+    SyncLoader *s = it->s;
+    if (syncit_stale(it) < 0) return NULL;
+    if (it->pos >= sync_nrec(s, it->which)) return NULL;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    syncit_prefetch(s, it->which, it->pos);
     sync_rec(s, it->which, it->pos, &k, &kl, &v, &vl);
     if (!it->window) {
         it->pos++;
