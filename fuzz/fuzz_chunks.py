@@ -126,7 +126,8 @@ def broken(rng: random.Random, chunk: StateChunk) -> StateChunk:
 def check_loader(rng: random.Random) -> None:
     """One state: the C loader's verdicts == verify_chunk's; its records == the tree's,
     those handed out by ``settle()`` between adds (each once, ascending across calls) and
-    those ``finish()`` orders together."""
+    those ``finish()`` orders together; its entries == the state's, each once, those
+    handed out by ``spill()`` between adds and the rest."""
     state = {
         rng.randbytes(rng.randint(1, 12)): rng.randbytes(rng.randint(0, 30))
         for _ in range(rng.randint(0, 40))
@@ -139,6 +140,7 @@ def check_loader(rng: random.Random) -> None:
     rng.shuffle(feed)
     loader, done = _smtfast.SyncLoader(root, depth), set()
     settled: list[tuple[bytes, bytes]] = []
+    spilled: list[tuple[bytes, bytes]] = []
     for chunk in feed:
         want = verify_chunk(root, chunk)
         if chunk.index in done:
@@ -156,6 +158,9 @@ def check_loader(rng: random.Random) -> None:
         if rng.random() < 0.5:
             loader.settle()
             settled += [(bytes(k), bytes(v)) for k, v in loader.records(2)]
+        if rng.random() < 0.3:
+            loader.spill()
+            spilled += [(bytes(k), bytes(v)) for k, v in loader.records(3)]
     if [k for k, _ in settled] != sorted({k for k, _ in settled}):
         raise AssertionError("settled records repeat or go out of order")
     if loader.finish() != root:
@@ -165,8 +170,9 @@ def check_loader(rng: random.Random) -> None:
         raise AssertionError(f"finish() repeats a settled record for {state}")
     if rest | dict(settled) != store.nodes:
         raise AssertionError(f"loader records differ from the tree's for {state}")
-    if dict(loader.records(0)) != state:
-        raise AssertionError("loader entries differ from the state")
+    entries = spilled + list(loader.records(0))
+    if len(entries) != len(state) or dict(entries) != state:
+        raise AssertionError("loader entries (spilled, then the rest) differ from the state")
     check_add_many(rng, root, depth, feed, rest | dict(settled))
 
 
@@ -235,7 +241,10 @@ def main() -> int:
             check_loader(rng)
             states += 1
     print(f"chunk codec: {cases} cases, C == Python, whole == byte-at-a-time")
-    print(f"chunk loader: {states} states, C verdicts == verify_chunk, records == the tree's")
+    print(
+        f"chunk loader: {states} states, C verdicts == verify_chunk, records == the tree's, "
+        "entries (spilled and kept) == the state's"
+    )
     return 0
 
 

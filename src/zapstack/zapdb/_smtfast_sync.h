@@ -29,7 +29,15 @@
  * least half of it (and 64 bytes per chunk, which pays for the scan of the chunk table),
  * the next settle() first moves the rest to its front, so a sync's node records take
  * memory in proportion to the chunks that wait behind a gap, not to the state.
- * arena() -> (node bytes, entry bytes) in use, for tests and diagnostics.
+ * spill() -> n hands out, before finish(), the entries kept so far, sorted by key (which =
+ * 3 of records/window/count/get, until drop_spill() or the next spill() frees them), and
+ * starts a fresh entry arena:
+ * a caller that writes them (bulk.py: into the same LMDB txn) holds a sync's entries in
+ * memory in proportion to what it lets gather between spills, not to the state; finish()
+ * then sorts only the entries kept since the last spill.  Keys of different spills
+ * interleave (each spill is sorted, not the spills against each other).
+ * arena() -> (node bytes, entry bytes) in use (the entries since the last spill), for
+ * tests and diagnostics.
  * The readable reference: proofs.verify_chunk plus txn writes (bulk.ChunkLoader's
  * fallback); tests/zapdb/test_bulk.py and fuzz/fuzz_chunks.py hold the two equal.  Every
  * input is hostile (types and lengths checked before use, with the GIL); only add and
@@ -82,6 +90,10 @@ typedef struct {
     int64_t *order; /* arena offsets of the node records in key order (after finish) */
     Py_ssize_t norder;
     SyncKey *data;  /* the entries in key order (after finish) */
+    SyncBuf spd;    /* the entries the last spill() handed out (which 3) */
+    SyncKey *spkeys; /* ... in key order */
+    Py_ssize_t nspill;
+    uint64_t spgen; /* spill() calls so far: a window of an older one refuses to go on */
     Py_ssize_t next_settle; /* the first chunk settle() has not passed yet */
     int64_t *pend;  /* arena offsets of the records the last settle() handed out */
     Py_ssize_t npend, cappend;
@@ -97,6 +109,8 @@ static void sync_dealloc(SyncLoader *s) {
     PyMem_Free(s->dat.buf);
     PyMem_Free(s->order);
     PyMem_Free(s->data);
+    PyMem_Free(s->spd.buf);
+    PyMem_Free(s->spkeys);
     PyMem_Free(s->pend);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }

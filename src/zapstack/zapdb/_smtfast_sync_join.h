@@ -54,16 +54,21 @@ static int sync_emit(SyncLoader *s, SyncUp **lv, int d, size_t i, Py_ssize_t *ca
     return sync_emit(s, lv, d + 1, 2 * i + 1, cap);
 }
 
-/* An entry of the data arena: its key and value. */
-static inline void sync_entry(const SyncLoader *s, int64_t off, const uint8_t **k, size_t *kl,
-                              const uint8_t **v, size_t *vl) {
+/* An entry of a data arena: its key and value. */
+static inline void sync_entry_in(const SyncBuf *d, int64_t off, const uint8_t **k, size_t *kl,
+                                 const uint8_t **v, size_t *vl) {
     uint32_t a, b;
-    memcpy(&a, s->dat.buf + off, 4);
-    memcpy(&b, s->dat.buf + off + 4, 4);
-    *k = s->dat.buf + off + 8;
+    memcpy(&a, d->buf + off, 4);
+    memcpy(&b, d->buf + off + 4, 4);
+    *k = d->buf + off + 8;
     *kl = a;
     *v = *k + a;
     *vl = b;
+}
+
+static inline void sync_entry(const SyncLoader *s, int64_t off, const uint8_t **k, size_t *kl,
+                              const uint8_t **v, size_t *vl) {
+    sync_entry_in(&s->dat, off, k, kl, v, vl);
 }
 
 static int sync_cmp_keys(const uint8_t *a, size_t la, const uint8_t *b, size_t lb) {
@@ -196,4 +201,35 @@ static PyObject *sync_finish(SyncLoader *s, PyObject *unused) {
         s->norder = 0;
     }
     return out;
+}
+
+/* drop_spill(): free the entries the last spill() handed out (which 3 is then empty).
+ * spill() -> n: hand out the entries kept since the last spill(), sorted by key (which 3,
+ * until the next spill() or drop_spill(); see _smtfast_sync.h), and start a fresh entry
+ * arena.  The entries the last spill() handed out are freed first. */
+static PyObject *sync_drop_spill(SyncLoader *s, PyObject *unused) {
+    PyMem_Free(s->spd.buf);
+    PyMem_Free(s->spkeys);
+    s->spd = (SyncBuf){0};
+    s->spkeys = NULL;
+    s->nspill = 0;
+    s->spgen++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *sync_spill(SyncLoader *s, PyObject *unused) {
+    if (s->finished) return PyErr_Format(PyExc_ValueError, "SyncLoader already finished");
+    Py_DECREF(sync_drop_spill(s, NULL));
+    if (sync_sort_data(s) < 0) { /* as before the call, less the last spill's entries */
+        PyMem_Free(s->data);
+        s->data = NULL;
+        return NULL;
+    }
+    s->spd = s->dat;
+    s->spkeys = s->data;
+    s->nspill = s->ndata;
+    s->dat = (SyncBuf){0};
+    s->data = NULL;
+    s->ndata = 0;
+    return PyLong_FromSsize_t(s->nspill);
 }

@@ -1,6 +1,7 @@
 /* SyncLoader's output (included by _smtfast_sync.h, which documents it): settle(), and
- * records(), window(), count() and get() over the finished arenas (which 0 and 1) or the
- * last settle()'s records (which 2); the Python type objects. */
+ * records(), window(), count() and get() over the finished arenas (which 0 and 1), the
+ * last settle()'s records (which 2) or the last spill()'s entries (which 3); the Python
+ * type objects. */
 
 /* A read-only buffer onto one record of a loader's arena (window(): it moves on with the
  * iteration; its loader, held by the iterator, outlives it). */
@@ -24,11 +25,15 @@ static PyTypeObject SyncView_Type = {
     .tp_as_buffer = &syncview_buffer,
 };
 
-/* Record i of `which` (0 entries, 1 node records, 2 the last settle()'s) in key order. */
+/* Record i of `which` (0 entries, 1 node records, 2 the last settle()'s, 3 the last
+ * spill()'s entries) in key order. */
 static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t **k,
                      size_t *kl, const uint8_t **v, size_t *vl) {
-    if (which == 0) {
-        sync_entry(s, s->data[i].off, k, kl, v, vl);
+    if (which == 0 || which == 3) {
+        if (which == 0)
+            sync_entry(s, s->data[i].off, k, kl, v, vl);
+        else
+            sync_entry_in(&s->spd, s->spkeys[i].off, k, kl, v, vl);
         return;
     }
     int64_t at = which == 1 ? s->order[i] : s->pend[i];
@@ -39,7 +44,7 @@ static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t
 }
 
 static Py_ssize_t sync_nrec(const SyncLoader *s, int which) {
-    return which == 0 ? s->ndata : which == 1 ? s->norder : s->npend;
+    return which == 0 ? s->ndata : which == 1 ? s->norder : which == 2 ? s->npend : s->nspill;
 }
 
 /* Hand out the record at arena offset `at` (settle()): ValueError unless its key is above
@@ -137,19 +142,29 @@ static void syncit_dealloc(SyncIter *it) {
     PyObject_Free(it);
 }
 
-/* -1 with RuntimeError if `it` reads the records of a settle() that another has replaced. */
+/* The settle() (which 2) or spill() (which 3) whose records an iterator reads. */
+static uint64_t sync_gen_of(const SyncLoader *s, int which) {
+    return which == 3 ? s->spgen : s->gen;
+}
+
+/* -1 with RuntimeError if `it` reads the records of a settle() or spill() that another has
+ * replaced. */
 static int syncit_stale(const SyncIter *it) {
-    if (it->which != 2 || it->gen == it->s->gen) return 0;
-    PyErr_SetString(PyExc_RuntimeError, "settled records read after the next settle()");
+    if (it->which < 2 || it->gen == sync_gen_of(it->s, it->which)) return 0;
+    PyErr_SetString(PyExc_RuntimeError, it->which == 2
+                                            ? "settled records read after the next settle()"
+                                            : "spilled entries read after they were dropped");
     return -1;
 }
 
-/* Start loading the entry 8 places ahead of `pos` (which 0: key order is random in the
- * arena), so that a reader going in order meets it in cache. */
+/* Start loading the entry 8 places ahead of `pos` (which 0 and 3: key order is random in
+ * the arena), so that a reader going in order meets it in cache. */
 static void syncit_prefetch(const SyncLoader *s, int which, Py_ssize_t pos) {
 #if defined(__GNUC__)
-    if (which == 0 && pos + 8 < s->ndata) {
-        const uint8_t *ahead = s->dat.buf + s->data[pos + 8].off;
+    const uint8_t *ahead = NULL;
+    if (which == 0 && pos + 8 < s->ndata) ahead = s->dat.buf + s->data[pos + 8].off;
+    if (which == 3 && pos + 8 < s->nspill) ahead = s->spd.buf + s->spkeys[pos + 8].off;
+    if (ahead) {
         __builtin_prefetch(ahead);
         __builtin_prefetch(ahead + 64);
     }
@@ -198,9 +213,9 @@ static PyTypeObject SyncIter_Type = {
 static int sync_which(SyncLoader *s, PyObject *arg, int *which) {
     long w = PyLong_AsLong(arg);
     if (w == -1 && PyErr_Occurred()) return -1;
-    if (w != 2 && (!s->finished || (w != 0 && w != 1))) {
-        PyErr_SetString(PyExc_ValueError,
-                        "records of 0 (entries) or 1 (nodes) after finish(), or 2 (settled)");
+    if (w != 2 && w != 3 && (!s->finished || (w != 0 && w != 1))) {
+        PyErr_SetString(PyExc_ValueError, "records of 0 (entries) or 1 (nodes) after finish(), "
+                                          "2 (settled) or 3 (spilled)");
         return -1;
     }
     *which = (int)w;
@@ -214,7 +229,7 @@ static PyObject *sync_iter(SyncLoader *s, PyObject *arg, int window) {
     if (!it) return NULL;
     it->s = (SyncLoader *)Py_NewRef(s);
     it->which = which;
-    it->gen = s->gen;
+    it->gen = sync_gen_of(s, which);
     it->window = window;
     it->pos = 0;
     it->last = NULL;
@@ -273,10 +288,15 @@ static PyMethodDef sync_methods[] = {
      "finish() -> root: join the chunks, check the root (ValueError), order the records"},
     {"settle", (PyCFunction)sync_settle, METH_NOARGS,
      "settle() -> n: hand out the node records final before finish() (which 2)"},
+    {"spill", (PyCFunction)sync_spill, METH_NOARGS,
+     "spill() -> n: hand out the entries kept so far, in key order (which 3); start afresh"},
+    {"drop_spill", (PyCFunction)sync_drop_spill, METH_NOARGS,
+     "drop_spill(): free the entries the last spill() handed out"},
     {"arena", (PyCFunction)sync_arena, METH_NOARGS,
      "arena() -> (node bytes, entry bytes) in use"},
     {"records", (PyCFunction)sync_records, METH_O,
-     "records(which) -> (key, value) in key order: 0 entries, 1 node records, 2 settled"},
+     "records(which) -> (key, value) in key order: 0 entries, 1 node records, 2 settled, "
+     "3 spilled"},
     {"count", (PyCFunction)sync_count, METH_O, "count(which) -> number of records"},
     {"window", (PyCFunction)sync_window, METH_O,
      "window(which) -> records() as one reused 2-tuple of read-only buffers (for putmulti)"},

@@ -13,7 +13,10 @@
   above the chunks are combined from the chunks' subtree hashes (2**depth - 1
   hashes) and the result is checked against the target root, never recomputed.
   With the C extension the records never become Python objects until LMDB takes
-  them: :class:`Presorted` hands them to :func:`put_many` in key order.
+  them: :class:`Presorted` hands them to :func:`put_many` in key order.  Tree records
+  go into the commit's LMDB txn as they become final, entries once more than
+  :data:`SPILL_BYTES` of them wait (sorted batches): what it holds does not grow with the
+  state (the fallback's txn writes do).
 
 The bulk build is the C extension's (:mod:`zapstack.zapdb._smtfast`, the state-sync
 half in ``_smtfast_sync.h``); without it :func:`bulk_load` and :class:`ChunkLoader`
@@ -29,7 +32,7 @@ import gc
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zapstack.errors import LocalProtocolError, StoreError
 from zapstack.zapdb import batch, lmdbfast, smt
@@ -46,15 +49,37 @@ if TYPE_CHECKING:
     from zapstack.zapdb.txn import Txn, Value
     from zapstack.zapdb.view import Snapshot
 
-__all__ = ["ChunkLoader", "Presorted", "bulk_load", "carry_upper", "put_many"]
+__all__ = [
+    "SPILL_BYTES",
+    "ChunkLoader",
+    "EarlyWriter",
+    "Presorted",
+    "bulk_load",
+    "carry_upper",
+    "put_many",
+]
 
 Nodes = dict[bytes, bytes | None]
+
+
+class EarlyWriter(Protocol):
+    """``Txn.early_writer``: ``records`` into the LMDB txn the commit will finish (tree
+    records; data entries with ``entries``)."""
+
+    def __call__(self, records: Presorted, *, entries: bool = False) -> None: ...
+
+
+SPILL_BYTES = 64 << 20
+"""A state sync's entries (keys and values) held in memory past which :class:`ChunkLoader`
+writes them into the sync's LMDB txn (``SyncLoader.spill``), so a sync holds about this
+much of them, not the whole state (1M keys of 96-byte values: ~121 MB)."""
 
 
 class Presorted(Mapping[bytes, bytes]):
     """Records already in ascending key order, held in C by a ``_smtfast.SyncLoader``
     (``which`` 0: the entries, 1: the tree records, after ``finish()``; 2: the tree
-    records its last ``settle()`` handed out): a read-only
+    records its last ``settle()`` handed out; 3: the entries its last ``spill()`` handed
+    out): a read-only
     mapping (a lookup bisects) that :func:`put_many` writes with one ``putmulti`` of
     :meth:`window`, with no Python object made per record."""
 
@@ -204,9 +229,11 @@ class ChunkLoader:
     everything into the txn (which the caller commits).  With the C extension a
     ``_smtfast.SyncLoader`` holds it all; without it, chunks are checked with
     :func:`~zapstack.zapdb.proofs.verify_chunk` and written with ``txn.set``.
+    ``spill_bytes`` (default :data:`SPILL_BYTES`, read when the loader is made) bounds the
+    entries it holds: past it they go into the txn's LMDB txn (C loader, early writes).
     """
 
-    def __init__(self, txn: Txn, root: bytes, depth: int) -> None:
+    def __init__(self, txn: Txn, root: bytes, depth: int, spill_bytes: int | None = None) -> None:
         if not 0 <= depth <= MAX_CHUNK_DEPTH:
             raise LocalProtocolError(f"chunk depth {depth} out of range")
         if txn.base_root() != smt.EMPTY:
@@ -218,13 +245,23 @@ class ChunkLoader:
         self._sync = _smtfast.SyncLoader(root, depth) if batch.FAST else None
         self._early = txn.early_writer() if self._sync is not None else None
         """Writes settled tree records into the commit's LMDB txn (:mod:`.early`), or None."""
+        self._spill_bytes = SPILL_BYTES if spill_bytes is None else spill_bytes
 
     def _settle(self) -> None:
         """Write the tree records that just became final (``SyncLoader.settle``: the chunks
         up to the first one missing) into the LMDB txn the commit will finish, so that the
-        commit is left with the entries and the records above the chunks."""
-        if self._early is not None and self._sync is not None and self._sync.settle():
+        commit is left with the entries and the records above the chunks; and, once the
+        entries kept pass ``spill_bytes``, those entries too (sorted; the LMDB txn takes
+        them, so memory holds at most about that much of them)."""
+        if self._early is None or self._sync is None:
+            return
+        if self._sync.settle():
             self._early(Presorted(self._sync, 2))
+        if self._sync.arena()[1] >= self._spill_bytes and self._sync.spill():
+            try:
+                self._early(Presorted(self._sync, 3), entries=True)
+            finally:
+                self._sync.drop_spill()
 
     def add(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the root and keep it; False (nothing kept) if it fails.

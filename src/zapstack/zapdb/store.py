@@ -10,15 +10,14 @@ Durability: LMDB commits are copy-on-write with a synced meta page
 (``sync=True``), so a committed txn survives ``kill -9`` at any instant and a
 torn commit is invisible on reopen.
 
-Concurrency: one writer at a time (``_write_lock``), any number of readers on
-O(1) snapshots; the head snapshot is shared by every txn, branch and view
-opened while the head stays put (``_head_lock`` guards its reference count).
+Concurrency: one writer at a time (``_write_lock``), any number of readers on O(1)
+snapshots; the head snapshot is shared by every txn, branch and view opened while the
+head stays put (``_head_lock`` guards its reference count).
 
-Fault injection (:mod:`.faults`): an injector fails the commit path's writes on demand
-(ENOSPC, EIO) exactly as LMDB failing them would: the LMDB txn is aborted, the store halts.
-Early writes (:mod:`.early`): a state load's tree records go into the LMDB txn its commit
-will finish, as they become final.
-"""
+Fault injection (:mod:`.faults`): the commit path's writes fail on demand (ENOSPC, EIO) as
+LMDB failing them would: the LMDB txn is aborted, the store halts.  Early writes
+(:mod:`.early`): a state load's tree records (and entries, past a bound) go into the LMDB
+txn its commit will finish, as they become final."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ __all__ = ["DEFAULT_MAP_SIZE", "LAYOUT", "FailAt", "FaultInjector", "ZapDB", "ch
 DEFAULT_MAP_SIZE = 1 << 32
 """Largest size the LMDB file may grow to (4 GiB, sparse; raise for big states)."""
 
-_VERSION = b"version"
-_ROOT = b"root"
+_VERSION, _ROOT = b"version", b"root"
 _UNCACHED = 3
 """Tree levels read from LMDB below the memoised upper tree (see :func:`.bulk.carry_upper`)."""
 
@@ -258,15 +256,17 @@ class ZapDB:
         injector or write-order seed, whose commits go write by write."""
         return self._fault is None and self._seed is None
 
-    def _early_put(self, owner: int, base: Snapshot, records: bulk.Presorted) -> None:
-        """Write tree ``records`` (ascending, final) now into the LMDB txn that txn
+    def _early_put(
+        self, owner: int, base: Snapshot, recs: bulk.Presorted, *, entries: bool = False
+    ) -> None:
+        """Write ``recs`` (final tree records; ``entries``: data) into the LMDB txn that txn
         ``owner``'s commit will finish, opened by the first call (:mod:`.early`)."""
         with self._write_lock:
             self._writable_at(base, owner)
             try:
                 if self._early is None:
                     self._early = EarlyTxn(owner, self._env.begin(write=True))
-                bulk.put_many(self._early.txn, self._dbs[1], records)
+                bulk.put_many(self._early.txn, self._dbs[0 if entries else 1], recs)
             except (lmdb.Error, OSError) as exc:
                 self._end_early(owner)
                 self._halted = exc

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -50,7 +50,7 @@ from zapstack.zapdb import batch, smt
 from zapstack.zapdb.view import Snapshot, key_range
 
 if TYPE_CHECKING:
-    from zapstack.zapdb.bulk import Presorted
+    from zapstack.zapdb.bulk import EarlyWriter
     from zapstack.zapdb.store import ZapDB
 
 __all__ = ["MAX_KEY_LEN", "Branch", "Diff", "TxScope", "Txn", "Value"]
@@ -337,9 +337,9 @@ class Txn:
             if self._work is not None:
                 self._close("discarded")
 
-    def early_writer(self) -> Callable[[Presorted], None] | None:
-        """A writer of final tree records into the LMDB txn this txn's commit will finish
-        (:mod:`.early`; state sync), or None where the store writes all at commit."""
+    def early_writer(self) -> EarlyWriter | None:
+        """A writer of final tree records (``entries=True``: data entries) into the LMDB txn
+        this txn's commit finishes (:mod:`.early`; state sync); None: all at commit."""
         self._live()
         if not self._db._takes_early():
             return None
