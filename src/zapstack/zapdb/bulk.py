@@ -69,10 +69,12 @@ class EarlyWriter(Protocol):
     def __call__(self, records: Presorted, *, entries: bool = False) -> None: ...
 
 
-SPILL_BYTES = 64 << 20
+SPILL_BYTES = 256 << 20
 """A state sync's entries (keys and values) held in memory past which :class:`ChunkLoader`
-writes them into the sync's LMDB txn (``SyncLoader.spill``), so a sync holds about this
-much of them, not the whole state (1M keys of 96-byte values: ~121 MB)."""
+writes them into the sync's LMDB txn (``SyncLoader.spill``), so a sync holds at most about
+this much of them, not the whole state (1M keys of 96-byte values: ~121 MB).  Entries
+after the first spill are inserted among those already written, not appended: measured
++6-11% on a 3M-key sync at 256 MiB, +15-30% at 64 MiB."""
 
 
 class Presorted(Mapping[bytes, bytes]):
