@@ -46,7 +46,7 @@ def test_nothing_happening_times_out() -> None:
         return ok, driver.now() - t0
 
     ok, waited = _run(main)
-    assert ok is False and waited >= 0.05
+    assert ok is False and waited >= 0.05 - 1e-9  # clock readings: float rounding
 
 
 def test_the_pumps_pass_wakes_a_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
