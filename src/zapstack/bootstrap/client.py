@@ -15,21 +15,20 @@ reports come out of ``next_event``.  Against every peer it uses five streams
 * **BLOCK_PUSH**, **MEMPOOL_GOSSIP**, **VOTE** (uni, peer -> us): live blocks,
   admitted txs, vote records.
 
-Phases: *head* -> *state* -> *follow*.  The first latest-block reply whose
-block parses and whose certificate passes the injected check fixes the target
-(height, block id, ``state_root``).  Its state is downloaded in batches handed
-to free usable peers and verified chunk by chunk into one ZapDB txn
-(:mod:`~zapstack.bootstrap.statesync`); once it is committed the node follows
-blocks above the target, applying them in height order through the
+Phases: *head* -> *state* -> *follow*.  The first latest-block reply whose block
+parses and whose certificate passes the injected check fixes the target (height, block
+id, ``state_root``).  Its state is downloaded (:mod:`~zapstack.bootstrap.statephase`: at
+the configured chunk depth, or one a verified probe chunk gives) in batches handed to
+free usable peers and verified chunk by chunk into one ZapDB txn; once it is committed
+the node follows blocks above the target, applying them in height order through the
 :class:`~zapstack.bootstrap.follow.Applier`.
 
-Stall recovery is per stream.  A request stream
-(:mod:`~zapstack.bootstrap.requests`) past its deadline is cancelled alone
-(:class:`CancelRequest` with ``TIMEOUT``), its peer excluded from that request
-kind, and what it still owed re-issued to a different peer; the peer's other
-streams are untouched.  A push stream (:mod:`~zapstack.bootstrap.pushes`)
-open ``push_timeout`` without FIN is stopped (``TIMEOUT``); the block it
-carried is fetched by HEADER_RANGE elsewhere when a gap shows.
+Stall recovery is per stream.  A request stream (:mod:`~zapstack.bootstrap.requests`)
+past its deadline is cancelled alone (:class:`CancelRequest` with ``TIMEOUT``), its peer
+excluded from that request kind, and what it still owed re-issued to a different peer;
+the peer's other streams are untouched.  A push stream (:mod:`~zapstack.bootstrap.pushes`)
+open ``push_timeout`` without FIN is stopped (``TIMEOUT``); the block it carried is
+fetched by HEADER_RANGE elsewhere when a gap shows.
 
 Unwind: :meth:`peer_lost` and :meth:`close` are idempotent; a lost peer's
 requests are re-issued, its partial buffers dropped.
@@ -57,7 +56,7 @@ from zapstack.bootstrap.follow import Applier, BlockBuffer, CertCheck
 from zapstack.bootstrap.pushes import PushStreams
 from zapstack.bootstrap.readers import RangeRecord
 from zapstack.bootstrap.requests import Request, RequestStreams
-from zapstack.bootstrap.statesync import StateDownload, chunk_failed
+from zapstack.bootstrap.statephase import StatePhase
 from zapstack.bootstrap.wire import (
     LATEST,
     MAX_BATCH,
@@ -85,20 +84,21 @@ class BootstrapClient:
         config: BootstrapConfig | None = None,
     ) -> None:
         self.config = cfg = config or BootstrapConfig()
-        if not 0 <= cfg.depth <= MAX_CHUNK_DEPTH or not 1 <= cfg.batch <= MAX_BATCH:
+        bad_depth = cfg.depth is not None and not 0 <= cfg.depth <= MAX_CHUNK_DEPTH
+        if bad_depth or not 1 <= cfg.batch <= MAX_BATCH:
             raise LocalProtocolError("depth or batch out of range")
         if not 1 <= cfg.window <= MAX_WINDOW:
             raise LocalProtocolError(f"window {cfg.window} outside 1..{MAX_WINDOW}")
         self.db = db
         self.applier = applier
         self.blocks = BlockBuffer(check, chain_id=cfg.chain_id)
-        self._reqs = RequestStreams(cfg.depth, cfg.stall_timeout)
+        self._reqs = RequestStreams(cfg.depth or 0, cfg.stall_timeout)
         self.peers = self._reqs.peers
         self.target: TargetChosen | None = None
         self.synced: StateSynced | None = None
         self.head_id = b""
         """Id of the last applied (or synced) block."""
-        self._state: StateDownload | None = None
+        self._state: StatePhase | None = None
         self._pushes = PushStreams(cfg.push_timeout)
         self._commands: deque[Command] = deque()
         self._events: deque[Event] = deque()
@@ -195,7 +195,7 @@ class BootstrapClient:
                 else:
                     self._on_record(req, rec, now)
             if chunks:
-                self._on_chunks(req, chunks, now)
+                self._on_chunks(req_id, req, chunks, now)
         except RemoteProtocolError as exc:
             self._blame(req.peer, exc.code, str(exc), now)
         self._schedule(now)
@@ -222,7 +222,10 @@ class BootstrapClient:
         req = self._reqs.get(req_id)
         if req is None:
             return
-        self._reqs.refused(req, code)
+        if self._state is not None and req.stream_type is StreamType.STATE_CHUNK:
+            self._state.refused(req_id, req, code)
+        else:
+            self._reqs.refused(req, code)
         self._fail(req_id, now)
         self._schedule(now)
 
@@ -290,16 +293,17 @@ class BootstrapClient:
         count: int,
         now: float,
         latest: bool = False,
-    ) -> None:
-        rid = self._reqs.open(peer, st, start, count, now, latest)
+        depth: int | None = None,
+    ) -> int:
+        rid = self._reqs.open(peer, st, start, count, now, latest, depth)
         self._commands.append(OpenRequest(rid, peer, st, data))
+        return rid
 
     def _fail(self, rid: int, now: float) -> None:
         """Forget request ``rid``; give its unfinished state chunks back to the queue."""
         req = self._reqs.pop(rid)
-        if req.stream_type is StreamType.STATE_CHUNK and req.done < req.count:
-            assert self._state is not None
-            self._state.give_back(req.start + req.done, req.count - req.done)
+        if req.stream_type is StreamType.STATE_CHUNK and self._state is not None:
+            self._state.failed(rid, req)
 
     def _blame(self, peer: bytes, code: WireCode, reason: str, now: float) -> None:
         state = self.peers[peer]
@@ -323,13 +327,9 @@ class BootstrapClient:
             expected = req.start + req.reader.records - 2
             self._on_block(req.peer, rec, now, expected)
 
-    def _on_chunks(self, req: Request, chunks: list[StateChunk], now: float) -> None:
+    def _on_chunks(self, rid: int, req: Request, chunks: list[StateChunk], now: float) -> None:
         assert self._state is not None
-        good, complete = self._state.write_many(chunks)
-        req.done += good
-        if good < len(chunks):
-            raise chunk_failed(chunks[good])
-        if complete:
+        if self._state.on_chunks(rid, req, chunks):
             self._finish_state(now)
 
     def _on_block(self, peer: bytes, rec: RangeRecord, now: float, expected: int = -1) -> None:
@@ -353,7 +353,7 @@ class BootstrapClient:
         self.target = TargetChosen(height, block_id, root)
         self._events.append(self.target)
         self.blocks.raise_floor(height)
-        self._state = StateDownload(self.db, self.target, self.config.depth, self.config.batch)
+        self._state = StatePhase(self.db, self.target, self.config, self._reqs)
 
     def _finish_state(self, now: float) -> None:
         assert self.target is not None and self._state is not None
@@ -381,15 +381,15 @@ class BootstrapClient:
     def _schedule(self, now: float) -> None:
         if self.target is None:
             return
-        st = StreamType.STATE_CHUNK
-        state = self._state
-        if state is not None and state.pending and self.synced is None:
-            for peer in self._reqs.free(st, now, self.config.window):
-                if not state.pending:
-                    break
-                start, count = state.next_batch(self.peers[peer].state_batch)
-                req = StateRequest(self.target.state_root, self.config.depth, start, count)
-                self._open(peer, st, encode_state_request(req), start, count, now)
+        state, st = self._state, StreamType.STATE_CHUNK
+        if state is not None and state.wants and self.synced is None:
+
+            def open_(peer: bytes, req: StateRequest) -> int:
+                data, n = encode_state_request(req), req.count
+                return self._open(peer, st, data, req.start, n, now, depth=req.depth)
+
+            slots = self._reqs.free(st, now, self.config.window)
+            state.schedule(slots, lambda peer: self.peers[peer].state_batch, open_)
         self._fetch_gaps(now)
 
     def _fetch_gaps(self, now: float) -> None:

@@ -22,8 +22,10 @@ transport's 64 concurrent streams per peer)."""
 class BootstrapConfig:
     """Client knobs (times in seconds of the injected clock)."""
 
-    depth: int = 8
-    """State chunks: the key-hash space is split into ``2**depth`` chunks."""
+    depth: int | None = None
+    """State chunks: the key-hash space is split into ``2**depth`` chunks; None: chosen
+    from one verified probe chunk of the target state (:mod:`.depthprobe`: chunks of at
+    most ~256 KiB, 2**8 to 2**20 of them)."""
     batch: int = 16
     """Chunks per STATE_CHUNK request."""
     window: int = 2

@@ -82,7 +82,10 @@ class RequestStreams:
 
     def __init__(self, depth: int, stall_timeout: float) -> None:
         self.depth = depth
+        """The state's chunk depth (the client sets it once a probe chose it)."""
         self.stall_timeout = stall_timeout
+        self.last_id = 0
+        """The id :meth:`open` gave last."""
         self.peers: dict[bytes, PeerState] = {}
         """Every peer ever added, by node id."""
         self._reqs: dict[int, Request] = {}
@@ -167,12 +170,21 @@ class RequestStreams:
     # ------------------------------------------------------------ requests
 
     def open(
-        self, peer: bytes, st: StreamType, start: int, count: int, now: float, latest: bool
+        self,
+        peer: bytes,
+        st: StreamType,
+        start: int,
+        count: int,
+        now: float,
+        latest: bool,
+        depth: int | None = None,
     ) -> int:
-        """Record a new request of ``count`` chunks / blocks from ``start``; its id."""
-        rid = next(self._ids)
+        """Record a new request of ``count`` chunks (at :attr:`depth`, or ``depth``) / blocks
+        from ``start``; its id (also :attr:`last_id`)."""
+        rid = self.last_id = next(self._ids)
         if st is StreamType.STATE_CHUNK:
-            reader: ChunkReplyReader | RangeReplyReader = ChunkReplyReader(self.depth, start, count)
+            at = self.depth if depth is None else depth
+            reader: ChunkReplyReader | RangeReplyReader = ChunkReplyReader(at, start, count)
         else:
             reader = RangeReplyReader(count)
         deadline = now + self.stall_timeout

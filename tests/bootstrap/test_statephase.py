@@ -1,0 +1,126 @@
+"""The state phase through the client (in-memory sessions): a sync without a configured
+depth probes one chunk first and downloads at the depth it gives; peers that refuse the
+probe as too large move it deeper only together; a bad probe reply is blamed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import pytest
+
+from zapstack.bootstrap import BootstrapConfig, PeerBlamed, StateSynced, depthprobe
+from zapstack.bootstrap.depthprobe import probe_index
+from zapstack.bootstrap.server import BootstrapServer
+from zapstack.bootstrap.wire import decode_state_request
+from zapstack.errors import WireCode
+from zapstack.transport.events import End, HandlerAction, Reject
+from zapstack.transport.handler import NO_ACTIONS, StreamInfo
+from zapstack.transport.streams import StreamType
+from zapstack.verify import ThreadVerifier
+from zapstack.zapdb import ZapDB
+
+from .test_client import Setup, corrupt
+
+
+def expected_depth(db: ZapDB, probe_depth: int) -> int:
+    """The depth the rule gives for ``db``'s state sampled at ``probe_depth`` (the chunk
+    read from the store, its bytes summed here)."""
+    with db.read() as view:
+        root = view.root()
+        chunk = view.chunk(probe_depth, probe_index(root, probe_depth))
+    sample = sum(6 + len(k) + len(v) for k, v in chunk.entries)
+    estimate, depth = sample << probe_depth, depthprobe.MIN_AUTO_DEPTH
+    while depth < depthprobe.MAX_AUTO_DEPTH and estimate > depthprobe.AUTO_CHUNK_BYTES << depth:
+        depth += 1
+    return depth
+
+
+class TooLargeAbove:
+    """STATE_CHUNK: refuses requests shallower than ``depth`` with INTERNAL (what a server
+    says of a chunk past its bound), answers the rest as ``server`` does."""
+
+    asked: ClassVar[list[int]] = []
+
+    def __init__(self, server: BootstrapServer, depth: int) -> None:
+        self.server, self.depth = server, depth
+
+    def __call__(self, info: StreamInfo) -> object:
+        outer = self
+
+        class H:
+            buf = bytearray()
+
+            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
+                self.buf += data
+                return NO_ACTIONS
+
+            def on_end(self) -> Sequence[HandlerAction]:
+                req = decode_state_request(bytes(self.buf))
+                TooLargeAbove.asked.append(req.depth)
+                if req.depth < outer.depth:
+                    return (Reject(WireCode.INTERNAL),)
+                inner = outer.server.handler(info.peer, info.stream_type)
+                inner.on_data(bytes(self.buf))
+                return inner.on_end()
+
+            def on_terminated(self, end: End, code: int | None) -> None:
+                pass
+
+        return H()
+
+
+def test_an_unset_depth_is_probed_and_the_sync_uses_it(
+    dbs: list[ZapDB], verifier: ThreadVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(depthprobe, "AUTO_CHUNK_BYTES", 64)  # a small state, deep chunks
+    s = Setup(dbs, verifier, 3, fillers=600, blocks=2, config=BootstrapConfig(batch=64))
+    for peer, server in zip(s.peers, s.servers, strict=True):
+        s.net.add_server(peer, server, pump=False)
+    s.net.pump()
+    depth = expected_depth(s.dbs[0], 8)
+    assert depth > depthprobe.MIN_AUTO_DEPTH  # the probe moved it off the floor
+    (synced,) = s.events(StateSynced)
+    assert synced.chunks == 1 << depth and synced.root == dbs[0].root() == s.dbs[0].root()
+
+
+def test_the_floor_depth_for_a_small_state(dbs: list[ZapDB], verifier: ThreadVerifier) -> None:
+    s = Setup(dbs, verifier, 2, fillers=300, blocks=1, config=BootstrapConfig())
+    for peer, server in zip(s.peers, s.servers, strict=True):
+        s.net.add_server(peer, server, pump=False)
+    s.net.pump()
+    (synced,) = s.events(StateSynced)
+    assert synced.chunks == 256 and dbs[0].root() == s.dbs[0].root()
+
+
+@pytest.mark.parametrize("refusing", [1, 2])
+def test_size_refusals_move_the_probe_deeper_only_when_two_peers_agree(
+    dbs: list[ZapDB], verifier: ThreadVerifier, monkeypatch: pytest.MonkeyPatch, refusing: int
+) -> None:
+    monkeypatch.setattr(depthprobe, "AUTO_CHUNK_BYTES", 64)
+    s = Setup(dbs, verifier, 3, fillers=600, blocks=2, config=BootstrapConfig(batch=64))
+    TooLargeAbove.asked = []
+    for i, (peer, server) in enumerate(zip(s.peers, s.servers, strict=True)):
+        override = {StreamType.STATE_CHUNK: TooLargeAbove(server, 16)} if i < refusing else {}
+        s.net.add_server(peer, server, override=override, pump=False)
+    s.net.pump()
+    probed = 16 if refusing == 2 else 8  # one refusal alone: another peer is asked at 8
+    (synced,) = s.events(StateSynced)
+    assert synced.chunks == 1 << expected_depth(s.dbs[0], probed)
+    # the probe: refused at 8 by each refusing peer, then (two agreed) asked at 16
+    assert TooLargeAbove.asked[: 2 * refusing - 1] == [8, 8, 16][: 2 * refusing - 1]
+    assert dbs[0].root() == s.dbs[0].root() and not s.events(PeerBlamed)
+
+
+def test_a_bad_probe_reply_is_blamed_and_another_peer_answers(
+    dbs: list[ZapDB], verifier: ThreadVerifier
+) -> None:
+    s = Setup(dbs, verifier, 2, fillers=400, blocks=1, config=BootstrapConfig())
+    s.net.add_server(
+        s.peers[0], s.servers[0], override={StreamType.STATE_CHUNK: corrupt(s.servers[0])}
+    )
+    s.net.add_server(s.peers[1], s.servers[1])
+    blamed = s.events(PeerBlamed)
+    assert [(b.peer, b.code) for b in blamed] == [(s.peers[0], WireCode.BAD_CHUNK)]
+    (synced,) = s.events(StateSynced)
+    assert synced.chunks == 256 and dbs[0].root() == s.dbs[0].root()
