@@ -10,9 +10,10 @@ from typing import ClassVar
 import pytest
 
 from zapstack.bootstrap import BootstrapConfig, PeerBlamed, StateSynced, depthprobe
+from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.depthprobe import probe_index
 from zapstack.bootstrap.server import BootstrapServer
-from zapstack.bootstrap.wire import decode_state_request
+from zapstack.bootstrap.wire import decode_state_request, encode_chunk
 from zapstack.errors import WireCode
 from zapstack.transport.events import End, HandlerAction, Reject
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
@@ -124,3 +125,30 @@ def test_a_bad_probe_reply_is_blamed_and_another_peer_answers(
     assert [(b.peer, b.code) for b in blamed] == [(s.peers[0], WireCode.BAD_CHUNK)]
     (synced,) = s.events(StateSynced)
     assert synced.chunks == 256 and dbs[0].root() == s.dbs[0].root()
+
+
+def test_a_state_too_large_for_the_first_probe_depth_syncs(
+    dbs: list[ZapDB], verifier: ThreadVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure the probe removes, scaled down: the servers' record bound (2^24 in the
+    format, here a few KiB) is passed by every chunk at the first probe depth, so every
+    peer refuses the probe with INTERNAL; the probe goes deeper, its chunk fits, and the
+    sync runs at the depth that chunk gives (chunks 64x under the bound, as 256 KiB is
+    under 16 MiB)."""
+    s = Setup(dbs, verifier, 2, fillers=3000, blocks=1, config=BootstrapConfig(batch=16))
+    with s.dbs[0].read() as view:
+        sizes = {d: [len(encode_chunk(view.chunk(d, i))) for i in range(1 << d)] for d in (2, 6)}
+    bound = max(sizes[6]) + 64
+    assert min(sizes[2]) > bound  # depth 2: every chunk over the bound; depth 6: none
+    monkeypatch.setattr(servermod, "MAX_CHUNK_RECORD", bound)
+    monkeypatch.setattr(servermod, "MAX_STATE_REPLY", 16 * bound)
+    monkeypatch.setattr(depthprobe, "PROBE_DEPTHS", (2, 6, 10))
+    monkeypatch.setattr(depthprobe, "MIN_AUTO_DEPTH", 2)
+    monkeypatch.setattr(depthprobe, "AUTO_CHUNK_BYTES", bound // 64)
+    for peer, server in zip(s.peers, s.servers, strict=True):
+        s.net.add_server(peer, server, pump=False)
+    s.net.pump()
+    (synced,) = s.events(StateSynced)
+    depth = expected_depth(s.dbs[0], 6)
+    assert depth > 6 and synced.chunks == 1 << depth
+    assert dbs[0].root() == s.dbs[0].root() and not s.events(PeerBlamed)
