@@ -324,9 +324,10 @@ class BootstrapServer:
         parts = [self.head.to_bytes(8, "little")]
         size = 0
         for h in range(first, last + 1):
-            if h not in self.blocks:
+            held = self.blocks.get(h)  # one read (a node's blocks are files, checksummed)
+            if held is None:
                 break  # below a state-sync target: this server never held it
-            block, cert = self.blocks[h]
+            block, cert = held
             record = encode_range_record(b"" if req.flags & CERTS_ONLY else block, cert)
             size += len(record)
             if size > MAX_RANGE_REPLY and len(parts) > 1:
