@@ -1,7 +1,8 @@
 """StateServing: STATE_CHUNK requests answered on a worker thread, the reply delivered to
 the stream's connection on the loop; per-peer and total bounds refuse at once; a released
 root is NOT_FOUND, a server refusal its own code; a request estimated small is answered
-on the loop at once; without a responder the server's own synchronous handler answers."""
+on the loop at once; without a responder the server's own synchronous handler answers.
+HEADER_RANGE the same way (subscriptions taken on the loop at FIN)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from typing import Any, TypeVar
 import pytest
 
 from zapstack.bootstrap import BootstrapServer
-from zapstack.bootstrap.wire import StateRequest, encode_state_request
+from zapstack.bootstrap.wire import (
+    SUB_VOTES,
+    RangeRequest,
+    StateRequest,
+    encode_range_request,
+    encode_state_request,
+)
 from zapstack.errors import WireCode
-from zapstack.node.stateserve import StateServing
+from zapstack.node.stateserve import INLINE_BLOCKS, StateServing
 from zapstack.transport.events import Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
 from zapstack.transport.streams import StreamType, spec_of
@@ -206,3 +213,64 @@ def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore
 
     asyncio.run(main())
     serving.close()  # idempotent
+
+
+def _range_info(peer: bytes, stream_id: int, conn: Conn) -> StreamInfo:
+    spec = spec_of(StreamType.HEADER_RANGE)
+    assert spec is not None
+    return StreamInfo(stream_id, StreamType.HEADER_RANGE, spec, True, peer, conn)
+
+
+def _range_reply(head: int, blocks: dict[int, tuple[bytes, bytes]], heights: range) -> bytes:
+    """bootstrap.md §3, written out: head u64 LE, then (u32 len, block, u32 len, cert)."""
+    out = head.to_bytes(8, "little")
+    for h in heights:
+        block, cert = blocks[h]
+        out += len(block).to_bytes(4, "little") + block + len(cert).to_bytes(4, "little") + cert
+    return out
+
+
+def test_header_ranges_large_on_the_worker_small_at_once(tmp_path: Path) -> None:
+    """HEADER_RANGE: the subscription is taken at FIN on the loop either way; more than
+    INLINE_BLOCKS blocks are read on the worker and delivered later, fewer answered at
+    once; a request that does not parse is refused at FIN; the bounds count both kinds."""
+    blocks = {h: (b"block-%d" % h * 50, b"cert-%d" % h) for h in range(1, 41)}
+    db = ZapDB.open(tmp_path / "db")
+    server = BootstrapServer(db, blocks=blocks, head=40)
+    root = server.pin()
+    serving = StateServing(server, per_peer=2, inline=-1)
+    big = encode_range_request(RangeRequest(SUB_VOTES, 1, 40))
+    small = encode_range_request(RangeRequest(0, 38, INLINE_BLOCKS))
+
+    def ask(peer: bytes, sid: int, conn: Conn, data: bytes) -> object:
+        handler = serving.handler(_range_info(peer, sid, conn))
+        assert handler.on_data(data) == NO_ACTIONS
+        return handler.on_end()
+
+    async def main() -> tuple[Conn, list[object]]:
+        conn = Conn()
+        worker_free = threading.Event()
+        serving._pool.submit(worker_free.wait)  # nothing answered on the worker yet
+        got = [ask(b"p", 0, conn, big)]
+        server.publish_vote(b"vote")  # p subscribed at FIN, though its reply waits
+        assert server.next_push(b"p") is not None and conn.answers == {}
+        got.append(ask(b"p", 4, conn, small))  # answered here and now
+        got.append(ask(b"p", 8, conn, b"\x01" * 3))  # too short to parse: refused at FIN
+        state = encode_state_request(StateRequest(root, 2, 0, 1))
+        assert _ask(serving, b"p", 12, conn, state) == NO_ACTIONS  # p's second deferred
+        got.append(ask(b"p", 16, conn, big))  # a third: over per_peer (both kinds)
+        worker_free.set()
+        await conn.wait(2)
+        return conn, got
+
+    try:
+        conn, got = _run(serving, main)
+        assert got[0] == NO_ACTIONS
+        assert got[1] == (Reply(_range_reply(40, blocks, range(38, 41)), fin=True),)
+        assert got[2] == (Reject(WireCode.TRUNCATED),)
+        assert got[3] == (Reject(WireCode.RATE_LIMITED),)
+        assert conn.answers[0] == ("reply", _range_reply(40, blocks, range(1, 41)))
+        assert conn.answers[12][0] == "reply" and serving._open.total() == 0
+    finally:
+        server.close()
+        db.close()

@@ -34,9 +34,12 @@ stream, :meth:`publish_vote` one record on the peer's long-lived VOTE stream
 (channel :data:`VOTE_CHANNEL`).  The link that owns the peer's connection
 executes them.  :meth:`peer_gone` (idempotent) forgets a peer.
 
-Single-threaded, except that :meth:`BootstrapServer.answer_state` may run on another
-thread (a node's STATE_CHUNK worker): it takes its own reference to the view it reads,
-under a lock :meth:`pin` and :meth:`close` hold to change the views.  Byte formats in
+Single-threaded, except that :meth:`BootstrapServer.answer_state` and
+:meth:`BootstrapServer.range_reply` may run on another thread (a node's serving worker):
+the first takes its own reference to the view it reads, under a lock :meth:`pin` and
+:meth:`close` hold to change the views; the second reads ``head`` and the block mapping
+(a node's: immutable files, replaced only by atomic renames), while
+:meth:`range_request` records a request's subscriptions on the loop.  Byte formats in
 ``docs/formats/bootstrap.md``.
 """
 
@@ -57,6 +60,7 @@ from zapstack.bootstrap.wire import (
     SUB_BLOCKS,
     SUB_MEMPOOL,
     SUB_VOTES,
+    RangeRequest,
     decode_range_request,
     decode_state_request,
     encode_chunk,
@@ -312,13 +316,23 @@ class BootstrapServer:
         return 0 if view is None else view.entries() * req.count >> req.depth
 
     def answer_range(self, peer: bytes, data: bytes) -> bytes:
-        """The HEADER_RANGE reply to ``peer``'s request ``data``; records subscriptions.  It
-        ends before a record that would take its records past ``MAX_RANGE_REPLY`` bytes (the
-        first is always sent), as it ends before a height it does not hold."""
+        """The HEADER_RANGE reply to ``peer``'s request ``data``: :meth:`range_request`,
+        then :meth:`range_reply`."""
+        return self.range_reply(self.range_request(peer, data))
+
+    def range_request(self, peer: bytes, data: bytes) -> RangeRequest:
+        """Parse ``peer``'s HEADER_RANGE request ``data`` and record the pushes it asks for
+        (RemoteProtocolError to refuse).  On the loop: subscriptions are loop state."""
         req = decode_range_request(data)
         subs = req.flags & ~CERTS_ONLY
         if subs:
             self._subs[peer] = self._subs.get(peer, 0) | subs
+        return req
+
+    def range_reply(self, req: RangeRequest) -> bytes:
+        """The records of ``req`` (any thread: it reads ``head`` and the block files).  It
+        ends before a record that would take its records past ``MAX_RANGE_REPLY`` bytes (the
+        first is always sent), as it ends before a height it does not hold."""
         first = max(1, self.head - req.count + 1 if req.start == LATEST else req.start)
         last = min(self.head, first + req.count - 1)
         parts = [self.head.to_bytes(8, "little")]

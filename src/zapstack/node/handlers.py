@@ -21,7 +21,8 @@ factory) for one node:
   (:meth:`TxPipeline.take_gossip <zapstack.node.txpipe.TxPipeline.take_gossip>`:
   the pool's lookups on the loop, the signatures batched on the verify pool;
   a bad or refused tx is skipped, a bad length ends the batch);
-* HEADER_RANGE / STATE_CHUNK -> the bootstrap server.
+* HEADER_RANGE / STATE_CHUNK -> the bootstrap server (large answers on the serving
+  worker: :mod:`.stateserve`).
 
 The DHT adds its own entries (DHT_RPC, BLOCK_CHUNK).  Handlers run on the
 event loop and never block; partial buffers are dropped when a stream is
@@ -123,10 +124,7 @@ def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], Strea
 
         return Collect(MAX_GOSSIP, done)
 
-    def bootstrap(info: StreamInfo) -> StreamHandler:
-        return node.boot.handler(info.peer, info.stream_type)
-
-    def state(info: StreamInfo) -> StreamHandler:  # answered on a thread of its own
+    def served(info: StreamInfo) -> StreamHandler:  # large answers on a thread of their own
         return node.serving.handler(info)
 
     return {
@@ -135,6 +133,6 @@ def stream_handlers(node: Node) -> dict[StreamType, Callable[[StreamInfo], Strea
         StreamType.CERT_SHARES: consensus,
         StreamType.BLOCK_PUSH: consensus,
         StreamType.MEMPOOL_GOSSIP: gossip,
-        StreamType.HEADER_RANGE: bootstrap,
-        StreamType.STATE_CHUNK: state,
+        StreamType.HEADER_RANGE: served,
+        StreamType.STATE_CHUNK: served,
     }
