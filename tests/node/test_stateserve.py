@@ -108,7 +108,7 @@ def test_requests_are_answered_on_the_worker_and_delivered_later(served) -> None
 
     conn = _run(serving, main)
     assert conn.answers == {4 * i: ("reply", want[i]) for i in range(3)}
-    assert serving._open.total() == 0
+    assert serving.queue.open() == 0
 
 
 def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type: ignore[no-untyped-def]
@@ -124,12 +124,20 @@ def test_bounds_refuse_at_once_and_errors_are_refusals(served) -> None:  # type:
         assert _ask(serving, b"a", 4, conn, ok) == NO_ACTIONS
         assert _ask(serving, b"a", 8, conn, ok) == (Reject(WireCode.RATE_LIMITED),)  # per peer
         assert _ask(serving, b"b", 20, conn, ok) == NO_ACTIONS
-        assert _ask(serving, b"c", 24, conn, ok) == (Reject(WireCode.RATE_LIMITED),)  # total
+        assert _ask(serving, b"b", 28, conn, ok) == (Reject(WireCode.RATE_LIMITED),)  # total
+        # total, but a holds two more than c and has one queued: a's newest goes instead
+        assert _ask(serving, b"c", 24, conn, ok) == NO_ACTIONS
+        assert conn.answers == {4: ("refuse", WireCode.RATE_LIMITED)}
         unknown = encode_state_request(StateRequest(b"\x07" * 32, 2, 0, 1))
         worker_free.set()
-        await conn.wait(3)
-        assert serving.refused == 2 and serving._open.total() == 0
-        assert {k: v[0] for k, v in conn.answers.items()} == {0: "reply", 4: "reply", 20: "reply"}
+        await conn.wait(4)
+        assert serving.refused == 3 and serving.queue.open() == 0
+        assert {k: v[0] for k, v in conn.answers.items()} == {
+            0: "reply",
+            4: "refuse",
+            20: "reply",
+            24: "reply",
+        }
         conn.answers.clear()
         assert _ask(serving, b"c", 12, conn, unknown) == NO_ACTIONS
         await conn.wait(1)
@@ -270,7 +278,7 @@ def test_header_ranges_large_on_the_worker_small_at_once(tmp_path: Path) -> None
         assert got[2] == (Reject(WireCode.TRUNCATED),)
         assert got[3] == (Reject(WireCode.RATE_LIMITED),)
         assert conn.answers[0] == ("reply", _range_reply(40, blocks, range(1, 41)))
-        assert conn.answers[12][0] == "reply" and serving._open.total() == 0
+        assert conn.answers[12][0] == "reply" and serving.queue.open() == 0
     finally:
         server.close()
         db.close()

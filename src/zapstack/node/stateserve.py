@@ -24,8 +24,11 @@ encoded on the worker (``range_reply``); a smaller one (a peer's first "latest b
 request, a short gap) is answered at once.
 
 Bounds, checked at the request's FIN, before any work: at most ``per_peer`` requests of
-one peer and ``total`` of all peers queued or running (both kinds together); one more is
-refused at once with ``RATE_LIMITED``.  A root the server stopped serving before the
+one peer and ``total`` of all peers queued or running (both kinds together), served one
+peer at a time in turn (:class:`~zapstack.node.fairqueue.FairQueue`); one more is refused
+at once with ``RATE_LIMITED``, unless a peer holding at least two more than its sender
+has one queued: that one is refused instead (a few connections that fill the queue do
+not keep another peer out).  A root the server stopped serving before the
 worker got to it is ``NOT_FOUND``, and so is a store closed under it
 (:class:`~zapstack.errors.StoreError`: the node is going down); any other error is the
 :class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk over its bound).  A
@@ -50,13 +53,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from zapstack.bootstrap.config import MAX_WINDOW
 from zapstack.bootstrap.server import BootstrapServer, RequestHandler
 from zapstack.errors import RemoteProtocolError, StoreError, WireCode, ZapError
+from zapstack.node.fairqueue import FairQueue
 from zapstack.transport.events import HandlerAction, Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, Responder, StreamHandler, StreamInfo
 from zapstack.transport.streams import StreamType
@@ -73,8 +77,17 @@ INLINE_BLOCKS = 8
 """Blocks a HEADER_RANGE request may ask for and still be answered on the loop."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One request waiting for, or on, the worker."""
+
+    stream_id: int
+    work: Callable[[], bytes]
+    responder: Responder
+
+
 class StateServing:
-    """STATE_CHUNK answers off the event loop (see the module docstring)."""
+    """STATE_CHUNK and HEADER_RANGE answers off the event loop (see the module docstring)."""
 
     def __init__(
         self,
@@ -85,13 +98,13 @@ class StateServing:
         inline: int = INLINE,
     ) -> None:
         self.server = server
-        self.per_peer = per_peer
-        self.total = total
         self.inline = inline
-        self._open: Counter[bytes] = Counter()
+        self.queue: FairQueue[_Job] = FairQueue(per_peer, total)
+        """The requests that wait for the worker or run on it (:mod:`.fairqueue`)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-serve")
+        self._running = False
         self.refused = 0
-        """Requests refused at once for being over a bound."""
+        """Requests refused over a bound (at once, or evicted from the queue)."""
 
     def handler(self, info: StreamInfo) -> StreamHandler:
         """The handler for one inbound STATE_CHUNK or HEADER_RANGE stream."""
@@ -108,34 +121,46 @@ class StateServing:
             return req.count <= INLINE_BLOCKS, partial(server.range_reply, req)
         return server.request_entries(data) <= self.inline, partial(server.answer_state, data)
 
-    def busy(self, peer: bytes) -> bool:
-        """Whether one more request of ``peer`` would pass a bound."""
-        return self._open[peer] >= self.per_peer or self._open.total() >= self.total
-
     def submit(
         self, peer: bytes, stream_id: int, work: Callable[[], bytes], responder: Responder
-    ) -> None:
-        """Run ``work`` (a request's answer) on the worker; deliver on the running loop."""
-        self._open[peer] += 1
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, work)
+    ) -> bool:
+        """Queue ``work`` (a request's answer) for the worker, the reply delivered on the
+        running loop; False if the bounds refuse it (a queued request of a peer holding
+        more may be refused instead: :class:`~zapstack.node.fairqueue.FairQueue`)."""
+        admission = self.queue.admit(peer, _Job(stream_id, work, responder))
+        if admission.evicted is not None:
+            self.refused += 1
+            admission.evicted.responder.refuse(admission.evicted.stream_id, WireCode.RATE_LIMITED)
+        if not admission.taken:
+            self.refused += 1
+            return False
+        self._pump()
+        return True
+
+    def _pump(self) -> None:
+        """Start the next queued request on the worker if it is idle."""
+        if self._running or (item := self.queue.next()) is None:
+            return
+        peer, job = item
+        self._running = True
+        future = asyncio.get_running_loop().run_in_executor(self._pool, job.work)
 
         def deliver(done: asyncio.Future[bytes]) -> None:
-            self._open[peer] -= 1
-            if self._open[peer] <= 0:
-                del self._open[peer]
+            self.queue.done(peer)
+            self._running = False
             if done.cancelled():
                 return
             exc = done.exception()
             if exc is None:
-                responder.reply(stream_id, done.result())
+                job.responder.reply(job.stream_id, done.result())
             elif isinstance(exc, StoreError):  # the store was closed under it: going down
-                responder.refuse(stream_id, WireCode.NOT_FOUND)
+                job.responder.refuse(job.stream_id, WireCode.NOT_FOUND)
             elif isinstance(exc, ZapError):
-                responder.refuse(stream_id, exc.code)
+                job.responder.refuse(job.stream_id, exc.code)
             else:  # a bug: answer, and say so
                 log.error("request answer failed: %r", exc)
-                responder.refuse(stream_id, WireCode.INTERNAL)
+                job.responder.refuse(job.stream_id, WireCode.INTERNAL)
+            self._pump()
 
         future.add_done_callback(deliver)
 
@@ -143,6 +168,7 @@ class StateServing:
         """Stop the worker: requests not started are dropped, and the one it is answering
         (at most ~16 MiB of work) is waited for, so the store it reads may close after
         (idempotent)."""
+        self.queue.drain()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -163,8 +189,6 @@ class _Deferred(RequestHandler):
                 return (Reply(work(), fin=True),)
         except RemoteProtocolError as exc:
             return (Reject(exc.code),)
-        if serving.busy(info.peer):
-            serving.refused += 1
+        if not serving.submit(info.peer, info.stream_id, work, self._responder):
             return (Reject(WireCode.RATE_LIMITED),)
-        serving.submit(info.peer, info.stream_id, work, self._responder)
         return NO_ACTIONS
