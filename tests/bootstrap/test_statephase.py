@@ -4,7 +4,6 @@ probe as too large move it deeper only together; a bad probe reply is blamed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import pytest
@@ -12,11 +11,10 @@ import pytest
 from zapstack.bootstrap import BootstrapConfig, PeerBlamed, StateSynced, depthprobe
 from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.depthprobe import probe_index
-from zapstack.bootstrap.server import BootstrapServer
+from zapstack.bootstrap.server import BootstrapServer, RequestHandler
 from zapstack.bootstrap.wire import decode_state_request, encode_chunk
-from zapstack.errors import WireCode
-from zapstack.transport.events import End, HandlerAction, Reject
-from zapstack.transport.handler import NO_ACTIONS, StreamInfo
+from zapstack.errors import RemoteProtocolError, WireCode
+from zapstack.transport.handler import StreamInfo
 from zapstack.transport.streams import StreamType
 from zapstack.verify import ThreadVerifier
 from zapstack.zapdb import ZapDB
@@ -46,29 +44,15 @@ class TooLargeAbove:
     def __init__(self, server: BootstrapServer, depth: int) -> None:
         self.server, self.depth = server, depth
 
-    def __call__(self, info: StreamInfo) -> object:
-        outer = self
+    def answer(self, data: bytes) -> bytes:
+        req = decode_state_request(data)
+        TooLargeAbove.asked.append(req.depth)
+        if req.depth < self.depth:
+            raise RemoteProtocolError("chunk over the record bound", code=WireCode.INTERNAL)
+        return self.server.answer_state(data)
 
-        class H:
-            buf = bytearray()
-
-            def on_data(self, data: bytes) -> Sequence[HandlerAction]:
-                self.buf += data
-                return NO_ACTIONS
-
-            def on_end(self) -> Sequence[HandlerAction]:
-                req = decode_state_request(bytes(self.buf))
-                TooLargeAbove.asked.append(req.depth)
-                if req.depth < outer.depth:
-                    return (Reject(WireCode.INTERNAL),)
-                inner = outer.server.handler(info.peer, info.stream_type)
-                inner.on_data(bytes(self.buf))
-                return inner.on_end()
-
-            def on_terminated(self, end: End, code: int | None) -> None:
-                pass
-
-        return H()
+    def __call__(self, info: StreamInfo) -> RequestHandler:
+        return RequestHandler(self.answer)
 
 
 def test_an_unset_depth_is_probed_and_the_sync_uses_it(
