@@ -218,6 +218,8 @@ def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore
         assert await asyncio.to_thread(started.wait, 10)
         serving.close()
         assert done.is_set()  # the running answer finished before close returned
+        # a request that comes in after close: refused, not handed to a stopped worker
+        assert _ask(serving, b"q", 8, Conn(), data) == (Reject(WireCode.RATE_LIMITED),)
 
     asyncio.run(main())
     serving.close()  # idempotent

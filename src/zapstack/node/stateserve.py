@@ -102,7 +102,7 @@ class StateServing:
         self.queue: FairQueue[_Job] = FairQueue(per_peer, total)
         """The requests that wait for the worker or run on it (:mod:`.fairqueue`)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-serve")
-        self._running = False
+        self._running = self._closed = False
         self.refused = 0
         """Requests refused over a bound (at once, or evicted from the queue)."""
 
@@ -127,6 +127,8 @@ class StateServing:
         """Queue ``work`` (a request's answer) for the worker, the reply delivered on the
         running loop; False if the bounds refuse it (a queued request of a peer holding
         more may be refused instead: :class:`~zapstack.node.fairqueue.FairQueue`)."""
+        if self._closed:  # the node is going down: no worker to run it
+            return False
         admission = self.queue.admit(peer, _Job(stream_id, work, responder))
         if admission.evicted is not None:
             self.refused += 1
@@ -168,6 +170,7 @@ class StateServing:
         """Stop the worker: requests not started are dropped, and the one it is answering
         (at most ~16 MiB of work) is waited for, so the store it reads may close after
         (idempotent)."""
+        self._closed = True
         self.queue.drain()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
