@@ -29,11 +29,12 @@ static PyTypeObject SyncView_Type = {
  * spill()'s entries) in key order. */
 static void sync_rec(const SyncLoader *s, int which, Py_ssize_t i, const uint8_t **k,
                      size_t *kl, const uint8_t **v, size_t *vl) {
-    if (which == 0 || which == 3) {
-        if (which == 0)
-            sync_entry(s, s->data[i].off, k, kl, v, vl);
-        else
-            sync_entry_in(&s->spd, s->spkeys[i].off, k, kl, v, vl);
+    if (which == 0) {
+        sync_entry(s, s->data[i].off, k, kl, v, vl);
+        return;
+    }
+    if (which == 3) {
+        sync_entry_in(&s->spd, s->spkeys[i].off, k, kl, v, vl);
         return;
     }
     int64_t at = which == 1 ? s->order[i] : s->pend[i];
