@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from zapstack.errors import TransportError
+from zapstack.errors import TransportError, WireCode
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Binding, Endpoint, TransportConfig
 from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.inbound import InboundCaps, host_of
+from zapstack.transport.limits import LimitPolicy
 
 from .conftest import setup, teardown
 
@@ -271,3 +273,62 @@ def test_transmit_now_sends_while_held_and_keeps_the_hold() -> None:
 
     during = run_bounded(main(), 5)
     assert during == ["tx"] and sent == ["tx", "tx"]  # the step's one flush follows
+
+
+def test_host_of_reads_the_ip_and_unmaps_ipv4() -> None:
+    assert host_of(("127.0.0.1", 9)) == "127.0.0.1"
+    assert host_of(("::ffff:10.1.2.3", 9, 0, 0)) == "10.1.2.3"
+    assert host_of(("fe80::1%eth0", 9, 0, 2)) == "fe80::1"
+    assert host_of(("::1", 9, 0, 0)) == "::1"
+
+
+def test_inbound_connections_past_the_caps_are_closed(binding: Binding) -> None:
+    """max_inbound_per_host 2 (all dialers are on 127.0.0.1), max_inbound 3: the third
+    dialer from the host is closed with RATE_LIMITED once its HELLO verifies, a validator
+    of the listener's policy gets in and takes no place, and a connection that ends makes
+    room."""
+
+    async def main() -> None:
+        validator = NodeIdentity.generate(30)
+        policy = LimitPolicy({}, peer_budget=1 << 20, validators=frozenset({validator.node_id}))
+        cfg = TransportConfig(max_inbound=3, max_inbound_per_host=2)
+        listener = Endpoint(binding, NodeIdentity.generate(7), {}, cfg, policy)
+        port = await listener.listen()
+        dialers = [Endpoint(binding, NodeIdentity.generate(20 + i), {}) for i in range(3)]
+        peers = [await d.dial("127.0.0.1", port, listener.identity.node_id) for d in dialers]
+        await peers[2].wait_closed(5)  # the third from 127.0.0.1: refused
+        assert peers[2].close_info is not None and peers[2].close_info.code == WireCode.RATE_LIMITED
+        await asyncio.sleep(0.1)
+        assert listener.caps.refused == 1 and len(listener.caps.held) == 2
+        assert not peers[0].session.closed and not peers[1].session.closed
+        trusted = Endpoint(binding, validator, {})
+        kept = await trusted.dial("127.0.0.1", port, listener.identity.node_id)
+        await asyncio.sleep(0.1)
+        assert not kept.session.closed and len(listener.caps.held) == 2  # takes no place
+        await dialers[0].close()  # one ends: room for another
+        for _ in range(50):
+            if len(listener.caps.held) == 1:
+                break
+            await asyncio.sleep(0.05)
+        again = Endpoint(binding, NodeIdentity.generate(40), {})
+        fresh = await again.dial("127.0.0.1", port, listener.identity.node_id)
+        await asyncio.sleep(0.1)
+        assert not fresh.session.closed and listener.caps.refused == 1
+        for endpoint in (*dialers[1:], trusted, again, listener):
+            await endpoint.close()
+
+    run_bounded(main(), 30)
+
+
+def test_the_caps_count_by_host_and_in_all() -> None:
+    caps = InboundCaps(total=3, per_host=2)
+    a, b, c, d, e = (object() for _ in range(5))
+    assert caps.admit(a, "10.0.0.1") is None and caps.admit(b, "10.0.0.2") is None
+    assert caps.admit(c, "10.0.0.1") is None
+    assert caps.admit(d, "10.0.0.1") == "3 inbound connections held"  # total first
+    caps.gone(b)
+    caps.gone(b)  # idempotent
+    assert caps.admit(d, "10.0.0.1") == "2 inbound connections from 10.0.0.1 held"
+    assert caps.admit(e, "10.0.0.3") is None and caps.refused == 2
+    caps.gone(a)
+    assert caps.admit(d, "10.0.0.1") is None and len(caps.held) == 3

@@ -24,6 +24,7 @@ from typing import Any
 
 from zapstack.transport.driver import TransportConfig
 from zapstack.transport.identity import ALPN, NodeIdentity
+from zapstack.transport.inbound import host_of
 from zapstack.transport.patch import patch_aioquic, set_stream_limits
 
 __all__ = ["AioquicBinding"]
@@ -99,3 +100,7 @@ class AioquicBinding:
 
     def odcid(self, quic: Any) -> bytes:
         return bytes(quic.original_destination_connection_id)
+
+    def remote_host(self, quic: Any) -> str:
+        paths = quic._network_paths
+        return host_of(paths[0].addr) if paths else ""

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from zapstack.errors import LocalProtocolError, TransportError, WireCode
 from zapstack.transport.handler import HandlerFactory
 from zapstack.transport.identity import NodeIdentity
+from zapstack.transport.inbound import InboundCaps
 from zapstack.transport.limits import Breach, LimitPolicy
 from zapstack.transport.peer import OutStream, Peer
 from zapstack.transport.streams import StreamType
@@ -74,6 +75,12 @@ class TransportConfig:
     """Connection receive window advertised to the peer."""
     credit_ping_interval: float = 0.005
     """While opens wait for stream credit, PING the peer this often (seconds)."""
+    max_inbound: int = 512
+    """Inbound connections held at once, counted once their HELLO verifies; one more is
+    closed then with ``RATE_LIMITED`` (a validator of ``LimitPolicy.validators`` neither
+    needs nor takes a place)."""
+    max_inbound_per_host: int = 64
+    """The same, from one IP address (loopback included)."""
     udp_recv_buffer: int = 4 << 20
     """SO_RCVBUF requested for the UDP socket (bytes; the kernel caps it at
     ``net.core.rmem_max``).  The Linux default (~208 KiB) holds ~170 datagrams:
@@ -113,6 +120,10 @@ class Binding(Protocol):
     def peer_cert_der(self, quic: Any) -> bytes | None: ...
 
     def odcid(self, quic: Any) -> bytes: ...
+
+    def remote_host(self, quic: Any) -> str:
+        """The peer's IP address (:func:`~.inbound.host_of`; ``""`` before its first datagram)."""
+        ...
 
 
 TRANSMIT_RETRIES = 50
@@ -273,6 +284,8 @@ class Endpoint:
         """Peers disconnected for breaking a bound since start, by rule (a metric)."""
         self.port = 0
         self.inbound: asyncio.Queue[Peer] = asyncio.Queue()
+        self.caps = InboundCaps(self.config.max_inbound, self.config.max_inbound_per_host)
+        """The inbound connections held, by address (:mod:`.inbound`)."""
         self._server: Any = None
         self._stacks: list[contextlib.AsyncExitStack] = []
         self._protocol_class = make_protocol_class(binding.protocol_base)
@@ -286,6 +299,13 @@ class Endpoint:
         return create
 
     def _inbound(self, peer: Peer) -> None:
+        if self.limits is None or peer.node_id not in self.limits.validators:
+            host = self.binding.remote_host(peer.protocol._quic)
+            if (why := self.caps.admit(peer, host)) is not None:
+                self.breach_counts["connections"] += 1  # with the stream bounds' metric
+                log.info("peer %s at %s refused: %s", peer.node_id.hex()[:16], host, why)
+                peer.session.close(WireCode.RATE_LIMITED, why)
+                return
         self.inbound.put_nowait(peer)
 
     def _breached(self, peer: Peer, breach: Breach) -> None:

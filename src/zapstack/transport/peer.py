@@ -14,18 +14,17 @@ library connection (the protocol object) it runs on.  It
   :class:`~.replybudget.ReplyBudget` refuses goes out as ``RESET_STREAM(RATE_LIMITED)``,
 * feeds the session what only the library knows: peer stream credit
   (MAX_STREAMS), per-stream send backlog (STREAM_DATA_BLOCKED -> back off),
-* on the dialer, checks the listener's certificate against the node id it
-  dialed and proves its own identity on a HELLO stream; on the listener,
-  resolves :attr:`Peer.authenticated` once the HELLO verified.
+* on the dialer, checks the listener's certificate against the node id it dialed and
+  proves its own identity on a HELLO stream; on the listener, resolves
+  :attr:`Peer.authenticated` once the HELLO verified (then the endpoint's inbound caps).
 
 :class:`OutStream` (:mod:`.outstream`) is our sending side of a stream we opened.  Peers are made
 by :class:`~zapstack.transport.driver.Endpoint` (which re-exports both names).
 
-Concurrency: one event loop; every method is called on it.  Awaiting methods
-are bounded by the endpoint's ``TransportConfig.op_timeout`` and raise
-:class:`~zapstack.errors.TransportError` when the connection fails under
-them.  Unwind: :meth:`Peer.close` and :meth:`OutStream.cancel_write` are
-idempotent.
+Concurrency: one event loop; every method is called on it.  Awaiting methods are
+bounded by the endpoint's ``TransportConfig.op_timeout`` and raise
+:class:`~zapstack.errors.TransportError` when the connection fails under them.  Unwind:
+:meth:`Peer.close` and :meth:`OutStream.cancel_write` are idempotent.
 """
 
 from __future__ import annotations
@@ -366,6 +365,7 @@ class Peer:
                 self.session.close(WireCode.BAD_SIGNATURE, "HELLO refused")
         elif isinstance(event, ConnectionEnded):
             self.close_info = event
+            self.endpoint.caps.gone(self)
             if self.session.breach is not None:
                 self.endpoint._breached(self, self.session.breach)
             self.closed.set()

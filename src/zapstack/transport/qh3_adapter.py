@@ -35,6 +35,7 @@ from typing import Any
 
 from zapstack.transport.driver import TransportConfig
 from zapstack.transport.identity import ALPN, NodeIdentity
+from zapstack.transport.inbound import host_of
 from zapstack.transport.patch import patch_qh3, set_stream_limits
 
 __all__ = ["Qh3Binding", "new_event_loop"]
@@ -121,6 +122,10 @@ class Qh3Binding:
 
     def odcid(self, quic: Any) -> bytes:
         return bytes(quic.original_destination_connection_id)
+
+    def remote_host(self, quic: Any) -> str:
+        addr = quic._remote_addr
+        return host_of(addr) if addr else ""
 
 
 def _bound_udp_socket(host: str, port: int) -> socket.socket:
