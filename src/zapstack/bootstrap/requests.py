@@ -84,8 +84,6 @@ class RequestStreams:
         self.depth = depth
         """The state's chunk depth (the client sets it once a probe chose it)."""
         self.stall_timeout = stall_timeout
-        self.last_id = 0
-        """The id :meth:`open` gave last."""
         self.peers: dict[bytes, PeerState] = {}
         """Every peer ever added, by node id."""
         self._reqs: dict[int, Request] = {}
@@ -180,8 +178,8 @@ class RequestStreams:
         depth: int | None = None,
     ) -> int:
         """Record a new request of ``count`` chunks (at :attr:`depth`, or ``depth``) / blocks
-        from ``start``; its id (also :attr:`last_id`)."""
-        rid = self.last_id = next(self._ids)
+        from ``start``; its id."""
+        rid = next(self._ids)
         if st is StreamType.STATE_CHUNK:
             at = self.depth if depth is None else depth
             reader: ChunkReplyReader | RangeReplyReader = ChunkReplyReader(at, start, count)
