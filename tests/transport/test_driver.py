@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from zapstack.errors import TransportError, WireCode
+from zapstack.transport import peer as peermod
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Binding, Endpoint, TransportConfig
 from zapstack.transport.identity import NodeIdentity
@@ -332,3 +333,34 @@ def test_the_caps_count_by_host_and_in_all() -> None:
     assert caps.admit(e, "10.0.0.3") is None and caps.refused == 2
     caps.gone(a)
     assert caps.admit(d, "10.0.0.1") is None and len(caps.held) == 3
+
+
+def test_an_inbound_connection_without_hello_is_closed(
+    binding: Binding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dialer that completes the QUIC handshake and never sends its HELLO is closed by
+    the listener handshake_timeout after it began (TIMEOUT), counted as rule "hello";
+    a dialer that does send it stays."""
+
+    async def main() -> None:
+        cfg = TransportConfig(handshake_timeout=0.5)
+        listener = Endpoint(binding, NodeIdentity.generate(7), {}, cfg)
+        port = await listener.listen()
+        honest = Endpoint(binding, NodeIdentity.generate(8), {}, cfg)
+        kept = await honest.dial("127.0.0.1", port, listener.identity.node_id)
+        with monkeypatch.context() as patch:  # this dialer sends no HELLO
+            patch.setitem(peermod._EVENT_INPUTS, "HandshakeCompleted", lambda peer, event: None)
+            silent = Endpoint(binding, NodeIdentity.generate(9), {}, cfg)
+            with pytest.raises(TransportError):
+                await silent.dial("127.0.0.1", port, listener.identity.node_id)
+        for _ in range(40):
+            if listener.breach_counts["hello"]:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.breach_counts["hello"] == 1
+        await asyncio.sleep(0.6)
+        assert not kept.session.closed and listener.breach_counts["hello"] == 1
+        for endpoint in (honest, silent, listener):
+            await endpoint.close()
+
+    run_bounded(main(), 20)

@@ -58,7 +58,8 @@ class TransportConfig:
     idle_timeout: float = 30.0
     """QUIC idle timeout, seconds."""
     handshake_timeout: float = 5.0
-    """Bound on the QUIC handshake plus HELLO, seconds."""
+    """Bound on the QUIC handshake plus HELLO, seconds: a dial gives up after it, and a
+    listener closes an inbound connection whose HELLO has not verified by then."""
     op_timeout: float = 10.0
     """Bound on any single wait (credit, back-off, flush), seconds."""
     high_water: int = 1 << 20
@@ -293,10 +294,23 @@ class Endpoint:
     def _create(self, is_client: bool) -> Callable[..., Any]:
         def create(quic: Any, stream_handler: Any = None) -> Any:
             protocol = self._protocol_class(quic, stream_handler=stream_handler)
-            protocol.zap_peer = Peer(protocol, self, is_client=is_client)
+            protocol.zap_peer = peer = Peer(protocol, self, is_client=is_client)
+            if not is_client:  # a dialer that never proves who it is does not stay
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.config.handshake_timeout, self._hello_due, peer)
             return protocol
 
         return create
+
+    def _hello_due(self, peer: Peer) -> None:
+        """An inbound connection whose HELLO has not verified ``handshake_timeout`` after it
+        began is closed with TIMEOUT (the caps count connections only from their HELLO)."""
+        if peer.authenticated.done() or peer.session.closed:
+            return
+        self.breach_counts["hello"] += 1
+        log.info("inbound connection closed: no HELLO within %.1f s", self.config.handshake_timeout)
+        peer.session.close(WireCode.TIMEOUT, "no HELLO within the handshake timeout")
+        peer._service()
 
     def _inbound(self, peer: Peer) -> None:
         if self.limits is None or peer.node_id not in self.limits.validators:
