@@ -54,10 +54,13 @@ class Conn:
             await asyncio.wait_for(self.changed.wait(), 10)
 
 
-def _info(peer: bytes, stream_id: int, conn: Conn | None) -> StreamInfo:
-    spec = spec_of(StreamType.STATE_CHUNK)
+def _info(
+    peer: bytes, stream_id: int, conn: Conn | None, st: StreamType = StreamType.STATE_CHUNK
+) -> StreamInfo:
+    """A request stream ``peer`` opened (not local)."""
+    spec = spec_of(st)
     assert spec is not None
-    return StreamInfo(stream_id, StreamType.STATE_CHUNK, spec, False, peer, conn)
+    return StreamInfo(stream_id, st, spec, False, peer, conn)
 
 
 @pytest.fixture
@@ -82,8 +85,15 @@ def _run(serving: StateServing, main: Callable[[], Coroutine[Any, Any, T]]) -> T
         serving.close()
 
 
-def _ask(serving: StateServing, peer: bytes, sid: int, conn: Conn, data: bytes) -> object:
-    handler = serving.handler(_info(peer, sid, conn))
+def _ask(
+    serving: StateServing,
+    peer: bytes,
+    sid: int,
+    conn: Conn,
+    data: bytes,
+    st: StreamType = StreamType.STATE_CHUNK,
+) -> object:
+    handler = serving.handler(_info(peer, sid, conn, st))
     assert handler.on_data(data) == NO_ACTIONS
     return handler.on_end()
 
@@ -225,12 +235,6 @@ def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore
     serving.close()  # idempotent
 
 
-def _range_info(peer: bytes, stream_id: int, conn: Conn) -> StreamInfo:
-    spec = spec_of(StreamType.HEADER_RANGE)
-    assert spec is not None
-    return StreamInfo(stream_id, StreamType.HEADER_RANGE, spec, True, peer, conn)
-
-
 def _range_reply(head: int, blocks: dict[int, tuple[bytes, bytes]], heights: range) -> bytes:
     """bootstrap.md §3, written out: head u64 LE, then (u32 len, block, u32 len, cert)."""
     out = head.to_bytes(8, "little")
@@ -253,9 +257,7 @@ def test_header_ranges_large_on_the_worker_small_at_once(tmp_path: Path) -> None
     small = encode_range_request(RangeRequest(0, 38, INLINE_BLOCKS))
 
     def ask(peer: bytes, sid: int, conn: Conn, data: bytes) -> object:
-        handler = serving.handler(_range_info(peer, sid, conn))
-        assert handler.on_data(data) == NO_ACTIONS
-        return handler.on_end()
+        return _ask(serving, peer, sid, conn, data, StreamType.HEADER_RANGE)
 
     async def main() -> tuple[Conn, list[object]]:
         conn = Conn()
