@@ -11,8 +11,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zapstack.bootstrap import depthprobe
 from zapstack.bootstrap.depthprobe import (
-    AUTO_CHUNK_BYTES,
     MAX_AUTO_DEPTH,
     MIN_AUTO_DEPTH,
     PROBE_DEPTHS,
@@ -28,10 +28,16 @@ from .conftest import state_chunks
 
 def model_depth(sample_bytes: int, probe_depth: int) -> int:
     """The smallest depth whose chunks hold at most AUTO_CHUNK_BYTES of the estimated
-    state (sample x 2**probe_depth), within MIN..MAX."""
+    state (sample x 2**probe_depth), within MIN..MAX (the module's values when called:
+    tests may set smaller ones)."""
+    chunk, low, high = (
+        depthprobe.AUTO_CHUNK_BYTES,
+        depthprobe.MIN_AUTO_DEPTH,
+        depthprobe.MAX_AUTO_DEPTH,
+    )
     estimate = sample_bytes * 2**probe_depth
-    need = math.ceil(math.log2(estimate / AUTO_CHUNK_BYTES)) if estimate > AUTO_CHUNK_BYTES else 0
-    return min(MAX_AUTO_DEPTH, max(MIN_AUTO_DEPTH, need))
+    need = math.ceil(math.log2(estimate / chunk)) if estimate > chunk else 0
+    return min(high, max(low, need))
 
 
 def test_probe_index_is_the_roots_leading_bits() -> None:

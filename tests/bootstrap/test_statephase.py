@@ -20,19 +20,16 @@ from zapstack.verify import ThreadVerifier
 from zapstack.zapdb import ZapDB
 
 from .test_client import Setup, corrupt
+from .test_depthprobe import model_depth
 
 
 def expected_depth(db: ZapDB, probe_depth: int) -> int:
     """The depth the rule gives for ``db``'s state sampled at ``probe_depth`` (the chunk
-    read from the store, its bytes summed here)."""
+    read from the store, its bytes summed here, the log2 model of test_depthprobe)."""
     with db.read() as view:
         root = view.root()
         chunk = view.chunk(probe_depth, probe_index(root, probe_depth))
-    sample = sum(6 + len(k) + len(v) for k, v in chunk.entries)
-    estimate, depth = sample << probe_depth, depthprobe.MIN_AUTO_DEPTH
-    while depth < depthprobe.MAX_AUTO_DEPTH and estimate > depthprobe.AUTO_CHUNK_BYTES << depth:
-        depth += 1
-    return depth
+    return model_depth(sum(6 + len(k) + len(v) for k, v in chunk.entries), probe_depth)
 
 
 class TooLargeAbove:
