@@ -108,3 +108,17 @@ def test_a_reply_counts_only_if_it_is_the_chunk_asked_and_passes_the_root(
         is None
     )  # fails the root
     assert probe.answer(want) == model_depth(sample, 8)
+
+
+@given(st.integers(0, 1 << 23), st.sampled_from(PROBE_DEPTHS))
+def test_a_large_sample_follows_the_model_exactly(value_len: int, probe_depth: int) -> None:
+    """Samples up to 8 MiB (a depth-8 probe of a state up to 2 GiB): the bound is exact
+    (estimate / 2**depth <= AUTO_CHUNK_BYTES), never rounded down by a shift."""
+    chunk = StateChunk(probe_depth, 0, ((b"k", bytes(value_len)),), (), None)
+    assert choose_depth(chunk) == model_depth(6 + 1 + value_len, probe_depth)
+
+
+def test_just_over_the_bound_goes_one_deeper() -> None:
+    # 512 KiB + 1 B sampled at depth 8: 2**9 chunks would hold 256 KiB + 0.5 B each
+    chunk = StateChunk(8, 0, ((b"k", bytes((512 << 10) + 1 - 7)),), (), None)
+    assert choose_depth(chunk) == 10

@@ -59,7 +59,7 @@ def choose_depth(chunk: StateChunk) -> int:
     sample = sum(ENTRY_OVERHEAD + len(k) + len(v) for k, v in chunk.entries)
     estimate = sample << chunk.depth
     depth = MIN_AUTO_DEPTH
-    while depth < MAX_AUTO_DEPTH and estimate >> depth > AUTO_CHUNK_BYTES:
+    while depth < MAX_AUTO_DEPTH and estimate > AUTO_CHUNK_BYTES << depth:  # exact: no shift
         depth += 1
     return depth
 
