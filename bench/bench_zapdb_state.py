@@ -125,6 +125,16 @@ def main() -> None:
             f"  {'raw LMDB puts':<34}: {rw:7.2f} / {rc:7.2f} MB/s  "
             f"({sync['state_MB']:.1f} MB of keys + values, chunks of depth {sync['chunk_depth']:.0f})"
         )
+        cores = os.cpu_count() or 1
+        for name, label in (("quic1", "1 peer process"), ("quic3", "3 peer processes")):
+            c, loop, p = (sync[f"{name}_{part}_ms"] for part in ("cpu", "loop_cpu", "peers_cpu"))
+            print(
+                f"  CPU of one sync, {label:<16}: client {c:4.0f} ms (its event-loop thread "
+                f"{loop:4.0f}), peers {p:4.0f} ms: on {cores} cores at least "
+                f"{(c + p) / cores:4.0f} ms of wall (median wall "
+                f"{1000 * sync['state_MB'] / sync[f'{name}_MBps']:4.0f}); 25% of raw is "
+                f"{4 * sync['raw_ms']:4.0f} ms"
+            )
         print("  (client alone: parse + verify + load + commit of replies served beforehand;")
         print("   in-process peers share this process's core; QUIC peers run in their own")
         print("   processes on the box's other core, the CPU figure is the client's alone)")

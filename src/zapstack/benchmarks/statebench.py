@@ -26,7 +26,10 @@ drifts by tens of percent between turns; the two runs of one turn see the same b
   client's share alone (parse, verify, load, commit of replies built beforehand),
   what a node pays when its peers are other machines; with ``processes``,
   ``quic1`` / ``quic3``: 1 or 3 peers in their own processes over real QUIC
-  (:mod:`.statepeer`), the deployed shape, on this box's other core.
+  (:mod:`.statepeer`), the deployed shape, on this box's other core; for those, also
+  the CPU milliseconds one sync costs the client, its event-loop thread and the peers
+  (``quic1_cpu_ms`` ...), medians: with fewer cores than busy threads, their sum over
+  the cores bounds the wall time from below.
 
 :func:`run` is the ``state_commit`` row of ``zap bench``; ``bench/bench_zapdb_state.py``
 prints every figure.  Temporary stores live under ``tmp`` and are removed.
@@ -305,15 +308,17 @@ def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
 def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> dict[str, float]:
     """State MB/s of a full bootstrap from 1 and from 3 peers, and of raw LMDB puts;
     with ``processes`` also from 1 and 3 peers in their own processes over real QUIC
-    (``quic1``, ``quic3``: :mod:`.statepeer`)."""
+    (``quic1``, ``quic3``: :mod:`.statepeer`), with their CPU split (module docstring)."""
     items = entries(n, n + 3)
     src, chain = _server(tmp / "sync-src", items)
     with src.read() as view:
         state = sum(len(k) + len(v) for k, v in view.iterate())
     depth = max(0, min(16, (n // 100).bit_length()))  # ~100 entries a chunk
     laps: dict[str, list[Lap]] = {"sync1": [], "sync3": [], "client": [], "raw": []}
+    costs: dict[str, list[statepeer.SyncLap]] = {}
     if processes:
         laps |= {"quic1": [], "quic3": []}
+        costs |= {"quic1": [], "quic3": []}
     for i in range(max(1, repeat)):
         laps["sync1"].append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
         laps["sync3"].append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
@@ -324,11 +329,11 @@ def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> di
             try:
                 for peers in (1, 3):
                     path = tmp / f"quic{peers}-{i}"
-                    laps[f"quic{peers}"].append(
-                        statepeer.sync_from_processes(
-                            tmp / "sync-src", *chain.blocks[-1], peers, path, depth, root
-                        )
+                    lap = statepeer.sync_from_processes(
+                        tmp / "sync-src", *chain.blocks[-1], peers, path, depth, root
                     )
+                    laps[f"quic{peers}"].append((lap.wall, lap.cpu))
+                    costs[f"quic{peers}"].append(lap)
                     shutil.rmtree(path, ignore_errors=True)
             finally:
                 src = ZapDB.open(tmp / "sync-src", map_size=1 << 35, sync=False)
@@ -343,6 +348,10 @@ def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> di
         out[f"{name}_MBps"], out[f"{name}_MBps_cpu"] = mb / wall, mb / cpu
         if name != "raw":
             out[f"{name}_pct_paired"] = _paired_pct(runs, raw)
+    for name, syncs in costs.items():
+        for part in ("cpu", "loop_cpu", "peers_cpu"):
+            out[f"{name}_{part}_ms"] = 1000 * statistics.median(getattr(s, part) for s in syncs)
+    out["raw_ms"] = 1000 * _median(raw)[0]
     return out
 
 

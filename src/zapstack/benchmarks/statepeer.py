@@ -9,14 +9,18 @@ endpoint on 127.0.0.1
 (HEADER_RANGE / STATE_CHUNK, as a node serves them).  This process dials every
 peer, then runs a :class:`~zapstack.bootstrap.BootstrapClient` into a fresh
 store through the node's :class:`~zapstack.node.bootstrap_driver.ClientDriver`
-until the state is synced and committed, and returns (wall, CPU of this
-process) from the first request to the commit: the dial and the servers'
-start-up are outside it.  The servers run on the box's other core(s), as a
-peer would on its own machine; their CPU is not this process's.
+until the state is synced and committed, and returns a :class:`SyncLap` from the
+first request to the commit: wall, CPU of this process, CPU of its event-loop thread
+alone, and CPU of the peer processes (each asked for its ``time.process_time()`` over
+stdin just before and just after); the dial and the servers' start-up are outside it.
+The servers run on the box's other core(s), as a peer would on its own machine; on a box
+with fewer cores than the sync's busy threads, client and peers share them, and the
+peers' CPU is what the client waited for.
 
 It raises AssertionError if the synced root is not the source's, and
 TimeoutError if the sync does not finish in :data:`SYNC_TIMEOUT_S`.  Server
 processes are stopped (stdin closed, then killed after 5 s) whatever happens.
+A peer process answers each ``cpu`` line on its stdin with its CPU seconds on stdout.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from zapstack.bootstrap import BootstrapClient, BootstrapConfig, BootstrapServer
 from zapstack.bootstrap.devchain import cert_ok
@@ -40,7 +45,7 @@ from zapstack.transport.qh3_adapter import Qh3Binding, new_event_loop
 from zapstack.transport.streams import StreamType
 from zapstack.zapdb import ZapDB
 
-__all__ = ["SYNC_TIMEOUT_S", "NoApply", "main", "sync_from_processes"]
+__all__ = ["SYNC_TIMEOUT_S", "NoApply", "SyncLap", "main", "sync_from_processes"]
 
 SYNC_TIMEOUT_S = 300.0
 """Most seconds one sync may take."""
@@ -49,6 +54,18 @@ SYNC_TIMEOUT_S = 300.0
 _PEER_MAIN = "from zapstack.benchmarks.statepeer import main; raise SystemExit(main())"
 """The peer process's program (``-m`` would import this module twice: the package
 imports it first, through :mod:`.statebench`)."""
+
+
+class SyncLap(NamedTuple):
+    """One sync's seconds, from the first request to the commit."""
+
+    wall: float
+    cpu: float
+    """CPU of the client's process (its event-loop thread and its hashing threads)."""
+    loop_cpu: float
+    """CPU of the client's event-loop thread alone."""
+    peers_cpu: float
+    """CPU of all the peer processes together."""
 
 
 class NoApply:
@@ -76,6 +93,18 @@ def _start(
     return proc, int(line[0]), bytes.fromhex(line[1])
 
 
+def _peer_cpu(proc: subprocess.Popen[str]) -> float:
+    """The CPU seconds peer process ``proc`` has used so far (it answers a ``cpu`` line)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("cpu\n")
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    try:
+        return float(line)
+    except ValueError:
+        raise RuntimeError(f"state peer did not report its CPU (said {line!r})") from None
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.stdin is not None:
         proc.stdin.close()
@@ -88,9 +117,9 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def sync_from_processes(
     src_path: Path, block: bytes, cert: bytes, peers: int, path: Path, depth: int, root: bytes
-) -> tuple[float, float]:
-    """(wall s, CPU s of this process) of one full state sync from ``peers`` processes
-    serving ``block``'s state (whose root is ``root``) into a fresh store at ``path``."""
+) -> SyncLap:
+    """The seconds of one full state sync from ``peers`` processes serving ``block``'s
+    state (whose root is ``root``) into a fresh store at ``path``."""
     block_file, cert_file = path.with_suffix(".blk"), path.with_suffix(".qc")
     block_file.write_bytes(block)
     cert_file.write_bytes(cert)
@@ -109,7 +138,7 @@ def sync_from_processes(
 
 async def _client(
     procs: Sequence[tuple[subprocess.Popen[str], int, bytes]], path: Path, depth: int, root: bytes
-) -> tuple[float, float]:
+) -> SyncLap:
     db = ZapDB.open(path, map_size=1 << 35, sync=False)
     client = BootstrapClient(db, cert_ok, NoApply(), BootstrapConfig(depth=depth, batch=16))
     driver = ClientDriver(client)
@@ -118,12 +147,19 @@ async def _client(
     )
     try:
         conns = [await endpoint.dial("127.0.0.1", port, node) for _, port, node in procs]
-        wall, cpu = time.perf_counter(), time.process_time()
+        peers = sum(_peer_cpu(proc) for proc, _, _ in procs)  # idle now: a few µs of loop
+        wall, cpu, loop = time.perf_counter(), time.process_time(), time.thread_time()
         for peer in conns:
             driver.attach(peer)
         if not await driver.wait(lambda: client.done, SYNC_TIMEOUT_S):
             raise TimeoutError(f"state sync unfinished after {SYNC_TIMEOUT_S:.0f} s")
-        lap = (time.perf_counter() - wall, time.process_time() - cpu)
+        loop = time.thread_time() - loop  # read inside the process's window: loop <= cpu
+        lap = SyncLap(
+            time.perf_counter() - wall,
+            time.process_time() - cpu,
+            loop,
+            sum(_peer_cpu(proc) for proc, _, _ in procs) - peers,
+        )
         if db.root() != root:
             raise AssertionError("state sync did not reach the served root")
         return lap
@@ -147,7 +183,8 @@ async def _serve(src: Path, block: bytes, cert: bytes, seed: int) -> None:
         port = await endpoint.listen()
         print(port, endpoint.identity.node_id.hex(), flush=True)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+        while await loop.run_in_executor(None, sys.stdin.readline):  # until stdin closes
+            print(time.process_time(), flush=True)  # any line asks: "cpu"
     finally:
         await endpoint.close()
         serving.close()
