@@ -8,9 +8,10 @@ from typing import ClassVar
 
 import pytest
 
-from zapstack.bootstrap import BootstrapConfig, PeerBlamed, StateSynced, depthprobe
+from zapstack.bootstrap import BootstrapConfig, PeerBlamed, StateProgress, StateSynced, depthprobe
 from zapstack.bootstrap import server as servermod
 from zapstack.bootstrap.depthprobe import probe_index
+from zapstack.bootstrap.events import NO_PROGRESS
 from zapstack.bootstrap.server import BootstrapServer, RequestHandler
 from zapstack.bootstrap.wire import decode_state_request, encode_chunk
 from zapstack.errors import RemoteProtocolError, WireCode
@@ -57,6 +58,7 @@ def test_an_unset_depth_is_probed_and_the_sync_uses_it(
 ) -> None:
     monkeypatch.setattr(depthprobe, "AUTO_CHUNK_BYTES", 64)  # a small state, deep chunks
     s = Setup(dbs, verifier, 3, fillers=600, blocks=2, config=BootstrapConfig(batch=64))
+    assert s.client.progress == NO_PROGRESS
     for peer, server in zip(s.peers, s.servers, strict=True):
         s.net.add_server(peer, server, pump=False)
     s.net.pump()
@@ -64,6 +66,7 @@ def test_an_unset_depth_is_probed_and_the_sync_uses_it(
     assert depth > depthprobe.MIN_AUTO_DEPTH  # the probe moved it off the floor
     (synced,) = s.events(StateSynced)
     assert synced.chunks == 1 << depth and synced.root == dbs[0].root() == s.dbs[0].root()
+    assert s.client.progress == StateProgress(1 << depth, 1 << depth, synced.entries)
 
 
 def test_the_floor_depth_for_a_small_state(dbs: list[ZapDB], verifier: ThreadVerifier) -> None:

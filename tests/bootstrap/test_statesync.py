@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zapstack.bootstrap.events import StateSynced, TargetChosen
+from zapstack.bootstrap.events import StateProgress, StateSynced, TargetChosen
 from zapstack.bootstrap.statesync import StateDownload
 from zapstack.errors import RemoteProtocolError, WireCode
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
@@ -44,8 +44,11 @@ def test_every_chunk_is_verified_before_it_is_written_then_committed(tmp_path: P
     bad = dataclasses.replace(chunks[0], entries=((b"k0", b"forged"),))
     with pytest.raises(RemoteProtocolError) as err:
         dl.write(bad)
-    assert err.value.code is WireCode.BAD_CHUNK and dl.chunks_done == dl.entries_written == 0
-    assert [dl.write(c) for c in chunks] == [False, False, False, True]
+    assert err.value.code is WireCode.BAD_CHUNK and dl.progress == StateProgress(0, 4, 0)
+    assert [dl.write(c) for c in chunks[:2]] == [False, False]
+    assert dl.progress == StateProgress(2, 4, len(chunks[0].entries) + len(chunks[1].entries))
+    assert dl.write(chunks[0]) is False and dl.progress.chunks == 2  # a repeat counts once
+    assert [dl.write(c) for c in chunks[2:]] == [False, True]
     synced = dl.commit()
     assert synced == StateSynced(7, root, 4, sum(len(c.entries) for c in chunks))
     assert db.meta_get(HEAD_HEIGHT_META) == (7).to_bytes(8, "little")

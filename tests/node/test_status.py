@@ -35,6 +35,7 @@ def test_a_fresh_node_reports_genesis(devnet_home: Path, tmp_path: Path) -> None
     assert status["index"] == 2 and status["height"] == 0 and status["round"] == 0
     assert status["head"] == node.g.genesis_id.hex()
     assert status["peers"] == [] and status["recent"] == [] and status["sync"] == {}
+    assert status["state_sync"] is None  # no state sync runs
     assert status["mempool"] == 0 and status["admitted"] == 0
     assert not status["halted"] and status["fatal"] is None
     assert status["dht"] == {"contacts": 0, "provided": 0} and status["pushes"] == 0

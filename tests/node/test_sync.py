@@ -16,11 +16,18 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from zapstack.bootstrap.events import NO_PROGRESS, StateProgress, TargetChosen
 from zapstack.devnet.loadgen import LoadGenerator
 from zapstack.devnet.processes import free_port_base, read_status, spawn_node
+from zapstack.errors import ZapError
+from zapstack.node import sync as sync_mod
 from zapstack.node.genesis import load_genesis, make_devnet
+from zapstack.node.syncwatch import SyncWatch
 from zapstack.transport.bindings import run_bounded
 
 HALT = 9
@@ -102,3 +109,114 @@ def test_wiped_validator_state_syncs_follows_and_agrees(tmp_path: Path) -> None:
     assert held[0] == target and held[-1] == HALT  # synced at target, followed the rest live
     assert not (blocks / f"{1:012d}.blk").exists() or target == 1
     assert sync["peers"] == 3 and sync["chunk_peers"] >= 2  # chunks came from several peers
+
+
+# ---------------------------------------------------------------- the progress bound
+
+
+class _Client:
+    """A bootstrap client that verifies one more chunk every ``every``-th poll (never, with
+    0) and is done after ``total`` chunks."""
+
+    def __init__(self, total: int, every: int) -> None:
+        self.total, self.every, self.polls = total, every, 0
+        self.target: TargetChosen | None = TargetChosen(8, b"\x01" * 32, b"\x02" * 32)
+        self.chunks = 0
+
+    @property
+    def progress(self) -> StateProgress:
+        return StateProgress(self.chunks, self.total, 10 * self.chunks)
+
+    @property
+    def done(self) -> bool:
+        return self.chunks == self.total
+
+
+class _Driver:
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.attached: list[object] = []
+
+    def attach(self, peer: object) -> None:
+        self.attached.append(peer)
+
+    async def wait(self, pred: Any, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        c = self.client
+        c.polls += 1
+        if c.every and c.polls % c.every == 0:
+            c.chunks += 1
+        return bool(pred())
+
+
+def _chain_sync() -> sync_mod.ChainSync:
+    async def dial_once(j: int) -> None:
+        return None
+
+    conns = SimpleNamespace(dial_once=dial_once, live=lambda: ["peer"])
+    node = SimpleNamespace(g=SimpleNamespace(vset=SimpleNamespace(n=4)), me=3, conns=conns)
+    return sync_mod.ChainSync(node)  # type: ignore[arg-type]
+
+
+def _download(chain: sync_mod.ChainSync, client: _Client) -> list[dict[str, Any] | None]:
+    """Run ``_download``; the status records seen at each poll."""
+    seen: list[dict[str, Any] | None] = []
+    driver = _Driver(client)
+
+    async def run() -> None:
+        wait = driver.wait
+
+        async def watched(pred: Any, timeout: float) -> bool:
+            seen.append(chain.progress())
+            return await wait(pred, timeout)
+
+        driver.wait = watched  # type: ignore[method-assign]
+        started = asyncio.get_running_loop().time()
+        await chain._download(client, driver, {}, started)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    return seen
+
+
+def test_a_slow_sync_that_keeps_moving_outlives_the_stall_bound(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One chunk every 2 polls (0.02 s each): 0.6 s in all, three times the 0.2 s stall
+    bound, and no wait between chunks reaches it: the sync completes (a total-time
+    bound would have failed it)."""
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 0.2)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_REPORT_S", 0.1)
+    chain, client = _chain_sync(), _Client(total=15, every=2)
+    caplog.set_level("INFO", logger="zapstack.node")
+    seen = _download(chain, client)
+    assert client.done and client.polls == 30
+    records = [r for r in seen if r is not None]
+    assert len(records) == len(seen) == 30  # the status record throughout
+    assert [r["chunks"] for r in records] == sorted(r["chunks"] for r in records)
+    assert records[-1]["of"] == 15 and records[-1]["target"] == 8
+    lines = [r.getMessage() for r in caplog.records if "chunks (" in r.getMessage()]
+    assert lines and all(m.startswith("state sync at height 8: ") for m in lines)
+    assert chain.progress() is not None  # state_sync() clears it, not _download
+
+
+def test_a_sync_with_no_progress_for_the_stall_bound_fails_with_where_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 0.2)
+    chain, client = _chain_sync(), _Client(total=64, every=0)
+    client.target = None
+    t0 = time.monotonic()
+    with pytest.raises(ZapError, match=r"no progress for 0 s \(before choosing a target block"):
+        _download(chain, client)
+    assert time.monotonic() - t0 >= 0.2  # not before the bound
+    assert client.polls >= 1 and client.progress == StateProgress(0, 64, 0)
+
+
+def test_the_status_record_is_none_when_no_state_sync_runs() -> None:
+    chain = _chain_sync()
+    assert chain.progress() is None
+    chain.watch = SyncWatch(5.0, stall_s=60, every_s=10)
+    chain.watch.observe(None, NO_PROGRESS, 6.0)
+    assert chain.progress() == chain.watch.record(6.0)

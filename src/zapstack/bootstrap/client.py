@@ -40,6 +40,7 @@ from collections import deque
 
 from zapstack.bootstrap.config import MAX_WINDOW, BootstrapConfig
 from zapstack.bootstrap.events import (
+    NO_PROGRESS,
     BlockApplied,
     CancelRequest,
     Command,
@@ -47,6 +48,7 @@ from zapstack.bootstrap.events import (
     HeadSeen,
     OpenRequest,
     PeerBlamed,
+    StateProgress,
     StateSynced,
     StopPush,
     StreamStalled,
@@ -124,14 +126,10 @@ class BootstrapClient:
         return self._reqs.listing(peer)
 
     @property
-    def chunks_done(self) -> int:
-        """State chunks verified and written."""
-        return self._state.chunks_done if self._state else 0
-
-    @property
-    def entries_written(self) -> int:
-        """State entries written from them."""
-        return self._state.entries_written if self._state else 0
+    def progress(self) -> StateProgress:
+        """How far the state download is (:data:`~zapstack.bootstrap.events.NO_PROGRESS`
+        before its target and while the depth probe runs)."""
+        return self._state.progress if self._state else NO_PROGRESS
 
     @property
     def done(self) -> bool:

@@ -19,6 +19,7 @@ __all__ = [
     "HeadSeen",
     "OpenRequest",
     "PeerBlamed",
+    "StateProgress",
     "StateSynced",
     "StopPush",
     "StreamStalled",
@@ -109,6 +110,22 @@ class StateSynced:
     """Chunks verified."""
     entries: int
     """Key/value entries written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateProgress:
+    """How far the state download is (a value the client is asked for, not an event)."""
+
+    chunks: int
+    """Chunks verified and written (each index once)."""
+    total: int
+    """Chunks to download; 0 while no depth is chosen (no target yet, or the probe runs)."""
+    entries: int
+    """Key/value entries written from them."""
+
+
+NO_PROGRESS = StateProgress(0, 0, 0)
+"""Before the download starts."""
 
 
 @dataclass(frozen=True, slots=True)

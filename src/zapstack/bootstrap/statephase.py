@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.depthprobe import DepthProbe
-from zapstack.bootstrap.events import StateSynced, TargetChosen
+from zapstack.bootstrap.events import NO_PROGRESS, StateProgress, StateSynced, TargetChosen
 from zapstack.bootstrap.requests import Request, RequestStreams
 from zapstack.bootstrap.statesync import StateDownload, chunk_failed
 from zapstack.bootstrap.wire import StateRequest
@@ -52,14 +52,10 @@ class StatePhase:
         self.download = StateDownload(self._db, self._target, depth, self._batch)
 
     @property
-    def chunks_done(self) -> int:
-        """State chunks verified and written (0 while probing)."""
-        return self.download.chunks_done if self.download else 0
-
-    @property
-    def entries_written(self) -> int:
-        """State entries written from them."""
-        return self.download.entries_written if self.download else 0
+    def progress(self) -> StateProgress:
+        """The download's progress (:data:`~zapstack.bootstrap.events.NO_PROGRESS` while
+        probing)."""
+        return self.download.progress if self.download else NO_PROGRESS
 
     @property
     def wants(self) -> bool:

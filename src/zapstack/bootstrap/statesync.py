@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from zapstack.bootstrap.events import StateSynced, TargetChosen
+from zapstack.bootstrap.events import StateProgress, StateSynced, TargetChosen
 from zapstack.errors import LocalProtocolError, RemoteProtocolError, WireCode
 from zapstack.verify.executor import HEAD_HEIGHT_META, HEAD_ID_META
 from zapstack.zapdb.bulk import ChunkLoader
@@ -83,6 +83,11 @@ class StateDownload:
     def chunks_done(self) -> int:
         """Chunks verified and written (each index once)."""
         return len(self._written)
+
+    @property
+    def progress(self) -> StateProgress:
+        """Chunks and entries written so far, of :attr:`total` chunks."""
+        return StateProgress(len(self._written), self.total, self.entries_written)
 
     def write(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the target root and write it; True once every chunk is in."""

@@ -24,7 +24,8 @@ __all__ = [
     "DIAL_RETRY_S",
     "GOSSIP_PERIOD_S",
     "MAX_GOSSIP",
-    "STATE_SYNC_TIMEOUT",
+    "STATE_SYNC_REPORT_S",
+    "STATE_SYNC_STALL_S",
     "STATUS_PERIOD_S",
     "TICK_PERIOD_S",
     "find_genesis",
@@ -34,8 +35,12 @@ MAX_GOSSIP = 4 * 1024 * 1024
 """Largest MEMPOOL_GOSSIP stream a node buffers."""
 CATCH_UP_TIMEOUT = 60.0
 """Bound on one catch-up (seconds)."""
-STATE_SYNC_TIMEOUT = 120.0
-"""Bound on the state sync of an empty data dir (seconds)."""
+STATE_SYNC_STALL_S = 60.0
+"""A state sync of an empty data dir fails once it made no progress (no target block, no
+chunk depth, no verified chunk) for this long (seconds); it has no bound on its total
+time, which grows with the state (:mod:`zapstack.node.syncwatch`)."""
+STATE_SYNC_REPORT_S = 10.0
+"""How often a state sync logs its progress while chunks come (seconds)."""
 TICK_PERIOD_S = 0.02
 """How often the tx service and the consensus timer are ticked."""
 GOSSIP_PERIOD_S = 0.1

@@ -5,7 +5,8 @@ Contract
 * :func:`node_status` reads one JSON-ready dict off a running node's parts
   (height, round, head, state root, mempool and reject counts, connected
   validators, consensus counters, the last 20 finalized heights, uptime,
-  halt / fatal state, the state-sync record, DHT size, bootstrap pushes).
+  halt / fatal state, the state-sync record and a running sync's progress, DHT size,
+  bootstrap pushes).
   It only reads; it never blocks on IO except ZapDB's root.
 * :func:`write_status` replaces ``status.json`` atomically (write a temp
   file, ``os.replace``): a reader sees the old record or the new one, never
@@ -85,6 +86,7 @@ def node_status(node: Node) -> dict[str, Any]:
         "halted": consensus.halted or node.fatal is not None,
         "fatal": node.fatal or (None if consensus.fatal is None else str(consensus.fatal)),
         "sync": node.sync.stats,
+        "state_sync": node.sync.progress(),
         "dht": {
             "contacts": len(dht.node.routing) if dht and dht.node else 0,
             "provided": dht.provided if dht else 0,

@@ -21,9 +21,12 @@ Contract
   certified header's ``state_root``), store that block + cert, rebuild the
   executor and consensus on it, then commit the checked blocks above it.  When
   every peer is still at genesis the node starts from its own genesis state.
-  Bounded by ``STATE_SYNC_TIMEOUT``; an incomplete sync raises ``ZapError``
-  (the node stops).  :attr:`ChainSync.stats` says what it did (status
-  ``sync``).
+  Bounded by progress, not by a total time (:mod:`zapstack.node.syncwatch`): no
+  target block, chunk depth or verified chunk for ``STATE_SYNC_STALL_S`` raises
+  ``ZapError`` with what it had reached (the node stops); a progress line is logged at
+  INFO every ``STATE_SYNC_REPORT_S`` while chunks come, and :meth:`ChainSync.progress`
+  is the status record meanwhile (status ``state_sync``).  :attr:`ChainSync.stats` says
+  what it did (status ``sync``).
 
 Both run on the node's event loop and always close their client driver
 (``finally``).
@@ -42,8 +45,9 @@ from zapstack.bootstrap.events import HeadSeen
 from zapstack.consensus import cert as cert_mod
 from zapstack.errors import TransportError, ZapError
 from zapstack.node.bootstrap_driver import ClientDriver, DeferredApplier, cert_check
-from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_TIMEOUT
+from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_REPORT_S, STATE_SYNC_STALL_S
 from zapstack.node.health import PeerHeights
+from zapstack.node.syncwatch import SyncWatch
 from zapstack.transport.streams import StreamType
 from zapstack.zap.views import BlockView
 
@@ -71,6 +75,13 @@ class ChainSync:
         """What the state sync did (empty when none ran)."""
         self.heights = PeerHeights(node.g.vset.n, node.me)
         """The latest height each validator's consensus messages named."""
+        self.watch: SyncWatch | None = None
+        """The running state sync's progress (None when none runs)."""
+
+    def progress(self) -> dict[str, Any] | None:
+        """The running state sync's status record, as of its last poll (None: none runs)."""
+        watch = self.watch
+        return None if watch is None else watch.record(watch.now)
 
     def _client(
         self, check: Callable[[BlockView, bytes], bool]
@@ -143,6 +154,7 @@ class ChainSync:
         try:
             await self._download(client, driver, heads, started)
         finally:
+            self.watch = None
             await driver.close()
         if client.target is None and heads and not any(heads.values()):
             self._start_at_genesis(len(heads))
@@ -154,16 +166,26 @@ class ChainSync:
     async def _download(
         self, client: BootstrapClient, driver: ClientDriver, heads: dict[bytes, int], started: float
     ) -> None:
-        """Run the client against every validator until it is done, or all sit at genesis."""
+        """Run the client against every validator until it is done, or all sit at genesis;
+        ZapError once it makes no progress for ``STATE_SYNC_STALL_S``."""
         node = self.node
         loop = asyncio.get_running_loop()
+        watch = self.watch = SyncWatch(started, STATE_SYNC_STALL_S, STATE_SYNC_REPORT_S)
         # dial every validator we are not connected to (a restarted node's peers may
         # still hold a dead connection to it), so chunks come from all of them
         await asyncio.gather(
             *(node.conns.dial_once(j) for j in range(node.g.vset.n) if j != node.me),
             return_exceptions=True,
         )
-        while not client.done and loop.time() - started < STATE_SYNC_TIMEOUT:
+        while not client.done:
+            now = loop.time()
+            watch.observe(
+                None if client.target is None else client.target.height, client.progress, now
+            )
+            if watch.stalled(now):
+                raise ZapError(watch.failure(now))
+            if (line := watch.line(now)) is not None:
+                log.info("%s", line)
             for p in node.conns.live():
                 driver.attach(p)  # peers as they connect (idempotent per peer)
             if (

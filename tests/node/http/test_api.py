@@ -61,6 +61,7 @@ def test_status_genesis_and_blocks(api_chain: Any) -> None:
     status = got["/v1/status"][1]
     assert (status["chain_id"], status["genesis_id"]) == (g.chain_id, g.genesis_id.hex())
     assert status["node_index"] == 0 and status["height"] >= 2 and not status["halted"]
+    assert status["state_sync"] is None and not status["catching_up"]
     assert got["/v1/genesis"] == (200, json.loads(api_chain.genesis_path.read_text()))
     code, doc = got["/v1/blocks/1"]
     assert code == 200 and doc["block_id"] == block_id and doc["height"] == 1

@@ -166,6 +166,7 @@ class NodeApi:
             "peers": node.conns.connected(),
             "halted": node.consensus.halted or node.fatal is not None,
             "catching_up": node.sync.catching_up or node.needs_sync,
+            "state_sync": node.sync.progress(),
         })  # fmt: skip
 
     async def genesis(self, _: web.Request) -> web.Response:

@@ -55,6 +55,18 @@ STATUS: Schema = {
         "peers": {"type": "array", "items": U64},
         "halted": {"type": "boolean"},
         "catching_up": {"type": "boolean"},
+        "state_sync": {
+            "type": ["object", "null"],
+            "description": "the running state sync's progress (null when none runs)",
+            "properties": {
+                "target": {**U64, "type": ["integer", "null"], "description": "target height"},
+                "chunks": {**U64, "description": "chunks verified"},
+                "of": {**U64, "description": "chunks to download (0: depth not chosen yet)"},
+                "entries": {**U64, "description": "entries written"},
+                "seconds": {"type": "number", "description": "since the sync started"},
+                "idle_s": {"type": "number", "description": "since its last progress"},
+            },
+        },
     },
 }
 TIER: Schema = {
