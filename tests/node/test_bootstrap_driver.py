@@ -1,4 +1,5 @@
-"""ClientDriver.wait: checked when the pump passes the client's output on, bounded."""
+"""ClientDriver.wait: checked when the pump passes the client's output on, bounded; the
+requests peers refused, counted by stream type and code."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from zapstack.errors import WireCode
 from zapstack.node import bootstrap_driver
 from zapstack.node.bootstrap_driver import ClientDriver
 from zapstack.transport.bindings import run_bounded
+from zapstack.transport.events import End
+from zapstack.transport.streams import StreamType
 
 
 class _QuietClient:
@@ -65,3 +69,56 @@ def test_the_pumps_pass_wakes_a_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
         return await asyncio.wait_for(waiter, 5.0)
 
     assert _run(main) is True
+
+
+class _Recorder:
+    """A stream handler that records what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def on_data(self, data: bytes) -> tuple[()]:
+        self.calls.append(("data", data))
+        return ()
+
+    def on_end(self) -> tuple[()]:
+        self.calls.append(("end", None))
+        return ()
+
+    def on_terminated(self, end: End, code: int | None) -> None:
+        self.calls.append(("terminated", (end, code)))
+
+
+@pytest.mark.parametrize(
+    ("end", "code", "counted"),
+    [
+        (End.RESET, WireCode.NOT_FOUND, [WireCode.NOT_FOUND]),  # the peer refused it
+        (End.STOPPED, WireCode.RATE_LIMITED, [WireCode.RATE_LIMITED]),
+        (End.RESET, None, [0]),
+        (End.ABORTED, None, []),  # the connection ended: not a refusal
+        (End.CANCELLED, 0x10, []),  # we cancelled it
+        (End.REJECTED, 0x10, []),
+    ],
+)
+def test_a_peers_reset_or_stop_is_counted_as_a_refusal(
+    end: End, code: int | None, counted: list[int]
+) -> None:
+    inner = _Recorder()
+    kicks: list[int] = []
+    seen: list[int] = []
+    kick = bootstrap_driver._Kick(inner, lambda: kicks.append(1), seen.append)
+    kick.on_data(b"x")
+    kick.on_terminated(end, code)
+    assert seen == counted
+    assert inner.calls == [("data", b"x"), ("terminated", (end, code))] and len(kicks) == 2
+
+
+def test_the_driver_counts_refusals_by_stream_type_and_code() -> None:
+    driver = _driver()
+    driver._refused(StreamType.STATE_CHUNK, WireCode.NOT_FOUND)
+    driver._refused(StreamType.STATE_CHUNK, WireCode.NOT_FOUND)
+    driver._refused(StreamType.HEADER_RANGE, WireCode.RATE_LIMITED)
+    assert driver.refused == {
+        (StreamType.STATE_CHUNK, WireCode.NOT_FOUND): 2,
+        (StreamType.HEADER_RANGE, WireCode.RATE_LIMITED): 1,
+    }

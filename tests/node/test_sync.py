@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,11 +25,12 @@ import pytest
 from zapstack.bootstrap.events import NO_PROGRESS, StateProgress, TargetChosen
 from zapstack.devnet.loadgen import LoadGenerator
 from zapstack.devnet.processes import free_port_base, read_status, spawn_node
-from zapstack.errors import ZapError
+from zapstack.errors import WireCode, ZapError
 from zapstack.node import sync as sync_mod
 from zapstack.node.genesis import load_genesis, make_devnet
 from zapstack.node.syncwatch import SyncWatch
 from zapstack.transport.bindings import run_bounded
+from zapstack.transport.streams import StreamType
 
 HALT = 9
 WIPED = 3
@@ -136,6 +138,7 @@ class _Driver:
     def __init__(self, client: _Client) -> None:
         self.client = client
         self.attached: list[object] = []
+        self.refused: Counter[tuple[StreamType, int]] = Counter()
 
     def attach(self, peer: object) -> None:
         self.attached.append(peer)
@@ -220,3 +223,35 @@ def test_the_status_record_is_none_when_no_state_sync_runs() -> None:
     chain.watch = SyncWatch(5.0, stall_s=60, every_s=10)
     chain.watch.observe(None, NO_PROGRESS, 6.0)
     assert chain.progress() == chain.watch.record(6.0)
+
+
+def test_the_failure_names_what_the_peers_refused() -> None:
+    assert sync_mod.refusals(Counter()) == ""
+    refused = Counter({
+        (StreamType.HEADER_RANGE, int(WireCode.RATE_LIMITED)): 2,
+        (StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)): 12,
+        (StreamType.STATE_CHUNK, 0xEE): 2,  # not a code of ours
+    })  # fmt: skip
+    assert sync_mod.refusals(refused) == (
+        "; refused: STATE_CHUNK NOT_FOUND x12, HEADER_RANGE RATE_LIMITED x2, "
+        "STATE_CHUNK 0xee x2 (NOT_FOUND: the peers no longer serve the target's state root)"
+    )
+    assert "NOT_FOUND:" not in sync_mod.refusals(Counter({(StreamType.STATE_CHUNK, 0x37): 1}))
+
+
+def test_a_stalled_sync_says_what_the_peers_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 0.1)
+    chain, client = _chain_sync(), _Client(total=64, every=0)
+    refused = Counter({(StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)): 3})
+    real = _Driver.__init__
+
+    def init(self: _Driver, c: _Client) -> None:
+        real(self, c)
+        self.refused = refused
+
+    monkeypatch.setattr(_Driver, "__init__", init)
+    with pytest.raises(ZapError) as err:
+        _download(chain, client)
+    assert str(err.value).startswith("state sync made no progress for 0 s (at height 8, 0/64")
+    assert str(err.value).endswith(sync_mod.refusals(refused))

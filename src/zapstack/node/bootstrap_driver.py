@@ -10,10 +10,10 @@ them on a node's :class:`~zapstack.transport.driver.Endpoint`:
   executes the client's commands (``OpenRequest`` -> open a bidi stream, write
   the request, FIN, feed the reply through ``links.ReplyHandler``;
   ``CancelRequest`` -> stop reading + reset; ``StopPush`` -> stop reading),
-  fires ``handle_timer`` at the client's deadlines on the event loop's clock,
-  reports a peer whose connection ends (``peer_lost``) and hands every client
-  event to ``on_event``.  Register :meth:`ClientDriver.push_handler` for the
-  three push stream types to receive live blocks / mempool / votes.
+  fires ``handle_timer`` at the client's deadlines on the event loop's clock, reports a
+  peer whose connection ends (``peer_lost``), hands every client event to ``on_event``
+  and counts the requests peers reset or stopped by code (``refused``).  Register
+  :meth:`ClientDriver.push_handler` for the push stream types (live blocks, mempool, votes).
 * :class:`PushWriter` executes a :class:`~zapstack.bootstrap.server.BootstrapServer`'s
   pushes: per subscriber, in order, one uni stream per channel (the VOTE
   channel stays open).  A subscriber whose connection is gone is forgotten
@@ -38,6 +38,7 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator, MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
 from zapstack.bootstrap.client import BootstrapClient
@@ -134,10 +135,15 @@ class DeferredApplier:
 
 
 class _Kick:
-    """Wraps a stream handler: after every call, wake the driver's pump."""
+    """Wraps a stream handler: wakes the pump after each call; tells ``refused`` a reset's code."""
 
-    def __init__(self, inner: StreamHandler, kick: Callable[[], None]) -> None:
-        self.inner, self.kick = inner, kick
+    def __init__(
+        self,
+        inner: StreamHandler,
+        kick: Callable[[], None],
+        refused: Callable[[int], None] | None = None,
+    ) -> None:
+        self.inner, self.kick, self.refused = inner, kick, refused
 
     def on_data(self, data: bytes) -> Sequence[HandlerAction]:
         try:
@@ -153,6 +159,8 @@ class _Kick:
 
     def on_terminated(self, end: End, code: int | None) -> None:
         try:
+            if self.refused is not None and end in (End.RESET, End.STOPPED):
+                self.refused(code or 0)
             self.inner.on_terminated(end, code)
         finally:
             self.kick()
@@ -185,6 +193,8 @@ class ClientDriver:
         thousands)."""
         self.opened: Counter[tuple[bytes, StreamType]] = Counter()
         """Requests opened per (peer, stream type)."""
+        self.refused: Counter[tuple[StreamType, int]] = Counter()
+        """Requests the peers reset or stopped, per (stream type, wire code)."""
         self._streams: dict[int, tuple[Peer, OutStream | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -298,6 +308,9 @@ class ClientDriver:
                     log.warning("bootstrap event %s: %s", type(event).__name__, exc)
         self._progress.set()
 
+    def _refused(self, stream_type: StreamType, code: int) -> None:
+        self.refused[(stream_type, code)] += 1
+
     async def _open(self, cmd: OpenRequest) -> None:
         peer = self.peers.get(cmd.peer)
         if peer is None or peer.session.closed:
@@ -305,7 +318,8 @@ class ClientDriver:
             self.kick()
             return
         self.opened[(cmd.peer, cmd.stream_type)] += 1
-        handler = _Kick(ReplyHandler(self.client, self.now, cmd.req_id, cmd.peer), self.kick)
+        reply = ReplyHandler(self.client, self.now, cmd.req_id, cmd.peer)
+        handler = _Kick(reply, self.kick, partial(self._refused, cmd.stream_type))
         self._streams[cmd.req_id] = (peer, None)
         try:
             out = await peer.open_stream(cmd.stream_type, handler)

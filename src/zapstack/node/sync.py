@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from zapstack.bootstrap.client import BootstrapClient
 from zapstack.bootstrap.config import BootstrapConfig
 from zapstack.bootstrap.events import HeadSeen
 from zapstack.consensus import cert as cert_mod
-from zapstack.errors import TransportError, ZapError
+from zapstack.errors import TransportError, WireCode, ZapError
 from zapstack.node.bootstrap_driver import ClientDriver, DeferredApplier, cert_check
 from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_REPORT_S, STATE_SYNC_STALL_S
 from zapstack.node.health import PeerHeights
@@ -54,7 +54,7 @@ from zapstack.zap.views import BlockView
 if TYPE_CHECKING:
     from zapstack.node.node import Node
 
-__all__ = ["ChainSync"]
+__all__ = ["ChainSync", "refusals"]
 
 log = logging.getLogger("zapstack.node")
 
@@ -62,6 +62,26 @@ KEEP_BLOCKS = 64
 """Checked blocks (with certs) a state sync keeps to store its target block."""
 SYNC_POLL_S = 0.3
 """How often a state sync attaches newly connected peers."""
+
+
+def refusals(refused: Mapping[tuple[StreamType, int], int]) -> str:
+    """What the peers refused, for a failure message: ``; refused: STATE_CHUNK NOT_FOUND
+    x12, ...`` (most first; '' if nothing), and what a STATE_CHUNK NOT_FOUND means: the
+    peers no longer keep the target root (``BootstrapServer``: ``HOLD_PINS`` blocks at most
+    after it falls out of their last few)."""
+    if not refused:
+        return ""
+    parts = []
+    for (stream_type, code), n in sorted(refused.items(), key=lambda kv: (-kv[1], kv[0])):
+        try:
+            name = WireCode(code).name
+        except ValueError:
+            name = f"0x{code:02x}"
+        parts.append(f"{stream_type.name} {name} x{n}")
+    text = "; refused: " + ", ".join(parts)
+    if (StreamType.STATE_CHUNK, WireCode.NOT_FOUND) in refused:
+        text += " (NOT_FOUND: the peers no longer serve the target's state root)"
+    return text
 
 
 class ChainSync:
@@ -183,7 +203,7 @@ class ChainSync:
                 None if client.target is None else client.target.height, client.progress, now
             )
             if watch.stalled(now):
-                raise ZapError(watch.failure(now))
+                raise ZapError(watch.failure(now) + refusals(driver.refused))
             if (line := watch.line(now)) is not None:
                 log.info("%s", line)
             for p in node.conns.live():
