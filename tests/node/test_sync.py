@@ -156,7 +156,7 @@ def _chain_sync() -> sync_mod.ChainSync:
     async def dial_once(j: int) -> None:
         return None
 
-    conns = SimpleNamespace(dial_once=dial_once, live=lambda: ["peer"])
+    conns = SimpleNamespace(dial_once=dial_once, live=lambda: ["peer"], connected=lambda: [1])
     node = SimpleNamespace(g=SimpleNamespace(vset=SimpleNamespace(n=4)), me=3, conns=conns)
     return sync_mod.ChainSync(node)  # type: ignore[arg-type]
 
@@ -254,4 +254,4 @@ def test_a_stalled_sync_says_what_the_peers_refused(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ZapError) as err:
         _download(chain, client)
     assert str(err.value).startswith("state sync made no progress for 0 s (at height 8, 0/64")
-    assert str(err.value).endswith(sync_mod.refusals(refused))
+    assert str(err.value).endswith("; validators connected: [1]" + sync_mod.refusals(refused))

@@ -203,7 +203,11 @@ class ChainSync:
                 None if client.target is None else client.target.height, client.progress, now
             )
             if watch.stalled(now):
-                raise ZapError(watch.failure(now) + refusals(driver.refused))
+                linked = node.conns.connected()
+                raise ZapError(
+                    f"{watch.failure(now)}; validators connected: {linked or 'none'}"
+                    + refusals(driver.refused)
+                )
             if (line := watch.line(now)) is not None:
                 log.info("%s", line)
             for p in node.conns.live():
