@@ -228,12 +228,11 @@ def test_roots_peers_pull_are_kept_past_keep_roots_for_a_while(
 ) -> None:
     """keep_roots = 2: a root falls out at the pin that leaves two newer ones, unless a
     STATE_CHUNK request for it was served since the previous pin; then it is kept, for at
-    most HOLD_PINS pins counted from that one, and at most KEEP_PULLED such roots (the
+    most ``hold_pins`` pins counted from that one, and at most KEEP_PULLED such roots (the
     newest of them)."""
     monkeypatch.setattr(servermod, "KEEP_PULLED", 2)
-    monkeypatch.setattr(servermod, "HOLD_PINS", 3)
     db = ZapDB.open(tmp_path / "db")
-    server = BootstrapServer(db, keep_roots=2)
+    server = BootstrapServer(db, keep_roots=2, hold_pins=3)
     r: list[bytes] = []
 
     def block(*pulled: int) -> tuple[bytes, ...]:
@@ -252,7 +251,7 @@ def test_roots_peers_pull_are_kept_past_keep_roots_for_a_while(
         assert block(0) == (r[0], r[1], r[2])  # r0 fell out at pin 3, pulled: kept
         assert block(0) == (r[0], r[2], r[3])  # r1 was not pulled: gone at once
         assert block(0) == (r[0], r[3], r[4])
-        assert block(0) == (r[4], r[5])  # r0 kept for pins 3, 4, 5: HOLD_PINS, released
+        assert block(0) == (r[4], r[5])  # r0 kept for pins 3, 4, 5: hold_pins, released
         with pytest.raises(RemoteProtocolError) as err:
             block(0)
         assert err.value.code is WireCode.NOT_FOUND

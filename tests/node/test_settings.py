@@ -20,6 +20,7 @@ VALUES: dict[str, dict[str, object]] = {
     "quic": {"flag": "aioquic", "env": "aioquic", "file": "aioquic"},
     "halt_height": {"flag": 7, "env": "8", "file": 9},
     "state_sync": {"flag": True, "env": "yes", "file": True},
+    "state_hold_blocks": {"flag": 1000, "env": "2000", "file": 3000},
     "log_level": {"flag": "debug", "env": "info", "file": "error"},
     "log_format": {"flag": "json", "env": "json", "file": "json"},
 }
@@ -29,6 +30,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     "quic": {"flag": "aioquic", "env": "aioquic", "file": "aioquic"},
     "halt_height": {"flag": 7, "env": 8, "file": 9},
     "state_sync": {"flag": True, "env": True, "file": True},
+    "state_hold_blocks": {"flag": 1000, "env": 2000, "file": 3000},
     "log_level": {"flag": "debug", "env": "info", "file": "error"},
     "log_format": {"flag": "json", "env": "json", "file": "json"},
 }
@@ -86,6 +88,7 @@ def test_home(tmp_path: Path) -> None:
         ({}, 'http_port = "9464"', "zap.toml: http_port: expected an integer, got str"),
         ({}, "halt_height = -1", "halt_height: -1 is not in 0 .."),
         ({}, "state_sync = 1", "state_sync: 1 is not a boolean"),
+        ({}, "state_hold_blocks = 0", "state_hold_blocks: 0 is not in 1 .. 1048576"),
         ({}, "http_prot = 1", "unknown key 'http_prot'"),
         ({}, "http_port = ", "not TOML"),
         ({}, 'home = "/elsewhere"', "a home's own zap.toml cannot set home"),

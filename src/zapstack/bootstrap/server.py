@@ -13,8 +13,9 @@ Contract
   state roots, so a bootstrapping peer can keep pulling chunks of the root it
   chose while this node moves on -- and, past those, of up to ``KEEP_PULLED`` older
   roots that served a STATE_CHUNK request since the previous pin, each for at most
-  ``HOLD_PINS`` pins after it fell out (a sync slower than ``keep_roots`` blocks keeps
-  its root; a peer cannot hold old snapshots, and so LMDB's old pages, for long);
+  ``hold_pins`` pins (default ``HOLD_PINS``) after it fell out (a sync slower than
+  ``keep_roots`` blocks keeps its root; a peer cannot hold old snapshots, and so LMDB's
+  old pages, for long);
 * the subscriptions peers asked for in their HEADER_RANGE requests.
 
 Requests arrive through per-stream handlers from :meth:`handler` (the
@@ -86,7 +87,8 @@ MAX_REQUEST = 64
 KEEP_PULLED = 4
 """Roots kept pinned beyond ``keep_roots`` while peers pull their chunks."""
 HOLD_PINS = 256
-"""Pins (finalized blocks) a root is kept at most after it fell out of ``keep_roots``."""
+"""Pins (finalized blocks) a root is kept at most after it fell out of ``keep_roots``, by
+default (a node's ``state_hold_blocks`` option)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +140,12 @@ class BootstrapServer:
         keep_roots: int = 4,
         blocks: MutableMapping[int, tuple[bytes, bytes]] | None = None,
         head: int = 0,
+        hold_pins: int = HOLD_PINS,
     ) -> None:
         self.db = db
         self.keep_roots = keep_roots
+        self.hold_pins = hold_pins
+        """Pins a pulled root is kept at most after it fell out of ``keep_roots``."""
         self.blocks: MutableMapping[int, tuple[bytes, bytes]] = {} if blocks is None else blocks
         """Finalized height -> (block bytes, cert bytes)."""
         self.head = head
@@ -181,7 +186,7 @@ class BootstrapServer:
                 fell = self._fell.setdefault(old_root, self._pins)
                 if (
                     old_root in self._pulled
-                    and self._pins - fell < HOLD_PINS
+                    and self._pins - fell < self.hold_pins
                     and kept < KEEP_PULLED
                 ):
                     kept += 1  # a peer is syncing it: keep it a while

@@ -222,6 +222,13 @@ def node(
         "--state-sync/--no-state-sync",
         help="With an empty data dir: download and verify a recent finalized state from peers.",
     ),
+    state_hold_blocks: int = typer.Option(
+        None,
+        "--state-hold-blocks",
+        min=1,
+        max=1 << 20,
+        help="Blocks a state root peers sync from stays served after the last 4 (default 256).",
+    ),
     log_level: str = typer.Option(
         None,
         "--log-level",
@@ -248,6 +255,7 @@ def node(
         "quic": binding,
         "halt_height": halt_height,
         "state_sync": state_sync,
+        "state_hold_blocks": state_hold_blocks,
         "log_level": log_level,
         "log_format": log_format,
     }

@@ -53,7 +53,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from zapstack.bootstrap.server import BootstrapServer
+from zapstack.bootstrap.server import HOLD_PINS, BootstrapServer
 from zapstack.dht.ids import Contact
 from zapstack.errors import FatalStoreError, ZapError
 from zapstack.node.blockdht import NodeDht
@@ -103,6 +103,7 @@ class Node:
         http_host: str = "127.0.0.1",
         halt_height: int | None = None,
         state_sync: bool = False,
+        state_hold_blocks: int = HOLD_PINS,
     ) -> None:
         self.home = home
         self.g = genesis or load_genesis(find_genesis(home))
@@ -134,7 +135,10 @@ class Node:
         self.build_chain()
         self._check_block_files()
         self.boot = BootstrapServer(
-            self.db, blocks=StoreBlocks(self.blocks), head=self.executor.height
+            self.db,
+            blocks=StoreBlocks(self.blocks),
+            head=self.executor.height,
+            hold_pins=state_hold_blocks,
         )
         if not self.needs_sync:
             self.boot.pin()

@@ -184,6 +184,7 @@ def run_node(
                 http_host=settings.http_host,
                 halt_height=settings.halt_height or None,
                 state_sync=settings.state_sync,
+                state_hold_blocks=settings.state_hold_blocks,
             )
 
         async def main() -> str | None:

@@ -33,6 +33,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from zapstack.bootstrap.server import HOLD_PINS
 from zapstack.errors import ConfigError
 
 __all__ = [
@@ -129,6 +130,9 @@ OPTIONS: dict[str, Option] = {
     "quic": Option("qh3", _choice(QUIC_CHOICES), "QUIC stack"),
     "halt_height": Option(0, _int(0, 2**63 - 1), "stop deciding after this height (0: never)"),
     "state_sync": Option(False, _bool, "empty data dir: download a recent state first"),
+    "state_hold_blocks": Option(
+        HOLD_PINS, _int(1, 1 << 20), "blocks a root peers sync from stays served after the last 4"
+    ),
     "log_level": Option("warning", _choice(LOG_LEVELS), "terminal log level"),
     "log_format": Option("text", _choice(LOG_FORMATS), "terminal format: text or json"),
 }
@@ -147,6 +151,7 @@ class NodeSettings:
     quic: str = "qh3"
     halt_height: int = 0
     state_sync: bool = False
+    state_hold_blocks: int = HOLD_PINS
     log_level: str = "warning"
     log_format: str = "text"
     sources: dict[str, str] = field(default_factory=dict)
