@@ -4,11 +4,14 @@ requests peers refused, counted by stream type and code."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from zapstack.bootstrap.events import OpenRequest
 from zapstack.errors import WireCode
 from zapstack.node import bootstrap_driver
 from zapstack.node.bootstrap_driver import ClientDriver
@@ -122,3 +125,48 @@ def test_the_driver_counts_refusals_by_stream_type_and_code() -> None:
         (StreamType.STATE_CHUNK, WireCode.NOT_FOUND): 2,
         (StreamType.HEADER_RANGE, WireCode.RATE_LIMITED): 1,
     }
+
+
+class _ResetClient(_QuietClient):
+    """Takes the reset a request's reply handler reports."""
+
+    def __init__(self) -> None:
+        self.resets: list[tuple[int, int]] = []
+
+    def response_reset(self, req_id: int, code: int, now: float) -> None:
+        self.resets.append((req_id, code))
+
+
+class _Out:
+    stream_id = 4
+
+    async def finish(self, data: bytes) -> None:
+        return None
+
+
+class _Peer:
+    """A connection whose every request the peer answers with a reset of ``code``."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.session = SimpleNamespace(closed=False)
+
+    async def open_stream(self, stream_type: StreamType, handler: Any) -> _Out:
+        handler.on_terminated(End.RESET, self.code)
+        return _Out()
+
+
+def test_a_request_the_peer_resets_is_counted_and_reaches_the_client() -> None:
+    client = _ResetClient()
+
+    async def main() -> Counter[tuple[StreamType, int]]:
+        driver = ClientDriver(client)  # type: ignore[arg-type]
+        driver.peers[b"P"] = _Peer(WireCode.NOT_FOUND)  # type: ignore[assignment]
+        cmd = OpenRequest(7, b"P", StreamType.STATE_CHUNK, b"req")
+        await driver._open(cmd)
+        await driver._open(OpenRequest(8, b"P", StreamType.STATE_CHUNK, b"req"))
+        return driver.refused
+
+    refused = _run(main)
+    assert refused == {(StreamType.STATE_CHUNK, WireCode.NOT_FOUND): 2}
+    assert client.resets == [(7, WireCode.NOT_FOUND), (8, WireCode.NOT_FOUND)]
