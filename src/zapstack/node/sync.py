@@ -67,8 +67,8 @@ SYNC_POLL_S = 0.3
 def refusals(refused: Mapping[tuple[StreamType, int], int]) -> str:
     """What the peers refused, for a failure message: ``; refused: STATE_CHUNK NOT_FOUND
     x12, ...`` (most first; '' if nothing), and what a STATE_CHUNK NOT_FOUND means: the
-    peers no longer keep the target root (``BootstrapServer``: ``HOLD_PINS`` blocks at most
-    after it falls out of their last few)."""
+    peers no longer keep the target root (they keep one ``state_hold_blocks`` blocks at
+    most after it falls out of their last few)."""
     if not refused:
         return ""
     parts = []
