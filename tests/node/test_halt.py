@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 
 from zapstack.devnet.processes import ProcessCluster, free_port_base, read_status
+from zapstack.errors import FatalStoreError
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.genesis import make_devnet
 from zapstack.node.halt import RESERVE_FILE, describe
 from zapstack.node.node import Node
 from zapstack.verify.executor import HEAD_HEIGHT_META
-from zapstack.zapdb import FailAt
+from zapstack.zapdb import FailAt, ZapDB
 
 
 def one_validator(tmp_path: Path) -> Path:
@@ -130,6 +131,26 @@ def test_a_bug_in_any_loop_halts(tmp_path: Path, caplog: pytest.LogCaptureFixtur
 
 def test_describe_is_one_line() -> None:
     assert describe(OSError(28, "No space\nleft")) == "OSError: [Errno 28] No space left"
+
+
+def test_a_store_at_its_map_size_halts_with_what_to_do(tmp_path: Path) -> None:
+    """A real LMDB map that fills: the commit fails (FatalStoreError, caused by LMDB's
+    MapFullError), the store refuses writes after, and the halt reason says which option
+    raises the bound; another error gets no such hint."""
+    db = ZapDB.open(tmp_path / "db", map_size=1 << 20)
+    try:
+        txn = db.begin()
+        for i in range(20_000):
+            txn.set(b"k%08d" % i, bytes(64))
+        with pytest.raises(FatalStoreError) as err:
+            txn.commit()
+        assert db.halted
+    finally:
+        db.close()
+    line = describe(err.value)
+    assert line.startswith("FatalStoreError: ZapDB write failed, txn discarded: ")
+    assert "MDB_MAP_FULL" in line and line.endswith("restart with a larger --db-max-gib)")
+    assert "--db-max-gib" not in describe(FatalStoreError("ZapDB write failed: EIO"))
 
 
 # ------------------------------------------------------------------ a real full disk

@@ -222,6 +222,13 @@ def node(
         "--state-sync/--no-state-sync",
         help="With an empty data dir: download and verify a recent finalized state from peers.",
     ),
+    db_max_gib: int = typer.Option(
+        None,
+        "--db-max-gib",
+        min=1,
+        max=1 << 16,
+        help="GiB the state store may grow to at most (default 1024; address space only).",
+    ),
     state_hold_blocks: int = typer.Option(
         None,
         "--state-hold-blocks",
@@ -255,6 +262,7 @@ def node(
         "quic": binding,
         "halt_height": halt_height,
         "state_sync": state_sync,
+        "db_max_gib": db_max_gib,
         "state_hold_blocks": state_hold_blocks,
         "log_level": log_level,
         "log_format": log_format,

@@ -21,6 +21,7 @@ from zapstack.errors import ZapError
 
 __all__ = [
     "CATCH_UP_TIMEOUT",
+    "DB_MAX_GIB",
     "DIAL_RETRY_S",
     "GOSSIP_PERIOD_S",
     "MAX_GOSSIP",
@@ -35,6 +36,10 @@ MAX_GOSSIP = 4 * 1024 * 1024
 """Largest MEMPOOL_GOSSIP stream a node buffers."""
 CATCH_UP_TIMEOUT = 60.0
 """Bound on one catch-up (seconds)."""
+DB_MAX_GIB = 1024
+"""Default bound on a node's state store (``db/data.mdb``), in GiB: LMDB maps it whole, as
+address space only (the file grows with the data, sparse), so a generous bound costs
+nothing on a 64-bit system; a store that reaches it halts the node (``--db-max-gib``)."""
 STATE_SYNC_STALL_S = 60.0
 """A state sync of an empty data dir fails once it made no progress (no target block, no
 chunk depth, no verified chunk) for this long (seconds); it has no bound on its total

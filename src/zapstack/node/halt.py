@@ -31,6 +31,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lmdb
+
 from zapstack.node.status import node_status, write_status
 
 if TYPE_CHECKING:
@@ -58,8 +60,14 @@ def hold_reserve(home: Path) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """One line: the error's type and message."""
+    """One line: the error's type and message (and, for a state store that reached its
+    map size, what to do)."""
     text = " ".join(str(exc).split()) or "(no message)"
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, lmdb.MapFullError):
+        cause = cause.__cause__
+    if cause is not None:
+        text += " (the state store reached its size bound: restart with a larger --db-max-gib)"
     return f"{type(exc).__name__}: {text}"
 
 

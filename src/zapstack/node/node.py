@@ -59,7 +59,7 @@ from zapstack.errors import FatalStoreError, ZapError
 from zapstack.node.blockdht import NodeDht
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.bootstrap_driver import PushWriter, StoreBlocks
-from zapstack.node.config import GOSSIP_PERIOD_S, TICK_PERIOD_S, find_genesis
+from zapstack.node.config import DB_MAX_GIB, GOSSIP_PERIOD_S, TICK_PERIOD_S, find_genesis
 from zapstack.node.datadir import write_genesis_state
 from zapstack.node.engine import Consensus, HeightRecord
 from zapstack.node.genesis import Genesis, NodeKeys, load_genesis, load_node_keys
@@ -104,6 +104,7 @@ class Node:
         halt_height: int | None = None,
         state_sync: bool = False,
         state_hold_blocks: int = HOLD_PINS,
+        db_max_gib: int = DB_MAX_GIB,
     ) -> None:
         self.home = home
         self.g = genesis or load_genesis(find_genesis(home))
@@ -124,7 +125,7 @@ class Node:
         )
         """Work nobody waits for (Corona round 1 ahead, cert upgrades): one thread of
         its own, so it never queues ahead of ``work`` (the critical path's pool)."""
-        self.db = ZapDB.open(home / "db")
+        self.db = ZapDB.open(home / "db", map_size=db_max_gib << 30)
         self.needs_sync = state_sync and self.db.meta_get(HEAD_HEIGHT_META) is None
         """Empty data dir + ``state_sync``: download a recent state before voting."""
         if not self.needs_sync:

@@ -185,6 +185,7 @@ def run_node(
                 halt_height=settings.halt_height or None,
                 state_sync=settings.state_sync,
                 state_hold_blocks=settings.state_hold_blocks,
+                db_max_gib=settings.db_max_gib,
             )
 
         async def main() -> str | None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from zapstack.bootstrap.server import HOLD_PINS
 from zapstack.errors import ConfigError
+from zapstack.node.config import DB_MAX_GIB
 
 __all__ = [
     "DEFAULT_HOME",
@@ -130,6 +131,9 @@ OPTIONS: dict[str, Option] = {
     "quic": Option("qh3", _choice(QUIC_CHOICES), "QUIC stack"),
     "halt_height": Option(0, _int(0, 2**63 - 1), "stop deciding after this height (0: never)"),
     "state_sync": Option(False, _bool, "empty data dir: download a recent state first"),
+    "db_max_gib": Option(
+        DB_MAX_GIB, _int(1, 1 << 16), "GiB the state store (LMDB map) may grow to at most"
+    ),
     "state_hold_blocks": Option(
         HOLD_PINS, _int(1, 1 << 20), "blocks a root peers sync from stays served after the last 4"
     ),
@@ -151,6 +155,7 @@ class NodeSettings:
     quic: str = "qh3"
     halt_height: int = 0
     state_sync: bool = False
+    db_max_gib: int = DB_MAX_GIB
     state_hold_blocks: int = HOLD_PINS
     log_level: str = "warning"
     log_format: str = "text"
