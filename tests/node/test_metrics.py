@@ -41,7 +41,7 @@ def fake_node() -> SimpleNamespace:
         executor=SimpleNamespace(candidates=(1, 2)),
         endpoint=SimpleNamespace(breach_counts={"rate": 3, "privileged": 1}),
         conns=SimpleNamespace(connected=lambda: [1, 2]),
-        sync=SimpleNamespace(catching_up=False, heights=PeerHeights(4, 0)),
+        sync=SimpleNamespace(catching_up=False, heights=PeerHeights(4, 0), progress=lambda: None),
         needs_sync=False,
         fatal=None,
     )
@@ -87,6 +87,19 @@ def test_scrape_reads_state_and_counters_as_they_are_now() -> None:
     assert got[("zap_peer_breaches_total", (("rule", "rate"),))] == 3
     assert got[("process_cpu_seconds_total", ())] >= 0  # the standard process collector
     assert ("python_info", ()) in {(k[0], ()) for k in got}
+
+
+def test_a_running_state_sync_is_exported_and_absent_otherwise() -> None:
+    node = fake_node()
+    m = NodeMetrics(node)
+    assert not any(name.startswith("zap_state_sync") for name, _ in samples(m))
+    record = {"target": 8, "chunks": 412, "of": 1024, "entries": 41200, "seconds": 20.0,
+              "idle_s": 1.5}  # fmt: skip
+    node.sync.progress = lambda: record
+    got = samples(m)
+    assert got[("zap_state_sync_chunks", (("of", "verified"),))] == 412
+    assert got[("zap_state_sync_chunks", (("of", "total"),))] == 1024
+    assert got[("zap_state_sync_idle_seconds", ())] == 1.5
 
 
 def test_finalize_and_leg_histograms_observe_each_leg_once() -> None:

@@ -20,6 +20,8 @@ zap_mempool_txs                           gauge  txs in the mempool
 zap_peers                                 gauge  validators connected
 zap_peers_height                          gauge  peers' finalized height (health rule 5)
 zap_healthy                               gauge  1 when ``/health`` answers 200
+zap_state_sync_chunks{of}                 gauge  a running state sync: verified, total
+zap_state_sync_idle_seconds               gauge  ... seconds since its last progress
 zap_in_flight{pipeline}                   gauge  work in flight per pipeline
 zap_tx_admitted_total                     ctr    txs admitted (tx receive stage 5)
 zap_tx_rejected_total{stage,code}         ctr    tx streams rejected, by stage and code
@@ -97,6 +99,17 @@ class NodeCollector(Collector):
         if health.peers_height is not None:
             yield GaugeMetricFamily(
                 "zap_peers_height", "peers' finalized height", value=health.peers_height
+            )
+        sync = node.sync.progress()
+        if sync is not None:  # a state sync runs (before consensus starts)
+            chunks = GaugeMetricFamily("zap_state_sync_chunks", "state sync chunks", labels=["of"])
+            chunks.add_metric(["verified"], sync["chunks"])
+            chunks.add_metric(["total"], sync["of"])
+            yield chunks
+            yield GaugeMetricFamily(
+                "zap_state_sync_idle_seconds",
+                "since the state sync's last progress",
+                value=sync["idle_s"],
             )
         flight = GaugeMetricFamily("zap_in_flight", "work in flight", labels=["pipeline"])
         for pipeline, n in in_flight(node).items():
