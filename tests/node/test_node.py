@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,14 +13,19 @@ from zapstack.node.config import DB_MAX_GIB
 from zapstack.node.node import Node
 
 
+def _built(devnet_home: Path, tmp_path: Path, **options: Any) -> Node:
+    """Validator 1 of the devnet, in a home of its own, built with ``options``."""
+    home = tmp_path / "node-1"
+    shutil.copytree(devnet_home / "node-1", home)
+    shutil.copy(devnet_home / "genesis.json", tmp_path / "genesis.json")
+    return Node(home, **options)
+
+
 @pytest.mark.parametrize("hold", [None, 1, 5000])
 def test_state_hold_blocks_reaches_the_bootstrap_server(
     devnet_home: Path, tmp_path: Path, hold: int | None
 ) -> None:
-    home = tmp_path / "node-1"
-    shutil.copytree(devnet_home / "node-1", home)
-    shutil.copy(devnet_home / "genesis.json", tmp_path / "genesis.json")
-    node = Node(home) if hold is None else Node(home, state_hold_blocks=hold)
+    node = _built(devnet_home, tmp_path, **({} if hold is None else {"state_hold_blocks": hold}))
     try:
         assert node.boot.hold_pins == (HOLD_PINS if hold is None else hold)
     finally:
@@ -30,12 +36,8 @@ def test_state_hold_blocks_reaches_the_bootstrap_server(
 def test_db_max_gib_is_the_state_stores_map_size(
     devnet_home: Path, tmp_path: Path, gib: int | None
 ) -> None:
-    home = tmp_path / "node-1"
-    shutil.copytree(devnet_home / "node-1", home)
-    shutil.copy(devnet_home / "genesis.json", tmp_path / "genesis.json")
-    node = Node(home) if gib is None else Node(home, db_max_gib=gib)
+    node = _built(devnet_home, tmp_path, **({} if gib is None else {"db_max_gib": gib}))
     try:
-        want = (DB_MAX_GIB if gib is None else gib) << 30
-        assert node.db._env.info()["map_size"] == want
+        assert node.db._env.info()["map_size"] == (DB_MAX_GIB if gib is None else gib) << 30
     finally:
         node.close()
