@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zapstack.cli.wallet_read import status_text
 from zapstack.node.blockstore import BlockStore
 from zapstack.node.http.api_spec import OPS, openapi
 
@@ -45,6 +46,17 @@ def test_block_and_status(api_chain: Any) -> None:
     assert text.returncode == 0 and text.stdout.startswith("height 2  id ")
     status = json.loads(_zap("status", "--node", api_chain.url, "--json").stdout)
     assert status["chain_id"] == api_chain.genesis.chain_id and status["height"] >= 2
+
+
+def test_status_text_prints_a_record_as_name_value_pairs() -> None:
+    sync = {"target": 8, "chunks": 412, "of": 1024, "entries": 41200, "seconds": 20.0,
+            "idle_s": 1.5}  # fmt: skip
+    assert status_text({"height": 0, "catching_up": True, "state_sync": sync}) == (
+        "height       0\n"
+        "catching_up  True\n"
+        "state_sync   target=8 chunks=412 of=1024 entries=41200 seconds=20.0 idle_s=1.5"
+    )
+    assert status_text({"state_sync": None}) == "state_sync   None"
 
 
 def test_api_spec_writes_the_generated_document(tmp_path: Path) -> None:

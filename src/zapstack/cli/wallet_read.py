@@ -20,7 +20,7 @@ import typer
 from zapstack.cli.wallet import JsonOpt, KeyOpt, NodeOpt, _emit, api, load_key, out
 from zapstack.errors import InvalidCert
 
-__all__ = ["account", "api_spec", "block", "status"]
+__all__ = ["account", "api_spec", "block", "status", "status_text"]
 
 
 def _trusted_genesis(node: str | None, path: Path | None) -> tuple[Any, str]:
@@ -87,11 +87,21 @@ def block(
     _emit(doc, as_json, "\n".join(lines))
 
 
+def status_text(doc: dict[str, Any]) -> str:
+    """``/v1/status`` for people: one field a line, a record's fields as ``name=value``."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, dict):
+            return " ".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    return "\n".join(f"{k:12} {cell(v)}" for k, v in doc.items())
+
+
 def status(node: str = NodeOpt, as_json: bool = JsonOpt) -> None:
     """The node's view of the chain."""
     doc = api(node, "GET", "/v1/status")
-    text = "\n".join(f"{k:12} {v}" for k, v in doc.items())
-    _emit(doc, as_json, text)
+    _emit(doc, as_json, status_text(doc))
 
 
 def api_spec(
