@@ -12,7 +12,6 @@ from zapstack.transport import peer as peermod
 from zapstack.transport.bindings import run_bounded
 from zapstack.transport.driver import Binding, Endpoint, TransportConfig
 from zapstack.transport.identity import NodeIdentity
-from zapstack.transport.inbound import InboundCaps, host_of
 from zapstack.transport.limits import LimitPolicy
 
 from .conftest import setup, teardown
@@ -276,13 +275,6 @@ def test_transmit_now_sends_while_held_and_keeps_the_hold() -> None:
     assert during == ["tx"] and sent == ["tx", "tx"]  # the step's one flush follows
 
 
-def test_host_of_reads_the_ip_and_unmaps_ipv4() -> None:
-    assert host_of(("127.0.0.1", 9)) == "127.0.0.1"
-    assert host_of(("::ffff:10.1.2.3", 9, 0, 0)) == "10.1.2.3"
-    assert host_of(("fe80::1%eth0", 9, 0, 2)) == "fe80::1"
-    assert host_of(("::1", 9, 0, 0)) == "::1"
-
-
 def test_inbound_connections_past_the_caps_are_closed(binding: Binding) -> None:
     """max_inbound_per_host 2 (all dialers are on 127.0.0.1), max_inbound 3: the third
     dialer from the host is closed with RATE_LIMITED once its HELLO verifies, a validator
@@ -319,20 +311,6 @@ def test_inbound_connections_past_the_caps_are_closed(binding: Binding) -> None:
             await endpoint.close()
 
     run_bounded(main(), 30)
-
-
-def test_the_caps_count_by_host_and_in_all() -> None:
-    caps = InboundCaps(total=3, per_host=2)
-    a, b, c, d, e = (object() for _ in range(5))
-    assert caps.admit(a, "10.0.0.1") is None and caps.admit(b, "10.0.0.2") is None
-    assert caps.admit(c, "10.0.0.1") is None
-    assert caps.admit(d, "10.0.0.1") == "3 inbound connections held"  # total first
-    caps.gone(b)
-    caps.gone(b)  # idempotent
-    assert caps.admit(d, "10.0.0.1") == "2 inbound connections from 10.0.0.1 held"
-    assert caps.admit(e, "10.0.0.3") is None and caps.refused == 2
-    caps.gone(a)
-    assert caps.admit(d, "10.0.0.1") is None and len(caps.held) == 3
 
 
 def test_an_inbound_connection_without_hello_is_closed(
