@@ -87,7 +87,7 @@ class StateDownload:
     @property
     def progress(self) -> StateProgress:
         """Chunks and entries written so far, of :attr:`total` chunks."""
-        return StateProgress(len(self._written), self.total, self.entries_written)
+        return StateProgress(self.chunks_done, self.total, self.entries_written)
 
     def write(self, chunk: StateChunk) -> bool:
         """Verify ``chunk`` against the target root and write it; True once every chunk is in."""
