@@ -24,10 +24,10 @@ from zapstack.node.blockstore import BlockStore
 from zapstack.node.genesis import load_genesis, make_devnet
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+def wait(predicate: Callable[[], Any], timeout: float, what: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what()
         time.sleep(0.2)
 
 
@@ -42,7 +42,7 @@ def test_damaged_block_files_are_refetched_from_peers(tmp_path: Path) -> None:
         wait(
             lambda: len(cluster.heights()) == 4 and min(cluster.heights().values()) >= 4,
             120,
-            "devnet did not reach height 4",
+            lambda: "devnet did not reach height 4:\n" + cluster.report(),
         )
         cluster.kill(0, signal.SIGTERM)
         blocks = homes[0] / "blocks"
@@ -58,7 +58,7 @@ def test_damaged_block_files_are_refetched_from_peers(tmp_path: Path) -> None:
         wait(
             lambda: (read_status(homes[0]) or {}).get("height", -1) > stopped_at,
             120,
-            "validator 0 did not start and advance after the repair",
+            lambda: "validator 0 did not start and advance after the repair:\n" + cluster.report(),
         )
         assert cluster.alive(0)
         mine, theirs = BlockStore(blocks), BlockStore(homes[1] / "blocks")

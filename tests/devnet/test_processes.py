@@ -52,3 +52,30 @@ def test_stop_processes_terms_then_kills_one_that_ignores_sigterm() -> None:
     assert stubborn.returncode == -9  # it ignored SIGTERM: killed after the grace
     stubborn.stdout.close()
     stop_processes([polite, stubborn])  # already stopped: nothing to do
+
+
+def test_report_says_what_each_validator_is_doing(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from zapstack.devnet.processes import ProcessCluster
+
+    homes = [tmp_path / f"node-{i}" for i in range(3)]
+    for home in homes:
+        home.mkdir()
+    (homes[0] / "status.json").write_text(json.dumps({"height": 7}))
+    (homes[0] / "stdout.txt").write_text("one\ntwo\nthree\nfour\n")
+    (homes[1] / "node.log").write_text('{"event": "x", "level": "error"}\n')
+    cluster = ProcessCluster(homes)
+    cluster.procs[1] = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    cluster.procs[1].wait()
+    assert cluster.report().splitlines() == [
+        "validator 0: not started, height 7",
+        "  stdout: two",
+        "  stdout: three",
+        "  stdout: four",
+        "validator 1: exited 3, no status",
+        '  log: {"event": "x", "level": "error"}',
+        "validator 2: not started, no status",
+    ]

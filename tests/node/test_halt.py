@@ -178,10 +178,10 @@ def _fill(where: Path) -> Path:
     return filler
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+def _wait(predicate: Callable[[], Any], timeout: float, what: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what()
         time.sleep(0.2)
 
 
@@ -201,11 +201,15 @@ def test_real_full_disk_halts_cleanly_and_the_restart_catches_up(tmp_path: Path)
         _wait(
             lambda: min(cluster.heights().values(), default=0) >= 2 and len(cluster.heights()) == 4,
             90,
-            "devnet did not reach height 2",
+            lambda: "devnet did not reach height 2:\n" + cluster.report(),
         )
         filler = _fill(disk)
         proc = cluster.procs[0]
-        _wait(lambda: proc.poll() is not None, 60, "validator 0 did not halt on a full disk")
+        _wait(
+            lambda: proc.poll() is not None,
+            60,
+            lambda: "validator 0 did not halt on a full disk:\n" + cluster.report(),
+        )
         assert proc.returncode == 1
         out = (disk / "stdout.txt").read_bytes().decode(errors="replace")
         assert out.count("error: node halted:") == 1 and "No space left on device" in out
@@ -224,7 +228,7 @@ def test_real_full_disk_halts_cleanly_and_the_restart_catches_up(tmp_path: Path)
                 and not (read_status(disk) or {}).get("halted")
             ),
             90,
-            "validator 0 did not catch up after the restart",
+            lambda: "validator 0 did not catch up after the restart:\n" + cluster.report(),
         )
         assert others >= halted_at
         records = [json.loads(line) for line in (disk / "node.log").read_text().splitlines()]

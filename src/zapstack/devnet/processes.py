@@ -14,7 +14,8 @@ what each writes to its home folder (``status.json``, ``stdout.txt``).
   alerting on the log would be paged for (ERROR, WARNING, CRITICAL, or not a
   JSON log record at all);
 * :class:`ProcessCluster` holds N node processes over one devnet home and
-  starts, kills, restarts and stops them.
+  starts, kills, restarts and stops them; :meth:`ProcessCluster.report` says what
+  each is doing, for a failing test's message.
 
 Everything here is blocking and synchronous (``subprocess``, file reads);
 callers on an event loop call it between awaits.  Stopping is idempotent: a
@@ -174,9 +175,30 @@ class ProcessCluster:
                 out[i] = int(st["height"])
         return out
 
+    def report(self, lines: int = 3) -> str:
+        """Each validator's state for a failure message: running or its exit code, its
+        height (or no status yet), the last ``lines`` lines of its stdout and the last
+        ``lines`` alert lines of its log."""
+        out = []
+        for i, home in enumerate(self.homes):
+            proc = self.procs.get(i)
+            state = "not started" if proc is None else _exit_text(proc.poll())
+            st = self.status(i)
+            height = "no status" if st is None else f"height {st.get('height')}"
+            out.append(f"validator {i}: {state}, {height}")
+            stdout = home / "stdout.txt"
+            text = stdout.read_text(errors="replace") if stdout.exists() else ""
+            out += [f"  stdout: {line}" for line in text.splitlines()[-lines:]]
+            out += [f"  log: {line[:300]}" for line in log_alerts(home)[-lines:]]
+        return "\n".join(out)
+
     def stop(self) -> None:
         """Graceful stop of every process (SIGTERM, then SIGKILL after 15 s)."""
         stop_processes(list(self.procs.values()), 15)
+
+
+def _exit_text(code: int | None) -> str:
+    return "running" if code is None else f"exited {code}"
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = 10) -> None:
