@@ -178,10 +178,16 @@ def _fill(where: Path) -> Path:
     return filler
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: Callable[[], str]) -> None:
+def _wait(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: Callable[[], str],
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait until ``predicate``; fail with ``what()`` at ``timeout`` or as soon as ``stop``."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, what()
+        assert time.monotonic() < deadline and not stop(), what()
         time.sleep(0.2)
 
 
@@ -198,10 +204,16 @@ def test_real_full_disk_halts_cleanly_and_the_restart_catches_up(tmp_path: Path)
         cluster = ProcessCluster(homes)
         for i in range(4):
             cluster.start(i)
+        up = cluster  # every validator must stay up while the devnet starts
         _wait(
-            lambda: min(cluster.heights().values(), default=0) >= 2 and len(cluster.heights()) == 4,
-            90,
-            lambda: "devnet did not reach height 2:\n" + cluster.report(),
+            lambda: (
+                all(up.alive(i) for i in range(4))
+                and min(up.heights().values(), default=0) >= 2
+                and len(up.heights()) == 4
+            ),
+            180,
+            lambda: "devnet did not reach height 2:\n" + up.report(),
+            stop=lambda: not all(up.alive(i) for i in range(4)),
         )
         filler = _fill(disk)
         proc = cluster.procs[0]
