@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from zapstack.benchmarks import statebench
+from zapstack.benchmarks import quicbulk, statebench
+from zapstack.transport.driver import TransportConfig
 from zapstack.zapdb import batch, lmdbfast
 
 
@@ -135,6 +137,23 @@ def main() -> None:
                 f"{1000 * sync['state_MB'] / sync[f'{name}_MBps']:4.0f}); 25% of raw is "
                 f"{4 * sync['raw_ms']:4.0f} ms"
             )
+        replies, reply_mb = int(sync["replies"]), sync["reply_MB"]
+        quic = statistics.median(
+            quicbulk.measure(
+                "qh3",
+                limit=64,
+                streams=replies,
+                size=int(reply_mb * 1e6 / replies),
+                config=TransportConfig(),
+            )[0]
+            for _ in range(3)
+        )
+        print(
+            f"  QUIC alone, the same bytes: {replies} streams of {reply_mb * 1e3 / replies:.0f} kB "
+            f"({reply_mb:.1f} MB) between two processes with the node's transport settings, "
+            f"nothing else done: {quic * 1e3:4.0f} ms ({reply_mb / quic:5.1f} MB/s) of the "
+            f"{4 * sync['raw_ms']:4.0f} ms that 25% of raw allows"
+        )
         print("  (client alone: parse + verify + load + commit of replies served beforehand;")
         print("   in-process peers share this process's core; QUIC peers run in their own")
         print("   processes on the box's other core, the CPU figure is the client's alone)")

@@ -77,6 +77,9 @@ def test_tiny_row_has_every_figure(tmp_path: Path) -> None:
     assert row.extras["sync1_MBps"] > 0 and row.extras["sync3_MBps"] > 0
     assert row.extras["client_MBps"] > 0 and row.extras["client_MBps_cpu"] > 0
     assert row.extras["state_MB"] == pytest.approx(600 * (17 + 96) / 1e6, rel=0.05)
+    # 2**3 chunks of ~75 entries fit one reply of 16; it carries the entries and their proofs
+    assert row.extras["chunk_depth"] == 3 and row.extras["replies"] == 1
+    assert row.extras["state_MB"] < row.extras["reply_MB"] < 2 * row.extras["state_MB"]
 
 
 def test_sha_blocks_follow_fips_180_4_padding() -> None:

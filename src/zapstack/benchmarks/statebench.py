@@ -29,7 +29,8 @@ drifts by tens of percent between turns; the two runs of one turn see the same b
   (:mod:`.statepeer`), the deployed shape, on this box's other core; for those, also
   the CPU milliseconds one sync costs the client, its event-loop thread and the peers
   (``quic1_cpu_ms`` ...), medians: with fewer cores than busy threads, their sum over
-  the cores bounds the wall time from below.
+  the cores bounds the wall time from below; and ``replies`` / ``reply_MB``, what the
+  peers send (``bench/bench_zapdb_state.py`` times the same bytes over QUIC alone).
 
 :func:`run` is the ``state_commit`` row of ``zap bench``; ``bench/bench_zapdb_state.py``
 prints every figure.  Temporary stores live under ``tmp`` and are removed.
@@ -266,9 +267,10 @@ def _sync_once(src: ZapDB, chain: Chain, peers: int, path: Path, depth: int) -> 
     return dt
 
 
-def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
+def _client_once(src: ZapDB, depth: int, path: Path) -> tuple[Lap, int, int]:
     """The client's share of one sync, timed alone: the STATE_CHUNK replies are built
-    first (not timed), then parsed, verified and kept (ChunkLoader), joined and committed."""
+    first (not timed), then parsed, verified and kept (ChunkLoader), joined and committed.
+    Also the number of replies and their bytes (what the peers send)."""
     server = BootstrapServer(src)
     root = server.pin()
     total = 1 << depth
@@ -302,7 +304,7 @@ def _client_once(src: ZapDB, depth: int, path: Path) -> Lap:
         raise AssertionError("the client did not reach the source root")
     db.close()
     shutil.rmtree(path, ignore_errors=True)
-    return dt
+    return dt, len(replies), sum(len(reply) for _, _, reply in replies)
 
 
 def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> dict[str, float]:
@@ -322,7 +324,8 @@ def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> di
     for i in range(max(1, repeat)):
         laps["sync1"].append(_sync_once(src, chain, 1, tmp / f"sync1-{i}", depth))
         laps["sync3"].append(_sync_once(src, chain, 3, tmp / f"sync3-{i}", depth))
-        laps["client"].append(_client_once(src, depth, tmp / f"syncc-{i}"))
+        alone, replies, reply_bytes = _client_once(src, depth, tmp / f"syncc-{i}")
+        laps["client"].append(alone)
         if processes:
             root = src.root()
             src.close()  # the peers open it in their processes
@@ -341,7 +344,8 @@ def state_sync(tmp: Path, n: int, repeat: int, *, processes: bool = False) -> di
             laps["raw"].append(raw_put_seconds(tmp / f"syncraw{i}", list(view.iterate())))
     src.close()
     mb = state / 1e6
-    out = {"state_MB": mb, "chunk_depth": float(depth)}
+    out = {"state_MB": mb, "chunk_depth": float(depth), "replies": float(replies)}
+    out["reply_MB"] = reply_bytes / 1e6
     raw = laps["raw"]
     for name, runs in laps.items():
         wall, cpu = _median(runs)
