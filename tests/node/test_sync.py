@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -174,8 +174,8 @@ def _download(chain: sync_mod.ChainSync, client: _Client) -> list[dict[str, Any]
             return await wait(pred, timeout)
 
         driver.wait = watched  # type: ignore[method-assign]
-        started = asyncio.get_running_loop().time()
-        await chain._download(client, driver, {}, started)  # type: ignore[arg-type]
+        chain.watch = chain.new_watch(asyncio.get_running_loop().time())
+        await chain._download(client, driver, {})  # type: ignore[arg-type]
 
     asyncio.run(run())
     return seen
@@ -255,3 +255,119 @@ def test_a_stalled_sync_says_what_the_peers_refused(monkeypatch: pytest.MonkeyPa
         _download(chain, client)
     assert str(err.value).startswith("state sync made no progress for 0 s (at height 8, 0/64")
     assert str(err.value).endswith("; validators connected: [1]" + sync_mod.refusals(refused))
+
+
+# ---------------------------------------------------------------- starting over
+
+
+def test_a_target_the_peers_stopped_serving_is_given_up_for_a_newer_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No chunk comes and every poll brings another NOT_FOUND: after the retarget bound
+    the download returns True (start over), logged at WARNING, well before the stall
+    bound."""
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 5.0)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", 0.1)
+    chain, client = _chain_sync(), _Client(total=64, every=0)
+    driver = _Driver(client)
+    wait = driver.wait
+
+    async def refusing(pred: Any, timeout: float) -> bool:
+        driver.refused[StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)] += 1
+        return await wait(pred, timeout)
+
+    driver.wait = refusing  # type: ignore[method-assign]
+    caplog.set_level("WARNING", logger="zapstack.node")
+
+    async def run() -> tuple[bool, float]:
+        t0 = asyncio.get_running_loop().time()
+        chain.watch = chain.new_watch(t0)
+        again = await chain._download(client, driver, {})  # type: ignore[arg-type]
+        return again, asyncio.get_running_loop().time() - t0
+
+    again, took = asyncio.run(run())
+    assert again and 0.1 <= took < 5.0
+    assert chain.watch is not None and chain.watch.retargets == 1
+    assert chain.watch.record(chain.watch.now)["target"] is None
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("state sync: the peers no longer serve the state root of height 8")
+    assert line.endswith("starting over at a newer block (1 of 3)")
+
+
+def test_a_new_drivers_refusals_count_on_from_the_earlier_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a start over the watch has seen 7 NOT_FOUND; the new driver's count starts at
+    0.  ``refused_before`` carries the 7: the watch sees one count that only grows (8 at
+    the new driver's first NOT_FOUND, which makes the new target due)."""
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 2.0)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", 0.05)
+    chain, client = _chain_sync(), _Client(total=64, every=0)
+    driver = _Driver(client)
+    wait = driver.wait
+
+    async def one_refusal(pred: Any, timeout: float) -> bool:
+        driver.refused[StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)] = 1
+        return await wait(pred, timeout)
+
+    driver.wait = one_refusal  # type: ignore[method-assign]
+
+    async def run(before: int) -> bool:
+        now = asyncio.get_running_loop().time()
+        chain.watch = chain.new_watch(now)
+        chain.watch.observe(5, NO_PROGRESS, now, not_found=7)  # the earlier target's 7
+        return await chain._download(client, driver, {}, before)  # type: ignore[arg-type]
+
+    assert asyncio.run(run(7)) is True
+    assert chain.watch is not None and chain.watch.record(chain.watch.now)["not_found"] == 8
+
+
+class _Closing(_Driver):
+    """A driver of the loop test: records that it was closed."""
+
+    made: ClassVar[list[_Closing]] = []
+
+    def __init__(self, client: _Client, on_event: Any = None) -> None:
+        super().__init__(client)
+        self.closed = False
+        _Closing.made.append(self)
+
+    async def wait(self, pred: Any, timeout: float) -> bool:
+        if self.client.every == 0:  # the first target: its root is refused, never served
+            self.refused[StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)] += 1
+        return await super().wait(pred, timeout)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_state_sync_starts_over_with_a_new_client_and_adopts_the_second_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", 0.1)
+    monkeypatch.setattr(sync_mod, "ClientDriver", _Closing)
+    monkeypatch.setattr(sync_mod, "cert_check", lambda g: lambda view, cert: True)
+    _Closing.made = []
+    chain = _chain_sync()
+    clients = [_Client(total=64, every=0), _Client(total=3, every=1)]
+    clients[1].target = TargetChosen(12, b"\x03" * 32, b"\x04" * 32)
+    made: list[_Client] = []
+
+    def new_client(check: Any) -> tuple[_Client, Any]:
+        made.append(clients[len(made)])
+        return made[-1], SimpleNamespace(queue=[])
+
+    adopted: list[_Client] = []
+
+    async def adopt(client: _Client, driver: Any, kept: Any, started: float) -> None:
+        adopted.append(client)
+
+    monkeypatch.setattr(chain, "_client", new_client)
+    monkeypatch.setattr(chain, "_adopt", adopt)
+    asyncio.run(chain.state_sync())
+    assert made == clients and adopted == [clients[1]] and clients[1].done
+    assert [d.closed for d in _Closing.made] == [True, True]  # each driver closed
+    assert chain.watch is None  # cleared when the sync ends

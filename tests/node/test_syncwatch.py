@@ -93,20 +93,59 @@ def test_a_line_says_how_long_no_chunk_came_when_none_came_since_the_start() -> 
 def test_the_status_record() -> None:
     watch = SyncWatch(10.0, stall_s=60, every_s=10)
     assert watch.record(10.0) == {
-        "target": None, "chunks": 0, "of": 0, "entries": 0, "seconds": 0.0, "idle_s": 0.0
+        "target": None, "chunks": 0, "of": 0, "entries": 0, "seconds": 0.0, "idle_s": 0.0,
+        "retargets": 0, "not_found": 0,
     }  # fmt: skip
     watch.observe(7, StateProgress(5, 256, 480), 12.5)
     watch.observe(7, StateProgress(5, 256, 480), 14.0)
     assert watch.now == 14.0
     assert watch.record(14.0) == {
-        "target": 7, "chunks": 5, "of": 256, "entries": 480, "seconds": 4.0, "idle_s": 1.5
+        "target": 7, "chunks": 5, "of": 256, "entries": 480, "seconds": 4.0, "idle_s": 1.5,
+        "retargets": 0, "not_found": 0,
     }  # fmt: skip
 
 
-@pytest.mark.parametrize(("stall", "every"), [(0, 10), (60, 0), (-1, 10)])
-def test_bounds_must_be_positive(stall: float, every: float) -> None:
+@pytest.mark.parametrize(
+    ("stall", "every", "retarget"), [(0, 10, None), (60, 0, None), (-1, 10, None), (60, 10, 0)]
+)
+def test_bounds_must_be_positive(stall: float, every: float, retarget: float | None) -> None:
     with pytest.raises(ValueError, match="positive"):
-        SyncWatch(0.0, stall_s=stall, every_s=every)
+        SyncWatch(0.0, stall_s=stall, every_s=every, retarget_s=retarget)
+
+
+def test_a_target_refused_not_found_with_no_progress_is_due_a_start_over() -> None:
+    watch = SyncWatch(0.0, stall_s=60, every_s=10, retarget_s=10, retargets=2)
+    watch.observe(5, StateProgress(3, 64, 30), 1.0, not_found=4)  # progress at 1.0
+    watch.observe(5, StateProgress(3, 64, 30), 10.9, not_found=9)
+    assert not watch.retarget_due(10.9)  # refused since the progress, but not 10 s yet
+    watch.observe(5, StateProgress(3, 64, 30), 11.0, not_found=9)
+    assert watch.retarget_due(11.0)
+    watch.retargeted(11.0)
+    assert watch.record(11.0) == {
+        "target": None, "chunks": 0, "of": 0, "entries": 0, "seconds": 11.0, "idle_s": 0.0,
+        "retargets": 1, "not_found": 9,
+    }  # fmt: skip
+    assert not watch.stalled(70.9) and not watch.retarget_due(30.0)  # starting over: progress
+    watch.observe(8, NO_PROGRESS, 12.0, not_found=9)  # the new target
+    watch.observe(8, NO_PROGRESS, 40.0, not_found=9)
+    assert not watch.retarget_due(40.0)  # no progress, but nothing refused since the target
+    watch.observe(8, NO_PROGRESS, 41.0, not_found=10)
+    assert watch.retarget_due(41.0)
+    watch.retargeted(41.0)
+    watch.observe(9, NO_PROGRESS, 42.0, not_found=10)
+    watch.observe(9, NO_PROGRESS, 99.0, not_found=50)
+    assert not watch.retarget_due(99.0)  # both start-overs spent: the stall bound decides
+    assert watch.stalled(102.0) and watch.retargets == 2
+
+
+def test_without_a_target_or_a_retarget_bound_nothing_is_due() -> None:
+    never = SyncWatch(0.0, stall_s=60, every_s=10)  # retarget_s None
+    never.observe(5, NO_PROGRESS, 1.0, not_found=0)
+    never.observe(5, NO_PROGRESS, 50.0, not_found=7)
+    assert not never.retarget_due(50.0)
+    untargeted = SyncWatch(0.0, stall_s=60, every_s=10, retarget_s=1, retargets=3)
+    untargeted.observe(None, NO_PROGRESS, 0.5, not_found=7)  # refusals before any target
+    assert not untargeted.retarget_due(30.0)
 
 
 _step = st.tuples(
@@ -134,3 +173,36 @@ def test_stalled_matches_a_model_of_the_last_change(
         watch.observe(target, StateProgress(chunks, total, 10 * chunks), now)
         for probe in (now, now + stall / 2, now + stall):
             assert watch.stalled(probe) == (probe - last_change >= stall)
+
+
+_retarget_step = st.tuples(
+    st.floats(0, 8, allow_nan=False),  # seconds until the observation
+    st.one_of(st.none(), st.integers(1, 2)),  # target height
+    st.integers(0, 2),  # chunks verified
+    st.integers(0, 2),  # more NOT_FOUND refusals since the last observation
+    st.booleans(),  # start over when due
+)
+
+
+@given(st.lists(_retarget_step, max_size=40), st.integers(0, 3))
+def test_retarget_due_matches_a_model(
+    steps: list[tuple[float, int | None, int, int, bool]], budget: int
+) -> None:
+    """Model: due iff start-overs are left, a target is set, the last change (or start
+    over) is >= 10 s back, and the NOT_FOUND count rose since that change."""
+    watch = SyncWatch(0.0, stall_s=100, every_s=10, retarget_s=10, retargets=budget)
+    now, changed, nf, nf_at_change, left = 0.0, 0.0, 0, 0, budget
+    seen: tuple[int | None, int, int] = (None, 0, 0)  # (target, total, chunks)
+    for gap, target, chunks, refusals, start_over in steps:
+        now += gap
+        nf += refusals
+        if (target, 4, chunks) != seen:
+            changed, nf_at_change, seen = now, nf, (target, 4, chunks)
+        watch.observe(target, StateProgress(chunks, 4, chunks), now, not_found=nf)
+        due = left > 0 and target is not None and now - changed >= 10 and nf > nf_at_change
+        assert watch.retarget_due(now) == due
+        if due and start_over:
+            watch.retargeted(now)
+            left -= 1
+            changed, nf_at_change, seen = now, nf, (None, 0, 0)  # NO_PROGRESS
+    assert watch.retargets == budget - left

@@ -26,6 +26,8 @@ __all__ = [
     "GOSSIP_PERIOD_S",
     "MAX_GOSSIP",
     "STATE_SYNC_REPORT_S",
+    "STATE_SYNC_RETARGETS",
+    "STATE_SYNC_RETARGET_S",
     "STATE_SYNC_STALL_S",
     "STATUS_PERIOD_S",
     "TICK_PERIOD_S",
@@ -46,6 +48,12 @@ chunk depth, no verified chunk) for this long (seconds); it has no bound on its 
 time, which grows with the state (:mod:`zapstack.node.syncwatch`)."""
 STATE_SYNC_REPORT_S = 10.0
 """How often a state sync logs its progress while chunks come (seconds)."""
+STATE_SYNC_RETARGET_S = 10.0
+"""A state sync whose peers answer its target's chunks NOT_FOUND (they stopped serving that
+root) and that made no progress for this long (seconds) starts over at a newer block."""
+STATE_SYNC_RETARGETS = 3
+"""Most times one state sync starts over at a newer block; past them the stall bound
+(``STATE_SYNC_STALL_S``) ends it, saying what the peers refused."""
 TICK_PERIOD_S = 0.02
 """How often the tx service and the consensus timer are ticked."""
 GOSSIP_PERIOD_S = 0.1

@@ -25,8 +25,11 @@ Contract
   target block, chunk depth or verified chunk for ``STATE_SYNC_STALL_S`` raises
   ``ZapError`` with what it had reached (the node stops); a progress line is logged at
   INFO every ``STATE_SYNC_REPORT_S`` while chunks come, and :meth:`ChainSync.progress`
-  is the status record meanwhile (status ``state_sync``).  :attr:`ChainSync.stats` says
-  what it did (status ``sync``).
+  is the status record meanwhile (status ``state_sync``).  When the peers stop serving
+  the target's state root (its chunks refused ``NOT_FOUND``, no progress for
+  ``STATE_SYNC_RETARGET_S``: the sync outlived their ``state_hold_blocks``), the sync
+  starts over at a newer block, logged at WARNING, at most ``STATE_SYNC_RETARGETS``
+  times.  :attr:`ChainSync.stats` says what it did (status ``sync``).
 
 Both run on the node's event loop and always close their client driver
 (``finally``).
@@ -45,7 +48,13 @@ from zapstack.bootstrap.events import HeadSeen
 from zapstack.consensus import cert as cert_mod
 from zapstack.errors import TransportError, WireCode, ZapError
 from zapstack.node.bootstrap_driver import ClientDriver, DeferredApplier, cert_check
-from zapstack.node.config import CATCH_UP_TIMEOUT, STATE_SYNC_REPORT_S, STATE_SYNC_STALL_S
+from zapstack.node.config import (
+    CATCH_UP_TIMEOUT,
+    STATE_SYNC_REPORT_S,
+    STATE_SYNC_RETARGET_S,
+    STATE_SYNC_RETARGETS,
+    STATE_SYNC_STALL_S,
+)
 from zapstack.node.health import PeerHeights
 from zapstack.node.syncwatch import SyncWatch
 from zapstack.transport.streams import StreamType
@@ -162,20 +171,29 @@ class ChainSync:
                 kept.setdefault(view.height, (bytes(view.buffer), cert))
             return ok
 
-        client, applier = self._client(check)
         heads: dict[bytes, int] = {}
-        driver = ClientDriver(
-            client,
-            on_event=lambda e: (
-                heads.update({e.peer: e.height}) if isinstance(e, HeadSeen) else None
-            ),
-        )
         started = asyncio.get_running_loop().time()
+        self.watch = self.new_watch(started)
+        refused_before = 0  # NOT_FOUND refusals of the drivers closed by a start over
         try:
-            await self._download(client, driver, heads, started)
+            while True:
+                client, applier = self._client(check)
+                driver = ClientDriver(
+                    client,
+                    on_event=lambda e: (
+                        heads.update({e.peer: e.height}) if isinstance(e, HeadSeen) else None
+                    ),
+                )
+                try:
+                    again = await self._download(client, driver, heads, refused_before)
+                finally:
+                    await driver.close()
+                if not again:
+                    break
+                refused_before += driver.refused[StreamType.STATE_CHUNK, WireCode.NOT_FOUND]
+                kept.clear()  # the next target is another block: keep the blocks from there
         finally:
             self.watch = None
-            await driver.close()
         if client.target is None and heads and not any(heads.values()):
             self._start_at_genesis(len(heads))
             return
@@ -183,14 +201,33 @@ class ChainSync:
         for block, cert in applier.queue:  # blocks above the target the client checked
             await self.node.consensus.commit(block, cert, cert_mod.decode(cert).round, -1)
 
+    @staticmethod
+    def new_watch(now: float) -> SyncWatch:
+        """The progress watch of a state sync starting at ``now`` (the config's bounds)."""
+        return SyncWatch(
+            now,
+            STATE_SYNC_STALL_S,
+            STATE_SYNC_REPORT_S,
+            retarget_s=STATE_SYNC_RETARGET_S,
+            retargets=STATE_SYNC_RETARGETS,
+        )
+
     async def _download(
-        self, client: BootstrapClient, driver: ClientDriver, heads: dict[bytes, int], started: float
-    ) -> None:
-        """Run the client against every validator until it is done, or all sit at genesis;
-        ZapError once it makes no progress for ``STATE_SYNC_STALL_S``."""
+        self,
+        client: BootstrapClient,
+        driver: ClientDriver,
+        heads: dict[bytes, int],
+        refused_before: int = 0,
+    ) -> bool:
+        """Run the client against every validator until it is done, or all sit at genesis
+        (False), or the peers stopped serving its target's root (True: start over, once
+        :meth:`SyncWatch.retarget_due <zapstack.node.syncwatch.SyncWatch.retarget_due>`);
+        ZapError once it makes no progress for ``STATE_SYNC_STALL_S``.  ``self.watch``
+        tracks it; ``refused_before``: NOT_FOUND refusals of earlier drivers."""
         node = self.node
         loop = asyncio.get_running_loop()
-        watch = self.watch = SyncWatch(started, STATE_SYNC_STALL_S, STATE_SYNC_REPORT_S)
+        watch = self.watch
+        assert watch is not None
         # dial every validator we are not connected to (a restarted node's peers may
         # still hold a dead connection to it), so chunks come from all of them
         await asyncio.gather(
@@ -199,9 +236,21 @@ class ChainSync:
         )
         while not client.done:
             now = loop.time()
-            watch.observe(
-                None if client.target is None else client.target.height, client.progress, now
-            )
+            not_found = refused_before + driver.refused[StreamType.STATE_CHUNK, WireCode.NOT_FOUND]
+            target = None if client.target is None else client.target.height
+            watch.observe(target, client.progress, now, not_found)
+            if watch.retarget_due(now):
+                watch.retargeted(now)
+                log.warning(
+                    "state sync: the peers no longer serve the state root of height %s "
+                    "(NOT_FOUND, no progress for %.0f s); starting over at a newer block "
+                    "(%d of %d)",
+                    target,
+                    STATE_SYNC_RETARGET_S,
+                    watch.retargets,
+                    STATE_SYNC_RETARGETS,
+                )
+                return True
             if watch.stalled(now):
                 linked = node.conns.connected()
                 raise ZapError(
@@ -219,6 +268,7 @@ class ChainSync:
             ):
                 break  # every peer is at genesis: nothing to download
             await driver.wait(lambda: client.done, SYNC_POLL_S)
+        return False
 
     def _start_at_genesis(self, peers: int) -> None:
         """Every peer is at genesis: start from our own genesis state."""

@@ -65,6 +65,11 @@ STATUS: Schema = {
                 "entries": {**U64, "description": "entries written"},
                 "seconds": {"type": "number", "description": "since the sync started"},
                 "idle_s": {"type": "number", "description": "since its last progress"},
+                "retargets": {**U64, "description": "times it started over at a newer block"},
+                "not_found": {
+                    **U64,
+                    "description": "STATE_CHUNK requests the peers refused NOT_FOUND",
+                },
             },
         },
     },
