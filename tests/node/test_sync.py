@@ -260,24 +260,34 @@ def test_a_stalled_sync_says_what_the_peers_refused(monkeypatch: pytest.MonkeyPa
 # ---------------------------------------------------------------- starting over
 
 
+def _refused(
+    monkeypatch: pytest.MonkeyPatch, *, stall: float, retarget: float, once: bool
+) -> tuple[sync_mod.ChainSync, _Client, _Driver]:
+    """A sync whose client never verifies a chunk, with a driver that counts one more
+    STATE_CHUNK NOT_FOUND at each poll (``once``: only one in all), polled every 20 ms."""
+    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", stall)
+    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", retarget)
+    client = _Client(total=64, every=0)
+    driver = _Driver(client)
+    wait = driver.wait
+
+    async def refusing(pred: Any, timeout: float) -> bool:
+        key = (StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND))
+        driver.refused[key] = 1 if once else driver.refused[key] + 1
+        return await wait(pred, timeout)
+
+    driver.wait = refusing  # type: ignore[method-assign]
+    return _chain_sync(), client, driver
+
+
 def test_a_target_the_peers_stopped_serving_is_given_up_for_a_newer_one(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No chunk comes and every poll brings another NOT_FOUND: after the retarget bound
     the download returns True (start over), logged at WARNING, well before the stall
     bound."""
-    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
-    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 5.0)
-    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", 0.1)
-    chain, client = _chain_sync(), _Client(total=64, every=0)
-    driver = _Driver(client)
-    wait = driver.wait
-
-    async def refusing(pred: Any, timeout: float) -> bool:
-        driver.refused[StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)] += 1
-        return await wait(pred, timeout)
-
-    driver.wait = refusing  # type: ignore[method-assign]
+    chain, client, driver = _refused(monkeypatch, stall=5.0, retarget=0.1, once=False)
     caplog.set_level("WARNING", logger="zapstack.node")
 
     async def run() -> tuple[bool, float]:
@@ -301,18 +311,7 @@ def test_a_new_drivers_refusals_count_on_from_the_earlier_ones(
     """After a start over the watch has seen 7 NOT_FOUND; the new driver's count starts at
     0.  ``refused_before`` carries the 7: the watch sees one count that only grows (8 at
     the new driver's first NOT_FOUND, which makes the new target due)."""
-    monkeypatch.setattr(sync_mod, "SYNC_POLL_S", 0.02)
-    monkeypatch.setattr(sync_mod, "STATE_SYNC_STALL_S", 2.0)
-    monkeypatch.setattr(sync_mod, "STATE_SYNC_RETARGET_S", 0.05)
-    chain, client = _chain_sync(), _Client(total=64, every=0)
-    driver = _Driver(client)
-    wait = driver.wait
-
-    async def one_refusal(pred: Any, timeout: float) -> bool:
-        driver.refused[StreamType.STATE_CHUNK, int(WireCode.NOT_FOUND)] = 1
-        return await wait(pred, timeout)
-
-    driver.wait = one_refusal  # type: ignore[method-assign]
+    chain, client, driver = _refused(monkeypatch, stall=2.0, retarget=0.05, once=True)
 
     async def run(before: int) -> bool:
         now = asyncio.get_running_loop().time()
