@@ -23,7 +23,13 @@ from zapstack.bootstrap.wire import (
     encode_range_request,
     encode_state_request,
 )
-from zapstack.errors import WireCode
+from zapstack.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    StoreError,
+    WireCode,
+    ZapError,
+)
 from zapstack.node.stateserve import INLINE_BLOCKS, StateServing
 from zapstack.transport.events import Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, StreamInfo
@@ -204,6 +210,35 @@ def test_a_request_estimated_small_is_answered_at_once_on_the_loop(served) -> No
     assert large == NO_ACTIONS and conn.answers == {4: ("reply", server.answer_state(whole))}
     assert server.request_entries(b"bad") == 0
     assert server.request_entries(encode_state_request(StateRequest(b"\x07" * 32, 0, 0, 1))) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (StoreError("store closed"), WireCode.NOT_FOUND),  # the node is going down
+        (LocalProtocolError("chunk 3 is over its bound"), WireCode.INTERNAL),
+        (
+            RemoteProtocolError("bad", code=WireCode.STREAM_PROTOCOL_VIOLATION),
+            WireCode.STREAM_PROTOCOL_VIOLATION,
+        ),
+    ],
+)
+def test_an_answer_at_once_fails_as_one_on_the_worker_would(  # type: ignore[no-untyped-def]
+    served, monkeypatch: pytest.MonkeyPatch, error: ZapError, code: WireCode
+) -> None:
+    server, root = served
+    small = encode_state_request(StateRequest(root, 3, 0, 1))
+    serving = StateServing(server)  # ~40 entries: answered at once
+
+    def failing(data: bytes) -> bytes:
+        raise error
+
+    monkeypatch.setattr(server, "answer_state", failing)
+
+    async def main() -> object:
+        return _ask(serving, b"p", 0, Conn(), small)
+
+    assert _run(serving, main) == (Reject(code),)
 
 
 def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,8 @@ has one queued: that one is refused instead (a few connections that fill the que
 not keep another peer out).  A root the server stopped serving before the
 worker got to it is ``NOT_FOUND``, and so is a store closed under it
 (:class:`~zapstack.errors.StoreError`: the node is going down); any other error is the
-:class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk over its bound).  A
+:class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk over its bound) --
+the same whether the request was answered on the worker or at once on the loop.  A
 reply for a stream that ended meanwhile is dropped (the connection's ``reply`` is a no-op
 then).  Without a responder (a session run
 by no adapter: sans-IO tests) the server's own synchronous handler is used.
@@ -59,7 +60,7 @@ from functools import partial
 
 from zapstack.bootstrap.config import MAX_WINDOW
 from zapstack.bootstrap.server import BootstrapServer, RequestHandler
-from zapstack.errors import RemoteProtocolError, StoreError, WireCode, ZapError
+from zapstack.errors import StoreError, WireCode, ZapError
 from zapstack.node.fairqueue import FairQueue
 from zapstack.transport.events import HandlerAction, Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, Responder, StreamHandler, StreamInfo
@@ -190,7 +191,9 @@ class _Deferred(RequestHandler):
             here, work = serving.plan(info, bytes(self._buf))
             if here:  # a few ms: here and now
                 return (Reply(work(), fin=True),)
-        except RemoteProtocolError as exc:
+        except StoreError:  # the store was closed under it: as on the worker
+            return (Reject(WireCode.NOT_FOUND),)
+        except ZapError as exc:  # a bad request, a chunk over its bound: its own code
             return (Reject(exc.code),)
         if not serving.submit(info.peer, info.stream_id, work, self._responder):
             return (Reject(WireCode.RATE_LIMITED),)
