@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zapstack.node.fairqueue import FairQueue
+from zapstack.node.fairqueue import Admission, FairQueue
 
 
 def test_round_robin_one_peer_at_a_time() -> None:
@@ -63,11 +63,29 @@ def test_drain_forgets_the_queued_and_keeps_the_running_counted() -> None:
     assert q.open() == 0
 
 
+def test_many_identities_cannot_keep_a_validator_out() -> None:
+    """Four identities, one request each, fill the queue: none holds two more than
+    another, so an ordinary peer is refused, but a validator evicts one of them; and an
+    ordinary peer never evicts a validator's request, however many the validator holds."""
+    q: FairQueue[str] = FairQueue(per_peer=4, total=4, priority={b"V"})
+    for bot in (b"b1", b"b2", b"b3", b"b4"):
+        assert q.admit(bot, bot.decode()).taken
+    assert q.admit(b"x", "x") == Admission(False)  # the fairness rule finds no one
+    assert q.admit(b"V", "v0") == Admission(True, "b1")  # ties: the earliest in turn
+    assert q.admit(b"V", "v1") == Admission(True, "b2")
+    assert q.admit(b"V", "v2") == Admission(True, "b3")
+    assert q.admit(b"b1", "b1'") == Admission(False)  # V holds 3 > 0 + 2: still kept
+    assert q.next() == (b"b4", "b4") and q.next() == (b"V", "v0")
+    q.done(b"b4")
+    q.done(b"V")
+    assert q.open(b"V") == 2 and q.open() == 2
+
+
 class Model:
     """The contract, written out plainly: lists, counts, the rules as worded."""
 
-    def __init__(self, per_peer: int, total: int) -> None:
-        self.per_peer, self.total = per_peer, total
+    def __init__(self, per_peer: int, total: int, priority: frozenset[bytes] = frozenset()) -> None:
+        self.per_peer, self.total, self.priority = per_peer, total, priority
         self.queued: list[tuple[bytes, int]] = []  # in arrival order
         self.running: list[bytes] = []
         self.turn: list[bytes] = []  # peers with queued requests, in turn order
@@ -80,7 +98,15 @@ class Model:
             return False, None
         evicted = None
         if len(self.queued) + len(self.running) >= self.total:
-            candidates = [p for p in self.turn if self.held(p) >= self.held(peer) + 2]
+            validator = peer in self.priority
+            # the fairness rule; an ordinary asker never evicts a validator
+            candidates = [
+                p
+                for p in self.turn
+                if self.held(p) >= self.held(peer) + 2 and (validator or p not in self.priority)
+            ]
+            if not candidates and validator:  # a validator evicts any ordinary peer
+                candidates = [p for p in self.turn if p not in self.priority]
             if not candidates:
                 return False, None
             most = max(self.held(p) for p in candidates)
@@ -119,10 +145,17 @@ OPS = st.lists(
 )
 
 
-@given(st.integers(1, 4), st.integers(1, 8), OPS)
-def test_equals_the_model(per_peer: int, total: int, ops: list[tuple[str, object]]) -> None:
-    q: FairQueue[int] = FairQueue(per_peer, total)
-    model = Model(per_peer, total)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 8),
+    OPS,
+    st.frozensets(st.sampled_from([b"A", b"B", b"C", b"D"]), max_size=2),
+)
+def test_equals_the_model(
+    per_peer: int, total: int, ops: list[tuple[str, object]], priority: frozenset[bytes]
+) -> None:
+    q: FairQueue[int] = FairQueue(per_peer, total, priority)
+    model = Model(per_peer, total, priority)
     for n, (op, arg) in enumerate(ops):
         if op == "admit":
             assert isinstance(arg, bytes)

@@ -41,3 +41,14 @@ def test_db_max_gib_is_the_state_stores_map_size(
         assert node.db._env.info()["map_size"] == (DB_MAX_GIB if gib is None else gib) << 30
     finally:
         node.close()
+
+
+def test_the_fellow_validators_come_first_in_state_serving(
+    devnet_home: Path, tmp_path: Path
+) -> None:
+    node = _built(devnet_home, tmp_path)
+    try:
+        others = {a.node_id for a in node.g.addresses if a.index != node.me}
+        assert node.serving.queue.priority == others and len(others) == node.g.vset.n - 1
+    finally:
+        node.close()

@@ -241,6 +241,29 @@ def test_an_answer_at_once_fails_as_one_on_the_worker_would(  # type: ignore[no-
     assert _run(serving, main) == (Reject(code),)
 
 
+def test_a_validator_is_served_when_many_identities_fill_the_queue(served) -> None:  # type: ignore[no-untyped-def]
+    server, root = served
+    ok = encode_state_request(StateRequest(root, 2, 0, 1))
+    serving = StateServing(server, per_peer=2, total=3, inline=-1, priority={b"V"})
+
+    async def main() -> tuple[list[object], Conn]:
+        conn = Conn()
+        worker_free = threading.Event()
+        serving._pool.submit(worker_free.wait)
+        got = [_ask(serving, b"bot%d" % i, 4 * i, conn, ok) for i in range(4)]
+        got.append(_ask(serving, b"V", 40, conn, ok))  # full: V evicts a queued bot's
+        worker_free.set()
+        await conn.wait(4)
+        return got, conn
+
+    got, conn = _run(serving, main)
+    assert got == [NO_ACTIONS] * 3 + [(Reject(WireCode.RATE_LIMITED),), NO_ACTIONS]
+    # bot0's went to the worker at once; of the queued, bot1's (earliest in turn) made room
+    assert conn.answers[4] == ("refuse", WireCode.RATE_LIMITED)
+    assert conn.answers[40] == ("reply", server.answer_state(ok))
+    assert conn.answers[0] == conn.answers[8] == ("reply", server.answer_state(ok))
+
+
 def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore[no-untyped-def]
     server, root = served
     serving = StateServing(server, inline=-1)

@@ -9,7 +9,11 @@ of them (queued or running) and all peers at most ``total``.  A request past
 at least two more than the asker and has one still queued, that peer's newest queued
 request is evicted (the caller refuses it with ``RATE_LIMITED``) and the asker's taken,
 so a few connections that fill the queue cannot keep another peer out; otherwise it is
-refused.  :meth:`next` hands out the queued requests one peer at a time, in turn (each
+refused.  Peers in ``priority`` (a node's fellow validators) come first: a priority
+peer's request past ``total`` that the rule above leaves without room evicts instead the
+newest queued request of the ordinary peer holding most (ties: earliest in turn), and an
+ordinary peer's request never evicts a priority peer's -- so any number of identities,
+which cost an attacker nothing, cannot keep a validator from resyncing.  :meth:`next` hands out the queued requests one peer at a time, in turn (each
 peer's own in arrival order), so a peer with many queued waits its turn behind a peer
 with one, never the other way round.  Sans-IO and single-threaded (the loop's).
 """
@@ -17,6 +21,7 @@ with one, never the other way round.  Sans-IO and single-threaded (the loop's).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -37,9 +42,11 @@ class Admission(Generic[J]):
 class FairQueue(Generic[J]):
     """Requests of many peers for one worker (see the module docstring)."""
 
-    def __init__(self, per_peer: int, total: int) -> None:
+    def __init__(self, per_peer: int, total: int, priority: Collection[bytes] = ()) -> None:
         self.per_peer = per_peer
         self.total = total
+        self.priority = frozenset(priority)
+        """Peers whose requests come first (see the module docstring)."""
         self._open: Counter[bytes] = Counter()
         """Requests per peer, queued or running."""
         self._queued: OrderedDict[bytes, deque[J]] = OrderedDict()
@@ -55,7 +62,14 @@ class FairQueue(Generic[J]):
             return Admission(False)
         evicted = None
         if self._open.total() >= self.total:
-            holders = [p for p in self._queued if self._open[p] >= self._open[peer] + 2]
+            first = peer in self.priority
+            holders = [
+                p
+                for p in self._queued
+                if self._open[p] >= self._open[peer] + 2 and (first or p not in self.priority)
+            ]
+            if not holders and first:
+                holders = [p for p in self._queued if p not in self.priority]
             if not holders:
                 return Admission(False)
             victim = max(holders, key=lambda p: self._open[p])  # ties: earliest in turn

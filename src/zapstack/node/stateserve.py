@@ -28,7 +28,10 @@ one peer and ``total`` of all peers queued or running (both kinds together), ser
 peer at a time in turn (:class:`~zapstack.node.fairqueue.FairQueue`); one more is refused
 at once with ``RATE_LIMITED``, unless a peer holding at least two more than its sender
 has one queued: that one is refused instead (a few connections that fill the queue do
-not keep another peer out).  A root the server stopped serving before the
+not keep another peer out).  The peers in ``priority`` (a node passes its fellow
+validators) come first: theirs evict an ordinary peer's queued request when the queue is
+full, and are never evicted by one (many identities, free to make, do not keep a
+validator from resyncing).  A root the server stopped serving before the
 worker got to it is ``NOT_FOUND``, and so is a store closed under it
 (:class:`~zapstack.errors.StoreError`: the node is going down); any other error is the
 :class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk over its bound) --
@@ -54,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -97,10 +100,11 @@ class StateServing:
         per_peer: int = MAX_WINDOW,
         total: int = TOTAL,
         inline: int = INLINE,
+        priority: Collection[bytes] = (),
     ) -> None:
         self.server = server
         self.inline = inline
-        self.queue: FairQueue[_Job] = FairQueue(per_peer, total)
+        self.queue: FairQueue[_Job] = FairQueue(per_peer, total, priority)
         """The requests that wait for the worker or run on it (:mod:`.fairqueue`)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-serve")
         self._running = self._closed = False
