@@ -13,9 +13,10 @@ refused.  Peers in ``priority`` (a node's fellow validators) come first: a prior
 peer's request past ``total`` that the rule above leaves without room evicts instead the
 newest queued request of the ordinary peer holding most (ties: earliest in turn), and an
 ordinary peer's request never evicts a priority peer's -- so any number of identities,
-which cost an attacker nothing, cannot keep a validator from resyncing.  :meth:`next` hands out the queued requests one peer at a time, in turn (each
-peer's own in arrival order), so a peer with many queued waits its turn behind a peer
-with one, never the other way round.  Sans-IO and single-threaded (the loop's).
+which cost an attacker nothing, cannot keep a validator from resyncing.  :meth:`next`
+hands out the queued requests one peer at a time, in turn (each peer's own in arrival
+order), so a peer with many queued waits its turn behind a peer with one, never the
+other way round.  Sans-IO and single-threaded (the loop's).
 """
 
 from __future__ import annotations
