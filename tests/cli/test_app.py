@@ -306,3 +306,19 @@ def test_version() -> None:
         [sys.executable, "-m", "zapstack.cli", "--version"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout == f"zap {version('zapstack')}\n"
+
+
+def test_node_help_names_the_defaults_the_settings_use() -> None:
+    from zapstack.node.settings import OPTIONS
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "zapstack.cli", "node", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},  # one line per option
+    )
+    assert proc.returncode == 0
+    for name in ("http_host", "db_max_gib", "state_hold_blocks", "log_level"):
+        flag = "--" + name.replace("_", "-")
+        [line] = [ln for ln in proc.stdout.splitlines() if f" {flag} " in ln]
+        assert f"(default {OPTIONS[name].default}" in line, line

@@ -24,7 +24,7 @@ from zapstack.cli.ceremony import register as register_ceremony
 from zapstack.cli.wallet import register as register_wallet
 from zapstack.conformance import SUITES, generate_all, run_files
 from zapstack.errors import ZapError
-from zapstack.node.settings import LOG_FORMATS, LOG_LEVELS, zap_version
+from zapstack.node.settings import LOG_FORMATS, LOG_LEVELS, OPTIONS, zap_version
 
 app = typer.Typer(
     help="zapstack: the Lux ZAP Stack (LP-0202) -- frames, ZapDB, QUIC, QuasarCert, DHT.",
@@ -211,7 +211,9 @@ def node(
         help="Serve the JSON API, /health, /metrics and the explorer on HTTP-HOST:PORT (0: off).",
     ),
     http_host: str = typer.Option(
-        None, "--http-host", help="Address the HTTP server binds (default 127.0.0.1)."
+        None,
+        "--http-host",
+        help=f"Address the HTTP server binds (default {OPTIONS['http_host'].default}).",
     ),
     binding: str = typer.Option(None, "--quic", callback=_binding, help="qh3 or aioquic."),
     halt_height: int = typer.Option(
@@ -227,20 +229,23 @@ def node(
         "--db-max-gib",
         min=1,
         max=1 << 16,
-        help="GiB the state store may grow to at most (default 1024; address space only).",
+        help=f"GiB the state store may grow to at most (default "
+        f"{OPTIONS['db_max_gib'].default}; address space only).",
     ),
     state_hold_blocks: int = typer.Option(
         None,
         "--state-hold-blocks",
         min=1,
         max=1 << 20,
-        help="Blocks a state root peers sync from stays served after the last 4 (default 256).",
+        help="Blocks a state root peers sync from stays served after the last 4 "
+        f"(default {OPTIONS['state_hold_blocks'].default}).",
     ),
     log_level: str = typer.Option(
         None,
         "--log-level",
         callback=_log_level,
-        help="Terminal log level: debug, info, warning (default), error.",
+        help=f"Terminal log level: {', '.join(LOG_LEVELS)} "
+        f"(default {OPTIONS['log_level'].default}).",
     ),
     log_format: str = typer.Option(
         None, "--log-format", callback=_log_format, help="Terminal format: text or json."
