@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -262,6 +263,42 @@ def test_a_validator_is_served_when_many_identities_fill_the_queue(served) -> No
     assert conn.answers[4] == ("refuse", WireCode.RATE_LIMITED)
     assert conn.answers[40] == ("reply", server.answer_state(ok))
     assert conn.answers[0] == conn.answers[8] == ("reply", server.answer_state(ok))
+
+
+def test_identities_at_one_host_share_one_peers_bounds(served) -> None:  # type: ignore[no-untyped-def]
+    """Requests count against the sender's host, not its identity (free to make), except a
+    fellow validator's (its node id) and where no adapter says the host (its node id)."""
+    server, root = served
+    ok = encode_state_request(StateRequest(root, 2, 0, 1))
+    serving = StateServing(server, per_peer=2, total=32, inline=-1, priority={b"V"})
+    info = _info(b"bot1", 0, None)
+    assert serving.key(info) == b"bot1"  # no host known
+    assert serving.key(replace(info, host="10.0.0.7")) == b"@10.0.0.7"
+    assert serving.key(replace(info, peer=b"V", host="10.0.0.7")) == b"V"
+
+    async def main() -> list[object]:
+        conn = Conn()
+        worker_free = threading.Event()
+        serving._pool.submit(worker_free.wait)
+        got = []
+        senders = [
+            (b"bot1", "10.0.0.7"),
+            (b"bot2", "10.0.0.7"),
+            (b"bot3", "10.0.0.7"),  # the host's third: past per_peer
+            (b"V", "10.0.0.7"),  # a validator at that address counts on its own
+            (b"other", "10.0.0.8"),
+        ]
+        for sid, (peer, host) in enumerate(senders):
+            handler = serving.handler(replace(_info(peer, 4 * sid, conn), host=host))
+            handler.on_data(ok)
+            got.append(handler.on_end())
+        worker_free.set()
+        await conn.wait(4)
+        return got
+
+    got = _run(serving, main)
+    refused = (Reject(WireCode.RATE_LIMITED),)
+    assert got == [NO_ACTIONS, NO_ACTIONS, refused, NO_ACTIONS, NO_ACTIONS]
 
 
 def test_close_waits_for_the_answer_being_built(served) -> None:  # type: ignore[no-untyped-def]

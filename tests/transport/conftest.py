@@ -27,6 +27,8 @@ class Sink:
 
     def __init__(self) -> None:
         self.streams: dict[tuple[bytes, int], Any] = {}
+        self.infos: dict[tuple[bytes, int], StreamInfo] = {}
+        """What each stream's handler factory was told."""
         self.changed = asyncio.Event()
 
     def __call__(self, info: StreamInfo) -> Any:
@@ -58,6 +60,7 @@ class Sink:
 
         handler = Handler()
         self.streams[(info.peer, info.stream_id)] = handler
+        self.infos[(info.peer, info.stream_id)] = info
         return handler
 
     async def wait(self, predicate: Any, timeout: float = 5.0) -> None:

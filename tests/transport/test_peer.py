@@ -64,6 +64,24 @@ def test_rejected_streams_do_not_disturb_others(binding: Binding) -> None:
     run_bounded(main(), 15)
 
 
+def test_a_handler_learns_the_peers_host_and_connection(binding: Binding) -> None:
+    """The adapter adds what the sans-IO session cannot know: the connection to answer on
+    and the peer's address (what a per-host bound counts by)."""
+
+    async def main() -> None:
+        sink, listener, dialers, (pa,), inbound = await setup(binding, 1)
+        stream = await pa.open_stream(StreamType.TX_SUBMIT)
+        await stream.finish(b"OK!")
+        key = (dialers[0].identity.node_id, stream.stream_id)
+        await sink.wait(lambda: key in sink.streams and sink.streams[key].end)
+        info = sink.infos[key]
+        assert info.host == "127.0.0.1" == inbound[key[0]].remote_host()
+        assert info.responder is inbound[key[0]]
+        await teardown(listener, dialers)
+
+    run_bounded(main(), 15)
+
+
 def test_connection_close_ends_only_that_peers_streams(binding: Binding) -> None:
     async def main() -> None:
         sink, listener, dialers, (pa, pb), inbound = await setup(binding, 2)

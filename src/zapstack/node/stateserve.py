@@ -25,13 +25,15 @@ request, a short gap) is answered at once.
 
 Bounds, checked at the request's FIN, before any work: at most ``per_peer`` requests of
 one peer and ``total`` of all peers queued or running (both kinds together), served one
-peer at a time in turn (:class:`~zapstack.node.fairqueue.FairQueue`); one more is refused
-at once with ``RATE_LIMITED``, unless a peer holding at least two more than its sender
-has one queued: that one is refused instead (a few connections that fill the queue do
-not keep another peer out).  The peers in ``priority`` (a node passes its fellow
-validators) come first: theirs evict an ordinary peer's queued request when the queue is
-full, and are never evicted by one (many identities, free to make, do not keep a
-validator from resyncing).  A root the server stopped serving before the
+peer at a time in turn (:class:`~zapstack.node.fairqueue.FairQueue`), where a peer other
+than a fellow validator is counted by its host (:meth:`StateServing.key`: the identities
+at one address share one peer's bounds); one more is refused at once with
+``RATE_LIMITED``, unless a peer holding at least two more than its sender has one queued:
+that one is refused instead (a few connections that fill the queue do not keep another
+peer out).  The peers in ``priority`` (a node passes its fellow validators) come first:
+theirs evict an ordinary peer's queued request when the queue is full, and are never
+evicted by one (many identities, free to make, do not keep a validator from resyncing).
+A root the server stopped serving before the
 worker got to it is ``NOT_FOUND``, and so is a store closed under it
 (:class:`~zapstack.errors.StoreError`: the node is going down); any other error is the
 :class:`~zapstack.errors.ZapError`'s code (``INTERNAL`` for a chunk over its bound) --
@@ -117,6 +119,14 @@ class StateServing:
             return self.server.handler(info.peer, info.stream_type)
         return _Deferred(self, info, info.responder)
 
+    def key(self, info: StreamInfo) -> bytes:
+        """Whom a request counts against: a fellow validator by its node id; any other peer
+        by its host, so every identity at one address shares one peer's bounds; its node id
+        where the host is unknown (no adapter)."""
+        if info.peer in self.queue.priority or not info.host:
+            return info.peer
+        return b"@" + info.host.encode()
+
     def plan(self, info: StreamInfo, data: bytes) -> tuple[bool, Callable[[], bytes]]:
         """(answer here and now, the answer's work) for request ``data`` (on the loop;
         RemoteProtocolError to refuse a HEADER_RANGE request that does not parse)."""
@@ -199,6 +209,6 @@ class _Deferred(RequestHandler):
             return (Reject(WireCode.NOT_FOUND),)
         except ZapError as exc:  # a bad request, a chunk over its bound: its own code
             return (Reject(exc.code),)
-        if not serving.submit(info.peer, info.stream_id, work, self._responder):
+        if not serving.submit(serving.key(info), info.stream_id, work, self._responder):
             return (Reject(WireCode.RATE_LIMITED),)
         return NO_ACTIONS

@@ -73,6 +73,9 @@ class StreamInfo:
     """The peer's node id (32 bytes), or ``b""`` when unauthenticated."""
     responder: Responder | None = None
     """The connection, to answer later; None where no adapter runs the session (tests)."""
+    host: str = ""
+    """The peer's IP address as the adapter saw it when the stream opened ("" where no
+    adapter runs the session): what a per-host bound counts by."""
 
 
 class StreamHandler(Protocol):
@@ -98,7 +101,10 @@ HandlerFactory = Callable[[StreamInfo], StreamHandler]
 """Creates the handler for a newly typed stream."""
 
 
-def with_responder(factory: HandlerFactory, responder: Responder) -> HandlerFactory:
+def with_responder(
+    factory: HandlerFactory, responder: Responder, host: Callable[[], str] = lambda: ""
+) -> HandlerFactory:
     """``factory``, its streams' :class:`StreamInfo` carrying ``responder`` (the adapter's
-    connection object: the sans-IO session does not know it)."""
-    return lambda info: factory(replace(info, responder=responder))
+    connection object) and ``host()`` (the peer's address as the stream opens): the
+    sans-IO session knows neither."""
+    return lambda info: factory(replace(info, responder=responder, host=host()))

@@ -80,7 +80,9 @@ class Peer:
         self.initial_credit: tuple[int, int] = (0, 0)
         """(uni, bidi) stream limits the listener advertised (dialer side only)."""
         quic = protocol._quic
-        handlers = {st: with_responder(f, self) for st, f in endpoint.handlers.items()}
+        handlers = {
+            st: with_responder(f, self, self.remote_host) for st, f in endpoint.handlers.items()
+        }
         if not is_client:
             handlers[StreamType.HELLO] = lambda info: HelloHandler(
                 endpoint.identity.node_id, self.binding.odcid(quic)
@@ -113,6 +115,10 @@ class Peer:
     def node_id(self) -> bytes:
         """The peer's verified node id (``b""`` until verified)."""
         return self.session.peer
+
+    def remote_host(self) -> str:
+        """The peer's IP address (``""`` before its first datagram)."""
+        return str(self.binding.remote_host(self.protocol._quic))
 
     # --------------------------------------------------------- public API
 
