@@ -143,11 +143,8 @@ class Node:
         )
         if not self.needs_sync:
             self.boot.pin()
-        self.serving = StateServing(
-            self.boot,
-            priority=[a.node_id for a in self.g.addresses if a.index != self.me],
-        )
-        """STATE_CHUNK requests answered off the event loop, fellow validators first."""
+        self.serving = StateServing(self.boot, priority=self.conns.by_node_id)
+        """STATE_CHUNK requests answered off the event loop, the validators' first."""
         self.pusher = PushWriter(self.boot, self.conns.find)
         self.dht: NodeDht | None = None
         self.metrics = NodeMetrics(self)

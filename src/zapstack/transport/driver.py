@@ -314,7 +314,7 @@ class Endpoint:
 
     def _inbound(self, peer: Peer) -> None:
         if self.limits is None or peer.node_id not in self.limits.validators:
-            host = peer.remote_host()
+            host = self.binding.remote_host(peer.protocol._quic)
             if (why := self.caps.admit(peer, host)) is not None:
                 self.breach_counts["connections"] += 1  # with the stream bounds' metric
                 log.info("peer %s at %s refused: %s", peer.node_id.hex()[:16], host, why)

@@ -18,8 +18,8 @@ library connection (the protocol object) it runs on.  It
   proves its own identity on a HELLO stream; on the listener, resolves
   :attr:`Peer.authenticated` once the HELLO verified (then the endpoint's inbound caps).
 
-:class:`OutStream` (:mod:`.outstream`) is our sending side of a stream we opened.  Peers are made
-by :class:`~zapstack.transport.driver.Endpoint` (which re-exports both names).
+:class:`OutStream` (:mod:`.outstream`) is our sending side of a stream we opened.
+:class:`~zapstack.transport.driver.Endpoint` makes peers (and re-exports both names).
 
 Concurrency: one event loop; every method is called on it.  Awaiting methods are
 bounded by the endpoint's ``TransportConfig.op_timeout`` and raise
@@ -80,9 +80,8 @@ class Peer:
         self.initial_credit: tuple[int, int] = (0, 0)
         """(uni, bidi) stream limits the listener advertised (dialer side only)."""
         quic = protocol._quic
-        handlers = {
-            st: with_responder(f, self, self.remote_host) for st, f in endpoint.handlers.items()
-        }
+        host = functools.partial(self.binding.remote_host, quic)  # for per-host bounds
+        handlers = {st: with_responder(f, self, host) for st, f in endpoint.handlers.items()}
         if not is_client:
             handlers[StreamType.HELLO] = lambda info: HelloHandler(
                 endpoint.identity.node_id, self.binding.odcid(quic)
@@ -115,10 +114,6 @@ class Peer:
     def node_id(self) -> bytes:
         """The peer's verified node id (``b""`` until verified)."""
         return self.session.peer
-
-    def remote_host(self) -> str:
-        """The peer's IP address (``""`` before its first datagram)."""
-        return str(self.binding.remote_host(self.protocol._quic))
 
     # --------------------------------------------------------- public API
 
@@ -393,8 +388,7 @@ class Peer:
 
 
 _MAY_FAIL = (ResetStream, StopSending, CloseConnection)
-"""Commands a library may refuse harmlessly: a late reset/stop on a stream the
-library already finished (unwinds are idempotent), a close of a closed connection."""
+"""Commands a library may refuse harmlessly: a late reset/stop (unwinds are idempotent), a close."""
 
 _EVENT_INPUTS: dict[str, Callable[[Peer, Any], None]] = {
     "StreamDataReceived": Peer._on_data,
