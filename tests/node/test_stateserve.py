@@ -275,6 +275,7 @@ def test_identities_at_one_host_share_one_peers_bounds(served) -> None:  # type:
     assert serving.key(info) == b"bot1"  # no host known
     assert serving.key(replace(info, host="10.0.0.7")) == b"@10.0.0.7"
     assert serving.key(replace(info, peer=b"V", host="10.0.0.7")) == b"V"
+    assert serving.key(replace(info, host="2001:db8::5")) == b"@2001:db8::/64"
 
     async def main() -> list[object]:
         conn = Conn()

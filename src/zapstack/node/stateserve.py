@@ -69,6 +69,7 @@ from zapstack.errors import StoreError, WireCode, ZapError
 from zapstack.node.fairqueue import FairQueue
 from zapstack.transport.events import HandlerAction, Reject, Reply
 from zapstack.transport.handler import NO_ACTIONS, Responder, StreamHandler, StreamInfo
+from zapstack.transport.inbound import netgroup
 from zapstack.transport.streams import StreamType
 
 __all__ = ["INLINE", "INLINE_BLOCKS", "TOTAL", "StateServing"]
@@ -120,12 +121,13 @@ class StateServing:
         return _Deferred(self, info, info.responder)
 
     def key(self, info: StreamInfo) -> bytes:
-        """Whom a request counts against: a fellow validator by its node id; any other peer
-        by its host, so every identity at one address shares one peer's bounds; its node id
-        where the host is unknown (no adapter)."""
+        """Whom a request counts against: a validator by its node id; any other peer by its
+        host (an IPv6 host by its /64, :func:`~zapstack.transport.inbound.netgroup`), so
+        every identity at one address shares one peer's bounds; its node id where the host
+        is unknown (no adapter)."""
         if info.peer in self.queue.priority or not info.host:
             return info.peer
-        return b"@" + info.host.encode()
+        return b"@" + netgroup(info.host).encode()
 
     def plan(self, info: StreamInfo, data: bytes) -> tuple[bool, Callable[[], bytes]]:
         """(answer here and now, the answer's work) for request ``data`` (on the loop;

@@ -7,7 +7,8 @@ connection state, the session's buffers up to their bounds).  :class:`InboundCap
 counts the inbound connections an endpoint holds, each under the IP address it came
 from, from the moment its HELLO verifies until it ends.  :meth:`InboundCaps.admit` says
 why one more must be closed -- ``total`` held, or ``per_host`` from that address
-(loopback included) -- or takes it in.  A validator's connection (the caller decides
+(loopback included; an IPv6 address counted with its /64, :func:`netgroup`) -- or takes
+it in.  A validator's connection (the caller decides
 who is one) is neither refused nor counted: the genesis set bounds those.  Sans-IO,
 single-threaded (the loop's).
 """
@@ -18,7 +19,7 @@ import ipaddress
 from collections import Counter
 from typing import Any
 
-__all__ = ["InboundCaps", "host_of"]
+__all__ = ["InboundCaps", "host_of", "netgroup"]
 
 
 def host_of(addr: Any) -> str:
@@ -33,6 +34,19 @@ def host_of(addr: Any) -> str:
     return str(ip)
 
 
+def netgroup(host: str) -> str:
+    """What a per-address bound counts ``host`` under: an IPv4 address itself, an IPv6
+    address its /64 (one subscriber's prefix: its 2**64 addresses cost an attacker nothing
+    to change between), anything else (not an IP address) as it is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class InboundCaps:
     """The inbound connections held, by IP address (see the module docstring)."""
 
@@ -40,13 +54,14 @@ class InboundCaps:
         self.total = total
         self.per_host = per_host
         self.held: dict[object, str] = {}
-        """Connections held: connection -> its IP address."""
+        """Connections held: connection -> its IP address (:func:`netgroup`)."""
         self._hosts: Counter[str] = Counter()
         self.refused = 0
         """Connections refused so far (a metric)."""
 
     def admit(self, conn: object, host: str) -> str | None:
         """Take ``conn`` from ``host`` in, or say why it is refused (counted)."""
+        host = netgroup(host)
         why = None
         if len(self.held) >= self.total:
             why = f"{self.total} inbound connections held"
