@@ -94,12 +94,13 @@ def test_a_running_state_sync_is_exported_and_absent_otherwise() -> None:
     m = NodeMetrics(node)
     assert not any(name.startswith("zap_state_sync") for name, _ in samples(m))
     record = {"target": 8, "chunks": 412, "of": 1024, "entries": 41200, "seconds": 20.0,
-              "idle_s": 1.5}  # fmt: skip
+              "idle_s": 1.5, "retargets": 1, "not_found": 6}  # fmt: skip
     node.sync.progress = lambda: record
     got = samples(m)
     assert got[("zap_state_sync_chunks", (("of", "verified"),))] == 412
     assert got[("zap_state_sync_chunks", (("of", "total"),))] == 1024
     assert got[("zap_state_sync_idle_seconds", ())] == 1.5
+    assert got[("zap_state_sync_retargets", ())] == 1
 
 
 def test_finalize_and_leg_histograms_observe_each_leg_once() -> None:

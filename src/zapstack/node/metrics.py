@@ -22,6 +22,7 @@ zap_peers_height                          gauge  peers' finalized height (health
 zap_healthy                               gauge  1 when ``/health`` answers 200
 zap_state_sync_chunks{of}                 gauge  a running state sync: verified, total
 zap_state_sync_idle_seconds               gauge  ... seconds since its last progress
+zap_state_sync_retargets                  gauge  ... times it started over at a newer block
 zap_in_flight{pipeline}                   gauge  work in flight per pipeline
 zap_tx_admitted_total                     ctr    txs admitted (tx receive stage 5)
 zap_tx_rejected_total{stage,code}         ctr    tx streams rejected, by stage and code
@@ -110,6 +111,11 @@ class NodeCollector(Collector):
                 "zap_state_sync_idle_seconds",
                 "since the state sync's last progress",
                 value=sync["idle_s"],
+            )
+            yield GaugeMetricFamily(
+                "zap_state_sync_retargets",
+                "times the state sync started over at a newer block",
+                value=sync["retargets"],
             )
         flight = GaugeMetricFamily("zap_in_flight", "work in flight", labels=["pipeline"])
         for pipeline, n in in_flight(node).items():
