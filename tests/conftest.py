@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from zapstack.devnet.processes import free_port_base, spawn_node
+from zapstack.devnet.processes import ProcessCluster, free_port_base, spawn_node
 from zapstack.node.genesis import Genesis, devnet_user, load_genesis, make_devnet
 from zapstack.zap import Signer
 
@@ -53,7 +53,11 @@ class ApiChain:
             except OSError:
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"node did not reach height {height}: {self.home}")
+                cluster = ProcessCluster([self.home])
+                cluster.procs[0] = self.proc  # what it was doing, for the failure message
+                raise AssertionError(
+                    f"node did not reach height {height}: {self.home}\n{cluster.report()}"
+                )
             time.sleep(0.2)
 
 
