@@ -55,7 +55,8 @@ class SyncWatch:
         self.retarget_s = retarget_s
         """No progress for this long while the target's chunks are refused NOT_FOUND: start
         over (None: never)."""
-        self.retargets_left = retargets
+        self.max_retargets = retargets
+        """Most times the sync may start over."""
         self.retargets = 0
         """Times the sync started over at a newer block."""
         self.started = now
@@ -98,7 +99,7 @@ class SyncWatch:
         """The peers stopped serving the target's root: start over (module docstring)."""
         return (
             self.retarget_s is not None
-            and self.retargets_left > 0
+            and self.retargets < self.max_retargets
             and self.target is not None
             and now - self.moved >= self.retarget_s
             and self._not_found > self._not_found_at_move
@@ -106,7 +107,6 @@ class SyncWatch:
 
     def retargeted(self, now: float) -> None:
         """The sync started over at ``now``: no target, no chunks; that is progress."""
-        self.retargets_left -= 1
         self.retargets += 1
         self.target, self.progress = None, NO_PROGRESS
         self.moved = now
