@@ -102,7 +102,7 @@ HandlerFactory = Callable[[StreamInfo], StreamHandler]
 
 
 def with_responder(
-    factory: HandlerFactory, responder: Responder, host: Callable[[], str] = lambda: ""
+    factory: HandlerFactory, responder: Responder, host: Callable[[], str]
 ) -> HandlerFactory:
     """``factory``, its streams' :class:`StreamInfo` carrying ``responder`` (the adapter's
     connection object) and ``host()`` (the peer's address as the stream opens): the
