@@ -74,8 +74,8 @@ class StreamInfo:
     responder: Responder | None = None
     """The connection, to answer later; None where no adapter runs the session (tests)."""
     host: str = ""
-    """The peer's IP address as the adapter saw it when the stream opened ("" where no
-    adapter runs the session): what a per-host bound counts by."""
+    """The peer's IP address as the adapter read it for the connection's first stream (""
+    where no adapter runs the session): what a per-host bound counts by."""
 
 
 class StreamHandler(Protocol):
@@ -105,6 +105,6 @@ def with_responder(
     factory: HandlerFactory, responder: Responder, host: Callable[[], str]
 ) -> HandlerFactory:
     """``factory``, its streams' :class:`StreamInfo` carrying ``responder`` (the adapter's
-    connection object) and ``host()`` (the peer's address as the stream opens): the
-    sans-IO session knows neither."""
+    connection object) and ``host()`` (the peer's address): the sans-IO session knows
+    neither."""
     return lambda info: factory(replace(info, responder=responder, host=host()))

@@ -80,7 +80,7 @@ class Peer:
         self.initial_credit: tuple[int, int] = (0, 0)
         """(uni, bidi) stream limits the listener advertised (dialer side only)."""
         quic = protocol._quic
-        host = functools.partial(self.binding.remote_host, quic)  # for per-host bounds
+        host = functools.cache(functools.partial(self.binding.remote_host, quic))  # read once
         handlers = {st: with_responder(f, self, host) for st, f in endpoint.handlers.items()}
         if not is_client:
             handlers[StreamType.HELLO] = lambda info: HelloHandler(
